@@ -1,0 +1,121 @@
+// Package policy evaluates fhirwall's Rego policies with OPA. The query is prepared once per policy set and
+// swapped atomically, so request handlers never lock.
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// Query is the rule every decision comes from.
+const Query = "data.fhirwall.authz.decision"
+
+// Result is what the policy decided. Obligations are interpreted by the decision core.
+type Result struct {
+	Allow       bool        `json:"allow"`
+	Status      int         `json:"status"`
+	Reasons     []string    `json:"reasons"`
+	Obligations Obligations `json:"obligations"`
+	Revision    string      `json:"-"`
+}
+
+// Obligations tell later stages what an allowed request must still respect.
+type Obligations struct {
+	Compartment *Compartment `json:"compartment,omitempty"`
+	Narrow      *Narrow      `json:"narrow,omitempty"`
+}
+
+// Compartment: every resource returned must be in this patient's compartment.
+type Compartment struct {
+	Patient string `json:"patient"`
+}
+
+// Narrow: the search parameter the proxy sets to Value, replacing whatever the client sent.
+type Narrow struct {
+	Param string `json:"param"`
+	Value string `json:"value"`
+}
+
+// ErrEvaluation means the policy could not produce a decision; callers fail closed.
+var ErrEvaluation = errors.New("policy evaluation failed")
+
+// Engine holds the current compiled policy set.
+type Engine struct {
+	current atomic.Pointer[compiled]
+}
+
+type compiled struct {
+	query    rego.PreparedEvalQuery
+	revision string
+}
+
+// New compiles the .rego files of fsys (skipping *_test.rego) and returns an engine.
+func New(ctx context.Context, fsys fs.FS) (*Engine, error) {
+	e := &Engine{}
+	if err := e.Load(ctx, fsys); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Load compiles a new policy set and swaps it in; on error the old set stays in force.
+func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
+	names, err := fs.Glob(fsys, "*.rego")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true)}
+	for _, n := range names {
+		if strings.HasSuffix(n, "_test.rego") {
+			continue
+		}
+		src, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(src))
+		h.Write(src)
+		opts = append(opts, rego.Module(n, string(src)))
+	}
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return fmt.Errorf("policy: compile: %w", err)
+	}
+	e.current.Store(&compiled{query: pq, revision: hex.EncodeToString(h.Sum(nil))[:16]})
+	return nil
+}
+
+// Revision identifies the policy set in force (a content hash), for audit records.
+func (e *Engine) Revision() string { return e.current.Load().revision }
+
+// Decide evaluates the policy for one input document.
+func (e *Engine) Decide(ctx context.Context, input any) (Result, error) {
+	c := e.current.Load()
+	rs, err := c.query.Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrEvaluation, err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return Result{}, fmt.Errorf("%w: no decision", ErrEvaluation)
+	}
+	var r Result
+	if err := convert(rs[0].Expressions[0].Value, &r); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrEvaluation, err)
+	}
+	if r.Status == 0 || (r.Allow && r.Status != 200) {
+		return Result{}, fmt.Errorf("%w: inconsistent decision %+v", ErrEvaluation, r)
+	}
+	r.Revision = c.revision
+	return r, nil
+}
