@@ -1,0 +1,77 @@
+// Package fhirserver asks the FHIR server the questions fhirwall needs answered before it can decide,
+// through a circuit breaker so a struggling server is not hammered and requests fail fast and closed.
+package fhirserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/fhirwall/fhirwall/internal/decision"
+)
+
+var _ decision.CompartmentChecker = (*Client)(nil)
+
+// Client talks to the FHIR server's base URL.
+type Client struct {
+	base    string
+	http    *http.Client
+	breaker *gobreaker.CircuitBreaker[bool]
+}
+
+// New returns a client for base (e.g. http://127.0.0.1:8090/fhir).
+func New(base string, hc *http.Client) *Client {
+	return &Client{
+		base: strings.TrimSuffix(base, "/"),
+		http: hc,
+		breaker: gobreaker.NewCircuitBreaker[bool](gobreaker.Settings{
+			Name:    "fhir-server",
+			Timeout: 10 * time.Second, // open → half-open after this long
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= 5
+			},
+		}),
+	}
+}
+
+// Matches reports whether resourceType/id exists and matches param=value, by searching
+// [type]?_id=id&param=value&_summary=count: the FHIR server's own search semantics decide membership.
+func (c *Client) Matches(ctx context.Context, resourceType, id, param, value string) (bool, error) {
+	return c.breaker.Execute(func() (bool, error) {
+		q := url.Values{"_id": {id}, param: {value}, "_summary": {"count"}}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/"+url.PathEscape(resourceType)+"?"+q.Encode(), nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Accept", "application/fhir+json")
+		req.Header.Set("Cache-Control", "no-cache")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			return false, fmt.Errorf("fhir server: %s answered %d", resourceType, resp.StatusCode)
+		}
+		var b struct {
+			ResourceType string `json:"resourceType"`
+			Total        *int   `json:"total"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&b); err != nil {
+			return false, fmt.Errorf("fhir server: %w", err)
+		}
+		if b.ResourceType != "Bundle" || b.Total == nil {
+			return false, errors.New("fhir server: count search did not return a Bundle with total")
+		}
+		return *b.Total == 1, nil
+	})
+}

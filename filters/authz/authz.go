@@ -1,0 +1,111 @@
+// Package authz is Envoy's ext_authz face of fhirwall: it translates a gRPC CheckRequest into the decision
+// core's Input and the core's Decision back into a CheckResponse. No decisions are made here.
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/outcome"
+)
+
+// DecisionHeader carries the decision id from ext_authz to ext_proc. Envoy strips it from clients; ext_authz
+// overwrites whatever arrives.
+const DecisionHeader = "x-fhirwall-decision-id"
+
+// Server implements envoy.service.auth.v3.Authorization.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	Core    *decision.Core
+	APIs    []decision.API
+	Pending *decision.Pending
+	Log     *slog.Logger
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// Check decides one request.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	rawPath, rawQuery, _ := strings.Cut(h.GetPath(), "?")
+	in := decision.Input{
+		Method:    h.GetMethod(),
+		RawQuery:  rawQuery,
+		SourceIP:  req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		RequestID: h.GetHeaders()["x-request-id"],
+	}
+	if a, ok := h.GetHeaders()["authorization"]; ok {
+		// Envoy joins repeated headers with ","; a bearer token never contains one, so a comma means two
+		// headers and is refused by the token parser.
+		in.Authorization = []string{a}
+	}
+	api, rest, err := decision.Route(s.APIs, rawPath)
+	if err != nil {
+		in.Path = rawPath
+		return s.deny(ctx, s.Core.Refuse(in, outcome.NotFound, "no_api")), nil
+	}
+	in.API, in.Path = api.Name, rest
+	d := s.Core.Decide(ctx, in)
+	if !d.Allow {
+		return s.deny(ctx, d), nil
+	}
+	s.Pending.Put(d)
+	ok := &authv3.OkHttpResponse{
+		Headers: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: DecisionHeader, Value: d.ID},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
+	if d.UpstreamQuery != rawQuery {
+		// Replace the whole query with the narrowed one: drop every parameter, then set the decided set.
+		orig, _ := url.ParseQuery(rawQuery)
+		for k := range orig {
+			ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, k)
+		}
+		narrowed, _ := url.ParseQuery(d.UpstreamQuery)
+		for k, vs := range narrowed {
+			for _, v := range vs {
+				ok.QueryParametersToSet = append(ok.QueryParametersToSet, &corev3.QueryParameter{Key: k, Value: v})
+			}
+		}
+	}
+	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API})
+	return &authv3.CheckResponse{
+		Status:          &status.Status{Code: int32(codes.OK)},
+		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		DynamicMetadata: meta,
+	}, nil
+}
+
+// deny writes the audit record of a refused request and builds the refusal. If the record cannot be made
+// durable the client gets 503 instead: fhirwall never answers without an audit record.
+func (s *Server) deny(ctx context.Context, d *decision.Decision) *authv3.CheckResponse {
+	r := d.Refusal
+	if err := s.Core.Record(ctx, d, r.Status, int64(len(r.Body())), 0); err != nil {
+		s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		r = outcome.Unavailable
+	}
+	var headers []*corev3.HeaderValueOption
+	for k, v := range r.Headers() {
+		headers = append(headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(codes.PermissionDenied)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+			Headers: headers,
+			Body:    string(r.Body()),
+		}},
+	}
+}

@@ -1,0 +1,42 @@
+package decision
+
+import (
+	"errors"
+	"strings"
+)
+
+// API is one of the FHIR APIs fhirwall fronts, e.g. {patient-access, /patient-access/fhir}.
+type API struct {
+	Name   string
+	Prefix string // path prefix of the API's FHIR base, no trailing slash
+}
+
+// ErrNoAPI means the path is under no configured API, or is not in normal form.
+var ErrNoAPI = errors.New("no API at this path")
+
+// Route finds the API a raw request path belongs to and returns the path below its base. The path must be
+// in normal form: encoded characters that change meaning, dot segments, empty segments and matrix parameters
+// are refused, never decoded and guessed at.
+func Route(apis []API, rawPath string) (API, string, error) {
+	lower := strings.ToLower(rawPath)
+	if !strings.HasPrefix(rawPath, "/") || strings.Contains(rawPath, "//") || strings.Contains(rawPath, ";") ||
+		strings.Contains(rawPath, "\\") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%2e") ||
+		strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") || hasDotSegment(rawPath) {
+		return API{}, "", ErrNoAPI
+	}
+	for _, a := range apis {
+		if rawPath == a.Prefix || strings.HasPrefix(rawPath, a.Prefix+"/") {
+			return a, strings.TrimPrefix(rawPath, a.Prefix), nil
+		}
+	}
+	return API{}, "", ErrNoAPI
+}
+
+func hasDotSegment(p string) bool {
+	for _, s := range strings.Split(p, "/") {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return false
+}

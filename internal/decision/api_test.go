@@ -1,0 +1,38 @@
+package decision
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestRouteFindsTheAPIAndRefusesAbnormalPaths(t *testing.T) {
+	apis := []API{{"patient-access", "/patient-access/fhir"}}
+	a, rest, err := Route(apis, "/patient-access/fhir/Patient/member-01")
+	if err != nil || a.Name != "patient-access" || rest != "/Patient/member-01" {
+		t.Fatalf("got %v %q %v", a, rest, err)
+	}
+	for _, p := range []string{
+		"/patient-access/fhirx/Patient", "/provider-access/fhir/Patient", "/patient-access/fhir/../x",
+		"/patient-access/fhir//Patient", "/patient-access/fhir/Patient%2Fmember-02", "/patient-access/fhir/%2e%2e/x",
+		"/patient-access/fhir/Patient;a=b", "patient-access/fhir/Patient", "/patient-access/fhir/./Patient",
+	} {
+		if _, _, err := Route(apis, p); !errors.Is(err, ErrNoAPI) {
+			t.Errorf("%s: want ErrNoAPI, got %v", p, err)
+		}
+	}
+}
+
+func FuzzRoute(f *testing.F) {
+	apis := []API{{"patient-access", "/patient-access/fhir"}}
+	f.Add("/patient-access/fhir/Patient/1")
+	f.Add("/patient-access/fhir/%2e%2e/admin")
+	f.Fuzz(func(t *testing.T, p string) {
+		a, rest, err := Route(apis, p)
+		if err != nil {
+			return
+		}
+		if a.Prefix+rest != p || hasDotSegment(rest) {
+			t.Fatalf("%q routed to %q + %q", p, a.Prefix, rest)
+		}
+	})
+}

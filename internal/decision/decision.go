@@ -1,0 +1,276 @@
+// Package decision is fhirwall's transport-free core: it decides a request and writes its audit record.
+// Envoy's ext_authz/ext_proc faces and the standalone reverse proxy all call it, so both modes answer alike.
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/fhir"
+	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/smart"
+	"github.com/fhirwall/fhirwall/internal/token"
+)
+
+// Input is one HTTP request as a face saw it. Path is below the API's FHIR base, already normalised.
+type Input struct {
+	API           string
+	Method        string
+	Path          string
+	RawQuery      string
+	Authorization []string
+	SourceIP      string
+	RequestID     string
+}
+
+// Decision is the outcome of Decide. When Allow is false, Refusal is what the client gets.
+type Decision struct {
+	ID       string
+	Time     time.Time
+	Input    Input
+	Allow    bool
+	Refusal  outcome.Refusal
+	Reasons  []string
+	Identity *token.Identity
+	Request  fhir.Request
+	Policy   policy.Result
+	// UpstreamQuery is the query string to send to the FHIR server, narrowed by the obligations.
+	UpstreamQuery string
+}
+
+// Verifier checks access tokens.
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (token.Identity, error)
+}
+
+// Policy evaluates the Rego policy set.
+type Policy interface {
+	Decide(ctx context.Context, input any) (policy.Result, error)
+	Revision() string
+}
+
+// CompartmentChecker answers whether the resource type/id matches param=value on the FHIR server; it is how
+// a read by id is held to the narrowing obligation before response enforcement exists.
+type CompartmentChecker interface {
+	Matches(ctx context.Context, resourceType, id, param, value string) (bool, error)
+}
+
+// Sink makes an audit record durable; a request is answered only after Write returned nil.
+type Sink interface {
+	Write(ctx context.Context, r audit.Record) error
+}
+
+// Core wires the decision stages together.
+type Core struct {
+	Tokens      Verifier
+	Policy      Policy
+	Compartment CompartmentChecker
+	Audit       Sink
+	Log         *slog.Logger
+	Now         func() time.Time
+}
+
+// Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
+func (c *Core) Decide(ctx context.Context, in Input) *Decision {
+	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
+	c.decide(ctx, d)
+	if !d.Allow {
+		c.Log.Info("refused", "decision_id", d.ID, "api", in.API, "method", in.Method, "path", in.Path,
+			"status", d.Refusal.Status, "reasons", d.Reasons)
+	}
+	return d
+}
+
+func (c *Core) decide(ctx context.Context, d *Decision) {
+	in := d.Input
+	authenticated := false
+	raw, err := token.FromAuthorization(in.Authorization)
+	if err == nil {
+		id, verr := c.Tokens.Verify(ctx, raw)
+		switch {
+		case verr == nil:
+			d.Identity, authenticated = &id, true
+		case errors.Is(verr, token.ErrUnavailable):
+			d.refuse(outcome.Unavailable, "issuer_unavailable")
+			return
+		default:
+			c.Log.Debug("token refused", "decision_id", d.ID, "error", verr) // never the token itself
+		}
+	}
+	req, err := fhir.Classify(in.Method, in.Path, in.RawQuery)
+	if err != nil {
+		if !authenticated {
+			d.refuse(outcome.Unauthenticated, "unauthenticated")
+			return
+		}
+		d.refuse(outcome.NotSupported, "unsupported_request")
+		return
+	}
+	d.Request = req
+	res, err := c.Policy.Decide(ctx, policyInput(in.API, d.Identity, req))
+	if err != nil {
+		c.Log.Error("policy failed", "decision_id", d.ID, "error", err)
+		d.refuse(outcome.Internal, "policy_error")
+		return
+	}
+	d.Policy = res
+	d.Reasons = res.Reasons
+	if !res.Allow {
+		d.Refusal = refusalFor(res.Status)
+		return
+	}
+	if d.Identity == nil && req.Interaction != fhir.Capabilities {
+		// Defence in depth: whatever the policy says, only the capability statement is public.
+		d.refuse(outcome.Unauthenticated, "unauthenticated")
+		return
+	}
+	if n := res.Obligations.Narrow; n != nil {
+		switch req.Interaction {
+		case fhir.SearchType:
+			q := url.Values{}
+			for k, v := range req.Params {
+				q[k] = v
+			}
+			q.Set(n.Param, n.Value) // overwrite, never add: a second value would widen an OR
+			d.UpstreamQuery = q.Encode()
+		case fhir.Read:
+			ok, err := c.Compartment.Matches(ctx, req.ResourceType, req.ID, n.Param, n.Value)
+			if err != nil {
+				c.Log.Error("compartment check failed", "decision_id", d.ID, "error", err)
+				d.refuse(outcome.Unavailable, "compartment_check_unavailable")
+				return
+			}
+			if !ok { // not the patient's, or not there at all: the same answer
+				d.refuse(outcome.NotFound, "not_this_patient")
+				return
+			}
+		default:
+			d.refuse(outcome.NotSupported, "obligation_not_enforceable")
+			return
+		}
+	} else {
+		d.UpstreamQuery = in.RawQuery
+	}
+	d.Allow = true
+}
+
+// Refuse records a refusal decided before the core could run (no API at this path, say).
+func (c *Core) Refuse(in Input, r outcome.Refusal, reason string) *Decision {
+	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
+	d.refuse(r, reason)
+	return d
+}
+
+func (d *Decision) refuse(r outcome.Refusal, reason string) {
+	d.Allow, d.Refusal = false, r
+	d.Reasons = append(d.Reasons, reason)
+}
+
+// refusalFor maps a policy status to the one refusal body used for it.
+func refusalFor(status int) outcome.Refusal {
+	switch status {
+	case 401:
+		return outcome.Unauthenticated
+	case 404:
+		return outcome.NotFound
+	case 400:
+		return outcome.NotSupported
+	case 403:
+		return outcome.Forbidden
+	default:
+		return outcome.Forbidden
+	}
+}
+
+func policyInput(api string, id *token.Identity, req fhir.Request) map[string]any {
+	in := map[string]any{
+		"api":           api,
+		"authenticated": id != nil,
+		"request": map[string]any{
+			"interaction":   string(req.Interaction),
+			"resource_type": req.ResourceType,
+			"id":            req.ID,
+			"version_id":    req.VersionID,
+			"params":        paramsInput(req.Params),
+		},
+	}
+	if id != nil {
+		set := smart.ParseSet(strings.Join(id.Scopes, " "))
+		scopes := make([]any, 0, len(set.Resource))
+		for _, s := range set.Resource {
+			p := s.Permissions
+			sc := map[string]any{"raw": s.Raw, "context": string(s.Context), "resource_type": s.ResourceType,
+				"permissions": map[string]any{"c": p.Create, "r": p.Read, "u": p.Update, "d": p.Delete, "s": p.Search}}
+			if s.Params != nil {
+				sc["params"] = paramsInput(s.Params)
+			}
+			scopes = append(scopes, sc)
+		}
+		in["identity"] = map[string]any{"client_id": id.ClientID, "subject": id.Subject, "patient": id.Patient,
+			"fhir_user": id.FHIRUser, "scopes": scopes, "other_scopes": toAny(set.Other)}
+		if id.Patient == "" {
+			delete(in["identity"].(map[string]any), "patient")
+		}
+	}
+	return in
+}
+
+func paramsInput(v url.Values) map[string]any {
+	m := make(map[string]any, len(v))
+	for k, vals := range v {
+		m[k] = toAny(vals)
+	}
+	return m
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// Record writes the audit record of a finished request: status is what the client received.
+// It runs detached from the caller's context so a client hanging up cannot lose the record.
+func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration) error {
+	r := audit.Record{
+		Schema: audit.SchemaVersion, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
+		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: c.Policy.Revision(),
+		Scopes: []string{}, Patients: []string{}, Method: d.Input.Method, Path: d.Input.Path,
+		ResourceType: d.Request.ResourceType, Interaction: string(d.Request.Interaction),
+		SourceIP: d.Input.SourceIP, RequestID: d.Input.RequestID, Status: status,
+		DataCategories: []string{}, Bytes: bytes, UpstreamMillis: float64(upstream.Microseconds()) / 1000,
+	}
+	if id := d.Identity; id != nil {
+		r.ClientID, r.Subject, r.FHIRUser, r.TokenJTI, r.Scopes = id.ClientID, id.Subject, id.FHIRUser, id.JTI, nonNil(id.Scopes)
+	}
+	if cp := d.Policy.Obligations.Compartment; cp != nil {
+		r.Patients = []string{cp.Patient}
+	} else if d.Identity != nil && d.Identity.Patient != "" {
+		r.Patients = []string{d.Identity.Patient} // the patient a refused request was made for
+	}
+	if d.Allow && status >= 200 && status < 300 {
+		r.DataCategories = audit.DataCategories(d.Request.ResourceType)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.Audit.Write(ctx, r); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

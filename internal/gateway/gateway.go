@@ -1,0 +1,130 @@
+// Package gateway is fhirwall's standalone face: a plain Go reverse proxy in front of the FHIR server that
+// calls the same decision core in-process that Envoy reaches over ext_authz and ext_proc.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/outcome"
+)
+
+// Gateway proxies the configured APIs to one FHIR server.
+type Gateway struct {
+	core     *decision.Core
+	apis     []decision.API
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+}
+
+type ctxKey struct{}
+
+type exchange struct {
+	d       *decision.Decision
+	started time.Time
+}
+
+// errAudit marks a response that was withheld because its audit record could not be written.
+var errAudit = errors.New("audit record not durable")
+
+// New returns the handler. upstream is the FHIR server's base URL, e.g. http://127.0.0.1:8090/fhir.
+func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport http.RoundTripper, log *slog.Logger) *Gateway {
+	g := &Gateway{core: core, apis: apis, upstream: upstream, log: log}
+	g.proxy = &httputil.ReverseProxy{
+		Transport: transport,
+		Rewrite:   g.rewrite,
+		ModifyResponse: func(resp *http.Response) error {
+			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
+			if err := g.core.Record(resp.Request.Context(), ex.d, resp.StatusCode, resp.ContentLength, time.Since(ex.started)); err != nil {
+				return errors.Join(errAudit, err)
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			ex := r.Context().Value(ctxKey{}).(*exchange)
+			if errors.Is(err, errAudit) {
+				g.log.Error("audit write failed; refusing with 503", "decision_id", ex.d.ID, "error", err)
+				outcome.Unavailable.Write(w)
+				return
+			}
+			// The FHIR server is unreachable or broke the exchange: a 503 the client can retry, and its record.
+			g.log.Error("upstream failed", "decision_id", ex.d.ID, "error", err)
+			if rerr := g.core.Record(r.Context(), ex.d, http.StatusServiceUnavailable, 0, time.Since(ex.started)); rerr != nil {
+				g.log.Error("audit write failed", "decision_id", ex.d.ID, "error", rerr)
+			}
+			outcome.Unavailable.Write(w)
+		},
+	}
+	return g
+}
+
+// ServeHTTP decides the request, then either refuses it or proxies it.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	in := decision.Input{
+		Method:        r.Method,
+		RawQuery:      r.URL.RawQuery,
+		Authorization: r.Header.Values("Authorization"),
+		SourceIP:      sourceIP(r.RemoteAddr),
+		RequestID:     audit.NewID(), // never taken from the client
+	}
+	api, rest, err := decision.Route(g.apis, r.URL.EscapedPath())
+	var d *decision.Decision
+	if err != nil {
+		in.Path = r.URL.EscapedPath()
+		d = g.core.Refuse(in, outcome.NotFound, "no_api")
+	} else {
+		in.API, in.Path = api.Name, rest
+		d = g.core.Decide(r.Context(), in)
+	}
+	if !d.Allow {
+		ref := d.Refusal
+		if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {
+			g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+			ref = outcome.Unavailable
+		}
+		ref.Write(w)
+		return
+	}
+	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, started: time.Now()})
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(ctxKey{}).(*exchange)
+	out := pr.Out
+	out.URL.Scheme, out.URL.Host = g.upstream.Scheme, g.upstream.Host
+	out.URL.Path = strings.TrimSuffix(g.upstream.Path, "/") + ex.d.Input.Path
+	out.URL.RawPath = ""
+	out.URL.RawQuery = ex.d.UpstreamQuery
+	out.Host = g.upstream.Host
+	// Only fhirwall speaks for itself to the FHIR server: nothing a client sent under these names passes.
+	for name := range out.Header {
+		l := strings.ToLower(name)
+		if strings.HasPrefix(l, "x-fhirwall-") || strings.HasPrefix(l, "x-forwarded-") || l == "forwarded" ||
+			strings.HasPrefix(l, "x-envoy-") || l == "x-http-method-override" {
+			out.Header.Del(name)
+		}
+	}
+	out.Header.Set("X-Request-Id", ex.d.Input.RequestID)
+	// The token is for fhirwall; the FHIR server behind it trusts fhirwall's network position, not the app.
+	out.Header.Del("Authorization")
+	out.Header.Del("Cookie")
+}
+
+func sourceIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
+}
