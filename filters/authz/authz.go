@@ -19,8 +19,8 @@ import (
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
 
-// DecisionHeader carries the decision id from ext_authz to ext_proc. Envoy strips it from clients; ext_authz
-// overwrites whatever arrives.
+// DecisionHeader carries the decision id from ext_authz to ext_proc (ext_authz overwrites whatever a client
+// sent), and back to the client on every answer so a caller can quote it and an auditor find the record.
 const DecisionHeader = "x-fhirwall-decision-id"
 
 // Server implements envoy.service.auth.v3.Authorization.
@@ -95,7 +95,8 @@ func (s *Server) deny(ctx context.Context, d *decision.Decision) *authv3.CheckRe
 		s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
 		r = outcome.Unavailable
 	}
-	var headers []*corev3.HeaderValueOption
+	headers := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: DecisionHeader, Value: d.ID},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}}
 	for k, v := range r.Headers() {
 		headers = append(headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})

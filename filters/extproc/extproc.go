@@ -79,7 +79,12 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 				resp = immediate(outcome.Unavailable)
 				break
 			}
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
+				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: s.DecisionHeader, RawValue: []byte(d.ID)},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}}}},
+			}}}
 		default:
 			// Bodies and trailers are not requested by the filter config; receiving one means the config and this
 			// code disagree, and the safe answer is to stop the response.

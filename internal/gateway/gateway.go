@@ -27,6 +27,9 @@ type Gateway struct {
 	log      *slog.Logger
 }
 
+// DecisionHeader returns the decision id on every answer, as Envoy mode does.
+const DecisionHeader = "X-Fhirwall-Decision-Id"
+
 type ctxKey struct{}
 
 type exchange struct {
@@ -45,6 +48,7 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		Rewrite:   g.rewrite,
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
+			resp.Header.Set(DecisionHeader, ex.d.ID)
 			if err := g.core.Record(resp.Request.Context(), ex.d, resp.StatusCode, resp.ContentLength, time.Since(ex.started)); err != nil {
 				return errors.Join(errAudit, err)
 			}
@@ -52,6 +56,7 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ex := r.Context().Value(ctxKey{}).(*exchange)
+			w.Header().Set(DecisionHeader, ex.d.ID)
 			if errors.Is(err, errAudit) {
 				g.log.Error("audit write failed; refusing with 503", "decision_id", ex.d.ID, "error", err)
 				outcome.Unavailable.Write(w)
@@ -92,6 +97,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
 			ref = outcome.Unavailable
 		}
+		w.Header().Set(DecisionHeader, d.ID)
 		ref.Write(w)
 		return
 	}

@@ -1,0 +1,159 @@
+// Command fhirwall-proxy serves Envoy's ext_authz and ext_proc gRPC APIs and, when configured, runs the
+// same decisions as a standalone reverse proxy. It only wires; decisions live in internal/decision.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+
+	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
+	"github.com/fhirwall/fhirwall/adapters/fhirserver"
+	"github.com/fhirwall/fhirwall/config"
+	"github.com/fhirwall/fhirwall/filters/authz"
+	"github.com/fhirwall/fhirwall/filters/extproc"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/gateway"
+	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/policies"
+)
+
+func main() {
+	cfgPath := flag.String("config", "", "path to fhirwall.yaml (FHIRWALL_* environment variables override it)")
+	flag.Parse()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(*cfgPath, log); err != nil {
+		fmt.Fprintln(os.Stderr, "fhirwall-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfgPath string, log *slog.Logger) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var issuers []token.IssuerConfig
+	for _, is := range cfg.Issuers {
+		issuers = append(issuers, token.IssuerConfig{URL: is.URL, Audience: is.Audience, Algorithms: is.Algorithms})
+	}
+	verifier, err := token.NewVerifier(issuers, time.Now)
+	if err != nil {
+		return err
+	}
+	var policyFS fs.FS = policies.FS
+	if cfg.Policies.Dir != "" {
+		policyFS = os.DirFS(cfg.Policies.Dir)
+	}
+	engine, err := policy.New(ctx, policyFS)
+	if err != nil {
+		return err
+	}
+	sink := kafka.New(cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic)
+	defer sink.Close()
+	upstream, err := url.Parse(cfg.FHIRServer.URL)
+	if err != nil {
+		return err
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
+	core := &decision.Core{
+		Tokens:      verifier,
+		Policy:      engine,
+		Compartment: fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 5 * time.Second}),
+		Audit:       sink,
+		Log:         log,
+		Now:         time.Now,
+	}
+	var apis []decision.API
+	for _, a := range cfg.APIs {
+		apis = append(apis, decision.API{Name: a.Name, Prefix: a.Prefix})
+	}
+	log.Info("starting", "policy_revision", engine.Revision(), "apis", len(apis))
+
+	errc := make(chan error, 4)
+	var servers []func(context.Context)
+	if cfg.Proxy.GRPC != "" {
+		pending := decision.NewPending(2*time.Minute, time.Now)
+		go sweepPending(ctx, core, pending, log)
+		gs := grpc.NewServer()
+		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: core, APIs: apis, Pending: pending, Log: log})
+		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log})
+		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- gs.Serve(lis) }()
+		servers = append(servers, func(context.Context) { gs.GracefulStop() })
+		log.Info("ext_authz and ext_proc listening", "addr", cfg.Proxy.GRPC)
+	}
+	if cfg.Proxy.HTTP != "" {
+		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gateway.New(core, apis, upstream, transport, log),
+			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		servers = append(servers, serveHTTP(hs, errc))
+		log.Info("standalone proxy listening", "addr", cfg.Proxy.HTTP)
+	}
+	if cfg.Proxy.Admin != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = fmt.Fprintf(w, "ready policy_revision=%s\n", engine.Revision())
+		})
+		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}, errc))
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		s(sctx)
+	}
+	return nil
+}
+
+func serveHTTP(s *http.Server, errc chan<- error) func(context.Context) {
+	go func() { errc <- s.ListenAndServe() }()
+	return func(ctx context.Context) { _ = s.Shutdown(ctx) }
+}
+
+// sweepPending writes the records of allowed requests whose response never reached ext_proc.
+func sweepPending(ctx context.Context, core *decision.Core, p *decision.Pending, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, d := range p.Expired() {
+				if err := core.Record(ctx, d, 0, 0, 0); err != nil {
+					log.Error("audit write failed for expired decision", "decision_id", d.ID, "error", err)
+				}
+			}
+		}
+	}
+}
