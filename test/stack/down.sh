@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Stop everything up.sh started. Data stays under .fhirwall/ for the next start.
+. "$(dirname "$0")/lib.sh"
+S=$FHIRWALL_ROOT/test/stack
+bash "$S/envoy.sh" stop || true
+bash "$S/fhirwall.sh" stop || true
+for svc in hapi keycloak kafka; do bash "$S/$svc.sh" stop || true; done

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Bring up the whole default stack on loopback, once: Kafka, Keycloak and HAPI FHIR (started side by side),
+# the seed data, then fhirwall-xds, fhirwall-proxy and Envoy. Idempotent: what runs already is left alone.
+. "$(dirname "$0")/lib.sh"
+S=$FHIRWALL_ROOT/test/stack
+t0=$(date +%s)
+
+# The JVMs start in parallel; each script waits for its own health check.
+pids=()
+for svc in kafka keycloak hapi; do
+  bash "$S/$svc.sh" start >"$FHIRWALL_STATE/log/$svc-start.log" 2>&1 &
+  pids+=("$!:$svc")
+done
+# Meanwhile, the Go binaries and Envoy get built and installed.
+bash "$S/fhirwall.sh" build
+bash "$S/envoy.sh" install
+failed=0
+for p in "${pids[@]}"; do
+  if ! wait "${p%%:*}"; then
+    log "${p#*:} failed to start:"; cat "$FHIRWALL_STATE/log/${p#*:}-start.log" >&2; failed=1
+  fi
+done
+[ "$failed" = 0 ] || die "stack did not come up; logs in $FHIRWALL_STATE/log"
+
+(cd "$FHIRWALL_ROOT" && go run ./test/seed -fhir "http://127.0.0.1:$HAPI_PORT/fhir") || die "seed data was refused"
+bash "$S/fhirwall.sh" start
+bash "$S/envoy.sh" start
+bash "$S/envoy.sh" wait-ready
+log "stack up in $(( $(date +%s) - t0 ))s"
