@@ -1,0 +1,47 @@
+# fhirwall: `make demo` brings up the default stack and prints what to try; `make test` runs every test.
+SHELL := /usr/bin/env bash
+GO    ?= go
+STATE := .fhirwall
+OPA   := $(STATE)/bin/opa
+
+.PHONY: demo test unit policy-test e2e stack-up stack-down build fuzz bench
+
+## demo: the real stack (Kafka, Keycloak, HAPI FHIR + seed data, fhirwall-xds, fhirwall-proxy, Envoy) on loopback
+demo: stack-up
+	@bash test/stack/demo-info.sh
+
+## test: unit tests, policy tests, then the end-to-end suites against the real stack
+test: unit policy-test e2e
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# opa is built from the Go module cache at the version go.mod pins, so policy tests match the engine.
+$(OPA): go.mod
+	@mkdir -p $(STATE)/bin
+	$(GO) build -o $(OPA) github.com/open-policy-agent/opa
+
+policy-test: $(OPA)
+	$(OPA) fmt --list --fail policies
+	$(OPA) check --strict policies
+	$(OPA) test --coverage --format=json policies | $(GO) run ./test/tools/opacoverage -min 95
+	$(OPA) test policies
+
+e2e: stack-up
+	$(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/...
+	@echo "stack left running for the next run; stop it with: make stack-down"
+
+stack-up:
+	bash test/stack/up.sh
+
+stack-down:
+	bash test/stack/down.sh
+
+build:
+	bash test/stack/fhirwall.sh build
+
+## fuzz: a short run of every fuzz target (seed corpora always run as part of `make unit`)
+fuzz:
+	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzRoute:./internal/decision; do \
+	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=20s $${t#*:} || exit 1; done
