@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/spf13/viper"
 )
 
@@ -77,6 +78,26 @@ var KnownAPIs = []string{"patient-access", "provider-access", "payer-exchange", 
 
 // Load reads path (may be empty: defaults and environment only) and validates the result.
 func Load(path string) (*Config, error) {
+	v, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	return decode(v, path)
+}
+
+// Watch calls onChange with the new configuration (or the reason it was refused) whenever the file at path
+// changes. Callers keep what they run on when the error is non-nil.
+func Watch(path string, onChange func(*Config, error)) error {
+	v, err := read(path)
+	if err != nil {
+		return err
+	}
+	v.OnConfigChange(func(fsnotify.Event) { onChange(decode(v, path)) })
+	v.WatchConfig()
+	return nil
+}
+
+func read(path string) (*viper.Viper, error) {
 	v := viper.New()
 	v.SetDefault("fhir_server.url", "http://127.0.0.1:8090/fhir")
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
@@ -96,6 +117,10 @@ func Load(path string) (*Config, error) {
 			return nil, fmt.Errorf("config: read %s: %w", path, err)
 		}
 	}
+	return v, nil
+}
+
+func decode(v *viper.Viper, path string) (*Config, error) {
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)

@@ -68,7 +68,9 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			if d == nil {
-				resp = immediate(outcome.Internal)
+				// A local reply of a filter before this one (an ext_authz refusal, already recorded there, or an
+				// Envoy error): nothing reached the FHIR server on this exchange, so nothing more to record.
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
 				break
 			}
 			st, _ := strconv.Atoi(header(m.ResponseHeaders.GetHeaders(), ":status"))

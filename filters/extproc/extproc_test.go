@@ -36,7 +36,7 @@ func (f *fakeSink) Write(_ context.Context, r audit.Record) error {
 type fakePolicy struct{}
 
 func (fakePolicy) Decide(context.Context, any) (policy.Result, error) { return policy.Result{}, nil }
-func (fakePolicy) Revision() string                                 { return "fake" }
+func (fakePolicy) Revision() string                                   { return "fake" }
 
 func start(t *testing.T, sink *fakeSink) (extprocv3.ExternalProcessorClient, *decision.Pending) {
 	t.Helper()
@@ -125,5 +125,32 @@ func TestAuditDownWithholdsTheResponse(t *testing.T) {
 	_, resp := exchange(t, c, "d-2", "200")
 	if ir := resp.GetImmediateResponse(); ir == nil || ir.GetStatus().GetCode() != 503 {
 		t.Fatalf("want an immediate 503, got %v", resp)
+	}
+}
+
+// Envoy also runs ext_proc on the local reply of an ext_authz refusal: the response headers arrive without
+// request headers, and must pass unchanged (the refusal was recorded by ext_authz).
+func TestLocalReplyOfARefusalPassesUnrecorded(t *testing.T) {
+	sink := &fakeSink{records: make(chan audit.Record, 1)}
+	c, _ := start(t, sink)
+	s, err := c.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: headers(":status", "404")}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetResponseHeaders() == nil || resp.GetResponseHeaders().GetResponse().GetHeaderMutation() != nil {
+		t.Fatalf("want the refusal to pass unchanged, got %v", resp)
+	}
+	_ = s.CloseSend()
+	select {
+	case r := <-sink.records:
+		t.Fatalf("a refusal was recorded twice: %+v", r)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

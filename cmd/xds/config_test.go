@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fhirwall/fhirwall/config"
+	"github.com/fhirwall/fhirwall/internal/xds"
+)
+
+var example = filepath.Join("..", "..", "config", "fhirwall.yaml")
+
+func load(t *testing.T, path string) (xds.Config, error) {
+	t.Helper()
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xdsConfig(c)
+}
+
+func TestExampleConfigBuildsASnapshot(t *testing.T) {
+	cfg, err := load(t, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listener != (xds.Endpoint{Host: "127.0.0.1", Port: 10000}) ||
+		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir"}) ||
+		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
+		len(cfg.APIs) != 1 || cfg.APIs[0] != (xds.API{Name: "patient-access", PathPrefix: "/patient-access/fhir"}) {
+		t.Fatalf("got %+v", cfg)
+	}
+	if _, err := xds.NewSnapshot(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEnvironmentOverridesTheFile(t *testing.T) {
+	t.Setenv("FHIRWALL_FHIR_SERVER_URL", "http://hapi:8080/hapi/fhir")
+	t.Setenv("FHIRWALL_XDS_AUTHZ_ADDRESS", "fhirwall-proxy:9191")
+	cfg, err := load(t, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.FHIRServer != (xds.FHIRServer{Host: "hapi", Port: 8080, BasePath: "/hapi/fhir"}) ||
+		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) {
+		t.Fatalf("env not applied: %+v", cfg)
+	}
+}
+
+func TestBadXDSValuesAreAllReported(t *testing.T) {
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.NewReplacer("envoy_listen: 127.0.0.1:10000", "envoy_listen: 127.0.0.1:99999",
+		"url: http://127.0.0.1:8090/fhir", "url: https://127.0.0.1:8090/fhir").Replace(string(src))
+	path := filepath.Join(t.TempDir(), "fhirwall.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = load(t, path)
+	for _, w := range []string{"xds.envoy_listen", "only http://"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v does not mention %q", err, w)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+// Package xds turns fhirwall's configuration into the Envoy resources fhirwall-xds serves over ADS:
+// config → IR (package ir, validated whole) → listeners, routes and clusters → a consistent snapshot.
+package xds
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fhirwall/fhirwall/internal/xds/ir"
+)
+
+// Config is what the xDS translator needs to know; the caller maps its own configuration onto it.
+type Config struct {
+	Listener     Endpoint   `yaml:"listener"`
+	FHIRServer   FHIRServer `yaml:"fhir_server"`
+	AuthzService Endpoint   `yaml:"authz"`
+	APIs         []API      `yaml:"apis"`
+}
+
+// Endpoint is a host (IP address or DNS name) and a port.
+type Endpoint struct {
+	Host string `yaml:"host"`
+	Port uint32 `yaml:"port"`
+}
+
+// FHIRServer is the upstream FHIR server; BasePath is its FHIR base, "/fhir" when empty.
+type FHIRServer struct {
+	Host     string `yaml:"host"`
+	Port     uint32 `yaml:"port"`
+	BasePath string `yaml:"base_path"`
+}
+
+// API is one FHIR API fhirwall exposes (Patient Access, Provider Access, ...) under its own base path.
+type API struct {
+	Name       string `yaml:"name"`
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// Names of the resources fhirwall-xds generates. Golden files and the stack scripts rely on them.
+const (
+	ListenerName       = "fhirwall_http"
+	RouteConfigName    = "fhirwall_routes"
+	FHIRServerCluster  = "fhir_server"
+	AuthzCluster       = "fhirwall_authz"
+	ClientHeaderPrefix = "x-fhirwall-"
+)
+
+// Defaults the configuration does not (yet) expose.
+const (
+	defaultFHIRBasePath      = "/fhir"
+	authzTimeout             = 500 * time.Millisecond
+	authzStatusOnError       = 503
+	extProcMessageTimeout    = 2 * time.Second
+	authzMaxRequestBytes     = 64 << 10
+	fhirConnectTimeout       = 2 * time.Second
+	authzConnectTimeout      = 250 * time.Millisecond
+	circuitBreakerMaxConns   = 1024
+	circuitBreakerMaxPending = 1024
+	circuitBreakerMaxReqs    = 1024
+)
+
+// Translate builds the IR for cfg and validates it; the error lists every problem found.
+func Translate(cfg Config) (*ir.Xds, error) {
+	base := cleanPrefix(cfg.FHIRServer.BasePath)
+	if base == "" {
+		base = defaultFHIRBasePath
+	}
+	l := &ir.HTTPListener{
+		Name:                     ListenerName,
+		Address:                  cfg.Listener.Host,
+		Port:                     cfg.Listener.Port,
+		StripRequestHeaderPrefix: ClientHeaderPrefix,
+		ExtAuthz: &ir.ExtAuthz{
+			Cluster:         AuthzCluster,
+			Timeout:         authzTimeout,
+			StatusOnError:   authzStatusOnError,
+			MaxRequestBytes: authzMaxRequestBytes,
+		},
+		// The same fhirwall-proxy serves ext_proc; the audit write happens inside this timeout.
+		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: extProcMessageTimeout},
+	}
+	for _, api := range cfg.APIs {
+		l.Routes = append(l.Routes, &ir.HTTPRoute{
+			Name:          api.Name,
+			PathPrefix:    cleanPrefix(api.PathPrefix),
+			RewritePrefix: base,
+			Cluster:       FHIRServerCluster,
+		})
+	}
+	x := &ir.Xds{
+		Listener: l,
+		Clusters: []*ir.Cluster{
+			irCluster(FHIRServerCluster, cfg.FHIRServer.Host, cfg.FHIRServer.Port, false, fhirConnectTimeout),
+			irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
+		},
+	}
+	if err := x.Validate(); err != nil {
+		return nil, fmt.Errorf("translate config: %w", err)
+	}
+	return x, nil
+}
+
+func irCluster(name, host string, port uint32, http2 bool, connect time.Duration) *ir.Cluster {
+	return &ir.Cluster{
+		Name:               name,
+		Host:               host,
+		Port:               port,
+		HTTP2:              http2,
+		ConnectTimeout:     connect,
+		MaxConnections:     circuitBreakerMaxConns,
+		MaxPendingRequests: circuitBreakerMaxPending,
+		MaxRequests:        circuitBreakerMaxReqs,
+	}
+}
+
+// cleanPrefix drops one trailing slash so "/patient-access/fhir/" and "/patient-access/fhir" mean the same
+// API; anything stranger is left for the IR to refuse.
+func cleanPrefix(p string) string {
+	if len(p) > 1 {
+		return strings.TrimSuffix(p, "/")
+	}
+	return p
+}

@@ -1,0 +1,365 @@
+package xds
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// envoyBinary finds Envoy: $FHIRWALL_ENVOY_BIN, else what test/stack/envoy.sh installed.
+func envoyBinary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("FHIRWALL_ENVOY_BIN"); b != "" {
+		return b
+	}
+	out, err := exec.Command("bash", filepath.Join("..", "..", "test", "stack", "envoy.sh"), "bin").Output()
+	if err != nil {
+		t.Skip("envoy not installed: run `bash test/stack/envoy.sh install` (make test does) or set FHIRWALL_ENVOY_BIN")
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// staticBootstrap puts the resources into a bootstrap Envoy can load from a file: the route configuration
+// is inlined where the listener would fetch it over RDS.
+func staticBootstrap(t *testing.T, res *Resources) []byte {
+	t.Helper()
+	routes := map[string]*routev3.RouteConfiguration{}
+	for _, r := range res.Routes {
+		rc := r.(*routev3.RouteConfiguration)
+		routes[rc.GetName()] = rc
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:            &corev3.Node{Id: "fhirwall-test", Cluster: "fhirwall"},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{},
+	}
+	for _, r := range res.Listeners {
+		l := proto.Clone(r).(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+					t.Fatal(err)
+				}
+				rc, ok := routes[hcm.GetRds().GetRouteConfigName()]
+				if !ok {
+					t.Fatalf("listener %s names unknown route config %q", l.GetName(), hcm.GetRds().GetRouteConfigName())
+				}
+				hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}
+			}
+		}
+		b.StaticResources.Listeners = append(b.StaticResources.Listeners, l)
+	}
+	for _, c := range res.Clusters {
+		b.StaticResources.Clusters = append(b.StaticResources.Clusters, c.(*clusterv3.Cluster))
+	}
+	out, err := protojson.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEnvoyAcceptsGeneratedConfig runs `envoy --mode validate` on every golden input: the protos' own
+// validation does not know which extensions Envoy 1.40 ships or how it cross-checks fields.
+func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
+	bin := envoyBinary(t)
+	for name, cfg := range goldenInputs(t) {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bootstrap.json")
+			if err := os.WriteFile(path, staticBootstrap(t, buildResources(t, cfg)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "--mode", "validate", "-c", path, "--log-level", "warn").CombinedOutput()
+			if err != nil {
+				t.Fatalf("envoy rejects the generated config: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// fakeAuthz stands in for fhirwall-proxy's ext_authz service in this test of the generated Envoy config.
+// It decides by path: .../deny → 403, .../deny-503 → 503 denial, .../error-response → error_response with
+// its own body, anything else → allow and tell the FHIR server the patient.
+type fakeAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	mu     sync.Mutex
+	checks []*authv3.CheckRequest
+}
+
+const fakeDenialBody = `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden","diagnostics":"from fhirwall-proxy"}]}`
+
+func (f *fakeAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	f.mu.Lock()
+	f.checks = append(f.checks, req)
+	f.mu.Unlock()
+	fhirHeaders := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "content-type", Value: fhirJSON}}}
+	denied := func(status int) *authv3.DeniedHttpResponse {
+		return &authv3.DeniedHttpResponse{Status: &typev3.HttpStatus{Code: typev3.StatusCode(status)}, Headers: fhirHeaders, Body: fakeDenialBody}
+	}
+	path := req.GetAttributes().GetRequest().GetHttp().GetPath()
+	switch {
+	case strings.HasSuffix(path, "/deny"):
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied(403)}}, nil
+	case strings.HasSuffix(path, "/deny-503"):
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied(503)}}, nil
+	case strings.HasSuffix(path, "/error-response"):
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.Unavailable)},
+			HttpResponse: &authv3.CheckResponse_ErrorResponse{ErrorResponse: denied(503)}}, nil
+	}
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "x-fhirwall-patient", Value: "member-01"},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
+		}}}, nil
+}
+
+// fakeExtProc stands in for fhirwall-proxy's ext_proc service: it lets every exchange continue and marks the
+// responses it saw, so the test can tell ext_proc is on the path.
+type fakeExtProc struct {
+	extprocv3.UnimplementedExternalProcessorServer
+}
+
+func (fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		var resp *extprocv3.ProcessingResponse
+		switch req.Request.(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
+				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+					Header: &corev3.HeaderValue{Key: "x-fake-extproc", RawValue: []byte("seen")}}}}}}}}
+		default:
+			return fmt.Errorf("fake ext_proc: unexpected %T", req.Request)
+		}
+		if err := s.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *fakeAuthz) last() *authv3.CheckRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.checks) == 0 {
+		return nil
+	}
+	return f.checks[len(f.checks)-1]
+}
+
+func (f *fakeAuthz) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.checks)
+}
+
+type upstreamHit struct {
+	path    string
+	patient string
+}
+
+func freePort(t *testing.T) uint32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint32(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestEnvoyWithGeneratedConfig runs the real Envoy on the generated config between a fake FHIR server and
+// fakeAuthz, and checks what a client and the FHIR server see.
+func TestEnvoyWithGeneratedConfig(t *testing.T) {
+	bin := envoyBinary(t)
+
+	var mu sync.Mutex
+	var hits []upstreamHit
+	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, upstreamHit{path: r.URL.RequestURI(), patient: strings.Join(r.Header.Values("x-fhirwall-patient"), ",")})
+		mu.Unlock()
+		w.Header().Set("content-type", fhirJSON)
+		io.WriteString(w, `{"resourceType":"CapabilityStatement"}`)
+	}))
+	defer fhir.Close()
+	upstreamHits := func() []upstreamHit { mu.Lock(); defer mu.Unlock(); return append([]upstreamHit(nil), hits...) }
+
+	authz := &fakeAuthz{}
+	authzLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(g, authz)
+	extprocv3.RegisterExternalProcessorServer(g, fakeExtProc{})
+	go g.Serve(authzLis)
+	defer g.Stop()
+
+	fhirPort := uint32(fhir.Listener.Addr().(*net.TCPAddr).Port)
+	listenPort := freePort(t)
+	cfg := Config{
+		Listener:     Endpoint{Host: "127.0.0.1", Port: listenPort},
+		FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: fhirPort, BasePath: "/fhir"},
+		AuthzService: Endpoint{Host: "127.0.0.1", Port: uint32(authzLis.Addr().(*net.TCPAddr).Port)},
+		APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap.json")
+	if err := os.WriteFile(path, staticBootstrap(t, buildResources(t, cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var envoyLog bytes.Buffer
+	cmd := exec.Command(bin, "-c", path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = &envoyLog, &envoyLog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("envoy output (access log included):\n%s", envoyLog.String())
+		}
+	}()
+
+	base := fmt.Sprintf("http://127.0.0.1:%d", listenPort)
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(base + "/ready-probe")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy did not listen on %d: %v\n%s", listenPort, err, envoyLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	type result struct {
+		status      int
+		contentType string
+		body        string
+	}
+	do := func(t *testing.T, method, path string, body io.Reader, header http.Header) result {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return result{resp.StatusCode, resp.Header.Get("content-type"), string(b)}
+	}
+	wantOutcome := func(t *testing.T, r result, status int, issueCode string) {
+		t.Helper()
+		if r.status != status || r.contentType != fhirJSON ||
+			!strings.Contains(r.body, `"resourceType":"OperationOutcome"`) || !strings.Contains(r.body, `"code":"`+issueCode+`"`) {
+			t.Fatalf("want %d OperationOutcome %q as %s, got %d %s %s", status, issueCode, fhirJSON, r.status, r.contentType, r.body)
+		}
+	}
+
+	t.Run("allowed request reaches the FHIR server rewritten, with only the patient ext_authz set", func(t *testing.T) {
+		r := do(t, "GET", "/patient-access/fhir/Patient/member-01?_elements=id", nil, http.Header{
+			"X-Fhirwall-Patient": {"member-99"}, "X-FHIRWALL-Decision-Id": {"forged"},
+		})
+		if r.status != 200 {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+		h := upstreamHits()
+		if got := h[len(h)-1]; got.path != "/fhir/Patient/member-01?_elements=id" || got.patient != "member-01" {
+			t.Fatalf("FHIR server saw %+v", got)
+		}
+		for k := range authz.last().GetAttributes().GetRequest().GetHttp().GetHeaders() {
+			if strings.HasPrefix(k, "x-fhirwall-") {
+				t.Fatalf("client-supplied %s reached ext_authz", k)
+			}
+		}
+	})
+	t.Run("ext_authz denial keeps fhirwall-proxy's status and OperationOutcome", func(t *testing.T) {
+		for path, status := range map[string]int{"/patient-access/fhir/deny": 403, "/patient-access/fhir/deny-503": 503} {
+			r := do(t, "GET", path, nil, nil)
+			if r.status != status || r.body != fakeDenialBody || r.contentType != fhirJSON {
+				t.Fatalf("%s: want %d with the proxy's body, got %d %s %s", path, status, r.status, r.contentType, r.body)
+			}
+		}
+	})
+	t.Run("ext_authz error_response keeps fhirwall-proxy's OperationOutcome", func(t *testing.T) {
+		r := do(t, "GET", "/patient-access/fhir/error-response", nil, nil)
+		if r.status != 503 || r.body != fakeDenialBody || r.contentType != fhirJSON {
+			t.Fatalf("want 503 with the proxy's body, got %d %s %s", r.status, r.contentType, r.body)
+		}
+	})
+	t.Run("path outside every API is a 404 OperationOutcome without asking ext_authz", func(t *testing.T) {
+		before := authz.count()
+		for _, p := range []string{"/metadata", "/patient-access/fhirX/metadata", "/fhir/metadata", "/patient-access/fhir/../../fhir/metadata"} {
+			wantOutcome(t, do(t, "GET", p, nil, nil), 404, "not-found")
+		}
+		if authz.count() != before {
+			t.Fatal("ext_authz was asked about a path no API serves")
+		}
+	})
+	t.Run("escaped slash is refused with an OperationOutcome", func(t *testing.T) {
+		wantOutcome(t, do(t, "GET", "/patient-access/fhir/Patient%2Fmember-02", nil, nil), 400, "invalid")
+	})
+	t.Run("body over the ext_authz limit is a 413 OperationOutcome", func(t *testing.T) {
+		before := len(upstreamHits())
+		wantOutcome(t, do(t, "POST", "/patient-access/fhir/Patient/_search", bytes.NewReader(make([]byte, 64<<10+1)),
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}), 413, "too-long")
+		if len(upstreamHits()) != before {
+			t.Fatal("oversized body reached the FHIR server")
+		}
+	})
+	t.Run("authz service down fails closed with a 503 OperationOutcome", func(t *testing.T) {
+		g.Stop()
+		before := len(upstreamHits())
+		wantOutcome(t, do(t, "GET", "/patient-access/fhir/metadata", nil, nil), 503, "transient")
+		if len(upstreamHits()) != before {
+			t.Fatal("request reached the FHIR server without a decision")
+		}
+	})
+}

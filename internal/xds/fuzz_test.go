@@ -1,0 +1,55 @@
+package xds
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/xds/ir"
+)
+
+// FuzzTranslate: whatever the config, the pipeline never panics, refuses only with ir.ErrInvalid, and
+// anything the IR accepts builds into resources that satisfy Envoy's proto constraints and a consistent
+// snapshot. Run with: go test ./internal/xds -run '^$' -fuzz FuzzTranslate -fuzztime 30s
+func FuzzTranslate(f *testing.F) {
+	for _, cfg := range goldenInputs(f) {
+		a1, a2 := API{}, API{}
+		if len(cfg.APIs) > 0 {
+			a1 = cfg.APIs[0]
+		}
+		if len(cfg.APIs) > 1 {
+			a2 = cfg.APIs[1]
+		}
+		f.Add(cfg.Listener.Host, cfg.Listener.Port, cfg.FHIRServer.Host, cfg.FHIRServer.Port, cfg.FHIRServer.BasePath,
+			cfg.AuthzService.Host, cfg.AuthzService.Port, a1.Name, a1.PathPrefix, a2.Name, a2.PathPrefix)
+	}
+	f.Add("127.0.0.1", uint32(1), "a", uint32(65535), "/", "a.b", uint32(65536), "x", "//", "x", "/x/")
+	f.Add("::", uint32(10000), "fe80::1%lo", uint32(80), "/fhir/..", "-a", uint32(1), "a_", "/a/%2F", "b", "/A")
+	f.Fuzz(func(t *testing.T, lHost string, lPort uint32, fHost string, fPort uint32, base string,
+		aHost string, aPort uint32, n1, p1, n2, p2 string) {
+		cfg := Config{
+			Listener:     Endpoint{Host: lHost, Port: lPort},
+			FHIRServer:   FHIRServer{Host: fHost, Port: fPort, BasePath: base},
+			AuthzService: Endpoint{Host: aHost, Port: aPort},
+		}
+		if n1 != "" || p1 != "" {
+			cfg.APIs = append(cfg.APIs, API{Name: n1, PathPrefix: p1})
+		}
+		if n2 != "" || p2 != "" {
+			cfg.APIs = append(cfg.APIs, API{Name: n2, PathPrefix: p2})
+		}
+		x, err := Translate(cfg)
+		if err != nil {
+			if !errors.Is(err, ir.ErrInvalid) {
+				t.Fatalf("refusal without ir.ErrInvalid: %v", err)
+			}
+			return
+		}
+		res, err := Build(x)
+		if err != nil {
+			t.Fatalf("IR accepted %+v but Build failed: %v", cfg, err)
+		}
+		if _, err := res.Snapshot(); err != nil {
+			t.Fatalf("IR accepted %+v but the snapshot is not usable: %v", cfg, err)
+		}
+	})
+}

@@ -1,0 +1,295 @@
+// Package ir is the internal representation between fhirwall's configuration and Envoy's protos: what the
+// data plane must do, in fhirwall's words, checked whole before any proto is built.
+package ir
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Xds is everything fhirwall-xds pushes to one Envoy: the HTTP listener and the clusters its routes and
+// filters name.
+type Xds struct {
+	Listener *HTTPListener
+	Clusters []*Cluster
+}
+
+// HTTPListener is the edge listener: path hygiene, header hygiene, the filter chain and the API routes.
+type HTTPListener struct {
+	Name    string
+	Address string
+	Port    uint32
+	// StripRequestHeaderPrefix names the request headers only fhirwall may set; any the client sends are
+	// removed before routing and before ext_authz, so the ones ext_authz adds afterwards survive.
+	StripRequestHeaderPrefix string
+	ExtAuthz                 *ExtAuthz
+	// ExtProc sees every allowed exchange's headers; fhirwall-proxy writes the audit record there.
+	ExtProc *ExtProc
+	// Routes are the API prefixes; every other path is answered 404 by Envoy without asking ext_authz.
+	Routes []*HTTPRoute
+}
+
+// HTTPRoute sends one API's FHIR base URL to the FHIR server.
+type HTTPRoute struct {
+	// Name is the API name; it labels the route in stats and access logs.
+	Name string
+	// PathPrefix is the API's base path without trailing slash, matched on whole segments.
+	PathPrefix string
+	// RewritePrefix replaces PathPrefix upstream: the FHIR server's own base path.
+	RewritePrefix string
+	Cluster       string
+}
+
+// ExtAuthz asks fhirwall-proxy about every request; it fails closed.
+type ExtAuthz struct {
+	Cluster         string
+	Timeout         time.Duration
+	StatusOnError   uint32
+	MaxRequestBytes uint32
+}
+
+// ExtProc sends request and response headers of allowed requests to fhirwall-proxy; it fails closed.
+type ExtProc struct {
+	Cluster        string
+	MessageTimeout time.Duration
+}
+
+// Validate checks the ext_proc settings.
+func (p *ExtProc) Validate() error {
+	var errs []error
+	if p.Cluster == "" {
+		errs = append(errs, invalid("ext_proc has no cluster"))
+	}
+	if p.MessageTimeout < time.Millisecond || p.MessageTimeout > time.Minute {
+		errs = append(errs, invalid("ext_proc message timeout %s outside [1ms, 1m]", p.MessageTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Cluster is one upstream: the FHIR server or fhirwall-proxy's gRPC port.
+type Cluster struct {
+	Name           string
+	Host           string
+	Port           uint32
+	HTTP2          bool
+	ConnectTimeout time.Duration
+	// MaxConnections, MaxPendingRequests and MaxRequests are the default-priority circuit breaker limits.
+	MaxConnections     uint32
+	MaxPendingRequests uint32
+	MaxRequests        uint32
+}
+
+var (
+	// ErrInvalid is wrapped by every validation error, so callers can tell bad config from other failures.
+	ErrInvalid = errors.New("invalid xds ir")
+
+	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+	// Path prefixes are plain segments: nothing Envoy would normalise, decode or treat as a pattern.
+	segmentsRE     = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+	headerPrefixRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+	hostnameRE     = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Validate reports every problem at once.
+func (x *Xds) Validate() error {
+	if x == nil {
+		return invalid("no xds ir")
+	}
+	var errs []error
+	clusters := map[string]bool{}
+	for i, c := range x.Clusters {
+		if c == nil {
+			errs = append(errs, invalid("cluster %d is empty", i))
+			continue
+		}
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if clusters[c.Name] {
+			errs = append(errs, invalid("cluster %q defined twice", c.Name))
+		}
+		clusters[c.Name] = true
+	}
+	if x.Listener == nil {
+		return errors.Join(append(errs, invalid("no listener"))...)
+	}
+	if err := x.Listener.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range x.Listener.Routes {
+		if r != nil && r.Cluster != "" && !clusters[r.Cluster] {
+			errs = append(errs, invalid("route %q: unknown cluster %q", r.Name, r.Cluster))
+		}
+	}
+	if p := x.Listener.ExtProc; p != nil && p.Cluster != "" {
+		if !clusters[p.Cluster] {
+			errs = append(errs, invalid("ext_proc: unknown cluster %q", p.Cluster))
+		}
+		for _, c := range x.Clusters {
+			if c != nil && c.Name == p.Cluster && !c.HTTP2 {
+				errs = append(errs, invalid("ext_proc: cluster %q must speak HTTP/2 (gRPC)", p.Cluster))
+			}
+		}
+	}
+	if a := x.Listener.ExtAuthz; a != nil && a.Cluster != "" {
+		if !clusters[a.Cluster] {
+			errs = append(errs, invalid("ext_authz: unknown cluster %q", a.Cluster))
+		}
+		for _, c := range x.Clusters {
+			if c != nil && c.Name == a.Cluster && !c.HTTP2 {
+				errs = append(errs, invalid("ext_authz: cluster %q must speak HTTP/2 (gRPC)", a.Cluster))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the listener and its routes.
+func (l *HTTPListener) Validate() error {
+	var errs []error
+	if !nameRE.MatchString(l.Name) {
+		errs = append(errs, invalid("listener name %q", l.Name))
+	}
+	if err := validateEndpoint("listener", l.Address, l.Port); err != nil {
+		errs = append(errs, err)
+	} else if !isIP(l.Address) {
+		errs = append(errs, invalid("listener address %q must be an IP address", l.Address))
+	}
+	if p := l.StripRequestHeaderPrefix; p != "" && !headerPrefixRE.MatchString(p) {
+		errs = append(errs, invalid("strip request header prefix %q must be a lower-case header name prefix", p))
+	}
+	if l.ExtAuthz == nil {
+		// fhirwall never routes a request nobody decided on.
+		errs = append(errs, invalid("listener %q has no ext_authz", l.Name))
+	} else if err := l.ExtAuthz.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if l.ExtProc == nil {
+		// Every allowed exchange is audited when its response passes ext_proc; without it nothing would be.
+		errs = append(errs, invalid("listener %q has no ext_proc", l.Name))
+	} else if err := l.ExtProc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(l.Routes) == 0 {
+		errs = append(errs, invalid("listener %q has no routes", l.Name))
+	}
+	names := map[string]bool{}
+	for i, r := range l.Routes {
+		if r == nil {
+			errs = append(errs, invalid("route %d is empty", i))
+			continue
+		}
+		if err := r.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if names[r.Name] {
+			errs = append(errs, invalid("route %q defined twice", r.Name))
+		}
+		names[r.Name] = true
+		for _, o := range l.Routes[:i] {
+			if o != nil && (segmentPrefix(o.PathPrefix, r.PathPrefix) || segmentPrefix(r.PathPrefix, o.PathPrefix)) {
+				errs = append(errs, invalid("routes %q (%s) and %q (%s) overlap", o.Name, o.PathPrefix, r.Name, r.PathPrefix))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// segmentPrefix reports whether p is q or a whole-segment prefix of q.
+func segmentPrefix(p, q string) bool {
+	return strings.EqualFold(p, q) || strings.HasPrefix(strings.ToLower(q), strings.ToLower(p)+"/")
+}
+
+// Validate checks one route.
+func (r *HTTPRoute) Validate() error {
+	var errs []error
+	if !nameRE.MatchString(r.Name) {
+		errs = append(errs, invalid("route name %q: lower-case letters, digits, '-' and '_'", r.Name))
+	}
+	if !segmentsRE.MatchString(r.PathPrefix) {
+		errs = append(errs, invalid("route %q: path prefix %q must be /-separated plain segments without trailing slash", r.Name, r.PathPrefix))
+	} else if hasDotSegment(r.PathPrefix) {
+		errs = append(errs, invalid("route %q: path prefix %q has a dot segment", r.Name, r.PathPrefix))
+	}
+	if !segmentsRE.MatchString(r.RewritePrefix) || hasDotSegment(r.RewritePrefix) {
+		errs = append(errs, invalid("route %q: rewrite prefix %q must be /-separated plain segments without trailing slash", r.Name, r.RewritePrefix))
+	}
+	if r.Cluster == "" {
+		errs = append(errs, invalid("route %q has no cluster", r.Name))
+	}
+	return errors.Join(errs...)
+}
+
+func hasDotSegment(p string) bool {
+	for _, s := range strings.Split(p, "/") {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the ext_authz settings.
+func (a *ExtAuthz) Validate() error {
+	var errs []error
+	if a.Cluster == "" {
+		errs = append(errs, invalid("ext_authz has no cluster"))
+	}
+	if a.Timeout < time.Millisecond || a.Timeout > time.Minute {
+		errs = append(errs, invalid("ext_authz timeout %s outside [1ms, 1m]", a.Timeout))
+	}
+	if a.StatusOnError < 400 || a.StatusOnError > 599 {
+		// A 2xx or 3xx here would let a request pass, or look like it did, when nobody decided on it.
+		errs = append(errs, invalid("ext_authz status_on_error %d is not an error status", a.StatusOnError))
+	}
+	if a.MaxRequestBytes == 0 || a.MaxRequestBytes > 16<<20 {
+		errs = append(errs, invalid("ext_authz max request bytes %d outside [1, 16 MiB]", a.MaxRequestBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one cluster.
+func (c *Cluster) Validate() error {
+	var errs []error
+	if !nameRE.MatchString(c.Name) {
+		errs = append(errs, invalid("cluster name %q", c.Name))
+	}
+	if err := validateEndpoint("cluster "+c.Name, c.Host, c.Port); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ConnectTimeout < time.Millisecond || c.ConnectTimeout > time.Minute {
+		errs = append(errs, invalid("cluster %q connect timeout %s outside [1ms, 1m]", c.Name, c.ConnectTimeout))
+	}
+	if c.MaxConnections == 0 || c.MaxPendingRequests == 0 || c.MaxRequests == 0 {
+		errs = append(errs, invalid("cluster %q circuit breaker limits must be positive", c.Name))
+	}
+	return errors.Join(errs...)
+}
+
+// IsIP reports whether the cluster's host is an IP address (STATIC) rather than a DNS name (STRICT_DNS).
+func (c *Cluster) IsIP() bool { return isIP(c.Host) }
+
+// isIP accepts IP addresses without an IPv6 zone, which Envoy's socket_address does not take.
+func isIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Zone() == ""
+}
+
+func validateEndpoint(what, host string, port uint32) error {
+	var errs []error
+	if !isIP(host) && (len(host) > 253 || !hostnameRE.MatchString(host)) {
+		errs = append(errs, invalid("%s: host %q is neither an IP address nor a DNS name", what, host))
+	}
+	if port == 0 || port > 65535 {
+		errs = append(errs, invalid("%s: port %d outside [1, 65535]", what, port))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,80 @@
+package ir
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validXds() *Xds {
+	return &Xds{
+		Listener: &HTTPListener{
+			Name: "l", Address: "127.0.0.1", Port: 10000, StripRequestHeaderPrefix: "x-fhirwall-",
+			ExtAuthz: &ExtAuthz{Cluster: "authz", Timeout: 500 * time.Millisecond, StatusOnError: 503, MaxRequestBytes: 65536},
+			ExtProc:  &ExtProc{Cluster: "authz", MessageTimeout: 2 * time.Second},
+			Routes:   []*HTTPRoute{{Name: "patient-access", PathPrefix: "/patient-access/fhir", RewritePrefix: "/fhir", Cluster: "fhir"}},
+		},
+		Clusters: []*Cluster{
+			{Name: "fhir", Host: "127.0.0.1", Port: 8090, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
+			{Name: "authz", Host: "127.0.0.1", Port: 9191, HTTP2: true, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
+		},
+	}
+}
+
+func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Xds)
+		want   string
+	}{
+		{"no ext_authz", func(x *Xds) { x.Listener.ExtAuthz = nil }, "has no ext_authz"},
+		{"no ext_proc", func(x *Xds) { x.Listener.ExtProc = nil }, "has no ext_proc"},
+		{"ext_proc to an unknown cluster", func(x *Xds) { x.Listener.ExtProc.Cluster = "nowhere" }, `ext_proc: unknown cluster`},
+		{"ext_proc without timeout", func(x *Xds) { x.Listener.ExtProc.MessageTimeout = 0 }, "message timeout"},
+		{"status_on_error that lets a request look allowed", func(x *Xds) { x.Listener.ExtAuthz.StatusOnError = 200 }, "not an error status"},
+		{"authz cluster without HTTP/2", func(x *Xds) { x.Clusters[1].HTTP2 = false }, "must speak HTTP/2"},
+		{"route to an unknown cluster", func(x *Xds) { x.Listener.Routes[0].Cluster = "nowhere" }, `unknown cluster "nowhere"`},
+		{"ext_authz to an unknown cluster", func(x *Xds) { x.Listener.ExtAuthz.Cluster = "nowhere" }, `ext_authz: unknown cluster`},
+		{"duplicate cluster", func(x *Xds) { x.Clusters = append(x.Clusters, x.Clusters[0]) }, "defined twice"},
+		{"no listener", func(x *Xds) { x.Listener = nil }, "no listener"},
+		{"nil route", func(x *Xds) { x.Listener.Routes = append(x.Listener.Routes, nil) }, "route 1 is empty"},
+		{"zero body limit", func(x *Xds) { x.Listener.ExtAuthz.MaxRequestBytes = 0 }, "max request bytes"},
+		{"zero circuit breaker", func(x *Xds) { x.Clusters[0].MaxRequests = 0 }, "circuit breaker"},
+		{"upper-case header prefix", func(x *Xds) { x.Listener.StripRequestHeaderPrefix = "X-Fhirwall-" }, "lower-case"},
+	}
+	if err := validXds().Validate(); err != nil {
+		t.Fatalf("baseline refused: %v", err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := validXds()
+			tc.mutate(x)
+			err := x.Validate()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want ErrInvalid mentioning %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestIRReportsEveryProblemAtOnce(t *testing.T) {
+	x := validXds()
+	x.Listener.Port = 0
+	x.Clusters[0].Host = "not a host"
+	x.Listener.Routes[0].PathPrefix = "/trailing/"
+	err := x.Validate()
+	for _, w := range []string{"port 0", "not a host", "/trailing/"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v does not mention %q", err, w)
+		}
+	}
+}
+
+func TestClusterDiscoveryFollowsTheHostKind(t *testing.T) {
+	for host, ip := range map[string]bool{"127.0.0.1": true, "::1": true, "hapi.fhir.svc": false, "localhost": false} {
+		if got := (&Cluster{Host: host}).IsIP(); got != ip {
+			t.Errorf("%s: IsIP %v", host, got)
+		}
+	}
+}

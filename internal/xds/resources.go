@@ -1,0 +1,494 @@
+package xds
+
+import (
+	"fmt"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	ext_authzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	ext_procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	reqwithoutqueryv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
+	earlyheadermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/fhirwall/fhirwall/internal/xds/ir"
+)
+
+// Resources are the Envoy resources for one IR, in a fixed order.
+type Resources struct {
+	Listeners []types.Resource
+	Routes    []types.Resource
+	Clusters  []types.Resource
+}
+
+// Well-known Envoy extension names used here.
+const (
+	hcmFilterName        = "envoy.filters.network.http_connection_manager"
+	extAuthzFilterName   = "envoy.filters.http.ext_authz"
+	extProcFilterName    = "envoy.filters.http.ext_proc"
+	routerFilterName     = "envoy.filters.http.router"
+	httpProtocolOptions  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	fhirJSON             = "application/fhir+json"
+	notFoundRouteName    = "not_found"
+	virtualHostName      = "fhirwall"
+	extAuthzDeniedDetail = "ext_authz_denied"
+	extAuthzErrorDetail  = "ext_authz_error"
+)
+
+// Build turns a validated IR into Envoy resources. It validates the IR again, so it never builds from a
+// half-checked one, and every resource against Envoy's own proto constraints.
+func Build(x *ir.Xds) (*Resources, error) {
+	if err := x.Validate(); err != nil {
+		return nil, err
+	}
+	hcm, err := httpConnectionManager(x.Listener)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resources{
+		Listeners: []types.Resource{listener(x.Listener, hcm)},
+		Routes:    []types.Resource{routeConfiguration(x.Listener)},
+	}
+	for _, c := range x.Clusters {
+		res.Clusters = append(res.Clusters, envoyCluster(c))
+	}
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters} {
+		for _, r := range group {
+			if v, ok := r.(interface{ ValidateAll() error }); ok {
+				if err := v.ValidateAll(); err != nil {
+					return nil, fmt.Errorf("generated %T does not satisfy Envoy's constraints: %w", r, err)
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+func listener(l *ir.HTTPListener, hcm *anypb.Any) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:    l.Name,
+		Address: socketAddress(l.Address, l.Port),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       hcmFilterName,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+			}},
+		}},
+	}
+}
+
+func httpConnectionManager(l *ir.HTTPListener) (*anypb.Any, error) {
+	var filters []*hcmv3.HttpFilter
+	for _, f := range httpFilterChain() {
+		hf, err := f.build(l)
+		if err != nil {
+			return nil, err
+		}
+		if hf != nil {
+			filters = append(filters, hf)
+		}
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: l.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: RouteConfigName,
+		}},
+		HttpFilters: filters,
+		// Paths are normalised once, here, so the route match, ext_authz and the FHIR server all see the same
+		// path: RFC 3986 dot-segment removal, '//' merged, and %2F/%5C refused outright because a FHIR id
+		// never contains a slash.
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			// x_fhirwall_patient would slip past the x-fhirwall- prefix strip, and some servers fold '_' to '-'.
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
+		},
+		UseRemoteAddress:             wrapperspb.Bool(true),
+		GenerateRequestId:            wrapperspb.Bool(true),
+		PreserveExternalRequestId:    false,
+		AlwaysSetRequestIdInResponse: true,
+		AccessLog:                    []*accesslogv3.AccessLog{stdoutJSONAccessLog()},
+		LocalReplyConfig:             localReplyConfig(),
+	}
+	if l.StripRequestHeaderPrefix != "" {
+		// Early header mutation runs before routing and before any HTTP filter. Route-level
+		// request_headers_to_remove would be the wrong tool: the router applies it last, so it would also
+		// strip the x-fhirwall-* headers ext_authz adds for the FHIR server.
+		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
+			Name: "envoy.http.early_header_mutation.header_mutation",
+			TypedConfig: mustAny(&earlyheadermutationv3.HeaderMutation{
+				Mutations: []*mutationrulesv3.HeaderMutation{{
+					Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{
+						RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+							KeyMatcher: &matcherv3.StringMatcher{
+								MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: l.StripRequestHeaderPrefix},
+								IgnoreCase:   true,
+							},
+						},
+					},
+				}},
+			}),
+		}}
+	}
+	return packAny(hcm)
+}
+
+// httpFilter is one Envoy HTTP filter of the listener's chain; build returns nil when the listener does not
+// use it.
+type httpFilter interface {
+	build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error)
+}
+
+// httpFilterChain is the filter order: decide first, then route. ext_proc and rate limiting slot in between.
+func httpFilterChain() []httpFilter {
+	return []httpFilter{extAuthzFilter{}, extProcFilter{}, routerFilter{}}
+}
+
+type extAuthzFilter struct{}
+
+var _ httpFilter = extAuthzFilter{}
+
+func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
+	a := l.ExtAuthz
+	if a == nil {
+		return nil, nil
+	}
+	cfg := &ext_authzv3.ExtAuthz{
+		Services: &ext_authzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+				ClusterName: a.Cluster,
+			}},
+			Timeout: durationpb.New(a.Timeout),
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		// Fail closed: no decision, no request.
+		FailureModeAllow: false,
+		StatusOnError:    &typev3.HttpStatus{Code: typev3.StatusCode(a.StatusOnError)},
+		// The decision needs _search form bodies and batch/transaction bundles. Over the limit Envoy answers
+		// 413 itself rather than asking about a truncated body.
+		WithRequestBody: &ext_authzv3.BufferSettings{
+			MaxRequestBytes:     a.MaxRequestBytes,
+			AllowPartialMessage: false,
+			PackAsBytes:         true,
+		},
+	}
+	tc, err := packAny(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
+}
+
+type extProcFilter struct{}
+
+var _ httpFilter = extProcFilter{}
+
+func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
+	p := l.ExtProc
+	if p == nil {
+		return nil, nil
+	}
+	cfg := &ext_procv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+			ClusterName: p.Cluster,
+		}}},
+		// Fail closed: a response nobody audited does not go out.
+		FailureModeAllow: false,
+		// Envoy runs ext_proc on the encode path of local replies too (an ext_authz refusal, or its failure when
+		// fhirwall-proxy is down); an ext_proc failure there must read as the same 503, not a 500.
+		StatusOnError:  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		MessageTimeout: durationpb.New(p.MessageTimeout),
+		// Request headers carry the decision id ext_authz set; response headers carry the status to audit.
+		// Bodies are not needed yet (response enforcement will ask for them).
+		ProcessingMode: &ext_procv3.ProcessingMode{
+			RequestHeaderMode:   ext_procv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  ext_procv3.ProcessingMode_SEND,
+			RequestBodyMode:     ext_procv3.ProcessingMode_NONE,
+			ResponseBodyMode:    ext_procv3.ProcessingMode_NONE,
+			RequestTrailerMode:  ext_procv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: ext_procv3.ProcessingMode_SKIP,
+		},
+	}
+	tc, err := packAny(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
+}
+
+type routerFilter struct{}
+
+var _ httpFilter = routerFilter{}
+
+func (routerFilter) build(*ir.HTTPListener) (*hcmv3.HttpFilter, error) {
+	return &hcmv3.HttpFilter{
+		Name:       routerFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+	}, nil
+}
+
+func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
+	var routes []*routev3.Route
+	for _, r := range l.Routes {
+		routes = append(routes, &routev3.Route{
+			Name: r.Name,
+			// path_separated_prefix matches /p and /p/..., never /pX: an API's base is whole segments.
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: r.PathPrefix}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
+				PrefixRewrite:    r.RewritePrefix,
+			}},
+			// The token is for fhirwall: the FHIR server behind it never sees it (applied by the router, after
+			// ext_authz has read it). The standalone proxy does the same.
+			RequestHeadersToRemove: []string{"authorization", "cookie"},
+		})
+	}
+	// Everything else is answered here, without bothering ext_authz: there is nothing to decide about a
+	// path no API serves, and an unreachable authz service must not turn a 404 into a 503.
+	routes = append(routes, &routev3.Route{
+		Name:   notFoundRouteName,
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
+		TypedPerFilterConfig: map[string]*anypb.Any{
+			extAuthzFilterName: mustAny(&ext_authzv3.ExtAuthzPerRoute{
+				Override: &ext_authzv3.ExtAuthzPerRoute_Disabled{Disabled: true},
+			}),
+			extProcFilterName: mustAny(&ext_procv3.ExtProcPerRoute{
+				Override: &ext_procv3.ExtProcPerRoute_Disabled{Disabled: true},
+			}),
+		},
+	})
+	return &routev3.RouteConfiguration{
+		Name: RouteConfigName,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    virtualHostName,
+			Domains: []string{"*"},
+			Routes:  routes,
+		}},
+	}
+}
+
+func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
+	discovery := clusterv3.Cluster_STATIC
+	if !c.IsIP() {
+		discovery = clusterv3.Cluster_STRICT_DNS
+	}
+	out := &clusterv3.Cluster{
+		Name:                 c.Name,
+		ConnectTimeout:       durationpb.New(c.ConnectTimeout),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: discovery},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: c.Name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress(c.Host, c.Port),
+					}},
+				}},
+			}},
+		},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:           corev3.RoutingPriority_DEFAULT,
+			MaxConnections:     wrapperspb.UInt32(c.MaxConnections),
+			MaxPendingRequests: wrapperspb.UInt32(c.MaxPendingRequests),
+			MaxRequests:        wrapperspb.UInt32(c.MaxRequests),
+		}}},
+	}
+	if c.HTTP2 {
+		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			httpProtocolOptions: mustAny(&httpv3.HttpProtocolOptions{
+				UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+					ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+						ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+							Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+						},
+					},
+				},
+			}),
+		}
+	}
+	return out
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Protocol:      corev3.SocketAddress_TCP,
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// stdoutJSONAccessLog is Envoy's own request log. It leaves out the query string, which carries patient
+// identifiers and search terms; the audit stream is where those belong.
+func stdoutJSONAccessLog() *accesslogv3.AccessLog {
+	format := mustStruct(map[string]any{
+		"time":             "%START_TIME%",
+		"request_id":       "%REQ(X-REQUEST-ID)%",
+		"method":           "%REQ(:METHOD)%",
+		"path":             "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+		"protocol":         "%PROTOCOL%",
+		"status":           "%RESPONSE_CODE%",
+		"details":          "%RESPONSE_CODE_DETAILS%",
+		"flags":            "%RESPONSE_FLAGS%",
+		"route":            "%ROUTE_NAME%",
+		"upstream_cluster": "%UPSTREAM_CLUSTER%",
+		"upstream_host":    "%UPSTREAM_HOST%",
+		"duration_ms":      "%DURATION%",
+		"bytes_received":   "%BYTES_RECEIVED%",
+		"bytes_sent":       "%BYTES_SENT%",
+		"downstream":       "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+		"user_agent":       "%REQ(USER-AGENT)%",
+	})
+	return &accesslogv3.AccessLog{
+		Name: "envoy.access_loggers.stdout",
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(&streamv3.StdoutAccessLog{
+			AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+				Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: format},
+				Formatters: []*corev3.TypedExtensionConfig{{
+					Name:        "envoy.formatter.req_without_query",
+					TypedConfig: mustAny(&reqwithoutqueryv3.ReqWithoutQuery{}),
+				}},
+			}},
+		})},
+	}
+}
+
+// localReply describes how one kind of reply Envoy generates itself becomes a FHIR OperationOutcome.
+type localReply struct {
+	filter *accesslogv3.AccessLogFilter
+	// keep leaves the reply exactly as it is (no rewrite).
+	keep        bool
+	issueCode   string // FHIR R4 IssueType
+	diagnostics string
+}
+
+// localReplies are tried in order; the first whose filter matches decides.
+//
+// ext_authz denials go through the same local-reply path as Envoy's own errors, carrying the status, headers
+// and OperationOutcome body fhirwall-proxy chose. They must come out untouched, and the only thing that
+// tells them apart from an ext_authz *error* (service down, timeout) is the response code details: both
+// carry the UAEX response flag, and a denial may use any status, 503 included. Hence CEL on
+// response.code_details, and no top-level body_format (it would apply to every reply no mapper rewrites,
+// denials included).
+func localReplies() []localReply {
+	return []localReply{
+		{filter: celFilter(fmt.Sprintf(
+			"response.code_details == '%s' || (response.code_details == '%s' && 'content-type' in response.headers)",
+			extAuthzDeniedDetail, extAuthzErrorDetail)), keep: true},
+		{
+			filter:      celFilter(fmt.Sprintf("response.code_details == '%s'", extAuthzErrorDetail)),
+			issueCode:   "transient",
+			diagnostics: "The authorization service is unavailable; the request was not processed.",
+		},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 404), issueCode: "not-found", diagnostics: "No FHIR API is served at this path."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 413), issueCode: "too-long", diagnostics: "The request body is too large."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), issueCode: "throttled", diagnostics: "Too many requests."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 504), issueCode: "timeout", diagnostics: "The FHIR server did not answer in time."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 500), issueCode: "transient", diagnostics: "The request could not be completed (%RESPONSE_CODE_DETAILS%)."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 400), issueCode: "invalid", diagnostics: "The request was rejected (%RESPONSE_CODE_DETAILS%)."},
+	}
+}
+
+func localReplyConfig() *hcmv3.LocalReplyConfig {
+	cfg := &hcmv3.LocalReplyConfig{}
+	for _, r := range localReplies() {
+		m := &hcmv3.ResponseMapper{Filter: r.filter}
+		if !r.keep {
+			m.BodyFormatOverride = operationOutcome(r.issueCode, r.diagnostics)
+		}
+		cfg.Mappers = append(cfg.Mappers, m)
+	}
+	return cfg
+}
+
+// operationOutcome is the body of a reply Envoy makes itself; the request id lets an operator find it in
+// the access log.
+func operationOutcome(code, diagnostics string) *corev3.SubstitutionFormatString {
+	return &corev3.SubstitutionFormatString{
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: mustStruct(map[string]any{
+			"resourceType": "OperationOutcome",
+			"issue": []any{map[string]any{
+				"severity":    "error",
+				"code":        code,
+				"diagnostics": diagnostics,
+			}},
+		})},
+		ContentType: fhirJSON,
+	}
+}
+
+func celFilter(expr string) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
+		ExtensionFilter: &accesslogv3.ExtensionFilter{
+			Name:       "envoy.access_loggers.extension_filters.cel",
+			ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celv3.ExpressionFilter{Expression: expr})},
+		},
+	}}
+}
+
+func statusFilter(op accesslogv3.ComparisonFilter_Op, code uint32) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+		StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+			Op: op,
+			Value: &corev3.RuntimeUInt32{
+				DefaultValue: code,
+				RuntimeKey:   fmt.Sprintf("fhirwall.local_reply.status_%s_%d", op, code),
+			},
+		}},
+	}}
+}
+
+// packAny packs deterministically: Any holds bytes, and the snapshot version hashes them, so map order
+// (structpb formats, per-filter configs) must not change the bytes from one build to the next.
+func packAny(m proto.Message) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// mustAny packs a message built in this file; it only fails for a nil message, a programming error.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := packAny(m)
+	if err != nil {
+		panic(fmt.Sprintf("xds: pack %T: %v", m, err))
+	}
+	return a
+}
+
+// mustStruct converts a literal map from this file; it only fails for value types structpb does not know.
+func mustStruct(m map[string]any) *structpb.Struct {
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		panic(fmt.Sprintf("xds: struct: %v", err))
+	}
+	return s
+}

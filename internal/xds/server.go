@@ -1,0 +1,107 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	cplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Publisher puts snapshots for one Envoy node into a snapshot cache. Publishing the same content twice is a
+// no-op, so a config file touched without change does not make Envoy reload anything.
+type Publisher struct {
+	cache  cache.SnapshotCache
+	nodeID string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	version string
+}
+
+// NewPublisher returns a Publisher for the node whose bootstrap node.id is nodeID.
+func NewPublisher(c cache.SnapshotCache, nodeID string, log *slog.Logger) *Publisher {
+	return &Publisher{cache: c, nodeID: nodeID, log: log}
+}
+
+// Publish builds the snapshot for cfg and hands it to the cache. On error the previous snapshot stays, so a
+// broken config edit never takes the data plane down.
+func (p *Publisher) Publish(ctx context.Context, cfg Config) (string, error) {
+	snap, err := NewSnapshot(cfg)
+	if err != nil {
+		return "", err
+	}
+	version := snap.GetVersion(snapshotTypeURL)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if version == p.version {
+		p.log.DebugContext(ctx, "xds snapshot unchanged", "node", p.nodeID, "version", version)
+		return version, nil
+	}
+	if err := p.cache.SetSnapshot(ctx, p.nodeID, snap); err != nil {
+		return "", fmt.Errorf("set snapshot %s for %s: %w", version, p.nodeID, err)
+	}
+	p.log.InfoContext(ctx, "xds snapshot published", "node", p.nodeID, "version", version, "previous", p.version)
+	p.version = version
+	return version, nil
+}
+
+// snapshotTypeURL is any type in the snapshot: all share the one content-hash version.
+const snapshotTypeURL = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+// NewGRPCServer returns a gRPC server serving ADS (and the single-type services, for debugging with
+// other clients) from c. NACKs are logged: they are the only sign that Envoy refused what we sent.
+func NewGRPCServer(ctx context.Context, c cache.Cache, log *slog.Logger) *grpc.Server {
+	cb := serverv3.CallbackFuncs{
+		StreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
+			log.Debug("xds stream open", "stream", id, "type", typeURL)
+			return nil
+		},
+		StreamClosedFunc: func(id int64, node *corev3.Node) {
+			log.Info("xds stream closed", "stream", id, "node", node.GetId())
+		},
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			if st := req.GetErrorDetail(); st != nil {
+				log.Warn("envoy rejected xds resources (NACK)", "stream", id, "node", req.GetNode().GetId(),
+					"type", req.GetTypeUrl(), "version", req.GetVersionInfo(), "error", st.GetMessage())
+			} else if req.GetVersionInfo() != "" {
+				log.Debug("envoy acked xds resources", "stream", id, "type", req.GetTypeUrl(), "version", req.GetVersionInfo())
+			}
+			return nil
+		},
+	}
+	srv := serverv3.NewServer(ctx, c, cb)
+	g := grpc.NewServer(
+		// Envoy keeps one long-lived ADS stream; keepalives notice a vanished Envoy.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: true}),
+	)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
+	return g
+}
+
+// CacheLogger adapts slog to go-control-plane's logger interface.
+func CacheLogger(l *slog.Logger) cplog.Logger { return cacheLogger{l} }
+
+type cacheLogger struct{ l *slog.Logger }
+
+var _ cplog.Logger = cacheLogger{}
+
+func (c cacheLogger) Debugf(f string, a ...any) { c.l.Debug(fmt.Sprintf(f, a...)) }
+func (c cacheLogger) Infof(f string, a ...any)  { c.l.Debug(fmt.Sprintf(f, a...)) } // chatty per-request logs
+func (c cacheLogger) Warnf(f string, a ...any)  { c.l.Warn(fmt.Sprintf(f, a...)) }
+func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error(fmt.Sprintf(f, a...)) }
