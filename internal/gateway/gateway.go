@@ -34,6 +34,7 @@ type ctxKey struct{}
 
 type exchange struct {
 	d       *decision.Decision
+	prefix  string
 	started time.Time
 }
 
@@ -101,7 +102,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ref.Write(w)
 		return
 	}
-	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, started: time.Now()})
+	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, prefix: api.Prefix, started: time.Now()})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -122,9 +123,20 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	out.Header.Set("X-Request-Id", ex.d.Input.RequestID)
+	// The FHIR server builds its links from these: the API's public base, not its own address.
+	out.Header.Set("X-Forwarded-Host", pr.In.Host)
+	out.Header.Set("X-Forwarded-Proto", scheme(pr.In))
+	out.Header.Set("X-Forwarded-Prefix", ex.prefix)
 	// The token is for fhirwall; the FHIR server behind it trusts fhirwall's network position, not the app.
 	out.Header.Del("Authorization")
 	out.Header.Del("Cookie")
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func sourceIP(remote string) string {

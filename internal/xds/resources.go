@@ -261,6 +261,12 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 			// The token is for fhirwall: the FHIR server behind it never sees it (applied by the router, after
 			// ext_authz has read it). The standalone proxy does the same.
 			RequestHeadersToRemove: []string{"authorization", "cookie"},
+			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its own.
+			// Whatever the client sent under these names is overwritten.
+			RequestHeadersToAdd: []*corev3.HeaderValueOption{
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-prefix", Value: r.PathPrefix}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-host", Value: "%REQ(:authority)%"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+			},
 		})
 	}
 	// Everything else is answered here, without bothering ext_authz: there is nothing to decide about a
