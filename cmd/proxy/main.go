@@ -75,9 +75,10 @@ func run(cfgPath string, log *slog.Logger) error {
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
 	core := &decision.Core{
-		Tokens:      verifier,
-		Policy:      engine,
-		Compartment: fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 5 * time.Second}),
+		Tokens: verifier,
+		Policy: engine,
+		// Shorter than Envoy's ext_authz timeout (2 s), so a slow FHIR server gets fhirwall's own 503.
+		Compartment: fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}),
 		Audit:       sink,
 		Log:         log,
 		Now:         time.Now,

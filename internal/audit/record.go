@@ -19,23 +19,23 @@ type Record struct {
 	DecisionID     string    `json:"decision_id"`
 	Allow          bool      `json:"allow"`
 	Reasons        []string  `json:"reasons"`
-	PolicyRevision string    `json:"policy_revision,omitempty"`
-	ClientID       string    `json:"client_id,omitempty"`
-	Subject        string    `json:"subject,omitempty"`
-	FHIRUser       string    `json:"fhir_user,omitempty"`
-	TokenJTI       string    `json:"token_jti,omitempty"`
+	PolicyRevision string    `json:"policy_revision"`
+	ClientID       string    `json:"client_id"`
+	Subject        string    `json:"subject"`
+	FHIRUser       string    `json:"fhir_user"`
+	TokenJTI       string    `json:"token_jti"`
 	Scopes         []string  `json:"scopes"`
 	Patients       []string  `json:"patients"`
-	ResourceType   string    `json:"resource_type,omitempty"`
-	Interaction    string    `json:"interaction,omitempty"`
+	ResourceType   string    `json:"resource_type"`
+	Interaction    string    `json:"interaction"`
 	Method         string    `json:"method"`
 	Path           string    `json:"path"`
 	SourceIP       string    `json:"source_ip"`
-	RequestID      string    `json:"request_id,omitempty"`
+	RequestID      string    `json:"request_id"`
 	Status         int       `json:"status"` // the status the client received; 0 if no response was seen
 	DataCategories []string  `json:"data_categories"`
-	UpstreamMillis float64   `json:"upstream_ms,omitempty"`
-	Bytes          int64     `json:"bytes,omitempty"`
+	UpstreamMillis float64   `json:"upstream_ms"`
+	Bytes          int64     `json:"bytes"`
 }
 
 // NewID returns a random 128-bit identifier in hex.

@@ -49,7 +49,7 @@ const (
 // Defaults the configuration does not (yet) expose.
 const (
 	defaultFHIRBasePath      = "/fhir"
-	authzTimeout             = 500 * time.Millisecond
+	authzTimeout             = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
 	authzStatusOnError       = 503
 	extProcMessageTimeout    = 2 * time.Second
 	authzMaxRequestBytes     = 64 << 10
