@@ -4,8 +4,10 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -67,17 +69,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}},
 	}
 	if d.UpstreamQuery != rawQuery {
-		// Replace the whole query with the narrowed one: drop every parameter, then set the decided set.
-		orig, _ := url.ParseQuery(rawQuery)
-		for k := range orig {
-			ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, k)
+		set, remove, err := queryMutations(rawQuery, d.UpstreamQuery)
+		if err != nil {
+			s.Log.Error("narrowed query cannot be expressed to Envoy; refusing", "decision_id", d.ID, "error", err)
+			return s.deny(ctx, s.Core.Refuse(in, outcome.Internal, "narrowing_not_expressible")), nil
 		}
-		narrowed, _ := url.ParseQuery(d.UpstreamQuery)
-		for k, vs := range narrowed {
-			for _, v := range vs {
-				ok.QueryParametersToSet = append(ok.QueryParametersToSet, &corev3.QueryParameter{Key: k, Value: v})
-			}
-		}
+		ok.QueryParametersToSet, ok.QueryParametersToRemove = set, remove
 	}
 	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API})
 	return &authv3.CheckResponse{
@@ -85,6 +82,37 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: meta,
 	}, nil
+}
+
+// queryMutations expresses the change from the client's query to the narrowed one as Envoy query mutations.
+// Envoy's "set" replaces every value of a key, and its removals run after the sets, so a key is either set
+// (to exactly one value) or removed, never both.
+func queryMutations(from, to string) ([]*corev3.QueryParameter, []string, error) {
+	orig, err := url.ParseQuery(from)
+	if err != nil {
+		return nil, nil, err
+	}
+	want, err := url.ParseQuery(to)
+	if err != nil {
+		return nil, nil, err
+	}
+	var set []*corev3.QueryParameter
+	var remove []string
+	for k, vs := range want {
+		if slices.Equal(vs, orig[k]) {
+			continue
+		}
+		if len(vs) != 1 {
+			return nil, nil, fmt.Errorf("parameter %q: %d values cannot be set at once", k, len(vs))
+		}
+		set = append(set, &corev3.QueryParameter{Key: k, Value: vs[0]})
+	}
+	for k := range orig {
+		if _, keep := want[k]; !keep {
+			remove = append(remove, k)
+		}
+	}
+	return set, remove, nil
 }
 
 // deny writes the audit record of a refused request and builds the refusal. If the record cannot be made

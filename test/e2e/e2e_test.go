@@ -153,6 +153,12 @@ func TestPatientAccessThroughTheRealStack(t *testing.T) {
 				}
 			}
 
+			// The client's own parameters survive narrowing (here: the page size).
+			paged := check("/ExplanationOfBenefit?_count=2", token, 200)
+			if err := json.Unmarshal(paged.body, &bundle); err != nil || len(bundle.Entry) != 2 {
+				t.Fatalf("_count=2: want 2 entries, got %s", paged.body)
+			}
+
 			// Another member's EOB: the same 404 OperationOutcome as one that does not exist.
 			notYours := check("/ExplanationOfBenefit/"+otherEOB, token, 404)
 			missing := check("/ExplanationOfBenefit/no-such-eob-0000", token, 404)

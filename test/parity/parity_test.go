@@ -116,11 +116,12 @@ func viaEnvoy(t *testing.T, core *decision.Core, token, path string) result {
 	_, q, _ := strings.Cut(path, "?")
 	vals, _ := url.ParseQuery(q)
 	ok := resp.GetOkResponse()
-	for _, k := range ok.GetQueryParametersToRemove() {
-		vals.Del(k)
-	}
+	// As Envoy applies them: sets replace every value of a key, removals run after the sets.
 	for _, p := range ok.GetQueryParametersToSet() {
 		vals.Set(p.GetKey(), p.GetValue())
+	}
+	for _, k := range ok.GetQueryParametersToRemove() {
+		vals.Del(k)
 	}
 	return result{status: 200, upstream: vals.Encode()}
 }
@@ -166,6 +167,7 @@ func TestBothModesGiveTheSameAnswers(t *testing.T) {
 	}{
 		{"member searches own EOBs, narrowed", "member01", "/patient-access/fhir/ExplanationOfBenefit", 200, "patient=member-01"},
 		{"member names self", "member01", "/patient-access/fhir/ExplanationOfBenefit?patient=member-01", 200, "patient=member-01"},
+		{"other parameters are kept", "member01", "/patient-access/fhir/ExplanationOfBenefit?_count=2&type=professional", 200, "_count=2&patient=member-01&type=professional"},
 		{"member reads own EOB", "member01", "/patient-access/fhir/ExplanationOfBenefit/eob-01", 200, ""},
 		{"member reads own Patient", "member01", "/patient-access/fhir/Patient/member-01", 200, ""},
 		{"other member's EOB by id is 404", "member01", "/patient-access/fhir/ExplanationOfBenefit/eob-02", 404, ""},
