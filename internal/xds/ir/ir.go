@@ -129,27 +129,26 @@ func (x *Xds) Validate() error {
 			errs = append(errs, invalid("route %q: unknown cluster %q", r.Name, r.Cluster))
 		}
 	}
-	if p := x.Listener.ExtProc; p != nil && p.Cluster != "" {
-		if !clusters[p.Cluster] {
-			errs = append(errs, invalid("ext_proc: unknown cluster %q", p.Cluster))
-		}
-		for _, c := range x.Clusters {
-			if c != nil && c.Name == p.Cluster && !c.HTTP2 {
-				errs = append(errs, invalid("ext_proc: cluster %q must speak HTTP/2 (gRPC)", p.Cluster))
-			}
-		}
-	}
 	if a := x.Listener.ExtAuthz; a != nil && a.Cluster != "" {
-		if !clusters[a.Cluster] {
-			errs = append(errs, invalid("ext_authz: unknown cluster %q", a.Cluster))
-		}
-		for _, c := range x.Clusters {
-			if c != nil && c.Name == a.Cluster && !c.HTTP2 {
-				errs = append(errs, invalid("ext_authz: cluster %q must speak HTTP/2 (gRPC)", a.Cluster))
-			}
-		}
+		errs = append(errs, x.grpcCluster("ext_authz", a.Cluster))
+	}
+	if p := x.Listener.ExtProc; p != nil && p.Cluster != "" {
+		errs = append(errs, x.grpcCluster("ext_proc", p.Cluster))
 	}
 	return errors.Join(errs...)
+}
+
+// grpcCluster checks that a filter's gRPC service names a defined cluster that speaks HTTP/2.
+func (x *Xds) grpcCluster(filter, name string) error {
+	for _, c := range x.Clusters {
+		if c != nil && c.Name == name {
+			if !c.HTTP2 {
+				return invalid("%s: cluster %q must speak HTTP/2 (gRPC)", filter, name)
+			}
+			return nil
+		}
+	}
+	return invalid("%s: unknown cluster %q", filter, name)
 }
 
 // Validate checks the listener and its routes.
