@@ -43,5 +43,5 @@ build:
 
 ## fuzz: a short run of every fuzz target (seed corpora always run as part of `make unit`)
 fuzz:
-	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzRoute:./internal/decision; do \
+	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzRoute:./internal/decision FuzzFromAuthorization:./internal/token FuzzTranslate:./internal/xds; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=20s $${t#*:} || exit 1; done

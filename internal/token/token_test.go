@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +145,23 @@ func TestFromAuthorization(t *testing.T) {
 	if tok, err := FromAuthorization([]string{"bearer abc.def.ghi"}); err != nil || tok != "abc.def.ghi" {
 		t.Errorf("got %q %v", tok, err)
 	}
+}
+
+func FuzzFromAuthorization(f *testing.F) {
+	f.Add("Bearer abc.def.ghi", "")
+	f.Add("bearer a", "Bearer b")
+	f.Add("Basic Zm9vOmJhcg==", "")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		values := []string{a}
+		if b != "" {
+			values = append(values, b)
+		}
+		tok, err := FromAuthorization(values)
+		if err != nil {
+			return
+		}
+		if len(values) != 1 || tok == "" || len(tok) > MaxTokenBytes || strings.ContainsAny(tok, " \t,") {
+			t.Fatalf("accepted %q as %q", values, tok)
+		}
+	})
 }
