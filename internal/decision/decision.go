@@ -238,6 +238,9 @@ func toAny(ss []string) []any {
 	return out
 }
 
+// AuditTimeout bounds one audit write; past it the request is refused as if the sink were down.
+const AuditTimeout = 1500 * time.Millisecond
+
 // Record writes the audit record of a finished request: status is what the client received.
 // It runs detached from the caller's context so a client hanging up cannot lose the record.
 func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration) error {
@@ -260,7 +263,9 @@ func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64,
 	if d.Allow && status >= 200 && status < 300 {
 		r.DataCategories = audit.DataCategories(d.Request.ResourceType)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503, decided here,
+	// rather than Envoy's, so the record and the client never disagree about what was answered.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AuditTimeout)
 	defer cancel()
 	if err := c.Audit.Write(ctx, r); err != nil {
 		return fmt.Errorf("audit: %w", err)
