@@ -263,8 +263,9 @@ func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64,
 	if d.Allow && status >= 200 && status < 300 {
 		r.DataCategories = audit.DataCategories(d.Request.ResourceType)
 	}
-	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503, decided here,
-	// rather than Envoy's, so the record and the client never disagree about what was answered.
+	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503 rather than
+	// an Envoy timeout. A write acknowledged after the deadline can still land, recording an answer the client
+	// did not get; the audit spool (issue 6) removes that window.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AuditTimeout)
 	defer cancel()
 	if err := c.Audit.Write(ctx, r); err != nil {
