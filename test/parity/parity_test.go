@@ -70,7 +70,7 @@ func (f *fakeSink) last() audit.Record {
 
 var apis = []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 
-func newCore(t *testing.T, sink *fakeSink) *decision.Core {
+func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 	t.Helper()
 	engine, err := policy.New(context.Background(), policies.FS)
 	if err != nil {
@@ -229,5 +229,23 @@ func TestAuditSinkDownRefusesInBothModes(t *testing.T) {
 	}
 	if e := viaEnvoy(t, core, "", "/patient-access/fhir/ExplanationOfBenefit"); e.status != 503 {
 		t.Errorf("envoy refusal with audit down: %d", e.status)
+	}
+}
+
+// BenchmarkCheck measures one ext_authz decision for a narrowed search, audit sink excluded.
+func BenchmarkCheck(b *testing.B) {
+	core := newCore(b, &fakeSink{})
+	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET",
+			Path: "/patient-access/fhir/ExplanationOfBenefit?_count=10", Headers: map[string]string{"authorization": "Bearer member01"}}},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := s.Check(context.Background(), req)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("not allowed: %v %v", resp, err)
+		}
+		s.Pending.Take(resp.GetOkResponse().GetHeaders()[0].GetHeader().GetValue())
 	}
 }
