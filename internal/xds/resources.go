@@ -259,8 +259,9 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 				PrefixRewrite:    r.RewritePrefix,
 			}},
 			// The token is for fhirwall: the FHIR server behind it never sees it (applied by the router, after
-			// ext_authz has read it). The standalone proxy does the same.
-			RequestHeadersToRemove: []string{"authorization", "cookie"},
+			// ext_authz has read it). A method override would turn the GET that was decided into something else.
+			// The standalone proxy does the same.
+			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override"},
 			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its own.
 			// Whatever the client sent under these names is overwritten.
 			RequestHeadersToAdd: []*corev3.HeaderValueOption{
