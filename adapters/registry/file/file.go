@@ -1,0 +1,189 @@
+// Package file is a client registry read from a YAML file (config/clients.yaml), validated whole and
+// reloaded when the file changes; a file that does not validate leaves the running registry as it was.
+package file
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fhirwall/fhirwall/internal/decision"
+)
+
+var _ decision.Registry = (*Registry)(nil)
+
+// DefaultTier is the rate tier of a client whose entry names none.
+const DefaultTier = "standard"
+
+// Registry serves lookups from an immutable snapshot swapped whole on reload; readers never lock.
+type Registry struct {
+	path  string
+	known []string // API names an entry may enable
+	snap  atomic.Pointer[snapshot]
+}
+
+type snapshot struct {
+	clients map[string]decision.Client
+	sum     [32]byte // of the file's bytes: an event that changed nothing does not rebuild
+}
+
+// entry is one client as written in the file.
+type entry struct {
+	ID     string   `yaml:"id"`
+	Name   string   `yaml:"name"`
+	Active *bool    `yaml:"active"` // required: a client is never active by omission
+	APIs   []string `yaml:"apis"`
+	Scopes []string `yaml:"scopes"`
+	Tier   string   `yaml:"tier"`
+	Org    string   `yaml:"org"`
+}
+
+// Load reads and validates the file at path. knownAPIs are the API names entries may enable.
+func Load(path string, knownAPIs []string) (*Registry, error) {
+	r := &Registry{path: path, known: slices.Clone(knownAPIs)}
+	if err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Lookup implements decision.Registry.
+func (r *Registry) Lookup(_ context.Context, clientID string) (decision.Client, error) {
+	c, ok := r.snap.Load().clients[clientID]
+	if !ok {
+		return decision.Client{}, decision.ErrUnknownClient
+	}
+	// The snapshot is shared by every request: hand out copies of its slices.
+	c.APIs, c.Scopes = slices.Clone(c.APIs), slices.Clone(c.Scopes)
+	return c, nil
+}
+
+// Len is the number of registered clients.
+func (r *Registry) Len() int { return len(r.snap.Load().clients) }
+
+// Reload reads the file again. On any error the registry keeps serving the snapshot it had.
+func (r *Registry) Reload() error {
+	data, err := os.ReadFile(r.path)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if old := r.snap.Load(); old != nil && old.sum == sum {
+		return nil
+	}
+	clients, err := Parse(data, r.known)
+	if err != nil {
+		return fmt.Errorf("registry: %s: %w", r.path, err)
+	}
+	r.snap.Store(&snapshot{clients: clients, sum: sum})
+	return nil
+}
+
+// Parse decodes and validates a registry file, naming every bad entry at once.
+func Parse(data []byte, knownAPIs []string) (map[string]decision.Client, error) {
+	var doc struct {
+		Clients []entry `yaml:"clients"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // a misspelt key is an error, not a silently missing setting
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("not a registry file: %w", err)
+	}
+	if len(doc.Clients) == 0 {
+		// Also what a half-written file looks like to a watcher: never swap in "nobody is registered".
+		return nil, errors.New("clients: no client registered")
+	}
+	var errs []error
+	clients := make(map[string]decision.Client, len(doc.Clients))
+	for i, e := range doc.Clients {
+		bad := func(err error) { errs = append(errs, fmt.Errorf("clients[%d] (%s): %w", i, e.ID, err)) }
+		c := decision.Client{ID: e.ID, Name: e.Name, APIs: e.APIs, Scopes: e.Scopes, Tier: e.Tier, Org: e.Org}
+		if c.Name == "" {
+			c.Name = c.ID
+		}
+		if c.Tier == "" {
+			c.Tier = DefaultTier
+		}
+		if e.Active == nil {
+			bad(errors.New("active: required (true or false)"))
+		} else {
+			c.Active = *e.Active
+		}
+		if err := c.Validate(); err != nil {
+			bad(err)
+		}
+		for _, a := range e.APIs {
+			if !slices.Contains(knownAPIs, a) {
+				bad(fmt.Errorf("apis: %q is not one of %v", a, knownAPIs))
+			}
+		}
+		if _, dup := clients[e.ID]; dup {
+			bad(errors.New("id registered twice"))
+		}
+		clients[e.ID] = c
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return clients, nil
+}
+
+// Watch reloads the registry whenever something changes in the file's directory (editors and Kubernetes
+// ConfigMaps replace files by rename, which a watch on the file itself would miss) until ctx ends.
+// onReload, if not nil, is told the outcome of each reload; a failed one leaves the old snapshot in place.
+func (r *Registry) Watch(ctx context.Context, log *slog.Logger, onReload func(error)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("registry: watch: %w", err)
+	}
+	if err := w.Add(filepath.Dir(r.path)); err != nil {
+		_ = w.Close()
+		return fmt.Errorf("registry: watch %s: %w", filepath.Dir(r.path), err)
+	}
+	go func() {
+		defer w.Close()
+		// A burst of events (truncate, write, chmod) becomes one reload once the file has settled.
+		const settle = 100 * time.Millisecond
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				timer.Reset(settle)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				log.Warn("client registry watch error", "path", r.path, "error", err)
+			case <-timer.C:
+				err := r.Reload()
+				if err != nil {
+					log.Error("client registry not reloaded; keeping the previous one", "path", r.path, "error", err)
+				} else {
+					log.Info("client registry loaded", "path", r.path, "clients", r.Len())
+				}
+				if onReload != nil {
+					onReload(err)
+				}
+			}
+		}
+	}()
+	return nil
+}
