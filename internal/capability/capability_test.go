@@ -1,0 +1,396 @@
+package capability_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/fhirwall/fhirwall/config"
+	"github.com/fhirwall/fhirwall/internal/capability"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files from the current generator")
+
+// keycloakDiscovery is the part of Keycloak 26's discovery document for the demo realm that matters here.
+const keycloakDiscovery = `{
+  "issuer": "http://127.0.0.1:8180/realms/fhirwall",
+  "authorization_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/auth",
+  "token_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/token",
+  "jwks_uri": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/certs",
+  "revocation_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/revoke",
+  "grant_types_supported": ["authorization_code", "client_credentials", "implicit", "refresh_token", "password"],
+  "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post", "tls_client_auth", "client_secret_jwt"],
+  "code_challenge_methods_supported": ["plain", "S256"]
+}`
+
+// exampleAPIs maps the apis, issuers and public_url of config/fhirwall.yaml the way cmd/proxy does. Only
+// those keys are decoded (with config's own types), so work on unrelated keys cannot break this test.
+func exampleAPIs(t *testing.T) []capability.API {
+	t.Helper()
+	v := viper.New()
+	v.SetConfigFile(filepath.Join("..", "..", "config", "fhirwall.yaml"))
+	if err := v.ReadInConfig(); err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		PublicURL string          `mapstructure:"public_url"`
+		Issuers   []config.Issuer `mapstructure:"issuers"`
+		APIs      []config.API    `mapstructure:"apis"`
+	}
+	if err := v.Unmarshal(&c); err != nil {
+		t.Fatal(err)
+	}
+	var apis []capability.API
+	for _, a := range c.APIs {
+		api := capability.API{Name: a.Name, Prefix: a.Prefix, PublicBase: c.PublicURL + a.Prefix, SMART: capability.SMART(a.SMART)}
+		if api.SMART.Issuer == "" {
+			api.SMART.Issuer = c.Issuers[0].URL
+		}
+		for _, r := range a.Resources {
+			api.Resources = append(api.Resources, capability.Resource(r))
+		}
+		apis = append(apis, api)
+	}
+	return apis
+}
+
+// fakeDiscovery answers with a fixed document or error and counts calls; for handler tests only.
+type fakeDiscovery struct {
+	ep    *capability.Endpoints
+	err   error
+	calls atomic.Int32
+}
+
+func (f *fakeDiscovery) Discover(_ context.Context, issuer string) (*capability.Endpoints, error) {
+	f.calls.Add(1)
+	return f.ep, f.err
+}
+
+func keycloak(t *testing.T) *capability.Endpoints {
+	t.Helper()
+	var ep capability.Endpoints
+	if err := json.Unmarshal([]byte(keycloakDiscovery), &ep); err != nil {
+		t.Fatal(err)
+	}
+	return &ep
+}
+
+func newHandler(t *testing.T, apis []capability.API, d capability.Discovery) *capability.Handler {
+	t.Helper()
+	h, err := capability.New(apis, d, capability.Options{Date: "2026-01-01"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func get(t *testing.T, h http.Handler, path string, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestExampleConfigDocumentsMatchGoldenFiles(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	for path, golden := range map[string]string{
+		"/patient-access/fhir/metadata":                        "patient-access.metadata.json",
+		"/patient-access/fhir/.well-known/smart-configuration": "patient-access.smart-configuration.json",
+	} {
+		w := get(t, h, path, nil)
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+		file := filepath.Join("testdata", golden)
+		if *update {
+			if err := os.WriteFile(file, w.Body.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%v (run go test ./internal/capability -update)", err)
+		}
+		if !bytes.Equal(w.Body.Bytes(), want) {
+			t.Errorf("%s differs from %s; run go test ./internal/capability -update and review the diff\n%s", path, file, w.Body)
+		}
+	}
+}
+
+// r4Types is every concrete R4 resource type (hl7.fhir.r4.core 4.0.1), kept apart from the package's own
+// table so a typo there cannot hide here.
+var r4Types = strings.Fields(`Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
+AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry
+ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication CommunicationRequest
+CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement
+DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter Endpoint EnrollmentRequest
+EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario ExplanationOfBenefit
+FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
+ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List Location
+Measure MeasureReport Media Medication MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest
+MedicationStatement MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication
+MedicinalProductIndication MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition MessageHeader
+MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition OperationDefinition OperationOutcome
+Organization OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation Person PlanDefinition
+Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
+ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment RiskEvidenceSynthesis Schedule
+SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition StructureMap Subscription Substance
+SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial
+SubstanceSpecification SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet
+VerificationResult VisionPrescription`)
+
+func TestPatientAccessCapabilityStatementIsReadOnlyAndWellFormed(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	w := get(t, h, "/patient-access/fhir/metadata", nil)
+	if ct := w.Header().Get("Content-Type"); ct != "application/fhir+json" {
+		t.Fatalf("content type %q", ct)
+	}
+	var cs struct {
+		ResourceType, Kind, FHIRVersion, Status, Date string
+		Format                                        []string
+		Implementation                                struct{ URL string }
+		Rest                                          []struct {
+			Mode        string
+			Interaction []struct{ Code string }
+			Security    struct {
+				Service []struct {
+					Coding []struct{ System, Code string }
+				}
+				Extension []struct {
+					URL       string
+					Extension []struct{ URL, ValueURI string }
+				}
+			}
+			Resource []struct {
+				Type        string
+				Interaction []struct{ Code string }
+				SearchParam []struct{ Name, Type, Definition string }
+			}
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if cs.ResourceType != "CapabilityStatement" || cs.Kind != "instance" || cs.FHIRVersion != "4.0.1" || cs.Status != "active" ||
+		cs.Date == "" || !slices.Equal(cs.Format, []string{"json"}) ||
+		cs.Implementation.URL != "http://127.0.0.1:10000/patient-access/fhir" {
+		t.Fatalf("header elements: %+v", cs)
+	}
+	if len(cs.Rest) != 1 || cs.Rest[0].Mode != "server" || len(cs.Rest[0].Interaction) != 0 {
+		t.Fatalf("rest: want one server entry without system interactions, got %+v", cs.Rest)
+	}
+	r := cs.Rest[0]
+	if len(r.Security.Service) != 1 || r.Security.Service[0].Coding[0].Code != "SMART-on-FHIR" ||
+		r.Security.Service[0].Coding[0].System != "http://terminology.hl7.org/CodeSystem/restful-security-service" {
+		t.Fatalf("security.service: %+v", r.Security.Service)
+	}
+	uris := map[string]string{}
+	for _, e := range r.Security.Extension {
+		if e.URL == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris" {
+			for _, x := range e.Extension {
+				uris[x.URL] = x.ValueURI
+			}
+		}
+	}
+	if !strings.HasSuffix(uris["authorize"], "/openid-connect/auth") || !strings.HasSuffix(uris["token"], "/openid-connect/token") {
+		t.Fatalf("oauth-uris: %v", uris)
+	}
+	if len(r.Resource) == 0 {
+		t.Fatal("no resources")
+	}
+	for _, res := range r.Resource {
+		if !slices.Contains(r4Types, res.Type) {
+			t.Errorf("%s is not an R4 resource type", res.Type)
+		}
+		for _, i := range res.Interaction {
+			if !slices.Contains([]string{"read", "vread", "search-type"}, i.Code) {
+				t.Errorf("%s: %s on a read-only API", res.Type, i.Code)
+			}
+		}
+		for _, p := range res.SearchParam {
+			if p.Name == "" || p.Definition == "" || !slices.Contains([]string{"number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"}, p.Type) {
+				t.Errorf("%s: search param %+v", res.Type, p)
+			}
+		}
+	}
+}
+
+func TestSMARTConfigurationFollowsTheIssuerAndNeverOffersPlainPKCE(t *testing.T) {
+	ep := keycloak(t)
+	ep.TokenEndpointAuthMethodsSupported = []string{"client_secret_basic"} // an IdP without private_key_jwt
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: ep})
+	w := get(t, h, "/patient-access/fhir/.well-known/smart-configuration", nil)
+	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s", w.Code, w.Header().Get("Content-Type"))
+	}
+	var sc map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &sc); err != nil {
+		t.Fatal(err)
+	}
+	strs := func(k string) []string {
+		var out []string
+		for _, v := range sc[k].([]any) {
+			out = append(out, v.(string))
+		}
+		return out
+	}
+	if got := strs("code_challenge_methods_supported"); !slices.Equal(got, []string{"S256"}) {
+		t.Errorf("code_challenge_methods_supported %v", got)
+	}
+	if got := strs("token_endpoint_auth_methods_supported"); !slices.Equal(got, []string{"client_secret_basic"}) {
+		t.Errorf("token_endpoint_auth_methods_supported %v: must be what the IdP supports", got)
+	}
+	if slices.Contains(strs("capabilities"), "client-confidential-asymmetric") {
+		t.Error("claims client-confidential-asymmetric although the IdP has no private_key_jwt")
+	}
+	if got := strs("grant_types_supported"); !slices.Equal(got, []string{"authorization_code", "client_credentials"}) {
+		t.Errorf("grant_types_supported %v", got)
+	}
+	if sc["issuer"] != ep.Issuer || sc["jwks_uri"] != ep.JWKSURI {
+		t.Errorf("sso-openid-connect without issuer/jwks_uri: %v %v", sc["issuer"], sc["jwks_uri"])
+	}
+	if !slices.Contains(strs("scopes_supported"), "patient/ExplanationOfBenefit.rs") {
+		t.Errorf("scopes_supported lacks the per-type scope: %v", strs("scopes_supported"))
+	}
+}
+
+func TestHandlerAnswersOnlyItsTwoPathsPerAPI(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	for _, p := range []string{"/metadata", "/patient-access/fhir", "/patient-access/fhir/Patient", "/patient-access/fhir/metadata/x",
+		"/patient-access/fhirmetadata", "/patient-access/fhir/.well-known/openid-configuration", "/provider-access/fhir/metadata",
+		"/patient-access/fhir/%6detadata"} {
+		if w := get(t, h, p, nil); w.Code != 404 || !strings.Contains(w.Body.String(), "OperationOutcome") {
+			t.Errorf("%s: want 404 OperationOutcome, got %d %s", p, w.Code, w.Body)
+		}
+	}
+	req := httptest.NewRequest("POST", "/patient-access/fhir/metadata", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", w.Code)
+	}
+}
+
+func TestIssuerDiscoveryFailureIsA503AndNoDocument(t *testing.T) {
+	d := &fakeDiscovery{err: capability.ErrDiscovery}
+	h := newHandler(t, exampleAPIs(t), d)
+	for _, p := range []string{"/patient-access/fhir/metadata", "/patient-access/fhir/.well-known/smart-configuration"} {
+		w := get(t, h, p, nil)
+		if w.Code != 503 || w.Header().Get("Content-Type") != "application/fhir+json" || !strings.Contains(w.Body.String(), `"transient"`) {
+			t.Fatalf("%s: want 503 OperationOutcome, got %d %s", p, w.Code, w.Body)
+		}
+	}
+	// Recovered: served, and rendered from the new document.
+	d.ep, d.err = keycloak(t), nil
+	if w := get(t, h, "/patient-access/fhir/metadata", nil); w.Code != 200 {
+		t.Fatalf("after recovery: %d", w.Code)
+	}
+}
+
+func TestUnchangedDocumentIsServedWithTheSameETagAnd304(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	w1 := get(t, h, "/patient-access/fhir/metadata", nil)
+	etag := w1.Header().Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag")
+	}
+	w2 := get(t, h, "/patient-access/fhir/metadata", http.Header{"If-None-Match": {etag}})
+	if w2.Code != http.StatusNotModified || w2.Body.Len() != 0 {
+		t.Fatalf("If-None-Match: %d", w2.Code)
+	}
+}
+
+func TestOverridesNeedNoIssuer(t *testing.T) {
+	apis := exampleAPIs(t)
+	s := &apis[0].SMART
+	s.AuthorizationEndpoint, s.TokenEndpoint, s.JWKSURI = "https://idp.example/authorize", "https://idp.example/token", "https://idp.example/jwks"
+	d := &fakeDiscovery{err: errors.New("must not be asked")}
+	h := newHandler(t, apis, d)
+	w := get(t, h, "/patient-access/fhir/.well-known/smart-configuration", nil)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"token_endpoint": "https://idp.example/token"`) || d.calls.Load() != 0 {
+		t.Fatalf("%d %s (discovery calls %d)", w.Code, w.Body, d.calls.Load())
+	}
+}
+
+func TestBadConfigurationIsRefusedWithEveryProblem(t *testing.T) {
+	apis := exampleAPIs(t)
+	a := &apis[0]
+	a.Resources = append(a.Resources,
+		capability.Resource{Type: "Patients"},
+		capability.Resource{Type: "Observation", SearchParams: []string{"_include"}},
+		capability.Resource{Type: "Claim", SearchParams: []string{"no-such-param"}, Include: []string{"Patient:x"}})
+	a.SMART.Capabilities = append(a.SMART.Capabilities, "launch-magic")
+	a.SMART.GrantTypes = []string{"password"}
+	_, err := capability.New(apis, &fakeDiscovery{}, capability.Options{Date: "2026-01-01"}, slog.New(slog.DiscardHandler))
+	for _, want := range []string{`"Patients" is not an R4 resource type`, "Observation listed twice", "include/revinclude",
+		`unknown search parameter "no-such-param"`, `include "Patient:x"`, "launch-magic", `grant type "password"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
+	}
+	if !errors.Is(err, capability.ErrInvalid) {
+		t.Errorf("not ErrInvalid: %v", err)
+	}
+}
+
+func TestOIDCDiscoveryCachesChecksTheIssuerAndFailsClosed(t *testing.T) {
+	var calls atomic.Int32
+	var body atomic.Value
+	body.Store(keycloakDiscovery)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.URL.Path != "/realms/fhirwall/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, strings.ReplaceAll(body.Load().(string), "http://127.0.0.1:8180", "http://"+r.Host))
+	}))
+	defer idp.Close()
+	now := time.Unix(0, 0)
+	d := &capability.OIDCDiscovery{Client: idp.Client(), TTL: time.Minute, RetryAfter: 5 * time.Second, Now: func() time.Time { return now }}
+	issuer := idp.URL + "/realms/fhirwall"
+	ep1, err := d.Discover(context.Background(), issuer)
+	if err != nil || ep1.TokenEndpoint != issuer+"/protocol/openid-connect/token" {
+		t.Fatalf("%+v %v", ep1, err)
+	}
+	ep2, _ := d.Discover(context.Background(), issuer)
+	if ep2 != ep1 || calls.Load() != 1 {
+		t.Fatalf("not cached: %d calls", calls.Load())
+	}
+	now = now.Add(2 * time.Minute)
+	if ep3, _ := d.Discover(context.Background(), issuer); ep3 != ep1 || calls.Load() != 2 {
+		t.Fatalf("refetch of an unchanged document must keep the pointer (calls %d)", calls.Load())
+	}
+	// A document naming another issuer (here: the same one without the trailing slash) is refused (OIDC
+	// Discovery §4.3).
+	if _, err := d.Discover(context.Background(), issuer+"/"); !errors.Is(err, capability.ErrDiscovery) || !strings.Contains(err.Error(), "names issuer") {
+		t.Fatalf("wrong issuer accepted: %v", err)
+	}
+	idp.Close()
+	now = now.Add(2 * time.Minute)
+	if _, err := d.Discover(context.Background(), issuer); !errors.Is(err, capability.ErrDiscovery) {
+		t.Fatalf("IdP down, want ErrDiscovery, got %v", err)
+	}
+}
