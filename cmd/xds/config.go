@@ -22,6 +22,9 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	if cfg.AuthzService, err = endpoint("xds.authz_address", c.XDS.AuthzAddress); err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.LocalService, err = endpoint("xds.local_address", c.XDS.LocalAddress); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.FHIRServer, err = fhirServer(c.FHIRServer.URL); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,7 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 	if cfg.Listener != (xds.Endpoint{Host: "127.0.0.1", Port: 10000}) ||
 		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir"}) ||
 		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
+		cfg.LocalService != (xds.Endpoint{Host: "127.0.0.1", Port: 9192}) ||
 		len(cfg.APIs) != 1 || cfg.APIs[0] != (xds.API{Name: "patient-access", PathPrefix: "/patient-access/fhir"}) {
 		t.Fatalf("got %+v", cfg)
 	}
@@ -40,12 +41,14 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 func TestEnvironmentOverridesTheFile(t *testing.T) {
 	t.Setenv("FHIRWALL_FHIR_SERVER_URL", "http://hapi:8080/hapi/fhir")
 	t.Setenv("FHIRWALL_XDS_AUTHZ_ADDRESS", "fhirwall-proxy:9191")
+	t.Setenv("FHIRWALL_XDS_LOCAL_ADDRESS", "fhirwall-proxy:9192")
 	cfg, err := load(t, example)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.FHIRServer != (xds.FHIRServer{Host: "hapi", Port: 8080, BasePath: "/hapi/fhir"}) ||
-		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) {
+		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) ||
+		cfg.LocalService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9192}) {
 		t.Fatalf("env not applied: %+v", cfg)
 	}
 }

@@ -15,7 +15,10 @@ type Config struct {
 	Listener     Endpoint   `yaml:"listener"`
 	FHIRServer   FHIRServer `yaml:"fhir_server"`
 	AuthzService Endpoint   `yaml:"authz"`
-	APIs         []API      `yaml:"apis"`
+	// LocalService is fhirwall-proxy's local HTTP listener (proxy.local): it answers each API's
+	// CapabilityStatement and SMART configuration, which fhirwall generates rather than the FHIR server.
+	LocalService Endpoint `yaml:"local"`
+	APIs         []API    `yaml:"apis"`
 }
 
 // Endpoint is a host (IP address or DNS name) and a port.
@@ -43,6 +46,7 @@ const (
 	RouteConfigName    = "fhirwall_routes"
 	FHIRServerCluster  = "fhir_server"
 	AuthzCluster       = "fhirwall_authz"
+	LocalCluster       = "fhirwall_local"
 	ClientHeaderPrefix = "x-fhirwall-"
 )
 
@@ -52,9 +56,10 @@ const (
 	authzTimeout             = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
 	authzStatusOnError       = 503
 	extProcMessageTimeout    = 2 * time.Second
-	authzMaxRequestBytes     = 64 << 10
+	authzMaxRequestBytes     = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
 	fhirConnectTimeout       = 2 * time.Second
 	authzConnectTimeout      = 250 * time.Millisecond
+	localConnectTimeout      = 250 * time.Millisecond
 	circuitBreakerMaxConns   = 1024
 	circuitBreakerMaxPending = 1024
 	circuitBreakerMaxReqs    = 1024
@@ -81,11 +86,18 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: extProcMessageTimeout},
 	}
 	for _, api := range cfg.APIs {
+		prefix := cleanPrefix(api.PathPrefix)
+		// The API's own documents come before its prefix (first match wins), go to fhirwall-proxy with the
+		// path unchanged, and pass ext_authz and ext_proc like every other request, so they are audited.
+		for _, doc := range localDocuments {
+			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster})
+		}
 		l.Routes = append(l.Routes, &ir.HTTPRoute{
-			Name:          api.Name,
-			PathPrefix:    cleanPrefix(api.PathPrefix),
-			RewritePrefix: base,
-			Cluster:       FHIRServerCluster,
+			Name:            api.Name,
+			PathPrefix:      prefix,
+			RewritePrefix:   base,
+			ForwardedPrefix: prefix,
+			Cluster:         FHIRServerCluster,
 		})
 	}
 	x := &ir.Xds{
@@ -93,12 +105,19 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		Clusters: []*ir.Cluster{
 			irCluster(FHIRServerCluster, cfg.FHIRServer.Host, cfg.FHIRServer.Port, false, fhirConnectTimeout),
 			irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
+			irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
 		},
 	}
 	if err := x.Validate(); err != nil {
 		return nil, fmt.Errorf("translate config: %w", err)
 	}
 	return x, nil
+}
+
+// localDocuments are the paths below an API's base that fhirwall-proxy answers itself (internal/capability).
+var localDocuments = []struct{ path, suffix string }{
+	{"/metadata", "-metadata"},                                   // FHIR R4 capabilities interaction
+	{"/.well-known/smart-configuration", "-smart-configuration"}, // SMART App Launch 2.x §Discovery
 }
 
 func irCluster(name, host string, port uint32, http2 bool, connect time.Duration) *ir.Cluster {

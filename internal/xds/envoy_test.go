@@ -221,6 +221,18 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	defer fhir.Close()
 	upstreamHits := func() []upstreamHit { mu.Lock(); defer mu.Unlock(); return append([]upstreamHit(nil), hits...) }
 
+	// local stands in for fhirwall-proxy's proxy.local listener (internal/capability).
+	var localHits []upstreamHit
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		localHits = append(localHits, upstreamHit{path: r.URL.RequestURI(), patient: r.Header.Get("authorization")})
+		mu.Unlock()
+		w.Header().Set("content-type", "application/json")
+		io.WriteString(w, `{"from":"fhirwall-local"}`)
+	}))
+	defer local.Close()
+	localRequests := func() []upstreamHit { mu.Lock(); defer mu.Unlock(); return append([]upstreamHit(nil), localHits...) }
+
 	authz := &fakeAuthz{}
 	authzLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,6 +250,7 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		Listener:     Endpoint{Host: "127.0.0.1", Port: listenPort},
 		FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: fhirPort, BasePath: "/fhir"},
 		AuthzService: Endpoint{Host: "127.0.0.1", Port: uint32(authzLis.Addr().(*net.TCPAddr).Port)},
+		LocalService: Endpoint{Host: "127.0.0.1", Port: uint32(local.Listener.Addr().(*net.TCPAddr).Port)},
 		APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
 	}
 	path := filepath.Join(t.TempDir(), "bootstrap.json")
@@ -320,6 +333,43 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 			}
 		}
 	})
+	t.Run("metadata and smart-configuration are answered by fhirwall-proxy, decided and seen by ext_proc", func(t *testing.T) {
+		for _, p := range []string{"/patient-access/fhir/metadata", "/patient-access/fhir/.well-known/smart-configuration"} {
+			fhirBefore, localBefore, checksBefore := len(upstreamHits()), len(localRequests()), authz.count()
+			req, _ := http.NewRequest("GET", base+p+"?_format=json", nil)
+			req.Header.Set("Authorization", "Bearer not-for-upstream")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != `{"from":"fhirwall-local"}` {
+				t.Fatalf("%s: want the local listener's answer, got %d %s", p, resp.StatusCode, b)
+			}
+			if len(upstreamHits()) != fhirBefore {
+				t.Fatalf("%s reached the FHIR server: %+v", p, upstreamHits()[fhirBefore:])
+			}
+			lh := localRequests()
+			if len(lh) != localBefore+1 || lh[len(lh)-1].path != p+"?_format=json" || lh[len(lh)-1].patient != "" {
+				t.Fatalf("%s: local listener saw %+v (want the path unchanged and no Authorization)", p, lh[localBefore:])
+			}
+			if authz.count() != checksBefore+1 || authz.last().GetAttributes().GetRequest().GetHttp().GetPath() != p+"?_format=json" {
+				t.Fatalf("%s: ext_authz was not asked", p)
+			}
+			if resp.Header.Get("x-fake-extproc") != "seen" {
+				t.Fatalf("%s: the response did not pass ext_proc (no audit)", p)
+			}
+		}
+		// Only the exact paths: anything else below the base is the FHIR server's.
+		before := len(localRequests())
+		if r := do(t, "GET", "/patient-access/fhir/metadata/extra", nil, nil); r.status != 200 || len(localRequests()) != before {
+			t.Fatalf("/metadata/extra: %d, local hits %d→%d", r.status, before, len(localRequests()))
+		}
+		if h := upstreamHits(); h[len(h)-1].path != "/fhir/metadata/extra" {
+			t.Fatalf("FHIR server saw %+v", h[len(h)-1])
+		}
+	})
 	t.Run("ext_authz denial keeps fhirwall-proxy's status and OperationOutcome", func(t *testing.T) {
 		for path, status := range map[string]int{"/patient-access/fhir/deny": 403, "/patient-access/fhir/deny-503": 503} {
 			r := do(t, "GET", path, nil, nil)
@@ -348,7 +398,7 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	})
 	t.Run("body over the ext_authz limit is a 413 OperationOutcome", func(t *testing.T) {
 		before := len(upstreamHits())
-		wantOutcome(t, do(t, "POST", "/patient-access/fhir/Patient/_search", bytes.NewReader(make([]byte, 64<<10+1)),
+		wantOutcome(t, do(t, "POST", "/patient-access/fhir/Patient/_search", bytes.NewReader(make([]byte, authzMaxRequestBytes+1)),
 			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}), 413, "too-long")
 		if len(upstreamHits()) != before {
 			t.Fatal("oversized body reached the FHIR server")
@@ -356,10 +406,12 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	})
 	t.Run("authz service down fails closed with a 503 OperationOutcome", func(t *testing.T) {
 		g.Stop()
-		before := len(upstreamHits())
-		wantOutcome(t, do(t, "GET", "/patient-access/fhir/metadata", nil, nil), 503, "transient")
-		if len(upstreamHits()) != before {
-			t.Fatal("request reached the FHIR server without a decision")
+		before, localBefore := len(upstreamHits()), len(localRequests())
+		for _, p := range []string{"/patient-access/fhir/metadata", "/patient-access/fhir/Patient"} {
+			wantOutcome(t, do(t, "GET", p, nil, nil), 503, "transient")
+		}
+		if len(upstreamHits()) != before || len(localRequests()) != localBefore {
+			t.Fatal("request was answered without a decision")
 		}
 	})
 }

@@ -250,25 +250,32 @@ func (routerFilter) build(*ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
 	for _, r := range l.Routes {
-		routes = append(routes, &routev3.Route{
-			Name: r.Name,
+		match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: r.Path}}
+		if r.PathPrefix != "" {
 			// path_separated_prefix matches /p and /p/..., never /pX: an API's base is whole segments.
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: r.PathPrefix}},
+			match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: r.PathPrefix}}
+		}
+		route := &routev3.Route{
+			Name:  r.Name,
+			Match: match,
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
 				PrefixRewrite:    r.RewritePrefix,
 			}},
-			// The token is for fhirwall: the FHIR server behind it never sees it (applied by the router, after
+			// The token is for fhirwall: the upstream never sees it (applied by the router, after
 			// ext_authz has read it). A method override would turn the GET that was decided into something else.
 			// The standalone proxy does the same.
 			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override"},
-			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its own.
-			// Whatever the client sent under these names is overwritten.
-			RequestHeadersToAdd: []*corev3.HeaderValueOption{
-				{Header: &corev3.HeaderValue{Key: "x-forwarded-prefix", Value: r.PathPrefix}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+		}
+		if r.ForwardedPrefix != "" {
+			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its
+			// own. Whatever the client sent under these names is overwritten.
+			route.RequestHeadersToAdd = []*corev3.HeaderValueOption{
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-prefix", Value: r.ForwardedPrefix}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
 				{Header: &corev3.HeaderValue{Key: "x-forwarded-host", Value: "%REQ(:authority)%"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-			},
-		})
+			}
+		}
+		routes = append(routes, route)
 	}
 	// Everything else is answered here, without bothering ext_authz: there is nothing to decide about a
 	// path no API serves, and an unreachable authz service must not turn a 404 into a 503.

@@ -154,6 +154,7 @@ func TestTranslateRefusesBadConfigAndNamesEveryProblem(t *testing.T) {
 			Listener:     Endpoint{Host: "127.0.0.1", Port: 10000},
 			FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: 8090},
 			AuthzService: Endpoint{Host: "127.0.0.1", Port: 9191},
+			LocalService: Endpoint{Host: "127.0.0.1", Port: 9192},
 			APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
 		}
 	}
@@ -166,6 +167,7 @@ func TestTranslateRefusesBadConfigAndNamesEveryProblem(t *testing.T) {
 		{"listener on a DNS name", func(c *Config) { c.Listener.Host = "localhost" }, []string{"must be an IP address"}},
 		{"port zero", func(c *Config) { c.AuthzService.Port = 0 }, []string{"fhirwall_authz: port 0"}},
 		{"port too big", func(c *Config) { c.FHIRServer.Port = 70000 }, []string{"fhir_server: port 70000"}},
+		{"no local listener for the API documents", func(c *Config) { c.LocalService = Endpoint{} }, []string{"fhirwall_local: port 0", "fhirwall_local: host"}},
 		{"prefix without slash", func(c *Config) { c.APIs[0].PathPrefix = "patient-access" }, []string{"path prefix"}},
 		{"prefix with a query", func(c *Config) { c.APIs[0].PathPrefix = "/p?x=1" }, []string{"path prefix"}},
 		{"prefix with escaped slash", func(c *Config) { c.APIs[0].PathPrefix = "/p%2Ffhir" }, []string{"path prefix"}},

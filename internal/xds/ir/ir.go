@@ -29,19 +29,35 @@ type HTTPListener struct {
 	ExtAuthz                 *ExtAuthz
 	// ExtProc sees every allowed exchange's headers; fhirwall-proxy writes the audit record there.
 	ExtProc *ExtProc
-	// Routes are the API prefixes; every other path is answered 404 by Envoy without asking ext_authz.
+	// Routes are tried in order: exact paths (an API's discovery documents) before the API prefixes; every
+	// other path is answered 404 by Envoy without asking ext_authz. ext_authz and ext_proc run on every route.
 	Routes []*HTTPRoute
 }
 
-// HTTPRoute sends one API's FHIR base URL to the FHIR server.
+// HTTPRoute sends one API's FHIR base URL to the FHIR server, or one exact path below it (the API's
+// CapabilityStatement, its SMART configuration) to fhirwall-proxy. Exactly one of PathPrefix and Path is set.
 type HTTPRoute struct {
-	// Name is the API name; it labels the route in stats and access logs.
+	// Name labels the route in stats and access logs: the API name, or the API name and the document.
 	Name string
 	// PathPrefix is the API's base path without trailing slash, matched on whole segments.
 	PathPrefix string
-	// RewritePrefix replaces PathPrefix upstream: the FHIR server's own base path.
+	// Path is matched exactly (the query aside).
+	Path string
+	// RewritePrefix replaces PathPrefix upstream: the FHIR server's own base path. Empty: the path goes
+	// upstream as the client sent it. Only prefix routes rewrite.
 	RewritePrefix string
-	Cluster       string
+	// ForwardedPrefix, when set, is sent upstream as x-forwarded-prefix (with x-forwarded-host) so the FHIR
+	// server builds its links from the API's public base.
+	ForwardedPrefix string
+	Cluster         string
+}
+
+// match is the path the route matches, for messages.
+func (r *HTTPRoute) match() string {
+	if r.Path != "" {
+		return r.Path
+	}
+	return r.PathPrefix
 }
 
 // ExtAuthz asks fhirwall-proxy about every request; it fails closed.
@@ -70,7 +86,7 @@ func (p *ExtProc) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Cluster is one upstream: the FHIR server or fhirwall-proxy's gRPC port.
+// Cluster is one upstream: the FHIR server, fhirwall-proxy's gRPC port, or its local HTTP listener.
 type Cluster struct {
 	Name           string
 	Host           string
@@ -194,8 +210,16 @@ func (l *HTTPListener) Validate() error {
 		}
 		names[r.Name] = true
 		for _, o := range l.Routes[:i] {
-			if o != nil && (segmentPrefix(o.PathPrefix, r.PathPrefix) || segmentPrefix(r.PathPrefix, o.PathPrefix)) {
-				errs = append(errs, invalid("routes %q (%s) and %q (%s) overlap", o.Name, o.PathPrefix, r.Name, r.PathPrefix))
+			if o == nil {
+				continue
+			}
+			switch {
+			case o.PathPrefix != "" && r.PathPrefix != "" && (segmentPrefix(o.PathPrefix, r.PathPrefix) || segmentPrefix(r.PathPrefix, o.PathPrefix)),
+				o.Path != "" && r.Path != "" && strings.EqualFold(o.Path, r.Path):
+				errs = append(errs, invalid("routes %q (%s) and %q (%s) overlap", o.Name, o.match(), r.Name, r.match()))
+			case o.PathPrefix != "" && r.Path != "" && segmentPrefix(o.PathPrefix, r.Path):
+				// Envoy takes the first match: this exact route would never be reached.
+				errs = append(errs, invalid("route %q (%s) is shadowed by the earlier prefix route %q (%s)", r.Name, r.Path, o.Name, o.PathPrefix))
 			}
 		}
 	}
@@ -213,13 +237,30 @@ func (r *HTTPRoute) Validate() error {
 	if !nameRE.MatchString(r.Name) {
 		errs = append(errs, invalid("route name %q: lower-case letters, digits, '-' and '_'", r.Name))
 	}
-	if !segmentsRE.MatchString(r.PathPrefix) {
-		errs = append(errs, invalid("route %q: path prefix %q must be /-separated plain segments without trailing slash", r.Name, r.PathPrefix))
-	} else if hasDotSegment(r.PathPrefix) {
-		errs = append(errs, invalid("route %q: path prefix %q has a dot segment", r.Name, r.PathPrefix))
+	switch {
+	case r.Path != "" && r.PathPrefix != "":
+		errs = append(errs, invalid("route %q has both a path and a path prefix", r.Name))
+	case r.Path != "":
+		if !segmentsRE.MatchString(r.Path) {
+			errs = append(errs, invalid("route %q: path %q must be /-separated plain segments without trailing slash", r.Name, r.Path))
+		} else if hasDotSegment(r.Path) {
+			errs = append(errs, invalid("route %q: path %q has a dot segment", r.Name, r.Path))
+		}
+		if r.RewritePrefix != "" {
+			errs = append(errs, invalid("route %q: an exact path route does not rewrite", r.Name))
+		}
+	default:
+		if !segmentsRE.MatchString(r.PathPrefix) {
+			errs = append(errs, invalid("route %q: path prefix %q must be /-separated plain segments without trailing slash", r.Name, r.PathPrefix))
+		} else if hasDotSegment(r.PathPrefix) {
+			errs = append(errs, invalid("route %q: path prefix %q has a dot segment", r.Name, r.PathPrefix))
+		}
 	}
-	if !segmentsRE.MatchString(r.RewritePrefix) || hasDotSegment(r.RewritePrefix) {
+	if r.RewritePrefix != "" && (!segmentsRE.MatchString(r.RewritePrefix) || hasDotSegment(r.RewritePrefix)) {
 		errs = append(errs, invalid("route %q: rewrite prefix %q must be /-separated plain segments without trailing slash", r.Name, r.RewritePrefix))
+	}
+	if f := r.ForwardedPrefix; f != "" && (!segmentsRE.MatchString(f) || hasDotSegment(f)) {
+		errs = append(errs, invalid("route %q: forwarded prefix %q must be /-separated plain segments", r.Name, f))
 	}
 	if r.Cluster == "" {
 		errs = append(errs, invalid("route %q has no cluster", r.Name))

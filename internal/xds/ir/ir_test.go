@@ -42,6 +42,20 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"zero body limit", func(x *Xds) { x.Listener.ExtAuthz.MaxRequestBytes = 0 }, "max request bytes"},
 		{"zero circuit breaker", func(x *Xds) { x.Clusters[0].MaxRequests = 0 }, "circuit breaker"},
 		{"upper-case header prefix", func(x *Xds) { x.Listener.StripRequestHeaderPrefix = "X-Fhirwall-" }, "lower-case"},
+		{"exact route after the prefix that swallows it", func(x *Xds) {
+			x.Listener.Routes = append(x.Listener.Routes, &HTTPRoute{Name: "pa-metadata", Path: "/patient-access/fhir/metadata", Cluster: "fhir"})
+		}, "shadowed by the earlier prefix route"},
+		{"the same exact path twice", func(x *Xds) {
+			r := &HTTPRoute{Name: "a", Path: "/x/metadata", Cluster: "fhir"}
+			x.Listener.Routes = append([]*HTTPRoute{r, {Name: "b", Path: "/X/Metadata", Cluster: "fhir"}}, x.Listener.Routes...)
+		}, "overlap"},
+		{"route with a path and a prefix", func(x *Xds) { x.Listener.Routes[0].Path = "/patient-access/fhir/metadata" }, "both a path and a path prefix"},
+		{"exact route that rewrites", func(x *Xds) {
+			x.Listener.Routes = append([]*HTTPRoute{{Name: "m", Path: "/m/metadata", RewritePrefix: "/fhir", Cluster: "fhir"}}, x.Listener.Routes...)
+		}, "does not rewrite"},
+		{"exact path with a dot segment", func(x *Xds) {
+			x.Listener.Routes = append([]*HTTPRoute{{Name: "m", Path: "/m/../metadata", Cluster: "fhir"}}, x.Listener.Routes...)
+		}, "dot segment"},
 	}
 	if err := validXds().Validate(); err != nil {
 		t.Fatalf("baseline refused: %v", err)
