@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/spf13/viper"
@@ -22,6 +24,11 @@ type Config struct {
 	Audit      Audit      `mapstructure:"audit"`
 	Policies   Policies   `mapstructure:"policies"`
 	XDS        XDS        `mapstructure:"xds"`
+	Tokens     Tokens     `mapstructure:"tokens"`
+	Registry   Registry   `mapstructure:"registry"`
+	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
+	// API's CapabilityStatement names PublicURL+prefix as its base.
+	PublicURL string `mapstructure:"public_url"`
 }
 
 // FHIRServer is the FHIR server fhirwall fronts.
@@ -34,12 +41,86 @@ type Issuer struct {
 	URL        string   `mapstructure:"url"`
 	Audience   string   `mapstructure:"audience"`
 	Algorithms []string `mapstructure:"algorithms"`
+	// Introspection is the issuer's RFC 7662 endpoint, for opaque (non-JWT) access tokens; nil: none.
+	Introspection *Introspection `mapstructure:"introspection"`
 }
 
-// API is one exposed FHIR API and its base path.
+// Introspection is an RFC 7662 endpoint and the credentials fhirwall presents to it (client_secret_basic).
+type Introspection struct {
+	URL          string `mapstructure:"url"`
+	ClientID     string `mapstructure:"client_id"`
+	ClientSecret string `mapstructure:"client_secret"`
+}
+
+// Tokens tunes token verification for every issuer.
+type Tokens struct {
+	ClockSkew          time.Duration `mapstructure:"clock_skew"`           // leeway on exp, nbf, iat; at most 5 min
+	MinRefetchInterval time.Duration `mapstructure:"min_refetch_interval"` // least time between JWKS fetches per issuer
+	CacheSize          int           `mapstructure:"cache_size"`           // verified tokens kept; 0 turns the cache off
+}
+
+// Registry is the client registry. File is a YAML file of clients (see config/clients.yaml), reloaded when
+// it changes; a relative path is taken relative to the configuration file.
+type Registry struct {
+	File string `mapstructure:"file"`
+}
+
+// API is one exposed FHIR API, its base path, and the resource types it serves.
 type API struct {
 	Name   string `mapstructure:"name"`
 	Prefix string `mapstructure:"prefix"`
+	// Resources is a list, not a map keyed by type: viper lower-cases map keys, and FHIR type names are
+	// case-sensitive.
+	Resources []Resource `mapstructure:"resources"`
+	// SMART is what [prefix]/.well-known/smart-configuration and the CapabilityStatement's security say.
+	SMART SMART `mapstructure:"smart"`
+}
+
+// SMART describes an API's SMART App Launch 2.x discovery document. Fields mirror capability.SMART.
+type SMART struct {
+	// Issuer whose OIDC discovery document names the endpoints; empty: issuers[0].url.
+	Issuer string `mapstructure:"issuer"`
+	// Overrides; each set one replaces what the issuer's discovery document says.
+	AuthorizationEndpoint string   `mapstructure:"authorization_endpoint"`
+	TokenEndpoint         string   `mapstructure:"token_endpoint"`
+	JWKSURI               string   `mapstructure:"jwks_uri"`
+	Capabilities          []string `mapstructure:"capabilities"`
+	Scopes                []string `mapstructure:"scopes"`
+	// ResourceScopes are templates expanded per resource type, e.g. "patient/{type}.rs".
+	ResourceScopes []string `mapstructure:"resource_scopes"`
+	// GrantTypes and TokenEndpointAuthMethods are offered as far as the issuer supports them.
+	GrantTypes               []string `mapstructure:"grant_types"`
+	TokenEndpointAuthMethods []string `mapstructure:"token_endpoint_auth_methods"`
+}
+
+// Resource is one resource type an API serves, with the search parameters it accepts (an allow-list: the
+// policies refuse any other parameter with a 400 naming it).
+type Resource struct {
+	Type         string   `mapstructure:"type"`
+	SearchParams []string `mapstructure:"search_params"`
+	// Include and RevInclude are the _include/_revinclude paths the CapabilityStatement lists.
+	Include    []string `mapstructure:"include"`
+	RevInclude []string `mapstructure:"revinclude"`
+	// VRead lists the vread interaction in the CapabilityStatement.
+	VRead bool `mapstructure:"vread"`
+}
+
+// PolicyData is what the Rego policies see as data.config:
+// {"apis": {name: {"prefix": ..., "resources": {type: {"search_params": [...]}}}}}.
+func (c *Config) PolicyData() map[string]any {
+	apis := map[string]any{}
+	for _, a := range c.APIs {
+		res := map[string]any{}
+		for _, r := range a.Resources {
+			params := make([]any, len(r.SearchParams))
+			for i, p := range r.SearchParams {
+				params[i] = p
+			}
+			res[r.Type] = map[string]any{"search_params": params}
+		}
+		apis[a.Name] = map[string]any{"prefix": a.Prefix, "resources": res}
+	}
+	return map[string]any{"apis": apis}
 }
 
 // Proxy is where fhirwall-proxy listens. An empty address turns that listener off.
@@ -47,6 +128,8 @@ type Proxy struct {
 	GRPC  string `mapstructure:"grpc"`  // ext_authz + ext_proc for Envoy
 	HTTP  string `mapstructure:"http"`  // standalone reverse proxy
 	Admin string `mapstructure:"admin"` // /healthz, /readyz
+	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
+	Local string `mapstructure:"local"`
 }
 
 // Audit is where audit records go.
@@ -71,6 +154,7 @@ type XDS struct {
 	NodeID       string `mapstructure:"node_id"`       // Envoy's node id
 	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
 	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
+	LocalAddress string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
 }
 
 // KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work).
@@ -102,12 +186,18 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("fhir_server.url", "http://127.0.0.1:8090/fhir")
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
+	v.SetDefault("proxy.local", "127.0.0.1:9192")
+	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
 	v.SetDefault("xds.listen", "127.0.0.1:18000")
 	v.SetDefault("xds.node_id", "fhirwall-envoy")
 	v.SetDefault("xds.envoy_listen", "127.0.0.1:10000")
 	v.SetDefault("xds.authz_address", "127.0.0.1:9191")
+	v.SetDefault("tokens.clock_skew", "60s")
+	v.SetDefault("tokens.min_refetch_interval", "30s")
+	v.SetDefault("tokens.cache_size", 10000)
+	v.SetDefault("xds.local_address", "127.0.0.1:9192")
 	v.SetEnvPrefix("FHIRWALL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -127,6 +217,9 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	}
 	if len(c.APIs) == 0 {
 		c.APIs = []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
+	}
+	if f := c.Registry.File; f != "" && path != "" && !filepath.IsAbs(f) {
+		c.Registry.File = filepath.Join(filepath.Dir(path), f)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -150,6 +243,11 @@ func (c *Config) Validate() error {
 		if is.Audience == "" {
 			errs = append(errs, fmt.Errorf("issuers[%d].audience: required (the aud fhirwall accepts)", i))
 		}
+		if ic := is.Introspection; ic != nil {
+			if u, err := url.Parse(ic.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || ic.ClientID == "" {
+				errs = append(errs, fmt.Errorf("issuers[%d].introspection: want an http(s) url and a client_id", i))
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for i, a := range c.APIs {
@@ -163,14 +261,42 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("apis[%d]: %q or %q appears twice", i, a.Name, a.Prefix))
 		}
 		seen[a.Name], seen[a.Prefix] = true, true
+		types := map[string]bool{}
+		for j, r := range a.Resources {
+			if r.Type == "" || r.Type[0] < 'A' || r.Type[0] > 'Z' || types[r.Type] {
+				errs = append(errs, fmt.Errorf("apis[%d].resources[%d].type %q: want a FHIR resource type, listed once", i, j, r.Type))
+			}
+			types[r.Type] = true
+			for _, p := range r.SearchParams {
+				if p == "" || strings.ContainsAny(p, ":.,= ") {
+					errs = append(errs, fmt.Errorf("apis[%d].resources[%d].search_params: %q is not a plain parameter name (modifiers and chains are the policy's to allow)", i, j, p))
+				}
+			}
+		}
 	}
-	for name, addr := range map[string]string{"proxy.grpc": c.Proxy.GRPC, "proxy.http": c.Proxy.HTTP, "proxy.admin": c.Proxy.Admin, "xds.listen": c.XDS.Listen, "xds.envoy_listen": c.XDS.EnvoyListen, "xds.authz_address": c.XDS.AuthzAddress} {
+	for name, addr := range map[string]string{"proxy.grpc": c.Proxy.GRPC, "proxy.http": c.Proxy.HTTP, "proxy.admin": c.Proxy.Admin, "xds.listen": c.XDS.Listen, "xds.envoy_listen": c.XDS.EnvoyListen, "xds.authz_address": c.XDS.AuthzAddress, "proxy.local": c.Proxy.Local, "xds.local_address": c.XDS.LocalAddress} {
 		if addr == "" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
 		}
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.PublicURL, "/") {
+		errs = append(errs, fmt.Errorf("public_url %q: want an absolute http(s) URL without trailing slash", c.PublicURL))
+	}
+	if c.Tokens.ClockSkew < 0 || c.Tokens.ClockSkew > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("tokens.clock_skew %v: want 0 to 5m", c.Tokens.ClockSkew))
+	}
+	if c.Tokens.MinRefetchInterval < time.Second {
+		errs = append(errs, fmt.Errorf("tokens.min_refetch_interval %v: want at least 1s", c.Tokens.MinRefetchInterval))
+	}
+	if c.Tokens.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("tokens.cache_size %d: want 0 or more", c.Tokens.CacheSize))
+	}
+	if c.Registry.File == "" {
+		errs = append(errs, errors.New("registry.file: required; only registered clients are served"))
 	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))

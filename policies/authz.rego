@@ -11,7 +11,7 @@ api_packages := {"patient-access": "patient_access"}
 default decision := {"allow": false, "status": 403, "reasons": ["no_policy_for_api"], "obligations": {}}
 
 decision := refuse(401, "unauthenticated") if {
-	input.request.interaction != "capabilities"
+	not input.request.interaction in {"capabilities", "smart-configuration"}
 	not input.authenticated
 } else := data.fhirwall.api[api_packages[input.api]].decision
 

@@ -1,82 +1,140 @@
-# Patient Access API (CMS-0057-F): a member's app, with patient/ scopes, sees only that member's data.
+# Patient Access API (CMS-0057-F §422.119(a)): a member's app, holding patient/ scopes, reads that member's
+# data and nothing else. The API is read-only.
 package fhirwall.api.patient_access
 
 import rego.v1
 
+import data.fhirwall.params
 import data.fhirwall.smart
 
-# The resource types this API serves so far, each with the search parameter that names the patient.
-patient_param := {
-	"Patient": "_id",
-	"Coverage": "patient",
-	"ExplanationOfBenefit": "patient",
-	"Condition": "patient",
-	"Observation": "patient",
-}
+api := "patient-access"
 
-# Parameters that name a patient, whatever the type; a value other than the token's patient is refused
-# with the same 404 a missing resource gets, so a search cannot tell "not yours" from "does not exist".
-patient_naming_params := {"_id", "patient", "subject", "beneficiary"}
+req := input.request
+
+type := req.resource_type
 
 patient := input.identity.patient
 
-decision := {"allow": true, "status": 200, "reasons": ["capabilities_public"], "obligations": {}} if {
-	input.request.interaction == "capabilities"
+writes := {"create", "update", "patch", "delete"}
+
+# Interactions this API decides on the request side alone. History, vread, operations, batches and paging
+# links need response enforcement (old versions, operation outputs and pages can hold other patients' data).
+served := {"read", "search-type", "search-compartment"}
+
+decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obligations": {}} if {
+	req.interaction in {"capabilities", "smart-configuration"}
+} else := refuse(405, "read_only_api") if {
+	req.interaction in writes
+} else := refuse(405, "read_only_api") if {
+	req.interaction == "transaction"
 } else := refuse(400, "interaction_not_served") if {
-	# Old versions can belong to another patient; vread waits for response enforcement.
-	not input.request.interaction in {"read", "search-type"}
+	not req.interaction in served
 } else := refuse(400, "resource_type_not_served") if {
-	not patient_param[input.request.resource_type]
+	not data.config.apis[api].resources[type]
 } else := refuse(403, "no_patient_context") if {
 	not patient
 } else := refuse(403, "insufficient_scope") if {
-	not smart.permits("patient", input.request.resource_type, smart.needed_permission)
+	not smart.permits("patient", type, smart.needed_permission)
 } else := refuse(404, "not_this_patient") if {
 	names_other_patient
-} else := refuse(400, "unsupported_parameter") if {
-	count(unsupported_params) > 0
+} else := refuse_with(400, "unsupported_parameter", sprintf("search parameter %q is not supported for %s on this API", [first_unsupported, type])) if {
+	first_unsupported
+} else := refuse(403, "outside_granular_scope") if {
+	outside_granular_scope
 } else := {"allow": true, "status": 200, "reasons": ["patient_scope"], "obligations": obligations}
 
 refuse(status, reason) := {"allow": false, "status": status, "reasons": [reason], "obligations": {}}
 
-# Every resource returned must be in the token patient's compartment. "narrow" names the search parameter
-# that ties the type to the patient: a search is sent upstream with it set (or overwritten) by the proxy,
-# and a read is only answered if the resource matches it. A Patient read was checked by id above.
-obligations := {"compartment": {"patient": patient}} if {
-	input.request.interaction == "read"
-	input.request.resource_type == "Patient"
-} else := {"compartment": {"patient": patient}, "narrow": {"param": patient_param[input.request.resource_type], "value": patient}}
+refuse_with(status, reason, details) := object.union(refuse(status, reason), {"details": details})
+
+# --- the patient -------------------------------------------------------------------------------------------
+
+linking := params.patient_linking(type)
+
+in_compartment if count(linking) > 0
+
+own_reference(value) if value in {patient, concat("/", ["Patient", patient])}
+
+# A value other than the token's patient, anywhere a patient is named: the same 404 a missing resource gets,
+# so "not yours" cannot be told from "does not exist".
+names_other_patient if {
+	req.interaction == "read"
+	type == "Patient"
+	req.id != patient
+}
 
 names_other_patient if {
-	input.request.resource_type == "Patient"
-	input.request.interaction in {"read", "vread"}
-	input.request.id != patient
+	req.interaction == "search-compartment"
+	not own_compartment
 }
 
 names_other_patient if {
-	some name, values in input.request.params
-	base_name(name) in patient_naming_params
-	some value in values
-	some one in split(value, ",")
-	not one in {patient, concat("/", ["Patient", patient])}
+	some param in req.params
+	param.name in linking
+	param.key == param.name # other forms are refused as unsupported below
+	some value in param.values
+	not own_reference(value)
 }
 
-# Modifiers and chains on patient parameters (patient:missing, subject:Patient.name, patient.name) and
-# reverse chains are ways around narrowing; until the full parser lands they are not supported.
-unsupported_params contains name if {
-	some name, _ in input.request.params
-	base_name(name) in patient_naming_params
-	name != base_name(name)
+own_compartment if {
+	req.compartment.type == "Patient"
+	req.compartment.id == patient
 }
 
-unsupported_params contains name if {
-	some name, _ in input.request.params
-	startswith(name, "_has")
+# --- parameters --------------------------------------------------------------------------------------------
+
+unsupported contains key if some key in params.unsupported(api, type)
+
+# On a parameter that names the patient, only the plain form is accepted: modifiers, chains and type
+# modifiers are ways around narrowing (patient:missing, subject:Patient.name, subject.name).
+unsupported contains param.key if {
+	some param in req.params
+	param.name in linking
+	param.key != param.name
 }
 
-unsupported_params contains name if {
-	some name, _ in input.request.params
-	name in {"access_token", "_include", "_revinclude"}
+first_unsupported := sort(unsupported)[0]
+
+# --- granular scopes ---------------------------------------------------------------------------------------
+
+granular := smart.granular_params("patient", type, smart.needed_permission)
+
+# A request that names a value its granular scopes do not grant is refused; one that names none is narrowed.
+outside_granular_scope if {
+	some name, allowed in granular
+	some param in req.params
+	param.name == name
+	some value in param.values
+	not value in allowed
 }
 
-base_name(name) := regex.split(`[:.]`, name)[0]
+granular_narrowing contains {"param": name, "value": concat(",", sort(allowed))} if {
+	some name, allowed in granular
+	not requested(name)
+}
+
+requested(name) if {
+	some param in req.params
+	param.name == name
+}
+
+# --- obligations -------------------------------------------------------------------------------------------
+
+# The parameter the proxy sets (overwriting the client's) so a search or read matches only this patient.
+patient_narrowing contains {"param": "_id", "value": patient} if {
+	type == "Patient"
+	req.interaction == "search-type"
+}
+
+patient_narrowing contains {"param": "patient", "value": patient} if {
+	type != "Patient"
+	in_compartment
+	req.interaction in {"search-type", "read"}
+}
+
+obligations := {
+	"compartment": {"patient": patient},
+	"narrow": sort(patient_narrowing | granular_narrowing),
+	"data_scope": "patient-access",
+	"rate_class": object.get(input, ["client", "tier"], "default"),
+}

@@ -3,13 +3,42 @@ package fhirwall.testdata
 
 import rego.v1
 
-scope(context, type, perms) := {"raw": sprintf("%s/%s.%s", [context, type, perms]), "context": context, "resource_type": type, "permissions": {p: true | some p in split(perms, "")}}
+scope(context, type, perms) := {
+	"raw": sprintf("%s/%s.%s", [context, type, perms]),
+	"context": context, "resource_type": type,
+	"permissions": {p: true | some p in split(perms, "")},
+}
+
+granular(context, type, perms, params) := object.union(scope(context, type, perms), {"params": params})
 
 member01 := {
 	"client_id": "patient-app", "subject": "u-1", "patient": "member-01",
 	"scopes": [scope("patient", "*", "rs")],
 }
 
-request(interaction, type, id, params) := {"interaction": interaction, "resource_type": type, "id": id, "params": params}
+# The compartment parameters internal/fhir generates from the R4 CompartmentDefinition, for the types used here.
+patient_params := {
+	"Patient": ["link"],
+	"Observation": ["subject", "performer"],
+	"ExplanationOfBenefit": ["patient", "payee"],
+	"Coverage": ["policy-holder", "subscriber", "beneficiary", "payor"],
+	"Condition": ["patient", "asserter"],
+}
+
+param(key, name, values) := {"key": key, "name": name, "modifier": "", "target_type": "", "chain": [], "values": values}
+
+request(interaction, type, id, params) := {
+	"method": "GET", "interaction": interaction, "resource_type": type, "id": id, "version_id": "",
+	"conditional": false, "params": params, "patient_params": object.get(patient_params, type, []),
+}
 
 patient_access(identity, req) := {"api": "patient-access", "authenticated": true, "identity": identity, "request": req}
+
+config := {"apis": {"patient-access": {"resources": {
+	"Patient": {"search_params": ["_id", "identifier", "name", "birthdate", "gender"]},
+	"ExplanationOfBenefit": {"search_params": ["_id", "patient", "identifier", "type", "service-date", "_lastUpdated"]},
+	"Coverage": {"search_params": ["_id", "patient", "beneficiary"]},
+	"Condition": {"search_params": ["_id", "patient", "category", "code", "clinical-status"]},
+	"Observation": {"search_params": ["_id", "patient", "subject", "category", "code", "date", "status"]},
+	"Practitioner": {"search_params": ["_id", "identifier", "name"]},
+}}}}

@@ -16,6 +16,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/policy"
 )
 
 var _ decision.CompartmentChecker = (*Client)(nil)
@@ -42,11 +43,16 @@ func New(base string, hc *http.Client) *Client {
 	}
 }
 
-// Matches reports whether resourceType/id exists and matches param=value, by searching
-// [type]?_id=id&param=value&_summary=count: the FHIR server's own search semantics decide membership.
-func (c *Client) Matches(ctx context.Context, resourceType, id, param, value string) (bool, error) {
+// Matches reports whether resourceType/id exists and matches every narrowing parameter, by searching
+// [type]?_id=id&param=value...&_summary=count: the FHIR server's own search semantics decide membership.
+func (c *Client) Matches(ctx context.Context, resourceType, id string, narrow []policy.Narrow) (bool, error) {
 	return c.breaker.Execute(func() (bool, error) {
-		q := url.Values{"_id": {id}, param: {value}, "_summary": {"count"}}
+		q := url.Values{}
+		for _, n := range narrow {
+			q.Set(n.Param, n.Value)
+		}
+		q.Set("_id", id) // after the narrowing: the resource asked for, and only it
+		q.Set("_summary", "count")
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/"+url.PathEscape(resourceType)+"?"+q.Encode(), nil)
 		if err != nil {
 			return false, err

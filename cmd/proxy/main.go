@@ -23,9 +23,11 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
+	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/filters/extproc"
+	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/gateway"
 	"github.com/fhirwall/fhirwall/internal/policy"
@@ -53,17 +55,33 @@ func run(cfgPath string, log *slog.Logger) error {
 
 	var issuers []token.IssuerConfig
 	for _, is := range cfg.Issuers {
-		issuers = append(issuers, token.IssuerConfig{URL: is.URL, Audience: is.Audience, Algorithms: is.Algorithms})
+		ic := token.IssuerConfig{URL: is.URL, Audience: is.Audience, Algorithms: is.Algorithms}
+		if in := is.Introspection; in != nil {
+			ic.Introspection = &token.IntrospectionConfig{URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret}
+		}
+		issuers = append(issuers, ic)
 	}
-	verifier, err := token.NewVerifier(issuers, time.Now)
+	cacheSize := cfg.Tokens.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // config's 0 means off; token's 0 means its default
+	}
+	verifier, err := token.NewVerifier(issuers, token.Options{ClockSkew: cfg.Tokens.ClockSkew,
+		MinRefetchInterval: cfg.Tokens.MinRefetchInterval, CacheSize: cacheSize, Now: time.Now})
 	if err != nil {
+		return err
+	}
+	registry, err := fileregistry.Load(cfg.Registry.File, config.KnownAPIs)
+	if err != nil {
+		return err
+	}
+	if err := registry.Watch(ctx, log, nil); err != nil {
 		return err
 	}
 	var policyFS fs.FS = policies.FS
 	if cfg.Policies.Dir != "" {
 		policyFS = os.DirFS(cfg.Policies.Dir)
 	}
-	engine, err := policy.New(ctx, policyFS)
+	engine, err := policy.New(ctx, policyFS, cfg.PolicyData())
 	if err != nil {
 		return err
 	}
@@ -82,10 +100,17 @@ func run(cfgPath string, log *slog.Logger) error {
 		Audit:       sink,
 		Log:         log,
 		Now:         time.Now,
+		Registry:    registry,
 	}
 	var apis []decision.API
 	for _, a := range cfg.APIs {
 		apis = append(apis, decision.API{Name: a.Name, Prefix: a.Prefix})
+	}
+	docs, err := capability.New(capabilityAPIs(cfg), &capability.OIDCDiscovery{
+		Client: &http.Client{Timeout: 2 * time.Second}, TTL: 5 * time.Minute, RetryAfter: 5 * time.Second, Now: time.Now,
+	}, capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}, log)
+	if err != nil {
+		return err
 	}
 	log.Info("starting", "policy_revision", engine.Revision(), "apis", len(apis))
 
@@ -106,10 +131,17 @@ func run(cfgPath string, log *slog.Logger) error {
 		log.Info("ext_authz and ext_proc listening", "addr", cfg.Proxy.GRPC)
 	}
 	if cfg.Proxy.HTTP != "" {
-		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gateway.New(core, apis, upstream, transport, log),
+		gw := gateway.New(core, apis, upstream, transport, log)
+		gw.Local = docs
+		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gw,
 			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		servers = append(servers, serveHTTP(hs, errc))
 		log.Info("standalone proxy listening", "addr", cfg.Proxy.HTTP)
+	}
+	if cfg.Proxy.Local != "" {
+		// Envoy routes [prefix]/metadata and [prefix]/.well-known/smart-configuration here, after ext_authz.
+		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Local, Handler: docs, ReadHeaderTimeout: 5 * time.Second}, errc))
+		log.Info("API documents listening", "addr", cfg.Proxy.Local)
 	}
 	if cfg.Proxy.Admin != "" {
 		mux := http.NewServeMux()
@@ -157,4 +189,20 @@ func sweepPending(ctx context.Context, core *decision.Core, p *decision.Pending,
 			}
 		}
 	}
+}
+
+// capabilityAPIs maps each configured API onto what its CapabilityStatement and SMART configuration say.
+func capabilityAPIs(cfg *config.Config) []capability.API {
+	var out []capability.API
+	for _, a := range cfg.APIs {
+		api := capability.API{Name: a.Name, Prefix: a.Prefix, PublicBase: cfg.PublicURL + a.Prefix, SMART: capability.SMART(a.SMART)}
+		if api.SMART.Issuer == "" && len(cfg.Issuers) > 0 {
+			api.SMART.Issuer = cfg.Issuers[0].URL
+		}
+		for _, r := range a.Resources {
+			api.Resources = append(api.Resources, capability.Resource(r))
+		}
+		out = append(out, api)
+	}
+	return out
 }

@@ -40,13 +40,23 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := req.GetAttributes().GetRequest().GetHttp()
 	rawPath, rawQuery, _ := strings.Cut(h.GetPath(), "?")
+	headers := h.GetHeaders()
 	in := decision.Input{
-		Method:    h.GetMethod(),
-		RawQuery:  rawQuery,
+		Method:   h.GetMethod(),
+		RawQuery: rawQuery,
+		// Envoy gives header names in lower case and joins repeated headers with ",".
+		Header: func(name string) []string {
+			if v, ok := headers[strings.ToLower(name)]; ok {
+				return []string{v}
+			}
+			return nil
+		},
+		// with_request_body.pack_as_bytes: the body arrives unmodified in raw_body.
+		Body:      h.GetRawBody(),
 		SourceIP:  req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress(),
-		RequestID: h.GetHeaders()["x-request-id"],
+		RequestID: headers["x-request-id"],
 	}
-	if a, ok := h.GetHeaders()["authorization"]; ok {
+	if a, ok := headers["authorization"]; ok {
 		// Envoy joins repeated headers with ","; a bearer token never contains one, so a comma means two
 		// headers and is refused by the token parser.
 		in.Authorization = []string{a}

@@ -14,14 +14,14 @@ type API struct {
 // ErrNoAPI means the path is under no configured API, or is not in normal form.
 var ErrNoAPI = errors.New("no API at this path")
 
-// Route finds the API a raw request path belongs to and returns the path below its base. The path must be
-// in normal form: encoded characters that change meaning, dot segments, empty segments and matrix parameters
-// are refused, never decoded and guessed at.
+// Route finds the API a request path belongs to and returns the path below its base. The path must already
+// be in normal form (Envoy's normalisation, or the standalone proxy's equivalent); a path that is not — dot
+// segments, empty segments, encoded slashes or dots — is refused, never decoded and guessed at. What lies
+// below the base is the FHIR classifier's to judge.
 func Route(apis []API, rawPath string) (API, string, error) {
 	lower := strings.ToLower(rawPath)
-	if !strings.HasPrefix(rawPath, "/") || strings.Contains(rawPath, "//") || strings.Contains(rawPath, ";") ||
-		strings.Contains(rawPath, "\\") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%2e") ||
-		strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") || hasDotSegment(rawPath) {
+	if !strings.HasPrefix(rawPath, "/") || strings.Contains(rawPath, "//") || strings.Contains(lower, "%2f") ||
+		strings.Contains(lower, "%2e") || strings.Contains(lower, "%5c") || hasDotSegment(rawPath) {
 		return API{}, "", ErrNoAPI
 	}
 	for _, a := range apis {

@@ -28,6 +28,10 @@ type Input struct {
 	Authorization []string
 	SourceIP      string
 	RequestID     string
+	// Header returns every value of a request header (Content-Type, If-None-Exist, Prefer, …); nil means none.
+	Header func(name string) []string
+	// Body is the whole request body; a face that could not read all of it must not call Decide.
+	Body []byte
 }
 
 // Decision is the outcome of Decide. When Allow is false, Refusal is what the client gets.
@@ -43,6 +47,9 @@ type Decision struct {
 	Policy   policy.Result
 	// UpstreamQuery is the query string to send to the FHIR server, narrowed by the obligations.
 	UpstreamQuery string
+	// Client is the registry's view of the caller; DroppedScopes are the token's scopes it may not hold.
+	Client        *Client
+	DroppedScopes []string
 }
 
 // Verifier checks access tokens.
@@ -56,10 +63,10 @@ type Policy interface {
 	Revision() string
 }
 
-// CompartmentChecker answers whether the resource type/id matches param=value on the FHIR server; it is how
-// a read by id is held to the narrowing obligation before response enforcement exists.
+// CompartmentChecker answers whether the resource type/id matches every narrowing parameter on the FHIR
+// server; it is how a read by id is held to the narrowing obligation before response enforcement exists.
 type CompartmentChecker interface {
-	Matches(ctx context.Context, resourceType, id, param, value string) (bool, error)
+	Matches(ctx context.Context, resourceType, id string, narrow []policy.Narrow) (bool, error)
 }
 
 // Sink makes an audit record durable; a request is answered only after Write returned nil.
@@ -75,6 +82,7 @@ type Core struct {
 	Audit       Sink
 	Log         *slog.Logger
 	Now         func() time.Time
+	Registry    Registry // consulted after the token verifies; nil refuses every authenticated request
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
@@ -104,17 +112,25 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 			c.Log.Debug("token refused", "decision_id", d.ID, "error", verr) // never the token itself
 		}
 	}
-	req, err := fhir.Classify(in.Method, in.Path, in.RawQuery)
+	if d.Identity != nil && !c.checkClient(ctx, d) {
+		return
+	}
+	req, err := fhir.Classify(in.Method, in.Path, in.RawQuery, in.Header, in.Body)
 	if err != nil {
-		if !authenticated {
+		switch {
+		case !authenticated:
 			d.refuse(outcome.Unauthenticated, "unauthenticated")
-			return
+		case errors.Is(err, fhir.ErrTooLarge):
+			d.refuse(outcome.TooLarge, "request_too_large")
+		case errors.Is(err, fhir.ErrUnsupportedMediaType):
+			d.refuse(outcome.MediaType, "unsupported_media_type")
+		default:
+			d.refuse(outcome.NotSupported, "unsupported_request")
 		}
-		d.refuse(outcome.NotSupported, "unsupported_request")
 		return
 	}
 	d.Request = req
-	res, err := c.Policy.Decide(ctx, policyInput(in.API, d.Identity, req))
+	res, err := c.Policy.Decide(ctx, withRegistry(policyInput(in.API, d.Identity, req), d))
 	if err != nil {
 		c.Log.Error("policy failed", "decision_id", d.ID, "error", err)
 		d.refuse(outcome.Internal, "policy_error")
@@ -124,24 +140,30 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 	d.Reasons = res.Reasons
 	if !res.Allow {
 		d.Refusal = refusalFor(res.Status)
+		if res.Details != "" {
+			d.Refusal = d.Refusal.WithDiagnostics(res.Details)
+		}
 		return
 	}
-	if d.Identity == nil && req.Interaction != fhir.Capabilities {
-		// Defence in depth: whatever the policy says, only the capability statement is public.
+	if d.Identity == nil && req.Interaction != fhir.Capabilities && req.Interaction != fhir.SmartConfiguration {
+		// Defence in depth: whatever the policy says, only the discovery documents are public.
 		d.refuse(outcome.Unauthenticated, "unauthenticated")
 		return
 	}
-	if n := res.Obligations.Narrow; n != nil {
+	d.UpstreamQuery = in.RawQuery
+	if narrow := res.Obligations.Narrow; len(narrow) > 0 {
 		switch req.Interaction {
 		case fhir.SearchType:
 			q := url.Values{}
-			for k, v := range req.Params {
+			for k, v := range req.Query {
 				q[k] = v
 			}
-			q.Set(n.Param, n.Value) // overwrite, never add: a second value would widen an OR
+			for _, n := range narrow {
+				q.Set(n.Param, n.Value) // overwrite, never add: a second value would widen an OR
+			}
 			d.UpstreamQuery = q.Encode()
 		case fhir.Read:
-			ok, err := c.Compartment.Matches(ctx, req.ResourceType, req.ID, n.Param, n.Value)
+			ok, err := c.Compartment.Matches(ctx, req.ResourceType, req.ID, narrow)
 			if err != nil {
 				c.Log.Error("compartment check failed", "decision_id", d.ID, "error", err)
 				d.refuse(outcome.Unavailable, "compartment_check_unavailable")
@@ -155,8 +177,6 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 			d.refuse(outcome.NotSupported, "obligation_not_enforceable")
 			return
 		}
-	} else {
-		d.UpstreamQuery = in.RawQuery
 	}
 	d.Allow = true
 }
@@ -173,33 +193,19 @@ func (d *Decision) refuse(r outcome.Refusal, reason string) {
 	d.Reasons = append(d.Reasons, reason)
 }
 
-// refusalFor maps a policy status to the one refusal body used for it.
+// refusalFor maps a policy status to the one refusal used for it; an unexpected status is a 403.
 func refusalFor(status int) outcome.Refusal {
-	switch status {
-	case 401:
-		return outcome.Unauthenticated
-	case 404:
-		return outcome.NotFound
-	case 400:
-		return outcome.NotSupported
-	case 403:
-		return outcome.Forbidden
-	default:
-		return outcome.Forbidden
+	if r, ok := outcome.ForStatus(status); ok {
+		return r
 	}
+	return outcome.Forbidden
 }
 
 func policyInput(api string, id *token.Identity, req fhir.Request) map[string]any {
 	in := map[string]any{
 		"api":           api,
 		"authenticated": id != nil,
-		"request": map[string]any{
-			"interaction":   string(req.Interaction),
-			"resource_type": req.ResourceType,
-			"id":            req.ID,
-			"version_id":    req.VersionID,
-			"params":        paramsInput(req.Params),
-		},
+		"request":       req.PolicyInput(),
 	}
 	if id != nil {
 		set := smart.ParseSet(strings.Join(id.Scopes, " "))

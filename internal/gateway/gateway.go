@@ -3,8 +3,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
 
@@ -25,6 +28,16 @@ type Gateway struct {
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
 	log      *slog.Logger
+	// Local, when set, answers the API documents fhirwall generates itself ([base]/metadata and
+	// [base]/.well-known/smart-configuration, internal/capability) after the decision allowed them, instead of
+	// the FHIR server. Nil: they are proxied like any other request.
+	Local LocalHandler
+}
+
+// LocalHandler is an http.Handler that knows which paths it answers (the full path, API prefix included).
+type LocalHandler interface {
+	http.Handler
+	Match(path string) bool
 }
 
 // DecisionHeader returns the decision id on every answer, as Envoy mode does.
@@ -80,18 +93,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method:        r.Method,
 		RawQuery:      r.URL.RawQuery,
 		Authorization: r.Header.Values("Authorization"),
+		Header:        r.Header.Values,
 		SourceIP:      sourceIP(r.RemoteAddr),
 		RequestID:     audit.NewID(), // never taken from the client
 	}
-	api, rest, err := decision.Route(g.apis, r.URL.EscapedPath())
-	var d *decision.Decision
-	if err != nil {
-		in.Path = r.URL.EscapedPath()
-		d = g.core.Refuse(in, outcome.NotFound, "no_api")
-	} else {
-		in.API, in.Path = api.Name, rest
-		d = g.core.Decide(r.Context(), in)
-	}
+	d, api := g.decide(r, in)
 	if !d.Allow {
 		ref := d.Refusal
 		if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {
@@ -102,9 +108,68 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ref.Write(w)
 		return
 	}
+	// The body was read to decide on it; the FHIR server gets exactly the bytes that were decided on.
+	r.Body = io.NopCloser(bytes.NewReader(d.Input.Body))
+	r.ContentLength = int64(len(d.Input.Body))
+	if g.Local != nil && g.Local.Match(api.Prefix+d.Input.Path) {
+		g.serveLocal(w, r, d)
+		return
+	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, prefix: api.Prefix, started: time.Now()})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// decide does what Envoy does before ext_authz (normalise the path, bound the body) and then asks the core.
+func (g *Gateway) decide(r *http.Request, in decision.Input) (*decision.Decision, decision.API) {
+	path, err := normalizePath(r.URL.EscapedPath())
+	if err != nil {
+		in.Path = r.URL.EscapedPath()
+		return g.core.Refuse(in, outcome.NotSupported.WithDiagnostics("escaped slashes are not allowed in paths"), "escaped_slash"), decision.API{}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, fhir.MaxBodyBytes+1))
+	if err != nil || len(body) > fhir.MaxBodyBytes {
+		in.Path = path
+		return g.core.Refuse(in, outcome.TooLarge, "request_too_large"), decision.API{}
+	}
+	in.Body = body
+	api, rest, err := decision.Route(g.apis, path)
+	if err != nil {
+		in.Path = path
+		return g.core.Refuse(in, outcome.NotFound, "no_api"), api
+	}
+	in.API, in.Path = api.Name, rest
+	return g.core.Decide(r.Context(), in), api
+}
+
+// serveLocal answers a decided request from fhirwall's own documents; like a proxied answer, it is only
+// sent once its audit record is durable.
+func (g *Gateway) serveLocal(w http.ResponseWriter, r *http.Request, d *decision.Decision) {
+	started := time.Now()
+	rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
+	g.Local.ServeHTTP(rec, r)
+	w.Header().Set(DecisionHeader, d.ID)
+	if err := g.core.Record(r.Context(), d, rec.code, int64(rec.body.Len()), time.Since(started)); err != nil {
+		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		outcome.Unavailable.Write(w)
+		return
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.code)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// bufferedResponse holds a local answer (a few KiB) until its audit record is written.
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(ctxKey{}).(*exchange)

@@ -25,9 +25,23 @@ var (
 	NotFound        = Refusal{http.StatusNotFound, "not-found", "resource not found"}
 	Forbidden       = Refusal{http.StatusForbidden, "forbidden", "the access token does not permit this request"}
 	NotSupported    = Refusal{http.StatusBadRequest, "not-supported", "this request is not supported by this API"}
+	NotAllowed      = Refusal{http.StatusMethodNotAllowed, "not-supported", "this interaction is not allowed on this API"}
+	TooLarge        = Refusal{http.StatusRequestEntityTooLarge, "too-long", "the request body is too large"}
+	MediaType       = Refusal{http.StatusUnsupportedMediaType, "not-supported", "the request body's media type is not supported"}
+	TooMany         = Refusal{http.StatusTooManyRequests, "throttled", "too many requests; retry later"}
 	Unavailable     = Refusal{http.StatusServiceUnavailable, "transient", "the service is temporarily unavailable"}
 	Internal        = Refusal{http.StatusInternalServerError, "exception", "the request could not be processed"}
 )
+
+// ForStatus returns the refusal used for an HTTP status, if fhirwall refuses with that status.
+func ForStatus(status int) (Refusal, bool) {
+	for _, r := range []Refusal{NotSupported, Unauthenticated, Forbidden, NotFound, NotAllowed, TooLarge, MediaType, TooMany, Internal, Unavailable} {
+		if r.Status == status {
+			return r, true
+		}
+	}
+	return Refusal{}, false
+}
 
 // WithDiagnostics returns a copy with another human-readable message. Callers must not put anything in it
 // that depends on data the client may not see.

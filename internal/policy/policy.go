@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // Query is the rule every decision comes from.
@@ -21,9 +23,12 @@ const Query = "data.fhirwall.authz.decision"
 
 // Result is what the policy decided. Obligations are interpreted by the decision core.
 type Result struct {
-	Allow       bool        `json:"allow"`
-	Status      int         `json:"status"`
-	Reasons     []string    `json:"reasons"`
+	Allow   bool     `json:"allow"`
+	Status  int      `json:"status"`
+	Reasons []string `json:"reasons"`
+	// Details is a sentence for the client about its request (never about data it may not see), e.g. which
+	// parameter is not supported.
+	Details     string      `json:"details"`
 	Obligations Obligations `json:"obligations"`
 	Revision    string      `json:"-"`
 }
@@ -31,7 +36,11 @@ type Result struct {
 // Obligations tell later stages what an allowed request must still respect.
 type Obligations struct {
 	Compartment *Compartment `json:"compartment,omitempty"`
-	Narrow      *Narrow      `json:"narrow,omitempty"`
+	// Narrow lists the search parameters the proxy sets, replacing what the client sent: a search is sent
+	// upstream with them, and a read by id is answered only if the resource matches all of them.
+	Narrow    []Narrow `json:"narrow,omitempty"`
+	DataScope string   `json:"data_scope,omitempty"`
+	RateClass string   `json:"rate_class,omitempty"`
 }
 
 // Compartment: every resource returned must be in this patient's compartment.
@@ -39,7 +48,7 @@ type Compartment struct {
 	Patient string `json:"patient"`
 }
 
-// Narrow: the search parameter the proxy sets to Value, replacing whatever the client sent.
+// Narrow is one search parameter the proxy sets to Value (an OR list when it holds commas).
 type Narrow struct {
 	Param string `json:"param"`
 	Value string `json:"value"`
@@ -51,6 +60,7 @@ var ErrEvaluation = errors.New("policy evaluation failed")
 // Engine holds the current compiled policy set.
 type Engine struct {
 	current atomic.Pointer[compiled]
+	data    map[string]any
 }
 
 type compiled struct {
@@ -58,9 +68,10 @@ type compiled struct {
 	revision string
 }
 
-// New compiles the .rego files of fsys (skipping *_test.rego) and returns an engine.
-func New(ctx context.Context, fsys fs.FS) (*Engine, error) {
-	e := &Engine{}
+// New compiles the .rego files of fsys (skipping *_test.rego) and returns an engine. data is what the
+// policies see as data.config (the APIs' resource types and search parameters, from fhirwall's config).
+func New(ctx context.Context, fsys fs.FS, data map[string]any) (*Engine, error) {
+	e := &Engine{data: data}
 	if err := e.Load(ctx, fsys); err != nil {
 		return nil, err
 	}
@@ -75,7 +86,12 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 	}
 	sort.Strings(names)
 	h := sha256.New()
-	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true)}
+	// The configuration the policies read is part of what they decide with: it is in the revision too.
+	if err := json.NewEncoder(h).Encode(e.data); err != nil {
+		return fmt.Errorf("policy: data: %w", err)
+	}
+	store := inmem.NewFromObject(map[string]any{"config": e.data})
+	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true), rego.Store(store)}
 	for _, n := range names {
 		if strings.HasSuffix(n, "_test.rego") {
 			continue

@@ -19,6 +19,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/decision"
@@ -38,11 +39,27 @@ func (f fakeTokens) Verify(_ context.Context, raw string) (token.Identity, error
 	return token.Identity{}, token.ErrInvalid
 }
 
+// fakeRegistry registers the clients in its map.
+type fakeRegistry map[string]decision.Client
+
+func (f fakeRegistry) Lookup(_ context.Context, id string) (decision.Client, error) {
+	if c, ok := f[id]; ok {
+		return c, nil
+	}
+	return decision.Client{}, decision.ErrUnknownClient
+}
+
 // fakeCompartment knows which patient each resource belongs to.
 type fakeCompartment map[string]string
 
-func (f fakeCompartment) Matches(_ context.Context, typ, id, _, value string) (bool, error) {
-	return f[typ+"/"+id] == value, nil
+func (f fakeCompartment) Matches(_ context.Context, typ, id string, narrow []policy.Narrow) (bool, error) {
+	for _, n := range narrow {
+		if n.Param == "patient" && f[typ+"/"+id] != n.Value {
+			return false, nil
+		}
+	}
+	_, ok := f[typ+"/"+id]
+	return ok, nil
 }
 
 // fakeSink records what was written, and fails when told to.
@@ -72,7 +89,11 @@ var apis = []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir
 
 func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 	t.Helper()
-	engine, err := policy.New(context.Background(), policies.FS)
+	cfg, err := config.Load("../../config/fhirwall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.New(context.Background(), policies.FS, cfg.PolicyData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +107,8 @@ func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 		Audit:       sink,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:         time.Now,
+		Registry: fakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
+			APIs: []string{"patient-access"}, Scopes: []string{"patient/*.rs", "patient/*.read"}, Tier: "standard"}},
 	}
 }
 
