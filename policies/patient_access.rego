@@ -19,7 +19,9 @@ writes := {"create", "update", "patch", "delete"}
 
 # Interactions this API decides on the request side alone. History, vread, operations, batches and paging
 # links need response enforcement (old versions, operation outputs and pages can hold other patients' data).
-served := {"read", "search-type", "search-compartment"}
+# Compartment search ([base]/Patient/[id]/[type]) is not served: HAPI's JPA server does not implement it,
+# and search-type narrowed to the patient answers the same question.
+served := {"read", "search-type"}
 
 decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obligations": {}} if {
 	req.interaction in {"capabilities", "smart-configuration"}
@@ -64,21 +66,11 @@ names_other_patient if {
 }
 
 names_other_patient if {
-	req.interaction == "search-compartment"
-	not own_compartment
-}
-
-names_other_patient if {
 	some param in req.params
 	param.name in linking
 	param.key == param.name # other forms are refused as unsupported below
 	some value in param.values
 	not own_reference(value)
-}
-
-own_compartment if {
-	req.compartment.type == "Patient"
-	req.compartment.id == patient
 }
 
 # --- parameters --------------------------------------------------------------------------------------------

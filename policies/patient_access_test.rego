@@ -46,11 +46,13 @@ test_patient_search_is_narrowed_by_id if {
 	d.obligations.narrow == [{"param": "_id", "value": "member-01"}]
 }
 
-test_compartment_search_of_own_compartment_is_allowed if {
-	req := object.union(td.request("search-compartment", "Observation", "", []), {"compartment": {"type": "Patient", "id": "member-01"}})
-	d := decide(td.member01, req)
-	d.allow == true
-	d.obligations.narrow == []
+test_compartment_search_is_not_served if {
+	every id in ["member-01", "member-02"] {
+		req := object.union(td.request("search-compartment", "Observation", "", []), {"compartment": {"type": "Patient", "id": id}})
+		d := decide(td.member01, req)
+		d.status == 400
+		d.reasons == ["interaction_not_served"]
+	}
 }
 
 test_read_own_patient_is_allowed_without_narrowing if {
@@ -114,12 +116,6 @@ test_patient_search_by_other_id_is_404 if {
 
 test_read_other_patient_is_404 if {
 	d := decide(td.member01, read("Patient", "member-02"))
-	d.status == 404
-}
-
-test_compartment_search_of_other_patient_is_404 if {
-	req := object.union(td.request("search-compartment", "Observation", "", []), {"compartment": {"type": "Patient", "id": "member-02"}})
-	d := decide(td.member01, req)
 	d.status == 404
 }
 
