@@ -143,9 +143,11 @@ type Kafka struct {
 	Topic   string   `mapstructure:"topic"`
 }
 
-// Policies: Dir empty means the embedded policy set.
+// Policies: Dir empty means the embedded policy set. DryRunDir names a candidate policy set evaluated
+// beside the enforced one and logged where it disagrees, never enforced.
 type Policies struct {
-	Dir string `mapstructure:"dir"`
+	Dir       string `mapstructure:"dir"`
+	DryRunDir string `mapstructure:"dry_run_dir"`
 }
 
 // XDS is the control plane's own listener and what it tells Envoy.

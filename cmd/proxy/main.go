@@ -85,6 +85,23 @@ func run(cfgPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Policies.Dir != "" {
+		if err := engine.Watch(ctx, cfg.Policies.Dir, log); err != nil {
+			return err
+		}
+	}
+	var dryRun decision.Policy
+	if cfg.Policies.DryRunDir != "" {
+		candidate, err := policy.New(ctx, os.DirFS(cfg.Policies.DryRunDir), cfg.PolicyData())
+		if err != nil {
+			return fmt.Errorf("policies.dry_run_dir: %w", err)
+		}
+		if err := candidate.Watch(ctx, cfg.Policies.DryRunDir, log); err != nil {
+			return err
+		}
+		dryRun = candidate
+		log.Warn("dry-run policy set loaded: disagreements are logged, never enforced", "dir", cfg.Policies.DryRunDir, "revision", candidate.Revision())
+	}
 	sink := kafka.New(cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic)
 	defer sink.Close()
 	upstream, err := url.Parse(cfg.FHIRServer.URL)
@@ -100,6 +117,7 @@ func run(cfgPath string, log *slog.Logger) error {
 		Audit:       sink,
 		Log:         log,
 		Now:         time.Now,
+		DryRun:      dryRun,
 		Registry:    registry,
 	}
 	var apis []decision.API

@@ -83,6 +83,10 @@ type Core struct {
 	Log         *slog.Logger
 	Now         func() time.Time
 	Registry    Registry // consulted after the token verifies; nil refuses every authenticated request
+	// DryRun, when set, is a candidate policy set evaluated beside Policy on every request. It never changes
+	// an answer: where the two disagree, the candidate's verdict is logged ("dry-run"), so a policy change
+	// can be watched on real traffic before it is enforced.
+	DryRun Policy
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
@@ -130,7 +134,11 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		return
 	}
 	d.Request = req
-	res, err := c.Policy.Decide(ctx, withRegistry(policyInput(in.API, d.Identity, req), d))
+	input := withRegistry(policyInput(in.API, d.Identity, req), d)
+	res, err := c.Policy.Decide(ctx, input)
+	if c.DryRun != nil {
+		c.dryRun(ctx, d, input, res, err)
+	}
 	if err != nil {
 		c.Log.Error("policy failed", "decision_id", d.ID, "error", err)
 		d.refuse(outcome.Internal, "policy_error")
@@ -179,6 +187,25 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		}
 	}
 	d.Allow = true
+}
+
+// dryRun evaluates the candidate policy set and logs where it would have answered otherwise.
+func (c *Core) dryRun(ctx context.Context, d *Decision, input any, enforced policy.Result, enforcedErr error) {
+	cand, err := c.DryRun.Decide(ctx, input)
+	switch {
+	case err != nil && enforcedErr == nil:
+		c.Log.Warn("dry-run: candidate policy failed", "decision_id", d.ID, "candidate_revision", c.DryRun.Revision(), "error", err)
+	case err == nil && (enforcedErr != nil || cand.Allow != enforced.Allow || cand.Status != enforced.Status):
+		verdict := "would allow"
+		if !cand.Allow {
+			verdict = "would refuse"
+		}
+		c.Log.Warn("dry-run: candidate policy "+verdict, "decision_id", d.ID, "api", d.Input.API,
+			"method", d.Input.Method, "path", d.Input.Path,
+			"enforced_allow", enforced.Allow, "enforced_status", enforced.Status, "enforced_reasons", enforced.Reasons,
+			"candidate_allow", cand.Allow, "candidate_status", cand.Status, "candidate_reasons", cand.Reasons,
+			"candidate_revision", cand.Revision)
+	}
 }
 
 // Refuse records a refusal decided before the core could run (no API at this path, say).
