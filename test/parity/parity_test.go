@@ -254,21 +254,3 @@ func TestAuditSinkDownRefusesInBothModes(t *testing.T) {
 		t.Errorf("envoy refusal with audit down: %d", e.status)
 	}
 }
-
-// BenchmarkCheck measures one ext_authz decision for a narrowed search, audit sink excluded.
-func BenchmarkCheck(b *testing.B) {
-	core := newCore(b, &fakeSink{})
-	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET",
-			Path: "/patient-access/fhir/ExplanationOfBenefit?_count=10", Headers: map[string]string{"authorization": "Bearer member01"}}},
-	}}
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := s.Check(context.Background(), req)
-		if err != nil || resp.GetOkResponse() == nil {
-			b.Fatalf("not allowed: %v %v", resp, err)
-		}
-		s.Pending.Take(resp.GetOkResponse().GetHeaders()[0].GetHeader().GetValue())
-	}
-}

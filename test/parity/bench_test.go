@@ -1,0 +1,80 @@
+package parity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/fhirwall/fhirwall/filters/authz"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/token"
+)
+
+// fakeIssuer serves an OIDC discovery document and a JWKS, and signs tokens like Keycloak's for patient-app.
+func fakeIssuer(b *testing.B) (url string, sign func(scope string) string) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var srv *httptest.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/jwks",
+			"authorization_endpoint": srv.URL + "/auth", "token_endpoint": srv.URL + "/token"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	srv = httptest.NewServer(mux)
+	b.Cleanup(srv.Close)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv.URL, func(scope string) string {
+		raw, err := jwt.Signed(signer).Claims(map[string]any{"iss": srv.URL, "aud": "fhirwall", "sub": "u1", "azp": "patient-app",
+			"typ": "Bearer", "scope": scope, "patient": "member-01", "jti": "j1", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}).Serialize()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return raw
+	}
+}
+
+// BenchmarkCheck measures one whole ext_authz decision as Envoy asks for it: a real RS256 token verified by
+// internal/token (cached after the first request, as for every request after an app's first), the client
+// registry, classification and the embedded Rego policy, for a narrowed EOB search. The audit write is a fake.
+//
+//	go test -run '^$' -bench BenchmarkCheck -benchmem ./test/parity
+func BenchmarkCheck(b *testing.B) {
+	iss, sign := fakeIssuer(b)
+	verifier, err := token.NewVerifier([]token.IssuerConfig{{URL: iss, Audience: "fhirwall"}}, token.Options{Now: time.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	core := newCore(b, &fakeSink{})
+	core.Tokens = verifier
+	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET",
+			Path:    "/patient-access/fhir/ExplanationOfBenefit?_count=10&type=professional",
+			Headers: map[string]string{"authorization": "Bearer " + sign("openid launch/patient patient/*.rs")}}},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := s.Check(context.Background(), req)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("not allowed: %v %v", resp, err)
+		}
+		s.Pending.Take(resp.GetOkResponse().GetHeaders()[0].GetHeader().GetValue())
+	}
+}
