@@ -41,7 +41,14 @@ stack-down:
 build:
 	bash test/stack/fhirwall.sh build
 
-## fuzz: a short run of every fuzz target (seed corpora always run as part of `make unit`)
+## fuzz: a short run of every fuzz target (seed corpora always run as part of `make unit`); FUZZTIME=3m for longer
+FUZZTIME ?= 20s
 fuzz:
-	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzRoute:./internal/decision FuzzFromAuthorization:./internal/token FuzzTranslate:./internal/xds; do \
-	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=20s $${t#*:} || exit 1; done
+	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzParseForm:./internal/fhir FuzzBundle:./internal/fhir \
+	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
+	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds; do \
+	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
+
+## bench: the micro-benchmarks of the decision path (figures in README "Benchmarks")
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./test/parity ./internal/policy ./internal/fhir ./internal/token
