@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
 // API is what the discovery documents of one FHIR API say.
@@ -97,7 +99,7 @@ func (a *API) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, r := range a.Resources {
-		if !r4ResourceTypes[r.Type] {
+		if !fhir.IsResourceType(r.Type) {
 			errs = append(errs, invalid("api %q: %q is not an R4 resource type", a.Name, r.Type))
 			continue
 		}
@@ -122,7 +124,7 @@ func (a *API) Validate() error {
 			}
 		}
 		for _, inc := range r.RevInclude {
-			if parts := strings.Split(inc, ":"); !r4ResourceTypes[parts[0]] || len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
+			if parts := strings.Split(inc, ":"); !fhir.IsResourceType(parts[0]) || len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
 				errs = append(errs, invalid("api %q: %s: revinclude %q must be <type>:<parameter>[:<type>]", a.Name, r.Type, inc))
 			}
 		}
