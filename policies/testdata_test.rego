@@ -34,11 +34,39 @@ request(interaction, type, id, params) := {
 
 patient_access(identity, req) := {"api": "patient-access", "authenticated": true, "identity": identity, "request": req}
 
-config := {"apis": {"patient-access": {"resources": {
-	"Patient": {"search_params": ["_id", "identifier", "name", "birthdate", "gender"]},
-	"ExplanationOfBenefit": {"search_params": ["_id", "patient", "identifier", "type", "service-date", "_lastUpdated"]},
-	"Coverage": {"search_params": ["_id", "patient", "beneficiary"]},
-	"Condition": {"search_params": ["_id", "patient", "category", "code", "clinical-status"]},
-	"Observation": {"search_params": ["_id", "patient", "subject", "category", "code", "date", "status"]},
-	"Practitioner": {"search_params": ["_id", "identifier", "name"]},
-}}}}
+org_a := {
+	"client_id": "provider-org-a", "subject": "svc-a", "org": "Organization/org-a",
+	"scopes": [scope("system", "*", "rs")],
+}
+
+dr_smith := {
+	"client_id": "provider-app", "subject": "u-dr", "fhir_user": "Practitioner/pract-01",
+	"scopes": [scope("user", "*", "rs")],
+}
+
+org_a_facts := {
+	"provider": "Organization/org-a", "attribution_group": "attribution-org-a",
+	"attributed_patients": ["member-01", "member-04", "member-05"], "opted_out": ["member-05", "member-12"],
+}
+
+provider_access(identity, req) := {
+	"api": "provider-access", "authenticated": true, "identity": identity, "request": req,
+	"facts": org_a_facts,
+}
+
+config := {"apis": {
+	"provider-access": {"resources": {
+		"Patient": {"search_params": ["_id", "identifier", "name"]},
+		"ExplanationOfBenefit": {"search_params": ["_id", "patient", "type"]},
+		"Observation": {"search_params": ["_id", "patient", "subject", "category", "code"]},
+		"Practitioner": {"search_params": ["_id", "name"]},
+	}},
+	"patient-access": {"resources": {
+		"Patient": {"search_params": ["_id", "identifier", "name", "birthdate", "gender"]},
+		"ExplanationOfBenefit": {"search_params": ["_id", "patient", "identifier", "type", "service-date", "_lastUpdated"]},
+		"Coverage": {"search_params": ["_id", "patient", "beneficiary"]},
+		"Condition": {"search_params": ["_id", "patient", "category", "code", "clinical-status"]},
+		"Observation": {"search_params": ["_id", "patient", "subject", "category", "code", "date", "status"]},
+		"Practitioner": {"search_params": ["_id", "identifier", "name"]},
+	}},
+}}
