@@ -30,7 +30,8 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir"}) ||
 		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
 		cfg.LocalService != (xds.Endpoint{Host: "127.0.0.1", Port: 9192}) ||
-		len(cfg.APIs) != 1 || cfg.APIs[0] != (xds.API{Name: "patient-access", PathPrefix: "/patient-access/fhir"}) {
+		len(cfg.APIs) != 2 || cfg.APIs[0] != (xds.API{Name: "patient-access", PathPrefix: "/patient-access/fhir"}) ||
+		cfg.APIs[1] != (xds.API{Name: "provider-access", PathPrefix: "/provider-access/fhir"}) {
 		t.Fatalf("got %+v", cfg)
 	}
 	if _, err := xds.NewSnapshot(cfg); err != nil {

@@ -279,7 +279,7 @@ func TestSMARTConfigurationFollowsTheIssuerAndNeverOffersPlainPKCE(t *testing.T)
 func TestHandlerAnswersOnlyItsTwoPathsPerAPI(t *testing.T) {
 	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
 	for _, p := range []string{"/metadata", "/patient-access/fhir", "/patient-access/fhir/Patient", "/patient-access/fhir/metadata/x",
-		"/patient-access/fhirmetadata", "/patient-access/fhir/.well-known/openid-configuration", "/provider-access/fhir/metadata",
+		"/patient-access/fhirmetadata", "/patient-access/fhir/.well-known/openid-configuration", "/payer-exchange/fhir/metadata",
 		"/patient-access/fhir/%6detadata"} {
 		if w := get(t, h, p, nil); w.Code != 404 || !strings.Contains(w.Body.String(), "OperationOutcome") {
 			t.Errorf("%s: want 404 OperationOutcome, got %d %s", p, w.Code, w.Body)
