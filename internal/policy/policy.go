@@ -43,9 +43,23 @@ type Obligations struct {
 	RateClass string   `json:"rate_class,omitempty"`
 }
 
-// Compartment: every resource returned must be in this patient's compartment.
+// Compartment: every resource returned must be in the compartment of one of these patients: Patient for
+// a patient's own app (Patient Access), Patients for a provider's attributed members (Provider Access).
 type Compartment struct {
-	Patient string `json:"patient"`
+	Patient  string   `json:"patient,omitempty"`
+	Patients []string `json:"patients,omitempty"`
+}
+
+// Allowed is the set of patients whose data may leave, as a set.
+func (c *Compartment) Allowed() map[string]bool {
+	set := make(map[string]bool, len(c.Patients)+1)
+	if c.Patient != "" {
+		set[c.Patient] = true
+	}
+	for _, p := range c.Patients {
+		set[p] = true
+	}
+	return set
 }
 
 // Narrow is one search parameter the proxy sets to Value (an OR list when it holds commas).
