@@ -21,7 +21,9 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 
+	"github.com/fhirwall/fhirwall/adapters/attribution"
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
+	"github.com/fhirwall/fhirwall/adapters/consent"
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
@@ -119,6 +121,13 @@ func run(cfgPath string, log *slog.Logger) error {
 		Now:         time.Now,
 		DryRun:      dryRun,
 		Registry:    registry,
+		// Provider Access facts, read from the FHIR server's attribution Groups and Consents (cached, behind
+		// breakers; an outage refuses requests, it never skips the check).
+		Attribution: attribution.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, attribution.Options{}),
+		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
+		// several replicas need a shared store (issue 4: PostgreSQL).
+		Pages:   &decision.InMemoryPages{},
+		Consent: consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{}),
 	}
 	var apis []decision.API
 	for _, a := range cfg.APIs {
@@ -137,7 +146,7 @@ func run(cfgPath string, log *slog.Logger) error {
 	if cfg.Proxy.GRPC != "" {
 		pending := decision.NewPending(2*time.Minute, time.Now)
 		go sweepPending(ctx, core, pending, log)
-		gs := grpc.NewServer()
+		gs := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMsgSize))
 		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: core, APIs: apis, Pending: pending, Log: log})
 		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log})
 		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)

@@ -1,16 +1,22 @@
-// Package extproc is Envoy's ext_proc face of fhirwall: it sees each allowed request's response and writes its
-// audit record before the response goes on. The decision itself was taken by ext_authz; the decision id
+// Package extproc is Envoy's ext_proc face of fhirwall: it sees each allowed request's response, has its body
+// enforced when the decision asks for it, and writes its audit record before the response goes on. The decision itself was taken by ext_authz; the decision id
 // header joins the two.
 package extproc
 
 import (
+	"bytes"
+	"compress/gzip"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
@@ -25,24 +31,63 @@ type Server struct {
 	Pending        *decision.Pending
 	DecisionHeader string
 	Log            *slog.Logger
+	// Enforce checks a whole upstream answer before it leaves; nil means Core.EnforceResponse. Tests put a
+	// fake here to rewrite or refuse without depending on the enforcement rules.
+	Enforce func(ctx context.Context, d *decision.Decision, status int, contentType string, body []byte) (decision.Enforced, error)
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
 
+// MaxRecvMsgSize is the gRPC receive limit the server hosting Server needs (grpc.MaxRecvMsgSize): a
+// BUFFERED body of up to decision.MaxResponseBytes arrives in one message, far above gRPC's 4 MiB default,
+// which would otherwise fail the stream (and Envoy answer status_on_error).
+const MaxRecvMsgSize = decision.MaxResponseBytes + 1<<20
+
+// Processing modes this server asks for per exchange (mode_override on the request-headers answer); read only,
+// and the only two internal/xds allows (allowed_override_modes). The
+// filter's static mode buffers response bodies, so an Envoy that ignored the override would send bodies
+// this server does not need, never skip one it does: a body that was not checked cannot leave.
+var (
+	// HeadersOnly is for decisions whose response needs no enforcement: only its status is audited.
+	HeadersOnly = &filterv3.ProcessingMode{
+		RequestHeaderMode: filterv3.ProcessingMode_SEND, ResponseHeaderMode: filterv3.ProcessingMode_SEND,
+		RequestBodyMode: filterv3.ProcessingMode_NONE, ResponseBodyMode: filterv3.ProcessingMode_NONE,
+		RequestTrailerMode: filterv3.ProcessingMode_SKIP, ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
+	}
+	// BufferedResponse sends the whole response body in one message (Envoy holds the headers until the
+	// answer), bounded by the listener's buffer limit (decision.MaxResponseBytes).
+	BufferedResponse = &filterv3.ProcessingMode{
+		RequestHeaderMode: filterv3.ProcessingMode_SEND, ResponseHeaderMode: filterv3.ProcessingMode_SEND,
+		RequestBodyMode: filterv3.ProcessingMode_NONE, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED,
+		RequestTrailerMode: filterv3.ProcessingMode_SKIP, ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
+	}
+)
+
+// unchecked is the answer whenever an upstream body that needed enforcement could not be enforced.
+var unchecked = decision.UncheckedResponse
+
+// exchangeState is one HTTP exchange's state across the stream's messages.
+type exchangeState struct {
+	d       *decision.Decision
+	started time.Time
+	// Set at response headers when the body is still to come and must be enforced.
+	awaitingBody bool
+	status       int
+	contentType  string
+	encoding     string
+	recorded     bool
+}
+
 // Process handles one HTTP exchange.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
-	var (
-		d        *decision.Decision
-		started  time.Time
-		recorded bool
-	)
+	ex := &exchangeState{}
 	defer func() {
-		// The exchange ended without a response we could see (client or upstream reset): the record is still
-		// written, with status 0.
-		if d != nil && !recorded {
-			if err := s.Core.Record(ctx, d, 0, 0, time.Since(started)); err != nil {
-				s.Log.Error("audit write failed", "decision_id", d.ID, "error", err)
+		// The exchange ended without a response we could see (client or upstream reset, or Envoy gave up on
+		// the response before its body reached us): the record is still written, with status 0.
+		if ex.d != nil && !ex.recorded {
+			if err := s.Core.Record(ctx, ex.d, 0, 0, time.Since(ex.started)); err != nil {
+				s.Log.Error("audit write failed", "decision_id", ex.d.ID, "error", err)
 			}
 		}
 	}()
@@ -57,45 +102,216 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		var resp *extprocv3.ProcessingResponse
 		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			id := header(m.RequestHeaders.GetHeaders(), s.DecisionHeader)
-			var ok bool
-			if d, ok = s.Pending.Take(id); !ok {
-				s.Log.Error("response without a decision; refusing", "decision_id", id)
-				resp = immediate(outcome.Internal)
-				break
-			}
-			started = time.Now()
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+			resp = s.requestHeaders(ex, m.RequestHeaders)
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			if d == nil {
-				// A local reply of a filter before this one (an ext_authz refusal, already recorded there, or an
-				// Envoy error): nothing reached the FHIR server on this exchange, so nothing more to record.
-				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
-				break
-			}
-			st, _ := strconv.Atoi(header(m.ResponseHeaders.GetHeaders(), ":status"))
-			size, _ := strconv.ParseInt(header(m.ResponseHeaders.GetHeaders(), "content-length"), 10, 64)
-			recorded = true
-			if err := s.Core.Record(ctx, d, st, size, time.Since(started)); err != nil {
-				s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
-				resp = immediate(outcome.Unavailable)
-				break
-			}
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
-				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
-					Header:       &corev3.HeaderValue{Key: s.DecisionHeader, RawValue: []byte(d.ID)},
-					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-				}}}},
-			}}}
+			resp = s.responseHeaders(ctx, ex, m.ResponseHeaders)
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			resp = s.responseBody(ctx, ex, m.ResponseBody)
 		default:
-			// Bodies and trailers are not requested by the filter config; receiving one means the config and this
-			// code disagree, and the safe answer is to stop the response.
-			resp = immediate(outcome.Internal)
+			// Request bodies and trailers are not requested by the filter config; receiving one means the
+			// config and this code disagree, and the safe answer is to stop the response.
+			resp = immediate(outcome.Internal, "", "")
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
+}
+
+func (s *Server) requestHeaders(ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	id := header(h.GetHeaders(), s.DecisionHeader)
+	d, ok := s.Pending.Take(id)
+	if !ok {
+		s.Log.Error("response without a decision; refusing", "decision_id", id)
+		return immediate(outcome.Internal, "", "")
+	}
+	ex.d, ex.started = d, time.Now()
+	mode := HeadersOnly
+	if d.NeedsResponseBody() {
+		mode = BufferedResponse
+	}
+	return &extprocv3.ProcessingResponse{
+		Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+		ModeOverride: mode,
+	}
+}
+
+func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if ex.d == nil {
+		// A local reply of a filter before this one (an ext_authz refusal, already recorded there, or an
+		// Envoy error): nothing reached the FHIR server on this exchange, so nothing more to record.
+		return headersContinue(nil)
+	}
+	d := ex.d
+	st, _ := strconv.Atoi(header(h.GetHeaders(), ":status"))
+	if d.NeedsResponseBody() {
+		ex.status = st
+		ex.contentType = header(h.GetHeaders(), "content-type")
+		ex.encoding = strings.ToLower(strings.TrimSpace(header(h.GetHeaders(), "content-encoding")))
+		if !h.GetEndOfStream() {
+			// The body comes next (BUFFERED); enforcement and the record happen there. Its length may change.
+			ex.awaitingBody = true
+			return headersContinue(&extprocv3.HeaderMutation{
+				SetHeaders:    []*corev3.HeaderValueOption{s.decisionHeader(d)},
+				RemoveHeaders: []string{"content-length"},
+			})
+		}
+		// No body at all: enforcement still sees the (empty) answer, which it may refuse.
+		e, r := s.enforce(ctx, ex, nil)
+		if r != nil {
+			return r
+		}
+		if e.Status != st || len(e.Body) > 0 {
+			return s.replace(ctx, ex, e)
+		}
+		if r := s.record(ctx, ex, e, 0); r != nil {
+			return r
+		}
+		return headersContinue(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}})
+	}
+	size, _ := strconv.ParseInt(header(h.GetHeaders(), "content-length"), 10, 64)
+	ex.recorded = true
+	if err := s.Core.Record(ctx, d, st, size, time.Since(ex.started)); err != nil {
+		s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		return immediate(outcome.Unavailable, s.DecisionHeader, d.ID)
+	}
+	return headersContinue(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}})
+}
+
+func (s *Server) responseBody(ctx context.Context, ex *exchangeState, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if !ex.awaitingBody {
+		if ex.d == nil || !ex.d.NeedsResponseBody() {
+			// A local reply (ext_authz refusal, Envoy error), or a headers-only decision whose mode_override
+			// Envoy did not apply: nothing to enforce, and its record, if any, is written.
+			return bodyContinue()
+		}
+		s.Log.Error("response body before its headers; refusing", "decision_id", ex.d.ID)
+		return immediate(unchecked, s.DecisionHeader, ex.d.ID)
+	}
+	ex.awaitingBody = false
+	if !b.GetEndOfStream() {
+		// BUFFERED sends the whole body at once; a part of it cannot be checked.
+		s.Log.Error("partial response body; refusing", "decision_id", ex.d.ID)
+		return s.failUnchecked(ctx, ex)
+	}
+	body, err := decode(ex.encoding, b.GetBody())
+	if err != nil {
+		s.Log.Error("upstream body could not be decoded; refusing", "decision_id", ex.d.ID, "encoding", ex.encoding, "error", err)
+		return s.failUnchecked(ctx, ex)
+	}
+	e, r := s.enforce(ctx, ex, body)
+	if r != nil {
+		return r
+	}
+	if e.Status != ex.status {
+		return s.replace(ctx, ex, e)
+	}
+	if r := s.record(ctx, ex, e, int64(len(e.Body))); r != nil {
+		return r
+	}
+	hm := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+		s.decisionHeader(ex.d),
+		set("content-length", strconv.Itoa(len(e.Body))),
+	}}
+	if ex.encoding != "" && ex.encoding != "identity" {
+		hm.RemoveHeaders = []string{"content-encoding"}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{
+		Response: &extprocv3.CommonResponse{
+			HeaderMutation: hm,
+			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: e.Body}},
+		},
+	}}}
+}
+
+// enforce runs response enforcement; on error it returns the 502 answer to send instead (recorded).
+func (s *Server) enforce(ctx context.Context, ex *exchangeState, body []byte) (decision.Enforced, *extprocv3.ProcessingResponse) {
+	enforce := s.Enforce
+	if enforce == nil {
+		enforce = s.Core.EnforceResponse
+	}
+	e, err := enforce(ctx, ex.d, ex.status, ex.contentType, body)
+	if err != nil {
+		s.Log.Error("response enforcement failed; refusing", "decision_id", ex.d.ID, "error", err)
+		return e, s.failUnchecked(ctx, ex)
+	}
+	return e, nil
+}
+
+// replace answers with enforcement's own status and body (a refusal such as 404) instead of upstream's.
+func (s *Server) replace(ctx context.Context, ex *exchangeState, e decision.Enforced) *extprocv3.ProcessingResponse {
+	if r := s.record(ctx, ex, e, int64(len(e.Body))); r != nil {
+		return r
+	}
+	return immediateBody(e.Status, e.Body, ex.d.ID, s.DecisionHeader)
+}
+
+// failUnchecked records and returns the 502 for an answer that could not be checked.
+func (s *Server) failUnchecked(ctx context.Context, ex *exchangeState) *extprocv3.ProcessingResponse {
+	body := unchecked.Body()
+	ex.recorded = true
+	if err := s.Core.Record(ctx, ex.d, unchecked.Status, int64(len(body)), time.Since(ex.started)); err != nil {
+		s.Log.Error("audit write failed", "decision_id", ex.d.ID, "error", err)
+	}
+	return immediate(unchecked, s.DecisionHeader, ex.d.ID)
+}
+
+// record writes the enforced answer's audit record; on failure it returns the 503 to send instead.
+func (s *Server) record(ctx context.Context, ex *exchangeState, e decision.Enforced, size int64) *extprocv3.ProcessingResponse {
+	ex.recorded = true
+	if err := s.Core.RecordEnforced(ctx, ex.d, e, size, time.Since(ex.started)); err != nil {
+		s.Log.Error("audit write failed; refusing with 503", "decision_id", ex.d.ID, "error", err)
+		return immediate(outcome.Unavailable, s.DecisionHeader, ex.d.ID)
+	}
+	return nil
+}
+
+func (s *Server) decisionHeader(d *decision.Decision) *corev3.HeaderValueOption {
+	return set(s.DecisionHeader, d.ID)
+}
+
+// decode undoes the upstream's content-encoding, reading at most decision.MaxResponseBytes of the result.
+func decode(encoding string, body []byte) ([]byte, error) {
+	switch encoding {
+	case "", "identity":
+		if len(body) > decision.MaxResponseBytes {
+			return nil, errTooLarge
+		}
+		return body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, decision.MaxResponseBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > decision.MaxResponseBytes {
+			return nil, errTooLarge
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("content-encoding %q is not supported", encoding)
+	}
+}
+
+var errTooLarge = errors.New("response body larger than decision.MaxResponseBytes")
+
+func headersContinue(hm *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
+	var common *extprocv3.CommonResponse
+	if hm != nil {
+		common = &extprocv3.CommonResponse{HeaderMutation: hm}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{Response: common}}}
+}
+
+func bodyContinue() *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+}
+
+func set(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 }
 
 func header(h *corev3.HeaderMap, name string) string {
@@ -110,14 +326,33 @@ func header(h *corev3.HeaderMap, name string) string {
 	return ""
 }
 
-func immediate(r outcome.Refusal) *extprocv3.ProcessingResponse {
+// immediate answers with a refusal instead of the upstream's answer; decisionID, when known, goes along.
+func immediate(r outcome.Refusal, decisionHeader, decisionID string) *extprocv3.ProcessingResponse {
 	var hs []*corev3.HeaderValueOption
 	for k, v := range r.Headers() {
 		hs = append(hs, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}})
 	}
+	if decisionID != "" {
+		hs = append(hs, set(decisionHeader, decisionID))
+	}
+	return immediateWith(r.Status, r.Body(), hs)
+}
+
+// immediateBody answers with enforcement's status and body (an OperationOutcome) instead of upstream's.
+func immediateBody(status int, body []byte, decisionID, decisionHeader string) *extprocv3.ProcessingResponse {
+	hs := []*corev3.HeaderValueOption{set("content-type", outcome.ContentType), set("cache-control", "no-store"), set(decisionHeader, decisionID)}
+	return immediateWith(status, body, hs)
+}
+
+// RefusalDetails is the response code details of every immediate response this server sends. Envoy's
+// local_reply_config (internal/xds) keeps replies carrying it as they are, as it keeps ext_authz denials.
+const RefusalDetails = "fhirwall_response_refused"
+
+func immediateWith(status int, body []byte, hs []*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 		Headers: &extprocv3.HeaderMutation{SetHeaders: hs},
-		Body:    r.Body(),
+		Body:    body,
+		Details: RefusalDetails,
 	}}}
 }

@@ -83,10 +83,19 @@ type Core struct {
 	Log         *slog.Logger
 	Now         func() time.Time
 	Registry    Registry // consulted after the token verifies; nil refuses every authenticated request
+	// Attribution and Consent give Provider Access its facts (providerFacts); nil fails those requests closed.
+	Attribution Attribution
+	Consent     Consent
 	// DryRun, when set, is a candidate policy set evaluated beside Policy on every request. It never changes
 	// an answer: where the two disagree, the candidate's verdict is logged ("dry-run"), so a policy change
 	// can be watched on real traffic before it is enforced.
 	DryRun Policy
+	// Response enforcement (response.go): UpstreamBase is the FHIR server's base URL as it writes it in
+	// links (http://127.0.0.1:8090/fhir); PublicBase gives an API's public base, to which such links are
+	// rewritten (nil or "" leaves them). Pages, when set, binds paging links to the client that searched.
+	UpstreamBase string
+	PublicBase   func(api string) string
+	Pages        PageStore
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
@@ -135,6 +144,9 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 	}
 	d.Request = req
 	input := withRegistry(policyInput(in.API, d.Identity, req), d)
+	if !c.addFacts(ctx, d, input) {
+		return
+	}
 	res, err := c.Policy.Decide(ctx, input)
 	if c.DryRun != nil {
 		c.dryRun(ctx, d, input, res, err)
@@ -277,6 +289,16 @@ const AuditTimeout = 1500 * time.Millisecond
 // Record writes the audit record of a finished request: status is what the client received.
 // It runs detached from the caller's context so a client hanging up cannot lose the record.
 func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration) error {
+	return c.record(ctx, d, status, bytes, upstream, nil)
+}
+
+// RecordEnforced is Record for a response that went through EnforceResponse: the status is e.Status, and the
+// record's patients and data categories are those e says were returned (when e sets them).
+func (c *Core) RecordEnforced(ctx context.Context, d *Decision, e Enforced, bytes int64, upstream time.Duration) error {
+	return c.record(ctx, d, e.Status, bytes, upstream, &e)
+}
+
+func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration, e *Enforced) error {
 	r := audit.Record{
 		Schema: audit.SchemaVersion, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
 		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: c.Policy.Revision(),
@@ -288,13 +310,20 @@ func (c *Core) Record(ctx context.Context, d *Decision, status int, bytes int64,
 	if id := d.Identity; id != nil {
 		r.ClientID, r.Subject, r.FHIRUser, r.TokenJTI, r.Scopes = id.ClientID, id.Subject, id.FHIRUser, id.JTI, nonNil(id.Scopes)
 	}
-	if cp := d.Policy.Obligations.Compartment; cp != nil {
+	if cp := d.Policy.Obligations.Compartment; cp != nil && cp.Patient != "" {
 		r.Patients = []string{cp.Patient}
 	} else if d.Identity != nil && d.Identity.Patient != "" {
 		r.Patients = []string{d.Identity.Patient} // the patient a refused request was made for
 	}
 	if d.Allow && status >= 200 && status < 300 {
 		r.DataCategories = audit.DataCategories(d.Request.ResourceType)
+	}
+	// What actually left, rather than what the request asked for; nil means enforcement did not say.
+	if e != nil && e.Patients != nil {
+		r.Patients = e.Patients
+	}
+	if e != nil && e.Categories != nil {
+		r.DataCategories = e.Categories
 	}
 	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503 rather than
 	// an Envoy timeout. A write acknowledged after the deadline can still land, recording an answer the client

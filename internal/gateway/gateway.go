@@ -4,14 +4,17 @@ package gateway
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +31,9 @@ type Gateway struct {
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
 	log      *slog.Logger
+	// Enforce checks a whole upstream answer before it leaves; nil means Core.EnforceResponse. Tests put a
+	// fake here to rewrite or refuse without depending on the enforcement rules.
+	Enforce func(ctx context.Context, d *decision.Decision, status int, contentType string, body []byte) (decision.Enforced, error)
 	// Local, when set, answers the API documents fhirwall generates itself ([base]/metadata and
 	// [base]/.well-known/smart-configuration, internal/capability) after the decision allowed them, instead of
 	// the FHIR server. Nil: they are proxied like any other request.
@@ -54,6 +60,10 @@ type exchange struct {
 // errAudit marks a response that was withheld because its audit record could not be written.
 var errAudit = errors.New("audit record not durable")
 
+// errUnchecked marks an upstream answer that needed enforcement and could not be enforced: too large,
+// undecodable, or enforcement failed. The client gets decision.UncheckedResponse, never the body.
+var errUnchecked = errors.New("upstream answer could not be checked")
+
 // New returns the handler. upstream is the FHIR server's base URL, e.g. http://127.0.0.1:8090/fhir.
 func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport http.RoundTripper, log *slog.Logger) *Gateway {
 	g := &Gateway{core: core, apis: apis, upstream: upstream, log: log}
@@ -63,6 +73,9 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
+			if ex.d.NeedsResponseBody() {
+				return g.enforce(resp, ex)
+			}
 			if err := g.core.Record(resp.Request.Context(), ex.d, resp.StatusCode, resp.ContentLength, time.Since(ex.started)); err != nil {
 				return errors.Join(errAudit, err)
 			}
@@ -76,6 +89,15 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 				outcome.Unavailable.Write(w)
 				return
 			}
+			if errors.Is(err, errUnchecked) {
+				g.log.Error("response enforcement failed; refusing with 502", "decision_id", ex.d.ID, "error", err)
+				unchecked := decision.UncheckedResponse
+				if rerr := g.core.Record(r.Context(), ex.d, unchecked.Status, int64(len(unchecked.Body())), time.Since(ex.started)); rerr != nil {
+					g.log.Error("audit write failed", "decision_id", ex.d.ID, "error", rerr)
+				}
+				unchecked.Write(w)
+				return
+			}
 			// The FHIR server is unreachable or broke the exchange: a 503 the client can retry, and its record.
 			g.log.Error("upstream failed", "decision_id", ex.d.ID, "error", err)
 			if rerr := g.core.Record(r.Context(), ex.d, http.StatusServiceUnavailable, 0, time.Since(ex.started)); rerr != nil {
@@ -85,6 +107,79 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		},
 	}
 	return g
+}
+
+// enforce reads the whole upstream answer (at most decision.MaxResponseBytes, decoded), has it enforced,
+// records it and replaces it with what may leave. Go's Transport has already decoded gzip when it asked for
+// gzip itself (Content-Encoding is then gone); when the client asked, the body arrives encoded and is decoded here.
+func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
+	ctx := resp.Request.Context()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, decision.MaxResponseBytes+1))
+	resp.Body.Close()
+	if err != nil {
+		return errors.Join(errUnchecked, err)
+	}
+	if len(raw) > decision.MaxResponseBytes {
+		return errors.Join(errUnchecked, fmt.Errorf("upstream body larger than %d bytes", decision.MaxResponseBytes))
+	}
+	encoding := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	body, err := decodeBody(encoding, raw)
+	if err != nil {
+		return errors.Join(errUnchecked, err)
+	}
+	enforce := g.Enforce
+	if enforce == nil {
+		enforce = g.core.EnforceResponse
+	}
+	e, err := enforce(ctx, ex.d, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	if err != nil {
+		return errors.Join(errUnchecked, err)
+	}
+	if err := g.core.RecordEnforced(ctx, ex.d, e, int64(len(e.Body)), time.Since(ex.started)); err != nil {
+		return errors.Join(errAudit, err)
+	}
+	if e.Status != resp.StatusCode {
+		// Enforcement's own answer (a refusal such as 404): nothing of the upstream's answer goes with it, not
+		// even its headers (ETag, Location, Last-Modified would tell what was there).
+		h := http.Header{}
+		for k, v := range outcome.Internal.Headers() {
+			h.Set(k, v)
+		}
+		h.Set(DecisionHeader, ex.d.ID)
+		resp.Header = h
+		resp.StatusCode, resp.Status = e.Status, fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+	}
+	if encoding != "" && encoding != "identity" {
+		resp.Header.Del("Content-Encoding")
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(e.Body))
+	resp.ContentLength = int64(len(e.Body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	resp.TransferEncoding = nil
+	return nil
+}
+
+// decodeBody undoes a content-encoding, reading at most decision.MaxResponseBytes of the result.
+func decodeBody(encoding string, raw []byte) ([]byte, error) {
+	switch encoding {
+	case "", "identity":
+		return raw, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, decision.MaxResponseBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > decision.MaxResponseBytes {
+			return nil, fmt.Errorf("decoded upstream body larger than %d bytes", decision.MaxResponseBytes)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("content-encoding %q is not supported", encoding)
+	}
 }
 
 // ServeHTTP decides the request, then either refuses it or proxies it.

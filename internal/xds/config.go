@@ -63,6 +63,12 @@ const (
 	circuitBreakerMaxConns   = 1024
 	circuitBreakerMaxPending = 1024
 	circuitBreakerMaxReqs    = 1024
+	// responseBufferLimitBytes = decision.MaxResponseBytes (limits_test.go): ext_proc receives a response body
+	// that needs enforcement BUFFERED, whole, and Envoy holds it in the stream's buffer, whose limit is the
+	// listener's per-connection buffer limit. Above it Envoy answers 500 itself (a local reply the mappers turn
+	// into an OperationOutcome), as the standalone proxy answers 502: the body never leaves unchecked. The FHIR
+	// server cluster gets the same limit so reading the upstream answer is not throttled below it.
+	responseBufferLimitBytes = 16 << 20
 )
 
 // Translate builds the IR for cfg and validates it; the error lists every problem found.
@@ -76,14 +82,16 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		Address:                  cfg.Listener.Host,
 		Port:                     cfg.Listener.Port,
 		StripRequestHeaderPrefix: ClientHeaderPrefix,
+		BufferLimitBytes:         responseBufferLimitBytes,
 		ExtAuthz: &ir.ExtAuthz{
 			Cluster:         AuthzCluster,
 			Timeout:         authzTimeout,
 			StatusOnError:   authzStatusOnError,
 			MaxRequestBytes: authzMaxRequestBytes,
 		},
-		// The same fhirwall-proxy serves ext_proc; the audit write happens inside this timeout.
-		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: extProcMessageTimeout},
+		// The same fhirwall-proxy serves ext_proc; response enforcement and the audit write happen inside
+		// this timeout.
+		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: extProcMessageTimeout, BufferResponseBody: true},
 	}
 	for _, api := range cfg.APIs {
 		prefix := cleanPrefix(api.PathPrefix)
@@ -103,7 +111,7 @@ func Translate(cfg Config) (*ir.Xds, error) {
 	x := &ir.Xds{
 		Listener: l,
 		Clusters: []*ir.Cluster{
-			irCluster(FHIRServerCluster, cfg.FHIRServer.Host, cfg.FHIRServer.Port, false, fhirConnectTimeout),
+			fhirCluster(irCluster(FHIRServerCluster, cfg.FHIRServer.Host, cfg.FHIRServer.Port, false, fhirConnectTimeout)),
 			irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
 			irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
 		},
@@ -131,6 +139,11 @@ func irCluster(name, host string, port uint32, http2 bool, connect time.Duration
 		MaxPendingRequests: circuitBreakerMaxPending,
 		MaxRequests:        circuitBreakerMaxReqs,
 	}
+}
+
+func fhirCluster(c *ir.Cluster) *ir.Cluster {
+	c.BufferLimitBytes = responseBufferLimitBytes
+	return c
 }
 
 // cleanPrefix drops one trailing slash so "/patient-access/fhir/" and "/patient-access/fhir" mean the same

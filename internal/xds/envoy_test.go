@@ -22,6 +22,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	ext_procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -145,26 +146,94 @@ func (f *fakeAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.
 		}}}, nil
 }
 
-// fakeExtProc stands in for fhirwall-proxy's ext_proc service: it lets every exchange continue and marks the
-// responses it saw, so the test can tell ext_proc is on the path.
+// fakeExtProc stands in for fhirwall-proxy's ext_proc service. It marks the responses it saw, so the test can
+// tell ext_proc is on the path, and decides by path like fakeAuthz: .../enforce asks for the body (mode_override
+// BUFFERED) and replaces it, .../enforce-404 refuses it with an immediate 404, .../enforce-big asks for a body
+// larger than Envoy's buffer limit; anything else is headers only (mode_override back from the static BUFFERED).
 type fakeExtProc struct {
 	extprocv3.UnimplementedExternalProcessorServer
+	mu     sync.Mutex
+	bodies []int // sizes of the response bodies it was sent
 }
 
-func (fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
+const fakeEnforcedBody = `{"resourceType":"Bundle","type":"searchset","total":0}`
+
+func (f *fakeExtProc) sawBodies() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.bodies...)
+}
+
+func (f *fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
+	var path string
 	for {
 		req, err := s.Recv()
 		if err != nil {
 			return nil
 		}
 		var resp *extprocv3.ProcessingResponse
-		switch req.Request.(type) {
+		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+			for _, h := range m.RequestHeaders.GetHeaders().GetHeaders() {
+				if h.GetKey() == ":path" {
+					path = string(h.GetRawValue())
+				}
+			}
+			mode := extProcMode(ext_procv3.ProcessingMode_NONE)
+			if strings.Contains(path, "/enforce") {
+				mode = extProcMode(ext_procv3.ProcessingMode_BUFFERED)
+			}
+			resp = &extprocv3.ProcessingResponse{
+				Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+				ModeOverride: mode,
+			}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
-				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
-					Header: &corev3.HeaderValue{Key: "x-fake-extproc", RawValue: []byte("seen")}}}}}}}}
+				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
+					SetHeaders:    []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-fake-extproc", RawValue: []byte("seen")}}},
+					RemoveHeaders: []string{"content-length"},
+				}}}}}
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			f.mu.Lock()
+			f.bodies = append(f.bodies, len(m.ResponseBody.GetBody()))
+			f.mu.Unlock()
+			switch {
+			case !strings.Contains(path, "/enforce"):
+				// A local reply (ext_authz denial): its body passes.
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+			case strings.HasSuffix(path, "/enforce-404"):
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+					Status: &typev3.HttpStatus{Code: typev3.StatusCode_NotFound},
+					Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+						{Header: &corev3.HeaderValue{Key: "content-type", RawValue: []byte(fhirJSON)}},
+						{Header: &corev3.HeaderValue{Key: "x-fhirwall-decision-id", RawValue: []byte("d-404")}},
+					}},
+					Body:    []byte(fakeDenialBody),
+					Details: extProcRefusalDetail,
+				}}}
+			case strings.HasSuffix(path, "/enforce-large"):
+				// Send the large body back whole: gRPC messages of several MiB both ways.
+				body := m.ResponseBody.GetBody()
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{
+					Response: &extprocv3.CommonResponse{
+						HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+							Header:       &corev3.HeaderValue{Key: "content-length", RawValue: []byte(fmt.Sprint(len(body)))},
+							AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+						}}},
+						BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
+					},
+				}}}
+			default:
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{
+					Response: &extprocv3.CommonResponse{
+						HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
+							Header:       &corev3.HeaderValue{Key: "content-length", RawValue: []byte(fmt.Sprint(len(fakeEnforcedBody)))},
+							AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+						}}},
+						BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: []byte(fakeEnforcedBody)}},
+					},
+				}}}
+			}
 		default:
 			return fmt.Errorf("fake ext_proc: unexpected %T", req.Request)
 		}
@@ -216,6 +285,17 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		hits = append(hits, upstreamHit{path: r.URL.RequestURI(), patient: strings.Join(r.Header.Values("x-fhirwall-patient"), ",")})
 		mu.Unlock()
 		w.Header().Set("content-type", fhirJSON)
+		if strings.HasSuffix(r.URL.Path, "/enforce-large") {
+			io.WriteString(w, `{"resourceType":"Bundle","padding":"`+strings.Repeat("y", responseBufferLimitBytes/2)+`"}`)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/enforce-big") {
+			// One byte over the buffer limit, sent with a content-length like HAPI does for a large Bundle.
+			big := bytes.Repeat([]byte("x"), responseBufferLimitBytes+1)
+			w.Header().Set("content-length", fmt.Sprint(len(big)))
+			w.Write(big)
+			return
+		}
 		io.WriteString(w, `{"resourceType":"CapabilityStatement"}`)
 	}))
 	defer fhir.Close()
@@ -238,9 +318,10 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(2 * responseBufferLimitBytes)) // as cmd/proxy: BUFFERED bodies are large
 	authv3.RegisterAuthorizationServer(g, authz)
-	extprocv3.RegisterExternalProcessorServer(g, fakeExtProc{})
+	extproc := &fakeExtProc{}
+	extprocv3.RegisterExternalProcessorServer(g, extproc)
 	go g.Serve(authzLis)
 	defer g.Stop()
 
@@ -403,6 +484,57 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		if len(upstreamHits()) != before {
 			t.Fatal("oversized body reached the FHIR server")
 		}
+	})
+	t.Run("headers-only exchanges never send the body to ext_proc", func(t *testing.T) {
+		before := len(extproc.sawBodies())
+		if r := do(t, "GET", "/patient-access/fhir/Patient/member-01", nil, nil); r.status != 200 || r.body != `{"resourceType":"CapabilityStatement"}` {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+		if got := extproc.sawBodies()[before:]; len(got) != 0 {
+			t.Fatalf("ext_proc was sent bodies %v for a headers-only exchange", got)
+		}
+	})
+	t.Run("a body ext_proc asked for via mode_override is replaced, content-length and all", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/patient-access/fhir/Patient/enforce", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != fakeEnforcedBody || resp.ContentLength != int64(len(fakeEnforcedBody)) ||
+			resp.Header.Get("content-type") != fhirJSON {
+			t.Fatalf("got %d %s content-length %d %s", resp.StatusCode, resp.Header.Get("content-type"), resp.ContentLength, b)
+		}
+		if got := extproc.sawBodies(); len(got) == 0 || got[len(got)-1] != len(`{"resourceType":"CapabilityStatement"}`) {
+			t.Fatalf("ext_proc saw bodies %v, want the upstream's whole body", got)
+		}
+	})
+	t.Run("an immediate response at the body replaces the upstream answer", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/patient-access/fhir/Patient/enforce-404", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || string(b) != fakeDenialBody || resp.Header.Get("x-fhirwall-decision-id") != "d-404" {
+			t.Fatalf("got %d %v %s", resp.StatusCode, resp.Header, b)
+		}
+	})
+	t.Run("a body of half the buffer limit goes to ext_proc and back whole", func(t *testing.T) {
+		r := do(t, "GET", "/patient-access/fhir/Patient/enforce-large", nil, nil)
+		if r.status != 200 || len(r.body) != responseBufferLimitBytes/2+len(`{"resourceType":"Bundle","padding":""}`) {
+			t.Fatalf("got %d, %d bytes: %.200s", r.status, len(r.body), r.body)
+		}
+	})
+	t.Run("a body over the buffer limit is refused, never passed unchecked", func(t *testing.T) {
+		before := len(extproc.sawBodies())
+		r := do(t, "GET", "/patient-access/fhir/Patient/enforce-big", nil, nil)
+		if r.status < 500 || strings.Contains(r.body, "xxxx") || !strings.Contains(r.body, `"resourceType":"OperationOutcome"`) {
+			t.Fatalf("got %d %s %.200s", r.status, r.contentType, r.body)
+		}
+		t.Logf("over the limit: %d %s %s; ext_proc was sent bodies %v", r.status, r.contentType, r.body, extproc.sawBodies()[before:])
 	})
 	t.Run("authz service down fails closed with a 503 OperationOutcome", func(t *testing.T) {
 		g.Stop()

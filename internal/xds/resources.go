@@ -50,6 +50,9 @@ const (
 	virtualHostName      = "fhirwall"
 	extAuthzDeniedDetail = "ext_authz_denied"
 	extAuthzErrorDetail  = "ext_authz_error"
+	// extProcRefusalDetail is the details fhirwall-proxy's ext_proc sets on its immediate responses
+	// (= extproc.RefusalDetails): a refusal it chose, such as the 404 for another patient's resource.
+	extProcRefusalDetail = "fhirwall_response_refused"
 )
 
 // Build turns a validated IR into Envoy resources. It validates the IR again, so it never builds from a
@@ -83,8 +86,9 @@ func Build(x *ir.Xds) (*Resources, error) {
 
 func listener(l *ir.HTTPListener, hcm *anypb.Any) *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:    l.Name,
-		Address: socketAddress(l.Address, l.Port),
+		PerConnectionBufferLimitBytes: bufferLimit(l.BufferLimitBytes),
+		Name:                          l.Name,
+		Address:                       socketAddress(l.Address, l.Port),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       hcmFilterName,
@@ -219,21 +223,37 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 		StatusOnError:  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 		MessageTimeout: durationpb.New(p.MessageTimeout),
 		// Request headers carry the decision id ext_authz set; response headers carry the status to audit.
-		// Bodies are not needed yet (response enforcement will ask for them).
-		ProcessingMode: &ext_procv3.ProcessingMode{
-			RequestHeaderMode:   ext_procv3.ProcessingMode_SEND,
-			ResponseHeaderMode:  ext_procv3.ProcessingMode_SEND,
-			RequestBodyMode:     ext_procv3.ProcessingMode_NONE,
-			ResponseBodyMode:    ext_procv3.ProcessingMode_NONE,
-			RequestTrailerMode:  ext_procv3.ProcessingMode_SKIP,
-			ResponseTrailerMode: ext_procv3.ProcessingMode_SKIP,
-		},
+		ProcessingMode: extProcMode(ext_procv3.ProcessingMode_NONE),
+	}
+	if p.BufferResponseBody {
+		// Response bodies come whole (BUFFERED, bounded by the listener's buffer limit) unless fhirwall-proxy
+		// answers the request headers with mode_override to headers only, which it does for every decision
+		// that needs no response enforcement. These two modes are the only ones it may choose.
+		cfg.ProcessingMode = extProcMode(ext_procv3.ProcessingMode_BUFFERED)
+		cfg.AllowModeOverride = true
+		cfg.AllowedOverrideModes = []*ext_procv3.ProcessingMode{
+			extProcMode(ext_procv3.ProcessingMode_NONE),
+			extProcMode(ext_procv3.ProcessingMode_BUFFERED),
+		}
 	}
 	tc, err := packAny(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
+}
+
+// extProcMode is the processing mode fhirwall uses: request and response headers, the response body as
+// given, never the request body (ext_authz had it) or trailers.
+func extProcMode(responseBody ext_procv3.ProcessingMode_BodySendMode) *ext_procv3.ProcessingMode {
+	return &ext_procv3.ProcessingMode{
+		RequestHeaderMode:   ext_procv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  ext_procv3.ProcessingMode_SEND,
+		RequestBodyMode:     ext_procv3.ProcessingMode_NONE,
+		ResponseBodyMode:    responseBody,
+		RequestTrailerMode:  ext_procv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: ext_procv3.ProcessingMode_SKIP,
+	}
 }
 
 type routerFilter struct{}
@@ -308,9 +328,10 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 		discovery = clusterv3.Cluster_STRICT_DNS
 	}
 	out := &clusterv3.Cluster{
-		Name:                 c.Name,
-		ConnectTimeout:       durationpb.New(c.ConnectTimeout),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: discovery},
+		Name:                          c.Name,
+		PerConnectionBufferLimitBytes: bufferLimit(c.BufferLimitBytes),
+		ConnectTimeout:                durationpb.New(c.ConnectTimeout),
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: c.Name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{
@@ -342,6 +363,13 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 		}
 	}
 	return out
+}
+
+func bufferLimit(n uint32) *wrapperspb.UInt32Value {
+	if n == 0 {
+		return nil
+	}
+	return wrapperspb.UInt32(n)
 }
 
 func socketAddress(host string, port uint32) *corev3.Address {
@@ -405,6 +433,10 @@ type localReply struct {
 
 // localReplies are tried in order; the first whose filter matches decides.
 //
+// ext_proc immediate responses are local replies too: fhirwall-proxy marks its own with
+// extProcRefusalDetail so they are kept like ext_authz denials (a 404 refusal must read exactly like
+// ext_authz's 404, not like "no API at this path").
+//
 // ext_authz denials go through the same local-reply path as Envoy's own errors, carrying the status, headers
 // and OperationOutcome body fhirwall-proxy chose. They must come out untouched, and the only thing that
 // tells them apart from an ext_authz *error* (service down, timeout) is the response code details: both
@@ -414,8 +446,8 @@ type localReply struct {
 func localReplies() []localReply {
 	return []localReply{
 		{filter: celFilter(fmt.Sprintf(
-			"response.code_details == '%s' || (response.code_details == '%s' && 'content-type' in response.headers)",
-			extAuthzDeniedDetail, extAuthzErrorDetail)), keep: true},
+			"response.code_details == '%s' || response.code_details == '%s' || (response.code_details == '%s' && 'content-type' in response.headers)",
+			extAuthzDeniedDetail, extProcRefusalDetail, extAuthzErrorDetail)), keep: true},
 		{
 			filter:      celFilter(fmt.Sprintf("response.code_details == '%s'", extAuthzErrorDetail)),
 			issueCode:   "transient",

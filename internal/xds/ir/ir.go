@@ -26,7 +26,10 @@ type HTTPListener struct {
 	// StripRequestHeaderPrefix names the request headers only fhirwall may set; any the client sends are
 	// removed before routing and before ext_authz, so the ones ext_authz adds afterwards survive.
 	StripRequestHeaderPrefix string
-	ExtAuthz                 *ExtAuthz
+	// BufferLimitBytes bounds what Envoy buffers per downstream connection, and so the largest response
+	// body ext_proc can receive BUFFERED; a larger one is refused by Envoy, never passed on. 0: Envoy's default.
+	BufferLimitBytes uint32
+	ExtAuthz         *ExtAuthz
 	// ExtProc sees every allowed exchange's headers; fhirwall-proxy writes the audit record there.
 	ExtProc *ExtProc
 	// Routes are tried in order: exact paths (an API's discovery documents) before the API prefixes; every
@@ -72,6 +75,11 @@ type ExtAuthz struct {
 type ExtProc struct {
 	Cluster        string
 	MessageTimeout time.Duration
+	// BufferResponseBody makes the filter's static mode send whole response bodies (BUFFERED) and lets
+	// fhirwall-proxy override the mode per exchange (back to headers only when the decision needs no
+	// enforcement). Fail-closed that way round: an override Envoy did not apply costs a body round trip,
+	// never an unchecked body.
+	BufferResponseBody bool
 }
 
 // Validate checks the ext_proc settings.
@@ -93,6 +101,8 @@ type Cluster struct {
 	Port           uint32
 	HTTP2          bool
 	ConnectTimeout time.Duration
+	// BufferLimitBytes is per_connection_buffer_limit_bytes for connections to this upstream; 0: Envoy's default.
+	BufferLimitBytes uint32
 	// MaxConnections, MaxPendingRequests and MaxRequests are the default-priority circuit breaker limits.
 	MaxConnections     uint32
 	MaxPendingRequests uint32
@@ -186,6 +196,10 @@ func (l *HTTPListener) Validate() error {
 		errs = append(errs, invalid("listener %q has no ext_authz", l.Name))
 	} else if err := l.ExtAuthz.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if l.ExtProc != nil && l.ExtProc.BufferResponseBody && l.BufferLimitBytes == 0 {
+		// Envoy's default (1 MiB) would silently cap which answers can be enforced at all.
+		errs = append(errs, invalid("listener %q buffers response bodies for ext_proc but sets no buffer limit", l.Name))
 	}
 	if l.ExtProc == nil {
 		// Every allowed exchange is audited when its response passes ext_proc; without it nothing would be.

@@ -32,6 +32,7 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"no ext_proc", func(x *Xds) { x.Listener.ExtProc = nil }, "has no ext_proc"},
 		{"ext_proc to an unknown cluster", func(x *Xds) { x.Listener.ExtProc.Cluster = "nowhere" }, `ext_proc: unknown cluster`},
 		{"ext_proc without timeout", func(x *Xds) { x.Listener.ExtProc.MessageTimeout = 0 }, "message timeout"},
+		{"buffered response bodies without a buffer limit", func(x *Xds) { x.Listener.ExtProc.BufferResponseBody = true; x.Listener.BufferLimitBytes = 0 }, "no buffer limit"},
 		{"status_on_error that lets a request look allowed", func(x *Xds) { x.Listener.ExtAuthz.StatusOnError = 200 }, "not an error status"},
 		{"authz cluster without HTTP/2", func(x *Xds) { x.Clusters[1].HTTP2 = false }, "must speak HTTP/2"},
 		{"route to an unknown cluster", func(x *Xds) { x.Listener.Routes[0].Cluster = "nowhere" }, `unknown cluster "nowhere"`},

@@ -1,0 +1,27 @@
+package decision
+
+import (
+	"net/http"
+
+	"github.com/fhirwall/fhirwall/internal/outcome"
+)
+
+// MaxResponseBytes bounds an upstream body that response enforcement must read whole: the standalone proxy
+// reads at most this much, and Envoy buffers at most this much (per_connection_buffer_limit_bytes, internal/xds).
+// A larger answer is refused (502), never passed on unchecked.
+const MaxResponseBytes = 16 << 20
+
+// NeedsResponseBody reports whether the response of this allowed decision must be read whole and passed
+// through EnforceResponse before it leaves: a compartment to hold it to, or a data-scope profile to apply.
+// Only then do the faces buffer it; every other response streams as it comes.
+func (d *Decision) NeedsResponseBody() bool {
+	if d == nil || !d.Allow {
+		return false
+	}
+	o := d.Policy.Obligations
+	return o.Compartment != nil || o.DataScope != ""
+}
+
+// UncheckedResponse is the answer when an upstream body that needed enforcement could not be enforced
+// (enforcement failed, the body was too large or could not be decoded): never the body itself.
+var UncheckedResponse = outcome.Refusal{Status: http.StatusBadGateway, Code: "exception", Diagnostics: "the upstream answer could not be checked"}
