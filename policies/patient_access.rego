@@ -17,11 +17,12 @@ patient := input.identity.patient
 
 writes := {"create", "update", "patch", "delete"}
 
-# Interactions this API decides on the request side alone. History, vread, operations, batches and paging
-# links need response enforcement (old versions, operation outputs and pages can hold other patients' data).
-# Compartment search ([base]/Patient/[id]/[type]) is not served: HAPI's JPA server does not implement it,
-# and search-type narrowed to the patient answers the same question.
-served := {"read", "search-type"}
+# Reads, vreads, instance history and searches; every answer goes through response enforcement, which drops
+# whatever is not in the patient's compartment (old versions, _include/_revinclude results). Paging links are
+# served to the client and patient whose search created them. Not served: type and system history (whole
+# tables of other patients to filter), operations and batches (not yet), and compartment search
+# ([base]/Patient/[id]/[type]), which HAPI's JPA server does not implement.
+served := {"read", "vread", "history-instance", "search-type", "paging"}
 
 decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obligations": {}} if {
 	req.interaction in {"capabilities", "smart-configuration"}
@@ -31,10 +32,12 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 	req.interaction == "transaction"
 } else := refuse(400, "interaction_not_served") if {
 	not req.interaction in served
-} else := refuse(400, "resource_type_not_served") if {
-	not data.config.apis[api].resources[type]
 } else := refuse(403, "no_patient_context") if {
 	not patient
+} else := paging_decision if {
+	req.interaction == "paging"
+} else := refuse(400, "resource_type_not_served") if {
+	not data.config.apis[api].resources[type]
 } else := refuse(403, "insufficient_scope") if {
 	not smart.permits("patient", type, smart.needed_permission)
 } else := refuse(404, "not_this_patient") if {
@@ -44,6 +47,12 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 } else := refuse(403, "outside_granular_scope") if {
 	outside_granular_scope
 } else := {"allow": true, "status": 200, "reasons": ["patient_scope"], "obligations": obligations}
+
+# A paging link is followed only by the client and patient whose search created it (bound when the page was
+# answered); any other caller gets the 404 of a page that does not exist.
+paging_decision := {"allow": true, "status": 200, "reasons": ["own_page"], "obligations": obligations} if {
+	input.facts.page_bound_to_caller == true
+} else := refuse(404, "page_not_bound_to_caller")
 
 refuse(status, reason) := {"allow": false, "status": status, "reasons": [reason], "obligations": {}}
 
@@ -60,7 +69,7 @@ own_reference(value) if value in {patient, concat("/", ["Patient", patient])}
 # A value other than the token's patient, anywhere a patient is named: the same 404 a missing resource gets,
 # so "not yours" cannot be told from "does not exist".
 names_other_patient if {
-	req.interaction == "read"
+	req.interaction in {"read", "vread", "history-instance"}
 	type == "Patient"
 	req.id != patient
 }
@@ -75,7 +84,14 @@ names_other_patient if {
 
 # --- parameters --------------------------------------------------------------------------------------------
 
-unsupported contains key if some key in params.unsupported(api, type)
+unsupported contains key if {
+	some key in params.unsupported(api, type)
+	not include_key(key)
+}
+
+# _include and _revinclude are served (CARIN BB requires _include=ExplanationOfBenefit:*): what they add is
+# filtered on the way out like every other entry.
+include_key(key) if key in {"_include", "_revinclude", "_include:iterate", "_revinclude:iterate"}
 
 # On a parameter that names the patient, only the plain form is accepted: modifiers, chains and type
 # modifiers are ways around narrowing (patient:missing, subject:Patient.name, subject.name).

@@ -199,8 +199,38 @@ test_writes_are_405 if {
 	}
 }
 
-test_interactions_needing_response_enforcement_are_400 if {
-	every interaction in ["vread", "history-instance", "history-type", "history-system", "search-system", "operation", "batch", "paging"] {
+test_vread_and_instance_history_are_served_without_narrowing if {
+	every interaction in ["vread", "history-instance"] {
+		d := decide(td.member01, td.request(interaction, "Observation", "o-1", []))
+		d.allow == true
+		d.obligations.narrow == []
+		d.obligations.compartment == {"patient": "member-01"}
+	}
+}
+
+test_history_of_another_patient_is_404 if {
+	d := decide(td.member01, td.request("history-instance", "Patient", "member-02", []))
+	d.status == 404
+}
+
+test_own_page_is_served if {
+	d := authz.decision with input as object.union(td.patient_access(td.member01, td.request("paging", "", "", [])), {"facts": {"page_bound_to_caller": true}})
+		with data.config as td.config
+	d.allow == true
+	d.obligations.compartment == {"patient": "member-01"}
+}
+
+test_someone_elses_page_is_404 if {
+	every facts in [{"page_bound_to_caller": false}, {}] {
+		d := authz.decision with input as object.union(td.patient_access(td.member01, td.request("paging", "", "", [])), {"facts": facts})
+			with data.config as td.config
+		d.status == 404
+		d.reasons == ["page_not_bound_to_caller"]
+	}
+}
+
+test_interactions_not_served_are_400 if {
+	every interaction in ["history-type", "history-system", "search-system", "operation", "batch"] {
 		d := decide(td.member01, td.request(interaction, "Observation", "o-1", []))
 		d.status == 400
 		d.reasons == ["interaction_not_served"]
@@ -244,10 +274,15 @@ test_reverse_chain_is_refused if {
 	d.status == 400
 }
 
-test_includes_are_refused_until_response_filtering if {
-	d := decide(td.member01, search("ExplanationOfBenefit", [p("_include", ["ExplanationOfBenefit:*"])]))
+test_includes_are_served_and_filtered_on_the_way_out if {
+	d := decide(td.member01, search("ExplanationOfBenefit", [p("_include", ["ExplanationOfBenefit:*"]), p("_revinclude", ["Provenance:target"])]))
+	d.allow == true
+	d.obligations.compartment == {"patient": "member-01"}
+}
+
+test_include_with_an_unknown_modifier_is_refused if {
+	d := decide(td.member01, search("ExplanationOfBenefit", [object.union(p("_include", ["ExplanationOfBenefit:*"]), {"key": "_include:recurse", "modifier": "recurse"})]))
 	d.status == 400
-	contains(d.details, "_include")
 }
 
 test_token_in_query_is_refused if {

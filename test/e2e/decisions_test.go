@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -122,8 +123,9 @@ func TestOneTableBothModes(t *testing.T) {
 		{name: "chained search", token: tk.full, method: "GET", path: "/Observation?subject:Patient.name=Smith", want: 400},
 		{name: "reverse chain", token: tk.full, method: "GET", path: "/Patient?_has:Observation:patient:code=4548-4", want: 400},
 		{name: "modifier on patient", token: tk.full, method: "GET", path: "/Observation?patient:missing=true", want: 400},
-		{name: "_include before response filtering", token: tk.full, method: "GET", path: "/ExplanationOfBenefit?_include=ExplanationOfBenefit:*", want: 400},
-		{name: "_revinclude", token: tk.full, method: "GET", path: "/Patient?_revinclude=Observation:subject", want: 400},
+		{name: "_include is served, filtered", token: tk.full, method: "GET", path: "/ExplanationOfBenefit?_include=ExplanationOfBenefit:*", want: 200, check: onlyPatient("member-01")},
+		{name: "_revinclude is served, filtered", token: tk.full, method: "GET", path: "/Patient?_revinclude=Observation:subject", want: 200, check: onlyPatient("member-01")},
+		{name: "_revinclude from a non-patient anchor keeps only own data", token: tk.full, method: "GET", path: "/Practitioner?_id=pract-02&_revinclude=Observation:performer", want: 200, check: onlyPatient("member-01")},
 		{name: "unknown parameter is named", token: tk.full, method: "GET", path: "/Observation?focus=x", want: 400, check: diagnosticsMention(`search parameter \"focus\" is not supported`)},
 		{name: "Group member list", token: tk.full, method: "GET", path: "/Group?member=member-01", want: 400},
 
@@ -142,14 +144,17 @@ func TestOneTableBothModes(t *testing.T) {
 		{name: "conditional delete", token: tk.full, method: "DELETE", path: "/Observation?patient=member-01", want: 405},
 		{name: "transaction", token: tk.full, method: "POST", path: "", header: map[string]string{"Content-Type": fhirJSON}, body: transaction, want: 405},
 		{name: "batch entries", token: tk.full, method: "POST", path: "", header: map[string]string{"Content-Type": fhirJSON}, body: batch, want: 400},
-		{name: "instance history", token: tk.full, method: "GET", path: "/Patient/member-01/_history", want: 400},
+		{name: "own instance history", token: tk.full, method: "GET", path: "/Patient/member-01/_history", want: 200, check: onlyPatient("member-01")},
+		{name: "other patient's instance history", token: tk.full, method: "GET", path: "/Patient/member-02/_history", want: 404},
+		{name: "other patient's Observation history", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history", want: 200, check: noEntries},
+		{name: "other patient's Observation version", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history/1", want: 404},
 		{name: "system history", token: tk.full, method: "GET", path: "/_history", want: 400},
-		{name: "vread", token: tk.full, method: "GET", path: "/Patient/member-01/_history/1", want: 400},
+		{name: "own vread", token: tk.full, method: "GET", path: "/Patient/member-01/_history/1", want: 200, check: resourceTypeIs("Patient")},
 		{name: "$everything", token: tk.full, method: "GET", path: "/Patient/member-01/$everything", want: 400},
 		{name: "$export with a patient token", token: tk.full, method: "GET", path: "/$export", want: 400},
 		{name: "$graphql", token: tk.full, method: "GET", path: "/$graphql?query=x", want: 400},
 		{name: "system search", token: tk.full, method: "GET", path: "?_type=Patient", want: 400},
-		{name: "paging link", token: tk.full, method: "GET", path: "?_getpages=abc&_getpagesoffset=10", want: 400},
+		{name: "paging link never issued", token: tk.full, method: "GET", path: "?_getpages=abc&_getpagesoffset=10", want: 404},
 
 		// HTTP shapes.
 		{name: "dot segments resolve before deciding", token: tk.full, method: "GET", path: "/Patient/x/../member-02", want: 404},
@@ -218,6 +223,7 @@ type bundle struct {
 func entries(t *testing.T, b []byte) []map[string]any {
 	var bu bundle
 	if err := json.Unmarshal(b, &bu); err != nil || bu.ResourceType != "Bundle" {
+		t.Helper()
 		t.Fatalf("want a Bundle, got %.200s", b)
 	}
 	var out []map[string]any
@@ -258,6 +264,28 @@ func everyCategory(code string) func(*testing.T, []byte) {
 	}
 }
 
+// onlyPatient checks that no resource in the Bundle names any patient but this one.
+func onlyPatient(patient string) func(*testing.T, []byte) {
+	return func(t *testing.T, b []byte) {
+		for _, r := range entries(t, b) {
+			body := mustJSON(r)
+			for _, ref := range patientRefs.FindAllString(body, -1) {
+				if ref != `"Patient/`+patient+`"` && ref != `"id":"`+patient+`"` {
+					t.Errorf("%v/%v names %s", r["resourceType"], r["id"], ref)
+				}
+			}
+		}
+	}
+}
+
+var patientRefs = regexp.MustCompile(`"Patient/member-\d+"`)
+
+func noEntries(t *testing.T, b []byte) {
+	if es := entries(t, b); len(es) != 0 {
+		t.Errorf("want no entries, got %d", len(es))
+	}
+}
+
 func diagnosticsMention(s string) func(*testing.T, []byte) {
 	return func(t *testing.T, b []byte) {
 		if !strings.Contains(string(b), s) {
@@ -269,4 +297,45 @@ func diagnosticsMention(s string) func(*testing.T, []byte) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestPagingLinksAreBoundToTheSearcher: a next-page link works for the member whose search made it, and is
+// the 404 of a page that does not exist for any other member.
+func TestPagingLinksAreBoundToTheSearcher(t *testing.T) {
+	member01 := member01Token(t)
+	member02, err := smartclient.AuthorizationCodePKCE(ctx(t), issuer, "patient-app", "http://127.0.0.1:8089/callback",
+		[]string{"openid", "launch/patient", "patient/*.rs"}, "member02", "fhirwall-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			first := send(t, "GET", m.base+"/ExplanationOfBenefit?_count=2", member01, nil, "")
+			var b struct {
+				Link []struct{ Relation, URL string }
+			}
+			if err := json.Unmarshal(first.body, &b); err != nil {
+				t.Fatal(err)
+			}
+			next := ""
+			for _, l := range b.Link {
+				if l.Relation == "next" {
+					next = l.URL
+				}
+			}
+			if !strings.HasPrefix(next, m.base+"?_getpages=") {
+				t.Fatalf("no next link on the API's base: %v", b.Link)
+			}
+			own := send(t, "GET", next, member01, nil, "")
+			if own.status != 200 {
+				t.Fatalf("own next page: %d %.200s", own.status, own.body)
+			}
+			onlyPatient("member-01")(t, own.body)
+			replay := send(t, "GET", next, member02.AccessToken, nil, "")
+			missing := send(t, "GET", m.base+"?_getpages=00000000-0000-0000-0000-000000000000", member02.AccessToken, nil, "")
+			if replay.status != 404 || string(replay.body) != string(missing.body) {
+				t.Fatalf("another member replaying the link: %d %s (a page that does not exist: %d)", replay.status, replay.body, missing.status)
+			}
+		})
+	}
 }
