@@ -11,6 +11,7 @@ for svc in kafka keycloak hapi; do
   bash "$S/$svc.sh" start >"$FHIRWALL_STATE/log/$svc-start.log" 2>&1 &
   pids+=("$!:$svc")
 done
+bash "$S/postgres.sh" start >/dev/null
 # Meanwhile, the Go binaries and Envoy get built and installed.
 bash "$S/fhirwall.sh" build
 bash "$S/envoy.sh" install
