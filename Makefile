@@ -28,8 +28,14 @@ policy-test: $(OPA)
 	$(OPA) test --coverage --format=json policies | $(GO) run ./test/tools/opacoverage -min 95
 	$(OPA) test policies
 
-e2e: stack-up
-	$(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/...
+# HAPI's profile validator (Java, test/tools/fhir-validator), for the tests that check generated resources
+# against the IG packages; rebuilt only when its sources change.
+VALIDATOR := test/tools/fhir-validator/target/fhir-validator-0.1.0.jar
+$(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-validator/src -type f)
+	mvn -q -B -f test/tools/fhir-validator/pom.xml package
+
+e2e: stack-up $(VALIDATOR)
+	FHIRWALL_REQUIRE_VALIDATOR=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./adapters/...
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
 stack-up:

@@ -35,6 +35,8 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 	req.interaction in {"capabilities", "smart-configuration"}
 } else := refuse(405, "read_only_api") if {
 	req.interaction in writes
+} else := export_decision if {
+	export_request
 } else := refuse(400, "interaction_not_served") if {
 	not req.interaction in served
 } else := refuse(400, "resource_type_not_served") if {
@@ -110,4 +112,101 @@ obligations := {
 	"narrow": sort(narrowing),
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
+}
+
+# Bulk Data Access 2.0 for providers (CMS-0057-F Provider Access: "bulk $export of the provider's attribution
+# group"). A provider may export its own attribution Group only; the status URL and every output file are
+# bound by the core to the client that started the job (facts export_job_bound_to_caller,
+# export_file_bound_to_caller), and another client, even a valid one, gets the same 404 as an unknown job.
+export_request if {
+	req.interaction == "operation"
+	req.operation.name in {"export", "export-poll-status"}
+}
+
+export_request if {
+	req.interaction == "read"
+	type == "Binary"
+}
+
+kickoff if req.operation.name == "export"
+
+# Bulk Data 2.0 §Query Parameters: the ones fhirwall passes on. _outputFormat only as NDJSON, which response
+# enforcement filters line by line.
+export_params := {"_type", "_since", "_outputFormat"}
+
+ndjson_formats := {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+
+bad_export_param contains param.key if {
+	some param in req.params
+	not param.key in export_params
+}
+
+bad_export_param contains "_outputFormat" if {
+	some param in req.params
+	param.key == "_outputFormat"
+	some value in param.values
+	not value in ndjson_formats
+}
+
+bad_poll_param contains param.key if {
+	some param in req.params
+	param.key != "_jobId"
+}
+
+export_obligations := {
+	"compartment": {"patients": sort(permitted)},
+	"data_scope": "provider-access",
+	"rate_class": object.get(input, ["client", "tier"], "default"),
+}
+
+# Bulk Data 2.0 §Bulk Data Kick-off Request; FHIR-NOTES: a patient-scoped token never starts an export.
+export_decision := refuse(403, "patient_token_cannot_export") if {
+	input.identity.patient
+} else := refuse(403, "no_provider_identity") if {
+	not scope_context
+} else := refuse(405, "method_not_allowed") if {
+	not req.method in export_methods
+} else := refuse(403, "export_not_allowed") if {
+	kickoff
+	not group_kickoff
+} else := refuse(403, "insufficient_scope") if {
+	kickoff
+	not smart.permits(scope_context, "Group", "r")
+} else := refuse(404, "not_own_attribution_group") if {
+	kickoff
+	not own_group
+} else := refuse_with(400, "unsupported_parameter", sprintf("parameter %q is not supported for $export on this API", [sort(bad_export_param)[0]])) if {
+	kickoff
+	count(bad_export_param) > 0
+} else := refuse_with(400, "respond_async_required", "Bulk Data kick-off requires the header Prefer: respond-async") if {
+	kickoff
+	not input.facts.prefer_respond_async
+} else := {"allow": true, "status": 200, "reasons": ["own_attribution_group"], "obligations": export_obligations} if {
+	kickoff
+} else := refuse(400, "unsupported_parameter") if {
+	req.interaction == "operation"
+	count(bad_poll_param) > 0
+} else := {"allow": true, "status": 200, "reasons": ["export_job_owner"], "obligations": export_obligations} if {
+	req.interaction == "operation"
+	req.operation.level == "system"
+	input.facts.export_job_bound_to_caller == true
+} else := {"allow": true, "status": 200, "reasons": ["export_file_owner"], "obligations": export_obligations} if {
+	req.interaction == "read"
+	input.facts.export_file_bound_to_caller == true
+} else := refuse(404, "export_not_found")
+
+# Bulk Data 2.0 §Delete a Bulk Data Request: DELETE on the status URL cancels (owner only, like a poll).
+# Kick-off by POST (a Parameters body) is not served.
+export_methods := {"GET", "DELETE"} if req.operation.name == "export-poll-status"
+
+else := {"GET"}
+
+group_kickoff if {
+	type == "Group"
+	req.operation.level == "instance"
+}
+
+own_group if {
+	input.facts.attribution_group != ""
+	req.id == input.facts.attribution_group
 }

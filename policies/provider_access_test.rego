@@ -110,3 +110,117 @@ test_non_compartment_type_is_not_narrowed if {
 	d.allow == true
 	d.obligations.narrow == []
 }
+
+op(type, id, name, level, params) := object.union(td.request("operation", type, id, params), {"operation": {"name": name, "level": level}})
+
+kickoff(group, params) := op("Group", group, "export", "instance", params)
+
+poll(job) := op("", "", "export-poll-status", "system", [p("_jobId", [job])])
+
+decide_with(identity, req, facts) := d if {
+	inp := object.union(td.provider_access(identity, req), {"facts": object.union(td.org_a_facts, facts)})
+	d := authz.decision with input as inp with data.config as td.config
+}
+
+async := {"prefer_respond_async": true}
+
+test_provider_exports_its_own_attribution_group if {
+	d := decide_with(td.org_a, kickoff("attribution-org-a", [p("_type", ["Patient,Observation"]), p("_outputFormat", ["application/fhir+ndjson"])]), async)
+	d.allow == true
+	d.reasons == ["own_attribution_group"]
+	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+}
+
+test_practitioner_with_user_scopes_exports_its_group if {
+	decide_with(td.dr_smith, kickoff("attribution-org-a", []), async).allow == true
+}
+
+test_export_of_another_group_is_not_found if {
+	d := decide_with(td.org_a, kickoff("attribution-org-b", []), async)
+	d.status == 404
+	d.reasons == ["not_own_attribution_group"]
+}
+
+test_export_without_attribution_group_is_not_found if {
+	decide_with(td.org_a, kickoff("attribution-org-a", []), {"prefer_respond_async": true, "attribution_group": ""}).status == 404
+}
+
+test_patient_and_system_export_are_forbidden_for_providers if {
+	every req in [op("Patient", "", "export", "type", []), op("", "", "export", "system", []), op("Group", "", "export", "type", [])] {
+		d := decide_with(td.org_a, req, async)
+		d.status == 403
+		d.reasons == ["export_not_allowed"]
+	}
+}
+
+test_patient_context_token_never_starts_an_export if {
+	every id in [td.member01, object.union(td.org_a, {"patient": "member-01"})] {
+		d := decide_with(id, kickoff("attribution-org-a", []), async)
+		d.status == 403
+		d.reasons == ["patient_token_cannot_export"]
+	}
+}
+
+test_export_needs_a_group_read_scope if {
+	id := object.union(td.org_a, {"scopes": [td.scope("system", "Patient", "rs")]})
+	decide_with(id, kickoff("attribution-org-a", []), async).reasons == ["insufficient_scope"]
+	group := object.union(td.org_a, {"scopes": [td.scope("system", "Group", "r")]})
+	decide_with(group, kickoff("attribution-org-a", []), async).allow == true
+}
+
+test_export_refuses_other_parameters_and_formats if {
+	decide_with(td.org_a, kickoff("attribution-org-a", [p("_typeFilter", ["Observation?code=x"])]), async).reasons == ["unsupported_parameter"]
+	decide_with(td.org_a, kickoff("attribution-org-a", [p("_outputFormat", ["text/csv"])]), async).status == 400
+}
+
+test_export_requires_respond_async if {
+	decide_with(td.org_a, kickoff("attribution-org-a", []), {}).reasons == ["respond_async_required"]
+}
+
+test_export_kickoff_only_by_get if {
+	req := object.union(kickoff("attribution-org-a", []), {"method": "POST"})
+	decide_with(td.org_a, req, async).status == 405
+}
+
+test_poll_only_by_the_jobs_owner if {
+	d := decide_with(td.org_a, poll("job-1"), {"export_job_bound_to_caller": true})
+	d.allow == true
+	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	other := decide_with(td.org_a, poll("job-1"), {"export_job_bound_to_caller": false})
+	other.status == 404
+	other.reasons == ["export_not_found"]
+	decide_with(td.org_a, poll("job-1"), {}).status == 404
+}
+
+test_poll_refuses_other_parameters if {
+	req := op("", "", "export-poll-status", "system", [p("_jobId", ["j"]), p("_format", ["xml"])])
+	decide_with(td.org_a, req, {"export_job_bound_to_caller": true}).status == 400
+}
+
+test_poll_status_below_a_type_is_not_found if {
+	req := op("Patient", "", "export-poll-status", "type", [p("_jobId", ["j"])])
+	decide_with(td.org_a, req, {"export_job_bound_to_caller": true}).status == 404
+}
+
+test_export_file_only_for_the_jobs_owner if {
+	d := decide_with(td.org_a, read("Binary", "b1"), {"export_file_bound_to_caller": true})
+	d.allow == true
+	d.reasons == ["export_file_owner"]
+	decide_with(td.org_a, read("Binary", "b1"), {"export_file_bound_to_caller": false}).status == 404
+}
+
+test_patient_token_cannot_poll if {
+	decide_with(td.member01, poll("job-1"), {"export_job_bound_to_caller": true}).status == 403
+}
+
+test_patient_token_is_no_provider_for_export_files if {
+	id := object.union(td.member01, {"patient": ""})
+	decide_with(object.remove(id, ["patient"]), read("Binary", "b1"), {"export_file_bound_to_caller": true}).reasons == ["no_provider_identity"]
+}
+
+test_owner_may_cancel_its_job if {
+	req := object.union(poll("job-1"), {"method": "DELETE"})
+	decide_with(td.org_a, req, {"export_job_bound_to_caller": true}).allow == true
+	decide_with(td.org_a, req, {"export_job_bound_to_caller": false}).status == 404
+	decide_with(td.org_a, object.union(req, {"method": "POST"}), {"export_job_bound_to_caller": true}).status == 405
+}

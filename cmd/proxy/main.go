@@ -126,7 +126,10 @@ func run(cfgPath string, log *slog.Logger) error {
 		Attribution: attribution.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, attribution.Options{}),
 		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
 		// several replicas need a shared store (issue 4: PostgreSQL).
-		Pages:   &decision.InMemoryPages{},
+		Pages: &decision.InMemoryPages{},
+		// Bulk export jobs and their files, bound to the client that started the job. In memory: one
+		// replica (standalone); replicas need the shared PostgreSQL store (issue 4 item 6).
+		Jobs:    decision.NewInMemoryJobs(0, nil),
 		Consent: consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{}),
 	}
 	var apis []decision.API

@@ -144,6 +144,11 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 	}
 	d := ex.d
 	st, _ := strconv.Atoi(header(h.GetHeaders(), ":status"))
+	// A bulk export kick-off's status URL is bound to its client before the client learns it.
+	if err := s.Core.BindExportJob(ctx, d, st, header(h.GetHeaders(), "content-location")); err != nil {
+		s.Log.Error("export job could not be bound; refusing", "decision_id", d.ID, "error", err)
+		return s.failUnchecked(ctx, ex)
+	}
 	if d.NeedsResponseBody() {
 		ex.status = st
 		ex.contentType = header(h.GetHeaders(), "content-type")

@@ -96,6 +96,9 @@ type Core struct {
 	UpstreamBase string
 	PublicBase   func(api string) string
 	Pages        PageStore
+	// Jobs binds bulk export jobs and their files to the client that started them (exports.go); nil binds
+	// nothing, so every poll and file read answers 404 and a kick-off's answer is refused (502).
+	Jobs JobStore
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.

@@ -142,5 +142,5 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		}
 	}
 	input["facts"] = facts
-	return true
+	return c.exportFacts(ctx, d, facts)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
@@ -46,6 +47,9 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 	var allowed map[string]bool
 	if cp := d.Policy.Obligations.Compartment; cp != nil {
 		allowed = cp.Allowed()
+	}
+	if out, done, err := c.enforceExport(ctx, d, status, contentType, body); done { // exports.go
+		return out, err
 	}
 	if status < 200 || status > 299 {
 		return c.enforceError(d, status, contentType, body)
@@ -178,6 +182,13 @@ func (e *enforcer) keep(res map[string]any) bool {
 	if e.enforce && !e.allowed(patients, inCompartment) {
 		return false
 	}
+	// The API's data scope (CMS-0057-F: claims from 2016 on, no drug prior auths, non-financial claims for
+	// providers) withholds like a compartment violation and may rewrite the resource in place.
+	keep, changed := datascope.Apply(e.d.Policy.Obligations.DataScope, res, e.d.Time)
+	if !keep {
+		return false
+	}
+	e.changed = e.changed || changed
 	for _, p := range patients {
 		e.patients[p] = struct{}{}
 	}

@@ -73,6 +73,10 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
+			// A bulk export kick-off's status URL is bound to its client before the client learns it.
+			if err := g.core.BindExportJob(resp.Request.Context(), ex.d, resp.StatusCode, resp.Header.Get("Content-Location")); err != nil {
+				return errors.Join(errUnchecked, err)
+			}
 			if ex.d.NeedsResponseBody() {
 				return g.enforce(resp, ex)
 			}
