@@ -26,6 +26,7 @@ type Config struct {
 	XDS        XDS        `mapstructure:"xds"`
 	Tokens     Tokens     `mapstructure:"tokens"`
 	Registry   Registry   `mapstructure:"registry"`
+	Jobs       Jobs       `mapstructure:"jobs"`
 	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
 	// API's CapabilityStatement names PublicURL+prefix as its base.
 	PublicURL string `mapstructure:"public_url"`
@@ -141,6 +142,11 @@ type Audit struct {
 type Kafka struct {
 	Brokers []string `mapstructure:"brokers"`
 	Topic   string   `mapstructure:"topic"`
+}
+
+// Jobs is where bulk-export job ownership lives. PostgresDSN empty means in memory (one proxy replica).
+type Jobs struct {
+	PostgresDSN string `mapstructure:"postgres_dsn"`
 }
 
 // Policies: Dir empty means the embedded policy set. DryRunDir names a candidate policy set evaluated

@@ -25,6 +25,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/adapters/consent"
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
+	"github.com/fhirwall/fhirwall/adapters/jobstore"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
@@ -111,6 +112,15 @@ func run(cfgPath string, log *slog.Logger) error {
 		return err
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
+	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
+	if cfg.Jobs.PostgresDSN != "" {
+		pg, err := jobstore.Open(ctx, cfg.Jobs.PostgresDSN)
+		if err != nil {
+			return fmt.Errorf("jobs.postgres_dsn: %w", err)
+		}
+		defer pg.Close()
+		jobs = pg
+	}
 	core := &decision.Core{
 		Tokens: verifier,
 		Policy: engine,
@@ -127,9 +137,9 @@ func run(cfgPath string, log *slog.Logger) error {
 		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
 		// several replicas need a shared store (issue 4: PostgreSQL).
 		Pages: &decision.InMemoryPages{},
-		// Bulk export jobs and their files, bound to the client that started the job. In memory: one
-		// replica (standalone); replicas need the shared PostgreSQL store (issue 4 item 6).
-		Jobs:    decision.NewInMemoryJobs(0, nil),
+		// Bulk export jobs and their files, bound to the client that started the job: in PostgreSQL when
+		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
+		Jobs:    jobs,
 		Consent: consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{}),
 	}
 	var apis []decision.API

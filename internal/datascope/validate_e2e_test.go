@@ -4,6 +4,7 @@ package datascope
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,8 +49,28 @@ func TestNonFinancialClaimsValidate(t *testing.T) {
 	for _, p := range []string{"hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz"} {
 		args = append(args, filepath.Join(pkgs, p))
 	}
+	for _, p := range args[3:] {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("IG package missing (set FHIR_PACKAGES): %v", err)
+		}
+	}
+	if len(files) == 0 {
+		t.Fatal("no claims to validate")
+	}
 	args = append(append(args, "--"), files...)
-	out, _ := exec.Command("java", args...).CombinedOutput()
+	out, err := exec.Command("java", args...).CombinedOutput()
+	// The validator exits 1 when a resource has errors (some are accepted below); anything else means it did
+	// not validate at all.
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
+		t.Fatalf("validator did not run: %v\n%s", err, out)
+	}
+	for _, f := range files {
+		// Every resource gets at least the narrative (dom-6) warning: a file never named was never validated.
+		if !strings.Contains(string(out), filepath.Base(f)) {
+			t.Errorf("the validator said nothing about %s:\n%s", filepath.Base(f), out)
+		}
+	}
 	for _, line := range strings.Split(string(out), "\n") {
 		switch {
 		case strings.HasPrefix(line, "ERROR "), strings.HasPrefix(line, "FATAL "):
