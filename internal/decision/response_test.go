@@ -367,3 +367,21 @@ func assertOnlyPatient(t *testing.T, body []byte, patient string) {
 	}
 	check(m)
 }
+
+// An entry without a resource (a history delete) names a resource id but not whose it is: under an obligation
+// it is withheld rather than judged by its URL.
+func TestEntriesWithoutResourceDoNotLeaveUnderAnObligation(t *testing.T) {
+	body := []byte(`{"resourceType":"Bundle","type":"history","total":2,"entry":[` +
+		`{"fullUrl":"http://x/fhir/Observation/o-2","request":{"method":"DELETE","url":"Observation/o-2"},"response":{"status":"204"}},` +
+		`{"fullUrl":"http://x/fhir/Observation/o-1","resource":{"resourceType":"Observation","id":"o-1","subject":{"reference":"Patient/member-01"}},"request":{"method":"PUT","url":"Observation/o-1"}}]}`)
+	c := &Core{}
+	d := &Decision{Allow: true}
+	d.Policy.Obligations.Compartment = &policy.Compartment{Patient: "member-01"}
+	out, err := c.EnforceResponse(context.Background(), d, 200, "application/fhir+json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(out.Body, []byte("o-2")) || !bytes.Contains(out.Body, []byte(`"o-1"`)) {
+		t.Fatalf("got %s", out.Body)
+	}
+}
