@@ -168,6 +168,9 @@ func (c *Core) BindExportJob(ctx context.Context, d *Decision, status int, conte
 // poll's manifest (plain JSON) and output files (NDJSON). done is false for every other answer.
 func (c *Core) enforceExport(ctx context.Context, d *Decision, status int, contentType string, body []byte) (out Enforced, done bool, err error) {
 	switch {
+	case isExportPoll(d.Request) && d.Input.Method == "DELETE":
+		out, err = cancelAnswer(status, body)
+		return out, true, err
 	case isExportPoll(d.Request) && status == 200:
 		out, err = c.enforceManifest(ctx, d, body)
 		return out, true, err
@@ -176,6 +179,20 @@ func (c *Core) enforceExport(ctx context.Context, d *Decision, status int, conte
 		return out, true, err
 	}
 	return Enforced{}, false, nil
+}
+
+// cancelAnswer lets the answer to a cancel (Bulk Data 2.0 §Delete) pass when it is empty or an
+// OperationOutcome; HAPI sends the latter without a Content-Type, so the body, not the header, is judged.
+func cancelAnswer(status int, body []byte) (Enforced, error) {
+	if len(bytes.TrimSpace(body)) > 0 {
+		var oo struct {
+			ResourceType string `json:"resourceType"`
+		}
+		if err := json.Unmarshal(body, &oo); err != nil || oo.ResourceType != "OperationOutcome" {
+			return Enforced{}, fmt.Errorf("%w: export cancel answered with something other than an OperationOutcome", ErrResponse)
+		}
+	}
+	return Enforced{Status: status, Body: body, Patients: []string{}, Categories: []string{}}, nil
 }
 
 // manifest is the part of the Bulk Data 2.0 §Complete Status response fhirwall reads.

@@ -321,3 +321,17 @@ func mustMarshal(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+func TestCancelAnswerPassesOnlyAnOperationOutcome(t *testing.T) {
+	if _, err := cancelAnswer(202, []byte(`{"resourceType":"OperationOutcome","issue":[]}`)); err != nil {
+		t.Errorf("OperationOutcome refused: %v", err)
+	}
+	if _, err := cancelAnswer(202, nil); err != nil {
+		t.Errorf("empty answer refused: %v", err)
+	}
+	for _, b := range []string{`{"resourceType":"Patient","id":"member-02"}`, `not json`} {
+		if _, err := cancelAnswer(202, []byte(b)); !errors.Is(err, ErrResponse) {
+			t.Errorf("%s passed: %v", b, err)
+		}
+	}
+}

@@ -191,6 +191,13 @@ func operation(r *Request, seg, level string) (bodyKind, error) {
 		return onlyGET(r, Operation)
 	case "POST":
 		return onlyPOST(r, Operation, operationBody)
+	case "DELETE":
+		// Bulk Data 2.0 §Delete a Bulk Data Request: DELETE on the status URL cancels the job. HAPI's status
+		// URL is the system-level $export-poll-status; no other operation is deleted.
+		if level == "system" && r.Operation.Name == "export-poll-status" {
+			r.Interaction = Operation
+			return noBody, nil
+		}
 	}
 	return 0, unsupported("%s on an operation", r.Method)
 }

@@ -447,3 +447,16 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	})
 }
+
+// Bulk Data 2.0: DELETE on the export status URL cancels the job; DELETE on any other operation is refused.
+func TestDeleteOnlyCancelsAnExport(t *testing.T) {
+	r, err := Classify("DELETE", "/$export-poll-status", "_jobId=abc", nil, nil)
+	if err != nil || r.Interaction != Operation || r.Operation.Name != "export-poll-status" || r.Operation.Level != "system" {
+		t.Fatalf("got %+v %v", r, err)
+	}
+	for _, p := range []string{"/$export", "/Patient/$export-poll-status", "/Group/g/$export"} {
+		if _, err := Classify("DELETE", p, "", nil, nil); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("DELETE %s: want ErrUnsupported, got %v", p, err)
+		}
+	}
+}

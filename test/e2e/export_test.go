@@ -212,3 +212,24 @@ func TestProviderBulkExportHoldsOnlyPermittedMembersAndIsBoundToItsClient(t *tes
 		})
 	}
 }
+
+// Bulk Data 2.0 §Delete: only the client that started a job may cancel it; another client gets the unknown
+// job's 404 and the job goes on.
+func TestOnlyTheStarterCancelsAnExport(t *testing.T) {
+	orgA := providerToken(t, "provider-org-a")
+	orgB := providerToken(t, "provider-org-b")
+	for _, m := range providerModes {
+		t.Run(m.name, func(t *testing.T) {
+			kick := bulk(t, "GET", m.base+"/Group/attribution-org-a/$export?_type=Patient", orgA, kickoffHeaders)
+			if kick.status != 202 {
+				t.Fatalf("kick-off: %d %.300s", kick.status, kick.body)
+			}
+			if a := bulk(t, "DELETE", kick.contentLocation, orgB, nil); a.status != 404 {
+				t.Errorf("org-b cancelling org-a's job: %d %.300s", a.status, a.body)
+			}
+			if a := bulk(t, "DELETE", kick.contentLocation, orgA, nil); a.status < 200 || a.status > 299 {
+				t.Errorf("org-a cancelling its own job: %d %.300s", a.status, a.body)
+			}
+		})
+	}
+}
