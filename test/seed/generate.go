@@ -367,11 +367,18 @@ func (a amounts) entries() []any {
 	}
 }
 
-func networkStatus() []any {
-	return []any{
-		map[string]any{"category": cc(csC4BBDiscrim, "billingnetworkstatus", ""), "reason": cc(csC4BBPayStatus, "innetwork", "")},
-		map[string]any{"category": cc(csC4BBDiscrim, "benefitpaymentstatus", ""), "reason": cc(csC4BBPayStatus, "innetwork", "")},
+func status(discriminator, code string) map[string]any {
+	return map[string]any{"category": cc(csC4BBDiscrim, discriminator, ""), "reason": cc(csC4BBPayStatus, code, "")}
+}
+
+// headerAdjudication: the claim-level network and payment status. The Professional-NonClinician profile
+// has benefitpaymentstatus per item (required there) and renderingnetworkstatus in the header; the
+// institutional and pharmacy profiles require benefitpaymentstatus in the header.
+func headerAdjudication(kind string) []any {
+	if kind == kindProfessional {
+		return []any{status("billingnetworkstatus", "innetwork"), status("renderingnetworkstatus", "innetwork")}
 	}
+	return []any{status("billingnetworkstatus", "innetwork"), status("benefitpaymentstatus", "innetwork")}
 }
 
 func (g *gen) claim(n, k int, o org, p pract, dx diagnosis) {
@@ -384,18 +391,20 @@ func (g *gen) claim(n, k int, o org, p pract, dx diagnosis) {
 	received := end.AddDate(0, 0, 2)
 	created := end.AddDate(0, 0, 5)
 	a := ClaimAmounts(n, k)
-	header := networkStatus()
-	if kind == kindInpatient || kind == kindOutpatient {
-		// Institutional EOBs carry header-level amounts (C4BB EOBInpatient1/EOBOutpatient1).
-		header = append(header, a.entries()...)
+	// Amounts are per item only: the institutional profiles allow them at the item or the header level but
+	// not both (EOB-institutional-item-or-header-adjudication).
+	itemAdj := a.entries()
+	if kind == kindProfessional {
+		itemAdj = append([]any{status("benefitpaymentstatus", "innetwork")}, itemAdj...)
 	}
 	v := vars{
 		"ID": EOBID(n, k), "CLAIM_ID": fmt.Sprintf("FWC-%02d-%d", n, k), "PATIENT": MemberID(n),
 		"START": ymd(start), "END": ymd(end), "CREATED": instant(created), "RECEIVED": ymd(received),
 		"PAYER": PayerID, "PROVIDER": o.ID, "PRACTITIONER": p.ID, "COVERAGE": CoverageID(n),
-		"ITEM_ADJUDICATION": a.entries(), "ADJUDICATION": header, "TOTAL": a.entries(),
+		"ITEM_ADJUDICATION": itemAdj, "ADJUDICATION": headerAdjudication(kind), "TOTAL": a.entries(),
 		"PAYMENT": map[string]any{
-			"type":   cc("http://terminology.hl7.org/CodeSystem/ex-paymenttype", "complete", "Complete"),
+			// C4BBPayerClaimPaymentStatusCode (required binding of payment.type): paid, denied, partiallypaid.
+			"type":   cc(csC4BBPayStatus, "paid", "Paid"),
 			"date":   ymd(created.AddDate(0, 0, 10)),
 			"amount": money(a.PaidToProvider),
 		},
@@ -404,6 +413,7 @@ func (g *gen) claim(n, k int, o org, p pract, dx diagnosis) {
 		v["NDC"], v["NDC_DISPLAY"] = "0777-3105-02", "Prozac, 100 CAPSULE in 1 BOTTLE (0777-3105-02) (package)"
 	} else {
 		v["DX_CODE"], v["DX_DISPLAY"] = dx.ICD10.Code, dx.ICD10.Display
+		v["TAXONOMY"], v["TAXONOMY_DISPLAY"] = p.Taxonomy, p.TaxonomyDisplay
 	}
 	g.add(4, "eob-"+kind, v)
 }
