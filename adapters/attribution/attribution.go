@@ -29,9 +29,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/fhirwall/fhirwall/adapters/fhirserver"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
@@ -50,12 +50,9 @@ type Options struct {
 
 // Client reads attribution lists from the FHIR server.
 type Client struct {
-	base     string
-	http     *http.Client
-	breaker  *gobreaker.CircuitBreaker[*bundle]
+	searcher *fhirserver.Searcher
 	ttl      time.Duration
 	timeout  time.Duration
-	maxPages int
 	now      func() time.Time
 	flight   singleflight.Group
 
@@ -88,15 +85,9 @@ func New(base string, hc *http.Client, o Options) *Client {
 		hc = http.DefaultClient
 	}
 	return &Client{
-		base: strings.TrimSuffix(base, "/"), http: hc, ttl: o.TTL, timeout: o.Timeout, maxPages: o.MaxPages,
+		ttl: o.TTL, timeout: o.Timeout,
 		now: o.Now, cache: map[string]entry{},
-		breaker: gobreaker.NewCircuitBreaker[*bundle](gobreaker.Settings{
-			Name:    "attribution",
-			Timeout: 10 * time.Second, // open → half-open after this long
-			ReadyToTrip: func(c gobreaker.Counts) bool {
-				return c.ConsecutiveFailures >= 5
-			},
-		}),
+		searcher: fhirserver.NewSearcher("attribution", base, hc, o.MaxPages),
 	}
 }
 
@@ -175,7 +166,7 @@ func (c *Client) fetch(ctx context.Context, kind, provider string) (decision.Att
 func (c *Client) practitionerViaRoles(ctx context.Context, practitioner string) (decision.AttributionList, error) {
 	var orgs []string
 	q := url.Values{"practitioner": {practitioner}, "active": {"true"}, "_count": {"100"}}
-	err := c.search(ctx, "PractitionerRole", q, func(raw json.RawMessage) error {
+	err := c.searcher.Search(ctx, "PractitionerRole", q, func(raw json.RawMessage) error {
 		var r struct {
 			ResourceType string    `json:"resourceType"`
 			Organization reference `json:"organization"`
@@ -206,7 +197,7 @@ func (c *Client) practitionerViaRoles(ctx context.Context, practitioner string) 
 func (c *Client) groupsManagedBy(ctx context.Context, ref string) ([]group, error) {
 	var groups []group
 	q := url.Values{"managing-entity": {ref}, "_count": {"100"}}
-	err := c.search(ctx, "Group", q, func(raw json.RawMessage) error {
+	err := c.searcher.Search(ctx, "Group", q, func(raw json.RawMessage) error {
 		var g group
 		if err := json.Unmarshal(raw, &g); err != nil {
 			return fmt.Errorf("Group: %w", err)
@@ -248,3 +239,6 @@ func listOf(groups []group, practitioner string, now time.Time) (decision.Attrib
 	slices.Sort(list.Patients)
 	return list, nil
 }
+
+// ErrTooManyPages: the search behind the answer had more pages than are followed; nothing partial is used.
+var ErrTooManyPages = fhirserver.ErrTooManyPages

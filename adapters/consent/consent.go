@@ -20,13 +20,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/fhirwall/fhirwall/adapters/fhirserver"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
@@ -49,12 +48,9 @@ type Options struct {
 
 // Client reads the opted-out set from the FHIR server.
 type Client struct {
-	base     string
-	http     *http.Client
-	breaker  *gobreaker.CircuitBreaker[*bundle]
+	searcher *fhirserver.Searcher
 	ttl      time.Duration
 	timeout  time.Duration
-	maxPages int
 	now      func() time.Time
 	flight   singleflight.Group
 
@@ -81,14 +77,8 @@ func New(base string, hc *http.Client, o Options) *Client {
 		hc = http.DefaultClient
 	}
 	return &Client{
-		base: strings.TrimSuffix(base, "/"), http: hc, ttl: o.TTL, timeout: o.Timeout, maxPages: o.MaxPages, now: o.Now,
-		breaker: gobreaker.NewCircuitBreaker[*bundle](gobreaker.Settings{
-			Name:    "consent",
-			Timeout: 10 * time.Second, // open → half-open after this long
-			ReadyToTrip: func(c gobreaker.Counts) bool {
-				return c.ConsecutiveFailures >= 5
-			},
-		}),
+		ttl: o.TTL, timeout: o.Timeout, now: o.Now,
+		searcher: fhirserver.NewSearcher("consent", base, hc, o.MaxPages),
 	}
 }
 
@@ -146,7 +136,7 @@ func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {
 	set := map[string]bool{}
 	// The policy uri is matched here rather than with a search parameter: Consent has no standard search
 	// parameter on policy.uri in R4 (policy-uri is R5), and a server ignoring an unknown one would widen.
-	err := c.search(ctx, "Consent", url.Values{"status": {"active"}, "_count": {"1000"}}, func(raw json.RawMessage) error {
+	err := c.searcher.Search(ctx, "Consent", url.Values{"status": {"active"}, "_count": {"1000"}}, func(raw json.RawMessage) error {
 		var r consentResource
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("Consent: %w", err)
@@ -159,7 +149,7 @@ func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = c.search(ctx, "Group", url.Values{"_count": {"100"}}, func(raw json.RawMessage) error {
+	err = c.searcher.Search(ctx, "Group", url.Values{"_count": {"100"}}, func(raw json.RawMessage) error {
 		var g groupResource
 		if err := json.Unmarshal(raw, &g); err != nil {
 			return fmt.Errorf("Group: %w", err)
@@ -179,3 +169,6 @@ func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {
 	}
 	return set, nil
 }
+
+// ErrTooManyPages: the search behind the answer had more pages than are followed; nothing partial is used.
+var ErrTooManyPages = fhirserver.ErrTooManyPages

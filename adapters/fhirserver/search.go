@@ -1,4 +1,4 @@
-package consent
+package fhirserver
 
 import (
 	"context"
@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
-// bundle is the part of a searchset Bundle the adapter reads.
+// bundle is the part of a searchset Bundle a Searcher reads.
 type bundle struct {
 	ResourceType string `json:"resourceType"`
 	Link         []struct {
@@ -32,16 +35,39 @@ func (b *bundle) next() string {
 	return ""
 }
 
-// maxBundleBytes bounds one page; a page of 1,000 Consents or 100 Groups fits well below it.
+// maxBundleBytes bounds one page; a page of 1,000 Consents or 100 Groups of a few hundred members fits well
+// below it.
 const maxBundleBytes = 64 << 20
 
-// ErrTooManyPages means a search had more pages than the adapter follows: the answer would be incomplete,
-// and an incomplete opt-out list must not be used.
+// ErrTooManyPages means a search had more pages than the Searcher follows: the answer would be incomplete,
+// and an incomplete attribution or opt-out list must not be used.
 var ErrTooManyPages = errors.New("fhir search: too many pages")
 
-// search runs GET base/path?query and follows the Bundle's next links, at most maxPages pages, calling
+// Searcher runs FHIR searches that must be complete (every page, or an error), through a circuit breaker.
+type Searcher struct {
+	base     string
+	http     *http.Client
+	maxPages int
+	breaker  *gobreaker.CircuitBreaker[*bundle]
+}
+
+// NewSearcher returns a Searcher for the FHIR base URL; name labels its breaker.
+func NewSearcher(name, base string, hc *http.Client, maxPages int) *Searcher {
+	return &Searcher{
+		base: strings.TrimSuffix(base, "/"), http: hc, maxPages: maxPages,
+		breaker: gobreaker.NewCircuitBreaker[*bundle](gobreaker.Settings{
+			Name:    name,
+			Timeout: 10 * time.Second, // open → half-open after this long
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= 5
+			},
+		}),
+	}
+}
+
+// Search runs GET base/path?query and follows the Bundle's next links, at most maxPages pages, calling
 // each for every entry's resource. Every page goes through the breaker: an open breaker fails at once.
-func (c *Client) search(ctx context.Context, path string, query url.Values, each func(json.RawMessage) error) error {
+func (c *Searcher) Search(ctx context.Context, path string, query url.Values, each func(json.RawMessage) error) error {
 	u := c.base + "/" + path + "?" + query.Encode()
 	for page := 0; u != ""; page++ {
 		if page == c.maxPages {
@@ -69,7 +95,7 @@ func (c *Client) search(ctx context.Context, path string, query url.Values, each
 // pageURL turns a next link into a URL under the configured base. HAPI writes paging links with the address
 // it believes it has (its configured server address or the Host it saw), which need not be the one fhirwall
 // reaches it by; HAPI's paging links are base?_getpages=..., so only the query is kept.
-func (c *Client) pageURL(next string) (string, error) {
+func (c *Searcher) pageURL(next string) (string, error) {
 	if next == "" || strings.HasPrefix(next, c.base+"?") || strings.HasPrefix(next, c.base+"/") {
 		return next, nil
 	}
@@ -80,7 +106,7 @@ func (c *Client) pageURL(next string) (string, error) {
 	return c.base + "?" + u.RawQuery, nil
 }
 
-func (c *Client) get(ctx context.Context, u string) (*bundle, error) {
+func (c *Searcher) get(ctx context.Context, u string) (*bundle, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
