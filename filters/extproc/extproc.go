@@ -4,11 +4,8 @@
 package extproc
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -199,7 +196,7 @@ func (s *Server) responseBody(ctx context.Context, ex *exchangeState, b *extproc
 		s.Log.Error("partial response body; refusing", "decision_id", ex.d.ID)
 		return s.failUnchecked(ctx, ex)
 	}
-	body, err := decode(ex.encoding, b.GetBody())
+	body, err := decision.DecodeBody(ex.encoding, b.GetBody())
 	if err != nil {
 		s.Log.Error("upstream body could not be decoded; refusing", "decision_id", ex.d.ID, "encoding", ex.encoding, "error", err)
 		return s.failUnchecked(ctx, ex)
@@ -275,33 +272,7 @@ func (s *Server) decisionHeader(d *decision.Decision) *corev3.HeaderValueOption 
 	return set(s.DecisionHeader, d.ID)
 }
 
-// decode undoes the upstream's content-encoding, reading at most decision.MaxResponseBytes of the result.
-func decode(encoding string, body []byte) ([]byte, error) {
-	switch encoding {
-	case "", "identity":
-		if len(body) > decision.MaxResponseBytes {
-			return nil, errTooLarge
-		}
-		return body, nil
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		out, err := io.ReadAll(io.LimitReader(zr, decision.MaxResponseBytes+1))
-		if err != nil {
-			return nil, err
-		}
-		if len(out) > decision.MaxResponseBytes {
-			return nil, errTooLarge
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("content-encoding %q is not supported", encoding)
-	}
-}
 
-var errTooLarge = errors.New("response body larger than decision.MaxResponseBytes")
 
 func headersContinue(hm *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
 	var common *extprocv3.CommonResponse

@@ -1,6 +1,11 @@
 package decision
 
 import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/fhirwall/fhirwall/internal/outcome"
@@ -25,3 +30,34 @@ func (d *Decision) NeedsResponseBody() bool {
 // UncheckedResponse is the answer when an upstream body that needed enforcement could not be enforced
 // (enforcement failed, the body was too large or could not be decoded): never the body itself.
 var UncheckedResponse = outcome.Refusal{Status: http.StatusBadGateway, Code: "exception", Diagnostics: "the upstream answer could not be checked"}
+
+// ErrResponseTooLarge: an upstream answer (after decoding) is larger than MaxResponseBytes; it is refused,
+// never passed unchecked.
+var ErrResponseTooLarge = errors.New("upstream answer larger than MaxResponseBytes")
+
+// DecodeBody undoes the upstream's Content-Encoding (identity or gzip), reading at most MaxResponseBytes of
+// the result, so both faces hand EnforceResponse the same bytes.
+func DecodeBody(encoding string, body []byte) ([]byte, error) {
+	switch encoding {
+	case "", "identity":
+		if len(body) > MaxResponseBytes {
+			return nil, ErrResponseTooLarge
+		}
+		return body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, MaxResponseBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > MaxResponseBytes {
+			return nil, ErrResponseTooLarge
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("content-encoding %q is not supported", encoding)
+	}
+}

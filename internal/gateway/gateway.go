@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +126,7 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 		return errors.Join(errUnchecked, fmt.Errorf("upstream body larger than %d bytes", decision.MaxResponseBytes))
 	}
 	encoding := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
-	body, err := decodeBody(encoding, raw)
+	body, err := decision.DecodeBody(encoding, raw)
 	if err != nil {
 		return errors.Join(errUnchecked, err)
 	}
@@ -163,28 +162,6 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 	return nil
 }
 
-// decodeBody undoes a content-encoding, reading at most decision.MaxResponseBytes of the result.
-func decodeBody(encoding string, raw []byte) ([]byte, error) {
-	switch encoding {
-	case "", "identity":
-		return raw, nil
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, err
-		}
-		out, err := io.ReadAll(io.LimitReader(zr, decision.MaxResponseBytes+1))
-		if err != nil {
-			return nil, err
-		}
-		if len(out) > decision.MaxResponseBytes {
-			return nil, fmt.Errorf("decoded upstream body larger than %d bytes", decision.MaxResponseBytes)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("content-encoding %q is not supported", encoding)
-	}
-}
 
 // ServeHTTP decides the request, then either refuses it or proxies it.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
