@@ -272,8 +272,6 @@ func (s *Server) decisionHeader(d *decision.Decision) *corev3.HeaderValueOption 
 	return set(s.DecisionHeader, d.ID)
 }
 
-
-
 func headersContinue(hm *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
 	var common *extprocv3.CommonResponse
 	if hm != nil {

@@ -162,7 +162,6 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 	return nil
 }
 
-
 // ServeHTTP decides the request, then either refuses it or proxies it.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in := decision.Input{
