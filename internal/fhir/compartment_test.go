@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/fhir/gen/r4jar"
 )
 
 func TestPatientCompartmentIsTheR4Definition(t *testing.T) {
@@ -46,11 +48,10 @@ func TestResourceTypesAreTheConcreteR4Types(t *testing.T) {
 	}
 }
 
-// TestGeneratedTablesMatchTheJar fails when patient_compartment_gen.go was edited by hand or generated from
-// another jar; it needs the HAPI jar in the local Maven repository and is skipped without it.
-func TestGeneratedTablesMatchTheJar(t *testing.T) {
-	home, _ := os.UserHomeDir()
-	jar := filepath.Join(home, ".m2/repository/ca/uhn/hapi/fhir/hapi-fhir-validation-resources-r4/8.8.0/hapi-fhir-validation-resources-r4-8.8.0.jar")
+// TestGeneratedFilesMatchTheJar fails when a generated file was edited by hand or generated from another
+// jar; it needs the HAPI jar in the local Maven repository and is skipped without it.
+func TestGeneratedFilesMatchTheJar(t *testing.T) {
+	jar := r4jar.DefaultPath()
 	if _, err := os.Stat(jar); err != nil {
 		t.Skip("HAPI validation resources jar not in ~/.m2")
 	}
@@ -58,16 +59,21 @@ func TestGeneratedTablesMatchTheJar(t *testing.T) {
 	if err != nil {
 		t.Skip("no go tool")
 	}
-	out := filepath.Join(t.TempDir(), "gen.go")
-	if b, err := exec.Command(goTool, "run", "./gen/compartment", "-jar", jar, "-out", out).CombinedOutput(); err != nil {
-		t.Fatalf("generator: %v\n%s", err, b)
-	}
-	want, _ := os.ReadFile(out)
-	got, err := os.ReadFile("patient_compartment_gen.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Error("patient_compartment_gen.go is stale: run go generate ./internal/fhir")
+	for generator, file := range map[string]string{
+		"./gen/compartment":      "patient_compartment_gen.go",
+		"./gen/compartmentpaths": "patient_compartment_paths_gen.go",
+	} {
+		out := filepath.Join(t.TempDir(), "gen.go")
+		if b, err := exec.Command(goTool, "run", generator, "-jar", jar, "-out", out).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", generator, err, b)
+		}
+		want, _ := os.ReadFile(out)
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale: run go generate ./internal/fhir", file)
+		}
 	}
 }

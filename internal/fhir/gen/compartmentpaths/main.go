@@ -6,32 +6,22 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/json"
-	"encoding/xml"
-	"errors"
 	"flag"
 	"fmt"
 	"go/format"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-)
 
-const (
-	profilesPath = "org/hl7/fhir/r4/model/profile/profiles-resources.xml"
-	paramsPath   = "org/hl7/fhir/r4/model/sp/search-parameters.json"
-	// DefaultJar is the jar's place below the user's home directory.
-	DefaultJar = ".m2/repository/ca/uhn/hapi/fhir/hapi-fhir-validation-resources-r4/8.8.0/hapi-fhir-validation-resources-r4-8.8.0.jar"
+	"github.com/fhirwall/fhirwall/internal/fhir/gen/r4jar"
 )
 
 func main() {
-	home, _ := os.UserHomeDir()
-	jar := flag.String("jar", filepath.Join(home, DefaultJar), "the hapi-fhir-validation-resources-r4 jar")
+	jar := flag.String("jar", r4jar.DefaultPath(), "the hapi-fhir-validation-resources-r4 jar")
 	out := flag.String("out", "patient_compartment_paths_gen.go", "the Go file to write")
 	pkg := flag.String("package", "fhir", "the Go package of the generated file")
 	flag.Parse()
@@ -42,20 +32,19 @@ func main() {
 }
 
 func run(jar, out, pkg string) error {
-	zr, err := zip.OpenReader(jar)
+	defs, err := r4jar.Read(jar)
 	if err != nil {
 		return err
 	}
-	defer zr.Close()
-	compartment, err := readCompartment(&zr.Reader)
+	raw, err := r4jar.ReadFile(jar, r4jar.SearchParamsPath)
 	if err != nil {
 		return err
 	}
-	params, err := readParams(&zr.Reader)
+	params, err := readParams(raw)
 	if err != nil {
 		return err
 	}
-	paths, err := resolve(compartment, params)
+	paths, err := resolve(defs.PatientCompartment, params)
 	if err != nil {
 		return err
 	}
@@ -66,63 +55,6 @@ func run(jar, out, pkg string) error {
 	return os.WriteFile(out, src, 0o644)
 }
 
-type compartmentDefinition struct {
-	Code     valueAttr `xml:"code"`
-	Resource []struct {
-		Code  valueAttr   `xml:"code"`
-		Param []valueAttr `xml:"param"`
-	} `xml:"resource"`
-}
-
-type valueAttr struct {
-	Value string `xml:"value,attr"`
-}
-
-type compartmentResource struct {
-	typ    string
-	params []string
-}
-
-func readCompartment(zr *zip.Reader) ([]compartmentResource, error) {
-	f, err := zr.Open(profilesPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := xml.NewDecoder(f)
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("no Patient CompartmentDefinition")
-		}
-		if err != nil {
-			return nil, err
-		}
-		start, ok := tok.(xml.StartElement)
-		if !ok || start.Name.Local != "CompartmentDefinition" {
-			continue
-		}
-		var cd compartmentDefinition
-		if err := dec.DecodeElement(&cd, &start); err != nil {
-			return nil, err
-		}
-		if cd.Code.Value != "Patient" {
-			continue
-		}
-		var out []compartmentResource
-		for _, r := range cd.Resource {
-			cr := compartmentResource{typ: r.Code.Value}
-			for _, p := range r.Param {
-				cr.params = append(cr.params, p.Value)
-			}
-			if len(cr.params) > 0 {
-				out = append(out, cr)
-			}
-		}
-		return out, nil
-	}
-}
-
 type searchParameter struct {
 	Code       string   `json:"code"`
 	Base       []string `json:"base"`
@@ -130,19 +62,14 @@ type searchParameter struct {
 }
 
 // readParams indexes the SearchParameters by "Type.code".
-func readParams(zr *zip.Reader) (map[string]string, error) {
-	f, err := zr.Open(paramsPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+func readParams(raw []byte) (map[string]string, error) {
 	var b struct {
 		Entry []struct {
 			Resource searchParameter `json:"resource"`
 		} `json:"entry"`
 	}
-	if err := json.NewDecoder(f).Decode(&b); err != nil {
-		return nil, fmt.Errorf("%s: %w", paramsPath, err)
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("%s: %w", r4jar.SearchParamsPath, err)
 	}
 	m := map[string]string{}
 	for _, e := range b.Entry {
@@ -153,21 +80,21 @@ func readParams(zr *zip.Reader) (map[string]string, error) {
 	return m, nil
 }
 
-func resolve(compartment []compartmentResource, params map[string]string) (map[string][][]string, error) {
+func resolve(compartment []r4jar.CompartmentResource, params map[string]string) (map[string][][]string, error) {
 	out := map[string][][]string{}
 	for _, cr := range compartment {
-		for _, p := range cr.params {
-			expr, ok := params[cr.typ+"."+p]
+		for _, p := range cr.Params {
+			expr, ok := params[cr.Type+"."+p]
 			if !ok || expr == "" {
-				return nil, fmt.Errorf("%s: no SearchParameter %q with an expression", cr.typ, p)
+				return nil, fmt.Errorf("%s: no SearchParameter %q with an expression", cr.Type, p)
 			}
-			paths, err := Paths(cr.typ, expr)
+			paths, err := Paths(cr.Type, expr)
 			if err != nil {
-				return nil, fmt.Errorf("%s.%s: %w", cr.typ, p, err)
+				return nil, fmt.Errorf("%s.%s: %w", cr.Type, p, err)
 			}
 			for _, path := range paths {
-				if !slices.ContainsFunc(out[cr.typ], func(q []string) bool { return slices.Equal(q, path) }) {
-					out[cr.typ] = append(out[cr.typ], path)
+				if !slices.ContainsFunc(out[cr.Type], func(q []string) bool { return slices.Equal(q, path) }) {
+					out[cr.Type] = append(out[cr.Type], path)
 				}
 			}
 		}
@@ -212,7 +139,7 @@ func Paths(typ, expr string) ([][]string, error) {
 
 func render(pkg, source string, paths map[string][][]string) ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "// Code generated by gen/compartmentpaths from %s (%s, %s); DO NOT EDIT.\n\n", source, profilesPath, paramsPath)
+	fmt.Fprintf(&b, "// Code generated by gen/compartmentpaths from %s (%s, %s); DO NOT EDIT.\n\n", source, r4jar.ProfilesPath, r4jar.SearchParamsPath)
 	fmt.Fprintf(&b, "package %s\n\n", pkg)
 	b.WriteString("// PatientCompartmentPaths maps each R4 resource type in the Patient compartment to the element paths (segments\n")
 	b.WriteString("// below the resource) of the references that put it in a patient's compartment: the expressions of the\n")
