@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/spf13/viper"
+
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
 
 // Config is the whole configuration. See config/fhirwall.yaml for a commented example.
@@ -27,6 +30,7 @@ type Config struct {
 	Tokens     Tokens     `mapstructure:"tokens"`
 	Registry   Registry   `mapstructure:"registry"`
 	Jobs       Jobs       `mapstructure:"jobs"`
+	RateLimits RateLimits `mapstructure:"rate_limits"`
 	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
 	// API's CapabilityStatement names PublicURL+prefix as its base.
 	PublicURL string `mapstructure:"public_url"`
@@ -35,6 +39,35 @@ type Config struct {
 // FHIRServer is the FHIR server fhirwall fronts.
 type FHIRServer struct {
 	URL string `mapstructure:"url"` // FHIR base, e.g. http://127.0.0.1:8090/fhir
+	// Timeout bounds one request to it (Envoy's route timeout); ConnectTimeout one connection attempt.
+	Timeout        time.Duration `mapstructure:"timeout"`
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// CAFile verifies an https FHIR server (PEM; relative to the config file); ServerName overrides the name
+	// checked in its certificate (default: the URL's host).
+	CAFile     string `mapstructure:"ca_file"`
+	ServerName string `mapstructure:"server_name"`
+}
+
+// RateLimits are the per-client limits of every API (Envoy's local rate limit; the standalone proxy
+// enforces the same). A client's tier comes from the client registry. No tiers: nothing is limited.
+type RateLimits struct {
+	Tiers map[string]ratelimit.Rate `mapstructure:"tiers"`
+	// Anonymous is the shared bucket per API of requests without a client (discovery documents) or whose
+	// client's tier is not in Tiers.
+	Anonymous ratelimit.Rate `mapstructure:"anonymous"`
+	// MaxClients bounds the client buckets kept per API and tier (least recently used go first).
+	MaxClients uint32 `mapstructure:"max_clients"`
+}
+
+// Limits is what the standalone limiter enforces.
+func (c *Config) Limits() ratelimit.Limits {
+	l := ratelimit.Limits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: int(c.RateLimits.MaxClients), PerAPI: map[string]map[string]ratelimit.Rate{}}
+	for _, a := range c.APIs {
+		if len(a.RateLimits) > 0 {
+			l.PerAPI[a.Name] = a.RateLimits
+		}
+	}
+	return l
 }
 
 // Issuer is one trusted token issuer.
@@ -75,6 +108,8 @@ type API struct {
 	Resources []Resource `mapstructure:"resources"`
 	// SMART is what [prefix]/.well-known/smart-configuration and the CapabilityStatement's security say.
 	SMART SMART `mapstructure:"smart"`
+	// RateLimits overrides rate_limits.tiers for this API, tier by tier.
+	RateLimits map[string]ratelimit.Rate `mapstructure:"rate_limits"`
 }
 
 // SMART describes an API's SMART App Launch 2.x discovery document. Fields mirror capability.SMART.
@@ -163,6 +198,18 @@ type XDS struct {
 	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
 	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
 	LocalAddress string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
+	// AuthzTimeout bounds each ext_authz and ext_proc call; past it Envoy refuses the request (503).
+	AuthzTimeout time.Duration `mapstructure:"authz_timeout"`
+	// TLS is the certificate Envoy's listener serves; empty: plain HTTP.
+	TLS ListenerTLS `mapstructure:"tls"`
+}
+
+// ListenerTLS names PEM files (relative to the config file); Envoy watches their directory and serves a
+// replaced pair to new connections without a restart. ClientCAFile set: client certificates required.
+type ListenerTLS struct {
+	CertFile     string `mapstructure:"cert_file"`
+	KeyFile      string `mapstructure:"key_file"`
+	ClientCAFile string `mapstructure:"client_ca_file"`
 }
 
 // KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work).
@@ -226,8 +273,16 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	if len(c.APIs) == 0 {
 		c.APIs = []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 	}
-	if f := c.Registry.File; f != "" && path != "" && !filepath.IsAbs(f) {
-		c.Registry.File = filepath.Join(filepath.Dir(path), f)
+	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile} {
+		if *f != "" && path != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(filepath.Dir(path), *f)
+		}
+		if *f != "" && !filepath.IsAbs(*f) {
+			// Envoy resolves these paths itself, from its own working directory.
+			if abs, err := filepath.Abs(*f); err == nil {
+				*f = abs
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -306,6 +361,15 @@ func (c *Config) Validate() error {
 	if c.Registry.File == "" {
 		errs = append(errs, errors.New("registry.file: required; only registered clients are served"))
 	}
+	errs = append(errs, c.validateRateLimits()...)
+	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
+		errs = append(errs, errors.New("xds.tls: set cert_file and key_file together (client_ca_file needs them)"))
+	}
+	for name, d := range map[string]time.Duration{"fhir_server.timeout": c.FHIRServer.Timeout, "fhir_server.connect_timeout": c.FHIRServer.ConnectTimeout, "xds.authz_timeout": c.XDS.AuthzTimeout} {
+		if d < 0 || d > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("%s %v: want 0 (default) to 10m", name, d))
+		}
+	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))
 	}
@@ -313,6 +377,41 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("audit.kafka: brokers and topic are required; fhirwall does not serve unaudited"))
 	}
 	return errors.Join(errs...)
+}
+
+var tierRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+
+func (c *Config) validateRateLimits() []error {
+	rl := c.RateLimits
+	if len(rl.Tiers) == 0 {
+		return nil
+	}
+	var errs []error
+	for name, r := range rl.Tiers {
+		if !tierRE.MatchString(name) {
+			errs = append(errs, fmt.Errorf("rate_limits.tiers.%s: want a lower-case name", name))
+		}
+		if err := r.Validate("rate_limits.tiers." + name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, ok := rl.Tiers[ratelimit.DefaultTier]; !ok {
+		errs = append(errs, fmt.Errorf("rate_limits.tiers: define %q, the tier of clients the registry gives none", ratelimit.DefaultTier))
+	}
+	if err := rl.Anonymous.Validate("rate_limits.anonymous"); err != nil {
+		errs = append(errs, err)
+	}
+	for i, a := range c.APIs {
+		for name, r := range a.RateLimits {
+			if _, ok := rl.Tiers[name]; !ok {
+				errs = append(errs, fmt.Errorf("apis[%d].rate_limits.%s: not a tier of rate_limits.tiers", i, name))
+			}
+			if err := r.Validate(fmt.Sprintf("apis[%d].rate_limits.%s", i, name)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
 }
 
 func contains(list []string, s string) bool {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -41,5 +43,44 @@ func TestUnknownKeysAreRefused(t *testing.T) {
 	}
 	if _, err := Load(p); err == nil {
 		t.Fatal("misspelt key accepted")
+	}
+}
+
+func TestBadRateLimitsAreAllReported(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "limits.yaml")
+	body := `issuers: [{url: http://idp, audience: a}]
+registry: {file: clients.yaml}
+rate_limits:
+  tiers:
+    gold: {per_second: 0}
+    Bad: {per_second: 10, burst: 5}
+apis:
+  - {name: patient-access, prefix: /pa, rate_limits: {platinum: {per_second: 1}}}
+xds: {tls: {cert_file: only-a-cert.pem}}
+`
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("bad rate limits accepted")
+	}
+	for _, want := range []string{"rate_limits.tiers.gold: per_second", "burst 5 is below", `define "standard"`,
+		"rate_limits.anonymous", "apis[0].rate_limits.platinum: not a tier", "xds.tls"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}
+
+func TestLimitsCarryPerAPIOverrides(t *testing.T) {
+	c, err := Load("fhirwall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.APIs[1].RateLimits = map[string]ratelimit.Rate{"backend": {PerSecond: 7}}
+	l := c.Limits()
+	if !l.Enabled() || l.Tiers["standard"].PerSecond != 50 || l.PerAPI["provider-access"]["backend"].PerSecond != 7 || len(l.PerAPI) != 1 {
+		t.Fatalf("limits = %+v", l)
 	}
 }

@@ -25,11 +25,16 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	if cfg.LocalService, err = endpoint("xds.local_address", c.XDS.LocalAddress); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.FHIRServer, err = fhirServer(c.FHIRServer.URL); err != nil {
+	if cfg.FHIRServer, err = fhirServer(c.FHIRServer); err != nil {
 		errs = append(errs, err)
 	}
+	cfg.AuthzTimeout = c.XDS.AuthzTimeout
+	if t := c.XDS.TLS; t.CertFile != "" {
+		cfg.ListenerTLS = &xds.ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
+	}
+	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients}
 	for _, a := range c.APIs {
-		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix})
+		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits})
 	}
 	if c.XDS.NodeID == "" {
 		errs = append(errs, errors.New("xds.node_id is empty"))
@@ -49,23 +54,34 @@ func endpoint(key, hostport string) (xds.Endpoint, error) {
 	return xds.Endpoint{Host: host, Port: uint32(p)}, nil
 }
 
-func fhirServer(raw string) (xds.FHIRServer, error) {
+func fhirServer(f config.FHIRServer) (xds.FHIRServer, error) {
+	raw := f.URL
 	u, err := url.Parse(raw)
 	if err != nil {
 		return xds.FHIRServer{}, fmt.Errorf("fhir_server.url: %w", err)
 	}
-	if u.Scheme != "http" {
-		// TLS to the FHIR server needs an upstream TLS context the translator does not build yet.
-		return xds.FHIRServer{}, fmt.Errorf("fhir_server.url %q: only http:// is supported in Envoy mode so far", raw)
+	var tls *xds.UpstreamTLS
+	switch {
+	case u.Scheme == "https" && f.CAFile == "":
+		// Envoy verifies the FHIR server or does not talk to it.
+		return xds.FHIRServer{}, fmt.Errorf("fhir_server.url %q: https needs fhir_server.ca_file, the CA that signed the server's certificate", raw)
+	case u.Scheme == "https":
+		tls = &xds.UpstreamTLS{CAFile: f.CAFile, ServerName: f.ServerName}
+	case u.Scheme != "http":
+		return xds.FHIRServer{}, fmt.Errorf("fhir_server.url %q: want http:// or https://", raw)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return xds.FHIRServer{}, fmt.Errorf("fhir_server.url %q: no user info, query or fragment", raw)
 	}
 	port := uint64(80)
+	if tls != nil {
+		port = 443
+	}
 	if p := u.Port(); p != "" {
 		if port, err = strconv.ParseUint(p, 10, 16); err != nil {
 			return xds.FHIRServer{}, fmt.Errorf("fhir_server.url %q: port: %w", raw, err)
 		}
 	}
-	return xds.FHIRServer{Host: u.Hostname(), Port: uint32(port), BasePath: u.Path}, nil
+	return xds.FHIRServer{Host: u.Hostname(), Port: uint32(port), BasePath: u.Path, TLS: tls,
+		Timeout: f.Timeout, ConnectTimeout: f.ConnectTimeout}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/xds"
@@ -27,11 +28,12 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Listener != (xds.Endpoint{Host: "127.0.0.1", Port: 10000}) ||
-		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir"}) ||
+		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir", Timeout: 30 * time.Second, ConnectTimeout: 2 * time.Second}) ||
 		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
 		cfg.LocalService != (xds.Endpoint{Host: "127.0.0.1", Port: 9192}) ||
-		len(cfg.APIs) != 2 || cfg.APIs[0] != (xds.API{Name: "patient-access", PathPrefix: "/patient-access/fhir"}) ||
-		cfg.APIs[1] != (xds.API{Name: "provider-access", PathPrefix: "/provider-access/fhir"}) {
+		len(cfg.APIs) != 2 || cfg.APIs[0].Name != "patient-access" || cfg.APIs[0].PathPrefix != "/patient-access/fhir" ||
+		cfg.APIs[1].Name != "provider-access" || cfg.APIs[1].PathPrefix != "/provider-access/fhir" ||
+		cfg.RateLimits.Tiers["standard"] != (xds.Rate{PerSecond: 50, Burst: 100}) || cfg.ListenerTLS != nil {
 		t.Fatalf("got %+v", cfg)
 	}
 	if _, err := xds.NewSnapshot(cfg); err != nil {
@@ -47,7 +49,7 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.FHIRServer != (xds.FHIRServer{Host: "hapi", Port: 8080, BasePath: "/hapi/fhir"}) ||
+	if cfg.FHIRServer.Host != "hapi" || cfg.FHIRServer.Port != 8080 || cfg.FHIRServer.BasePath != "/hapi/fhir" ||
 		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) ||
 		cfg.LocalService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9192}) {
 		t.Fatalf("env not applied: %+v", cfg)
@@ -66,9 +68,22 @@ func TestBadXDSValuesAreAllReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = load(t, path)
-	for _, w := range []string{"xds.envoy_listen", "only http://"} {
+	for _, w := range []string{"xds.envoy_listen", "https needs fhir_server.ca_file"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v does not mention %q", err, w)
 		}
+	}
+}
+
+func TestListenerTLSFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FHIRWALL_XDS_TLS_CERT_FILE", filepath.Join(dir, "tls.crt"))
+	t.Setenv("FHIRWALL_XDS_TLS_KEY_FILE", filepath.Join(dir, "tls.key"))
+	cfg, err := load(t, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenerTLS == nil || cfg.ListenerTLS.CertFile != filepath.Join(dir, "tls.crt") || cfg.ListenerTLS.KeyFile != filepath.Join(dir, "tls.key") {
+		t.Fatalf("listener tls = %+v", cfg.ListenerTLS)
 	}
 }

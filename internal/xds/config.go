@@ -3,23 +3,58 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/xds/ir"
 )
 
 // Config is what the xDS translator needs to know; the caller maps its own configuration onto it.
 type Config struct {
-	Listener     Endpoint   `yaml:"listener"`
-	FHIRServer   FHIRServer `yaml:"fhir_server"`
-	AuthzService Endpoint   `yaml:"authz"`
+	Listener Endpoint `yaml:"listener"`
+	// ListenerTLS, when set, terminates TLS at the listener.
+	ListenerTLS  *ListenerTLS `yaml:"listener_tls"`
+	FHIRServer   FHIRServer   `yaml:"fhir_server"`
+	AuthzService Endpoint     `yaml:"authz"`
+	// AuthzTimeout bounds each ext_authz call (and ext_proc message); 0: 2 s. Past it the request is refused.
+	AuthzTimeout time.Duration `yaml:"authz_timeout"`
 	// LocalService is fhirwall-proxy's local HTTP listener (proxy.local): it answers each API's
 	// CapabilityStatement and SMART configuration, which fhirwall generates rather than the FHIR server.
 	LocalService Endpoint `yaml:"local"`
-	APIs         []API    `yaml:"apis"`
+	// RateLimits are the per-client limits of every API; an API may override a tier's rate.
+	RateLimits RateLimits `yaml:"rate_limits"`
+	APIs       []API      `yaml:"apis"`
 }
+
+// ListenerTLS names the certificate and key files (PEM) Envoy serves; they are watched for rotation.
+type ListenerTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// UpstreamTLS is how Envoy verifies an https FHIR server.
+type UpstreamTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"` // empty: the FHIR server's host
+}
+
+// RateLimits gives each client tier (the client registry's "tier") a rate per client and API, and the
+// shared rate of requests that carry no client (discovery documents). No tiers: no rate limits.
+type RateLimits struct {
+	Tiers     map[string]Rate `yaml:"tiers"`
+	Anonymous Rate            `yaml:"anonymous"`
+	// MaxClients bounds the client buckets Envoy keeps per API and tier; 0: 10000.
+	MaxClients uint32 `yaml:"max_clients"`
+}
+
+// Rate is a token bucket: PerSecond requests each second, up to Burst at once (0: PerSecond).
+type Rate = ratelimit.Rate
 
 // Endpoint is a host (IP address or DNS name) and a port.
 type Endpoint struct {
@@ -32,32 +67,44 @@ type FHIRServer struct {
 	Host     string `yaml:"host"`
 	Port     uint32 `yaml:"port"`
 	BasePath string `yaml:"base_path"`
+	// TLS, when set, makes Envoy speak verified TLS to the FHIR server.
+	TLS *UpstreamTLS `yaml:"tls"`
+	// Timeout bounds one request to the FHIR server (0: 30 s); ConnectTimeout one connection attempt (0: 2 s).
+	Timeout        time.Duration `yaml:"timeout"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
 // API is one FHIR API fhirwall exposes (Patient Access, Provider Access, ...) under its own base path.
 type API struct {
 	Name       string `yaml:"name"`
 	PathPrefix string `yaml:"path_prefix"`
+	// RateLimits overrides RateLimits.Tiers for this API, tier by tier.
+	RateLimits map[string]Rate `yaml:"rate_limits"`
 }
 
 // Names of the resources fhirwall-xds generates. Golden files and the stack scripts rely on them.
 const (
-	ListenerName       = "fhirwall_http"
-	RouteConfigName    = "fhirwall_routes"
-	FHIRServerCluster  = "fhir_server"
-	AuthzCluster       = "fhirwall_authz"
-	LocalCluster       = "fhirwall_local"
-	ClientHeaderPrefix = "x-fhirwall-"
+	ListenerName    = "fhirwall_http"
+	RouteConfigName = "fhirwall_routes"
+	// FHIRServerClusterPrefix + API name is each API's own cluster for the FHIR server: its own circuit
+	// breakers, outlier detection and stats, so one API's overload or errors never hide another's.
+	FHIRServerClusterPrefix = "fhir_server_"
+	AuthzCluster            = "fhirwall_authz"
+	LocalCluster            = "fhirwall_local"
+	ListenerSecret          = "fhirwall_listener_cert"
+	ClientHeaderPrefix      = "x-fhirwall-"
 )
 
 // Defaults the configuration does not (yet) expose.
 const (
 	defaultFHIRBasePath      = "/fhir"
-	authzTimeout             = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
+	defaultAuthzTimeout      = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
 	authzStatusOnError       = 503
-	extProcMessageTimeout    = 2 * time.Second
 	authzMaxRequestBytes     = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
-	fhirConnectTimeout       = 2 * time.Second
+	defaultFHIRConnect       = 2 * time.Second
+	defaultFHIRTimeout       = 30 * time.Second
+	defaultMaxClients        = 10000
+	rateFillInterval         = time.Second
 	authzConnectTimeout      = 250 * time.Millisecond
 	localConnectTimeout      = 250 * time.Millisecond
 	circuitBreakerMaxConns   = 1024
@@ -77,6 +124,7 @@ func Translate(cfg Config) (*ir.Xds, error) {
 	if base == "" {
 		base = defaultFHIRBasePath
 	}
+	authzTimeout := orDefault(cfg.AuthzTimeout, defaultAuthzTimeout)
 	l := &ir.HTTPListener{
 		Name:                     ListenerName,
 		Address:                  cfg.Listener.Host,
@@ -91,35 +139,86 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		},
 		// The same fhirwall-proxy serves ext_proc; response enforcement and the audit write happen inside
 		// this timeout.
-		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: extProcMessageTimeout, BufferResponseBody: true},
+		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: authzTimeout, BufferResponseBody: true},
 	}
+	if t := cfg.ListenerTLS; t != nil {
+		l.TLS = &ir.ListenerTLS{SecretName: ListenerSecret, CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
+	}
+	x := &ir.Xds{Listener: l}
+	var errs []error
 	for _, api := range cfg.APIs {
 		prefix := cleanPrefix(api.PathPrefix)
+		limit, err := rateLimit(cfg.RateLimits, api)
+		if err != nil {
+			errs = append(errs, err)
+		}
 		// The API's own documents come before its prefix (first match wins), go to fhirwall-proxy with the
 		// path unchanged, and pass ext_authz and ext_proc like every other request, so they are audited.
 		for _, doc := range localDocuments {
-			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster})
+			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster, RateLimit: limit})
 		}
+		cluster := FHIRServerClusterPrefix + api.Name
 		l.Routes = append(l.Routes, &ir.HTTPRoute{
 			Name:            api.Name,
 			PathPrefix:      prefix,
 			RewritePrefix:   base,
 			ForwardedPrefix: prefix,
-			Cluster:         FHIRServerCluster,
+			Cluster:         cluster,
+			Timeout:         orDefault(cfg.FHIRServer.Timeout, defaultFHIRTimeout),
+			RateLimit:       limit,
 		})
+		x.Clusters = append(x.Clusters, fhirCluster(cluster, cfg.FHIRServer))
 	}
-	x := &ir.Xds{
-		Listener: l,
-		Clusters: []*ir.Cluster{
-			fhirCluster(irCluster(FHIRServerCluster, cfg.FHIRServer.Host, cfg.FHIRServer.Port, false, fhirConnectTimeout)),
-			irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
-			irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
-		},
-	}
+	x.Clusters = append(x.Clusters,
+		irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
+		irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
+	)
 	if err := x.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("translate config: %w", err)
 	}
 	return x, nil
+}
+
+// rateLimit is api's per-client limit: the global tiers with the API's overrides; nil without tiers.
+func rateLimit(rl RateLimits, api API) (*ir.RateLimit, error) {
+	tiers := map[string]Rate{}
+	for name, r := range rl.Tiers {
+		tiers[name] = r
+	}
+	for name, r := range api.RateLimits {
+		if _, ok := tiers[name]; !ok {
+			return nil, fmt.Errorf("%w: api %q: rate_limits names tier %q that rate_limits.tiers does not define", ir.ErrInvalid, api.Name, name)
+		}
+		tiers[name] = r
+	}
+	if len(tiers) == 0 {
+		return nil, nil
+	}
+	out := &ir.RateLimit{
+		ClientHeader: ratelimit.ClientHeader,
+		TierHeader:   ratelimit.TierHeader,
+		Anonymous:    bucket(rl.Anonymous),
+		MaxClients:   rl.MaxClients,
+	}
+	if out.MaxClients == 0 {
+		out.MaxClients = defaultMaxClients
+	}
+	for _, name := range slices.Sorted(maps.Keys(tiers)) {
+		out.Tiers = append(out.Tiers, ir.TierLimit{Tier: name, Bucket: bucket(tiers[name])})
+	}
+	return out, nil
+}
+
+// bucket is Envoy's token bucket for r: refilled once a second, so "per_second" reads as it says.
+func bucket(r Rate) ir.Bucket {
+	burst := r.Burst
+	if burst == 0 {
+		burst = r.PerSecond
+	}
+	return ir.Bucket{MaxTokens: burst, TokensPerFill: r.PerSecond, FillInterval: rateFillInterval}
 }
 
 // localDocuments are the paths below an API's base that fhirwall-proxy answers itself (internal/capability).
@@ -141,9 +240,32 @@ func irCluster(name, host string, port uint32, http2 bool, connect time.Duration
 	}
 }
 
-func fhirCluster(c *ir.Cluster) *ir.Cluster {
+// fhirCluster is one API's way to the FHIR server: answers as large as response enforcement accepts, and
+// a host that keeps failing is ejected for a while, so requests fail fast (503) and come back by themselves.
+func fhirCluster(name string, f FHIRServer) *ir.Cluster {
+	c := irCluster(name, f.Host, f.Port, false, orDefault(f.ConnectTimeout, defaultFHIRConnect))
 	c.BufferLimitBytes = responseBufferLimitBytes
+	c.Outlier = &ir.Outlier{
+		ConsecutiveLocalFailures: 3,
+		Interval:                 time.Second,
+		BaseEjection:             5 * time.Second,
+		MaxEjectionPercent:       100,
+	}
+	if t := f.TLS; t != nil {
+		sni := t.ServerName
+		if sni == "" {
+			sni = f.Host
+		}
+		c.TLS = &ir.UpstreamTLS{ServerName: sni, CAFile: t.CAFile}
+	}
 	return c
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // cleanPrefix drops one trailing slash so "/patient-access/fhir/" and "/patient-access/fhir" mean the same

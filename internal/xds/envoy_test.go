@@ -24,6 +24,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	ext_procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -32,6 +33,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/fhirwall/fhirwall/test/tlsfixture"
 )
 
 // envoyBinary finds Envoy: $FHIRWALL_ENVOY_BIN, else what test/stack/envoy.sh installed.
@@ -81,6 +84,24 @@ func staticBootstrap(t *testing.T, res *Resources) []byte {
 	for _, c := range res.Clusters {
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, c.(*clusterv3.Cluster))
 	}
+	// Secrets become static ones: an SDS reference without a config source names a static secret.
+	for _, s := range res.Secrets {
+		b.StaticResources.Secrets = append(b.StaticResources.Secrets, s.(*tlsv3.Secret))
+	}
+	for _, l := range b.StaticResources.Listeners {
+		for _, fc := range l.GetFilterChains() {
+			if ts := fc.GetTransportSocket(); ts != nil {
+				ctx := &tlsv3.DownstreamTlsContext{}
+				if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for _, sds := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+					sds.SdsConfig = nil
+				}
+				ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}
+			}
+		}
+	}
 	out, err := protojson.Marshal(b)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +115,7 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	bin := envoyBinary(t)
 	for name, cfg := range goldenInputs(t) {
 		t.Run(name, func(t *testing.T) {
+			withRealTLSFiles(t, &cfg)
 			path := filepath.Join(t.TempDir(), "bootstrap.json")
 			if err := os.WriteFile(path, staticBootstrap(t, buildResources(t, cfg)), 0o600); err != nil {
 				t.Fatal(err)
@@ -103,6 +125,32 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 				t.Fatalf("envoy rejects the generated config: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// withRealTLSFiles points the config's certificate paths at files a test CA just wrote: Envoy reads them
+// even when it only validates.
+func withRealTLSFiles(t *testing.T, cfg *Config) {
+	t.Helper()
+	if cfg.ListenerTLS == nil && cfg.FHIRServer.TLS == nil {
+		return
+	}
+	dir := t.TempDir()
+	if err := tlsfixture.Generate(dir, 1, "127.0.0.1", "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenerTLS != nil {
+		tls := *cfg.ListenerTLS
+		tls.CertFile, tls.KeyFile = filepath.Join(dir, tlsfixture.CertFile), filepath.Join(dir, tlsfixture.KeyFile)
+		if tls.ClientCAFile != "" {
+			tls.ClientCAFile = filepath.Join(dir, tlsfixture.CAFile)
+		}
+		cfg.ListenerTLS = &tls
+	}
+	if cfg.FHIRServer.TLS != nil {
+		up := *cfg.FHIRServer.TLS
+		up.CAFile = filepath.Join(dir, tlsfixture.CAFile)
+		cfg.FHIRServer.TLS = &up
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/xds/ir"
 )
 
@@ -36,6 +37,7 @@ type Resources struct {
 	Listeners []types.Resource
 	Routes    []types.Resource
 	Clusters  []types.Resource
+	Secrets   []types.Resource
 }
 
 // Well-known Envoy extension names used here.
@@ -72,7 +74,10 @@ func Build(x *ir.Xds) (*Resources, error) {
 	for _, c := range x.Clusters {
 		res.Clusters = append(res.Clusters, envoyCluster(c))
 	}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters} {
+	if t := x.Listener.TLS; t != nil {
+		res.Secrets = append(res.Secrets, listenerSecret(t))
+	}
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Secrets} {
 		for _, r := range group {
 			if v, ok := r.(interface{ ValidateAll() error }); ok {
 				if err := v.ValidateAll(); err != nil {
@@ -85,16 +90,20 @@ func Build(x *ir.Xds) (*Resources, error) {
 }
 
 func listener(l *ir.HTTPListener, hcm *anypb.Any) *listenerv3.Listener {
+	chain := &listenerv3.FilterChain{
+		Filters: []*listenerv3.Filter{{
+			Name:       hcmFilterName,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+		}},
+	}
+	if l.TLS != nil {
+		chain.TransportSocket = downstreamTLS(l.TLS)
+	}
 	return &listenerv3.Listener{
 		PerConnectionBufferLimitBytes: bufferLimit(l.BufferLimitBytes),
 		Name:                          l.Name,
 		Address:                       socketAddress(l.Address, l.Port),
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       hcmFilterName,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
-			}},
-		}},
+		FilterChains:                  []*listenerv3.FilterChain{chain},
 	}
 }
 
@@ -163,9 +172,9 @@ type httpFilter interface {
 	build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error)
 }
 
-// httpFilterChain is the filter order: decide first, then route. ext_proc and rate limiting slot in between.
+// httpFilterChain is the filter order: decide, watch the exchange (ext_proc), count, route.
 func httpFilterChain() []httpFilter {
-	return []httpFilter{extAuthzFilter{}, extProcFilter{}, routerFilter{}}
+	return []httpFilter{extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, routerFilter{}}
 }
 
 type extAuthzFilter struct{}
@@ -275,17 +284,26 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 			// path_separated_prefix matches /p and /p/..., never /pX: an API's base is whole segments.
 			match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: r.PathPrefix}}
 		}
+		action := &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
+			PrefixRewrite:    r.RewritePrefix,
+		}
+		if r.Timeout > 0 {
+			action.Timeout = durationpb.New(r.Timeout)
+		}
 		route := &routev3.Route{
 			Name:  r.Name,
 			Match: match,
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
-				PrefixRewrite:    r.RewritePrefix,
-			}},
+			// Per-API stats: vhost.fhirwall.route.<api>.upstream_rq_*.
+			StatPrefix: r.Name,
+			Action:     &routev3.Route_Route{Route: action},
 			// The token is for fhirwall: the upstream never sees it (applied by the router, after
 			// ext_authz has read it). A method override would turn the GET that was decided into something else.
-			// The standalone proxy does the same.
-			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override"},
+			// The standalone proxy does the same. The rate-limit headers ext_authz set are for Envoy alone.
+			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override", ratelimit.ClientHeader, ratelimit.TierHeader},
+		}
+		if r.RateLimit != nil {
+			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
 		}
 		if r.ForwardedPrefix != "" {
 			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its
@@ -348,6 +366,24 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 			MaxPendingRequests: wrapperspb.UInt32(c.MaxPendingRequests),
 			MaxRequests:        wrapperspb.UInt32(c.MaxRequests),
 		}}},
+	}
+	if c.TLS != nil {
+		out.TransportSocket = upstreamTLS(c.TLS)
+	}
+	if o := c.Outlier; o != nil {
+		out.OutlierDetection = &clusterv3.OutlierDetection{
+			Interval:                               durationpb.New(o.Interval),
+			BaseEjectionTime:                       durationpb.New(o.BaseEjection),
+			MaxEjectionPercent:                     wrapperspb.UInt32(o.MaxEjectionPercent),
+			SplitExternalLocalOriginErrors:         true,
+			ConsecutiveLocalOriginFailure:          wrapperspb.UInt32(o.ConsecutiveLocalFailures),
+			EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(100),
+			// Only failures to reach the server eject it; its own 5xx answers do not.
+			EnforcingConsecutive_5Xx:           wrapperspb.UInt32(0),
+			EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(0),
+			EnforcingSuccessRate:               wrapperspb.UInt32(0),
+			EnforcingLocalOriginSuccessRate:    wrapperspb.UInt32(0),
+		}
 	}
 	if c.HTTP2 {
 		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
@@ -426,7 +462,9 @@ func stdoutJSONAccessLog() *accesslogv3.AccessLog {
 type localReply struct {
 	filter *accesslogv3.AccessLogFilter
 	// keep leaves the reply exactly as it is (no rewrite).
-	keep        bool
+	keep bool
+	// status, when set, replaces the reply's status code.
+	status      uint32
 	issueCode   string // FHIR R4 IssueType
 	diagnostics string
 }
@@ -451,21 +489,38 @@ func localReplies() []localReply {
 		{
 			filter:      celFilter(fmt.Sprintf("response.code_details == '%s'", extAuthzErrorDetail)),
 			issueCode:   "transient",
-			diagnostics: "The authorization service is unavailable; the request was not processed.",
+			diagnostics: authzUnavailable,
+		},
+		// ext_proc failing (fhirwall-proxy down or slower than the message timeout) is the same outage as
+		// ext_authz failing, and must read the same: 503, not a 500 or a 504 that blames the FHIR server.
+		{
+			filter:      celFilter("response.code_details.startsWith('ext_proc_error')"),
+			status:      503,
+			issueCode:   "transient",
+			diagnostics: authzUnavailable,
 		},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 404), issueCode: "not-found", diagnostics: "No FHIR API is served at this path."},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 413), issueCode: "too-long", diagnostics: "The request body is too large."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), issueCode: "throttled", diagnostics: "Too many requests."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), issueCode: "throttled", diagnostics: "Too many requests; retry after the time in Retry-After."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 503), issueCode: "transient", diagnostics: "The FHIR server is unavailable; retry later."},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 504), issueCode: "timeout", diagnostics: "The FHIR server did not answer in time."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 500), issueCode: "transient", diagnostics: "The request could not be completed (%RESPONSE_CODE_DETAILS%)."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 400), issueCode: "invalid", diagnostics: "The request was rejected (%RESPONSE_CODE_DETAILS%)."},
+		// Envoy's own details (which connection failed, how) stay in its access log, under the request id;
+		// the client learns only that the request failed.
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 500), issueCode: "transient", diagnostics: "The request could not be completed."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 400), issueCode: "invalid", diagnostics: "The request was rejected."},
 	}
 }
+
+// authzUnavailable is what a client reads when fhirwall-proxy could not decide or watch its request.
+const authzUnavailable = "The authorization service is unavailable; the request was not processed."
 
 func localReplyConfig() *hcmv3.LocalReplyConfig {
 	cfg := &hcmv3.LocalReplyConfig{}
 	for _, r := range localReplies() {
 		m := &hcmv3.ResponseMapper{Filter: r.filter}
+		if r.status != 0 {
+			m.StatusCode = wrapperspb.UInt32(r.status)
+		}
 		if !r.keep {
 			m.BodyFormatOverride = operationOutcome(r.issueCode, r.diagnostics)
 		}

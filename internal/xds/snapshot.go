@@ -42,6 +42,7 @@ func (r *Resources) byType() []typedResources {
 		{resource.ClusterType, r.Clusters},
 		{resource.RouteType, r.Routes},
 		{resource.ListenerType, r.Listeners},
+		{resource.SecretType, r.Secrets},
 	}
 }
 

@@ -57,7 +57,7 @@ func send(t *testing.T, method, url, token string, header map[string]string, bod
 	// Keep the path exactly as written: the table holds dot segments and encoded slashes on purpose.
 	path, _, _ := strings.Cut(strings.TrimPrefix(url, "http://"+req.URL.Host), "?")
 	req.URL.Opaque = path
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -23,6 +23,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
 const (
@@ -34,8 +35,8 @@ const (
 )
 
 var modes = []struct{ name, base string }{
-	{"envoy", "http://127.0.0.1:10000/patient-access/fhir"},
-	{"standalone", "http://127.0.0.1:8080/patient-access/fhir"},
+	{"envoy", stackenv.EnvoyURL() + "/patient-access/fhir"},
+	{"standalone", stackenv.StandaloneURL + "/patient-access/fhir"},
 }
 
 func repoRoot() string {
@@ -80,7 +81,7 @@ func get(t *testing.T, url, token string) answer {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -255,16 +256,32 @@ func TestEnvoyFailsClosedWithoutTheProxy(t *testing.T) {
 	}
 }
 
-// upstreamRequests reads Envoy's count of requests sent to the FHIR server cluster.
+// upstreamRequests reads Envoy's count of requests sent to the FHIR server, summed over every API's cluster.
 func upstreamRequests(t *testing.T) int {
-	a := get(t, envoyAdmin+"/stats?filter=^cluster.fhir_server.upstream_rq_total$", "")
-	_, v, ok := strings.Cut(strings.TrimSpace(string(a.body)), ": ")
-	n, err := strconv.Atoi(v)
-	if !ok || err != nil {
-		t.Fatalf("envoy stats: %s", a.body)
+	a := get(t, envoyAdmin+"/stats?filter=^cluster\\.fhir_server_[a-z-]+\\.upstream_rq_total$", "")
+	total, lines := 0, strings.Split(strings.TrimSpace(string(a.body)), "\n")
+	for _, line := range lines {
+		_, v, ok := strings.Cut(line, ": ")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			t.Fatalf("envoy stats: %s", a.body)
+		}
+		total += n
 	}
-	return n
+	if len(lines) < 2 {
+		t.Fatalf("envoy stats name fewer FHIR server clusters than APIs: %s", a.body)
+	}
+	return total
 }
+
+// httpClient trusts the stack's own CA, which signed Envoy's listener certificate.
+var httpClient = func() *http.Client {
+	c, err := stackenv.Client(2 * time.Minute)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
 
 func TestMain(m *testing.M) {
 	if _, err := http.Get(envoyAdmin + "/ready"); err != nil {

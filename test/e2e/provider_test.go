@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"github.com/fhirwall/fhirwall/test/stackenv"
+
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,8 +32,8 @@ func providerOrgAToken(t *testing.T) string {
 }
 
 var providerModes = []struct{ name, base string }{
-	{"envoy", "http://127.0.0.1:10000/provider-access/fhir"},
-	{"standalone", "http://127.0.0.1:8080/provider-access/fhir"},
+	{"envoy", stackenv.EnvoyURL() + "/provider-access/fhir"},
+	{"standalone", stackenv.StandaloneURL + "/provider-access/fhir"},
 }
 
 func TestProviderSeesExactlyItsAttributedMembersWhoDidNotOptOut(t *testing.T) {

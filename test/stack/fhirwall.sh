@@ -2,10 +2,33 @@
 # fhirwall's own processes for the stack: fhirwall-xds (Envoy's control plane) and fhirwall-proxy
 # (ext_authz/ext_proc for Envoy, and the standalone reverse proxy).
 #   fhirwall.sh {build|start|stop|status|start-proxy|stop-proxy|start-xds|stop-xds}
-# FHIRWALL_CONFIG selects the config file (default config/fhirwall.yaml).
+# The processes read a runtime copy of the config, $FHIRWALL_STATE/config/{fhirwall,clients}.yaml, made from
+# config/ when missing (FHIRWALL_CONFIG names another source file). Edit the copy to watch hot reload; the
+# tests do too. `fhirwall.sh reset-config` copies config/ again. Envoy's listener serves TLS with a
+# certificate from a CA generated here ($FHIRWALL_STATE/tls/ca.pem: curl --cacert it).
 . "$(dirname "$0")/lib.sh"
-CONFIG=${FHIRWALL_CONFIG:-$FHIRWALL_ROOT/config/fhirwall.yaml}
+SRC_CONFIG=${FHIRWALL_CONFIG:-$FHIRWALL_ROOT/config/fhirwall.yaml}
+RUN_CONFIG_DIR=$FHIRWALL_STATE/config
+CONFIG=$RUN_CONFIG_DIR/fhirwall.yaml
+TLS_DIR=$FHIRWALL_STATE/tls
 BIN=$FHIRWALL_STATE/bin
+
+reset_config() {
+  mkdir -p "$RUN_CONFIG_DIR"
+  cp "$SRC_CONFIG" "$CONFIG.tmp" && mv "$CONFIG.tmp" "$CONFIG"
+  cp "$(dirname "$SRC_CONFIG")/clients.yaml" "$RUN_CONFIG_DIR/clients.yaml.tmp" && mv "$RUN_CONFIG_DIR/clients.yaml.tmp" "$RUN_CONFIG_DIR/clients.yaml"
+}
+
+# Envoy's listener certificate: generated once (the CA is kept, so clients that trust it keep working).
+ensure_tls() {
+  [ -f "$TLS_DIR/tls.crt" ] && [ -f "$TLS_DIR/tls.key" ] && [ -f "$TLS_DIR/ca.pem" ] && return 0
+  (cd "$FHIRWALL_ROOT" && go run ./test/tools/gencert -dir "$TLS_DIR" 127.0.0.1 localhost)
+  log "generated Envoy's listener certificate under $TLS_DIR (CA: $TLS_DIR/ca.pem)"
+}
+
+export FHIRWALL_XDS_TLS_CERT_FILE=$TLS_DIR/tls.crt
+export FHIRWALL_XDS_TLS_KEY_FILE=$TLS_DIR/tls.key
+export FHIRWALL_PUBLIC_URL=https://127.0.0.1:$ENVOY_PORT
 
 build() {
   mkdir -p "$BIN"
@@ -23,14 +46,18 @@ start_proxy() {
 
 start_xds() {
   is_running xds && return 0
+  ensure_tls
   [ -x "$BIN/fhirwall-xds" ] || build
   start_bg xds "$BIN/fhirwall-xds" -config "$CONFIG"
   wait_port xds "$XDS_PORT" 30
   log "fhirwall-xds ready (ADS :$XDS_PORT)"
 }
 
+[ -f "$CONFIG" ] || reset_config
+
 case "${1:-}" in
   build) build ;;
+  reset-config) reset_config ;;
   start) build; start_xds; start_proxy ;;
   stop) stop_bg proxy; stop_bg xds ;;
   start-proxy) start_proxy ;;
@@ -38,5 +65,6 @@ case "${1:-}" in
   start-xds) start_xds ;;
   stop-xds) stop_bg xds ;;
   status) is_running proxy && is_running xds ;;
-  *) echo "usage: $0 {build|start|stop|status|start-proxy|stop-proxy|start-xds|stop-xds}" >&2; exit 2 ;;
+  config-path) echo "$CONFIG" ;;
+  *) echo "usage: $0 {build|start|stop|status|start-proxy|stop-proxy|start-xds|stop-xds|reset-config|config-path}" >&2; exit 2 ;;
 esac

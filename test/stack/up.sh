@@ -26,6 +26,7 @@ done
 (cd "$FHIRWALL_ROOT" && go run ./test/seed -fhir "http://127.0.0.1:$HAPI_PORT/fhir") || die "seed data was refused"
 # fhirwall itself is always restarted, so the binaries just built are the ones tested.
 bash "$S/fhirwall.sh" stop
+bash "$S/fhirwall.sh" reset-config
 bash "$S/fhirwall.sh" start
 bash "$S/envoy.sh" start
 bash "$S/envoy.sh" wait-ready

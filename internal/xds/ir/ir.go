@@ -18,6 +18,14 @@ type Xds struct {
 	Clusters []*Cluster
 }
 
+// SecretNames lists the SDS secrets the IR refers to; each must be built beside the listener.
+func (x *Xds) SecretNames() []string {
+	if x.Listener == nil || x.Listener.TLS == nil {
+		return nil
+	}
+	return []string{x.Listener.TLS.SecretName}
+}
+
 // HTTPListener is the edge listener: path hygiene, header hygiene, the filter chain and the API routes.
 type HTTPListener struct {
 	Name    string
@@ -29,7 +37,9 @@ type HTTPListener struct {
 	// BufferLimitBytes bounds what Envoy buffers per downstream connection, and so the largest response
 	// body ext_proc can receive BUFFERED; a larger one is refused by Envoy, never passed on. 0: Envoy's default.
 	BufferLimitBytes uint32
-	ExtAuthz         *ExtAuthz
+	// TLS, when set, terminates TLS at the listener; nil: plain HTTP (behind a TLS-terminating balancer).
+	TLS      *ListenerTLS
+	ExtAuthz *ExtAuthz
 	// ExtProc sees every allowed exchange's headers; fhirwall-proxy writes the audit record there.
 	ExtProc *ExtProc
 	// Routes are tried in order: exact paths (an API's discovery documents) before the API prefixes; every
@@ -53,6 +63,10 @@ type HTTPRoute struct {
 	// server builds its links from the API's public base.
 	ForwardedPrefix string
 	Cluster         string
+	// Timeout bounds the whole upstream exchange; 0: Envoy's default (15 s).
+	Timeout time.Duration
+	// RateLimit, when set, applies the API's per-client limits to this route.
+	RateLimit *RateLimit
 }
 
 // match is the path the route matches, for messages.
@@ -107,6 +121,10 @@ type Cluster struct {
 	MaxConnections     uint32
 	MaxPendingRequests uint32
 	MaxRequests        uint32
+	// TLS, when set, makes Envoy speak verified TLS to this upstream.
+	TLS *UpstreamTLS
+	// Outlier, when set, ejects a failing upstream host for a while so requests fail fast.
+	Outlier *Outlier
 }
 
 var (
@@ -146,6 +164,11 @@ func (x *Xds) Validate() error {
 	}
 	if x.Listener == nil {
 		return errors.Join(append(errs, invalid("no listener"))...)
+	}
+	if t := x.Listener.TLS; t != nil {
+		if err := t.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := x.Listener.Validate(); err != nil {
 		errs = append(errs, err)
@@ -279,6 +302,12 @@ func (r *HTTPRoute) Validate() error {
 	if r.Cluster == "" {
 		errs = append(errs, invalid("route %q has no cluster", r.Name))
 	}
+	if r.Timeout < 0 || r.Timeout > 10*time.Minute {
+		errs = append(errs, invalid("route %q: timeout %s outside [0, 10m]", r.Name, r.Timeout))
+	}
+	if r.RateLimit != nil {
+		errs = append(errs, r.RateLimit.Validate(r.Name))
+	}
 	return errors.Join(errs...)
 }
 
@@ -324,6 +353,12 @@ func (c *Cluster) Validate() error {
 	}
 	if c.MaxConnections == 0 || c.MaxPendingRequests == 0 || c.MaxRequests == 0 {
 		errs = append(errs, invalid("cluster %q circuit breaker limits must be positive", c.Name))
+	}
+	if c.TLS != nil {
+		errs = append(errs, c.TLS.Validate(c.Name))
+	}
+	if c.Outlier != nil {
+		errs = append(errs, c.Outlier.Validate(c.Name))
 	}
 	return errors.Join(errs...)
 }
