@@ -91,6 +91,9 @@ func New(base string, hc *http.Client, o Options) *Client {
 	}
 }
 
+// Breaker returns the circuit breaker in front of the FHIR server's searches.
+func (c *Client) Breaker() fhirserver.Breaker { return c.searcher.Breaker() }
+
 // Attributed returns the provider's current attribution list, from memory while it is younger than the TTL.
 // Concurrent callers missing the cache for the same provider share one fetch. A fetch error is returned,
 // never hidden behind a stale list: attribution can be withdrawn, and Provider Access fails closed.

@@ -82,6 +82,9 @@ func New(base string, hc *http.Client, o Options) *Client {
 	}
 }
 
+// Breaker returns the circuit breaker in front of the FHIR server's searches.
+func (c *Client) Breaker() fhirserver.Breaker { return c.searcher.Breaker() }
+
 // OptedOut returns the bare Patient ids of the members who opted out, from memory while younger than the TTL.
 // Concurrent callers missing the cache share one fetch. The map returned is the caller's own. A fetch error
 // is returned, never hidden behind a stale set: a member may just have opted out, and Provider Access fails

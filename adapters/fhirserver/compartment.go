@@ -43,6 +43,21 @@ func New(base string, hc *http.Client) *Client {
 	}
 }
 
+// Breaker is a circuit breaker's name and state, for metrics.
+type Breaker interface {
+	Name() string
+	State() gobreaker.State
+}
+
+// Breaker returns the client's circuit breaker.
+func (c *Client) Breaker() Breaker { return c.breaker }
+
+// StatusError is an answer of the FHIR server other than the one asked for; metrics classify it by status.
+type StatusError struct{ Status int }
+
+func (e *StatusError) Error() string   { return fmt.Sprintf("answered %d", e.Status) }
+func (e *StatusError) StatusCode() int { return e.Status }
+
 // Matches reports whether resourceType/id exists and matches every narrowing parameter, by searching
 // [type]?_id=id&param=value...&_summary=count: the FHIR server's own search semantics decide membership.
 func (c *Client) Matches(ctx context.Context, resourceType, id string, narrow []policy.Narrow) (bool, error) {
@@ -66,7 +81,7 @@ func (c *Client) Matches(ctx context.Context, resourceType, id string, narrow []
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			return false, fmt.Errorf("fhir server: %s answered %d", resourceType, resp.StatusCode)
+			return false, fmt.Errorf("fhir server: %s: %w", resourceType, &StatusError{Status: resp.StatusCode})
 		}
 		var b struct {
 			ResourceType string `json:"resourceType"`

@@ -65,6 +65,9 @@ func NewSearcher(name, base string, hc *http.Client, maxPages int) *Searcher {
 	}
 }
 
+// Breaker returns the searcher's circuit breaker.
+func (c *Searcher) Breaker() Breaker { return c.breaker }
+
 // Search runs GET base/path?query and follows the Bundle's next links, at most maxPages pages, calling
 // each for every entry's resource. Every page goes through the breaker: an open breaker fails at once.
 func (c *Searcher) Search(ctx context.Context, path string, query url.Values, each func(json.RawMessage) error) error {
@@ -120,7 +123,7 @@ func (c *Searcher) get(ctx context.Context, u string) (*bundle, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, fmt.Errorf("fhir server: search answered %d", resp.StatusCode)
+		return nil, fmt.Errorf("fhir server: search: %w", &StatusError{Status: resp.StatusCode})
 	}
 	var b bundle
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBundleBytes)).Decode(&b); err != nil {

@@ -19,6 +19,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/fhirwall/fhirwall/adapters/attribution"
@@ -33,6 +35,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/gateway"
+	"github.com/fhirwall/fhirwall/internal/metrics"
 	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
@@ -105,6 +108,17 @@ func run(cfgPath string, log *slog.Logger) error {
 		dryRun = candidate
 		log.Warn("dry-run policy set loaded: disagreements are logged, never enforced", "dir", cfg.Policies.DryRunDir, "revision", candidate.Revision())
 	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
 	sink := kafka.New(cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic)
 	defer sink.Close()
 	upstream, err := url.Parse(cfg.FHIRServer.URL)
@@ -121,26 +135,33 @@ func run(cfgPath string, log *slog.Logger) error {
 		defer pg.Close()
 		jobs = pg
 	}
+	// Shorter than Envoy's ext_authz timeout (2 s), so a slow FHIR server gets fhirwall's own 503.
+	compartment := fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond})
+	attributed := attribution.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, attribution.Options{})
+	consents := consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{})
+	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
+		return err
+	}
 	core := &decision.Core{
-		Tokens: verifier,
-		Policy: engine,
-		// Shorter than Envoy's ext_authz timeout (2 s), so a slow FHIR server gets fhirwall's own 503.
-		Compartment: fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}),
-		Audit:       sink,
+		Tokens:      verifier,
+		Policy:      engine,
+		Compartment: compartment,
+		Audit:       m.AuditSink(sink),
+		Observer:    m,
 		Log:         log,
 		Now:         time.Now,
 		DryRun:      dryRun,
 		Registry:    registry,
 		// Provider Access facts, read from the FHIR server's attribution Groups and Consents (cached, behind
 		// breakers; an outage refuses requests, it never skips the check).
-		Attribution: attribution.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, attribution.Options{}),
+		Attribution: attributed,
 		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
 		// several replicas need a shared store (issue 4: PostgreSQL).
 		Pages: &decision.InMemoryPages{},
 		// Bulk export jobs and their files, bound to the client that started the job: in PostgreSQL when
 		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
 		Jobs:    jobs,
-		Consent: consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{}),
+		Consent: consents,
 	}
 	var apis []decision.API
 	for _, a := range cfg.APIs {
@@ -173,6 +194,7 @@ func run(cfgPath string, log *slog.Logger) error {
 	if cfg.Proxy.HTTP != "" {
 		gw := gateway.New(core, apis, upstream, transport, log)
 		gw.Local = docs
+		gw.Metrics = m
 		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gw,
 			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		servers = append(servers, serveHTTP(hs, errc))
@@ -186,9 +208,17 @@ func run(cfgPath string, log *slog.Logger) error {
 	if cfg.Proxy.Admin != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			_, _ = fmt.Fprintf(w, "ready policy_revision=%s\n", engine.Revision())
-		})
+		mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
+			func() string { return "policy_revision=" + engine.Revision() },
+			metrics.Check{Name: "policy", Ready: func(context.Context) error {
+				if engine.Revision() == "" {
+					return errors.New("no policy set loaded")
+				}
+				return nil
+			}},
+			metrics.Check{Name: "audit sink", Ready: sink.Ready},
+		))
+		mux.Handle("GET /metrics", metrics.Handler(reg))
 		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}, errc))
 	}
 

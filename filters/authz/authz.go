@@ -19,6 +19,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
 
 // DecisionHeader carries the decision id from ext_authz to ext_proc (ext_authz overwrites whatever a client
@@ -42,6 +43,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	rawPath, rawQuery, _ := strings.Cut(h.GetPath(), "?")
 	headers := h.GetHeaders()
 	in := decision.Input{
+		Mode:     decision.ModeEnvoy,
 		Method:   h.GetMethod(),
 		RawQuery: rawQuery,
 		// Envoy gives header names in lower case and joins repeated headers with ",".
@@ -72,11 +74,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.deny(ctx, d), nil
 	}
 	s.Pending.Put(d)
-	ok := &authv3.OkHttpResponse{
-		Headers: []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: DecisionHeader, Value: d.ID},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
+	ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{setHeader(DecisionHeader, d.ID)}}
+	if c := d.Client; c != nil {
+		// Envoy's local rate limit keys its buckets on these; the route removes them before the FHIR server.
+		tier := c.Tier
+		if tier == "" {
+			tier = ratelimit.DefaultTier
+		}
+		ok.Headers = append(ok.Headers, setHeader(ratelimit.ClientHeader, c.ID), setHeader(ratelimit.TierHeader, tier))
 	}
 	if d.UpstreamQuery != rawQuery {
 		set, remove, err := queryMutations(rawQuery, d.UpstreamQuery)
@@ -92,6 +97,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: meta,
 	}, nil
+}
+
+func setHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 }
 
 // queryMutations expresses the change from the client's query to the narrowed one as Envoy query mutations.

@@ -28,6 +28,7 @@ type Input struct {
 	Authorization []string
 	SourceIP      string
 	RequestID     string
+	Mode          string // ModeEnvoy or ModeStandalone: the face that saw the request
 	// Header returns every value of a request header (Content-Type, If-None-Exist, Prefer, …); nil means none.
 	Header func(name string) []string
 	// Body is the whole request body; a face that could not read all of it must not call Decide.
@@ -99,12 +100,16 @@ type Core struct {
 	// Jobs binds bulk export jobs and their files to the client that started them (exports.go); nil binds
 	// nothing, so every poll and file read answers 404 and a kick-off's answer is refused (502).
 	Jobs JobStore
+	// Observer is told of every decision and answer (metrics); nil observes nothing.
+	Observer Observer
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
 func (c *Core) Decide(ctx context.Context, in Input) *Decision {
+	start := time.Now()
 	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
 	c.decide(ctx, d)
+	c.observer().Decided(d, time.Since(start))
 	if !d.Allow {
 		c.Log.Info("refused", "decision_id", d.ID, "api", in.API, "method", in.Method, "path", in.Path,
 			"status", d.Refusal.Status, "reasons", d.Reasons)
@@ -189,6 +194,7 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 			ok, err := c.Compartment.Matches(ctx, req.ResourceType, req.ID, narrow)
 			if err != nil {
 				c.Log.Error("compartment check failed", "decision_id", d.ID, "error", err)
+				c.observer().UpstreamFailed(d, err)
 				d.refuse(outcome.Unavailable, "compartment_check_unavailable")
 				return
 			}
@@ -227,6 +233,7 @@ func (c *Core) dryRun(ctx context.Context, d *Decision, input any, enforced poli
 func (c *Core) Refuse(in Input, r outcome.Refusal, reason string) *Decision {
 	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
 	d.refuse(r, reason)
+	c.observer().Decided(d, 0)
 	return d
 }
 
@@ -333,7 +340,9 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 	// did not get; the audit spool (issue 6) removes that window.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AuditTimeout)
 	defer cancel()
-	if err := c.Audit.Write(ctx, r); err != nil {
+	err := c.Audit.Write(ctx, r)
+	c.observer().Answered(d, answeredStatus(status, err))
+	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil

@@ -133,6 +133,7 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		return false
 	case err != nil:
 		c.Log.Error("provider facts unavailable", "decision_id", d.ID, "error", err)
+		c.observer().UpstreamFailed(d, err)
 		d.refuse(outcome.Unavailable, "facts_unavailable")
 		return false
 	}

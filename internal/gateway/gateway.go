@@ -37,7 +37,21 @@ type Gateway struct {
 	// [base]/.well-known/smart-configuration, internal/capability) after the decision allowed them, instead of
 	// the FHIR server. Nil: they are proxied like any other request.
 	Local LocalHandler
+	// Metrics is told of each whole request and each failed upstream exchange; nil tells nothing.
+	Metrics Metrics
 }
+
+// Metrics is what the standalone face reports beyond the core's Observer (internal/metrics implements it).
+type Metrics interface {
+	Served(d *decision.Decision, took time.Duration)
+	UpstreamFailed(d *decision.Decision, err error)
+}
+
+// upstreamStatus is a 5xx answer of the FHIR server, as metrics classify it.
+type upstreamStatus int
+
+func (s upstreamStatus) Error() string   { return fmt.Sprintf("fhir server answered %d", int(s)) }
+func (s upstreamStatus) StatusCode() int { return int(s) }
 
 // LocalHandler is an http.Handler that knows which paths it answers (the full path, API prefix included).
 type LocalHandler interface {
@@ -72,6 +86,9 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
+			if resp.StatusCode >= 500 && g.Metrics != nil {
+				g.Metrics.UpstreamFailed(ex.d, upstreamStatus(resp.StatusCode))
+			}
 			// A bulk export kick-off's status URL is bound to its client before the client learns it.
 			if err := g.core.BindExportJob(resp.Request.Context(), ex.d, resp.StatusCode, resp.Header.Get("Content-Location")); err != nil {
 				return errors.Join(errUnchecked, err)
@@ -103,6 +120,9 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 			}
 			// The FHIR server is unreachable or broke the exchange: a 503 the client can retry, and its record.
 			g.log.Error("upstream failed", "decision_id", ex.d.ID, "error", err)
+			if g.Metrics != nil && r.Context().Err() == nil { // not when the client hung up
+				g.Metrics.UpstreamFailed(ex.d, err)
+			}
 			if rerr := g.core.Record(r.Context(), ex.d, http.StatusServiceUnavailable, 0, time.Since(ex.started)); rerr != nil {
 				g.log.Error("audit write failed", "decision_id", ex.d.ID, "error", rerr)
 			}
@@ -164,7 +184,9 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 
 // ServeHTTP decides the request, then either refuses it or proxies it.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
 	in := decision.Input{
+		Mode:          decision.ModeStandalone,
 		Method:        r.Method,
 		RawQuery:      r.URL.RawQuery,
 		Authorization: r.Header.Values("Authorization"),
@@ -173,6 +195,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestID:     audit.NewID(), // never taken from the client
 	}
 	d, api := g.decide(r, in)
+	if g.Metrics != nil {
+		defer func() { g.Metrics.Served(d, time.Since(started)) }()
+	}
 	if !d.Allow {
 		ref := d.Refusal
 		if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {

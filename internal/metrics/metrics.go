@@ -1,0 +1,279 @@
+// Package metrics is fhirwall-proxy's Prometheus instrumentation and its health endpoints: every series is
+// labelled by the API it concerns, and the decision core, both faces and the audit sink report into one Metrics.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/decision"
+)
+
+// Metric names, also read by the dashboard generator's test (config/grafana).
+const (
+	RequestsTotal           = "fhirwall_requests_total"
+	DecisionsTotal          = "fhirwall_decisions_total"
+	DecisionDuration        = "fhirwall_decision_duration_seconds"
+	RequestDuration         = "fhirwall_request_duration_seconds"
+	UpstreamErrorsTotal     = "fhirwall_upstream_errors_total"
+	BreakerState            = "fhirwall_circuit_breaker_state"
+	AuditWritesInFlight     = "fhirwall_audit_writes_in_flight"
+	AuditWriteFailuresTotal = "fhirwall_audit_write_failures_total"
+	RateLimitedTotal        = "fhirwall_rate_limited_total"
+)
+
+// Names lists every metric New registers (histograms add _bucket, _sum and _count series).
+var Names = []string{RequestsTotal, DecisionsTotal, DecisionDuration, RequestDuration, UpstreamErrorsTotal,
+	BreakerState, AuditWritesInFlight, AuditWriteFailuresTotal, RateLimitedTotal}
+
+// NoAPI is the api label of a request under no configured API.
+const NoAPI = "none"
+
+// Upstream error kinds, the kind label of UpstreamErrorsTotal.
+const (
+	KindTimeout     = "timeout"
+	KindConnect     = "connect"
+	Kind5xx         = "5xx"
+	KindBreakerOpen = "breaker_open" // refused by a circuit breaker without calling the server
+	KindOther       = "other"
+)
+
+// Metrics holds fhirwall's collectors. It implements decision.Observer and the standalone face's hook.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	decisions       *prometheus.CounterVec
+	decisionSeconds *prometheus.HistogramVec
+	requestSeconds  *prometheus.HistogramVec
+	upstreamErrors  *prometheus.CounterVec
+	auditInFlight   *prometheus.GaugeVec
+	auditFailures   *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
+	reg             prometheus.Registerer
+	reasons         sync.Map // reason label values seen so far
+	distinctReasons atomic.Int32
+}
+
+var _ decision.Observer = (*Metrics)(nil)
+
+// maxReasons bounds the reason label: reasons are codes from the core and the Rego policies (a few dozen),
+// but a policy set is configuration, and a label must not grow with it unchecked.
+const maxReasons = 100
+
+// New registers fhirwall's metrics on reg (a registry the caller built; nothing is global).
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: RequestsTotal,
+			Help: "Requests answered, by API, mode and the HTTP status the client got (none: no answer reached it)."},
+			[]string{"api", "mode", "code"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: DecisionsTotal,
+			Help: "Decisions, by API, mode, outcome (allow, deny, error) and decisive reason code."},
+			[]string{"api", "mode", "outcome", "reason"}),
+		decisionSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: DecisionDuration,
+			Help:    "Time to decide a request (token, classification, facts, policy, obligations).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+			[]string{"api", "mode"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: RequestDuration,
+			Help:    "Whole request time in the standalone proxy, from the request to the end of the answer.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
+			[]string{"api", "mode"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: UpstreamErrorsTotal,
+			Help: "Failed calls to the FHIR server (adapters while deciding, and proxied requests), by kind."},
+			[]string{"api", "mode", "kind"}),
+		auditInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: AuditWritesInFlight,
+			Help: "Audit records being written and not yet acknowledged by the sink."}, []string{"api"}),
+		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: AuditWriteFailuresTotal,
+			Help: "Audit writes that failed (the request was answered 503 instead)."}, []string{"api"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: RateLimitedTotal,
+			Help: "Requests refused by the rate limiter."}, []string{"api", "mode"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.decisions, m.decisionSeconds, m.requestSeconds,
+		m.upstreamErrors, m.auditInFlight, m.auditFailures, m.rateLimited} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Decided counts a decision and, when it was timed, its latency.
+func (m *Metrics) Decided(d *decision.Decision, took time.Duration) {
+	api, mode := labels(d)
+	out := "allow"
+	switch {
+	case d.Allow:
+	case d.Refusal.Status >= 500:
+		out = "error"
+	default:
+		out = "deny"
+	}
+	m.decisions.WithLabelValues(api, mode, out, m.reason(d.Reasons)).Inc()
+	if took > 0 {
+		m.decisionSeconds.WithLabelValues(api, mode).Observe(took.Seconds())
+	}
+}
+
+// Answered counts a request by the status its client got.
+func (m *Metrics) Answered(d *decision.Decision, status int) {
+	api, mode := labels(d)
+	m.requests.WithLabelValues(api, mode, code(status)).Inc()
+}
+
+// UpstreamFailed counts a failed call to the FHIR server by kind.
+func (m *Metrics) UpstreamFailed(d *decision.Decision, err error) {
+	api, mode := labels(d)
+	m.upstreamErrors.WithLabelValues(api, mode, Kind(err)).Inc()
+}
+
+// Served observes a whole standalone request.
+func (m *Metrics) Served(d *decision.Decision, took time.Duration) {
+	api, mode := labels(d)
+	m.requestSeconds.WithLabelValues(api, mode).Observe(took.Seconds())
+}
+
+// RateLimited counts a request the standalone rate limiter refused.
+func (m *Metrics) RateLimited(api string) {
+	if api == "" {
+		api = NoAPI
+	}
+	m.rateLimited.WithLabelValues(api, decision.ModeStandalone).Inc()
+}
+
+func labels(d *decision.Decision) (api, mode string) {
+	api, mode = d.Input.API, d.Input.Mode
+	if api == "" {
+		api = NoAPI
+	}
+	if mode == "" {
+		mode = "unknown"
+	}
+	return api, mode
+}
+
+// reason is the decisive reason (the last one: a refusal after the policy allowed is appended to the
+// policy's reasons), bounded in form and in number.
+func (m *Metrics) reason(reasons []string) string {
+	if len(reasons) == 0 {
+		return "none"
+	}
+	r := reasons[len(reasons)-1]
+	if !isCode(r) {
+		return "other"
+	}
+	if _, seen := m.reasons.Load(r); seen {
+		return r
+	}
+	if m.distinctReasons.Add(1) > maxReasons {
+		m.distinctReasons.Add(-1)
+		return "other"
+	}
+	if _, seen := m.reasons.LoadOrStore(r, struct{}{}); seen {
+		m.distinctReasons.Add(-1)
+	}
+	return r
+}
+
+func isCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// code is a status as a label: the number for a status net/http knows, its class otherwise, none for 0.
+func code(status int) string {
+	switch {
+	case status == 0:
+		return "none"
+	case http.StatusText(status) != "":
+		return strconv.Itoa(status)
+	case status >= 100 && status < 600:
+		return strconv.Itoa(status/100) + "xx"
+	}
+	return "other"
+}
+
+// Kind classifies an error of a call to the FHIR server. An error carrying the server's answer reports it
+// with a StatusCode() int method (adapters/fhirserver.StatusError, the standalone face's upstream 5xx).
+func Kind(err error) string {
+	var sc interface{ StatusCode() int }
+	var ne net.Error
+	var op *net.OpError
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return KindBreakerOpen
+	case errors.As(err, &sc):
+		if sc.StatusCode() >= 500 {
+			return Kind5xx
+		}
+		return KindOther
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return KindTimeout
+	case errors.As(err, &op) && op.Op == "dial":
+		return KindConnect
+	}
+	return KindOther
+}
+
+// AuditSink counts the writes of next: in flight while it has not answered, and failed.
+func (m *Metrics) AuditSink(next decision.Sink) decision.Sink { return &auditSink{next: next, m: m} }
+
+type auditSink struct {
+	next decision.Sink
+	m    *Metrics
+}
+
+func (s *auditSink) Write(ctx context.Context, r audit.Record) error {
+	api := r.API
+	if api == "" {
+		api = NoAPI
+	}
+	g := s.m.auditInFlight.WithLabelValues(api)
+	g.Inc()
+	defer g.Dec()
+	err := s.next.Write(ctx, r)
+	if err != nil {
+		s.m.auditFailures.WithLabelValues(api).Inc()
+	}
+	return err
+}
+
+// Breaker is a circuit breaker as gobreaker's CircuitBreaker[T] shows itself.
+type Breaker interface {
+	Name() string
+	State() gobreaker.State
+}
+
+// WatchBreakers registers a gauge of each breaker's state (0 closed, 1 half-open, 2 open), read at scrape time.
+func (m *Metrics) WatchBreakers(bs ...Breaker) error {
+	return m.reg.Register(breakerCollector(bs))
+}
+
+var breakerDesc = prometheus.NewDesc(BreakerState,
+	"Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"breaker"}, nil)
+
+type breakerCollector []Breaker
+
+func (breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- breakerDesc }
+
+func (bc breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range bc {
+		// gobreaker's constants are 0 closed, 1 half-open, 2 open: the gauge's values.
+		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, float64(b.State()), b.Name())
+	}
+}
