@@ -37,6 +37,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/gateway"
 	"github.com/fhirwall/fhirwall/internal/metrics"
 	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
 )
@@ -195,6 +196,22 @@ func run(cfgPath string, log *slog.Logger) error {
 		gw := gateway.New(core, apis, upstream, transport, log)
 		gw.Local = docs
 		gw.Metrics = m
+		limiter := ratelimit.New(cfg.Limits(), time.Now)
+		if cfgPath != "" {
+			// Envoy gets rate-limit changes from fhirwall-xds; the standalone proxy reads them here.
+			err := config.Watch(cfgPath, func(next *config.Config, err error) {
+				if err != nil {
+					log.Error("config change refused, keeping the running rate limits", "file", cfgPath, "error", err)
+					return
+				}
+				limiter.Update(next.Limits())
+				log.Info("rate limits reloaded", "file", cfgPath, "tiers", len(next.RateLimits.Tiers))
+			})
+			if err != nil {
+				return err
+			}
+		}
+		gw.Limiter = limiter
 		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gw,
 			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		servers = append(servers, serveHTTP(hs, errc))

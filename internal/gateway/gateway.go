@@ -39,12 +39,21 @@ type Gateway struct {
 	Local LocalHandler
 	// Metrics is told of each whole request and each failed upstream exchange; nil tells nothing.
 	Metrics Metrics
+	// Limiter applies the per-client rate limits Envoy applies after ext_authz (internal/ratelimit); nil:
+	// no limits.
+	Limiter Limiter
 }
 
 // Metrics is what the standalone face reports beyond the core's Observer (internal/metrics implements it).
 type Metrics interface {
 	Served(d *decision.Decision, took time.Duration)
 	UpstreamFailed(d *decision.Decision, err error)
+	RateLimited(api string)
+}
+
+// Limiter takes a token from a client's bucket on an API; refused, it says when to retry.
+type Limiter interface {
+	Allow(api, client, tier string) (ok bool, retryAfter time.Duration)
 }
 
 // upstreamStatus is a 5xx answer of the FHIR server, as metrics classify it.
@@ -208,6 +217,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ref.Write(w)
 		return
 	}
+	if g.Limiter != nil {
+		// After the decision, as in Envoy (local rate limit after ext_authz): only allowed requests count,
+		// and the bucket is the client's the token names.
+		var client, tier string
+		if c := d.Client; c != nil {
+			client, tier = c.ID, c.Tier
+		}
+		if ok, wait := g.Limiter.Allow(d.Input.API, client, tier); !ok {
+			g.refuseRateLimited(w, r, d, wait)
+			return
+		}
+	}
 	// The body was read to decide on it; the FHIR server gets exactly the bytes that were decided on.
 	r.Body = io.NopCloser(bytes.NewReader(d.Input.Body))
 	r.ContentLength = int64(len(d.Input.Body))
@@ -217,6 +238,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, prefix: api.Prefix, started: time.Now()})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// refuseRateLimited answers 429 with Retry-After, audited like the 429 Envoy's local rate limit gives (the
+// decision allowed the request; the limit stopped it).
+func (g *Gateway) refuseRateLimited(w http.ResponseWriter, r *http.Request, d *decision.Decision, wait time.Duration) {
+	if g.Metrics != nil {
+		g.Metrics.RateLimited(d.Input.API)
+	}
+	ref := outcome.TooMany.WithDiagnostics("Too many requests; retry after the time in Retry-After.")
+	if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {
+		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		ref = outcome.Unavailable
+	} else {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+	}
+	w.Header().Set(DecisionHeader, d.ID)
+	ref.Write(w)
 }
 
 // decide does what Envoy does before ext_authz (normalise the path, bound the body) and then asks the core.
