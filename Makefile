@@ -10,8 +10,8 @@ OPA   := $(STATE)/bin/opa
 demo: stack-up
 	@bash test/stack/demo-info.sh
 
-## test: unit tests, policy tests, then the end-to-end suites against the real stack
-test: unit policy-test e2e
+## test: unit tests, policy tests, the Helm chart, then the end-to-end and fault suites against the real stack
+test: unit policy-test helm-test e2e
 
 unit:
 	$(GO) vet ./...
@@ -36,6 +36,7 @@ $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-val
 
 e2e: stack-up $(VALIDATOR)
 	FHIRWALL_REQUIRE_VALIDATOR=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./adapters/...
+	@$(MAKE) --no-print-directory faults-run
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
 stack-up:
@@ -58,3 +59,17 @@ fuzz:
 ## bench: the micro-benchmarks of the decision path (figures in README "Benchmarks")
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./test/parity ./internal/policy ./internal/fhir ./internal/token
+
+## faults: fail-closed tests that stop and freeze stack services (fhirwall-proxy, HAPI). They must run after
+## the e2e suites, so they also need the `faults` tag: `go test -tags e2e ./test/...` (make e2e) skips them.
+.PHONY: faults faults-run
+faults: stack-up faults-run
+faults-run:
+	$(GO) test -tags e2e,faults -count=1 -p 1 -timeout 15m -v ./test/faults/...
+
+## helm-test: lint charts/fhirwall and compare `helm template` with test/helm/testdata/golden. helm is built
+## from its own module (test/tools/helm) so the main go.mod gains no Kubernetes dependencies.
+.PHONY: helm-test
+helm-test:
+	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
+	FHIRWALL_REQUIRE_HELM=1 $(GO) test -tags helm -count=1 ./test/helm

@@ -1,0 +1,221 @@
+//go:build helm
+
+// Package helm checks the Helm chart in charts/fhirwall: lint, rendered output against golden files, and
+// values the schema must refuse. It runs the helm binary built from test/tools/helm (make helm-test).
+package helm
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
+	"github.com/fhirwall/fhirwall/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden from the current chart")
+
+// kubeVersion pins .Capabilities so goldens do not move with the helm version's built-in default.
+const kubeVersion = "1.33.0"
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("runtime.Caller: no file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func helmBin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(repoRoot(t), ".fhirwall", "bin", "helm")
+	if _, err := os.Stat(bin); err != nil {
+		msg := bin + " is missing; build it with `make helm-test` or `bash test/tools/helm/build.sh`"
+		if os.Getenv("FHIRWALL_REQUIRE_HELM") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
+// helm runs the helm binary from the repository root with its state in a temporary home, so nothing
+// from the user's helm config (repositories, plugins) leaks in.
+func helm(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(helmBin(t), args...)
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+	)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func template(t *testing.T, valuesFile string) (string, string, error) {
+	t.Helper()
+	return helm(t, "template", "fhirwall", "charts/fhirwall", "--namespace", "fhirwall",
+		"--kube-version", kubeVersion, "-f", valuesFile)
+}
+
+func TestChartLintsStrict(t *testing.T) {
+	for name, extra := range map[string][]string{
+		"default values":        nil,
+		"TLS and NetworkPolicy": {"-f", "test/helm/testdata/values/tls-networkpolicy.yaml"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, errOut, err := helm(t, append([]string{"lint", "--strict", "charts/fhirwall"}, extra...)...)
+			if err != nil {
+				t.Fatalf("helm lint --strict: %v\n%s%s", err, out, errOut)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+}
+
+func TestTemplateMatchesGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "helm", "testdata", "values", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files under testdata/values (%v)", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
+			got, errOut, err := template(t, f)
+			if err != nil {
+				t.Fatalf("helm template -f %s: %v\n%s", name, err, errOut)
+			}
+			golden := filepath.Join(repoRoot(t), "test", "helm", "testdata", "golden", name)
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (regenerate with: go test -tags helm ./test/helm -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("helm template -f %s differs from %s; review the chart change and regenerate with -update\n%s",
+					name, golden, firstDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// TestRenderedConfigLoads: the fhirwall.yaml and clients.yaml the chart renders for every values file are
+// accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, so a chart change cannot ship a
+// config the pods would refuse.
+func TestRenderedConfigLoads(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "helm", "testdata", "values", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files under testdata/values (%v)", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			out, errOut, err := template(t, f)
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, errOut)
+			}
+			data := configMapData(t, out, "fhirwall-config")
+			dir := t.TempDir()
+			for _, name := range []string{"fhirwall.yaml", "clients.yaml"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data[name]), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := config.Load(filepath.Join(dir, "fhirwall.yaml")); err != nil {
+				t.Errorf("fhirwall refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
+			}
+			if _, err := fileregistry.Parse([]byte(data["clients.yaml"]), config.KnownAPIs); err != nil {
+				t.Errorf("fhirwall refuses the rendered clients.yaml: %v", err)
+			}
+		})
+	}
+}
+
+// configMapData returns the data of the ConfigMap called name in helm's multi-document output.
+func configMapData(t *testing.T, manifests, name string) map[string]string {
+	t.Helper()
+	dec := yaml.NewDecoder(strings.NewReader(manifests))
+	for {
+		var doc struct {
+			Kind     string                `yaml:"kind"`
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Data     map[string]string     `yaml:"data"`
+		}
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("no ConfigMap %s in the rendered chart", name)
+		}
+		if err != nil {
+			t.Fatalf("helm output is not YAML: %v", err)
+		}
+		if doc.Kind == "ConfigMap" && doc.Metadata.Name == name {
+			return doc.Data
+		}
+	}
+}
+
+// TestSchemaRefusesBadValues: each file under testdata/invalid breaks the schema (or a template's
+// required check) in one way; helm must refuse it and name the offending key.
+func TestSchemaRefusesBadValues(t *testing.T) {
+	cases := []struct {
+		file string
+		want string // a substring of helm's error naming the key (helm 3.22 reports JSON pointers)
+	}{
+		{"replicas-not-integer.yaml", "at '/envoy/replicas': got string, want integer"},
+		{"wiring-key-in-config.yaml", "at '/config': additional properties 'proxy' not allowed"},
+		{"unknown-api.yaml", "at '/config/apis/0/name': value must be one of"},
+		{"tls-without-secret.yaml", "at '/tls/secretName'"},
+		{"envoy-port-out-of-range.yaml", "at '/envoy/ports/listener': maximum"},
+		{"client-without-active.yaml", "at '/clients/0': missing property 'active'"},
+		{"networkpolicy-without-fhir-selector.yaml", "fhirServer.podSelector is required"},
+	}
+	for _, c := range cases {
+		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {
+			out, errOut, err := template(t, filepath.Join(repoRoot(t), "test", "helm", "testdata", "invalid", c.file))
+			if err == nil {
+				t.Fatalf("helm template accepted %s:\n%s", c.file, out)
+			}
+			if !strings.Contains(errOut, c.want) {
+				t.Errorf("helm refused %s, but its error does not mention %q:\n%s", c.file, c.want, errOut)
+			}
+		})
+	}
+}
+
+// firstDiff shows the first differing line with a little context; golden diffs are reviewed with git.
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n  want: %s\n  got:  %s", i+1, wl, gl)
+		}
+	}
+	return "(no line differs; trailing newline?)"
+}
