@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
@@ -62,6 +63,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// Envoy joins repeated headers with ","; a bearer token never contains one, so a comma means two
 		// headers and is refused by the token parser.
 		in.Authorization = []string{a}
+	}
+	if len(in.Body) > fhir.MaxBodyBytes {
+		// Envoy answers 413 itself above max_request_bytes on HTTP/1.1, but over HTTP/2 it has been seen to
+		// pass the whole body; the limit holds here too, as in the standalone proxy.
+		in.Path = rawPath
+		return s.deny(ctx, s.Core.Refuse(in, outcome.TooLarge, "request_too_large")), nil
 	}
 	api, rest, err := decision.Route(s.APIs, rawPath)
 	if err != nil {
