@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -64,9 +65,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// headers and is refused by the token parser.
 		in.Authorization = []string{a}
 	}
-	if len(in.Body) > fhir.MaxBodyBytes {
+	if bodyTooLarge(h.GetSize(), len(in.Body), headers) {
 		// Envoy answers 413 itself above max_request_bytes on HTTP/1.1, but over HTTP/2 it has been seen to
-		// pass the whole body; the limit holds here too, as in the standalone proxy.
+		// ask about a truncated body instead; the limit holds here too, as in the standalone proxy.
 		in.Path = rawPath
 		return s.deny(ctx, s.Core.Refuse(in, outcome.TooLarge, "request_too_large")), nil
 	}
@@ -104,6 +105,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: meta,
 	}, nil
+}
+
+// bodyTooLarge reports a request body above fhir.MaxBodyBytes from anything that shows it: the size Envoy
+// reports, the bytes it sent, the content-length, or Envoy's mark that it sent only part of the body.
+func bodyTooLarge(size int64, sent int, headers map[string]string) bool {
+	if headers["x-envoy-auth-partial-body"] == "true" || size > fhir.MaxBodyBytes || sent > fhir.MaxBodyBytes {
+		return true
+	}
+	n, err := strconv.ParseInt(headers["content-length"], 10, 64)
+	return err == nil && n > fhir.MaxBodyBytes
 }
 
 func setHeader(k, v string) *corev3.HeaderValueOption {
