@@ -194,6 +194,7 @@ type Policies struct {
 // XDS is the control plane's own listener and what it tells Envoy.
 type XDS struct {
 	Listen       string `mapstructure:"listen"`        // ADS gRPC address of fhirwall-xds
+	Admin        string `mapstructure:"admin"`         // fhirwall-xds /healthz and /readyz; empty: off
 	NodeID       string `mapstructure:"node_id"`       // Envoy's node id
 	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
 	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
@@ -246,6 +247,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
 	v.SetDefault("xds.listen", "127.0.0.1:18000")
+	v.SetDefault("xds.admin", "127.0.0.1:18001")
 	v.SetDefault("xds.node_id", "fhirwall-envoy")
 	v.SetDefault("xds.envoy_listen", "127.0.0.1:10000")
 	v.SetDefault("xds.authz_address", "127.0.0.1:9191")
@@ -337,7 +339,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for name, addr := range map[string]string{"proxy.grpc": c.Proxy.GRPC, "proxy.http": c.Proxy.HTTP, "proxy.admin": c.Proxy.Admin, "xds.listen": c.XDS.Listen, "xds.envoy_listen": c.XDS.EnvoyListen, "xds.authz_address": c.XDS.AuthzAddress, "proxy.local": c.Proxy.Local, "xds.local_address": c.XDS.LocalAddress} {
+	for name, addr := range map[string]string{"proxy.grpc": c.Proxy.GRPC, "proxy.http": c.Proxy.HTTP, "proxy.admin": c.Proxy.Admin, "xds.listen": c.XDS.Listen, "xds.admin": c.XDS.Admin, "xds.envoy_listen": c.XDS.EnvoyListen, "xds.authz_address": c.XDS.AuthzAddress, "proxy.local": c.Proxy.Local, "xds.local_address": c.XDS.LocalAddress} {
 		if addr == "" {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -74,6 +75,15 @@ func run() error {
 		return err
 	}
 
+	if c.XDS.Admin != "" {
+		admin := &http.Server{Addr: c.XDS.Admin, Handler: xds.HealthHandler(pub), ReadHeaderTimeout: 5 * time.Second}
+		adminLis, err := net.Listen("tcp", c.XDS.Admin)
+		if err != nil {
+			return err
+		}
+		go func() { _ = admin.Serve(adminLis) }()
+		defer admin.Close()
+	}
 	lis, err := net.Listen("tcp", c.XDS.Listen)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -55,6 +56,29 @@ func (p *Publisher) Publish(ctx context.Context, cfg Config) (string, error) {
 	p.log.InfoContext(ctx, "xds snapshot published", "node", p.nodeID, "version", version, "previous", p.version)
 	p.version = version
 	return version, nil
+}
+
+// Version is the content hash of the snapshot last published; empty before the first.
+func (p *Publisher) Version() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.version
+}
+
+// HealthHandler serves /healthz (the process answers) and /readyz (a snapshot has been published, so an
+// Envoy that connects gets a whole configuration), for probes.
+func HealthHandler(p *Publisher) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		v := p.Version()
+		if v == "" {
+			http.Error(w, "not ready: no snapshot published", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ready version=%s\n", v)
+	})
+	return mux
 }
 
 // snapshotTypeURL is any type in the snapshot: all share the one content-hash version.

@@ -2,14 +2,19 @@ package xds
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -221,5 +226,25 @@ func TestBuildRefusesAnIRThatWasNotValidated(t *testing.T) {
 	x.Listener.ExtAuthz = nil // fail open would be the result: must not build
 	if _, err := Build(x); !errors.Is(err, ir.ErrInvalid) {
 		t.Fatalf("built a listener without ext_authz: %v", err)
+	}
+}
+
+func TestReadyOnlyOnceASnapshotIsPublished(t *testing.T) {
+	snapshots := cache.NewSnapshotCache(true, cache.IDHash{}, CacheLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	pub := NewPublisher(snapshots, "n", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := HealthHandler(pub)
+	status := func(path string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code
+	}
+	if status("/healthz") != 200 || status("/readyz") != 503 {
+		t.Fatalf("before publishing: healthz %d, readyz %d", status("/healthz"), status("/readyz"))
+	}
+	if _, err := pub.Publish(context.Background(), goldenInputs(t)["patient-access"]); err != nil {
+		t.Fatal(err)
+	}
+	if status("/readyz") != 200 {
+		t.Fatalf("after publishing: readyz %d", status("/readyz"))
 	}
 }

@@ -50,6 +50,7 @@ start_xds() {
   [ -x "$BIN/fhirwall-xds" ] || build
   start_bg xds "$BIN/fhirwall-xds" -config "$CONFIG"
   wait_port xds "$XDS_PORT" 30
+  wait_http xds "http://127.0.0.1:$XDS_ADMIN_PORT/readyz" 10
   log "fhirwall-xds ready (ADS :$XDS_PORT)"
 }
 
