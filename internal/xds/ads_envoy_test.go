@@ -36,7 +36,9 @@ import (
 // fakeClientAuthz stands in for fhirwall-proxy in the ADS tests: it allows every request and names the
 // client (and its tier) the test put in x-test-client / x-test-tier, as fhirwall-proxy names the token's
 // client after deciding.
-type fakeClientAuthz struct{ authv3.UnimplementedAuthorizationServer }
+type fakeClientAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (fakeClientAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := req.GetAttributes().GetRequest().GetHttp().GetHeaders()
@@ -379,4 +381,3 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
-
