@@ -208,13 +208,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { g.Metrics.Served(d, time.Since(started)) }()
 	}
 	if !d.Allow {
-		ref := d.Refusal
-		if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {
-			g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
-			ref = outcome.Unavailable
-		}
-		w.Header().Set(DecisionHeader, d.ID)
-		ref.Write(w)
+		g.refuse(w, r, d, d.Refusal, nil)
 		return
 	}
 	if g.Limiter != nil {
@@ -246,12 +240,19 @@ func (g *Gateway) refuseRateLimited(w http.ResponseWriter, r *http.Request, d *d
 	if g.Metrics != nil {
 		g.Metrics.RateLimited(d.Input.API)
 	}
-	ref := outcome.TooMany.WithDiagnostics("Too many requests; retry after the time in Retry-After.")
+	g.refuse(w, r, d, outcome.TooMany.WithDiagnostics("Too many requests; retry after the time in Retry-After."),
+		map[string]string{"Retry-After": strconv.Itoa(int(wait / time.Second))})
+}
+
+// refuse writes d's audit record with ref's status, then sends ref (and headers). If the record cannot be
+// made durable the client gets 503 instead: fhirwall never answers without an audit record.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, d *decision.Decision, ref outcome.Refusal, headers map[string]string) {
 	if err := g.core.Record(r.Context(), d, ref.Status, int64(len(ref.Body())), 0); err != nil {
 		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
-		ref = outcome.Unavailable
-	} else {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		ref, headers = outcome.Unavailable, nil
+	}
+	for k, v := range headers {
+		w.Header().Set(k, v)
 	}
 	w.Header().Set(DecisionHeader, d.ID)
 	ref.Write(w)
