@@ -1,4 +1,6 @@
-// Package audit defines fhirwall's audit record: one per request, written before the answer leaves.
+// Package audit is fhirwall's audit trail: the record written for every request before its answer leaves,
+// the durable spool that holds records until Kafka has them, the hash chain and signed checkpoints that make
+// tampering visible, and the readers (verify, query, AuditEvent export, CMS report) that work on it.
 package audit
 
 import (
@@ -7,12 +9,22 @@ import (
 	"time"
 )
 
-// SchemaVersion is bumped on every incompatible change of Record.
-const SchemaVersion = "1"
+// SchemaVersion is bumped on every incompatible change of the entries (Record, Checkpoint). Version 2 added
+// kind, chain, seq, prev_hash and hash, and the checkpoint entry.
+const SchemaVersion = "2"
 
-// Record is one request as a SIEM sees it. Field names are the wire format: see README "Audit record".
+// Kinds of entry in the audit log.
+const (
+	KindAccess     = "access"     // a Record: one request
+	KindCheckpoint = "checkpoint" // a Checkpoint: the signed chain head
+)
+
+// Record is one request as a SIEM sees it. Field names are the wire format: see README "Audit record" and
+// docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by the spool when the record joins the
+// chain; Hash is always the last member of the JSON line (see line.go).
 type Record struct {
 	Schema         string    `json:"schema"`
+	Kind           string    `json:"kind"`
 	ID             string    `json:"id"`
 	Time           time.Time `json:"time"` // UTC, when the decision was made
 	API            string    `json:"api"`
@@ -36,6 +48,10 @@ type Record struct {
 	DataCategories []string  `json:"data_categories"`
 	UpstreamMillis float64   `json:"upstream_ms"`
 	Bytes          int64     `json:"bytes"`
+	Chain          string    `json:"chain,omitempty"`
+	Seq            uint64    `json:"seq,omitempty"`
+	PrevHash       string    `json:"prev_hash,omitempty"`
+	Hash           string    `json:"hash,omitempty"`
 }
 
 // NewID returns a random 128-bit identifier in hex.

@@ -310,7 +310,7 @@ func (c *Core) RecordEnforced(ctx context.Context, d *Decision, e Enforced, byte
 
 func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration, e *Enforced) error {
 	r := audit.Record{
-		Schema: audit.SchemaVersion, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
+		Schema: audit.SchemaVersion, Kind: audit.KindAccess, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
 		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: c.Policy.Revision(),
 		Scopes: []string{}, Patients: []string{}, Method: d.Input.Method, Path: d.Input.Path,
 		ResourceType: d.Request.ResourceType, Interaction: string(d.Request.Interaction),

@@ -1,0 +1,569 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spool is the audit log on local disk: append-only segment files of sealed lines. Write returns only once
+// the record is fsync'd, so a request is answered only after its record is durable; concurrent writers share
+// one fsync (group commit). A shipper reads committed lines with a Reader and calls Ack once Kafka has them;
+// only then are whole segments deleted. When the segments reach the disk budget, Write fails with ErrFull and
+// the request is refused: fhirwall never serves unaudited.
+//
+// Files in the spool directory:
+//
+//	<first seq, 20 digits>.seg   segments, oldest first; the last one is appended to
+//	head.json                    the signed chain head after the latest commit (see Head)
+//	cursor.json                  the highest seq Kafka acknowledged
+//	LOCK                         flock'd by the one process that owns the spool
+type Spool struct {
+	dir   string
+	opt   Options
+	keyID string
+
+	reqs    chan *pending
+	closing chan struct{}
+	stopped chan struct{}
+
+	mu      sync.Mutex // guards the fields below; the writer goroutine alone appends
+	segs    []segment  // oldest first; the last is the active segment
+	total   int64      // bytes in segs
+	durable uint64     // the last fsync'd seq
+	cursor  uint64     // the last seq Kafka acknowledged
+	failed  error      // sticky: after a failed write or fsync nothing more is written
+	full    bool       // a record was refused for the budget since the last trim
+	changed chan struct{}
+
+	// Writer state (the writer goroutine, or Open before it starts).
+	f             *os.File
+	lock          *os.File
+	chain         string
+	seq           uint64
+	prev          string
+	sinceCkpt     int
+	lastCkpt      time.Time
+	headTmp, head string
+}
+
+type segment struct {
+	first, last uint64 // last is 0 while the segment has no entry
+	path        string
+	size        int64
+}
+
+// Options configure a spool. Zero values take the defaults in brackets.
+type Options struct {
+	Key                ed25519.PrivateKey // signs checkpoints and the head; required
+	MaxBytes           int64              // disk budget for segments [1 GiB]
+	SegmentBytes       int64              // a segment is closed past this size [16 MiB]
+	CheckpointEvery    int                // records between checkpoints [1000]
+	CheckpointInterval time.Duration      // longest time between checkpoints while records arrive [10 s]
+	MaxBatch           int                // records per group commit [512]
+	Now                func() time.Time
+	Log                *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if len(o.Key) != ed25519.PrivateKeySize {
+		return errors.New("audit spool: an ed25519 signing key is required (audit.signing_key_file; create one with `fhirwall audit keygen`)")
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 16 << 20
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 1000
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 10 * time.Second
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Errors of the spool. ErrFull and ErrClosed refuse the request; the caller answers 503.
+var (
+	ErrFull   = errors.New("audit spool: disk budget exhausted (Kafka behind?)")
+	ErrClosed = errors.New("audit spool: closed")
+)
+
+// pending is one request to the writer: a record body to seal, or (reason set) a checkpoint to add.
+type pending struct {
+	body   []byte
+	reason string
+	done   chan error
+}
+
+const (
+	segSuffix  = ".seg"
+	headFile   = "head.json"
+	cursorFile = "cursor.json"
+)
+
+// Open opens (or creates) the spool in dir, recovers from a crash — an incomplete last line, never
+// acknowledged to anyone, is cut off — and continues the chain found there. It refuses a spool whose signed
+// head is ahead of its log: records were removed, and `fhirwall audit verify` should look before anything
+// is appended.
+func Open(dir string, opt Options) (*Spool, error) {
+	if err := opt.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit spool: %w", err)
+	}
+	s := &Spool{dir: dir, opt: opt, keyID: KeyID(opt.Key.Public().(ed25519.PublicKey)),
+		reqs: make(chan *pending, 4*opt.MaxBatch), closing: make(chan struct{}), stopped: make(chan struct{}),
+		changed: make(chan struct{}), head: filepath.Join(dir, headFile), headTmp: filepath.Join(dir, headFile+".tmp")}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit spool: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit spool: %s is in use by another process (%v)", dir, err)
+	}
+	s.lock = lock
+	if err := s.recover(); err != nil {
+		s.f.Close()
+		lock.Close()
+		return nil, err
+	}
+	go s.run()
+	// A start checkpoint marks the restart in the chain and signs the head it continues from.
+	if err := s.checkpointNow(context.Background(), "start"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Spool) recover() error {
+	names, err := filepath.Glob(filepath.Join(s.dir, "*"+segSuffix))
+	if err != nil {
+		return err
+	}
+	slices.Sort(names) // zero-padded first seq: name order is seq order
+	for _, n := range names {
+		first, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(n), segSuffix), 10, 64)
+		if err != nil {
+			return fmt.Errorf("audit spool: unexpected file %s", n)
+		}
+		st, err := os.Stat(n)
+		if err != nil {
+			return err
+		}
+		s.segs = append(s.segs, segment{first: first, path: n, size: st.Size()})
+	}
+	// The last line of each segment gives its last seq (for trimming) and, for the newest, the chain head.
+	var last *Entry
+	for i := range s.segs {
+		e, err := s.lastEntry(&s.segs[i], i == len(s.segs)-1)
+		if err != nil {
+			return err
+		}
+		if e != nil {
+			s.segs[i].last = e.Seq
+			last = e
+		}
+		s.total += s.segs[i].size
+	}
+	if last == nil {
+		s.chain, s.seq, s.prev = NewID(), 0, GenesisHash
+	} else {
+		s.chain, s.seq, s.prev = last.Chain, last.Seq, last.Hash
+	}
+	if h, err := readJSON[Head](s.head); err == nil {
+		if h.Verify(s.opt.Key.Public().(ed25519.PublicKey)) == nil && h.Chain == s.chain && h.Seq > s.seq {
+			return fmt.Errorf("audit spool: the signed head is at seq %d but the log ends at seq %d: records were removed from %s; run `fhirwall audit verify -spool %s`, and move the directory aside to start a new chain", h.Seq, s.seq, s.dir, s.dir)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.opt.Log.Warn("audit spool: unreadable head (after a crash it may be empty); continuing from the log", "err", err)
+	}
+	if c, err := readJSON[struct{ Seq uint64 }](filepath.Join(s.dir, cursorFile)); err == nil {
+		s.cursor = min(c.Seq, s.seq)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.opt.Log.Warn("audit spool: unreadable cursor; shipping again from the oldest segment (consumers drop duplicates by id)", "err", err)
+	}
+	s.durable = s.seq
+	s.lastCkpt = s.opt.Now()
+	if len(s.segs) == 0 {
+		return s.newSegment(s.seq + 1)
+	}
+	act := &s.segs[len(s.segs)-1]
+	f, err := os.OpenFile(act.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	s.f = f
+	return nil
+}
+
+// lastEntry returns the last complete entry of seg (nil if it has none). In the active segment an incomplete
+// last line — a write cut short by a crash, whose fsync never returned — is truncated away.
+func (s *Spool) lastEntry(seg *segment, active bool) (*Entry, error) {
+	b, err := os.ReadFile(seg.path)
+	if err != nil {
+		return nil, err
+	}
+	end := len(b)
+	if end > 0 && b[end-1] != '\n' {
+		cut := strings.LastIndexByte(string(b), '\n') + 1
+		if !active {
+			return nil, fmt.Errorf("audit spool: %s ends in an incomplete line but is not the newest segment; run `fhirwall audit verify -spool %s`", seg.path, s.dir)
+		}
+		s.opt.Log.Warn("audit spool: cutting an incomplete line left by a crash (never acknowledged)", "segment", seg.path, "bytes", end-cut)
+		if err := os.Truncate(seg.path, int64(cut)); err != nil {
+			return nil, err
+		}
+		end, seg.size = cut, int64(cut)
+	}
+	if end == 0 {
+		return nil, nil
+	}
+	start := strings.LastIndexByte(string(b[:end-1]), '\n') + 1
+	e, err := ParseLine(b[start:end])
+	if err != nil {
+		return nil, fmt.Errorf("audit spool: the last entry of %s does not verify (%v); run `fhirwall audit verify -spool %s`", seg.path, err, s.dir)
+	}
+	return &e, nil
+}
+
+func readJSON[T any](path string) (T, error) {
+	var v T
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return v, err
+	}
+	return v, json.Unmarshal(b, &v)
+}
+
+// newSegment starts a segment whose first entry will be seq; the directory is fsync'd so the file survives.
+func (s *Spool) newSegment(first uint64) error {
+	path := filepath.Join(s.dir, fmt.Sprintf("%020d%s", first, segSuffix))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		return err
+	}
+	if s.f != nil {
+		s.f.Close()
+	}
+	s.f = f
+	s.mu.Lock()
+	s.segs = append(s.segs, segment{first: first, path: path})
+	s.mu.Unlock()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Write seals r into the chain and returns once it is on disk (decision.Sink). The chain members of r are
+// set by the spool; whatever the caller put there is ignored.
+func (s *Spool) Write(ctx context.Context, r Record) error {
+	r.Chain, r.Seq, r.PrevHash, r.Hash = "", 0, "", ""
+	if r.Kind == "" {
+		r.Kind = KindAccess
+	}
+	if r.Schema == "" {
+		r.Schema = SchemaVersion
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.submit(ctx, &pending{body: body})
+}
+
+func (s *Spool) submit(ctx context.Context, p *pending) error {
+	p.done = make(chan error, 1)
+	select {
+	case s.reqs <- p:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("audit spool: %w", ctx.Err())
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-s.stopped: // queued after the writer's last drain
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		// The record may still become durable: an extra record of a refused request, never a missing one.
+		return fmt.Errorf("audit spool: %w", ctx.Err())
+	}
+}
+
+// checkpointNow adds a checkpoint through the writer's queue and waits for it to be durable.
+func (s *Spool) checkpointNow(ctx context.Context, reason string) error {
+	return s.submit(ctx, &pending{reason: reason})
+}
+
+func (s *Spool) run() {
+	defer close(s.stopped)
+	tick := time.NewTicker(s.opt.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		var batch []*pending
+		select {
+		case p := <-s.reqs:
+			batch = append(batch, p)
+		case <-tick.C:
+			if s.sinceCkpt > 0 && s.opt.Now().Sub(s.lastCkpt) >= s.opt.CheckpointInterval {
+				s.commit(nil, "periodic")
+			}
+			continue
+		case <-s.closing:
+			// Drain what was queued before Close, then sign off.
+			for {
+				select {
+				case p := <-s.reqs:
+					batch = append(batch, p)
+					continue
+				default:
+				}
+				break
+			}
+			s.commit(batch, "stop")
+			return
+		}
+	drain:
+		for len(batch) < s.opt.MaxBatch {
+			select {
+			case p := <-s.reqs:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch, "")
+	}
+}
+
+// commit appends a batch with one write and one fsync, adding a checkpoint when one is due (or reason asks
+// for one), then answers every writer.
+func (s *Spool) commit(batch []*pending, reason string) {
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	if failed != nil {
+		for _, p := range batch {
+			p.done <- failed
+		}
+		return
+	}
+	var buf []byte
+	var accepted, ckptReqs []*pending
+	seq, prev, since := s.seq, s.prev, s.sinceCkpt
+	firstSeq := seq + 1
+	for _, p := range batch {
+		if p.reason != "" {
+			reason = p.reason
+			ckptReqs = append(ckptReqs, p)
+			continue
+		}
+		line, h, err := seal(p.body, s.chain, seq+1, prev)
+		if err != nil {
+			p.done <- err
+			continue
+		}
+		if s.total+int64(len(buf)+len(line)+1) > s.opt.MaxBytes {
+			s.mu.Lock()
+			s.full = true
+			s.mu.Unlock()
+			p.done <- ErrFull
+			continue
+		}
+		seq, prev, since = seq+1, h, since+1
+		buf = append(append(buf, line...), '\n')
+		accepted = append(accepted, p)
+	}
+	now := s.opt.Now()
+	if reason != "" || since >= s.opt.CheckpointEvery || (since > 0 && now.Sub(s.lastCkpt) >= s.opt.CheckpointInterval) {
+		if reason == "" {
+			reason = "periodic"
+		}
+		c := Checkpoint{Schema: SchemaVersion, Kind: KindCheckpoint, ID: NewID(), Time: now.UTC(), Reason: reason,
+			KeyID: s.keyID, Signature: sign(s.opt.Key, CheckpointStatement(s.chain, seq+1, prev))}
+		body, _ := json.Marshal(c)
+		line, h, _ := seal(body, s.chain, seq+1, prev)
+		seq, prev, since = seq+1, h, 0
+		buf = append(append(buf, line...), '\n')
+		s.lastCkpt = now
+	}
+	err := s.append(buf, firstSeq)
+	if err != nil {
+		err = fmt.Errorf("audit spool: %w", err)
+		s.mu.Lock()
+		s.failed = err
+		s.mu.Unlock()
+		s.opt.Log.Error("audit spool: write failed; refusing every request until restarted", "err", err)
+	} else if len(buf) > 0 {
+		s.seq, s.prev, s.sinceCkpt = seq, prev, since
+		s.mu.Lock()
+		act := &s.segs[len(s.segs)-1]
+		act.size += int64(len(buf))
+		act.last = seq
+		s.total += int64(len(buf))
+		s.durable = seq
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+		s.writeHead(now)
+	}
+	for _, p := range append(accepted, ckptReqs...) {
+		p.done <- err
+	}
+}
+
+// append writes buf (entries from seq first on) to the active segment, starting a new one when it is full.
+func (s *Spool) append(buf []byte, first uint64) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	act := s.segs[len(s.segs)-1]
+	s.mu.Unlock()
+	if act.size > 0 && act.size+int64(len(buf)) > s.opt.SegmentBytes {
+		if err := s.newSegment(first); err != nil {
+			return err
+		}
+	}
+	if _, err := s.f.Write(buf); err != nil {
+		return err
+	}
+	return s.f.Sync()
+}
+
+func (s *Spool) writeHead(now time.Time) {
+	h := Head{Chain: s.chain, Seq: s.seq, Hash: s.prev, Time: now.UTC(), KeyID: s.keyID,
+		Signature: sign(s.opt.Key, HeadStatement(s.chain, s.seq, s.prev))}
+	b, _ := json.Marshal(h)
+	// Not fsync'd: after a crash the head may lag the log, never lead it (the log was fsync'd first).
+	if err := os.WriteFile(s.headTmp, b, 0o600); err == nil {
+		err = os.Rename(s.headTmp, s.head)
+		if err != nil {
+			s.opt.Log.Warn("audit spool: head not updated", "err", err)
+		}
+	}
+}
+
+// Ack records that every entry up to seq is in Kafka: the cursor is persisted, and segments holding only
+// acknowledged entries are deleted (never the active one).
+func (s *Spool) Ack(seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.durable {
+		return fmt.Errorf("audit spool: ack of seq %d beyond the log (%d)", seq, s.durable)
+	}
+	if seq <= s.cursor {
+		return nil
+	}
+	s.cursor = seq
+	b, _ := json.Marshal(struct{ Seq uint64 }{seq})
+	tmp := filepath.Join(s.dir, cursorFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, cursorFile)); err != nil {
+		return err
+	}
+	for len(s.segs) > 1 && s.segs[0].last != 0 && s.segs[0].last <= seq {
+		if err := os.Remove(s.segs[0].path); err != nil {
+			return err
+		}
+		s.total -= s.segs[0].size
+		s.segs = s.segs[1:]
+		s.full = false
+	}
+	return nil
+}
+
+// Stats is the spool's state for metrics and readiness.
+type Stats struct {
+	Bytes, Budget   int64
+	Durable, Cursor uint64 // Durable - Cursor is the shipping lag in entries
+	Segments        int
+	Full            bool // a record was refused for the budget since the last trim
+	Failed          error
+}
+
+// Stats returns the current state.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Bytes: s.total, Budget: s.opt.MaxBytes, Durable: s.durable, Cursor: s.cursor, Segments: len(s.segs), Full: s.full, Failed: s.failed}
+}
+
+// Ready fails when the spool cannot take a record: a failed write, or the budget (nearly) exhausted.
+func (s *Spool) Ready(context.Context) error {
+	st := s.Stats()
+	if st.Failed != nil {
+		return st.Failed
+	}
+	if st.Full || st.Bytes >= st.Budget-st.Budget/100 {
+		return ErrFull
+	}
+	return nil
+}
+
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// Close commits what is queued, appends a stop checkpoint and releases the spool. Writes after Close fail
+// with ErrClosed.
+func (s *Spool) Close() error {
+	select {
+	case <-s.closing:
+		return nil
+	default:
+	}
+	close(s.closing)
+	<-s.stopped
+	s.mu.Lock()
+	err := s.failed
+	s.mu.Unlock()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	s.lock.Close()
+	return err
+}

@@ -1,0 +1,390 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Break is the first place a log stops being the one fhirwall wrote.
+type Break struct {
+	Seq     uint64 // the entry at or before which the chain breaks (0 when unknown)
+	Where   string // segment file and line, or Kafka partition and offset
+	Problem string
+}
+
+func (b *Break) Error() string {
+	if b.Seq > 0 {
+		return fmt.Sprintf("%s: seq %d: %s", b.Where, b.Seq, b.Problem)
+	}
+	return fmt.Sprintf("%s: %s", b.Where, b.Problem)
+}
+
+// Report is what verify found. Break is nil when the log is intact.
+type Report struct {
+	Chain       string
+	First, Last uint64 // seq range walked
+	Entries     int
+	Records     int
+	Checkpoints int
+	Signed      uint64 // the last seq covered by a verified checkpoint or head
+	Duplicates  int    // identical entries seen again (Kafka retries); not a break
+	Break       *Break
+	Notes       []string
+}
+
+// String is the one-paragraph summary `fhirwall audit verify` prints.
+func (r Report) String() string {
+	var b strings.Builder
+	if r.Break != nil {
+		fmt.Fprintf(&b, "BROKEN: %s\n", r.Break.Error())
+	} else {
+		b.WriteString("OK\n")
+	}
+	fmt.Fprintf(&b, "chain %s: seq %d..%d, %d entries (%d records, %d checkpoints), signed up to seq %d",
+		r.Chain, r.First, r.Last, r.Entries, r.Records, r.Checkpoints, r.Signed)
+	if r.Duplicates > 0 {
+		fmt.Fprintf(&b, ", %d duplicates", r.Duplicates)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "\nnote: %s", n)
+	}
+	return b.String()
+}
+
+// Walker checks entries in chain order: each verifies its hash, follows the one before it by seq and
+// prev_hash, stays on one chain, and each checkpoint's signature holds under Key.
+type Walker struct {
+	Key    ed25519.PublicKey
+	report Report
+	last   *Entry
+	hashes map[uint64]string // seq → hash, to check a head against
+}
+
+// NewWalker returns a walker verifying signatures with key.
+func NewWalker(key ed25519.PublicKey) *Walker {
+	return &Walker{Key: key, hashes: map[uint64]string{}}
+}
+
+// Add checks the next line, found at where. It returns false once the chain is broken (later lines are not
+// looked at: the first break is the one to investigate).
+func (w *Walker) Add(raw []byte, where string) bool {
+	if w.report.Break != nil {
+		return false
+	}
+	e, err := ParseLine(raw)
+	if err != nil {
+		seq := uint64(0)
+		if w.last != nil {
+			seq = w.last.Seq + 1
+		}
+		w.fail(seq, where, "%v (the entry was modified or is not an audit entry)", err)
+		return false
+	}
+	return w.add(e, where)
+}
+
+func (w *Walker) add(e Entry, where string) bool {
+	switch {
+	case w.last == nil:
+		w.report.Chain, w.report.First = e.Chain, e.Seq
+		if e.Seq == 1 && e.PrevHash != GenesisHash {
+			w.fail(e.Seq, where, "the first entry of a chain must have prev_hash %s", GenesisHash)
+			return false
+		}
+		if e.Seq > 1 {
+			w.note("the log starts at seq %d: earlier entries were shipped and trimmed, or are elsewhere", e.Seq)
+		}
+	case e.Chain != w.last.Chain:
+		w.fail(e.Seq, where, "entry of chain %s inside chain %s", e.Chain, w.last.Chain)
+		return false
+	case e.Seq <= w.last.Seq:
+		w.fail(w.last.Seq+1, where, "out of order or repeated: expected seq %d, found seq %d", w.last.Seq+1, e.Seq)
+		return false
+	case e.Seq > w.last.Seq+1:
+		w.fail(w.last.Seq+1, where, "missing or out of order: expected seq %d, found seq %d", w.last.Seq+1, e.Seq)
+		return false
+	case e.PrevHash != w.last.Hash:
+		w.fail(e.Seq, where, "prev_hash does not match the hash of seq %d: an entry was replaced", w.last.Seq)
+		return false
+	}
+	if e.Kind == KindCheckpoint {
+		if err := verifySig(w.Key, e.KeyID, e.Signature, CheckpointStatement(e.Chain, e.Seq, e.PrevHash)); err != nil {
+			w.fail(e.Seq, where, "checkpoint: %v", err)
+			return false
+		}
+		w.report.Checkpoints++
+		w.report.Signed = e.Seq
+	} else {
+		w.report.Records++
+	}
+	w.report.Entries++
+	w.report.Last = e.Seq
+	w.hashes[e.Seq] = e.Hash
+	w.last = &e
+	return true
+}
+
+func (w *Walker) fail(seq uint64, where, format string, args ...any) {
+	w.report.Break = &Break{Seq: seq, Where: where, Problem: fmt.Sprintf(format, args...)}
+}
+
+func (w *Walker) note(format string, args ...any) {
+	w.report.Notes = append(w.report.Notes, fmt.Sprintf(format, args...))
+}
+
+// Finish checks the end of the log against a signed head (nil: none to compare) and returns the report.
+// Without a head, a log cut after its last checkpoint cannot be told from a complete one; that is said.
+func (w *Walker) Finish(head *Head, where string) Report {
+	if w.report.Break == nil && head != nil {
+		switch err := head.Verify(w.Key); {
+		case err != nil:
+			w.fail(0, where, "head: %v", err)
+		case w.last == nil:
+			w.fail(head.Seq, where, "the log is empty but the signed head is at seq %d", head.Seq)
+		case head.Chain != w.report.Chain:
+			w.fail(0, where, "the head is of chain %s, the log of chain %s", head.Chain, w.report.Chain)
+		case head.Seq > w.report.Last:
+			w.fail(w.report.Last+1, where, "tail truncated: the log ends at seq %d but the signed head is at seq %d", w.report.Last, head.Seq)
+		case head.Seq >= w.report.First && w.hashes[head.Seq] != head.Hash:
+			w.fail(head.Seq, where, "the entry at the signed head's seq has another hash: the log was rewritten")
+		default:
+			w.report.Signed = max(w.report.Signed, head.Seq)
+		}
+	}
+	if w.report.Break == nil && w.report.Last > w.report.Signed {
+		if head == nil {
+			w.note("%d entries after the last checkpoint (seq %d) are covered only by the hash chain: compare with a signed head (-head) to rule out a cut tail", w.report.Last-w.report.Signed, w.report.Signed)
+		} else {
+			w.note("%d entries after the signed head (seq %d): written after the head was taken", w.report.Last-w.report.Signed, w.report.Signed)
+		}
+	}
+	return w.report
+}
+
+// ReadHead reads a head file.
+func ReadHead(path string) (*Head, error) {
+	h, err := readJSON[Head](path)
+	if err != nil {
+		return nil, fmt.Errorf("head %s: %w", path, err)
+	}
+	return &h, nil
+}
+
+// VerifySpool walks every segment of a spool directory (running or not) and compares the end with the
+// spool's signed head, and the start with its cursor: segments are deleted only once shipped.
+func VerifySpool(dir string, key ed25519.PublicKey) (Report, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
+	if err != nil {
+		return Report{}, err
+	}
+	if len(names) == 0 {
+		return Report{}, fmt.Errorf("%s: no segments (*%s): not a spool directory?", dir, segSuffix)
+	}
+	slices.Sort(names)
+	w := NewWalker(key)
+	for i, n := range names {
+		if !verifySegment(w, n, i == len(names)-1) {
+			break
+		}
+	}
+	var head *Head
+	if h, err := ReadHead(filepath.Join(dir, headFile)); err == nil {
+		head = h
+	} else if errors.Is(err, os.ErrNotExist) {
+		w.note("no head.json: the tail cannot be checked")
+	} else {
+		w.note("unreadable head.json (a crash can leave it empty): %v", err)
+	}
+	c, err := readJSON[struct{ Seq uint64 }](filepath.Join(dir, cursorFile))
+	switch {
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		w.note("unreadable cursor.json: cannot tell whether the oldest segments were shipped before they went: %v", err)
+	case w.report.Break == nil && w.report.First > c.Seq+1: // no cursor file: nothing was shipped
+		w.fail(c.Seq+1, filepath.Base(names[0]), "missing: the log starts at seq %d but only seq ≤ %d were shipped (a segment was deleted)", w.report.First, c.Seq)
+	}
+	return w.Finish(head, headFile), nil
+}
+
+func verifySegment(w *Walker, path string, newest bool) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		w.fail(0, filepath.Base(path), "%v", err)
+		return false
+	}
+	defer f.Close()
+	first, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), segSuffix), 10, 64)
+	if err != nil {
+		w.fail(0, filepath.Base(path), "not a segment name")
+		return false
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	sc.Split(scanLinesKeepEnd)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Bytes()
+		where := fmt.Sprintf("%s line %d", filepath.Base(path), n)
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			if newest {
+				w.note("%s: an incomplete last line (a write cut short by a crash; the spool drops it on start)", where)
+				return true
+			}
+			w.fail(0, where, "an incomplete line inside the log: the segment was cut")
+			return false
+		}
+		if n == 1 {
+			if e, err := ParseLine(line); err == nil && e.Seq != first {
+				w.fail(e.Seq, where, "the segment is named for seq %d but starts at seq %d", first, e.Seq)
+				return false
+			}
+		}
+		if !w.Add(line, where) {
+			return false
+		}
+	}
+	if err := sc.Err(); err != nil {
+		w.fail(0, filepath.Base(path), "%v", err)
+		return false
+	}
+	return true
+}
+
+// scanLinesKeepEnd is bufio.ScanLines that keeps the newline, so an unterminated last line can be told apart.
+func scanLinesKeepEnd(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i+1], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// Message is one record of the audit topic.
+type Message struct {
+	Partition int
+	Offset    int64
+	Value     []byte
+}
+
+func (m Message) where() string { return fmt.Sprintf("partition %d offset %d", m.Partition, m.Offset) }
+
+// VerifyMessages walks the audit topic: one report per chain (one per spool that ever wrote to it). The
+// topic's order is not the chain's (records are keyed by patient over partitions), so entries are put back in
+// seq order; what Kafka does promise — one partition's order — is checked too, so two records of a patient
+// swapped in their partition are a break. Identical entries seen again are a producer retry and only counted;
+// two different entries with one seq are a fork. head, when given, is compared with its chain's end.
+func VerifyMessages(msgs []Message, key ed25519.PublicKey, head *Head) []Report {
+	type item struct {
+		m     Message
+		seq   uint64
+		valid bool
+	}
+	byChain := map[string][]item{}
+	var order []string
+	var unreadable []Report
+	type pkey struct {
+		chain string
+		part  int
+	}
+	lastInPart := map[pkey]item{}
+	seen := map[string]bool{} // exact bytes already seen: retries
+	reordered := map[string]*Break{}
+	dups := map[string]int{}
+	for _, m := range msgs {
+		e, err := ParseLine(m.Value)
+		valid := err == nil
+		if !valid {
+			// Lenient read of the chain and seq, so the break is reported in its place in the chain.
+			if l := lenient(m.Value); l.Chain != "" && l.Seq > 0 {
+				e = l
+			} else {
+				unreadable = append(unreadable, Report{Break: &Break{Where: m.where(), Problem: fmt.Sprintf("%v (not an audit entry, or modified beyond reading)", err)}})
+				continue
+			}
+		}
+		if _, ok := byChain[e.Chain]; !ok {
+			order = append(order, e.Chain)
+		}
+		if seen[string(m.Value)] {
+			dups[e.Chain]++
+			continue
+		}
+		seen[string(m.Value)] = true
+		it := item{m: m, seq: e.Seq, valid: valid}
+		pk := pkey{e.Chain, m.Partition}
+		if prev, ok := lastInPart[pk]; ok && e.Seq < prev.seq && reordered[e.Chain] == nil {
+			reordered[e.Chain] = &Break{Seq: e.Seq, Where: m.where(), Problem: fmt.Sprintf("reordered: seq %d comes after seq %d (offset %d) in its partition", e.Seq, prev.seq, prev.m.Offset)}
+		}
+		if prev, ok := lastInPart[pk]; !ok || e.Seq > prev.seq {
+			lastInPart[pk] = it
+		}
+		byChain[e.Chain] = append(byChain[e.Chain], it)
+	}
+	reports := unreadable
+	for _, chain := range order {
+		items := byChain[chain]
+		// seq order; at one seq, entries that fail their hash first, so the modified one is the one named.
+		slices.SortStableFunc(items, func(a, b item) int {
+			if a.seq != b.seq {
+				return cmpU(a.seq, b.seq)
+			}
+			switch {
+			case a.valid == b.valid:
+				return 0
+			case !a.valid:
+				return -1
+			}
+			return 1
+		})
+		w := NewWalker(key)
+		w.report.Duplicates = dups[chain]
+		for i, it := range items {
+			if i > 0 && it.seq == items[i-1].seq && it.valid && items[i-1].valid {
+				w.fail(it.seq, it.m.where(), "fork: another entry with this seq at %s", items[i-1].m.where())
+				break
+			}
+			if !w.Add(it.m.Value, it.m.where()) {
+				break
+			}
+		}
+		if b := reordered[chain]; b != nil && (w.report.Break == nil || b.Seq < w.report.Break.Seq) {
+			w.report.Break = b
+		}
+		var h *Head
+		if head != nil && head.Chain == chain {
+			h = head
+		}
+		reports = append(reports, w.Finish(h, "head"))
+	}
+	if head != nil && !slices.Contains(order, head.Chain) {
+		reports = append(reports, Report{Chain: head.Chain, Break: &Break{Seq: head.Seq, Where: "head", Problem: "the signed head's chain has no entry in the topic"}})
+	}
+	return reports
+}
+
+func lenient(b []byte) Entry {
+	var e Entry
+	_ = json.Unmarshal(b, &e)
+	return e
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
