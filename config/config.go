@@ -168,9 +168,40 @@ type Proxy struct {
 	Local string `mapstructure:"local"`
 }
 
-// Audit is where audit records go.
+// Audit is where audit records go: first the local spool (durable before the answer leaves), then Kafka.
 type Audit struct {
 	Kafka Kafka `mapstructure:"kafka"`
+	Spool Spool `mapstructure:"spool"`
+	// SigningKeyFile is the ed25519 private key (PKCS#8 PEM) that signs the spool's checkpoints and head;
+	// `fhirwall audit keygen -out FILE` makes one. Keep its public half (FILE.pub) where verifiers are.
+	SigningKeyFile string `mapstructure:"signing_key_file"`
+}
+
+// Spool is the audit spool on local disk (internal/audit.Spool).
+type Spool struct {
+	Dir                string        `mapstructure:"dir"`
+	MaxBytes           int64         `mapstructure:"max_bytes"`     // disk budget; past it requests get 503
+	SegmentBytes       int64         `mapstructure:"segment_bytes"` // segment size before a new one starts
+	CheckpointEvery    int           `mapstructure:"checkpoint_every"`
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
+}
+
+// CheckSpool reports what fhirwall-proxy needs to write audit records (fhirwall-xds does not).
+func (a Audit) CheckSpool() error {
+	var errs []error
+	if a.Spool.Dir == "" {
+		errs = append(errs, errors.New("audit.spool.dir is required: the directory where audit records are made durable before an answer leaves"))
+	}
+	if a.SigningKeyFile == "" {
+		errs = append(errs, errors.New("audit.signing_key_file is required: create a key with `fhirwall audit keygen -out FILE`"))
+	}
+	if a.Spool.MaxBytes != 0 && a.Spool.MaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("audit.spool.max_bytes %d: want at least 1 MiB (1048576)", a.Spool.MaxBytes))
+	}
+	if a.Spool.SegmentBytes < 0 || a.Spool.CheckpointEvery < 0 || a.Spool.CheckpointInterval < 0 {
+		errs = append(errs, errors.New("audit.spool: segment_bytes, checkpoint_every and checkpoint_interval cannot be negative"))
+	}
+	return errors.Join(errs...)
 }
 
 // Kafka names the brokers and the topic of the audit stream.
@@ -246,6 +277,12 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
+	v.SetDefault("audit.spool.dir", "")
+	v.SetDefault("audit.signing_key_file", "")
+	v.SetDefault("audit.spool.max_bytes", 1<<30)
+	v.SetDefault("audit.spool.segment_bytes", 16<<20)
+	v.SetDefault("audit.spool.checkpoint_every", 1000)
+	v.SetDefault("audit.spool.checkpoint_interval", "10s")
 	v.SetDefault("xds.listen", "127.0.0.1:18000")
 	v.SetDefault("xds.admin", "127.0.0.1:18001")
 	v.SetDefault("xds.node_id", "fhirwall-envoy")
@@ -275,7 +312,7 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	if len(c.APIs) == 0 {
 		c.APIs = []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 	}
-	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile} {
+	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/filters/extproc"
+	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/gateway"
@@ -120,8 +121,39 @@ func run(cfgPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sink := kafka.New(cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic)
-	defer sink.Close()
+	// Audit: every record is fsync'd in the spool before its answer leaves; the shipper copies the spool to
+	// Kafka behind it. A Kafka outage costs spool disk; a full spool refuses requests.
+	if err := cfg.Audit.CheckSpool(); err != nil {
+		return err
+	}
+	signer, err := audit.LoadSigningKey(cfg.Audit.SigningKeyFile)
+	if err != nil {
+		return fmt.Errorf("audit.signing_key_file: %w", err)
+	}
+	sp := cfg.Audit.Spool
+	spool, err := audit.Open(sp.Dir, audit.Options{Key: signer, MaxBytes: sp.MaxBytes, SegmentBytes: sp.SegmentBytes,
+		CheckpointEvery: sp.CheckpointEvery, CheckpointInterval: sp.CheckpointInterval, Log: log})
+	if err != nil {
+		return err
+	}
+	shipper := kafka.NewShipper(spool, cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic, kafka.Options{Log: log})
+	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
+	shipped := make(chan error, 1)
+	go func() { shipped <- shipper.Run(shipCtx) }()
+	defer func() {
+		// After the servers stopped: the stop checkpoint, then a few seconds for the shipper to catch up.
+		// Whatever it does not ship stays in the spool and goes on the next start.
+		if err := spool.Close(); err != nil {
+			log.Error("audit spool close", "err", err)
+		}
+		select {
+		case <-shipped:
+		case <-time.After(5 * time.Second):
+			log.Warn("audit shipper still behind at shutdown; the rest ships on the next start", "unshipped", spool.Stats().Durable-spool.Stats().Cursor)
+		}
+		stopShipping()
+		shipper.Close()
+	}()
 	upstream, err := url.Parse(cfg.FHIRServer.URL)
 	if err != nil {
 		return err
@@ -143,11 +175,17 @@ func run(cfgPath string, log *slog.Logger) error {
 	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
 		return err
 	}
+	if err := m.WatchSpool(metrics.Spool{Stats: spool.Stats, Shipped: func() (uint64, uint64) {
+		st := shipper.Stats()
+		return st.Shipped, st.Failures
+	}}); err != nil {
+		return err
+	}
 	core := &decision.Core{
 		Tokens:      verifier,
 		Policy:      engine,
 		Compartment: compartment,
-		Audit:       m.AuditSink(sink),
+		Audit:       m.AuditSink(spool),
 		Observer:    m,
 		Log:         log,
 		Now:         time.Now,
@@ -233,7 +271,7 @@ func run(cfgPath string, log *slog.Logger) error {
 				}
 				return nil
 			}},
-			metrics.Check{Name: "audit sink", Ready: sink.Ready},
+			metrics.Check{Name: "audit spool", Ready: spool.Ready},
 		))
 		mux.Handle("GET /metrics", metrics.Handler(reg))
 		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}, errc))

@@ -6,6 +6,8 @@ package audit
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -42,6 +44,7 @@ type Record struct {
 	Interaction    string    `json:"interaction"`
 	Method         string    `json:"method"`
 	Path           string    `json:"path"`
+	Query          string    `json:"query"` // as received, access_token values redacted (RedactQuery)
 	SourceIP       string    `json:"source_ip"`
 	RequestID      string    `json:"request_id"`
 	Status         int       `json:"status"` // the status the client received; 0 if no response was seen
@@ -52,6 +55,22 @@ type Record struct {
 	Seq            uint64    `json:"seq,omitempty"`
 	PrevHash       string    `json:"prev_hash,omitempty"`
 	Hash           string    `json:"hash,omitempty"`
+}
+
+// RedactQuery returns a raw query string with the value of every access_token parameter replaced: a token
+// sent in the URL (refused, RFC 6750 §2.3 is not supported) must not reach the audit trail.
+func RedactQuery(raw string) string {
+	if !strings.Contains(strings.ToLower(raw), "access_token") {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := url.QueryUnescape(name); err == nil && strings.EqualFold(n, "access_token") || strings.EqualFold(name, "access_token") {
+			parts[i] = name + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, "&")
 }
 
 // NewID returns a random 128-bit identifier in hex.

@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-func testKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)) }
+func testKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+}
 
 func testPub() ed25519.PublicKey { return testKey().Public().(ed25519.PublicKey) }
 

@@ -348,7 +348,7 @@ func VerifyMessages(msgs []Message, key ed25519.PublicKey, head *Head) []Report 
 			return 1
 		})
 		w := NewWalker(key)
-		w.report.Duplicates = dups[chain]
+		w.report.Chain, w.report.Duplicates = chain, dups[chain]
 		for i, it := range items {
 			if i > 0 && it.seq == items[i-1].seq && it.valid && items[i-1].valid {
 				w.fail(it.seq, it.m.where(), "fork: another entry with this seq at %s", items[i-1].m.where())
@@ -373,10 +373,27 @@ func VerifyMessages(msgs []Message, key ed25519.PublicKey, head *Head) []Report 
 	return reports
 }
 
+// lenient reads what it can of a line that does not verify: all of it if it is still JSON, else the chain and
+// seq from the fixed prefix the spool writes, so that a damaged entry is reported in its place in its chain.
 func lenient(b []byte) Entry {
 	var e Entry
-	_ = json.Unmarshal(b, &e)
-	return e
+	if json.Unmarshal(b, &e) == nil {
+		return e
+	}
+	rest, ok := bytes.CutPrefix(b, []byte(`{"chain":"`))
+	if !ok {
+		return Entry{}
+	}
+	chain, rest, ok := bytes.Cut(rest, []byte(`","seq":`))
+	if !ok {
+		return Entry{}
+	}
+	seq, _, ok := bytes.Cut(rest, []byte(","))
+	n, err := strconv.ParseUint(string(seq), 10, 64)
+	if !ok || err != nil {
+		return Entry{}
+	}
+	return Entry{Chain: string(chain), Seq: n}
 }
 
 func cmpU(a, b uint64) int {
@@ -388,3 +405,46 @@ func cmpU(a, b uint64) int {
 	}
 	return 0
 }
+
+// ReadSpool calls fn with every complete line of a spool directory's segments, oldest first (the spool may be
+// in use: what is being written now is left for the next read).
+func ReadSpool(dir string, fn func(raw []byte, where string) error) error {
+	names, err := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("%s: no segments (*%s): not a spool directory?", dir, segSuffix)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := readEntryLines(n, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readEntryLines(path string, fn func(raw []byte, where string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	sc.Split(scanLinesKeepEnd)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			break
+		}
+		if err := fn(line[:len(line)-1], fmt.Sprintf("%s line %d", filepath.Base(path), n)); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// ReadFile calls fn with every line of a JSON-lines file of entries (an export, a SIEM extract).
+func ReadFile(path string, fn func(raw []byte, where string) error) error { return readEntryLines(path, fn) }

@@ -313,6 +313,7 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 		Schema: audit.SchemaVersion, Kind: audit.KindAccess, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
 		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: c.Policy.Revision(),
 		Scopes: []string{}, Patients: []string{}, Method: d.Input.Method, Path: d.Input.Path,
+		Query:        audit.RedactQuery(d.Input.RawQuery),
 		ResourceType: d.Request.ResourceType, Interaction: string(d.Request.Interaction),
 		SourceIP: d.Input.SourceIP, RequestID: d.Input.RequestID, Status: status,
 		DataCategories: []string{}, Bytes: bytes, UpstreamMillis: float64(upstream.Microseconds()) / 1000,
@@ -336,8 +337,8 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 		r.DataCategories = e.Categories
 	}
 	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503 rather than
-	// an Envoy timeout. A write acknowledged after the deadline can still land, recording an answer the client
-	// did not get; the audit spool (issue 6) removes that window.
+	// an Envoy timeout. A record made durable just after the deadline stays: an extra record of an answer the
+	// client did not get (it got a 503), never a missing one.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AuditTimeout)
 	defer cancel()
 	err := c.Audit.Write(ctx, r)

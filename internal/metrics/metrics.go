@@ -29,6 +29,12 @@ const (
 	BreakerState            = "fhirwall_circuit_breaker_state"
 	AuditWritesInFlight     = "fhirwall_audit_writes_in_flight"
 	AuditWriteFailuresTotal = "fhirwall_audit_write_failures_total"
+	AuditSpoolBytes         = "fhirwall_audit_spool_bytes"
+	AuditSpoolBudget        = "fhirwall_audit_spool_budget_bytes"
+	AuditSpoolLag           = "fhirwall_audit_spool_unshipped_entries"
+	AuditSpoolFailed        = "fhirwall_audit_spool_failed"
+	AuditShippedTotal       = "fhirwall_audit_shipped_total"
+	AuditShipFailuresTotal  = "fhirwall_audit_ship_failures_total"
 	RateLimitedTotal        = "fhirwall_rate_limited_total"
 )
 
@@ -276,4 +282,48 @@ func (bc breakerCollector) Collect(ch chan<- prometheus.Metric) {
 		// gobreaker's constants are 0 closed, 1 half-open, 2 open: the gauge's values.
 		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, float64(b.State()), b.Name())
 	}
+}
+
+// Spool is what the metrics read of the audit spool and its shipper at scrape time.
+type Spool struct {
+	Stats   func() audit.Stats
+	Shipped func() (shipped, failures uint64)
+}
+
+// WatchSpool registers the spool's gauges: bytes against the budget (requests are refused at the budget) and
+// the entries not yet acknowledged by Kafka, and the shipper's counters.
+func (m *Metrics) WatchSpool(s Spool) error {
+	return m.reg.Register(spoolCollector(s))
+}
+
+var (
+	spoolBytesDesc   = prometheus.NewDesc(AuditSpoolBytes, "Bytes in the audit spool's segments.", nil, nil)
+	spoolBudgetDesc  = prometheus.NewDesc(AuditSpoolBudget, "The audit spool's disk budget; at it, requests are refused (503).", nil, nil)
+	spoolLagDesc     = prometheus.NewDesc(AuditSpoolLag, "Audit entries durable in the spool but not yet acknowledged by Kafka.", nil, nil)
+	shippedDesc      = prometheus.NewDesc(AuditShippedTotal, "Audit entries acknowledged by Kafka.", nil, nil)
+	shipFailuresDesc = prometheus.NewDesc(AuditShipFailuresTotal, "Failed Kafka writes of audit batches (each is retried).", nil, nil)
+	spoolFailedDesc  = prometheus.NewDesc(AuditSpoolFailed, "1 when a spool write or fsync failed: every request is refused until restart.", nil, nil)
+)
+
+type spoolCollector Spool
+
+func (spoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{spoolBytesDesc, spoolBudgetDesc, spoolLagDesc, shippedDesc, shipFailuresDesc, spoolFailedDesc} {
+		ch <- d
+	}
+}
+
+func (s spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := s.Stats()
+	failed := 0.0
+	if st.Failed != nil {
+		failed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(spoolBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(spoolBudgetDesc, prometheus.GaugeValue, float64(st.Budget))
+	ch <- prometheus.MustNewConstMetric(spoolLagDesc, prometheus.GaugeValue, float64(st.Durable-st.Cursor))
+	ch <- prometheus.MustNewConstMetric(spoolFailedDesc, prometheus.GaugeValue, failed)
+	shipped, failures := s.Shipped()
+	ch <- prometheus.MustNewConstMetric(shippedDesc, prometheus.CounterValue, float64(shipped))
+	ch <- prometheus.MustNewConstMetric(shipFailuresDesc, prometheus.CounterValue, float64(failures))
 }

@@ -29,15 +29,27 @@ ensure_tls() {
 export FHIRWALL_XDS_TLS_CERT_FILE=$TLS_DIR/tls.crt
 export FHIRWALL_XDS_TLS_KEY_FILE=$TLS_DIR/tls.key
 export FHIRWALL_PUBLIC_URL=https://127.0.0.1:$ENVOY_PORT
+# The audit spool and the key that signs its checkpoints (generated once; verify with signing.key.pub).
+AUDIT_DIR=$FHIRWALL_STATE/audit
+export FHIRWALL_AUDIT_SPOOL_DIR=$AUDIT_DIR/spool
+export FHIRWALL_AUDIT_SIGNING_KEY_FILE=$AUDIT_DIR/signing.key
+
+ensure_audit_key() {
+  [ -f "$FHIRWALL_AUDIT_SIGNING_KEY_FILE" ] && return 0
+  mkdir -p "$AUDIT_DIR" && chmod 700 "$AUDIT_DIR"
+  "$BIN/fhirwall" audit keygen -out "$FHIRWALL_AUDIT_SIGNING_KEY_FILE" >/dev/null
+  log "generated the audit signing key $FHIRWALL_AUDIT_SIGNING_KEY_FILE"
+}
 
 build() {
   mkdir -p "$BIN"
-  (cd "$FHIRWALL_ROOT" && go build -o "$BIN/fhirwall-proxy" ./cmd/proxy && go build -o "$BIN/fhirwall-xds" ./cmd/xds)
+  (cd "$FHIRWALL_ROOT" && go build -o "$BIN/fhirwall-proxy" ./cmd/proxy && go build -o "$BIN/fhirwall-xds" ./cmd/xds && go build -o "$BIN/fhirwall" ./cmd/fhirwall)
 }
 
 start_proxy() {
   is_running proxy && return 0
-  [ -x "$BIN/fhirwall-proxy" ] || build
+  [ -x "$BIN/fhirwall-proxy" ] && [ -x "$BIN/fhirwall" ] || build
+  ensure_audit_key
   start_bg proxy "$BIN/fhirwall-proxy" -config "$CONFIG"
   wait_http proxy "http://127.0.0.1:$PROXY_ADMIN_PORT/readyz" 30
   wait_port proxy "$PROXY_GRPC_PORT" 10

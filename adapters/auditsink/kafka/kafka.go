@@ -1,119 +1,162 @@
-// Package kafka ships audit records to a Kafka topic with kafka-go, acknowledged by all in-sync replicas.
+// Package kafka ships the audit spool to a Kafka topic with kafka-go, acknowledged by all in-sync replicas, and
+// reads the topic back for `fhirwall audit verify|query|export`.
 package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
-	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
-var _ decision.Sink = (*Sink)(nil)
+// Spool is what the shipper needs of the audit spool.
+type Spool interface {
+	NewReader() *audit.Reader
+	Ack(seq uint64) error
+}
 
-// Sink writes each record synchronously: Write returns only once the broker acknowledged it.
-type Sink struct {
+var _ Spool = (*audit.Spool)(nil)
+
+// Shipper copies every durable spool entry to the topic, in seq order, and acknowledges it to the spool only
+// once Kafka has it from all in-sync replicas: the spool is trimmed behind that cursor, so a broker outage
+// costs disk, never records. A failed batch is sent again after a backoff; entries already written are then
+// duplicated, and consumers drop repeats by record id (the `record-id` header, or the entry's id).
+type Shipper struct {
+	spool   Spool
 	w       *kafkago.Writer
 	brokers []string
 	topic   string
-	// lastOK is when a write or readiness probe last succeeded (unix nanoseconds); lastErr the latest failure
-	// since then. Ready reads them instead of asking the brokers while writes are going through.
-	lastOK  atomic.Int64
-	lastErr atomic.Pointer[error]
-	now     func() time.Time
+	log     *slog.Logger
+	opt     Options
+
+	shipped  atomic.Uint64 // entries acknowledged by Kafka
+	failures atomic.Uint64 // failed batch writes
+	lastOK   atomic.Int64  // unix nanoseconds of the last acknowledged batch
 }
 
-// readyFresh is how long a successful write vouches for the sink; after it, or after a failed write, Ready
-// asks a broker.
-const readyFresh = 10 * time.Second
+// Options tune a shipper; zero values take the defaults in brackets.
+type Options struct {
+	BatchSize    int           // entries per produce batch [500]
+	BackoffMin   time.Duration // first retry delay [100 ms]
+	BackoffMax   time.Duration // longest retry delay [5 s]
+	Log          *slog.Logger
+	WriteTimeout time.Duration // one produce round trip [10 s]
+}
 
-// New returns a sink for topic on brokers. The topic must exist (the stack scripts create it).
-func New(brokers []string, topic string) *Sink {
-	return &Sink{brokers: brokers, topic: topic, now: time.Now, w: &kafkago.Writer{
+// NewShipper returns a shipper of spool to topic on brokers. The topic must exist (the stack scripts create it).
+func NewShipper(spool Spool, brokers []string, topic string, o Options) *Shipper {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 100 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Shipper{spool: spool, brokers: brokers, topic: topic, log: o.Log, opt: o, w: &kafkago.Writer{
 		Addr:         kafkago.TCP(brokers...),
 		Topic:        topic,
 		RequiredAcks: kafkago.RequireAll, // kafka-go's default is RequireNone: fire and forget
-		// The default 1 s batch delay would hold every request for a second.
-		BatchTimeout: 2 * time.Millisecond,
-		// Records of one patient stay in order on one partition.
-		Balancer:        &kafkago.Hash{},
-		MaxAttempts:     5,
-		WriteBackoffMin: 50 * time.Millisecond,
-		WriteBackoffMax: time.Second,
+		// Batches are formed here, from the spool; kafka-go's default 1 s wait for a fuller batch would only
+		// add latency.
+		BatchTimeout: 5 * time.Millisecond,
+		BatchSize:    o.BatchSize,
+		BatchBytes:   4 << 20,
+		// Records of one patient go to one partition, in chain order (audit.Entry.Key).
+		Balancer:     &kafkago.Hash{},
+		MaxAttempts:  1, // Run retries whole batches with its own backoff
+		WriteTimeout: o.WriteTimeout,
+		ReadTimeout:  o.WriteTimeout,
 	}}
+	return s
 }
 
-// Write sends one record keyed by its first patient (or client, when no patient is involved).
-func (s *Sink) Write(ctx context.Context, r audit.Record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	key := r.ClientID
-	if len(r.Patients) > 0 {
-		key = r.Patients[0]
-	}
-	if err := s.w.WriteMessages(ctx, kafkago.Message{Key: []byte(key), Value: b,
-		Headers: []kafkago.Header{{Key: "schema", Value: []byte(audit.SchemaVersion)}, {Key: "record-id", Value: []byte(r.ID)}}}); err != nil {
-		err = fmt.Errorf("kafka: %w", err)
-		s.lastErr.Store(&err)
-		return err
-	}
-	s.succeeded()
-	return nil
-}
-
-func (s *Sink) succeeded() {
-	s.lastOK.Store(s.now().UnixNano())
-	s.lastErr.Store(nil)
-}
-
-// Ready reports whether the sink can accept writes: at once when the last write succeeded recently, else by
-// reading the topic's partitions from a broker (one short metadata request). A failed write makes the sink
-// unready until a probe or a write succeeds again, so an unready proxy (no traffic) can still recover.
-func (s *Sink) Ready(ctx context.Context) error {
-	if s.lastErr.Load() == nil && s.now().Sub(time.Unix(0, s.lastOK.Load())) < readyFresh {
-		return nil
-	}
-	var errs []error
-	for _, b := range s.brokers {
-		err := s.probe(ctx, b)
-		if err == nil {
-			s.succeeded()
+// Run ships until ctx is cancelled or the spool is closed and fully shipped.
+func (s *Shipper) Run(ctx context.Context) error {
+	o := s.opt
+	rd := s.spool.NewReader()
+	var lastWarn time.Time
+	for {
+		lines, err := rd.Next(ctx, o.BatchSize, 4<<20)
+		if errors.Is(err, audit.ErrClosed) {
 			return nil
 		}
-		errs = append(errs, err)
+		if err != nil {
+			return err
+		}
+		msgs := make([]kafkago.Message, len(lines))
+		for i, l := range lines {
+			if l.Err != nil {
+				// Shipped as found: the copy in Kafka is evidence too, and verify names it there.
+				s.log.Error("audit shipper: a spool entry does not verify; shipping it as found", "seq", l.Entry.Seq, "err", l.Err)
+			}
+			msgs[i] = kafkago.Message{Key: []byte(l.Entry.Key()), Value: l.Raw, Headers: []kafkago.Header{
+				{Key: "schema", Value: []byte(audit.SchemaVersion)},
+				{Key: "kind", Value: []byte(l.Entry.Kind)},
+				{Key: "record-id", Value: []byte(l.Entry.ID)},
+			}}
+		}
+		delay := o.BackoffMin
+		for {
+			err := s.w.WriteMessages(ctx, msgs...)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.failures.Add(1)
+			if time.Since(lastWarn) > 30*time.Second {
+				s.log.Warn("audit shipper: Kafka write failed; retrying (records wait in the spool)", "err", err, "entries", len(msgs))
+				lastWarn = time.Now()
+			}
+			select {
+			case <-time.After(delay/2 + rand.N(delay/2+1)):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			delay = min(2*delay, o.BackoffMax)
+		}
+		if !lastWarn.IsZero() {
+			s.log.Info("audit shipper: Kafka writes succeed again")
+			lastWarn = time.Time{}
+		}
+		if err := s.spool.Ack(lines[len(lines)-1].Entry.Seq); err != nil {
+			return fmt.Errorf("audit shipper: %w", err)
+		}
+		s.shipped.Add(uint64(len(lines)))
+		s.lastOK.Store(time.Now().UnixNano())
 	}
-	if len(errs) == 0 {
-		return errors.New("kafka: no brokers configured")
-	}
-	return fmt.Errorf("kafka: %w", errors.Join(errs...))
 }
 
-func (s *Sink) probe(ctx context.Context, broker string) error {
-	conn, err := (&kafkago.Dialer{}).DialContext(ctx, "tcp", broker)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	ps, err := conn.ReadPartitions(s.topic)
-	if err != nil {
-		return err
-	}
-	if len(ps) == 0 {
-		return fmt.Errorf("topic %q has no partitions", s.topic)
-	}
-	return nil
+// Stats are the shipper's counters for metrics.
+type Stats struct {
+	Shipped, Failures uint64
+	LastOK            time.Time
 }
 
-// Close flushes and closes the writer.
-func (s *Sink) Close() error { return s.w.Close() }
+// Stats returns the counters.
+func (s *Shipper) Stats() Stats {
+	var t time.Time
+	if n := s.lastOK.Load(); n > 0 {
+		t = time.Unix(0, n)
+	}
+	return Stats{Shipped: s.shipped.Load(), Failures: s.failures.Load(), LastOK: t}
+}
+
+// Close closes the writer.
+func (s *Shipper) Close() error { return s.w.Close() }

@@ -1,0 +1,78 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+)
+
+// ReadTopic reads every message of topic, from each partition's first offset to its end when called, for
+// verify, query and export on one machine (a SIEM indexes the topic at scale). fn is called per message in
+// partition order; partitions one after another.
+func ReadTopic(ctx context.Context, brokers []string, topic string, fn func(audit.Message) error) error {
+	if len(brokers) == 0 {
+		return errors.New("kafka: no brokers")
+	}
+	conn, err := kafkago.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		return fmt.Errorf("kafka: topic %s: %w", topic, err)
+	}
+	slices.SortFunc(parts, func(a, b kafkago.Partition) int { return a.ID - b.ID })
+	for _, p := range parts {
+		if err := readPartition(ctx, brokers, topic, p.ID, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readPartition(ctx context.Context, brokers []string, topic string, part int, fn func(audit.Message) error) error {
+	conn, err := kafkago.DialLeader(ctx, "tcp", brokers[0], topic, part)
+	if err != nil {
+		return fmt.Errorf("kafka: partition %d: %w", part, err)
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return fmt.Errorf("kafka: partition %d offsets: %w", part, err)
+	}
+	next := first
+	for next < last {
+		if _, err := conn.Seek(next, kafkago.SeekAbsolute); err != nil {
+			return fmt.Errorf("kafka: partition %d: %w", part, err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: time.Second})
+		got := 0
+		for next < last {
+			m, err := b.ReadMessage()
+			if err != nil {
+				break
+			}
+			got++
+			next = m.Offset + 1
+			if err := fn(audit.Message{Partition: part, Offset: m.Offset, Value: m.Value}); err != nil {
+				b.Close()
+				return err
+			}
+		}
+		if err := b.Close(); err != nil && got == 0 {
+			return fmt.Errorf("kafka: partition %d at offset %d: %w", part, next, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,289 @@
+// Command fhirwall is the operator's tool for the audit trail:
+//
+//	fhirwall audit keygen -out FILE
+//	fhirwall audit verify (-spool DIR | -kafka BROKERS) -key FILE [-head FILE]
+//	fhirwall audit query  (-spool DIR | -kafka BROKERS | -file FILE) [-patient ID] [-client ID] [-api NAME] [-since T] [-until T]
+//	fhirwall audit export -format auditevent (source) (filters) [-observer NAME]
+//	fhirwall audit report cms-patient-access -year YYYY (source) [-api NAME] [-repeat day|request] [-json]
+//
+// Exit status: 0 done (verify: intact), 1 verify found a break, 2 bad usage or an unreadable source.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
+	"github.com/fhirwall/fhirwall/internal/audit"
+)
+
+const usage = `usage: fhirwall audit <keygen|verify|query|export|report> [flags]   (fhirwall audit <command> -h for flags)`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	code, err := run(ctx, os.Args[1:], os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fhirwall:", err)
+	}
+	os.Exit(code)
+}
+
+// errUsage marks an error that is the caller's to fix (exit status 2).
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, out io.Writer) (int, error) {
+	if len(args) < 2 || args[0] != "audit" {
+		return 2, errors.New(usage)
+	}
+	cmd, args := args[1], args[2:]
+	fs := flag.NewFlagSet("fhirwall audit "+cmd, flag.ContinueOnError)
+	src := sourceFlags(fs)
+	var err error
+	switch cmd {
+	case "keygen":
+		outFile := fs.String("out", "", "where to write the private key (FILE.pub gets the public key)")
+		if err = fs.Parse(args); err == nil {
+			if *outFile == "" {
+				return 2, errors.New("keygen: -out FILE is required")
+			}
+			err = audit.GenerateKey(*outFile)
+			if err == nil {
+				fmt.Fprintf(out, "wrote %s (private, keep it for fhirwall-proxy: audit.signing_key_file) and %s.pub (for verify)\n", *outFile, *outFile)
+			}
+		}
+	case "verify":
+		key := fs.String("key", "", "the signing key's public half (FILE.pub) or the private key file")
+		head := fs.String("head", "", "a signed head (a spool's head.json) to check the end of a topic against")
+		if err = fs.Parse(args); err == nil {
+			return verify(ctx, src, *key, *head, out)
+		}
+	case "query", "export":
+		f := filterFlags(fs)
+		format := fs.String("format", "", "export format: auditevent (FHIR R4 AuditEvent, IHE BALP), one per line")
+		observer := fs.String("observer", hostname(), "export: the fhirwall instance named as the events' observer")
+		if err = fs.Parse(args); err == nil {
+			err = query(ctx, src, f, cmd, *format, *observer, out)
+		}
+	case "report":
+		year := fs.Int("year", 0, "calendar year (UTC)")
+		api := fs.String("api", audit.DefaultPatientAccessAPI, "the Patient Access API's name (config apis[].name)")
+		repeat := fs.String("repeat", audit.RepeatDay, "what counts as \"more than once\": day (transfers on 2+ UTC days) or request")
+		asJSON := fs.Bool("json", false, "print JSON")
+		if len(args) == 0 || args[0] != "cms-patient-access" {
+			return 2, errors.New("report: the one report is cms-patient-access: fhirwall audit report cms-patient-access -year YYYY -kafka BROKERS")
+		}
+		if err = fs.Parse(args[1:]); err == nil {
+			err = report(ctx, src, audit.CMSOptions{Year: *year, API: *api, RepeatUnit: *repeat}, *asJSON, out)
+		}
+	default:
+		return 2, errors.New(usage)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, nil
+		}
+		return 2, err
+	}
+	return 0, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		return "fhirwall"
+	}
+	return h
+}
+
+type source struct {
+	spool, kafka, topic, file *string
+}
+
+func sourceFlags(fs *flag.FlagSet) source {
+	return source{
+		spool: fs.String("spool", "", "a spool directory (audit.spool.dir): entries not yet shipped and trimmed"),
+		kafka: fs.String("kafka", "", "Kafka brokers, comma-separated: the whole topic"),
+		topic: fs.String("topic", "fhirwall.audit", "the audit topic"),
+		file:  fs.String("file", "", "a JSON-lines file of entries (an extract)"),
+	}
+}
+
+func (s source) check(allowFile bool) error {
+	n := 0
+	for _, v := range []string{*s.spool, *s.kafka, *s.file} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 || (!allowFile && *s.file != "") {
+		if allowFile {
+			return errors.New("name one source: -spool DIR, -kafka HOST:PORT or -file FILE")
+		}
+		return errors.New("name one source: -spool DIR or -kafka HOST:PORT")
+	}
+	return nil
+}
+
+// each calls fn with every raw entry of the source.
+func (s source) each(ctx context.Context, fn func(raw []byte) error) error {
+	switch {
+	case *s.spool != "":
+		return audit.ReadSpool(*s.spool, func(raw []byte, _ string) error { return fn(raw) })
+	case *s.file != "":
+		return audit.ReadFile(*s.file, func(raw []byte, _ string) error { return fn(raw) })
+	}
+	return kafka.ReadTopic(ctx, strings.Split(*s.kafka, ","), *s.topic, func(m audit.Message) error { return fn(m.Value) })
+}
+
+func verify(ctx context.Context, src source, keyFile, headFile string, out io.Writer) (int, error) {
+	if err := src.check(false); err != nil {
+		return 2, err
+	}
+	if keyFile == "" {
+		return 2, errors.New("verify: -key FILE is required (the signing key's .pub, from `fhirwall audit keygen`)")
+	}
+	key, err := audit.LoadVerifyKey(keyFile)
+	if err != nil {
+		return 2, err
+	}
+	var reports []audit.Report
+	if *src.spool != "" {
+		r, err := audit.VerifySpool(*src.spool, key)
+		if err != nil {
+			return 2, err
+		}
+		reports = []audit.Report{r}
+	} else {
+		var head *audit.Head
+		if headFile != "" {
+			if head, err = audit.ReadHead(headFile); err != nil {
+				return 2, err
+			}
+		}
+		var msgs []audit.Message
+		err := kafka.ReadTopic(ctx, strings.Split(*src.kafka, ","), *src.topic, func(m audit.Message) error {
+			msgs = append(msgs, m)
+			return nil
+		})
+		if err != nil {
+			return 2, err
+		}
+		if len(msgs) == 0 {
+			return 2, fmt.Errorf("topic %s is empty", *src.topic)
+		}
+		reports = audit.VerifyMessages(msgs, key, head)
+	}
+	code := 0
+	for _, r := range reports {
+		fmt.Fprintln(out, r.String())
+		if r.Break != nil {
+			code = 1
+		}
+	}
+	return code, nil
+}
+
+type filter struct {
+	patient, client, api, since, until *string
+}
+
+func filterFlags(fs *flag.FlagSet) filter {
+	return filter{
+		patient: fs.String("patient", "", "only records whose patients include this id"),
+		client:  fs.String("client", "", "only records of this client_id"),
+		api:     fs.String("api", "", "only records of this API"),
+		since:   fs.String("since", "", "from this time on (RFC 3339 or YYYY-MM-DD, UTC)"),
+		until:   fs.String("until", "", "before this time (RFC 3339 or YYYY-MM-DD, UTC)"),
+	}
+}
+
+func (f filter) build() (audit.Filter, error) {
+	af := audit.Filter{Patient: *f.patient, Client: *f.client, API: *f.api}
+	for _, t := range []struct {
+		in  string
+		out *time.Time
+	}{{*f.since, &af.Since}, {*f.until, &af.Until}} {
+		if t.in == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.in)
+		if err != nil {
+			if v, err = time.Parse(time.DateOnly, t.in); err != nil {
+				return af, fmt.Errorf("time %q: want RFC 3339 (2027-01-31T12:00:00Z) or YYYY-MM-DD", t.in)
+			}
+		}
+		*t.out = v.UTC()
+	}
+	return af, nil
+}
+
+// query prints the matching access records once each (a retry's duplicates dropped by id), as JSON lines or
+// as AuditEvents.
+func query(ctx context.Context, src source, f filter, cmd, format, observer string, out io.Writer) error {
+	if err := src.check(true); err != nil {
+		return err
+	}
+	af, err := f.build()
+	if err != nil {
+		return err
+	}
+	if cmd == "export" && format != "auditevent" {
+		return errors.New("export: -format auditevent is the one format (FHIR R4 AuditEvent following IHE BALP)")
+	}
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	seen := map[string]bool{}
+	return src.each(ctx, func(raw []byte) error {
+		var r audit.Record
+		if err := json.Unmarshal(raw, &r); err != nil || r.Kind != audit.KindAccess || seen[r.ID] || !af.Match(r) {
+			return nil
+		}
+		seen[r.ID] = true
+		line := raw
+		if cmd == "export" {
+			if line, err = audit.AuditEvent(r, audit.AuditEventOptions{Observer: observer}); err != nil {
+				return fmt.Errorf("record %s: %w", r.ID, err)
+			}
+		}
+		w.Write(line)
+		return w.WriteByte('\n')
+	})
+}
+
+func report(ctx context.Context, src source, o audit.CMSOptions, asJSON bool, out io.Writer) error {
+	if err := src.check(true); err != nil {
+		return err
+	}
+	if o.Year < 2000 {
+		return errors.New("report: -year YYYY is required")
+	}
+	acc, err := audit.NewCMSReport(o)
+	if err != nil {
+		return err
+	}
+	if err := src.each(ctx, func(raw []byte) error {
+		var r audit.Record
+		if json.Unmarshal(raw, &r) == nil && r.Kind == audit.KindAccess {
+			acc.Add(r)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	res := acc.Result()
+	if asJSON {
+		return json.NewEncoder(out).Encode(res)
+	}
+	_, err = io.WriteString(out, res.Text())
+	return err
+}

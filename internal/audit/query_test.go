@@ -1,0 +1,42 @@
+package audit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFilterSelectsByPatientClientAPIAndHalfOpenWindow(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := Record{Kind: KindAccess, Time: t0, API: "patient-access", ClientID: "app-1", Patients: []string{"p1", "p2"}}
+	cases := []struct {
+		name string
+		f    Filter
+		r    Record
+		want bool
+	}{
+		{"empty filter matches everything", Filter{}, rec, true},
+		{"patient among several", Filter{Patient: "p2"}, rec, true},
+		{"other patient", Filter{Patient: "p3"}, rec, false},
+		{"patient filter never matches a record without patients", Filter{Patient: "p1"}, Record{Kind: KindAccess, Time: t0}, false},
+		{"client", Filter{Client: "app-1"}, rec, true},
+		{"other client", Filter{Client: "app-2"}, rec, false},
+		{"api", Filter{API: "patient-access"}, rec, true},
+		{"other api", Filter{API: "provider-access"}, rec, false},
+		{"since is inclusive", Filter{Since: t0}, rec, true},
+		{"since after the record", Filter{Since: t0.Add(time.Nanosecond)}, rec, false},
+		{"until is exclusive", Filter{Until: t0}, rec, false},
+		{"until after the record", Filter{Until: t0.Add(time.Nanosecond)}, rec, true},
+		{"window around the record", Filter{Since: t0.Add(-time.Hour), Until: t0.Add(time.Hour)}, rec, true},
+		{"window compares instants, not zones", Filter{Since: t0.In(time.FixedZone("EST", -5*3600))}, rec, true},
+		{"all members must match", Filter{Patient: "p1", Client: "app-2"}, rec, false},
+		{"schema 1 record without kind", Filter{Client: "app-1"}, Record{Time: t0, ClientID: "app-1"}, true},
+		{"checkpoint never matches", Filter{}, Record{Kind: KindCheckpoint, Time: t0}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.f.Match(c.r); got != c.want {
+				t.Errorf("%+v.Match = %v, want %v", c.f, got, c.want)
+			}
+		})
+	}
+}
