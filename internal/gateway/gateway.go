@@ -95,6 +95,7 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
+			resp.Header.Del("X-Request-Id") // ours is set already; the FHIR server's echo would repeat it
 			if resp.StatusCode >= 500 && g.Metrics != nil {
 				g.Metrics.UpstreamFailed(ex.d, upstreamStatus(resp.StatusCode))
 			}
@@ -203,6 +204,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SourceIP:      sourceIP(r.RemoteAddr),
 		RequestID:     audit.NewID(), // never taken from the client
 	}
+	// The id of this request's audit record, for the client to quote (Envoy mode: always_set_request_id_in_response).
+	w.Header().Set("X-Request-Id", in.RequestID)
 	d, api := g.decide(r, in)
 	if g.Metrics != nil {
 		defer func() { g.Metrics.Served(d, time.Since(started)) }()
