@@ -447,4 +447,6 @@ func readEntryLines(path string, fn func(raw []byte, where string) error) error 
 }
 
 // ReadFile calls fn with every line of a JSON-lines file of entries (an export, a SIEM extract).
-func ReadFile(path string, fn func(raw []byte, where string) error) error { return readEntryLines(path, fn) }
+func ReadFile(path string, fn func(raw []byte, where string) error) error {
+	return readEntryLines(path, fn)
+}
