@@ -75,8 +75,10 @@ func template(t *testing.T, valuesFile string) (string, string, error) {
 }
 
 func TestChartLintsStrict(t *testing.T) {
+	// The chart's defaults leave audit.signingKey.existingSecret empty on purpose, so "defaults" is
+	// default.yaml: the defaults plus that one value.
 	for name, extra := range map[string][]string{
-		"default values":        nil,
+		"default values":        {"-f", "test/helm/testdata/values/default.yaml"},
 		"TLS and NetworkPolicy": {"-f", "test/helm/testdata/values/tls-networkpolicy.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -121,8 +123,9 @@ func TestTemplateMatchesGolden(t *testing.T) {
 }
 
 // TestRenderedConfigLoads: the fhirwall.yaml and clients.yaml the chart renders for every values file are
-// accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, so a chart change cannot ship a
-// config the pods would refuse.
+// accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, including fhirwall-proxy's audit
+// spool check, and the audit paths in it are where the proxy Deployment mounts the spool volume and the
+// signing key, so a chart change cannot ship a config the pods would refuse.
 func TestRenderedConfigLoads(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "helm", "testdata", "values", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -141,8 +144,23 @@ func TestRenderedConfigLoads(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := config.Load(filepath.Join(dir, "fhirwall.yaml")); err != nil {
-				t.Errorf("fhirwall refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
+			cfg, err := config.Load(filepath.Join(dir, "fhirwall.yaml"))
+			if err != nil {
+				t.Fatalf("fhirwall refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
+			}
+			if err := cfg.Audit.CheckSpool(); err != nil {
+				t.Errorf("fhirwall-proxy refuses the rendered audit section: %v\n%s", err, data["fhirwall.yaml"])
+			}
+			proxy := podSpec(t, out, "fhirwall-proxy")
+			if got := proxy.mountedVolume(cfg.Audit.Spool.Dir); got == nil || (got.PersistentVolumeClaim == nil && got.EmptyDir == nil) {
+				t.Errorf("audit.spool.dir %s is not a PVC or emptyDir mount of fhirwall-proxy (%+v)", cfg.Audit.Spool.Dir, got)
+			}
+			key := proxy.mountedVolume(filepath.Dir(cfg.Audit.SigningKeyFile))
+			if key == nil || key.Secret == nil || !key.Secret.hasPath(filepath.Base(cfg.Audit.SigningKeyFile)) {
+				t.Errorf("audit.signing_key_file %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", cfg.Audit.SigningKeyFile, key)
+			}
+			if strings.Contains(data["fhirwall.yaml"], "PRIVATE KEY") {
+				t.Error("the ConfigMap holds a private key")
 			}
 			if _, err := fileregistry.Parse([]byte(data["clients.yaml"]), config.KnownAPIs); err != nil {
 				t.Errorf("fhirwall refuses the rendered clients.yaml: %v", err)
@@ -174,6 +192,89 @@ func configMapData(t *testing.T, manifests, name string) map[string]string {
 	}
 }
 
+// podSpecView is the part of a Deployment's pod template the audit checks read.
+type podSpecView struct {
+	Containers []struct {
+		VolumeMounts []struct {
+			Name      string `yaml:"name"`
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	} `yaml:"containers"`
+	Volumes []volumeView `yaml:"volumes"`
+}
+
+type volumeView struct {
+	Name                  string         `yaml:"name"`
+	PersistentVolumeClaim map[string]any `yaml:"persistentVolumeClaim"`
+	EmptyDir              map[string]any `yaml:"emptyDir"`
+	Secret                *secretView    `yaml:"secret"`
+}
+
+type secretView struct {
+	SecretName string `yaml:"secretName"`
+	Items      []struct {
+		Key  string `yaml:"key"`
+		Path string `yaml:"path"`
+	} `yaml:"items"`
+}
+
+func (s *secretView) hasPath(name string) bool {
+	if len(s.Items) == 0 {
+		return true // every key of the Secret is a file
+	}
+	for _, it := range s.Items {
+		if it.Path == name {
+			return true
+		}
+	}
+	return false
+}
+
+// mountedVolume returns the volume the first container mounts at dir, or nil.
+func (p podSpecView) mountedVolume(dir string) *volumeView {
+	if len(p.Containers) == 0 {
+		return nil
+	}
+	for _, m := range p.Containers[0].VolumeMounts {
+		if m.MountPath != dir {
+			continue
+		}
+		for i := range p.Volumes {
+			if p.Volumes[i].Name == m.Name {
+				return &p.Volumes[i]
+			}
+		}
+	}
+	return nil
+}
+
+// podSpec returns the pod template of the Deployment called name in helm's multi-document output.
+func podSpec(t *testing.T, manifests, name string) podSpecView {
+	t.Helper()
+	dec := yaml.NewDecoder(strings.NewReader(manifests))
+	for {
+		var doc struct {
+			Kind     string                `yaml:"kind"`
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Spec     struct {
+				Template struct {
+					Spec podSpecView `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("no Deployment %s in the rendered chart", name)
+		}
+		if err != nil {
+			t.Fatalf("helm output is not YAML: %v", err)
+		}
+		if doc.Kind == "Deployment" && doc.Metadata.Name == name {
+			return doc.Spec.Template.Spec
+		}
+	}
+}
+
 // TestSchemaRefusesBadValues: each file under testdata/invalid breaks the schema (or a template's
 // required check) in one way; helm must refuse it and name the offending key.
 func TestSchemaRefusesBadValues(t *testing.T) {
@@ -188,6 +289,11 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"envoy-port-out-of-range.yaml", "at '/envoy/ports/listener': maximum"},
 		{"client-without-active.yaml", "at '/clients/0': missing property 'active'"},
 		{"networkpolicy-without-fhir-selector.yaml", "fhirServer.podSelector is required"},
+		{"signing-key-secret-missing.yaml", "audit.signingKey.existingSecret is required: fhirwall-proxy signs its audit checkpoints with an ed25519 key from a Secret. Create one with `fhirwall audit keygen -out signing.key && kubectl create secret generic fhirwall-audit-signing-key --from-file=signing.key"},
+		{"spool-size-negative.yaml", "at '/proxy/auditSpool/persistence/size': '-2Gi' does not match pattern"},
+		{"spool-budget-over-volume.yaml", "proxy.auditSpool.maxBytes 2147483648 is more than 90% of proxy.auditSpool.persistence.size 2Gi"},
+		{"spool-dir-in-config.yaml", "at '/config/audit/spool': additional properties 'dir' not allowed"},
+		{"proxy-replicas-share-spool.yaml", "Keep proxy.replicas at 1"},
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {

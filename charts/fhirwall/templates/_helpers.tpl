@@ -82,6 +82,56 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "fhirwall.tlsDir" -}}/etc/fhirwall/tls{{- end -}}
 {{- define "fhirwall.clientCADir" -}}/etc/fhirwall/client-ca{{- end -}}
 {{- define "fhirwall.fhirServerCADir" -}}/etc/fhirwall/fhir-server-ca{{- end -}}
+{{- define "fhirwall.auditSpoolDir" -}}/var/lib/fhirwall/audit-spool{{- end -}}
+{{/* Not under /etc/fhirwall: that is the ConfigMap's mount. */}}
+{{- define "fhirwall.auditKeyDir" -}}/etc/fhirwall-audit-key{{- end -}}
+
+{{/* The signing key's Secret; the only way to give fhirwall-proxy its key, so rendering stops without it. */}}
+{{- define "fhirwall.auditSigningKeySecret" -}}
+{{- required (printf "audit.signingKey.existingSecret is required: fhirwall-proxy signs its audit checkpoints with an ed25519 key from a Secret. Create one with `fhirwall audit keygen -out signing.key && kubectl create secret generic fhirwall-audit-signing-key --from-file=signing.key --namespace %s`, keep signing.key.pub for `fhirwall audit verify`, and set audit.signingKey.existingSecret=fhirwall-audit-signing-key" .Release.Namespace) .Values.audit.signingKey.existingSecret -}}
+{{- end -}}
+
+{{/* persistence.size as a quantity string: a bare number from a values file arrives as a float64. */}}
+{{- define "fhirwall.auditSpoolSize" -}}
+{{- $s := .Values.proxy.auditSpool.persistence.size -}}
+{{- ternary $s (printf "%d" (int64 $s)) (kindIs "string" $s) -}}
+{{- end -}}
+
+{{- define "fhirwall.auditSpoolClaim" -}}
+{{- .Values.proxy.auditSpool.persistence.existingClaim | default (printf "%s-audit-spool" (include "fhirwall.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+A Kubernetes quantity as a byte count, for the integer forms the schema admits (2Gi, 1500M, 2147483648).
+*/}}
+{{- define "fhirwall.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- $n := regexFind "^[0-9]+" $q -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000
+  "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 -}}
+{{- $unit := trimPrefix $n $q -}}
+{{- if or (not $n) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%q: want a whole number with an optional unit (Ki, Mi, Gi, Ti, Pi, k, M, G, T, P)" $q) -}}
+{{- end -}}
+{{- mul (int64 $n) (get $units $unit) -}}
+{{- end -}}
+
+{{/*
+The spool budget must fit the volume it is on: past the disk's end audit writes fail outright, where past
+the budget fhirwall-proxy refuses requests with 503 and recovers once Kafka catches up. 90% leaves ext4's
+root-reserved 5% and filesystem overhead. An existingClaim's size is unknown here and is the operator's.
+*/}}
+{{- define "fhirwall.auditSpoolMaxBytes" -}}
+{{- $s := .Values.proxy.auditSpool -}}
+{{- $max := int64 $s.maxBytes -}}
+{{- if not (and $s.persistence.enabled $s.persistence.existingClaim) -}}
+{{- $size := int64 (include "fhirwall.quantityBytes" (include "fhirwall.auditSpoolSize" .)) -}}
+{{- if gt (mul $max 10) (mul $size 9) -}}
+{{- fail (printf "proxy.auditSpool.maxBytes %d is more than 90%% of proxy.auditSpool.persistence.size %s (%d bytes): a spool that fills its disk fails audit writes instead of refusing requests with 503; lower maxBytes or raise size" $max (include "fhirwall.auditSpoolSize" .) $size) -}}
+{{- end -}}
+{{- end -}}
+{{- $max -}}
+{{- end -}}
 
 {{/*
 fhirwall.yaml: .Values.config with the wiring overlaid (maps merge key by key). The wiring wins because it
@@ -116,7 +166,12 @@ must agree with the Services, container ports and mounts this chart creates.
     "admin" (printf "0.0.0.0:%d" (int $p.admin))
     "http" "")
   "xds" $xds
-  "registry" (dict "file" "clients.yaml") -}}
+  "registry" (dict "file" "clients.yaml")
+  "audit" (dict
+    "spool" (dict
+      "dir" (include "fhirwall.auditSpoolDir" .)
+      "max_bytes" (int64 (include "fhirwall.auditSpoolMaxBytes" .)))
+    "signing_key_file" (printf "%s/signing.key" (include "fhirwall.auditKeyDir" .))) -}}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $wiring) -}}
 {{- end -}}
 
