@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 			}
 		}
 	case "verify":
-		key := fs.String("key", "", "the signing key's public half (FILE.pub) or the private key file")
+		key := fs.String("key", "", "the signing key's public half (FILE.pub) or the private key file; after a key rotation, the older .pub files too, comma-separated")
 		head := fs.String("head", "", "a signed head (a spool's head.json) to check the end of a topic against")
 		if err = fs.Parse(args); err == nil {
 			return verify(ctx, src, *key, *head, out)
@@ -152,13 +152,17 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 	if keyFile == "" {
 		return 2, errors.New("verify: -key FILE is required (the signing key's .pub, from `fhirwall audit keygen`)")
 	}
-	key, err := audit.LoadVerifyKey(keyFile)
-	if err != nil {
-		return 2, err
+	var keys audit.Keys
+	for _, f := range strings.Split(keyFile, ",") {
+		k, err := audit.LoadVerifyKey(f)
+		if err != nil {
+			return 2, err
+		}
+		keys = append(keys, k)
 	}
 	var reports []audit.Report
 	if *src.spool != "" {
-		r, err := audit.VerifySpool(*src.spool, key)
+		r, err := audit.VerifySpool(*src.spool, keys)
 		if err != nil {
 			return 2, err
 		}
@@ -166,6 +170,7 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 	} else {
 		var head *audit.Head
 		if headFile != "" {
+			var err error
 			if head, err = audit.ReadHead(headFile); err != nil {
 				return 2, err
 			}
@@ -181,7 +186,7 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 		if len(msgs) == 0 {
 			return 2, fmt.Errorf("topic %s is empty", *src.topic)
 		}
-		reports = audit.VerifyMessages(msgs, key, head)
+		reports = audit.VerifyMessages(msgs, keys, head)
 	}
 	code := 0
 	for _, r := range reports {

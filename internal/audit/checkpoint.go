@@ -68,9 +68,31 @@ func sign(key ed25519.PrivateKey, msg []byte) string {
 	return base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
 }
 
-func verifySig(pub ed25519.PublicKey, keyID, sig string, msg []byte) error {
-	if keyID != KeyID(pub) {
-		return fmt.Errorf("%w: signed by key %q, verifying with %q", ErrSignature, keyID, KeyID(pub))
+// Keys are the public keys a verifier accepts: the current signing key and those it replaced, so a chain that
+// spans a key rotation verifies whole. Entries name their key by KeyID.
+type Keys []ed25519.PublicKey
+
+func (ks Keys) find(keyID string) ed25519.PublicKey {
+	for _, k := range ks {
+		if KeyID(k) == keyID {
+			return k
+		}
+	}
+	return nil
+}
+
+func (ks Keys) ids() []string {
+	ids := make([]string, len(ks))
+	for i, k := range ks {
+		ids[i] = KeyID(k)
+	}
+	return ids
+}
+
+func verifySig(keys Keys, keyID, sig string, msg []byte) error {
+	pub := keys.find(keyID)
+	if pub == nil {
+		return fmt.Errorf("%w: signed by key %q, verifying with %q (add the older .pub for a rotated key)", ErrSignature, keyID, keys.ids())
 	}
 	raw, err := base64.StdEncoding.DecodeString(sig)
 	if err != nil || !ed25519.Verify(pub, msg, raw) {
@@ -80,8 +102,8 @@ func verifySig(pub ed25519.PublicKey, keyID, sig string, msg []byte) error {
 }
 
 // Verify checks the head's signature.
-func (h Head) Verify(pub ed25519.PublicKey) error {
-	return verifySig(pub, h.KeyID, h.Signature, HeadStatement(h.Chain, h.Seq, h.Hash))
+func (h Head) Verify(keys ...ed25519.PublicKey) error {
+	return verifySig(keys, h.KeyID, h.Signature, HeadStatement(h.Chain, h.Seq, h.Hash))
 }
 
 // GenerateKey writes a new ed25519 signing key (PKCS#8 PEM, mode 0600) to path and its public key (PKIX PEM)

@@ -160,7 +160,7 @@ func TestAuditExamplesAreCurrentSealedAndSigned(t *testing.T) {
 			t.Errorf("line %d: chain %q seq %d prev %s, want %q %d %s", i+1, e.Chain, e.Seq, e.PrevHash, exampleChain, i+1, prev)
 		}
 		if e.Kind == KindCheckpoint {
-			if err := verifySig(pub, e.KeyID, e.Signature, CheckpointStatement(e.Chain, e.Seq, e.PrevHash)); err != nil {
+			if err := verifySig(Keys{pub}, e.KeyID, e.Signature, CheckpointStatement(e.Chain, e.Seq, e.PrevHash)); err != nil {
 				t.Errorf("line %d: checkpoint: %v", i+1, err)
 			}
 		}

@@ -47,7 +47,7 @@ func write(t *testing.T, s *Spool, n int) {
 
 func mustVerify(t *testing.T, dir string) Report {
 	t.Helper()
-	r, err := VerifySpool(dir, testPub())
+	r, err := VerifySpool(dir, Keys{testPub()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestCrashTornLineIsCutOnOpenAndTheChainContinues(t *testing.T) {
 	s.Close()
 	seg := lastSegment(t, dir)
 	appendBytes(t, seg, []byte(`{"chain":"x","seq":99,"prev_ha`))
-	if r, _ := VerifySpool(dir, testPub()); r.Break != nil || !strings.Contains(strings.Join(r.Notes, " "), "incomplete last line") {
+	if r, _ := VerifySpool(dir, Keys{testPub()}); r.Break != nil || !strings.Contains(strings.Join(r.Notes, " "), "incomplete last line") {
 		t.Fatalf("a torn last line is a crash, not tampering: %s", r)
 	}
 	s = openSpool(t, dir, Options{})

@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,15 +62,15 @@ func (r Report) String() string {
 // Walker checks entries in chain order: each verifies its hash, follows the one before it by seq and
 // prev_hash, stays on one chain, and each checkpoint's signature holds under Key.
 type Walker struct {
-	Key    ed25519.PublicKey
+	Keys   Keys
 	report Report
 	last   *Entry
 	hashes map[uint64]string // seq → hash, to check a head against
 }
 
-// NewWalker returns a walker verifying signatures with key.
-func NewWalker(key ed25519.PublicKey) *Walker {
-	return &Walker{Key: key, hashes: map[uint64]string{}}
+// NewWalker returns a walker verifying signatures with keys.
+func NewWalker(keys Keys) *Walker {
+	return &Walker{Keys: keys, hashes: map[uint64]string{}}
 }
 
 // Add checks the next line, found at where. It returns false once the chain is broken (later lines are not
@@ -117,7 +116,7 @@ func (w *Walker) add(e Entry, where string) bool {
 		return false
 	}
 	if e.Kind == KindCheckpoint {
-		if err := verifySig(w.Key, e.KeyID, e.Signature, CheckpointStatement(e.Chain, e.Seq, e.PrevHash)); err != nil {
+		if err := verifySig(w.Keys, e.KeyID, e.Signature, CheckpointStatement(e.Chain, e.Seq, e.PrevHash)); err != nil {
 			w.fail(e.Seq, where, "checkpoint: %v", err)
 			return false
 		}
@@ -145,7 +144,7 @@ func (w *Walker) note(format string, args ...any) {
 // Without a head, a log cut after its last checkpoint cannot be told from a complete one; that is said.
 func (w *Walker) Finish(head *Head, where string) Report {
 	if w.report.Break == nil && head != nil {
-		switch err := head.Verify(w.Key); {
+		switch err := head.Verify(w.Keys...); {
 		case err != nil:
 			w.fail(0, where, "head: %v", err)
 		case w.last == nil:
@@ -181,7 +180,7 @@ func ReadHead(path string) (*Head, error) {
 
 // VerifySpool walks every segment of a spool directory (running or not) and compares the end with the
 // spool's signed head, and the start with its cursor: segments are deleted only once shipped.
-func VerifySpool(dir string, key ed25519.PublicKey) (Report, error) {
+func VerifySpool(dir string, keys Keys) (Report, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
 	if err != nil {
 		return Report{}, err
@@ -190,7 +189,7 @@ func VerifySpool(dir string, key ed25519.PublicKey) (Report, error) {
 		return Report{}, fmt.Errorf("%s: no segments (*%s): not a spool directory?", dir, segSuffix)
 	}
 	slices.Sort(names)
-	w := NewWalker(key)
+	w := NewWalker(keys)
 	for i, n := range names {
 		if !verifySegment(w, n, i == len(names)-1) {
 			break
@@ -284,7 +283,7 @@ func (m Message) where() string { return fmt.Sprintf("partition %d offset %d", m
 // seq order; what Kafka does promise — one partition's order — is checked too, so two records of a patient
 // swapped in their partition are a break. Identical entries seen again are a producer retry and only counted;
 // two different entries with one seq are a fork. head, when given, is compared with its chain's end.
-func VerifyMessages(msgs []Message, key ed25519.PublicKey, head *Head) []Report {
+func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
 	type item struct {
 		m     Message
 		seq   uint64
@@ -347,7 +346,7 @@ func VerifyMessages(msgs []Message, key ed25519.PublicKey, head *Head) []Report 
 			}
 			return 1
 		})
-		w := NewWalker(key)
+		w := NewWalker(keys)
 		w.report.Chain, w.report.Duplicates = chain, dups[chain]
 		for i, it := range items {
 			if i > 0 && it.seq == items[i-1].seq && it.valid && items[i-1].valid {

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/fnv"
@@ -36,7 +37,7 @@ func wantBreak(t *testing.T, r Report, seq uint64, problem string) {
 
 func verifySpool(t *testing.T, dir string) Report {
 	t.Helper()
-	r, err := VerifySpool(dir, testPub())
+	r, err := VerifySpool(dir, Keys{testPub()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func topicOf(t *testing.T, dir string, parts int) []Message {
 
 func verifyTopic(t *testing.T, msgs []Message, head *Head) Report {
 	t.Helper()
-	rs := VerifyMessages(msgs, testPub(), head)
+	rs := VerifyMessages(msgs, Keys{testPub()}, head)
 	if len(rs) != 1 {
 		t.Fatalf("want one chain, got %d: %v", len(rs), rs)
 	}
@@ -232,7 +233,7 @@ func TestTopicForkIsABreak(t *testing.T) {
 
 func TestSignatureFromAnotherKeyIsABreak(t *testing.T) {
 	dir := spoolOf(t, 3)
-	other := NewWalker(make([]byte, 32))
+	other := NewWalker(Keys{make([]byte, 32)})
 	for _, l := range readLines(t, lastSegment(t, dir)) {
 		if !other.Add(l, "x") {
 			break
@@ -268,4 +269,20 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parsed but not reproducible: %q", line)
 		}
 	})
+}
+
+func TestChainAcrossAKeyRotationVerifiesWithBothKeys(t *testing.T) {
+	dir := spoolOf(t, 3)
+	newKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	s, err := Open(dir, Options{Key: newKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, s, 3)
+	s.Close()
+	both := Keys{testPub(), newKey.Public().(ed25519.PublicKey)}
+	if r, _ := VerifySpool(dir, both); r.Break != nil {
+		t.Fatalf("with both keys: %s", r)
+	}
+	wantBreak(t, verifySpool(t, dir), 0, "add the older .pub") // the new key is missing
 }

@@ -211,7 +211,7 @@ func requireAudited(t *testing.T, answers []answered, want func(answered) bool) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range audit.VerifyMessages(msgs, key, head) {
+	for _, r := range audit.VerifyMessages(msgs, audit.Keys{key}, head) {
 		t.Logf("verify: %s", r)
 		if r.Break != nil {
 			t.Errorf("the audit topic does not verify: %s", r.Break.Error())

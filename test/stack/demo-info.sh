@@ -29,6 +29,11 @@ Try it (curl trusts Envoy's certificate through the stack's own CA):
 
   # the audit stream: one record per request, keyed by patient
   go run ./test/demo/audit-tail
+  # is the trail intact? (hash chain, signed checkpoints, the spool's signed head)
+  .fhirwall/bin/fhirwall audit verify -kafka 127.0.0.1:$KAFKA_PORT -key .fhirwall/audit/signing.key.pub -head .fhirwall/audit/spool/head.json
+  # who saw member-01's data, and the CMS Patient Access figures
+  .fhirwall/bin/fhirwall audit query -kafka 127.0.0.1:$KAFKA_PORT -patient member-01
+  .fhirwall/bin/fhirwall audit report cms-patient-access -year $(date -u +%Y) -kafka 127.0.0.1:$KAFKA_PORT
 
 Stop everything with: make stack-down
 MSG

@@ -119,7 +119,7 @@ func TestShippedTopicVerifiesAndKeepsEachPatientOnOnePartition(t *testing.T) {
 	start = time.Now()
 	msgs := readAll(t, topic)
 	t.Logf("topic read in %v", time.Since(start))
-	rs := audit.VerifyMessages(msgs, pub(), head)
+	rs := audit.VerifyMessages(msgs, audit.Keys{pub()}, head)
 	if len(rs) != 1 || rs[0].Break != nil || rs[0].Records != 100 || rs[0].Signed != head.Seq {
 		t.Fatalf("%v", rs)
 	}
@@ -203,7 +203,7 @@ func TestTopicTamperingIsNamedByVerify(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			msgs := c.tamper(append([]audit.Message(nil), orig...))
 			topic := copyTopic(t, c.name, msgs)
-			rs := audit.VerifyMessages(readAll(t, topic), pub(), head)
+			rs := audit.VerifyMessages(readAll(t, topic), audit.Keys{pub()}, head)
 			named := false
 			for _, r := range rs { // a flipped byte in the chain id makes the entry look like another chain's
 				if r.Break != nil && strings.Contains(r.Break.Problem, c.problem) {
