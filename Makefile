@@ -35,7 +35,7 @@ $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-val
 	mvn -q -B -f test/tools/fhir-validator/pom.xml package
 
 e2e: stack-up $(VALIDATOR)
-	FHIRWALL_REQUIRE_VALIDATOR=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./adapters/...
+	FHIRWALL_REQUIRE_VALIDATOR=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/...
 	@$(MAKE) --no-print-directory faults-run
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
@@ -53,7 +53,7 @@ FUZZTIME ?= 20s
 fuzz:
 	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzParseForm:./internal/fhir FuzzBundle:./internal/fhir \
 	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
-	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds; do \
+	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 
 ## bench: the micro-benchmarks of the decision path (figures in README "Benchmarks")

@@ -92,7 +92,7 @@ var aeCases = []struct {
 		want(t, entitiesByRole(ev, "4")[0], "what.reference", "Observation/obs-1/_history/3")
 	}},
 	{"SearchKeepsTheRequestBase64InAQueryEntity", aeRecord(func(r *Record) {
-		r.Interaction, r.Path = "search-type", "/Observation"
+		r.Interaction, r.Path, r.Query = "search-type", "/Observation", "category=laboratory&_count=10"
 	}), func(t *testing.T, ev map[string]any) {
 		want(t, ev, "subtype.0.code", "search-type")
 		want(t, ev, "action", "E")
@@ -104,7 +104,7 @@ var aeCases = []struct {
 		}
 		want(t, q[0], "type.code", "2")
 		raw, err := base64.StdEncoding.DecodeString(q[0]["query"].(string))
-		if err != nil || string(raw) != "GET /Observation" {
+		if err != nil || string(raw) != "GET /Observation?category=laboratory&_count=10" {
 			t.Errorf("query = %q (%v), want base64 of the request", raw, err)
 		}
 		if d := entitiesByRole(ev, "4"); len(d) != 0 {

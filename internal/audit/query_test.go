@@ -40,3 +40,17 @@ func TestFilterSelectsByPatientClientAPIAndHalfOpenWindow(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactQueryNeverKeepsAnAccessToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"patient=p1&_count=5":                "patient=p1&_count=5",
+		"access_token=eyJabc&patient=p1":     "access_token=REDACTED&patient=p1",
+		"patient=p1&ACCESS_TOKEN=eyJ":        "patient=p1&ACCESS_TOKEN=REDACTED",
+		"access%5Ftoken=eyJ&x=1":             "access%5Ftoken=REDACTED&x=1",
+		"note=access_token&access_token=eyJ": "note=access_token&access_token=REDACTED",
+	} {
+		if got := RedactQuery(in); got != want {
+			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

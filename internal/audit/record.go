@@ -60,13 +60,17 @@ type Record struct {
 // RedactQuery returns a raw query string with the value of every access_token parameter replaced: a token
 // sent in the URL (refused, RFC 6750 §2.3 is not supported) must not reach the audit trail.
 func RedactQuery(raw string) string {
-	if !strings.Contains(strings.ToLower(raw), "access_token") {
+	if raw == "" {
 		return raw
 	}
 	parts := strings.Split(raw, "&")
 	for i, p := range parts {
 		name, _, _ := strings.Cut(p, "=")
-		if n, err := url.QueryUnescape(name); err == nil && strings.EqualFold(n, "access_token") || strings.EqualFold(name, "access_token") {
+		n, err := url.QueryUnescape(name)
+		if err != nil {
+			n = name
+		}
+		if strings.EqualFold(n, "access_token") {
 			parts[i] = name + "=REDACTED"
 		}
 	}
