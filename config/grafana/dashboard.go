@@ -48,11 +48,18 @@ func Dashboard() *dashboard.DashboardBuilder {
 		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Prometheus").Type("prometheus"))
 
 	id := &ids{}
-	b = b.WithRow(dashboard.NewRowBuilder("Audit sink and circuit breakers").Id(id.next())).
+	b = b.WithRow(dashboard.NewRowBuilder("Audit spool and circuit breakers").Id(id.next())).
 		WithPanel(series(id, "Audit records in flight", "short", "Records being written to the audit sink and not yet acknowledged; requests wait on them.",
 			query(`sum by (api) (fhirwall_audit_writes_in_flight)`, "{{api}}"))).
 		WithPanel(series(id, "Audit write failures", "ops", "Each failure answered its request 503.",
 			query(`sum by (api) (rate(fhirwall_audit_write_failures_total[$__rate_interval]))`, "{{api}}"))).
+		WithPanel(series(id, "Audit spool: not yet in Kafka", "short", "Entries fsync'd in the spool that Kafka has not acknowledged; grows while Kafka is down.",
+			query(`sum(fhirwall_audit_spool_unshipped_entries{})`, "unshipped"))).
+		WithPanel(series(id, "Audit spool: disk budget used", "percentunit", "At 100% requests are refused (503) until Kafka catches up.",
+			query(`sum(fhirwall_audit_spool_bytes{}) / sum(fhirwall_audit_spool_budget_bytes{})`, "used"))).
+		WithPanel(series(id, "Audit shipping", "ops", "Entries acknowledged by Kafka, and failed batch writes (retried).",
+			query(`sum(rate(fhirwall_audit_shipped_total{}[$__rate_interval]))`, "shipped"),
+			query(`sum(rate(fhirwall_audit_ship_failures_total{}[$__rate_interval]))`, "failed batches"))).
 		WithPanel(breakers(id))
 	for _, api := range config.KnownAPIs {
 		b = apiRow(b, id, api)

@@ -40,7 +40,8 @@ const (
 
 // Names lists every metric New registers (histograms add _bucket, _sum and _count series).
 var Names = []string{RequestsTotal, DecisionsTotal, DecisionDuration, RequestDuration, UpstreamErrorsTotal,
-	BreakerState, AuditWritesInFlight, AuditWriteFailuresTotal, RateLimitedTotal}
+	BreakerState, AuditWritesInFlight, AuditWriteFailuresTotal, RateLimitedTotal,
+	AuditSpoolBytes, AuditSpoolBudget, AuditSpoolLag, AuditSpoolFailed, AuditShippedTotal, AuditShipFailuresTotal}
 
 // NoAPI is the api label of a request under no configured API.
 const NoAPI = "none"

@@ -181,6 +181,12 @@ func TestEveryNamedMetricIsRegistered(t *testing.T) {
 	if err := m.WatchBreakers(&fakeBreaker{name: "fhir-server"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.WatchSpool(Spool{
+		Stats:   func() audit.Stats { return audit.Stats{Bytes: 10, Budget: 100, Durable: 7, Cursor: 5} },
+		Shipped: func() (uint64, uint64) { return 5, 1 },
+	}); err != nil {
+		t.Fatal(err)
+	}
 	d := decided("patient-access", true, 0, "patient_scope")
 	m.Decided(d, time.Millisecond)
 	m.Answered(d, 200)
