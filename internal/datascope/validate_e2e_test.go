@@ -4,12 +4,12 @@ package datascope
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
 // TestNonFinancialClaimsValidate transforms the seed's claims for Provider Access and validates them with
@@ -17,19 +17,7 @@ import (
 // packages in ../shared/fhir-packages. Errors fail the test except the ones in acceptedErrors, each caused by
 // the seed data rather than by the transform; warnings and information are logged.
 func TestNonFinancialClaimsValidate(t *testing.T) {
-	root, _ := filepath.Abs("../..")
-	tool := filepath.Join(root, "test/tools/fhir-validator/target")
-	if _, err := os.Stat(filepath.Join(tool, "fhir-validator-0.1.0.jar")); err != nil {
-		// `make e2e` builds the validator and sets FHIRWALL_REQUIRE_VALIDATOR: there a missing validator fails.
-		if os.Getenv("FHIRWALL_REQUIRE_VALIDATOR") != "" {
-			t.Fatal("validator not built: cd test/tools/fhir-validator && mvn -q package")
-		}
-		t.Skip("validator not built: cd test/tools/fhir-validator && mvn -q package")
-	}
-	pkgs := os.Getenv("FHIR_PACKAGES")
-	if pkgs == "" {
-		pkgs = filepath.Join(root, "../shared/fhir-packages")
-	}
+	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz")
 	dir := t.TempDir()
 	var files []string
 	for id, eob := range seedEOBs(t) {
@@ -45,42 +33,11 @@ func TestNonFinancialClaimsValidate(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	args := []string{"-cp", filepath.Join(tool, "fhir-validator-0.1.0.jar") + ":" + filepath.Join(tool, "lib/*"), "fhirwall.Validate"}
-	for _, p := range []string{"hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz"} {
-		args = append(args, filepath.Join(pkgs, p))
-	}
-	for _, p := range args[3:] {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("IG package missing (set FHIR_PACKAGES): %v", err)
-		}
-	}
-	if len(files) == 0 {
-		t.Fatal("no claims to validate")
-	}
-	args = append(append(args, "--"), files...)
-	out, err := exec.Command("java", args...).CombinedOutput()
-	// The validator exits 1 when a resource has errors (some are accepted below); anything else means it did
-	// not validate at all.
-	var exit *exec.ExitError
-	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
-		t.Fatalf("validator did not run: %v\n%s", err, out)
-	}
-	for _, f := range files {
-		// Every resource gets at least the narrative (dom-6) warning: a file never named was never validated.
-		if !strings.Contains(string(out), filepath.Base(f)) {
-			t.Errorf("the validator said nothing about %s:\n%s", filepath.Base(f), out)
-		}
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		switch {
-		case strings.HasPrefix(line, "ERROR "), strings.HasPrefix(line, "FATAL "):
-			if accepted(line) {
-				t.Log("accepted: " + line)
-			} else {
-				t.Error(line)
-			}
-		case line != "":
-			t.Log(line)
+	for _, line := range fhirvalidator.Validate(t, pkgs, files) {
+		if accepted(line) {
+			t.Log("accepted: " + line)
+		} else {
+			t.Error(line)
 		}
 	}
 }
