@@ -56,6 +56,10 @@ type Spool struct {
 	sinceCkpt     int
 	lastCkpt      time.Time
 	headTmp, head string
+	// The signed head is written by its own goroutine, off the commit path: heads carries the latest one
+	// (a newer head replaces one not yet written), headsDone closes when that goroutine has finished.
+	heads     chan Head
+	headsDone chan struct{}
 }
 
 type segment struct {
@@ -136,7 +140,8 @@ func Open(dir string, opt Options) (*Spool, error) {
 	}
 	s := &Spool{dir: dir, opt: opt, keyID: KeyID(opt.Key.Public().(ed25519.PublicKey)),
 		reqs: make(chan *pending, 4*opt.MaxBatch), closing: make(chan struct{}), stopped: make(chan struct{}),
-		changed: make(chan struct{}), head: filepath.Join(dir, headFile), headTmp: filepath.Join(dir, headFile+".tmp")}
+		changed: make(chan struct{}), head: filepath.Join(dir, headFile), headTmp: filepath.Join(dir, headFile+".tmp"),
+		heads: make(chan Head, 1), headsDone: make(chan struct{})}
 	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit spool: %w", err)
@@ -152,6 +157,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		return nil, err
 	}
 	go s.run()
+	go s.headWriter()
 	// A start checkpoint marks the restart in the chain and signs the head it continues from.
 	if err := s.checkpointNow(context.Background(), "start"); err != nil {
 		s.Close()
@@ -447,10 +453,12 @@ func (s *Spool) commit(batch []*pending, reason string) {
 		close(s.changed)
 		s.changed = make(chan struct{})
 		s.mu.Unlock()
-		s.writeHead(now)
 	}
 	for _, p := range append(accepted, ckptReqs...) {
 		p.done <- err
+	}
+	if err == nil && len(buf) > 0 {
+		s.publishHead(now)
 	}
 }
 
@@ -473,11 +481,44 @@ func (s *Spool) append(buf []byte, first uint64) error {
 	return s.f.Sync()
 }
 
-func (s *Spool) writeHead(now time.Time) {
+// publishHead signs the head just committed and hands it to headWriter, replacing one not yet written.
+func (s *Spool) publishHead(now time.Time) {
 	h := Head{Chain: s.chain, Seq: s.seq, Hash: s.prev, Time: now.UTC(), KeyID: s.keyID,
 		Signature: sign(s.opt.Key, HeadStatement(s.chain, s.seq, s.prev))}
+	for {
+		select {
+		case s.heads <- h:
+			return
+		default:
+		}
+		select {
+		case <-s.heads: // superseded
+		default:
+		}
+	}
+}
+
+// headWriter writes each published head until the writer goroutine has stopped, then the last one.
+func (s *Spool) headWriter() {
+	defer close(s.headsDone)
+	for {
+		select {
+		case h := <-s.heads:
+			s.writeHead(h)
+		case <-s.stopped:
+			select {
+			case h := <-s.heads:
+				s.writeHead(h)
+			default:
+			}
+			return
+		}
+	}
+}
+
+func (s *Spool) writeHead(h Head) {
 	b, _ := json.Marshal(h)
-	// Not fsync'd: after a crash the head may lag the log, never lead it (the log was fsync'd first).
+	// Not fsync'd: after a crash the head may lag the log, never lead it (it is published after the fsync).
 	if err := os.WriteFile(s.headTmp, b, 0o600); err == nil {
 		err = os.Rename(s.headTmp, s.head)
 		if err != nil {
@@ -558,6 +599,7 @@ func (s *Spool) Close() error {
 	}
 	close(s.closing)
 	<-s.stopped
+	<-s.headsDone
 	s.mu.Lock()
 	err := s.failed
 	s.mu.Unlock()
