@@ -58,7 +58,7 @@ fuzz:
 
 ## bench: the micro-benchmarks of the decision path (figures in README "Benchmarks")
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./test/parity ./internal/policy ./internal/fhir ./internal/token
+	$(GO) test -run '^$$' -bench . -benchmem ./test/parity ./internal/policy ./internal/fhir ./internal/token ./internal/audit
 
 ## faults: fail-closed tests that stop and freeze stack services (fhirwall-proxy, HAPI). They must run after
 ## the e2e suites, so they also need the `faults` tag: `go test -tags e2e ./test/...` (make e2e) skips them.
