@@ -198,6 +198,9 @@ func (a Audit) CheckSpool() error {
 	if a.Spool.MaxBytes != 0 && a.Spool.MaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("audit.spool.max_bytes %d: want at least 1 MiB (1048576)", a.Spool.MaxBytes))
 	}
+	if a.Spool.MaxBytes > 0 && a.Spool.SegmentBytes > a.Spool.MaxBytes/4 {
+		errs = append(errs, fmt.Errorf("audit.spool.segment_bytes %d: at most a quarter of max_bytes (%d), or the spool cannot free space", a.Spool.SegmentBytes, a.Spool.MaxBytes/4))
+	}
 	if a.Spool.SegmentBytes < 0 || a.Spool.CheckpointEvery < 0 || a.Spool.CheckpointInterval < 0 {
 		errs = append(errs, errors.New("audit.spool: segment_bytes, checkpoint_every and checkpoint_interval cannot be negative"))
 	}

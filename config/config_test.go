@@ -84,3 +84,26 @@ func TestLimitsCarryPerAPIOverrides(t *testing.T) {
 		t.Fatalf("limits = %+v", l)
 	}
 }
+
+func TestCheckSpoolNamesWhatTheProxyNeeds(t *testing.T) {
+	ok := Audit{SigningKeyFile: "/k", Spool: Spool{Dir: "/s", MaxBytes: 1 << 30, SegmentBytes: 16 << 20}}
+	if err := ok.CheckSpool(); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		mut  func(*Audit)
+		want string
+	}{
+		"no dir":             {func(a *Audit) { a.Spool.Dir = "" }, "audit.spool.dir is required"},
+		"no key":             {func(a *Audit) { a.SigningKeyFile = "" }, "fhirwall audit keygen"},
+		"tiny budget":        {func(a *Audit) { a.Spool.MaxBytes = 1000 }, "at least 1 MiB"},
+		"segments too large": {func(a *Audit) { a.Spool.SegmentBytes = 512 << 20 }, "a quarter of max_bytes"},
+		"negative":           {func(a *Audit) { a.Spool.CheckpointEvery = -1 }, "cannot be negative"},
+	} {
+		a := ok
+		c.mut(&a)
+		if err := a.CheckSpool(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+}

@@ -90,6 +90,9 @@ func (o *Options) defaults() error {
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = 16 << 20
 	}
+	// Only whole segments are freed, and never the one being written: with segments near the budget, an
+	// acknowledged spool could stay full.
+	o.SegmentBytes = min(o.SegmentBytes, o.MaxBytes/4)
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 1000
 	}
