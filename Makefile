@@ -4,7 +4,7 @@ GO    ?= go
 STATE := .fhirwall
 OPA   := $(STATE)/bin/opa
 
-.PHONY: demo test unit policy-test e2e stack-up stack-down build fuzz bench
+.PHONY: demo test unit policy-test e2e stack-up stack-down build fuzz bench bench-micro bench-kafka bench-hapi
 
 ## demo: the real stack (Kafka, Keycloak, HAPI FHIR + seed data, fhirwall-xds, fhirwall-proxy, Envoy) on loopback
 demo: stack-up
@@ -27,6 +27,10 @@ policy-test: $(OPA)
 	$(OPA) check --strict policies
 	$(OPA) test --coverage --format=json policies | $(GO) run ./test/tools/opacoverage -min 95
 	$(OPA) test policies
+	# the peer's policy for the benchmark (test/bench/peer, opa-envoy-plugin's input)
+	$(OPA) fmt --list --fail test/bench/peer
+	$(OPA) check --strict test/bench/peer/policy.rego test/bench/peer/policy_test.rego
+	$(OPA) test test/bench/peer/policy.rego test/bench/peer/policy_test.rego
 
 # HAPI's profile validator (Java, test/tools/fhir-validator), for the tests that check generated resources
 # against the IG packages; rebuilt only when its sources change.
@@ -56,9 +60,22 @@ fuzz:
 	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 
-## bench: the micro-benchmarks of the decision path (figures in README "Benchmarks")
-bench:
+## bench: the micro-benchmarks, then the side-by-side load run (test/bench/load; BENCHMARKS.md): the limit
+## (bare Go proxy, Envoy alone), fhirwall standalone, Envoy + fhirwall, and the peer at $$PEER_AUTHZ_ADDR if set.
+## BENCH_ARGS passes flags (-duration, -rates, -only, -profile); `make bench-hapi` runs it against the stack's HAPI.
+BENCH_ARGS ?=
+bench: bench-micro bench-kafka
+	$(GO) run ./test/bench/load $(BENCH_ARGS)
+
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./test/parity ./internal/policy ./internal/fhir ./internal/token ./internal/audit
+
+bench-kafka:
+	bash test/stack/kafka.sh start
+	bash test/stack/kafka.sh topic fhirwall.bench 3
+
+bench-hapi: stack-up bench-kafka
+	$(GO) run ./test/bench/load -upstream hapi -rates 25,50 $(BENCH_ARGS)
 
 ## faults: fail-closed tests that stop and freeze stack services (fhirwall-proxy, HAPI). They must run after
 ## the e2e suites, so they also need the `faults` tag: `go test -tags e2e ./test/...` (make e2e) skips them.

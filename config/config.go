@@ -166,6 +166,9 @@ type Proxy struct {
 	Admin string `mapstructure:"admin"` // /healthz, /readyz
 	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
 	Local string `mapstructure:"local"`
+	// PProf serves Go's profiles (/debug/pprof/) on the admin listener: for profiling under load, never on an
+	// address others can reach.
+	PProf bool `mapstructure:"pprof"`
 }
 
 // Audit is where audit records go: first the local spool (durable before the answer leaves), then Kafka.
@@ -277,6 +280,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
+	v.SetDefault("proxy.pprof", false)
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")

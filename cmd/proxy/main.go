@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -274,6 +275,11 @@ func run(cfgPath string, log *slog.Logger) error {
 			metrics.Check{Name: "audit spool", Ready: spool.Ready},
 		))
 		mux.Handle("GET /metrics", metrics.Handler(reg))
+		if cfg.Proxy.PProf {
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			log.Warn("Go profiles served on the admin listener (proxy.pprof)", "addr", cfg.Proxy.Admin)
+		}
 		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}, errc))
 	}
 

@@ -1,0 +1,464 @@
+// Command load is fhirwall's side-by-side benchmark (make bench): on loopback and in one run, it measures the
+// limit (a bare Go httputil.ReverseProxy, and Envoy alone), fhirwall standalone, Envoy + fhirwall (ext_authz
+// and ext_proc, config from fhirwall-xds), and the peer slot (Envoy + any ext_authz gRPC server at
+// $PEER_AUTHZ_ADDR, e.g. opa-envoy-plugin with test/bench/peer) in front of a fast static FHIR responder.
+// For each it prints throughput at saturation, latency at fixed rates (constant-rate load from vegeta), CPU
+// seconds per 1,000 requests and peak RSS of the system under test, and the ratios to the limit and the peer.
+//
+//	go run ./test/bench/load [-duration 10s] [-rates 500,1000,2000] [-only bare,envoy,standalone,envoy-fhirwall,peer]
+//
+// It needs the stack's Kafka for fhirwall's audit shipping (make bench starts it) and Envoy (test/stack/envoy.sh).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+)
+
+func main() {
+	role := flag.String("role", "", "internal: run as the static FHIR responder (upstream) or the bare proxy (bareproxy)")
+	addr := flag.String("addr", "", "internal: listen address of a role")
+	to := flag.String("to", "", "internal: the bare proxy's upstream URL")
+	o := options{}
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured attack")
+	rates := flag.String("rates", "500,1000,2000", "fixed request rates (per second) to measure latency at")
+	flag.IntVar(&o.workers, "saturation-workers", 32, "concurrent requests for the saturation run")
+	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames, ","))
+	flag.StringVar(&o.out, "out", ".fhirwall/bench", "where binaries, configs, logs and results go")
+	flag.StringVar(&o.upstream, "upstream", "static", "static: the fast static FHIR responder, one EOB search (throughput); hapi: the stack's HAPI FHIR (make stack-up) with a mix of member-01's reads and searches")
+	flag.BoolVar(&o.profile, "profile", false, "save a CPU profile of fhirwall-proxy during each saturation run (go tool pprof it)")
+	flag.Parse()
+	var err error
+	switch *role {
+	case "upstream":
+		err = serveUpstream(*addr)
+	case "bareproxy":
+		err = serveBareProxy(*addr, *to)
+	case "":
+		for _, r := range strings.Split(*rates, ",") {
+			n, perr := strconv.Atoi(strings.TrimSpace(r))
+			if perr != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "load: -rates %q: want positive integers, e.g. 500,1000,2000\n", *rates)
+				os.Exit(2)
+			}
+			o.rates = append(o.rates, n)
+		}
+		if *only != "" {
+			o.only = strings.Split(*only, ",")
+		}
+		err = run(o)
+	default:
+		err = fmt.Errorf("unknown role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration time.Duration
+	rates    []int
+	workers  int
+	only     []string
+	out      string
+	profile  bool
+	upstream string
+}
+
+var scenarioNames = []string{"bare", "envoy", "standalone", "envoy-fhirwall", "peer"}
+
+// scenario is one system under test: how to start it and where to send the request.
+type scenario struct {
+	name, title string
+	url         string
+	start       func(dir string) ([]*proc, error)
+}
+
+// result is what one scenario measured.
+type result struct {
+	Name       string        `json:"name"`
+	Title      string        `json:"title"`
+	Saturation float64       `json:"saturation_rps"`
+	SatP99     time.Duration `json:"saturation_p99_ns"`
+	Rates      []rateResult  `json:"rates"`
+	CPUPer1000 float64       `json:"cpu_seconds_per_1000"`
+	PeakRSS    int64         `json:"peak_rss_bytes"`
+	Skipped    string        `json:"skipped,omitempty"`
+}
+
+type rateResult struct {
+	Rate       int           `json:"rate"`
+	Achieved   float64       `json:"achieved_rps"`
+	Success    float64       `json:"success"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	P999       time.Duration `json:"p999_ns"`
+	Max        time.Duration `json:"max_ns"`
+	CPUPer1000 float64       `json:"cpu_seconds_per_1000"`
+}
+
+func run(o options) error {
+	root, err := filepath.Abs(".")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		return errors.New("run from the repository root (make bench)")
+	}
+	out := filepath.Join(root, o.out)
+	runDir := filepath.Join(out, "run-"+time.Now().UTC().Format("20060102-150405"))
+	bin := filepath.Join(out, "bin")
+	for _, d := range []string{runDir, bin} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("building fhirwall-proxy and fhirwall-xds into %s\n", bin)
+	for _, b := range [][2]string{{"fhirwall-proxy", "./cmd/proxy"}, {"fhirwall-xds", "./cmd/xds"}} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1]).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	envoy, err := envoyBinary(root)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	is, err := startIssuer(issuerAddr, filepath.Join(out, "issuer-key.pem"))
+	if err != nil {
+		return err
+	}
+	token, err := is.token()
+	if err != nil {
+		return err
+	}
+	peerData, _ := json.Marshal(map[string]any{"peer": map[string]any{"jwks": string(is.jwks), "issuer": is.url, "audience": audience}})
+	if err := os.WriteFile(filepath.Join(out, "peer-data.json"), peerData, 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("the peer's data (issuer, JWKS): %s (test/bench/peer/README.md)\n", filepath.Join(out, "peer-data.json"))
+	upstream, targets := upstreamAddr, []string{"/ExplanationOfBenefit?patient=member-01"}
+	switch o.upstream {
+	case "static":
+		up, err := start(runDir, "upstream", nil, self, "-role", "upstream", "-addr", upstreamAddr)
+		if err != nil {
+			return err
+		}
+		defer up.stop()
+		if err := waitPort(upstreamAddr, 10*time.Second); err != nil {
+			return err
+		}
+	case "hapi":
+		// The stack's HAPI with the seed (test/seed): member-01's claims, coverage and demographics.
+		upstream = hapiAddr
+		targets = hapiMix
+		if err := waitHTTP("http://"+hapiAddr+"/fhir/Patient/member-01", 200, 5*time.Second); err != nil {
+			return fmt.Errorf("-upstream hapi needs the stack's seeded HAPI (make stack-up): %w", err)
+		}
+	default:
+		return fmt.Errorf("-upstream %q: static or hapi", o.upstream)
+	}
+
+	envoyArgs := func(cfg string) []string {
+		return []string{"-c", cfg, "--concurrency", "2", "--disable-hot-restart", "--log-level", "warn"}
+	}
+	writeFile := func(dir, name, content string) string {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	fhirwallProxy := func(dir string, standalone bool) (*proc, error) {
+		cfg, err := fhirwallConfig(dir, is.url, upstream, standalone)
+		if err != nil {
+			return nil, err
+		}
+		if err := audit.GenerateKey(filepath.Join(dir, "signing.key")); err != nil {
+			return nil, err
+		}
+		p, err := start(dir, "fhirwall-proxy", nil, filepath.Join(bin, "fhirwall-proxy"), "-config", cfg)
+		if err != nil {
+			return nil, err
+		}
+		return p, waitHTTP("http://"+proxyAdminAddr+"/readyz", 200, 30*time.Second)
+	}
+	const apiPath = "/patient-access/fhir"
+	peer := os.Getenv("PEER_AUTHZ_ADDR")
+	scenarios := []scenario{
+		{"bare", "bare Go httputil.ReverseProxy (the limit)", "http://" + bareProxyAddr + apiPath, func(dir string) ([]*proc, error) {
+			p, err := start(dir, "bareproxy", nil, self, "-role", "bareproxy", "-addr", bareProxyAddr, "-to", "http://"+upstream+"/fhir")
+			if err != nil {
+				return nil, err
+			}
+			return []*proc{p}, waitPort(bareProxyAddr, 10*time.Second)
+		}},
+		{"envoy", "Envoy alone (the limit)", fmt.Sprintf("http://127.0.0.1:%d%s", envoyAlonePort, apiPath), func(dir string) ([]*proc, error) {
+			p, err := start(dir, "envoy", nil, envoy, envoyArgs(writeFile(dir, "envoy.yaml", envoyStaticBootstrap(envoyAlonePort, envoyAlonePort+900, upstream, "")))...)
+			if err != nil {
+				return nil, err
+			}
+			return []*proc{p}, waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/ready", envoyAlonePort+900), 200, 30*time.Second)
+		}},
+		{"standalone", "fhirwall standalone", "http://" + standaloneAddr + apiPath, func(dir string) ([]*proc, error) {
+			p, err := fhirwallProxy(dir, true)
+			return []*proc{p}, err
+		}},
+		{"envoy-fhirwall", "Envoy + fhirwall (ext_authz, ext_proc)", fmt.Sprintf("http://127.0.0.1:%d%s", envoyFhirwallPort, apiPath), func(dir string) ([]*proc, error) {
+			px, err := fhirwallProxy(dir, false)
+			if err != nil {
+				return []*proc{px}, err
+			}
+			xds, err := start(dir, "fhirwall-xds", nil, filepath.Join(bin, "fhirwall-xds"), "-config", filepath.Join(dir, "fhirwall.yaml"))
+			if err != nil {
+				return []*proc{px}, err
+			}
+			if err := waitHTTP("http://"+xdsAdminAddr+"/readyz", 200, 30*time.Second); err != nil {
+				return []*proc{px, xds}, err
+			}
+			ev, err := start(dir, "envoy", nil, envoy, envoyArgs(writeFile(dir, "envoy.yaml", envoyADSBootstrap(envoyFhirwallPort+900)))...)
+			if err != nil {
+				return []*proc{px, xds}, err
+			}
+			return []*proc{px, xds, ev}, waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/ready", envoyFhirwallPort+900), 200, 30*time.Second)
+		}},
+		{"peer", "Envoy + peer ext_authz at $PEER_AUTHZ_ADDR", fmt.Sprintf("http://127.0.0.1:%d%s", envoyPeerPort, apiPath), func(dir string) ([]*proc, error) {
+			p, err := start(dir, "envoy", nil, envoy, envoyArgs(writeFile(dir, "envoy.yaml", envoyStaticBootstrap(envoyPeerPort, envoyPeerPort+900, upstream, peer)))...)
+			if err != nil {
+				return nil, err
+			}
+			return []*proc{p}, waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/ready", envoyPeerPort+900), 200, 30*time.Second)
+		}},
+	}
+
+	fmt.Printf("machine: %d CPUs, %s/%s, %s; load generator, upstream and system under test share them\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
+	var results []result
+	for _, sc := range scenarios {
+		if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
+			continue
+		}
+		if sc.name == "peer" && o.upstream == "hapi" {
+			results = append(results, result{Name: sc.name, Title: sc.title, Skipped: "the peer policy decides the EOB search only (-upstream static)"})
+			continue
+		}
+		if sc.name == "peer" && peer == "" {
+			fmt.Println("\npeer slot empty: set PEER_AUTHZ_ADDR to an ext_authz gRPC server (test/bench/peer/README.md: opa-envoy-plugin) to measure it")
+			results = append(results, result{Name: sc.name, Title: sc.title, Skipped: "PEER_AUTHZ_ADDR not set"})
+			continue
+		}
+		r, err := measure(o, runDir, sc, token, targets)
+		if err != nil {
+			return fmt.Errorf("%s: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name))
+		}
+		results = append(results, r)
+	}
+	table := report(results, o)
+	fmt.Print("\n" + table)
+	js, _ := json.MarshalIndent(results, "", "  ")
+	_ = os.WriteFile(filepath.Join(runDir, "results.json"), js, 0o600)
+	_ = os.WriteFile(filepath.Join(runDir, "results.md"), []byte(table), 0o600)
+	fmt.Printf("\nresults: %s\n", runDir)
+	return nil
+}
+
+func envoyBinary(root string) (string, error) {
+	script := filepath.Join(root, "test", "stack", "envoy.sh")
+	if out, err := exec.Command("bash", script, "install").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("envoy.sh install: %v\n%s", err, out)
+	}
+	out, err := exec.Command("bash", script, "bin").Output()
+	if err != nil {
+		return "", fmt.Errorf("envoy.sh bin: %v", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+// measure starts sc, warms it up, attacks it at each fixed rate and at saturation, and stops it.
+func measure(o options, runDir string, sc scenario, token string, paths []string) (result, error) {
+	dir := filepath.Join(runDir, sc.name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return result{}, err
+	}
+	fmt.Printf("\n== %s\n", sc.title)
+	procs, err := sc.start(dir)
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	if err != nil {
+		return result{}, err
+	}
+	tr := targeter(sc.url, token, paths)
+	for _, p := range paths {
+		if err := check(sc.url+p, token); err != nil {
+			return result{}, err
+		}
+	}
+	res := result{Name: sc.name, Title: sc.title}
+	attack(tr, 200, 0, 3*time.Second) // warm-up: connections, token cache, JIT of Envoy's paths
+	var totalCPU time.Duration
+	var totalReq int
+	for _, rate := range o.rates {
+		before := cpu(procs)
+		m := attack(tr, rate, 0, o.duration)
+		spent := cpu(procs) - before
+		rr := rateResult{Rate: rate, Achieved: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99,
+			P999: m.Latencies.Quantile(0.999), Max: m.Latencies.Max, CPUPer1000: spent.Seconds() / float64(m.Requests) * 1000}
+		totalCPU += spent
+		totalReq += int(m.Requests)
+		res.Rates = append(res.Rates, rr)
+		fmt.Printf("  %5d rps: achieved %7.0f  ok %5.1f%%  p50 %8s  p99 %8s  p99.9 %8s  cpu %.3f s/1000%s\n", rate, rr.Achieved,
+			100*rr.Success, rd(rr.P50), rd(rr.P99), rd(rr.P999), rr.CPUPer1000, codes(m))
+	}
+	if o.profile && strings.Contains(sc.name, "standalone") || o.profile && strings.Contains(sc.name, "fhirwall") {
+		go saveProfile(filepath.Join(dir, "cpu.pprof"), o.duration-time.Second)
+	}
+	before := cpu(procs)
+	m := attack(tr, 0, o.workers, o.duration)
+	spent := cpu(procs) - before
+	totalCPU += spent
+	totalReq += int(m.Requests)
+	res.Saturation, res.SatP99 = m.Throughput, m.Latencies.P99
+	fmt.Printf("  saturation (%d concurrent): %7.0f rps ok %5.1f%%  p99 %s%s\n", o.workers, m.Throughput, 100*m.Success, rd(m.Latencies.P99), codes(m))
+	res.CPUPer1000 = totalCPU.Seconds() / float64(totalReq) * 1000
+	for _, p := range procs {
+		if u, err := p.usage(); err == nil {
+			res.PeakRSS += u.peakRSS
+		}
+	}
+	fmt.Printf("  cpu %.3f s per 1000 requests, peak RSS %.0f MB (%s)\n", res.CPUPer1000, float64(res.PeakRSS)/(1<<20), names(procs))
+	return res, nil
+}
+
+// check sends the request once: it must be 200, so a misconfigured scenario is not measured as fast refusals.
+func check(url, token string) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %d %.300s", url, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// targeter cycles through the paths under base, all with member-01's token.
+func targeter(base, token string, paths []string) vegeta.Targeter {
+	var ts []vegeta.Target
+	for _, p := range paths {
+		ts = append(ts, vegeta.Target{Method: "GET", URL: base + p, Header: http.Header{"Authorization": {"Bearer " + token}}})
+	}
+	return vegeta.NewStaticTargeter(ts...)
+}
+
+// attack runs vegeta at rate per second (rate 0: as fast as workers concurrent requests allow) for d.
+func attack(tr vegeta.Targeter, rate, workers int, d time.Duration) vegeta.Metrics {
+	opts := []func(*vegeta.Attacker){vegeta.KeepAlive(true), vegeta.Connections(512), vegeta.Timeout(10 * time.Second)}
+	pace := vegeta.Rate{Freq: rate, Per: time.Second}
+	if rate == 0 {
+		opts = append(opts, vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(uint64(workers)))
+	}
+	atk := vegeta.NewAttacker(opts...)
+	var m vegeta.Metrics
+	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
+	defer cancel()
+	for r := range atk.Attack(tr, pace, d, "bench") {
+		m.Add(r)
+		if ctx.Err() != nil {
+			atk.Stop()
+		}
+	}
+	m.Close()
+	return m
+}
+
+func cpu(ps []*proc) time.Duration {
+	var t time.Duration
+	for _, p := range ps {
+		if u, err := p.usage(); err == nil {
+			t += u.cpu
+		}
+	}
+	return t
+}
+
+func names(ps []*proc) string {
+	var n []string
+	for _, p := range ps {
+		n = append(n, p.name)
+	}
+	return strings.Join(n, " + ")
+}
+
+func codes(m vegeta.Metrics) string {
+	if m.Success >= 1 {
+		return ""
+	}
+	var parts []string
+	for c, n := range m.StatusCodes {
+		parts = append(parts, fmt.Sprintf("%s×%d", c, n))
+	}
+	slices.Sort(parts)
+	return "  codes " + strings.Join(parts, " ")
+}
+
+func rd(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+func saveProfile(path string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", proxyAdminAddr, int(d.Seconds())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+	fmt.Printf("  cpu profile: go tool pprof -top %s\n", path)
+}

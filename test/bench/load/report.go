@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// report renders the results as the Markdown table BENCHMARKS.md carries, with each system's throughput as a
+// ratio to the limits and to the peer, and what fhirwall adds to its limit's latency.
+func report(rs []result, o options) string {
+	by := map[string]result{}
+	for _, r := range rs {
+		if r.Skipped == "" {
+			by[r.Name] = r
+		}
+	}
+	ratio := func(r result, base string) string {
+		b, ok := by[base]
+		if !ok || b.Saturation == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", r.Saturation/b.Saturation)
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "| system | saturation (rps, %d concurrent) | × bare proxy | × Envoy alone | × peer |", o.workers)
+	for _, rate := range o.rates {
+		fmt.Fprintf(&s, " p50 / p99 / p99.9 at %d rps |", rate)
+	}
+	s.WriteString(" CPU s per 1,000 req | peak RSS |\n|---|---|---|---|---|")
+	for range o.rates {
+		s.WriteString("---|")
+	}
+	s.WriteString("---|---|\n")
+	for _, r := range rs {
+		if r.Skipped != "" {
+			fmt.Fprintf(&s, "| %s | not measured: %s |\n", r.Title, r.Skipped)
+			continue
+		}
+		fmt.Fprintf(&s, "| %s | %.0f | %s | %s | %s |", r.Title, r.Saturation, ratio(r, "bare"), ratio(r, "envoy"), ratio(r, "peer"))
+		for _, rr := range r.Rates {
+			fail := ""
+			if rr.Success < 0.999 {
+				fail = fmt.Sprintf(" (%.1f%% ok)", 100*rr.Success)
+			}
+			fmt.Fprintf(&s, " %s / %s / %s%s |", ms(rr.P50), ms(rr.P99), ms(rr.P999), fail)
+		}
+		fmt.Fprintf(&s, " %.3f | %.0f MB |\n", r.CPUPer1000, float64(r.PeakRSS)/(1<<20))
+	}
+	for _, pair := range [][2]string{{"standalone", "bare"}, {"envoy-fhirwall", "envoy"}, {"envoy-fhirwall", "peer"}} {
+		f, okf := by[pair[0]]
+		l, okl := by[pair[1]]
+		if !okf || !okl {
+			continue
+		}
+		fmt.Fprintf(&s, "\n%s over %s:", f.Title, l.Title)
+		for i, rr := range f.Rates {
+			if i < len(l.Rates) {
+				fmt.Fprintf(&s, " at %d rps p50 %+.2f ms, p99 %+.2f ms;", rr.Rate, msf(rr.P50-l.Rates[i].P50), msf(rr.P99-l.Rates[i].P99))
+			}
+		}
+		fmt.Fprintf(&s, " throughput %.0f%% of it.", 100*f.Saturation/l.Saturation)
+	}
+	s.WriteString("\n")
+	return s.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", msf(d)) }
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
