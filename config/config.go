@@ -166,6 +166,9 @@ type Proxy struct {
 	Admin string `mapstructure:"admin"` // /healthz, /readyz
 	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
 	Local string `mapstructure:"local"`
+	// MaxInFlight bounds the requests the standalone proxy works on at once; beyond it, 503 with Retry-After at
+	// once (0: no bound).
+	MaxInFlight int `mapstructure:"max_in_flight"`
 	// PProf serves Go's profiles (/debug/pprof/) on the admin listener: for profiling under load, never on an
 	// address others can reach.
 	PProf bool `mapstructure:"pprof"`
@@ -281,6 +284,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
 	v.SetDefault("proxy.pprof", false)
+	v.SetDefault("proxy.max_in_flight", 256)
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
@@ -415,6 +419,9 @@ func (c *Config) Validate() error {
 		if d < 0 || d > 10*time.Minute {
 			errs = append(errs, fmt.Errorf("%s %v: want 0 (default) to 10m", name, d))
 		}
+	}
+	if c.Proxy.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("proxy.max_in_flight %d: want 0 (no bound) or more", c.Proxy.MaxInFlight))
 	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/decision"
+)
+
+// TestOverCapacityIsRefusedAtOnceAndAudited: with one request in flight and room for one, the next is not
+// queued: 503, Retry-After, an OperationOutcome, and its audit record says why.
+func TestOverCapacityIsRefusedAtOnceAndAudited(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/member-01"}}`)
+	}))
+	defer fhir.Close()
+	sink := &fakeSink{records: make(chan audit.Record, 4)}
+	log := slog.New(slog.DiscardHandler)
+	core := &decision.Core{Tokens: fakeTokens{}, Policy: fakePolicy{}, Registry: fakeRegistry{}, Audit: sink, Log: log, Now: time.Now}
+	u, _ := url.Parse(fhir.URL + "/fhir")
+	g := New(core, []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}, u, http.DefaultTransport, log)
+	g.LimitInFlight(1)
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	defer close(release) // before the servers close: they wait for the held request
+	get := func() *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+"/patient-access/fhir/Observation?code=x", nil)
+		req.Header.Set("Authorization", "Bearer member-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return resp
+	}
+	go func() {
+		if resp := get(); resp != nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered // the first request holds the only slot
+	start := time.Now()
+	resp := get()
+	if resp == nil {
+		t.FailNow()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "OperationOutcome") {
+		t.Fatalf("over capacity: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the refusal waited %v: it should not queue", took)
+	}
+	r := <-sink.records
+	if r.Status != 503 || len(r.Reasons) == 0 || r.Reasons[0] != "overloaded" {
+		t.Errorf("audit record: status %d reasons %v", r.Status, r.Reasons)
+	}
+}
+
