@@ -69,4 +69,3 @@ func TestOverCapacityIsRefusedAtOnceAndAudited(t *testing.T) {
 		t.Errorf("audit record: status %d reasons %v", r.Status, r.Reasons)
 	}
 }
-
