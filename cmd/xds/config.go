@@ -29,6 +29,10 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.AuthzTimeout = c.XDS.AuthzTimeout
+	// Envoy's side of proxy.max_in_flight: each request holds an ext_authz call, then an ext_proc stream.
+	if c.Proxy.MaxInFlight > 0 {
+		cfg.AuthzMaxRequests = uint32(2 * c.Proxy.MaxInFlight)
+	}
 	if t := c.XDS.TLS; t.CertFile != "" {
 		cfg.ListenerTLS = &xds.ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
 	}

@@ -23,6 +23,10 @@ type Config struct {
 	AuthzService Endpoint     `yaml:"authz"`
 	// AuthzTimeout bounds each ext_authz call (and ext_proc message); 0: 2 s. Past it the request is refused.
 	AuthzTimeout time.Duration `yaml:"authz_timeout"`
+	// AuthzMaxRequests bounds the ext_authz calls and ext_proc streams Envoy has open to fhirwall-proxy at
+	// once (the authz cluster's circuit breaker); one more is refused at once with 503 rather than queued
+	// behind a saturated proxy until the timeout. 0: 1024.
+	AuthzMaxRequests uint32 `yaml:"authz_max_requests"`
 	// LocalService is fhirwall-proxy's local HTTP listener (proxy.local): it answers each API's
 	// CapabilityStatement and SMART configuration, which fhirwall generates rather than the FHIR server.
 	LocalService Endpoint `yaml:"local"`
@@ -170,7 +174,7 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		x.Clusters = append(x.Clusters, fhirCluster(cluster, cfg.FHIRServer))
 	}
 	x.Clusters = append(x.Clusters,
-		irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout),
+		authzCluster(cfg),
 		irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
 	)
 	if err := x.Validate(); err != nil {
@@ -238,6 +242,15 @@ func irCluster(name, host string, port uint32, http2 bool, connect time.Duration
 		MaxPendingRequests: circuitBreakerMaxPending,
 		MaxRequests:        circuitBreakerMaxReqs,
 	}
+}
+
+// authzCluster is Envoy's way to fhirwall-proxy's ext_authz and ext_proc, with its admission bound.
+func authzCluster(cfg Config) *ir.Cluster {
+	c := irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout)
+	if cfg.AuthzMaxRequests > 0 {
+		c.MaxRequests = cfg.AuthzMaxRequests
+	}
+	return c
 }
 
 // fhirCluster is one API's way to the FHIR server: answers as large as response enforcement accepts, and
