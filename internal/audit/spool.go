@@ -501,6 +501,10 @@ func (s *Spool) publishHead(now time.Time) {
 	}
 }
 
+// headInterval is the least time between two head writes: under load a commit every few hundred
+// microseconds would rewrite head.json as often; the latest head wins, at most this much later.
+const headInterval = 50 * time.Millisecond
+
 // headWriter writes each published head until the writer goroutine has stopped, then the last one.
 func (s *Spool) headWriter() {
 	defer close(s.headsDone)
@@ -508,6 +512,10 @@ func (s *Spool) headWriter() {
 		select {
 		case h := <-s.heads:
 			s.writeHead(h)
+			select {
+			case <-time.After(headInterval):
+			case <-s.stopped:
+			}
 		case <-s.stopped:
 			select {
 			case h := <-s.heads:
