@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
@@ -45,6 +46,16 @@ type Gateway struct {
 	// inFlight bounds the requests worked on at once (LimitInFlight); nil: no bound.
 	inFlight chan struct{}
 }
+
+// bufferPool holds the 32 KiB buffers the reverse proxy copies answers through, reused across requests.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 
 // LimitInFlight bounds the requests the gateway works on at once (proxy.max_in_flight). One more is refused
 // at once, 503 with Retry-After (audited like every refusal), instead of queueing behind the others: under a
@@ -101,8 +112,9 @@ var errUnchecked = errors.New("upstream answer could not be checked")
 func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport http.RoundTripper, log *slog.Logger) *Gateway {
 	g := &Gateway{core: core, apis: apis, upstream: upstream, log: log}
 	g.proxy = &httputil.ReverseProxy{
-		Transport: transport,
-		Rewrite:   g.rewrite,
+		Transport:  transport,
+		BufferPool: newBufferPool(),
+		Rewrite:    g.rewrite,
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
