@@ -11,8 +11,6 @@ result_controls := {"_count", "_sort", "_summary", "_elements", "_total", "_form
 # Modifiers that narrow or reword a match on the parameter's own value; never a way to reach other resources.
 value_modifiers := {"", "exact", "contains", "text", "not", "missing", "above", "below", "in", "not-in", "of-type", "identifier"}
 
-config_params(api, type) := {p | some p in data.config.apis[api].resources[type].search_params}
-
 # unsupported(api, type): the request's parameters this API does not accept, by key.
 unsupported(api, type) := {param.key |
 	some param in input.request.params
@@ -26,7 +24,7 @@ acceptable(_, _, param) if {
 
 acceptable(api, type, param) if {
 	not param.name in result_controls
-	param.name in config_params(api, type)
+	param.name in data.config.apis[api].resources[type].search_params # the list itself: a set of it costs more per request
 	param.modifier in value_modifiers
 	count(param.chain) == 0
 	not param.has

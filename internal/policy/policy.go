@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
@@ -104,8 +106,10 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 	if err := json.NewEncoder(h).Encode(e.data); err != nil {
 		return fmt.Errorf("policy: data: %w", err)
 	}
-	store := inmem.NewFromObject(map[string]any{"config": e.data})
-	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true), rego.Store(store)}
+	// Kept as OPA values: by default every read of data.config during an evaluation converts the Go value.
+	store := inmem.NewFromObjectWithOpts(map[string]any{"config": e.data}, inmem.OptReturnASTValuesOnRead(true))
+	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true), rego.Store(store),
+		rego.GenerateJSON(rawResult)}
 	for _, n := range names {
 		if strings.HasSuffix(n, "_test.rego") {
 			continue
@@ -129,18 +133,36 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 // Revision identifies the policy set in force (a content hash), for audit records.
 func (e *Engine) Revision() string { return e.current.Load().revision }
 
-// Decide evaluates the policy for one input document.
+// rawResult hands the decision to Decide as OPA's own value, for decodeResult.
+func rawResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+// Decide evaluates the policy for one input document: an ast.Value, or a Go value of JSON shape (maps,
+// slices, strings, numbers, booleans).
 func (e *Engine) Decide(ctx context.Context, input any) (Result, error) {
 	c := e.current.Load()
-	rs, err := c.query.Eval(ctx, rego.EvalInput(input))
+	// rego.EvalInput would copy the whole document once more before converting it.
+	in, ok := input.(ast.Value)
+	if !ok {
+		var err error
+		if in, err = ast.InterfaceToValue(input); err != nil {
+			return Result{}, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+		}
+	}
+	vc := getVCache()
+	defer vc.release()
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalVirtualCache(vc), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrEvaluation, err)
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return Result{}, fmt.Errorf("%w: no decision", ErrEvaluation)
 	}
-	var r Result
-	if err := convert(rs[0].Expressions[0].Value, &r); err != nil {
+	v, ok := rs[0].Expressions[0].Value.(ast.Value)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: decision of type %T", ErrEvaluation, rs[0].Expressions[0].Value)
+	}
+	r, err := decodeResult(v)
+	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrEvaluation, err)
 	}
 	if r.Status == 0 || (r.Allow && r.Status != 200) {
