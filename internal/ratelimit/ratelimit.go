@@ -4,6 +4,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -57,7 +58,9 @@ type Limits struct {
 	PerAPI map[string]map[string]Rate
 	// Anonymous is the one bucket per API shared by requests without a known client and tier.
 	Anonymous Rate
-	// MaxClients bounds the client buckets kept per API and tier (least recently used go first).
+	// MaxClients bounds the client buckets kept per API and tier (least recently used go first). The buckets
+	// are spread over 16 shards, each keeping its share (MaxClients/16 rounded up): the bucket that goes is
+	// the least recently used of its shard, and a MaxClients that is not a multiple of 16 is rounded up.
 	MaxClients int
 }
 
@@ -84,10 +87,33 @@ type Limiter struct {
 }
 
 type limiterState struct {
-	limits  Limits
+	limits Limits
+	// Buckets are spread over shards by (API, tier, client), each with its own lock: with one lock for all,
+	// Allow got slower with every core added (BenchmarkAllowParallel).
+	shards [shards]shard
+	seed   maphash.Seed
+}
+
+const shards = 16
+
+type shard struct {
 	mu      sync.Mutex
 	clients map[string]*lru.Cache[string, *rate.Limiter] // by API + tier
-	anon    map[string]*rate.Limiter                     // by API
+	anon    map[string]*rate.Limiter                     // by API, in the shard of the API alone
+	_       [64]byte                                     // keeps neighbouring shards' locks off one cache line
+}
+
+func newState(limits Limits) *limiterState {
+	s := &limiterState{limits: limits, seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].clients = map[string]*lru.Cache[string, *rate.Limiter]{}
+		s.shards[i].anon = map[string]*rate.Limiter{}
+	}
+	return s
+}
+
+func (s *limiterState) shard(key string) *shard {
+	return &s.shards[maphash.String(s.seed, key)%shards]
 }
 
 // New returns a Limiter for limits; now is the clock (time.Now in production).
@@ -102,7 +128,7 @@ func (l *Limiter) Update(limits Limits) {
 	if limits.MaxClients <= 0 {
 		limits.MaxClients = 10000
 	}
-	l.state.Store(&limiterState{limits: limits, clients: map[string]*lru.Cache[string, *rate.Limiter]{}, anon: map[string]*rate.Limiter{}})
+	l.state.Store(newState(limits))
 }
 
 // Allow takes one token from the bucket of client (of tier) on api. When the bucket is empty it reports
@@ -128,25 +154,29 @@ func (s *limiterState) bucket(api, client, tier string) *rate.Limiter {
 		tier = DefaultTier
 	}
 	r, known := s.limits.rateFor(api, tier)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if client == "" || !known {
-		b, ok := s.anon[api]
+		sh := s.shard(api)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		b, ok := sh.anon[api]
 		if !ok {
 			b = newBucket(s.limits.Anonymous)
-			s.anon[api] = b
+			sh.anon[api] = b
 		}
 		return b
 	}
 	key := api + "\x00" + tier
-	cache, ok := s.clients[key]
+	sh := s.shard(key + "\x00" + client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cache, ok := sh.clients[key]
 	if !ok {
 		var err error
-		cache, err = lru.New[string, *rate.Limiter](s.limits.MaxClients)
+		cache, err = lru.New[string, *rate.Limiter](max(1, (s.limits.MaxClients+shards-1)/shards))
 		if err != nil {
-			panic(fmt.Sprintf("ratelimit: lru size %d: %v", s.limits.MaxClients, err)) // MaxClients > 0 above
+			panic(fmt.Sprintf("ratelimit: lru size %d: %v", s.limits.MaxClients, err)) // at least 1 above
 		}
-		s.clients[key] = cache
+		sh.clients[key] = cache
 	}
 	b, ok := cache.Get(client)
 	if !ok {

@@ -1,6 +1,9 @@
 package ratelimit
 
 import (
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,5 +76,81 @@ func TestRateValidation(t *testing.T) {
 	}
 	if err := (Rate{PerSecond: 10, Burst: 10}).Validate("x"); err != nil {
 		t.Error(err)
+	}
+}
+
+// BenchmarkAllowParallel takes tokens for many clients from GOMAXPROCS goroutines, as the standalone proxy
+// does once per request: a lock shared by all buckets shows as ns/op that does not fall with -cpu.
+//
+//	go test -run '^$' -bench AllowParallel -cpu 1,2,4 ./internal/ratelimit
+func BenchmarkAllowParallel(b *testing.B) {
+	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 1 << 30}}, Anonymous: Rate{PerSecond: 1 << 30}}, time.Now)
+	clients := make([]string, 256)
+	for i := range clients {
+		clients[i] = fmt.Sprintf("app-%d", i)
+	}
+	var seq atomic.Uint32
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seq.Add(1)) * 7919
+		for pb.Next() {
+			i++
+			if ok, _ := l.Allow("patient-access", clients[i%len(clients)], "standard"); !ok {
+				b.Fatal("refused under an unlimited rate")
+			}
+		}
+	})
+}
+
+// TestClientsKeepTheirOwnBucketsAcrossShardsUnderConcurrentUse: with buckets spread over shards, each of many
+// clients taking tokens at once still gets exactly its burst, and the anonymous bucket stays one per API.
+func TestClientsKeepTheirOwnBucketsAcrossShardsUnderConcurrentUse(t *testing.T) {
+	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 1, Burst: 3}}, Anonymous: Rate{PerSecond: 1, Burst: 5}},
+		func() time.Time { return now })
+	const clients, tries = 200, 10
+	allowed := make([]atomic.Int32, clients)
+	var anon atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range clients * tries {
+				c := (i + w*31) % clients
+				if ok, _ := l.Allow("patient-access", fmt.Sprintf("app-%d", c), "standard"); ok {
+					allowed[c].Add(1)
+				}
+				if ok, _ := l.Allow("patient-access", "", ""); ok {
+					anon.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for c := range allowed {
+		if got := allowed[c].Load(); got != 3 {
+			t.Errorf("app-%d: %d allowed, want its burst of 3", c, got)
+		}
+	}
+	if got := anon.Load(); got != 5 {
+		t.Errorf("anonymous: %d allowed, want one bucket's burst of 5", got)
+	}
+}
+
+// TestMaxClientsBoundsTheBucketsKeptOverAllShards: however many clients come, at most MaxClients buckets per
+// API and tier are kept (each shard keeps its share).
+func TestMaxClientsBoundsTheBucketsKeptOverAllShards(t *testing.T) {
+	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 10}}, Anonymous: Rate{PerSecond: 1}, MaxClients: 64}, time.Now)
+	for i := range 5000 {
+		l.Allow("patient-access", fmt.Sprintf("app-%d", i), "standard")
+	}
+	kept := 0
+	s := l.state.Load()
+	for i := range s.shards {
+		for _, c := range s.shards[i].clients {
+			kept += c.Len()
+		}
+	}
+	if kept > 64 || kept < 32 {
+		t.Fatalf("%d buckets kept, want at most MaxClients (64) and most of it used", kept)
 	}
 }
