@@ -484,10 +484,10 @@ func (s *Spool) append(buf []byte, first uint64) error {
 	return s.f.Sync()
 }
 
-// publishHead signs the head just committed and hands it to headWriter, replacing one not yet written.
+// publishHead hands the head just committed to headWriter, replacing one not yet written; it is signed there,
+// only when written.
 func (s *Spool) publishHead(now time.Time) {
-	h := Head{Chain: s.chain, Seq: s.seq, Hash: s.prev, Time: now.UTC(), KeyID: s.keyID,
-		Signature: sign(s.opt.Key, HeadStatement(s.chain, s.seq, s.prev))}
+	h := Head{Chain: s.chain, Seq: s.seq, Hash: s.prev, Time: now.UTC(), KeyID: s.keyID}
 	for {
 		select {
 		case s.heads <- h:
@@ -528,6 +528,7 @@ func (s *Spool) headWriter() {
 }
 
 func (s *Spool) writeHead(h Head) {
+	h.Signature = sign(s.opt.Key, HeadStatement(h.Chain, h.Seq, h.Hash))
 	b, _ := json.Marshal(h)
 	// Not fsync'd: after a crash the head may lag the log, never lead it (it is published after the fsync).
 	if err := os.WriteFile(s.headTmp, b, 0o600); err == nil {
