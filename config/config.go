@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -167,7 +168,7 @@ type Proxy struct {
 	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
 	Local string `mapstructure:"local"`
 	// MaxInFlight bounds the requests the standalone proxy works on at once; beyond it, 503 with Retry-After at
-	// once (0: no bound).
+	// once. 0: 32 per CPU (InFlightLimit). Envoy's authz cluster admits twice as many calls (fhirwall-xds).
 	MaxInFlight int `mapstructure:"max_in_flight"`
 	// PProf serves Go's profiles (/debug/pprof/) on the admin listener: for profiling under load, never on an
 	// address others can reach.
@@ -190,6 +191,15 @@ type Spool struct {
 	SegmentBytes       int64         `mapstructure:"segment_bytes"` // segment size before a new one starts
 	CheckpointEvery    int           `mapstructure:"checkpoint_every"`
 	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
+}
+
+// InFlightLimit is proxy.max_in_flight, or 32 per CPU when it is 0: about 1 ms of CPU per request makes
+// that a queue of some 16 ms on each core before a request is refused rather than served late.
+func (p Proxy) InFlightLimit() int {
+	if p.MaxInFlight > 0 {
+		return p.MaxInFlight
+	}
+	return 32 * runtime.GOMAXPROCS(0)
 }
 
 // CheckSpool reports what fhirwall-proxy needs to write audit records (fhirwall-xds does not).
@@ -284,7 +294,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
 	v.SetDefault("proxy.pprof", false)
-	v.SetDefault("proxy.max_in_flight", 256)
+	v.SetDefault("proxy.max_in_flight", 0)
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
@@ -421,7 +431,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Proxy.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("proxy.max_in_flight %d: want 0 (no bound) or more", c.Proxy.MaxInFlight))
+		errs = append(errs, fmt.Errorf("proxy.max_in_flight %d: want 0 (32 per CPU) or more", c.Proxy.MaxInFlight))
 	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))

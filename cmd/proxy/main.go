@@ -251,7 +251,7 @@ func run(cfgPath string, log *slog.Logger) error {
 			}
 		}
 		gw.Limiter = limiter
-		gw.LimitInFlight(cfg.Proxy.MaxInFlight)
+		gw.LimitInFlight(cfg.Proxy.InFlightLimit())
 		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gw,
 			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		servers = append(servers, serveHTTP(hs, errc))

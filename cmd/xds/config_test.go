@@ -34,7 +34,7 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		len(cfg.APIs) != 2 || cfg.APIs[0].Name != "patient-access" || cfg.APIs[0].PathPrefix != "/patient-access/fhir" ||
 		cfg.APIs[1].Name != "provider-access" || cfg.APIs[1].PathPrefix != "/provider-access/fhir" ||
 		cfg.RateLimits.Tiers["standard"] != (xds.Rate{PerSecond: 50, Burst: 100}) || cfg.ListenerTLS != nil ||
-		cfg.AuthzMaxRequests != 2*256 { // proxy.max_in_flight: an ext_authz call and an ext_proc stream each
+		cfg.AuthzMaxRequests != 2*64 { // proxy.max_in_flight: an ext_authz call and an ext_proc stream each
 		t.Fatalf("got %+v", cfg)
 	}
 	if _, err := xds.NewSnapshot(cfg); err != nil {

@@ -51,7 +51,7 @@ apis:
     smart:
       capabilities: [launch-standalone, client-public, context-standalone-patient, permission-patient, permission-v2]
       scopes: [openid, fhirUser, launch/patient, patient/*.rs]
-proxy: {grpc: %q, http: %q, admin: %q, local: %q, pprof: true}
+proxy: {grpc: %q, http: %q, admin: %q, local: %q, pprof: true, max_in_flight: 64}
 audit:
   spool: {dir: spool}
   signing_key_file: signing.key
