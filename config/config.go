@@ -170,6 +170,10 @@ type Proxy struct {
 	// MaxInFlight bounds the requests the standalone proxy works on at once; beyond it, 503 with Retry-After at
 	// once. 0: 32 per CPU (InFlightLimit). Envoy's authz cluster admits twice as many calls (fhirwall-xds).
 	MaxInFlight int `mapstructure:"max_in_flight"`
+	// GCPercent is the Go garbage collector's target (GOGC) unless the GOGC environment variable is set:
+	// 400 trades ~25 MB of heap for 35-45% more throughput (BENCHMARKS.md). Set GOMEMLIMIT in a container
+	// with a memory limit so the collector works harder before the limit is reached.
+	GCPercent int `mapstructure:"gc_percent"`
 	// PProf serves Go's profiles (/debug/pprof/) on the admin listener: for profiling under load, never on an
 	// address others can reach.
 	PProf bool `mapstructure:"pprof"`
@@ -295,6 +299,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
 	v.SetDefault("proxy.pprof", false)
 	v.SetDefault("proxy.max_in_flight", 0)
+	v.SetDefault("proxy.gc_percent", 400)
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
 	v.SetDefault("audit.kafka.brokers", []string{"127.0.0.1:9092"})
 	v.SetDefault("audit.kafka.topic", "fhirwall.audit")
@@ -429,6 +434,9 @@ func (c *Config) Validate() error {
 		if d < 0 || d > 10*time.Minute {
 			errs = append(errs, fmt.Errorf("%s %v: want 0 (default) to 10m", name, d))
 		}
+	}
+	if c.Proxy.GCPercent < 0 || c.Proxy.GCPercent > 2000 {
+		errs = append(errs, fmt.Errorf("proxy.gc_percent %d: want 1 to 2000 (0: the Go default, 100)", c.Proxy.GCPercent))
 	}
 	if c.Proxy.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("proxy.max_in_flight %d: want 0 (32 per CPU) or more", c.Proxy.MaxInFlight))

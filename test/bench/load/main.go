@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&o.workers, "saturation-workers", 32, "concurrent requests for the saturation run")
 	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames, ","))
 	flag.StringVar(&o.out, "out", ".fhirwall/bench", "where binaries, configs, logs and results go")
+	proxyEnv := flag.String("proxy-env", "", "extra environment for fhirwall-proxy, comma-separated (e.g. GOGC=400)")
 	flag.StringVar(&o.upstream, "upstream", "static", "static: the fast static FHIR responder, one EOB search (throughput); hapi: the stack's HAPI FHIR (make stack-up) with a mix of member-01's reads and searches")
 	flag.BoolVar(&o.profile, "profile", false, "save a CPU profile of fhirwall-proxy during each saturation run (go tool pprof it)")
 	flag.Parse()
@@ -63,6 +64,9 @@ func main() {
 		if *only != "" {
 			o.only = strings.Split(*only, ",")
 		}
+		if *proxyEnv != "" {
+			o.proxyEnv = strings.Split(*proxyEnv, ",")
+		}
 		err = run(o)
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
@@ -81,6 +85,7 @@ type options struct {
 	out      string
 	profile  bool
 	upstream string
+	proxyEnv []string
 }
 
 var scenarioNames = []string{"bare", "envoy", "standalone", "envoy-fhirwall", "peer"}
@@ -196,7 +201,7 @@ func run(o options) error {
 		if err := audit.GenerateKey(filepath.Join(dir, "signing.key")); err != nil {
 			return nil, err
 		}
-		p, err := start(dir, "fhirwall-proxy", nil, filepath.Join(bin, "fhirwall-proxy"), "-config", cfg)
+		p, err := start(dir, "fhirwall-proxy", o.proxyEnv, filepath.Join(bin, "fhirwall-proxy"), "-config", cfg)
 		if err != nil {
 			return nil, err
 		}
