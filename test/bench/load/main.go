@@ -128,7 +128,10 @@ func run(o options) error {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return errors.New("run from the repository root (make bench)")
 	}
-	out := filepath.Join(root, o.out)
+	out := o.out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
 	runDir := filepath.Join(out, "run-"+time.Now().UTC().Format("20060102-150405"))
 	bin := filepath.Join(out, "bin")
 	for _, d := range []string{runDir, bin} {
