@@ -70,31 +70,25 @@ xds: {listen: %q, admin: %q, node_id: %s, envoy_listen: "127.0.0.1:%d", authz_ad
 	return p, os.WriteFile(p, []byte(cfg), 0o600)
 }
 
-// envoyADSBootstrap is Envoy fed by fhirwall-xds, as in the stack (config/envoy/bootstrap.yaml).
-func envoyADSBootstrap(adminPort int) string {
-	return fmt.Sprintf(`node: {id: %s, cluster: fhirwall}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]
-  cds_config: {ads: {}, resource_api_version: V3}
-  lds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-    - name: xds_cluster
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: {http2_protocol_options: {}}
-      load_assignment:
-        cluster_name: xds_cluster
-        endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
-`, nodeID, portOf(xdsAddr), adminPort)
+// envoyADSBootstrap is the stack's own bootstrap (config/envoy/bootstrap.yaml: Envoy fed by fhirwall-xds)
+// with the benchmark's node id and ports, as test/stack/envoy.sh renders it with the stack's.
+func envoyADSBootstrap(root string, adminPort int) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "config", "envoy", "bootstrap.yaml"))
+	if err != nil {
+		return "", err
+	}
+	out := string(b)
+	for _, r := range [][2]string{
+		{"id: fhirwall-envoy", "id: " + nodeID},
+		{"port_value: 18000", "port_value: " + portOf(xdsAddr)},
+		{"port_value: 9901", fmt.Sprintf("port_value: %d", adminPort)},
+	} {
+		if !strings.Contains(out, r[0]) {
+			return "", fmt.Errorf("config/envoy/bootstrap.yaml no longer has %q", r[0])
+		}
+		out = strings.ReplaceAll(out, r[0], r[1])
+	}
+	return out, nil
 }
 
 // envoyStaticBootstrap routes the API prefix straight to the upstream; with peer set, after an ext_authz
@@ -104,12 +98,12 @@ func envoyStaticBootstrap(port, adminPort int, upstream, peer string) string {
 	if peer != "" {
 		host, p, _ := strings.Cut(peer, ":")
 		authz = `
-                - name: envoy.filters.http.ext_authz
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-                    transport_api_version: V3
-                    failure_mode_allow: false
-                    grpc_service: {envoy_grpc: {cluster_name: peer_authz}, timeout: 2s}`
+                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      failure_mode_allow: false
+                      grpc_service: {envoy_grpc: {cluster_name: peer_authz}, timeout: 2s}`
 		authzCluster = fmt.Sprintf(`
     - name: peer_authz
       type: STATIC

@@ -243,7 +243,11 @@ func run(o options) error {
 			if err := waitHTTP("http://"+xdsAdminAddr+"/readyz", 200, 30*time.Second); err != nil {
 				return []*proc{px, xds}, err
 			}
-			ev, err := start(dir, "envoy", nil, envoy, envoyArgs(writeFile(dir, "envoy.yaml", envoyADSBootstrap(envoyFhirwallPort+900)))...)
+			boot, err := envoyADSBootstrap(root, envoyFhirwallPort+900)
+			if err != nil {
+				return []*proc{px, xds}, err
+			}
+			ev, err := start(dir, "envoy", nil, envoy, envoyArgs(writeFile(dir, "envoy.yaml", boot))...)
 			if err != nil {
 				return []*proc{px, xds}, err
 			}
