@@ -22,7 +22,9 @@ import (
 
 // fakePeer is an ext_authz server that allows everything: it stands in for opa-envoy-plugin (which cannot
 // be built here) to show the peer slot's wiring, not to be measured.
-type fakePeer struct{ authv3.UnimplementedAuthorizationServer }
+type fakePeer struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (fakePeer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return &authv3.CheckResponse{Status: &status.Status{Code: 0}}, nil
