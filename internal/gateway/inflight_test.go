@@ -2,16 +2,13 @@ package gateway
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
-	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
 // TestOverCapacityIsRefusedAtOnceAndAudited: with one request in flight and room for one, the next is not
@@ -19,26 +16,18 @@ import (
 func TestOverCapacityIsRefusedAtOnceAndAudited(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	upstream := serveObservation(t, func() {
 		entered <- struct{}{}
 		<-release
-		w.Header().Set("Content-Type", "application/fhir+json")
-		io.WriteString(w, `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/member-01"}}`)
-	}))
-	defer fhir.Close()
+	})
 	sink := &fakeSink{records: make(chan audit.Record, 4)}
-	log := slog.New(slog.DiscardHandler)
-	core := &decision.Core{Tokens: fakeTokens{}, Policy: fakePolicy{}, Registry: fakeRegistry{}, Audit: sink, Log: log, Now: time.Now}
-	u, _ := url.Parse(fhir.URL + "/fhir")
-	g := New(core, []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}, u, http.DefaultTransport, log)
+	g := newFakeGateway(sink, upstream)
 	g.LimitInFlight(1)
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 	defer close(release) // before the servers close: they wait for the held request
 	get := func() *http.Response {
-		req, _ := http.NewRequest("GET", srv.URL+"/patient-access/fhir/Observation?code=x", nil)
-		req.Header.Set("Authorization", "Bearer member-token")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := getObservations(srv.URL)
 		if err != nil {
 			t.Error(err)
 			return nil

@@ -6,16 +6,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
-	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
 // TestFullAuditSpoolRefusesWith503 runs the gateway on a real spool whose disk budget is spent (Kafka behind):
@@ -35,19 +31,9 @@ func TestFullAuditSpoolRefusesWith503(t *testing.T) {
 			t.Fatalf("filling the spool: %v after %d records", err, i)
 		}
 	}
-	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/fhir+json")
-		io.WriteString(w, `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/member-01"}}`)
-	}))
-	defer fhir.Close()
-	log := slog.New(slog.DiscardHandler)
-	core := &decision.Core{Tokens: fakeTokens{}, Policy: fakePolicy{}, Registry: fakeRegistry{}, Audit: spool, Log: log, Now: time.Now}
-	u, _ := url.Parse(fhir.URL + "/fhir")
-	srv := httptest.NewServer(New(core, []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}, u, http.DefaultTransport, log))
+	srv := httptest.NewServer(newFakeGateway(spool, serveObservation(t, nil)))
 	defer srv.Close()
-	req, _ := http.NewRequest("GET", srv.URL+"/patient-access/fhir/Observation?code=x", nil)
-	req.Header.Set("Authorization", "Bearer member-token")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := getObservations(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
