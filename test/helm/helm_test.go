@@ -169,27 +169,42 @@ func TestRenderedConfigLoads(t *testing.T) {
 	}
 }
 
-// configMapData returns the data of the ConfigMap called name in helm's multi-document output.
-func configMapData(t *testing.T, manifests, name string) map[string]string {
+// manifest decodes the document of kind and name in helm's multi-document output into T.
+func manifest[T any](t *testing.T, manifests, kind, name string) T {
 	t.Helper()
 	dec := yaml.NewDecoder(strings.NewReader(manifests))
 	for {
 		var doc struct {
 			Kind     string                `yaml:"kind"`
 			Metadata struct{ Name string } `yaml:"metadata"`
-			Data     map[string]string     `yaml:"data"`
 		}
-		err := dec.Decode(&doc)
+		var node yaml.Node
+		err := dec.Decode(&node)
 		if errors.Is(err, io.EOF) {
-			t.Fatalf("no ConfigMap %s in the rendered chart", name)
+			t.Fatalf("no %s %s in the rendered chart", kind, name)
+		}
+		if err == nil {
+			err = node.Decode(&doc)
 		}
 		if err != nil {
 			t.Fatalf("helm output is not YAML: %v", err)
 		}
-		if doc.Kind == "ConfigMap" && doc.Metadata.Name == name {
-			return doc.Data
+		if doc.Kind == kind && doc.Metadata.Name == name {
+			var v T
+			if err := node.Decode(&v); err != nil {
+				t.Fatalf("%s %s: %v", kind, name, err)
+			}
+			return v
 		}
 	}
+}
+
+// configMapData returns the data of the ConfigMap called name in helm's multi-document output.
+func configMapData(t *testing.T, manifests, name string) map[string]string {
+	t.Helper()
+	return manifest[struct {
+		Data map[string]string `yaml:"data"`
+	}](t, manifests, "ConfigMap", name).Data
 }
 
 // podSpecView is the part of a Deployment's pod template the audit checks read.
@@ -251,28 +266,13 @@ func (p podSpecView) mountedVolume(dir string) *volumeView {
 // podSpec returns the pod template of the Deployment called name in helm's multi-document output.
 func podSpec(t *testing.T, manifests, name string) podSpecView {
 	t.Helper()
-	dec := yaml.NewDecoder(strings.NewReader(manifests))
-	for {
-		var doc struct {
-			Kind     string                `yaml:"kind"`
-			Metadata struct{ Name string } `yaml:"metadata"`
-			Spec     struct {
-				Template struct {
-					Spec podSpecView `yaml:"spec"`
-				} `yaml:"template"`
-			} `yaml:"spec"`
-		}
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			t.Fatalf("no Deployment %s in the rendered chart", name)
-		}
-		if err != nil {
-			t.Fatalf("helm output is not YAML: %v", err)
-		}
-		if doc.Kind == "Deployment" && doc.Metadata.Name == name {
-			return doc.Spec.Template.Spec
-		}
-	}
+	return manifest[struct {
+		Spec struct {
+			Template struct {
+				Spec podSpecView `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+	}](t, manifests, "Deployment", name).Spec.Template.Spec
 }
 
 // TestSchemaRefusesBadValues: each file under testdata/invalid breaks the schema (or a template's
