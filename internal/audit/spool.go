@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -230,34 +231,63 @@ func (s *Spool) recover() error {
 	return nil
 }
 
-// lastEntry returns the last complete entry of seg (nil if it has none). In the active segment an incomplete
-// last line — a write cut short by a crash, whose fsync never returned — is truncated away.
+// lastEntry returns the last complete entry of seg (nil if it has none), reading only the segment's tail: a
+// start must not read the whole spool. In the active segment an incomplete last line — a write cut short by
+// a crash, whose fsync never returned — is truncated away.
 func (s *Spool) lastEntry(seg *segment, active bool) (*Entry, error) {
-	b, err := os.ReadFile(seg.path)
+	f, err := os.Open(seg.path)
 	if err != nil {
 		return nil, err
 	}
-	end := len(b)
-	if end > 0 && b[end-1] != '\n' {
-		cut := strings.LastIndexByte(string(b), '\n') + 1
+	defer f.Close()
+	end := seg.size
+	nl, err := lastNewline(f, end)
+	if err != nil {
+		return nil, err
+	}
+	if end > 0 && nl != end-1 {
 		if !active {
 			return nil, fmt.Errorf("audit spool: %s ends in an incomplete line but is not the newest segment; run `fhirwall audit verify -spool %s`", seg.path, s.dir)
 		}
-		s.opt.Log.Warn("audit spool: cutting an incomplete line left by a crash (never acknowledged)", "segment", seg.path, "bytes", end-cut)
-		if err := os.Truncate(seg.path, int64(cut)); err != nil {
+		s.opt.Log.Warn("audit spool: cutting an incomplete line left by a crash (never acknowledged)", "segment", seg.path, "bytes", end-nl-1)
+		if err := os.Truncate(seg.path, nl+1); err != nil {
 			return nil, err
 		}
-		end, seg.size = cut, int64(cut)
+		end, seg.size = nl+1, nl+1
 	}
 	if end == 0 {
 		return nil, nil
 	}
-	start := strings.LastIndexByte(string(b[:end-1]), '\n') + 1
-	e, err := ParseLine(b[start:end])
+	start, err := lastNewline(f, end-1)
+	if err != nil {
+		return nil, err
+	}
+	line := make([]byte, end-start-1)
+	if _, err := f.ReadAt(line, start+1); err != nil {
+		return nil, err
+	}
+	e, err := ParseLine(line)
 	if err != nil {
 		return nil, fmt.Errorf("audit spool: the last entry of %s does not verify (%v); run `fhirwall audit verify -spool %s`", seg.path, err, s.dir)
 	}
 	return &e, nil
+}
+
+// lastNewline returns the offset of the last '\n' in f before offset before, or -1, reading backwards.
+func lastNewline(f *os.File, before int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for end := before; end > 0; {
+		start := max(end-int64(len(buf)), 0)
+		chunk := buf[:end-start]
+		if _, err := f.ReadAt(chunk, start); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+			return start + int64(i), nil
+		}
+		end = start
+	}
+	return -1, nil
 }
 
 func readJSON[T any](path string) (T, error) {

@@ -268,3 +268,21 @@ func dropLastLines(t *testing.T, path string, n int) {
 	ls := readLines(t, path)
 	writeLines(t, path, ls[:len(ls)-n])
 }
+
+func TestReopenFindsALastEntryLongerThanTheTailWindow(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	r := rec(1)
+	r.Path = strings.Repeat("p", 200<<10) // one line far beyond the 64 KiB read-back window
+	if err := s.Write(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	appendBytes(t, lastSegment(t, dir), []byte(strings.Repeat("x", 100<<10))) // and a torn line longer still
+	s = openSpool(t, dir, Options{})
+	write(t, s, 1)
+	s.Close()
+	if r := mustVerify(t, dir); r.Records != 2 {
+		t.Fatalf("records: %s", r)
+	}
+}
