@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -297,7 +298,7 @@ func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
 		part  int
 	}
 	lastInPart := map[pkey]item{}
-	seen := map[string]bool{} // exact bytes already seen: retries
+	seen := map[[sha256.Size]byte]bool{} // digests of exact bytes already seen: retries
 	reordered := map[string]*Break{}
 	dups := map[string]int{}
 	for _, m := range msgs {
@@ -315,11 +316,12 @@ func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
 		if _, ok := byChain[e.Chain]; !ok {
 			order = append(order, e.Chain)
 		}
-		if seen[string(m.Value)] {
+		digest := sha256.Sum256(m.Value)
+		if seen[digest] {
 			dups[e.Chain]++
 			continue
 		}
-		seen[string(m.Value)] = true
+		seen[digest] = true
 		it := item{m: m, seq: e.Seq, valid: valid}
 		pk := pkey{e.Chain, m.Partition}
 		if prev, ok := lastInPart[pk]; ok && e.Seq < prev.seq && reordered[e.Chain] == nil {

@@ -29,12 +29,10 @@ var _ Spool = (*audit.Spool)(nil)
 // costs disk, never records. A failed batch is sent again after a backoff; entries already written are then
 // duplicated, and consumers drop repeats by record id (the `record-id` header, or the entry's id).
 type Shipper struct {
-	spool   Spool
-	w       *kafkago.Writer
-	brokers []string
-	topic   string
-	log     *slog.Logger
-	opt     Options
+	spool Spool
+	w     *kafkago.Writer
+	log   *slog.Logger
+	opt   Options
 
 	shipped  atomic.Uint64 // entries acknowledged by Kafka
 	failures atomic.Uint64 // failed batch writes
@@ -67,7 +65,7 @@ func NewShipper(spool Spool, brokers []string, topic string, o Options) *Shipper
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Shipper{spool: spool, brokers: brokers, topic: topic, log: o.Log, opt: o, w: &kafkago.Writer{
+	s := &Shipper{spool: spool, log: o.Log, opt: o, w: &kafkago.Writer{
 		Addr:         kafkago.TCP(brokers...),
 		Topic:        topic,
 		RequiredAcks: kafkago.RequireAll, // kafka-go's default is RequireNone: fire and forget
