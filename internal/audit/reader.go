@@ -87,7 +87,7 @@ func (r *Reader) read(segs []segment, maxN, maxBytes int) ([]Line, bool, error) 
 	var out []Line
 	size := 0
 	for r.off < limit && len(out) < maxN && size < maxBytes {
-		n := min(limit-r.off, readChunk)
+		n := min(limit-r.off, max(readChunk, int64(cap(r.buf))))
 		if int64(cap(r.buf)) < n {
 			r.buf = make([]byte, n)
 		}
@@ -100,7 +100,7 @@ func (r *Reader) read(segs []segment, maxN, maxBytes int) ([]Line, bool, error) 
 			if n == limit-r.off { // the durable end is mid-line: cannot happen, sizes end at newlines
 				break
 			}
-			r.buf = make([]byte, 2*n) // a line longer than the chunk
+			r.buf = make([]byte, 2*n) // a line longer than the chunk: read more next time round
 			continue
 		}
 		for nl >= 0 && len(out) < maxN && size < maxBytes {

@@ -286,3 +286,30 @@ func TestReopenFindsALastEntryLongerThanTheTailWindow(t *testing.T) {
 		t.Fatalf("records: %s", r)
 	}
 }
+
+func TestReaderReturnsALineLongerThanItsReadChunk(t *testing.T) {
+	s := openSpool(t, t.TempDir(), Options{})
+	defer s.Close()
+	r := rec(1)
+	r.Patients = nil
+	for i := range 150_000 { // a bulk answer's patients: ~2.5 MB, beyond the 1 MiB read chunk
+		r.Patients = append(r.Patients, fmt.Sprintf("patient-%06d", i))
+	}
+	if err := s.Write(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rd := s.NewReader()
+	var got []Line
+	for len(got) < 2 {
+		ls, err := rd.Next(ctx, 10, 64<<20)
+		if err != nil {
+			t.Fatalf("after %d lines: %v", len(got), err)
+		}
+		got = append(got, ls...)
+	}
+	if got[1].Err != nil || len(got[1].Entry.Patients) != 150_000 {
+		t.Fatalf("long line: err %v, %d patients", got[1].Err, len(got[1].Entry.Patients))
+	}
+}
