@@ -37,3 +37,11 @@ acceptable(api, type, param) if {
 patient_linking(type) := (compartment_params | {"patient" | count(compartment_params) > 0}) | {"_id" | type == "Patient"}
 
 compartment_params := {p | some p in input.request.patient_params}
+
+# public_types(api): the resource types the API's config names public reference data (Practitioner,
+# Organization, Location): they carry no patient's data, so they may leave without a compartment. Every other
+# type outside the Patient compartment is withheld from answers.
+public_types(api) := sort([type |
+	some type, resource in data.config.apis[api].resources
+	object.get(resource, "public", false) == true
+])

@@ -105,26 +105,13 @@ first_unsupported := sort(unsupported)[0]
 
 # --- granular scopes ---------------------------------------------------------------------------------------
 
+default granular := {}
+
 granular := smart.granular_params("patient", type, smart.needed_permission)
 
-# A request that names a value its granular scopes do not grant is refused; one that names none is narrowed.
-outside_granular_scope if {
-	some name, allowed in granular
-	some param in req.params
-	param.name == name
-	some value in param.values
-	not value in allowed
-}
+outside_granular_scope if smart.outside_granular(granular)
 
-granular_narrowing contains {"param": name, "value": concat(",", sort(allowed))} if {
-	some name, allowed in granular
-	not requested(name)
-}
-
-requested(name) if {
-	some param in req.params
-	param.name == name
-}
+granular_narrowing := smart.granular_narrowing(granular)
 
 # --- obligations -------------------------------------------------------------------------------------------
 
@@ -140,9 +127,14 @@ patient_narrowing contains {"param": "patient", "value": patient} if {
 	req.interaction in {"search-type", "read"}
 }
 
+# Every resource that leaves is held to the token's scope for its own type (resource_types), whatever brought
+# it (_include, _revinclude, :iterate, a page, a history version); types outside the Patient compartment leave
+# only when the API's config names them public reference data (public_types).
 obligations := {
 	"compartment": {"patient": patient},
 	"narrow": sort(patient_narrowing | granular_narrowing),
 	"data_scope": "patient-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
+	"resource_types": smart.response_types("patient"),
+	"public_types": params.public_types(api),
 }

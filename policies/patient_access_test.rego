@@ -294,3 +294,45 @@ test_modifier_on_result_control_is_refused if {
 	d := decide(td.member01, search("Observation", [object.union(p("_count", ["1"]), {"key": "_count:x", "modifier": "x"})]))
 	d.status == 400
 }
+
+# --- what may leave (Invariant 2) ----------------------------------------------------------------------------
+
+test_obligations_name_the_types_the_token_reveals if {
+	scopes := [
+		td.scope("patient", "Patient", "rs"),
+		td.granular("patient", "Observation", "rs", {"category": ["vital-signs"]}),
+		td.scope("patient", "Condition", "c"),
+	]
+	d := decide(member_with(scopes), search("Patient", []))
+	d.allow == true
+	d.obligations.resource_types == {"Patient": {}, "Observation": {"category": ["vital-signs"]}}
+}
+
+test_obligations_name_the_public_reference_types_of_the_api if {
+	d := decide(td.member01, search("Patient", []))
+	d.obligations.public_types == ["Practitioner"]
+}
+
+test_wildcard_scope_reveals_every_type if {
+	d := decide(td.member01, search("Patient", []))
+	d.obligations.resource_types == {"*": {}}
+}
+
+test_modifier_on_a_granular_parameter_is_refused if {
+	scopes := [td.granular("patient", "Observation", "rs", {"category": ["vital-signs"]})]
+	every key in ["category:not", "category:missing", "category:text", "category:in", "category:below"] {
+		param := object.union(td.param(key, "category", ["vital-signs"]), {"modifier": split(key, ":")[1]})
+		d := decide(member_with(scopes), search("Observation", [param]))
+		d.allow == false
+		d.status == 403
+		d.reasons == ["outside_granular_scope"]
+	}
+}
+
+test_paging_carries_the_types_the_token_reveals if {
+	scopes := [td.scope("patient", "Patient", "rs")]
+	d := authz.decision with input as object.union(td.patient_access(member_with(scopes), td.request("paging", "", "", [])), {"facts": {"page_bound_to_caller": true}})
+		with data.config as td.config
+	d.allow == true
+	d.obligations.resource_types == {"Patient": {}}
+}

@@ -51,6 +51,8 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 	names_unpermitted_patient
 } else := refuse_with(400, "unsupported_parameter", sprintf("search parameter %q is not supported for %s on this API", [first_unsupported, type])) if {
 	first_unsupported
+} else := refuse(403, "outside_granular_scope") if {
+	smart.outside_granular(granular)
 } else := {"allow": true, "status": 200, "reasons": ["attributed"], "obligations": obligations}
 
 refuse(status, reason) := {"allow": false, "status": status, "reasons": [reason], "obligations": {}}
@@ -88,10 +90,12 @@ unsupported contains param.key if {
 
 first_unsupported := sort(unsupported)[0]
 
-requested(name) if {
-	some param in req.params
-	param.name == name
-}
+requested(name) := smart.requested(name)
+
+# Granular scopes hold on Provider Access as on Patient Access (SMART 2.x §Finer-grained resource constraints).
+default granular := {}
+
+granular := smart.granular_params(scope_context, type, smart.needed_permission)
 
 # Searches and reads are narrowed to the permitted patients unless the client already named only permitted
 # ones with the same parameter.
@@ -109,9 +113,11 @@ narrowing contains {"param": "patient", "value": concat(",", sort(permitted))} i
 
 obligations := {
 	"compartment": {"patients": sort(permitted)},
-	"narrow": sort(narrowing),
+	"narrow": sort(narrowing | smart.granular_narrowing(granular)),
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
+	"resource_types": smart.response_types(scope_context),
+	"public_types": params.public_types(api),
 }
 
 # Bulk Data Access 2.0 for providers (CMS-0057-F Provider Access: "bulk $export of the provider's attribution
@@ -157,6 +163,8 @@ export_obligations := {
 	"compartment": {"patients": sort(permitted)},
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
+	"resource_types": smart.response_types(scope_context),
+	"public_types": params.public_types(api),
 }
 
 # Bulk Data 2.0 §Bulk Data Kick-off Request; FHIR-NOTES: a patient-scoped token never starts an export.

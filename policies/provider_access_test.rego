@@ -224,3 +224,35 @@ test_owner_may_cancel_its_job if {
 	decide_with(td.org_a, req, {"export_job_bound_to_caller": false}).status == 404
 	decide_with(td.org_a, object.union(req, {"method": "POST"}), {"export_job_bound_to_caller": true}).status == 405
 }
+
+# --- granular scopes and what may leave ----------------------------------------------------------------------
+
+org_a_with(scopes) := object.union(td.org_a, {"scopes": scopes})
+
+vitals := [td.granular("system", "Observation", "rs", {"category": ["vital-signs"]})]
+
+test_provider_granular_scope_narrows_a_search if {
+	d := decide(org_a_with(vitals), search("Observation", [p("patient", ["member-01"])]))
+	d.allow == true
+	{"param": "category", "value": "vital-signs"} in d.obligations.narrow
+	d.obligations.resource_types == {"Observation": {"category": ["vital-signs"]}}
+}
+
+test_provider_granular_scope_refuses_another_category if {
+	d := decide(org_a_with(vitals), search("Observation", [p("patient", ["member-01"]), p("category", ["laboratory"])]))
+	d.status == 403
+	d.reasons == ["outside_granular_scope"]
+}
+
+test_provider_modifier_on_a_granular_parameter_is_refused if {
+	param := object.union(td.param("category:not", "category", ["vital-signs"]), {"modifier": "not"})
+	d := decide(org_a_with(vitals), search("Observation", [p("patient", ["member-01"]), param]))
+	d.status == 403
+	d.reasons == ["outside_granular_scope"]
+}
+
+test_provider_obligations_name_public_types if {
+	d := decide(td.org_a, search("Observation", [p("patient", ["member-01"])]))
+	d.obligations.public_types == ["Practitioner"]
+	d.obligations.resource_types == {"*": {}}
+}

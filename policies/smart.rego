@@ -44,3 +44,69 @@ granular_params(context, type, permission) := {name: values |
 		some v in object.get(s.params, name, [])
 	}
 }
+
+# --- what may leave in an answer ---------------------------------------------------------------------------
+
+# A scope lets resources of its type leave when it grants read or search: an _include/_revinclude result, a
+# history version or a page is data of its own type, and the token must grant that type (Invariant 2).
+reveals(scope) if scope.permissions.r == true
+
+reveals(scope) if scope.permissions.s == true
+
+revealing(context, type) := {scope |
+	some scope in input.identity.scopes
+	scope.context == context
+	scope.resource_type in {type, "*"}
+	reveals(scope)
+}
+
+# response_types(context): per type named by a scope of this context ("*" for every type), the granular
+# constraints a resource of that type must match to leave: {} when a scope without parameters grants it,
+# else the union of the granting scopes' values per parameter (SMART 2.x §Finer-grained resource constraints).
+response_types(context) := {type: constraints(context, type) |
+	some scope in input.identity.scopes
+	scope.context == context
+	reveals(scope)
+	type := scope.resource_type
+}
+
+constraints(context, type) := {} if {
+	some scope in revealing(context, type)
+	count(object.get(scope, "params", {})) == 0
+} else := {name: values |
+	some scope in revealing(context, type)
+	some name, _ in scope.params
+	values := sort({v |
+		some s in revealing(context, type)
+		some v in object.get(s.params, name, [])
+	})
+}
+
+# A request is outside its granular scopes when it names a value they do not grant, or puts any modifier on a
+# constrained parameter (category:not=vital-signs would match everything else; :missing, :text, :in, :below
+# likewise reach values nobody granted).
+outside_granular(granular) if {
+	some name, allowed in granular
+	some param in input.request.params
+	param.name == name
+	some value in param.values
+	not value in allowed
+}
+
+outside_granular(granular) if {
+	some name, _ in granular
+	some param in input.request.params
+	param.name == name
+	param.key != name
+}
+
+# A request naming none of a constrained parameter is narrowed to the granted values.
+granular_narrowing(granular) := {{"param": name, "value": concat(",", sort(allowed))} |
+	some name, allowed in granular
+	not requested(name)
+}
+
+requested(name) if {
+	some param in input.request.params
+	param.name == name
+}

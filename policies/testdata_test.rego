@@ -59,7 +59,7 @@ config := {"apis": {
 		"Patient": {"search_params": ["_id", "identifier", "name"]},
 		"ExplanationOfBenefit": {"search_params": ["_id", "patient", "type"]},
 		"Observation": {"search_params": ["_id", "patient", "subject", "category", "code"]},
-		"Practitioner": {"search_params": ["_id", "name"]},
+		"Practitioner": {"search_params": ["_id", "name"], "public": true},
 	}},
 	"patient-access": {"resources": {
 		"Patient": {"search_params": ["_id", "identifier", "name", "birthdate", "gender"]},
@@ -67,6 +67,7 @@ config := {"apis": {
 		"Coverage": {"search_params": ["_id", "patient", "beneficiary"]},
 		"Condition": {"search_params": ["_id", "patient", "category", "code", "clinical-status"]},
 		"Observation": {"search_params": ["_id", "patient", "subject", "category", "code", "date", "status"]},
-		"Practitioner": {"search_params": ["_id", "identifier", "name"]},
+		"Practitioner": {"search_params": ["_id", "identifier", "name"], "public": true},
+		"Organization": {"search_params": ["_id", "name"], "public": false},
 	}},
 }}

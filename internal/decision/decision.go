@@ -33,6 +33,9 @@ type Input struct {
 	Header func(name string) []string
 	// Body is the whole request body; a face that could not read all of it must not call Decide.
 	Body []byte
+	// PublicBase is the API's base as this client reached it, when the face knows it (the standalone proxy:
+	// its own scheme and host); "" means Core.PublicBase (public_url, Envoy's listener).
+	PublicBase string
 }
 
 // Decision is the outcome of Decide. When Allow is false, Refusal is what the client gets.
@@ -46,8 +49,10 @@ type Decision struct {
 	Identity *token.Identity
 	Request  fhir.Request
 	Policy   policy.Result
-	// UpstreamQuery is the query string to send to the FHIR server, narrowed by the obligations.
+	// UpstreamQuery is the query string to send to the FHIR server: narrowed by the obligations, without
+	// the parameters that shape the answer (Shape), which the core applies itself after enforcement.
 	UpstreamQuery string
+	Shape         Shape
 	// Client is the registry's view of the caller; DroppedScopes are the token's scopes it may not hold.
 	Client        *Client
 	DroppedScopes []string
@@ -107,7 +112,7 @@ type Core struct {
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
 func (c *Core) Decide(ctx context.Context, in Input) *Decision {
 	start := time.Now()
-	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
+	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in, Policy: c.policyInForce()}
 	c.decide(ctx, d)
 	c.observer().Decided(d, time.Since(start))
 	if !d.Allow {
@@ -164,6 +169,9 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		d.refuse(outcome.Internal, "policy_error")
 		return
 	}
+	if res.Revision == "" { // a Policy that does not say which set decided: the one in force when Decide began
+		res.Revision = d.Policy.Revision
+	}
 	d.Policy = res
 	d.Reasons = res.Reasons
 	if !res.Allow {
@@ -178,18 +186,19 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		d.refuse(outcome.Unauthenticated, "unauthenticated")
 		return
 	}
-	d.UpstreamQuery = in.RawQuery
+	shape, refusal, reason := readShape(req, in.Header)
+	if refusal != nil {
+		d.refuse(*refusal, reason)
+		return
+	}
+	d.Shape = shape
+	narrowing := map[string]string{}
 	if narrow := res.Obligations.Narrow; len(narrow) > 0 {
 		switch req.Interaction {
 		case fhir.SearchType:
-			q := url.Values{}
-			for k, v := range req.Query {
-				q[k] = v
-			}
 			for _, n := range narrow {
-				q.Set(n.Param, n.Value) // overwrite, never add: a second value would widen an OR
+				narrowing[n.Param] = n.Value
 			}
-			d.UpstreamQuery = q.Encode()
 		case fhir.Read:
 			ok, err := c.Compartment.Matches(ctx, req.ResourceType, req.ID, narrow)
 			if err != nil {
@@ -207,6 +216,7 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 			return
 		}
 	}
+	d.UpstreamQuery = upstreamQuery(in.RawQuery, req, shape, narrowing)
 	d.Allow = true
 }
 
@@ -231,10 +241,19 @@ func (c *Core) dryRun(ctx context.Context, d *Decision, input any, enforced poli
 
 // Refuse records a refusal decided before the core could run (no API at this path, say).
 func (c *Core) Refuse(in Input, r outcome.Refusal, reason string) *Decision {
-	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in}
+	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in, Policy: c.policyInForce()}
 	d.refuse(r, reason)
 	c.observer().Decided(d, 0)
 	return d
+}
+
+// policyInForce is an empty result that names the policy set in force now, so a decision refused before
+// the policy ran still records the revision it was decided under.
+func (c *Core) policyInForce() policy.Result {
+	if c.Policy == nil {
+		return policy.Result{}
+	}
+	return policy.Result{Revision: c.Policy.Revision()}
 }
 
 func (d *Decision) refuse(r outcome.Refusal, reason string) {
@@ -309,9 +328,11 @@ func (c *Core) RecordEnforced(ctx context.Context, d *Decision, e Enforced, byte
 }
 
 func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64, upstream time.Duration, e *Enforced) error {
+	// PolicyRevision: the set that decided, not the one in force now; a reload between decision and answer
+	// must not make the record name rules that were never applied to this request.
 	r := audit.Record{
 		Schema: audit.SchemaVersion, Kind: audit.KindAccess, ID: audit.NewID(), Time: d.Time, API: d.Input.API, DecisionID: d.ID,
-		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: c.Policy.Revision(),
+		Allow: d.Allow, Reasons: nonNil(d.Reasons), PolicyRevision: d.Policy.Revision,
 		Scopes: []string{}, Patients: []string{}, Method: d.Input.Method, Path: d.Input.Path,
 		Query:        audit.RedactQuery(d.Input.RawQuery),
 		ResourceType: d.Request.ResourceType, Interaction: string(d.Request.Interaction),

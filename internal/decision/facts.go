@@ -120,7 +120,7 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		if facts == nil {
 			facts = map[string]any{}
 		}
-		facts["page_bound_to_caller"] = ok && owner == d.Identity.ClientID+"|"+d.Identity.Patient
+		facts["page_bound_to_caller"] = ok && owner == pageOwner(d.Identity)
 		input["facts"] = facts
 	}
 	if d.Input.API != "provider-access" || d.Identity == nil || d.Request.Interaction == fhir.Capabilities || d.Request.Interaction == fhir.SmartConfiguration {

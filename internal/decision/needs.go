@@ -17,14 +17,15 @@ import (
 const MaxResponseBytes = 16 << 20
 
 // NeedsResponseBody reports whether the response of this allowed decision must be read whole and passed
-// through EnforceResponse before it leaves: a compartment to hold it to, or a data-scope profile to apply.
-// Only then do the faces buffer it; every other response streams as it comes.
+// through EnforceResponse before it leaves: a compartment to hold it to, a data-scope profile to apply, or a
+// shape the client asked for (Invariant 1: applied after enforcement, never by the FHIR server). Only then do
+// the faces buffer it; every other response streams as it comes.
 func (d *Decision) NeedsResponseBody() bool {
 	if d == nil || !d.Allow {
 		return false
 	}
 	o := d.Policy.Obligations
-	return o.Compartment != nil || o.DataScope != ""
+	return o.Compartment != nil || o.DataScope != "" || !d.Shape.Empty()
 }
 
 // UncheckedResponse is the answer when an upstream body that needed enforcement could not be enforced

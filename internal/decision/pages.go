@@ -2,10 +2,16 @@ package decision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/token"
 )
 
 // PageTTL is how long a paging link stays bound to the client that made the search. HAPI keeps search
@@ -23,16 +29,19 @@ type PageStore interface {
 	Owner(ctx context.Context, pageID string) (owner string, ok bool, err error)
 }
 
-// PageOwner is the owner a paging id is bound to: the client and the patient the search was made for.
-func PageOwner(d *Decision) string {
-	client, patient := "", ""
-	if d.Identity != nil {
-		client = d.Identity.ClientID
+// PageOwner is the owner a paging id is bound to: the client, the patient and the scopes of the search's
+// token. A page is data of its own types, so a token with other scopes (Patient.rs only, following an
+// Observation search's next link) is another owner, and gets the 404 of a page that does not exist.
+func PageOwner(d *Decision) string { return pageOwner(d.Identity) }
+
+func pageOwner(id *token.Identity) string {
+	if id == nil {
+		return "|"
 	}
-	if cp := d.Policy.Obligations.Compartment; cp != nil {
-		patient = cp.Patient
-	}
-	return client + "|" + patient
+	scopes := slices.Clone(id.Scopes)
+	slices.Sort(scopes)
+	sum := sha256.Sum256([]byte(strings.Join(scopes, " ")))
+	return id.ClientID + "|" + id.Patient + "|" + hex.EncodeToString(sum[:12])
 }
 
 // PageOwner returns the owner of a paging id; ok is false for an id never bound (or expired), which the

@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,9 +54,19 @@ func TestInMemoryPagesIsBounded(t *testing.T) {
 	}
 }
 
-func TestPageOwnerIsClientAndPatient(t *testing.T) {
-	if got := PageOwner(decisionFor("member-01")); got != "patient-app|member-01" {
-		t.Fatalf("got %q", got)
+func TestPageOwnerIsClientPatientAndScopes(t *testing.T) {
+	d := decisionFor("member-01")
+	owner := PageOwner(d)
+	if !strings.HasPrefix(owner, "patient-app|member-01|") {
+		t.Fatalf("got %q", owner)
+	}
+	d.Identity.Scopes = []string{"patient/Patient.rs"}
+	if PageOwner(d) == owner {
+		t.Fatal("a token with other scopes owns the same pages")
+	}
+	d.Identity.Scopes = []string{"patient/*.rs"}
+	if PageOwner(d) != owner {
+		t.Fatal("the same scopes give another owner")
 	}
 	if got := PageOwner(&Decision{}); got != "|" {
 		t.Fatalf("got %q", got)

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/datascope"
@@ -25,6 +26,9 @@ type Enforced struct {
 	Patients   []string // the patients whose data is in Body
 	Categories []string // data categories of the resources in Body
 	Removed    int      // resources withheld
+	// Header holds the headers of an answer enforcement made itself (Status differs from upstream's): the ETag
+	// and Last-Modified of a 304. nil means the OperationOutcome headers (outcome.Refusal.Headers).
+	Header map[string]string
 }
 
 // ErrResponse means an upstream answer could not be checked (not FHIR JSON, malformed, nested too deep); the
@@ -44,10 +48,6 @@ const maxBundleDepth = 8
 // rewritten to the API's public base and bound to the client (Core.Pages), and the patients and data
 // categories of what leaves are reported. A body that was not changed is returned as the same bytes.
 func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, contentType string, body []byte) (Enforced, error) {
-	var allowed map[string]bool
-	if cp := d.Policy.Obligations.Compartment; cp != nil {
-		allowed = cp.Allowed()
-	}
 	if out, done, err := c.enforceExport(ctx, d, status, contentType, body); done { // exports.go
 		return out, err
 	}
@@ -64,19 +64,29 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 	if err != nil {
 		return Enforced{}, err
 	}
-	e := enforcer{core: c, d: d, allowedPatients: allowed, enforce: d.Policy.Obligations.Compartment != nil,
-		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
-	rt, _ := root["resourceType"].(string)
-	if rt == "Bundle" {
+	e := c.newEnforcer(d)
+	if rt, _ := root["resourceType"].(string); rt == "Bundle" {
 		if err := e.bundle(root, 0); err != nil {
 			return Enforced{}, err
+		}
+		if refused, ok := e.counts(root); !ok {
+			return e.refused(refused), nil
 		}
 		if err := e.bindPages(ctx, root); err != nil {
 			return Enforced{}, err
 		}
-	} else if !e.keep(root) {
-		return Enforced{Status: outcome.NotFound.Status, Body: outcome.NotFound.Body(),
-			Patients: []string{}, Categories: []string{}, Removed: 1}, nil
+	} else {
+		if !e.keep(root) {
+			return e.refused(outcome.NotFound), nil
+		}
+		// Invariant 3: a conditional read is judged only now that the resource is known to be visible.
+		if h, notModified := d.Shape.notModified(root); notModified {
+			return Enforced{Status: http.StatusNotModified, Header: h, Patients: sortedSet(e.patients),
+				Categories: sortedSet(e.categories)}, nil
+		}
+	}
+	if e.shape(root) {
+		e.changed = true
 	}
 	out := Enforced{Status: status, Body: body, Patients: sortedSet(e.patients), Categories: sortedSet(e.categories),
 		Removed: e.removed}
@@ -88,6 +98,11 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 	return out, nil
 }
 
+// refused is enforcement's own refusal in place of the upstream answer: nothing of that answer leaves.
+func (e *enforcer) refused(r outcome.Refusal) Enforced {
+	return Enforced{Status: r.Status, Body: r.Body(), Patients: []string{}, Categories: []string{}, Removed: max(e.removed, 1)}
+}
+
 // enforceError passes an error answer through when it is an OperationOutcome (or empty). Under a compartment
 // obligation anything else is replaced by fhirwall's own outcome for the status, so an upstream error page
 // cannot carry another patient's data.
@@ -96,7 +111,7 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 	if d.Policy.Obligations.Compartment == nil {
 		return pass, nil
 	}
-	if status == http.StatusNotFound || status == http.StatusGone {
+	if status == http.StatusNotFound || status == http.StatusGone || status == http.StatusNotModified {
 		// HAPI's own 404 names the resource and its 410 says it existed; either would let a client tell
 		// them from fhirwall's 404 for "not yours" (FHIR-NOTES: existence oracles).
 		return Enforced{Status: outcome.NotFound.Status, Body: outcome.NotFound.Body(),
@@ -107,6 +122,11 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 	}
 	if isFHIRJSON(contentType) {
 		if m, err := decodeResource(body); err == nil && m["resourceType"] == "OperationOutcome" {
+			if scrubOutcome(m) {
+				if pass.Body, err = encode(m); err != nil {
+					return Enforced{}, err
+				}
+			}
 			return pass, nil
 		}
 	}
@@ -145,14 +165,89 @@ func decodeResource(body []byte) (map[string]any, error) {
 	return m, nil
 }
 
+// encode writes a decoded resource back as compact JSON with resourceType first in every resource (FHIR
+// JSON §1.1: readers may rely on it) and the other members in a stable order; numbers stay as written.
 func encode(v any) ([]byte, error) {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := writeJSON(&b, v, 0); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrResponse, err)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b.Bytes(), nil
+}
+
+func writeJSON(b *bytes.Buffer, v any, depth int) error {
+	if depth > 512 {
+		return errors.New("nested too deep")
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			if k != "resourceType" {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		if _, ok := t["resourceType"]; ok {
+			keys = append([]string{"resourceType"}, keys...)
+		}
+		b.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeString(b, k)
+			b.WriteByte(':')
+			if err := writeJSON(b, t[k], depth+1); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range t {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := writeJSON(b, e, depth+1); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	case string:
+		writeString(b, t)
+	case json.Number:
+		b.WriteString(string(t))
+	case bool:
+		b.WriteString(strconv.FormatBool(t))
+	case nil:
+		b.WriteString("null")
+	default:
+		return fmt.Errorf("cannot encode %T", v)
+	}
+	return nil
+}
+
+// writeString writes s as a JSON string (RFC 8259 §7); s came from a JSON decoder, so it is valid UTF-8.
+func writeString(b *bytes.Buffer, s string) {
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == '\u2028' || r == '\u2029':
+			b.WriteString(`\u`)
+			b.WriteByte(hex[(r>>12)&0xf])
+			b.WriteByte(hex[(r>>8)&0xf])
+			b.WriteByte(hex[(r>>4)&0xf])
+			b.WriteByte(hex[r&0xf])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
 }
 
 type enforcer struct {
@@ -161,26 +256,49 @@ type enforcer struct {
 	// allowedPatients: the compartments responses may contain (the patient's own, or a provider's
 	// permitted members).
 	allowedPatients map[string]bool
-	enforce         bool
-	removed         int
-	changed         bool
-	patients        map[string]struct{}
+	// public: the types outside the Patient compartment that may leave (Obligations.PublicTypes).
+	public   map[string]bool
+	enforce  bool
+	removed  int
+	changed  bool
+	patients map[string]struct{}
 	// categories of the resources kept
 	categories map[string]struct{}
+}
+
+// newEnforcer holds one answer to d's obligations.
+func (c *Core) newEnforcer(d *Decision) *enforcer {
+	ob := d.Policy.Obligations
+	e := &enforcer{core: c, d: d, enforce: ob.Compartment != nil,
+		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
+	if ob.Compartment != nil {
+		e.allowedPatients = ob.Compartment.Allowed()
+	}
+	e.public = make(map[string]bool, len(ob.PublicTypes))
+	for _, t := range ob.PublicTypes {
+		e.public[t] = true
+	}
+	return e
 }
 
 // keep says whether one resource may leave, and records what it carries when it may.
 func (e *enforcer) keep(res map[string]any) bool {
 	rt, _ := res["resourceType"].(string)
 	if rt == "OperationOutcome" {
+		if e.enforce && scrubOutcome(res) {
+			e.changed = true
+		}
 		return true
 	}
 	if rt == "" {
 		return !e.enforce // a resource without a type cannot be judged
 	}
 	patients, inCompartment := fhir.PatientsOf(res)
-	if e.enforce && !e.allowed(patients, inCompartment) {
+	if e.enforce && (!e.allowed(patients, inCompartment) || !e.reveals(rt, res, inCompartment)) {
 		return false
+	}
+	if e.enforce && e.dropContained(res) {
+		e.changed = true
 	}
 	// The API's data scope (CMS-0057-F: claims from 2016 on, no drug prior auths, non-financial claims for
 	// providers) withholds like a compartment violation and may rewrite the resource in place.
@@ -295,11 +413,8 @@ func (e *enforcer) resource(res map[string]any, depth int) bool {
 // X-Forwarded-*, so this only catches a misconfiguration).
 func (e *enforcer) rewriteLinks(b map[string]any) {
 	from := strings.TrimSuffix(e.core.UpstreamBase, "/")
-	if from == "" || e.core.PublicBase == nil {
-		return
-	}
-	to := strings.TrimSuffix(e.core.PublicBase(e.d.Input.API), "/")
-	if to == "" || to == from {
+	to := e.core.publicBase(e.d)
+	if from == "" || to == "" || to == from {
 		return
 	}
 	links, _ := b["link"].([]any)

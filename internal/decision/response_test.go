@@ -90,9 +90,12 @@ func newEnforcingCore() *Core {
 
 func decisionFor(patient string) *Decision {
 	d := &Decision{ID: "d1", Allow: true, Input: Input{API: "patient-access"},
-		Identity: &token.Identity{ClientID: "patient-app", Patient: patient}}
+		Identity: &token.Identity{ClientID: "patient-app", Patient: patient, Scopes: []string{"patient/*.rs"}},
+		Request:  fhir.Request{Interaction: fhir.SearchType}}
 	if patient != "" {
 		d.Policy.Obligations.Compartment = &policy.Compartment{Patient: patient}
+		d.Policy.Obligations.ResourceTypes = map[string]policy.Constraints{"*": {}}
+		d.Policy.Obligations.PublicTypes = []string{"Practitioner"}
 	}
 	return d
 }
@@ -177,29 +180,29 @@ func TestEnforceBundle(t *testing.T) {
 		body      string
 		want      []string
 		removed   int
-		wantTotal bool
+		wantTotal int // -1: none; else the count of visible matches, since the page holds the whole result
 	}{
 		{"own searchset is unchanged with its total",
 			bundle("searchset", 2, nil, entry{eob("e1", me), "match"}, entry{eob("e2", me), "match"}),
-			[]string{"Bundle/b1", "ExplanationOfBenefit/e1", "ExplanationOfBenefit/e2"}, 0, true},
+			[]string{"Bundle/b1", "ExplanationOfBenefit/e1", "ExplanationOfBenefit/e2"}, 0, 2},
 		{"_include results of another patient are dropped and the practitioner kept",
 			bundle("searchset", 1, searchLinks, entry{eob("e1", me), "match"}, entry{patientRes(other), "include"}, entry{practitioner, "include"}),
-			[]string{"Bundle/b1", "ExplanationOfBenefit/e1", "Practitioner/pr1"}, 1, false},
+			[]string{"Bundle/b1", "ExplanationOfBenefit/e1", "Practitioner/pr1"}, 1, 1},
 		{"_revinclude of another patient's resources is dropped",
 			bundle("searchset", 1, nil, entry{practitioner, "match"}, entry{eob("e9", other), "include"}, entry{labObs("o1", me), "include"}),
-			[]string{"Bundle/b1", "Practitioner/pr1", "Observation/o1"}, 1, false},
+			[]string{"Bundle/b1", "Practitioner/pr1", "Observation/o1"}, 1, 1},
 		{"a history version belonging to another patient is dropped",
 			bundle("history", 3, nil, entry{labObs("o1", me), ""}, entry{labObs("o1", other), ""}, entry{labObs("o1", me), ""}),
-			[]string{"Bundle/b1", "Observation/o1", "Observation/o1"}, 1, false},
+			[]string{"Bundle/b1", "Observation/o1", "Observation/o1"}, 1, -1},
 		{"a batch-response nested searchset is filtered, outcomes kept",
 			bundle("batch-response", -1, nil,
 				entry{bundle("searchset", 2, nil, entry{eob("e1", me), "match"}, entry{eob("e2", other), "match"}), ""},
 				entry{eob("e3", other), ""},
 				entry{`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}`, ""}),
-			[]string{"Bundle/b1", "Bundle/b1", "ExplanationOfBenefit/e1", "OperationOutcome/<nil>"}, 2, false},
+			[]string{"Bundle/b1", "Bundle/b1", "ExplanationOfBenefit/e1", "OperationOutcome/<nil>"}, 2, -1},
 		{"a contained resource of another patient takes its entry out",
 			bundle("searchset", 1, nil, entry{strings.Replace(eob("e3", me), `"status"`, `"contained":[{"resourceType":"Coverage","id":"c","beneficiary":{"reference":"Patient/`+other+`"}}],"status"`, 1), "match"}),
-			[]string{"Bundle/b1"}, 1, false},
+			[]string{"Bundle/b1"}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := newEnforcingCore().EnforceResponse(context.Background(), decisionFor(me), 200, fhirJSON, []byte(tc.body))
@@ -214,8 +217,11 @@ func TestEnforceBundle(t *testing.T) {
 			}
 			var m map[string]any
 			_ = json.Unmarshal(got.Body, &m)
-			if _, has := m["total"]; has != tc.wantTotal {
-				t.Errorf("total present=%v, want %v", has, tc.wantTotal)
+			switch total, has := m["total"]; {
+			case tc.wantTotal < 0 && has:
+				t.Errorf("total %v, want none", total)
+			case tc.wantTotal >= 0 && total != float64(tc.wantTotal):
+				t.Errorf("total %v, want %d", total, tc.wantTotal)
 			}
 			for _, p := range got.Patients {
 				if p != me {
@@ -253,7 +259,7 @@ func TestEnforceRewritesAndBindsPagingLinks(t *testing.T) {
 		t.Fatalf("links not rewritten: %s", got.Body)
 	}
 	owner, ok, err := c.PageOwner(context.Background(), "5c1f-uuid")
-	if err != nil || !ok || owner != "patient-app|"+me || owner != PageOwner(d) {
+	if err != nil || !ok || !strings.HasPrefix(owner, "patient-app|"+me+"|") || owner != PageOwner(d) {
 		t.Fatalf("page owner %q %v %v", owner, ok, err)
 	}
 	if _, ok, _ := c.PageOwner(context.Background(), "never-issued"); ok {
@@ -376,6 +382,7 @@ func TestEntriesWithoutResourceDoNotLeaveUnderAnObligation(t *testing.T) {
 		`{"fullUrl":"http://x/fhir/Observation/o-1","resource":{"resourceType":"Observation","id":"o-1","subject":{"reference":"Patient/member-01"}},"request":{"method":"PUT","url":"Observation/o-1"}}]}`)
 	c := &Core{}
 	d := &Decision{Allow: true}
+	d.Policy.Obligations.ResourceTypes = map[string]policy.Constraints{"*": {}}
 	d.Policy.Obligations.Compartment = &policy.Compartment{Patient: "member-01"}
 	out, err := c.EnforceResponse(context.Background(), d, 200, "application/fhir+json", body)
 	if err != nil {

@@ -28,6 +28,7 @@ var (
 	NotAllowed      = Refusal{http.StatusMethodNotAllowed, "not-supported", "this interaction is not allowed on this API"}
 	TooLarge        = Refusal{http.StatusRequestEntityTooLarge, "too-long", "the request body is too large"}
 	MediaType       = Refusal{http.StatusUnsupportedMediaType, "not-supported", "the request body's media type is not supported"}
+	NotAcceptable   = Refusal{http.StatusNotAcceptable, "not-supported", "fhirwall answers in FHIR JSON only: ask for application/fhir+json (Accept or _format=json)"}
 	TooMany         = Refusal{http.StatusTooManyRequests, "throttled", "too many requests; retry later"}
 	Unavailable     = Refusal{http.StatusServiceUnavailable, "transient", "the service is temporarily unavailable"}
 	Internal        = Refusal{http.StatusInternalServerError, "exception", "the request could not be processed"}
@@ -35,7 +36,7 @@ var (
 
 // ForStatus returns the refusal used for an HTTP status, if fhirwall refuses with that status.
 func ForStatus(status int) (Refusal, bool) {
-	for _, r := range []Refusal{NotSupported, Unauthenticated, Forbidden, NotFound, NotAllowed, TooLarge, MediaType, TooMany, Internal, Unavailable} {
+	for _, r := range []Refusal{NotSupported, Unauthenticated, Forbidden, NotFound, NotAllowed, NotAcceptable, TooLarge, MediaType, TooMany, Internal, Unavailable} {
 		if r.Status == status {
 			return r, true
 		}
@@ -66,7 +67,7 @@ func (r Refusal) Body() []byte {
 
 // Headers are the response headers every refusal carries.
 func (r Refusal) Headers() map[string]string {
-	h := map[string]string{"content-type": ContentType, "cache-control": "no-store"}
+	h := map[string]string{"content-type": ContentType, "cache-control": "no-store", "pragma": "no-cache"}
 	if r.Status == http.StatusUnauthorized {
 		h["www-authenticate"] = `Bearer realm="fhirwall"`
 	}

@@ -49,6 +49,32 @@ func (d *decoder) obligations(o ast.Object, ob *Obligations) {
 	})
 	d.field(o, "data_scope", func(v ast.Value) { ob.DataScope = d.string(v) })
 	d.field(o, "rate_class", func(v ast.Value) { ob.RateClass = d.string(v) })
+	d.field(o, "resource_types", func(v ast.Value) {
+		ob.ResourceTypes = map[string]Constraints{}
+		d.entries(v, func(t string, v ast.Value) {
+			c := Constraints{}
+			d.entries(v, func(param string, v ast.Value) { c[param] = d.strings(v) })
+			ob.ResourceTypes[t] = c
+		})
+	})
+	d.field(o, "public_types", func(v ast.Value) { ob.PublicTypes = d.strings(v) })
+}
+
+// entries calls decode for each member of an object whose keys are strings.
+func (d *decoder) entries(v ast.Value, decode func(key string, v ast.Value)) {
+	d.object(v, func(o ast.Object) {
+		o.Foreach(func(k, v *ast.Term) {
+			if d.err != nil {
+				return
+			}
+			key := d.string(k.Value)
+			d.path = append(d.path, key)
+			decode(key, v.Value)
+			if d.err == nil {
+				d.path = d.path[:len(d.path)-1]
+			}
+		})
+	})
 }
 
 func (d *decoder) field(o ast.Object, key string, decode func(ast.Value)) {

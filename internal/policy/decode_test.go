@@ -27,6 +27,11 @@ func TestDecisionIsReadAsEncodingJSONWouldReadIt(t *testing.T) {
 		`{"allow": true, "status": 200, "obligations": {"narrow": [{"param": 1}]}}`,
 		`{"allow": true, "status": 200, "obligations": {"compartment": "member-01"}}`,
 		`{"allow": true, "status": 200, "obligations": []}`,
+		`{"allow": true, "status": 200, "obligations": {"resource_types": {"*": {}, "Observation": {"category": ["vital-signs", "laboratory"]}}, "public_types": ["Practitioner"]}}`,
+		`{"allow": true, "status": 200, "obligations": {"resource_types": {"Observation": {"category": "vital-signs"}}}}`,
+		`{"allow": true, "status": 200, "obligations": {"resource_types": {"Observation": []}}}`,
+		`{"allow": true, "status": 200, "obligations": {"resource_types": ["Observation"]}}`,
+		`{"allow": true, "status": 200, "obligations": {"public_types": "Practitioner"}}`,
 		`[true]`,
 		`"allow"`,
 	} {

@@ -43,6 +43,25 @@ type Obligations struct {
 	Narrow    []Narrow `json:"narrow,omitempty"`
 	DataScope string   `json:"data_scope,omitempty"`
 	RateClass string   `json:"rate_class,omitempty"`
+	// ResourceTypes: the resource types that may leave in an answer ("*": every type), each with the granular
+	// constraints a resource of it must match (parameter name → granted values; empty: none). Under a
+	// compartment, a type not listed never leaves, whatever brought it (Invariant 2).
+	ResourceTypes map[string]Constraints `json:"resource_types,omitempty"`
+	// PublicTypes are the types outside the Patient compartment the API's config names public reference
+	// data (Practitioner, Organization, Location); every other such type is withheld under a compartment.
+	PublicTypes []string `json:"public_types,omitempty"`
+}
+
+// Constraints are a granular scope's search parameters: a resource must match one of the values of each.
+type Constraints map[string][]string
+
+// Reveals reports the constraints a resource of type t must match to leave, and whether it may leave at all.
+func (o Obligations) Reveals(t string) (Constraints, bool) {
+	if c, ok := o.ResourceTypes[t]; ok {
+		return c, true
+	}
+	c, ok := o.ResourceTypes["*"]
+	return c, ok
 }
 
 // Compartment: every resource returned must be in the compartment of one of these patients: Patient for
