@@ -1,8 +1,9 @@
 package attribution
 
 import (
-	"strings"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
 // group is the part of an attribution Group the adapter reads.
@@ -45,15 +46,15 @@ func (m member) current(now time.Time) bool {
 		return true
 	}
 	if m.Period.Start != "" {
-		start, _, ok := parseDate(m.Period.Start)
-		if !ok || now.Before(start) {
+		start, _, err := fhir.ParseDate(m.Period.Start)
+		if err != nil || now.Before(start) {
 			return false
 		}
 	}
 	if m.Period.End != "" {
-		// FHIR Period.end of a partial date means the end of that day, month or year.
-		_, end, ok := parseDate(m.Period.End)
-		if !ok || !now.Before(end) {
+		// R4 Period.end includes any matching date/time: "2026-05" ends when June begins.
+		_, end, err := fhir.ParseDate(m.Period.End)
+		if err != nil || !now.Before(end) {
 			return false
 		}
 	}
@@ -82,31 +83,14 @@ func (g group) namesPractitioners() bool {
 	return false
 }
 
-// parseDate reads a FHIR date or dateTime and returns the first instant it covers and the first after it.
-func parseDate(s string) (from, to time.Time, ok bool) {
-	for _, f := range []struct {
-		layout string
-		step   func(time.Time) time.Time
-	}{
-		{time.RFC3339Nano, func(t time.Time) time.Time { return t.Add(time.Nanosecond) }},
-		{"2006-01-02", func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
-		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
-		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
-	} {
-		if t, err := time.Parse(f.layout, s); err == nil {
-			return t, f.step(t), true
-		}
-	}
-	return time.Time{}, time.Time{}, false
-}
-
-// patientID returns the id of a Patient reference (relative, absolute or versioned).
+// patientID returns the id of the Patient a member entity names (fhir.PatientID: relative, absolute or
+// versioned). A reference that names a Patient but no readable id (conditional, malformed, "Patient/a/b")
+// attributes nobody: fhir.UnknownPatient stands for "some patient" in compartment checks, and putting it
+// in a provider's list would let every resource naming an unreadable patient through.
 func patientID(ref string) (string, bool) {
-	parts := strings.Split(ref, "/")
-	for i := len(parts) - 2; i >= 0; i-- {
-		if parts[i] == "Patient" && parts[i+1] != "" {
-			return parts[i+1], true
-		}
+	id, ok := fhir.PatientID(ref)
+	if !ok || id == fhir.UnknownPatient {
+		return "", false
 	}
-	return "", false
+	return id, true
 }

@@ -144,10 +144,11 @@ func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("Consent: %w", err)
 		}
-		if id, ok := r.optOut(now); ok {
+		id, ok, err := r.optOut(now)
+		if ok {
 			set[id] = true
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -161,7 +162,11 @@ func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {
 			return nil
 		}
 		for _, m := range g.Member {
-			if id, ok := patientID(m.Entity.Reference); ok && m.optedOut() {
+			id, ok, err := m.optedOutMember()
+			if err != nil {
+				return fmt.Errorf("Group/%s: %w", g.ID, err)
+			}
+			if ok {
 				set[id] = true
 			}
 		}

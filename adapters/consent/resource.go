@@ -1,8 +1,11 @@
 package consent
 
 import (
-	"strings"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
 type reference struct {
@@ -12,6 +15,7 @@ type reference struct {
 // consentResource is the part of a Consent the adapter reads.
 type consentResource struct {
 	ResourceType string    `json:"resourceType"`
+	ID           string    `json:"id"`
 	Status       string    `json:"status"`
 	Patient      reference `json:"patient"`
 	Policy       []struct {
@@ -25,30 +29,43 @@ type consentResource struct {
 	} `json:"provision"`
 }
 
+// ErrUnreadableOptOut: an opt-out in force names its member in a way that cannot be read (no Patient
+// reference, a conditional or malformed one). Nobody can say whom it protects, so the opted-out set cannot
+// be answered: Provider Access refuses everyone (503) until the record is fixed, rather than share the data
+// of a member who opted out.
+var ErrUnreadableOptOut = errors.New("opt-out names no readable patient")
+
 // optOut returns the member a Consent opts out of Provider Access, if it does at now. An opt-out whose
 // period ended no longer counts; an end date that cannot be read keeps it in force.
-func (r consentResource) optOut(now time.Time) (string, bool) {
+func (r consentResource) optOut(now time.Time) (string, bool, error) {
 	if r.ResourceType != "Consent" || r.Status != "active" || r.Provision == nil || r.Provision.Type != "deny" {
-		return "", false
+		return "", false, nil
 	}
 	matched := false
 	for _, p := range r.Policy {
 		matched = matched || p.URI == OptOutPolicy
 	}
 	if !matched {
-		return "", false
+		return "", false, nil
 	}
 	if p := r.Provision.Period; p != nil && p.End != "" {
-		if end, ok := endOf(p.End); ok && !now.Before(end) {
-			return "", false
+		// R4 Period.end includes any matching date/time: an opt-out ending "2026-05" holds through May.
+		if _, end, err := fhir.ParseDate(p.End); err == nil && !now.Before(end) {
+			return "", false, nil
 		}
 	}
-	return patientID(r.Patient.Reference)
+	// Consent.patient is Reference(Patient): anything else is as unreadable as a malformed Patient reference.
+	id, ok := fhir.PatientID(r.Patient.Reference)
+	if !ok || id == fhir.UnknownPatient {
+		return "", false, fmt.Errorf("%w: Consent/%s patient %q", ErrUnreadableOptOut, r.ID, r.Patient.Reference)
+	}
+	return id, true, nil
 }
 
 // groupResource is the part of a Group the adapter reads.
 type groupResource struct {
 	ResourceType string        `json:"resourceType"`
+	ID           string        `json:"id"`
 	Member       []groupMember `json:"member"`
 }
 
@@ -60,42 +77,26 @@ type groupMember struct {
 	} `json:"extension"`
 }
 
-// optedOut reports whether the entry carries the opt-out extension with valueBoolean true. The member's
-// inactive flag does not matter: opting out does not end the relationship, and an ended one stays opted out.
-func (m groupMember) optedOut() bool {
+// optedOutMember returns the member a Group entry marks as opted out (the opt-out extension with
+// valueBoolean true). The member's inactive flag does not matter: opting out does not end the relationship,
+// and an ended one stays opted out. A marked entry whose Patient cannot be read is ErrUnreadableOptOut; a
+// marked entity of another type (a Device, a nested Group) is no member and is ignored.
+func (m groupMember) optedOutMember() (string, bool, error) {
+	marked := false
 	for _, e := range m.Extension {
 		if e.URL == OptOutExtension && e.ValueBoolean != nil && *e.ValueBoolean {
-			return true
+			marked = true
 		}
 	}
-	return false
-}
-
-// endOf returns the first instant after a FHIR date or dateTime (Period.end of a partial date covers it whole).
-func endOf(s string) (time.Time, bool) {
-	for _, f := range []struct {
-		layout string
-		step   func(time.Time) time.Time
-	}{
-		{time.RFC3339Nano, func(t time.Time) time.Time { return t.Add(time.Nanosecond) }},
-		{"2006-01-02", func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
-		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
-		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
-	} {
-		if t, err := time.Parse(f.layout, s); err == nil {
-			return f.step(t), true
-		}
+	if !marked {
+		return "", false, nil
 	}
-	return time.Time{}, false
-}
-
-// patientID returns the id of a Patient reference (relative, absolute or versioned).
-func patientID(ref string) (string, bool) {
-	parts := strings.Split(ref, "/")
-	for i := len(parts) - 2; i >= 0; i-- {
-		if parts[i] == "Patient" && parts[i+1] != "" {
-			return parts[i+1], true
-		}
+	id, ok := fhir.PatientID(m.Entity.Reference)
+	if !ok {
+		return "", false, nil
 	}
-	return "", false
+	if id == fhir.UnknownPatient {
+		return "", false, fmt.Errorf("%w: Group member %q", ErrUnreadableOptOut, m.Entity.Reference)
+	}
+	return id, true, nil
 }
