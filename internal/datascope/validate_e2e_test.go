@@ -14,8 +14,8 @@ import (
 
 // TestNonFinancialClaimsValidate transforms the seed's claims for Provider Access and validates them with
 // HAPI's validator (test/tools/fhir-validator, built with `mvn -q package` there) against the CARIN BB
-// packages in ../shared/fhir-packages. Errors fail the test except the ones in acceptedErrors, each caused by
-// the seed data rather than by the transform; warnings and information are logged.
+// packages in test/fixtures/fhir-packages. Errors fail the test except the ones in acceptedErrors, each
+// caused by the seed data rather than by the transform; warnings and information are logged.
 func TestNonFinancialClaimsValidate(t *testing.T) {
 	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz")
 	dir := t.TempDir()

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/test/require"
 )
 
 func root() string {
@@ -16,14 +18,19 @@ func root() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Packages resolves IG package files by name in $FHIR_PACKAGES, else ../shared/fhir-packages beside the
-// checkout; a missing one fails t.
+// PackageDir is the folder of IG package files: $FHIR_PACKAGES, else the repository's own copy
+// (test/fixtures/fhir-packages, provenance in its README.md).
+func PackageDir() string {
+	if dir := os.Getenv("FHIR_PACKAGES"); dir != "" {
+		return dir
+	}
+	return filepath.Join(root(), "test", "fixtures", "fhir-packages")
+}
+
+// Packages resolves IG package files by name in PackageDir; a missing one fails t.
 func Packages(t testing.TB, names ...string) []string {
 	t.Helper()
-	dir := os.Getenv("FHIR_PACKAGES")
-	if dir == "" {
-		dir = filepath.Join(root(), "..", "shared", "fhir-packages")
-	}
+	dir := PackageDir()
 	var out []string
 	for _, n := range names {
 		p := filepath.Join(dir, n)
@@ -36,18 +43,15 @@ func Packages(t testing.TB, names ...string) []string {
 }
 
 // Validate validates files against the packages (none: base R4) and returns the ERROR and FATAL lines; other
-// lines are logged. Without the validator built it skips, or fails under FHIRWALL_REQUIRE_VALIDATOR (set by
-// `make e2e`, which builds it). It fails t when the validator did not run, or said nothing about a file
-// (every resource gets at least the narrative warning: a file never named was never validated).
+// lines are logged. Without the validator built it skips, or fails under FHIRWALL_REQUIRE_ALL (`make test`
+// and `make e2e` build it). It fails t when the validator did not run, or said nothing about a file (every
+// resource gets at least the narrative warning: a file never named was never validated).
 func Validate(t testing.TB, packages, files []string) []string {
 	t.Helper()
 	tool := filepath.Join(root(), "test", "tools", "fhir-validator", "target")
 	jar := filepath.Join(tool, "fhir-validator-0.1.0.jar")
 	if _, err := os.Stat(jar); err != nil {
-		if os.Getenv("FHIRWALL_REQUIRE_VALIDATOR") != "" {
-			t.Fatal("validator not built: cd test/tools/fhir-validator && mvn -q package")
-		}
-		t.Skip("validator not built: cd test/tools/fhir-validator && mvn -q package")
+		require.Missing(t, "validator not built: cd test/tools/fhir-validator && mvn -q package")
 	}
 	if len(files) == 0 {
 		t.Fatal("no resources to validate")

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden-summary.txt")
@@ -525,17 +527,14 @@ func TestFillErrors(t *testing.T) {
 	}
 }
 
-// TestTemplatesMatchIG checks, when the IG packages are present (../shared/fhir-packages from the repo
-// root), that every profile the seed claims is a StructureDefinition of one of them and that every
-// template names an example that exists.
+// TestTemplatesMatchIG checks that every profile the seed claims is a StructureDefinition of one of the IG
+// packages (test/fixtures/fhir-packages, or $FHIR_PACKAGES) and that every template names an example that
+// exists.
 func TestTemplatesMatchIG(t *testing.T) {
-	dir := os.Getenv("FHIRWALL_FHIR_PACKAGES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fhir-packages")
-	}
+	dir := fhirvalidator.PackageDir()
 	tgzs, _ := filepath.Glob(filepath.Join(dir, "*.tgz"))
 	if len(tgzs) == 0 {
-		t.Skipf("no IG packages in %s", dir)
+		t.Fatalf("no IG packages in %s: the repository carries them in test/fixtures/fhir-packages", dir)
 	}
 	profiles := map[string]bool{}
 	examples := map[string]bool{}
