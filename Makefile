@@ -10,12 +10,19 @@ OPA   := $(STATE)/bin/opa
 demo: stack-up
 	@bash test/stack/demo-info.sh
 
-## test: unit tests, policy tests, the Helm chart, then the end-to-end and fault suites against the real stack
-test: unit policy-test helm-test e2e
+## test: unit tests, policy tests, the Helm chart, then the end-to-end and fault suites against the real stack.
+## FHIRWALL_REQUIRE_ALL=1 (test/require): a test that would skip for a missing tool fails instead.
+test: export FHIRWALL_REQUIRE_ALL := 1
+test: test-tools unit policy-test helm-test e2e
 
+# -race over the packages that run goroutines or share state between requests (a second, instrumented run).
+RACE_PKGS := ./internal/audit/... ./internal/capability/... ./internal/decision/... ./internal/gateway/... \
+             ./internal/metrics/... ./internal/policy/... ./internal/ratelimit/... ./internal/token/... \
+             ./internal/xds/... ./adapters/... ./filters/... ./test/parity/...
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 $(RACE_PKGS)
 
 # opa is built from the Go module cache at the version go.mod pins, so policy tests match the engine.
 $(OPA): go.mod
@@ -38,8 +45,13 @@ VALIDATOR := test/tools/fhir-validator/target/fhir-validator-0.1.0.jar
 $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-validator/src -type f)
 	mvn -q -B -f test/tools/fhir-validator/pom.xml package
 
+# What the unit tests run besides Go (Envoy, the HAPI jar the validator's build fetches), ready before them.
+.PHONY: test-tools
+test-tools: $(VALIDATOR)
+	bash test/stack/envoy.sh install
+
 e2e: stack-up $(VALIDATOR)
-	FHIRWALL_REQUIRE_VALIDATOR=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/...
+	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/...
 	@$(MAKE) --no-print-directory faults-run
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
@@ -89,4 +101,4 @@ faults-run:
 .PHONY: helm-test
 helm-test:
 	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
-	FHIRWALL_REQUIRE_HELM=1 $(GO) test -tags helm -count=1 ./test/helm
+	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags helm -count=1 ./test/helm

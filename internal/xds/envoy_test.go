@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/tlsfixture"
 )
 
@@ -45,7 +46,7 @@ func envoyBinary(t *testing.T) string {
 	}
 	out, err := exec.Command("bash", filepath.Join("..", "..", "test", "stack", "envoy.sh"), "bin").Output()
 	if err != nil {
-		t.Skip("envoy not installed: run `bash test/stack/envoy.sh install` (make test does) or set FHIRWALL_ENVOY_BIN")
+		require.Missing(t, "envoy not installed: run `bash test/stack/envoy.sh install` (make test does) or set FHIRWALL_ENVOY_BIN")
 	}
 	return strings.TrimSpace(string(out))
 }
