@@ -40,9 +40,14 @@ type Config struct {
 // FHIRServer is the FHIR server fhirwall fronts.
 type FHIRServer struct {
 	URL string `mapstructure:"url"` // FHIR base, e.g. http://127.0.0.1:8090/fhir
-	// Timeout bounds one request to it (Envoy's route timeout); ConnectTimeout one connection attempt.
+	// Timeout bounds one request to it (Envoy's route timeout; the standalone proxy's wait for an answer's
+	// headers); ConnectTimeout one connection attempt. LookupTimeout bounds one lookup fhirwall-proxy makes
+	// itself while a request waits for its decision (compartment, attribution, consent): shorter than
+	// xds.authz_timeout, so a slow FHIR server gets fhirwall's own 503 rather than Envoy's. One client
+	// built from these serves the standalone proxy and every adapter (adapters/fhirserver.Dial).
 	Timeout        time.Duration `mapstructure:"timeout"`
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	LookupTimeout  time.Duration `mapstructure:"lookup_timeout"`
 	// CAFile verifies an https FHIR server (PEM; relative to the config file); ServerName overrides the name
 	// checked in its certificate (default: the URL's host).
 	CAFile     string `mapstructure:"ca_file"`
@@ -140,10 +145,14 @@ type Resource struct {
 	RevInclude []string `mapstructure:"revinclude"`
 	// VRead lists the vread interaction in the CapabilityStatement.
 	VRead bool `mapstructure:"vread"`
+	// Public marks reference data outside the Patient compartment (Practitioner, Organization, Location):
+	// resources of a type outside the compartment leave in answers only when it is public (Invariant 2), and
+	// still only to a token whose scopes grant the type.
+	Public bool `mapstructure:"public"`
 }
 
 // PolicyData is what the Rego policies see as data.config:
-// {"apis": {name: {"prefix": ..., "resources": {type: {"search_params": [...]}}}}}.
+// {"apis": {name: {"prefix": ..., "resources": {type: {"search_params": [...], "public": bool}}}}}.
 func (c *Config) PolicyData() map[string]any {
 	apis := map[string]any{}
 	for _, a := range c.APIs {
@@ -153,7 +162,7 @@ func (c *Config) PolicyData() map[string]any {
 			for i, p := range r.SearchParams {
 				params[i] = p
 			}
-			res[r.Type] = map[string]any{"search_params": params}
+			res[r.Type] = map[string]any{"search_params": params, "public": r.Public}
 		}
 		apis[a.Name] = map[string]any{"prefix": a.Prefix, "resources": res}
 	}
@@ -294,6 +303,9 @@ func Watch(path string, onChange func(*Config, error)) error {
 func read(path string) (*viper.Viper, error) {
 	v := viper.New()
 	v.SetDefault("fhir_server.url", "http://127.0.0.1:8090/fhir")
+	v.SetDefault("fhir_server.timeout", "30s")
+	v.SetDefault("fhir_server.connect_timeout", "2s")
+	v.SetDefault("fhir_server.lookup_timeout", "1500ms")
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
@@ -360,7 +372,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.FHIRServer.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("fhir_server.url %q: want an http(s) URL", c.FHIRServer.URL))
+	} else if u.Scheme != "https" && (c.FHIRServer.CAFile != "" || c.FHIRServer.ServerName != "") {
+		// (An https url without ca_file is refused by each binary as it builds its FHIR-server client.)
+		errs = append(errs, fmt.Errorf("fhir_server.ca_file and server_name: only for an https url, not %q", c.FHIRServer.URL))
 	}
+	errs = append(errs, c.validateLookupTimeout()...)
 	if len(c.Issuers) == 0 {
 		errs = append(errs, errors.New("issuers: at least one trusted issuer is required"))
 	}
@@ -448,6 +464,27 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("audit.kafka: brokers and topic are required; fhirwall does not serve unaudited"))
 	}
 	return errors.Join(errs...)
+}
+
+// defaultAuthzTimeout is fhirwall-xds's ext_authz timeout when xds.authz_timeout is 0 (internal/xds).
+const defaultAuthzTimeout = 2 * time.Second
+
+func (c *Config) validateLookupTimeout() []error {
+	f := c.FHIRServer
+	if f.LookupTimeout < 0 || f.LookupTimeout > 10*time.Minute {
+		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: want 0 (default) to 10m", f.LookupTimeout)}
+	}
+	if f.Timeout > 0 && f.LookupTimeout > f.Timeout {
+		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: at most fhir_server.timeout (%v)", f.LookupTimeout, f.Timeout)}
+	}
+	authz := c.XDS.AuthzTimeout
+	if authz == 0 {
+		authz = defaultAuthzTimeout
+	}
+	if c.Proxy.GRPC != "" && f.LookupTimeout >= authz {
+		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: want less than xds.authz_timeout (%v), or Envoy gives up on the decision first", f.LookupTimeout, authz)}
+	}
+	return nil
 }
 
 var tierRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)

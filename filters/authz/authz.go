@@ -91,6 +91,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		ok.Headers = append(ok.Headers, setHeader(ratelimit.ClientHeader, c.ID), setHeader(ratelimit.TierHeader, tier))
 	}
+	// Invariant 3: conditional headers are judged by the core after enforcement, never by the FHIR server.
+	for _, name := range decision.ConditionalHeaders {
+		ok.HeadersToRemove = append(ok.HeadersToRemove, strings.ToLower(name))
+	}
 	if d.UpstreamQuery != rawQuery {
 		set, remove, err := queryMutations(rawQuery, d.UpstreamQuery)
 		if err != nil {

@@ -141,6 +141,7 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 	}
 	d := ex.d
 	st, _ := strconv.Atoi(header(h.GetHeaders(), ":status"))
+	edit := decision.AnswerHeaders(d, st, func(name string) string { return header(h.GetHeaders(), strings.ToLower(name)) })
 	// A bulk export kick-off's status URL is bound to its client before the client learns it.
 	if err := s.Core.BindExportJob(ctx, d, st, header(h.GetHeaders(), "content-location")); err != nil {
 		s.Log.Error("export job could not be bound; refusing", "decision_id", d.ID, "error", err)
@@ -153,10 +154,10 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 		if !h.GetEndOfStream() {
 			// The body comes next (BUFFERED); enforcement and the record happen there. Its length may change.
 			ex.awaitingBody = true
-			return headersContinue(&extprocv3.HeaderMutation{
+			return headersContinue(edited(&extprocv3.HeaderMutation{
 				SetHeaders:    []*corev3.HeaderValueOption{s.decisionHeader(d)},
 				RemoveHeaders: []string{"content-length"},
-			})
+			}, edit))
 		}
 		// No body at all: enforcement still sees the (empty) answer, which it may refuse.
 		e, r := s.enforce(ctx, ex, nil)
@@ -169,7 +170,7 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 		if r := s.record(ctx, ex, e, 0); r != nil {
 			return r
 		}
-		return headersContinue(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}})
+		return headersContinue(edited(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}}, edit))
 	}
 	size, _ := strconv.ParseInt(header(h.GetHeaders(), "content-length"), 10, 64)
 	ex.recorded = true
@@ -177,7 +178,18 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 		s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
 		return immediate(outcome.Unavailable, s.DecisionHeader, d.ID)
 	}
-	return headersContinue(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}})
+	return headersContinue(edited(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{s.decisionHeader(d)}}, edit))
+}
+
+// edited adds the core's header changes (decision.AnswerHeaders) to hm, in Envoy's lower-case names.
+func edited(hm *extprocv3.HeaderMutation, e decision.HeaderEdit) *extprocv3.HeaderMutation {
+	for _, name := range e.Remove {
+		hm.RemoveHeaders = append(hm.RemoveHeaders, strings.ToLower(name))
+	}
+	for name, v := range e.Set {
+		hm.SetHeaders = append(hm.SetHeaders, set(strings.ToLower(name), v))
+	}
+	return hm
 }
 
 func (s *Server) responseBody(ctx context.Context, ex *exchangeState, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -244,6 +256,13 @@ func (s *Server) enforce(ctx context.Context, ex *exchangeState, body []byte) (d
 func (s *Server) replace(ctx context.Context, ex *exchangeState, e decision.Enforced) *extprocv3.ProcessingResponse {
 	if r := s.record(ctx, ex, e, int64(len(e.Body))); r != nil {
 		return r
+	}
+	if e.Header != nil { // enforcement's own answer with its own headers (a 304)
+		hs := []*corev3.HeaderValueOption{set(s.DecisionHeader, ex.d.ID), set("cache-control", "no-store"), set("pragma", "no-cache")}
+		for k, v := range e.Header {
+			hs = append(hs, set(strings.ToLower(k), v))
+		}
+		return immediateWith(e.Status, e.Body, hs)
 	}
 	return immediateBody(e.Status, e.Body, ex.d.ID, s.DecisionHeader)
 }
@@ -314,7 +333,7 @@ func immediate(r outcome.Refusal, decisionHeader, decisionID string) *extprocv3.
 
 // immediateBody answers with enforcement's status and body (an OperationOutcome) instead of upstream's.
 func immediateBody(status int, body []byte, decisionID, decisionHeader string) *extprocv3.ProcessingResponse {
-	hs := []*corev3.HeaderValueOption{set("content-type", outcome.ContentType), set("cache-control", "no-store"), set(decisionHeader, decisionID)}
+	hs := []*corev3.HeaderValueOption{set("content-type", outcome.ContentType), set("cache-control", "no-store"), set("pragma", "no-cache"), set(decisionHeader, decisionID)}
 	return immediateWith(status, body, hs)
 }
 

@@ -31,6 +31,7 @@ type Resource struct {
 	Include      []string // CapabilityStatement.rest.resource.searchInclude, e.g. "ExplanationOfBenefit:*"
 	RevInclude   []string // searchRevInclude, e.g. "Provenance:target"
 	VRead        bool
+	Public       bool // reference data (config apis[].resources[].public); the statement lists it like any type
 }
 
 // SMART is an API's authorization story as SMART App Launch 2.x discovery tells it.

@@ -237,6 +237,12 @@ func writeString(b *bytes.Buffer, s string) {
 		case r == '"' || r == '\\':
 			b.WriteByte('\\')
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
 		case r < 0x20 || r == '\u2028' || r == '\u2029':
 			b.WriteString(`\u`)
 			b.WriteByte(hex[(r>>12)&0xf])

@@ -119,6 +119,13 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
 			resp.Header.Del("X-Request-Id") // ours is set already; the FHIR server's echo would repeat it
+			edit := decision.AnswerHeaders(ex.d, resp.StatusCode, resp.Header.Get)
+			for _, name := range edit.Remove {
+				resp.Header.Del(name)
+			}
+			for name, v := range edit.Set {
+				resp.Header.Set(name, v)
+			}
 			if resp.StatusCode >= 500 && g.Metrics != nil {
 				g.Metrics.UpstreamFailed(ex.d, upstreamStatus(resp.StatusCode))
 			}
@@ -198,7 +205,11 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 		// Enforcement's own answer (a refusal such as 404): nothing of the upstream's answer goes with it, not
 		// even its headers (ETag, Location, Last-Modified would tell what was there).
 		h := http.Header{}
-		for k, v := range outcome.Internal.Headers() {
+		own := e.Header
+		if own == nil {
+			own = outcome.Internal.Headers()
+		}
+		for k, v := range own {
 			h.Set(k, v)
 		}
 		h.Set(DecisionHeader, ex.d.ID)
@@ -317,6 +328,8 @@ func (g *Gateway) decide(r *http.Request, in decision.Input) (*decision.Decision
 		return g.core.Refuse(in, outcome.NotFound, "no_api"), api
 	}
 	in.API, in.Path = api.Name, rest
+	// The base this client used, which is also what the FHIR server builds its links from (rewrite).
+	in.PublicBase = scheme(r) + "://" + r.Host + api.Prefix
 	return g.core.Decide(r.Context(), in), api
 }
 
@@ -365,6 +378,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			strings.HasPrefix(l, "x-envoy-") || l == "x-http-method-override" {
 			out.Header.Del(name)
 		}
+	}
+	// Invariant 3: conditional headers are judged by the core once the resource is known to be visible; the
+	// FHIR server would answer 304 about a resource the caller may not see.
+	for _, name := range decision.ConditionalHeaders {
+		out.Header.Del(name)
 	}
 	out.Header.Set("X-Request-Id", ex.d.Input.RequestID)
 	// The FHIR server builds its links from these: the API's public base, not its own address.
