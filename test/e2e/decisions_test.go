@@ -146,7 +146,10 @@ func TestOneTableBothModes(t *testing.T) {
 		{name: "batch entries", token: tk.full, method: "POST", path: "", header: map[string]string{"Content-Type": fhirJSON}, body: batch, want: 400},
 		{name: "own instance history", token: tk.full, method: "GET", path: "/Patient/member-01/_history", want: 200, check: onlyPatient("member-01")},
 		{name: "other patient's instance history", token: tk.full, method: "GET", path: "/Patient/member-02/_history", want: 404},
-		{name: "other patient's Observation history", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history", want: 200, check: noEntries},
+		// Invariant 3: not yours = does not exist, for history as for reads (it answered 200 with no entries).
+		{name: "other patient's Observation history", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history", want: 404},
+		{name: "other patient's Observation history _count=0", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history?_count=0", want: 404},
+		{name: "missing Observation history", token: tk.full, method: "GET", path: "/Observation/no-such-observation/_history", want: 404},
 		{name: "other patient's Observation version", token: tk.full, method: "GET", path: "/Observation/observation-member-02-bp/_history/1", want: 404},
 		{name: "system history", token: tk.full, method: "GET", path: "/_history", want: 400},
 		{name: "own vread", token: tk.full, method: "GET", path: "/Patient/member-01/_history/1", want: 200, check: resourceTypeIs("Patient")},
@@ -279,12 +282,6 @@ func onlyPatient(patient string) func(*testing.T, []byte) {
 }
 
 var patientRefs = regexp.MustCompile(`"Patient/member-\d+"`)
-
-func noEntries(t *testing.T, b []byte) {
-	if es := entries(t, b); len(es) != 0 {
-		t.Errorf("want no entries, got %d", len(es))
-	}
-}
 
 func diagnosticsMention(s string) func(*testing.T, []byte) {
 	return func(t *testing.T, b []byte) {
