@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,7 +270,7 @@ func TestEnforcedBodyReplacesTheUpstreamBodyAndIsAudited(t *testing.T) {
 		t.Fatalf("want mode_override BUFFERED, got %v", req.GetModeOverride())
 	}
 	hm := hdr.GetResponseHeaders().GetResponse().GetHeaderMutation()
-	if strings.Join(hm.GetRemoveHeaders(), ",") != "content-length" {
+	if !slices.Contains(hm.GetRemoveHeaders(), "content-length") {
 		t.Fatalf("response headers must drop content-length while the body may change, got %v", hdr)
 	}
 	common := bdy.GetResponseBody().GetResponse()

@@ -40,3 +40,15 @@ func hasDotSegment(p string) bool {
 	}
 	return false
 }
+
+// publicBase is the API's base as the client of d reached it: the face's own when it knows it
+// (Input.PublicBase), else Core.PublicBase. "" means none is known.
+func (c *Core) publicBase(d *Decision) string {
+	if d.Input.PublicBase != "" {
+		return strings.TrimSuffix(d.Input.PublicBase, "/")
+	}
+	if c.PublicBase == nil {
+		return ""
+	}
+	return strings.TrimSuffix(c.PublicBase(d.Input.API), "/")
+}

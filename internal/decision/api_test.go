@@ -1,7 +1,9 @@
 package decision
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -35,4 +37,24 @@ func FuzzRoute(f *testing.F) {
 			t.Fatalf("%q routed to %q + %q", p, a.Prefix, rest)
 		}
 	})
+}
+
+func TestLinksNameTheBaseTheClientUsed(t *testing.T) {
+	page := []byte(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"http://127.0.0.1:8090/fhir?_getpages=p1&_getpagesoffset=20"}]}`)
+	for _, tc := range []struct{ name, inputBase, want string }{
+		{"through Envoy: public_url", "", "https://api.example/patient-access/fhir?_getpages=p1&_getpagesoffset=20"},
+		{"standalone: the proxy's own base", "http://127.0.0.1:8080/patient-access/fhir", "http://127.0.0.1:8080/patient-access/fhir?_getpages=p1&_getpagesoffset=20"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := decisionFor("member-01")
+			d.Input.PublicBase = tc.inputBase
+			e, err := newEnforcingCore().EnforceResponse(context.Background(), d, 200, "application/fhir+json", page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(e.Body), `"url":"`+tc.want+`"`) {
+				t.Errorf("next link not rewritten to %s: %s", tc.want, e.Body)
+			}
+		})
+	}
 }

@@ -195,36 +195,91 @@ func cancelAnswer(status int, body []byte) (Enforced, error) {
 	return Enforced{Status: status, Body: body, Patients: []string{}, Categories: []string{}}, nil
 }
 
-// manifest is the part of the Bulk Data 2.0 §Complete Status response fhirwall reads.
-type manifest struct {
-	Output []manifestFile `json:"output"`
-	Error  []manifestFile `json:"error"`
-}
-
-type manifestFile struct {
-	URL string `json:"url"`
-}
-
-// enforceManifest binds every file the manifest lists to the job's owner, then lets it pass unchanged.
-// A file URL that is not a Binary read cannot be bound, so the manifest is not sent.
+// enforceManifest binds every file the Bulk Data 2.0 §Complete Status manifest lists to the job's owner and
+// makes every URL in it name the API's public base: HAPI writes file URLs from X-Forwarded-* but `request`
+// from its own address (the kick-off as it saw it), and the client reaches neither HAPI nor its paths. A file
+// URL that is not a Binary read cannot be bound, and a request URL that is not a kick-off cannot be mapped,
+// so such a manifest is not sent. Without a known public base the URLs are left as HAPI wrote them.
 func (c *Core) enforceManifest(ctx context.Context, d *Decision, body []byte) (Enforced, error) {
-	var m manifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return Enforced{}, fmt.Errorf("%w: export manifest: %v", ErrResponse, err)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return Enforced{}, fmt.Errorf("%w: export manifest: not a JSON object (%v)", ErrResponse, err)
 	}
 	if c.Jobs == nil {
 		return Enforced{}, fmt.Errorf("%w: no job store", ErrExportBinding)
 	}
-	for _, f := range slices.Concat(m.Output, m.Error) {
-		id, ok := binaryID(f.URL)
+	base := c.publicBase(d)
+	changed := false
+	for _, key := range []string{"output", "error"} {
+		raw, ok := m[key]
 		if !ok {
-			return Enforced{}, fmt.Errorf("%w: export file %q is not a Binary", ErrResponse, f.URL)
+			continue
 		}
-		if err := c.Jobs.Bind(ctx, ExportRef{ExportFile, id}, ExportOwner(d), ExportTTL); err != nil {
-			return Enforced{}, fmt.Errorf("%w: %w", ErrExportBinding, err)
+		files, ok := raw.([]any)
+		if !ok {
+			return Enforced{}, fmt.Errorf("%w: export manifest: %s is not an array", ErrResponse, key)
+		}
+		for _, f := range files {
+			file, _ := f.(map[string]any)
+			u, _ := file["url"].(string)
+			id, ok := binaryID(u)
+			if !ok {
+				return Enforced{}, fmt.Errorf("%w: export file %q is not a Binary", ErrResponse, u)
+			}
+			if err := c.Jobs.Bind(ctx, ExportRef{ExportFile, id}, ExportOwner(d), ExportTTL); err != nil {
+				return Enforced{}, fmt.Errorf("%w: %w", ErrExportBinding, err)
+			}
+			if public := base + "/Binary/" + id; base != "" && u != public {
+				file["url"], changed = public, true
+			}
 		}
 	}
-	return Enforced{Status: 200, Body: body, Patients: []string{}, Categories: []string{}}, nil
+	if r, ok := m["request"].(string); ok && base != "" {
+		rel, ok := kickoffPath(r)
+		if !ok {
+			return Enforced{}, fmt.Errorf("%w: export manifest request %q is not a kick-off", ErrResponse, r)
+		}
+		if public := base + "/" + rel; r != public {
+			m["request"], changed = public, true
+		}
+	}
+	out := Enforced{Status: 200, Body: body, Patients: []string{}, Categories: []string{}}
+	if changed {
+		b, err := encode(m)
+		if err != nil {
+			return Enforced{}, err
+		}
+		out.Body = b
+	}
+	return out, nil
+}
+
+// kickoffPath returns the part of a kick-off URL below the FHIR base, with its query: one of the Bulk Data
+// 2.0 kick-off endpoints ($export, Patient/$export, Group/<id>/$export), whatever base it was written under.
+func kickoffPath(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Fragment != "" {
+		return "", false
+	}
+	segs := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
+	n := len(segs)
+	var rel string
+	switch {
+	case n == 0 || segs[n-1] != "$export":
+		return "", false
+	case n >= 3 && segs[n-3] == "Group" && fhir.IsID(segs[n-2]):
+		rel = "Group/" + segs[n-2] + "/$export"
+	case n >= 2 && segs[n-2] == "Patient":
+		rel = "Patient/$export"
+	default:
+		rel = "$export"
+	}
+	if u.RawQuery != "" {
+		rel += "?" + u.RawQuery
+	}
+	return rel, true
 }
 
 // binaryID returns <id> of a URL whose path ends in /Binary/<id> (HAPI's export files).

@@ -33,6 +33,8 @@ func exportDecision(t *testing.T, client, method, path, query string) *Decision 
 	d := &Decision{ID: "d1", Allow: true, Input: Input{API: "provider-access", Method: method, Path: path},
 		Identity: &token.Identity{ClientID: client, Org: "Organization/" + client}, Request: req}
 	d.Policy.Obligations.Compartment = &policy.Compartment{Patients: []string{"member-01", "member-04"}}
+	d.Policy.Obligations.ResourceTypes = map[string]policy.Constraints{"*": {}}
+	d.Policy.Obligations.PublicTypes = []string{"Practitioner"}
 	return d
 }
 
@@ -119,8 +121,8 @@ func TestManifestBindsEveryFileToTheJobsOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Status != 200 || string(e.Body) != manifest {
-		t.Errorf("manifest changed: %d %s", e.Status, e.Body)
+	if e.Status != 200 {
+		t.Errorf("manifest refused: %d %s", e.Status, e.Body)
 	}
 	for _, id := range []string{"f1", "f2"} {
 		owner := exportFactsOf(t, c, exportDecision(t, "provider-org-a", "GET", "/Binary/"+id, ""))
@@ -140,6 +142,91 @@ func TestManifestBindsEveryFileToTheJobsOwner(t *testing.T) {
 	running := exportDecision(t, "provider-org-a", "GET", "/$export-poll-status", "_jobId=job-1")
 	if e, err := c.EnforceResponse(ctx, running, 202, fhirJSON, nil); err != nil || e.Status != 202 {
 		t.Errorf("in-progress answer: %v %v", e.Status, err)
+	}
+}
+
+// hapiManifest is a complete status as HAPI writes it: request under its own address, files under the
+// address it was told by X-Forwarded-* (host is that address, with the API's prefix).
+func hapiManifest(host string) string {
+	return `{
+  "transactionTime" : "2026-12-06T15:12:39.830+00:00",
+  "request" : "http://127.0.0.1:8090/fhir/Group/attribution-org-a/$export?_type=Patient,Observation",
+  "requiresAccessToken" : true,
+  "output" : [ {"type" : "Patient", "url" : "` + host + `/Binary/f1"}, {"type" : "Observation", "url" : "` + host + `/Binary/f2", "count" : 12} ],
+  "error" : [ {"type" : "OperationOutcome", "url" : "` + host + `/Binary/f3"} ]
+}`
+}
+
+func TestManifestNamesTheAPIsPublicURLInBothModes(t *testing.T) {
+	for _, tc := range []struct {
+		name, inputBase, hapiHost, want string
+	}{
+		{"through Envoy: public_url", "", "http://127.0.0.1:10000/provider-access/fhir", "https://api.example/provider-access/fhir"},
+		{"standalone: the proxy's own base", "http://127.0.0.1:8080/provider-access/fhir", "http://127.0.0.1:8080/provider-access/fhir", "http://127.0.0.1:8080/provider-access/fhir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := exportCore()
+			poll := exportDecision(t, "provider-org-a", "GET", "/$export-poll-status", "_jobId=job-1")
+			poll.Input.PublicBase = tc.inputBase
+			e, err := c.EnforceResponse(context.Background(), poll, 200, "application/json;charset=ISO-8859-1", []byte(hapiManifest(tc.hapiHost)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m struct {
+				TransactionTime     string `json:"transactionTime"`
+				Request             string `json:"request"`
+				RequiresAccessToken bool   `json:"requiresAccessToken"`
+				Output, Error       []struct {
+					Type  string          `json:"type"`
+					URL   string          `json:"url"`
+					Count json.RawMessage `json:"count"`
+				}
+			}
+			if err := json.Unmarshal(e.Body, &m); err != nil {
+				t.Fatalf("%v: %s", err, e.Body)
+			}
+			if want := tc.want + "/Group/attribution-org-a/$export?_type=Patient,Observation"; m.Request != want {
+				t.Errorf("request %q, want %q", m.Request, want)
+			}
+			files := append(m.Output, m.Error...)
+			for i, f := range files {
+				if want := tc.want + "/Binary/f" + string(rune('1'+i)); f.URL != want {
+					t.Errorf("file %s %q, want %q", f.Type, f.URL, want)
+				}
+			}
+			if len(files) != 3 || m.TransactionTime != "2026-12-06T15:12:39.830+00:00" || !m.RequiresAccessToken ||
+				string(m.Output[1].Count) != "12" || m.Error[0].Type != "OperationOutcome" {
+				t.Errorf("manifest lost a field: %s", e.Body)
+			}
+			if strings.Contains(string(e.Body), ":8090") || strings.Contains(string(e.Body), ":10000") {
+				t.Errorf("manifest names an address the client must not use: %s", e.Body)
+			}
+		})
+	}
+}
+
+func TestManifestWhoseRequestIsNoKickoffIsNotSent(t *testing.T) {
+	c := exportCore()
+	poll := exportDecision(t, "provider-org-a", "GET", "/$export-poll-status", "_jobId=job-1")
+	bad := strings.Replace(hapiManifest("http://h/fhir"), "Group/attribution-org-a/$export", "Patient/member-02", 1)
+	if _, err := c.EnforceResponse(context.Background(), poll, 200, "application/json", []byte(bad)); !errors.Is(err, ErrResponse) {
+		t.Errorf("err %v, want ErrResponse", err)
+	}
+}
+
+func TestKickoffPathUnderAnyBase(t *testing.T) {
+	for raw, want := range map[string]string{
+		"http://127.0.0.1:8090/fhir/$export":                                  "$export",
+		"http://127.0.0.1:8090/fhir/Patient/$export?_type=Patient":            "Patient/$export?_type=Patient",
+		"http://127.0.0.1:10000/fhir/Group/attribution-org-a/$export":         "Group/attribution-org-a/$export",
+		"https://api.example/provider-access/fhir/Group/g-1/$export?_since=x": "Group/g-1/$export?_since=x",
+		"http://127.0.0.1:8090/fhir/Patient/member-01":                        "",
+		"http://127.0.0.1:8090/fhir/$export#frag":                             "",
+	} {
+		got, ok := kickoffPath(raw)
+		if got != want || ok != (want != "") {
+			t.Errorf("kickoffPath(%q) = %q %v, want %q", raw, got, ok, want)
+		}
 	}
 }
 

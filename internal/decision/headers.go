@@ -1,0 +1,57 @@
+package decision
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// HeaderEdit is what a face changes in the upstream answer's headers before it leaves: Remove first, then
+// Set. Names are canonical (http.CanonicalHeaderKey); Envoy's face lower-cases them.
+type HeaderEdit struct {
+	Set    map[string]string
+	Remove []string
+}
+
+// HiddenResponseHeaders never leave, whatever the FHIR server sends: its product and version banner tells an
+// attacker which server's weaknesses to try, and says nothing a client needs.
+var HiddenResponseHeaders = []string{"X-Powered-By"}
+
+// DefaultRetryAfter is the wait, in seconds, a bulk export poll answer in progress names when the FHIR
+// server names none (Bulk Data 2.0 §Status request: servers SHOULD send Retry-After).
+const DefaultRetryAfter = "5"
+
+// AnswerHeaders says how the upstream's headers change on the way out of an allowed request, the same in both
+// faces. upstream reads the FHIR server's header. Refusals and answers enforcement replaced carry fhirwall's
+// own headers and never pass through here.
+//
+//   - HiddenResponseHeaders are removed.
+//   - A bulk export poll still in progress (202) carries the server's Retry-After when it is a delay or a
+//     date (HAPI says 120), else DefaultRetryAfter.
+//   - The complete status (200) is application/json (Bulk Data 2.0 §Complete Status), which is UTF-8: HAPI
+//     labels it ISO-8859-1, and enforcement re-encodes it as UTF-8 anyway.
+func AnswerHeaders(d *Decision, status int, upstream func(name string) string) HeaderEdit {
+	e := HeaderEdit{Set: map[string]string{}, Remove: HiddenResponseHeaders}
+	if d == nil || !d.Allow || !isExportPoll(d.Request) || d.Input.Method != http.MethodGet {
+		return e
+	}
+	switch status {
+	case http.StatusAccepted:
+		if !validRetryAfter(upstream("Retry-After")) {
+			e.Set["Retry-After"] = DefaultRetryAfter
+		}
+	case http.StatusOK:
+		e.Set["Content-Type"] = "application/json"
+	}
+	return e
+}
+
+// validRetryAfter: RFC 9110 §10.2.3, delay-seconds or an HTTP-date.
+func validRetryAfter(v string) bool {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return n > 0
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
+}

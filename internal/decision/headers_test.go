@@ -1,0 +1,45 @@
+package decision
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+)
+
+func TestAnswerHeadersHideTheServerBannerAndKeepBulkPollsHonest(t *testing.T) {
+	poll := func(t *testing.T, method string) *Decision {
+		return exportDecision(t, "provider-org-a", method, "/$export-poll-status", "_jobId=job-1")
+	}
+	read := exportDecision(t, "provider-org-a", "GET", "/Patient/member-01", "")
+	for _, tc := range []struct {
+		name     string
+		d        *Decision
+		status   int
+		upstream http.Header
+		want     map[string]string
+	}{
+		{"a poll in progress keeps the server's Retry-After", poll(t, "GET"), 202, http.Header{"Retry-After": {"120"}}, map[string]string{}},
+		{"a poll in progress keeps an HTTP-date", poll(t, "GET"), 202, http.Header{"Retry-After": {"Wed, 09 Dec 2026 10:00:00 GMT"}}, map[string]string{}},
+		{"a poll in progress without one gets the default", poll(t, "GET"), 202, http.Header{}, map[string]string{"Retry-After": DefaultRetryAfter}},
+		{"a poll in progress with nonsense gets the default", poll(t, "GET"), 202, http.Header{"Retry-After": {"soon"}}, map[string]string{"Retry-After": DefaultRetryAfter}},
+		{"a poll in progress saying 0 gets the default", poll(t, "GET"), 202, http.Header{"Retry-After": {"0"}}, map[string]string{"Retry-After": DefaultRetryAfter}},
+		{"the complete manifest is application/json", poll(t, "GET"), 200, http.Header{"Content-Type": {"application/json;charset=ISO-8859-1"}}, map[string]string{"Content-Type": "application/json"}},
+		{"a cancel is left alone", poll(t, "DELETE"), 202, http.Header{}, map[string]string{}},
+		{"a read is left alone", read, 200, http.Header{"Content-Type": {"application/fhir+json;charset=UTF-8"}}, map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := AnswerHeaders(tc.d, tc.status, tc.upstream.Get)
+			if !slices.Contains(e.Remove, "X-Powered-By") {
+				t.Errorf("X-Powered-By not removed: %v", e.Remove)
+			}
+			if len(e.Set) != len(tc.want) {
+				t.Errorf("set %v, want %v", e.Set, tc.want)
+			}
+			for k, v := range tc.want {
+				if e.Set[k] != v {
+					t.Errorf("%s = %q, want %q", k, e.Set[k], v)
+				}
+			}
+		})
+	}
+}
