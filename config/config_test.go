@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
@@ -105,5 +106,40 @@ func TestCheckSpoolNamesWhatTheProxyNeeds(t *testing.T) {
 		if err := a.CheckSpool(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+func TestFHIRServerClientSettingsAreValidated(t *testing.T) {
+	c, err := Load("fhirwall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.FHIRServer; f.Timeout != 30*time.Second || f.ConnectTimeout != 2*time.Second || f.LookupTimeout != 1500*time.Millisecond {
+		t.Errorf("fhir_server timeouts %v/%v/%v, want 30s/2s/1.5s", f.Timeout, f.ConnectTimeout, f.LookupTimeout)
+	}
+	for name, tc := range map[string]struct {
+		edit func(*Config)
+		want string
+	}{
+		"lookup not shorter than the authz timeout": {func(c *Config) { c.FHIRServer.LookupTimeout = 2 * time.Second }, "xds.authz_timeout"},
+		"lookup longer than the request timeout": {func(c *Config) {
+			c.FHIRServer.Timeout = time.Second
+			c.FHIRServer.LookupTimeout = 1200 * time.Millisecond
+		}, "at most fhir_server.timeout"},
+		"negative lookup":            {func(c *Config) { c.FHIRServer.LookupTimeout = -time.Second }, "fhir_server.lookup_timeout"},
+		"CA for plain http":          {func(c *Config) { c.FHIRServer.CAFile = "/etc/ca.pem" }, "only for an https url"},
+		"server name for plain http": {func(c *Config) { c.FHIRServer.ServerName = "hapi.internal" }, "only for an https url"},
+	} {
+		bad := *c
+		tc.edit(&bad)
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, tc.want)
+		}
+	}
+	ok := *c
+	ok.FHIRServer.URL, ok.FHIRServer.CAFile, ok.FHIRServer.ServerName = "https://hapi.internal/fhir", "/etc/ca.pem", "hapi.internal"
+	ok.XDS.AuthzTimeout, ok.FHIRServer.LookupTimeout = 5*time.Second, 3*time.Second
+	if err := ok.Validate(); err != nil {
+		t.Errorf("https with a CA and a lookup under a longer authz timeout: %v", err)
 	}
 }

@@ -107,7 +107,7 @@ func (c *Client) Attributed(ctx context.Context, provider string) (decision.Attr
 	}
 	ch := c.flight.DoChan(provider, func() (any, error) {
 		// Detached from the first caller: its hanging up must not fail the others sharing this fetch.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		list, err := c.fetch(fctx, kind, provider)
 		if err != nil && !errors.Is(err, decision.ErrNoAttribution) {

@@ -95,7 +95,7 @@ func (c *Client) OptedOut(ctx context.Context) (map[string]bool, error) {
 	}
 	ch := c.flight.DoChan("opted-out", func() (any, error) {
 		// Detached from the first caller: its hanging up must not fail the others sharing this fetch.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		set, err := c.fetch(fctx)
 		if err != nil {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -28,18 +27,12 @@ type Client struct {
 	breaker *gobreaker.CircuitBreaker[bool]
 }
 
-// New returns a client for base (e.g. http://127.0.0.1:8090/fhir).
+// New returns a client for base (e.g. http://127.0.0.1:8090/fhir); hc is Upstream.Lookups.
 func New(base string, hc *http.Client) *Client {
 	return &Client{
-		base: strings.TrimSuffix(base, "/"),
-		http: hc,
-		breaker: gobreaker.NewCircuitBreaker[bool](gobreaker.Settings{
-			Name:    "fhir-server",
-			Timeout: 10 * time.Second, // open → half-open after this long
-			ReadyToTrip: func(c gobreaker.Counts) bool {
-				return c.ConsecutiveFailures >= 5
-			},
-		}),
+		base:    strings.TrimSuffix(base, "/"),
+		http:    hc,
+		breaker: newBreaker[bool]("fhir-server"),
 	}
 }
 
@@ -61,7 +54,7 @@ func (e *StatusError) StatusCode() int { return e.Status }
 // Matches reports whether resourceType/id exists and matches every narrowing parameter, by searching
 // [type]?_id=id&param=value...&_summary=count: the FHIR server's own search semantics decide membership.
 func (c *Client) Matches(ctx context.Context, resourceType, id string, narrow []policy.Narrow) (bool, error) {
-	return c.breaker.Execute(func() (bool, error) {
+	return call(ctx, c.breaker, func() (bool, error) {
 		q := url.Values{}
 		for _, n := range narrow {
 			q.Set(n.Param, n.Value)

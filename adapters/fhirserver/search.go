@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -51,17 +50,11 @@ type Searcher struct {
 	breaker  *gobreaker.CircuitBreaker[*bundle]
 }
 
-// NewSearcher returns a Searcher for the FHIR base URL; name labels its breaker.
+// NewSearcher returns a Searcher for the FHIR base URL; name labels its breaker; hc is Upstream.Lookups.
 func NewSearcher(name, base string, hc *http.Client, maxPages int) *Searcher {
 	return &Searcher{
 		base: strings.TrimSuffix(base, "/"), http: hc, maxPages: maxPages,
-		breaker: gobreaker.NewCircuitBreaker[*bundle](gobreaker.Settings{
-			Name:    name,
-			Timeout: 10 * time.Second, // open → half-open after this long
-			ReadyToTrip: func(c gobreaker.Counts) bool {
-				return c.ConsecutiveFailures >= 5
-			},
-		}),
+		breaker: newBreaker[*bundle](name),
 	}
 }
 
@@ -76,7 +69,7 @@ func (c *Searcher) Search(ctx context.Context, path string, query url.Values, ea
 		if page == c.maxPages {
 			return fmt.Errorf("%w: %s after %d", ErrTooManyPages, path, page)
 		}
-		b, err := c.breaker.Execute(func() (*bundle, error) { return c.get(ctx, u) })
+		b, err := call(ctx, c.breaker, func() (*bundle, error) { return c.get(ctx, u) })
 		if err != nil {
 			return err
 		}

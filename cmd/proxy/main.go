@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -66,167 +65,53 @@ func run(cfgPath string, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var issuers []token.IssuerConfig
-	for _, is := range cfg.Issuers {
-		ic := token.IssuerConfig{URL: is.URL, Audience: is.Audience, Algorithms: is.Algorithms}
-		if in := is.Introspection; in != nil {
-			ic.Introspection = &token.IntrospectionConfig{URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret}
-		}
-		issuers = append(issuers, ic)
-	}
-	cacheSize := cfg.Tokens.CacheSize
-	if cacheSize == 0 {
-		cacheSize = -1 // config's 0 means off; token's 0 means its default
-	}
-	verifier, err := token.NewVerifier(issuers, token.Options{ClockSkew: cfg.Tokens.ClockSkew,
-		MinRefetchInterval: cfg.Tokens.MinRefetchInterval, CacheSize: cacheSize, Now: time.Now})
+	p, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	registry, err := fileregistry.Load(cfg.Registry.File, config.KnownAPIs)
-	if err != nil {
-		return err
-	}
-	if err := registry.Watch(ctx, log, nil); err != nil {
-		return err
-	}
-	var policyFS fs.FS = policies.FS
-	if cfg.Policies.Dir != "" {
-		policyFS = os.DirFS(cfg.Policies.Dir)
-	}
-	engine, err := policy.New(ctx, policyFS, cfg.PolicyData())
-	if err != nil {
-		return err
-	}
-	if cfg.Policies.Dir != "" {
-		if err := engine.Watch(ctx, cfg.Policies.Dir, log); err != nil {
-			return err
-		}
-	}
-	var dryRun decision.Policy
-	if cfg.Policies.DryRunDir != "" {
-		candidate, err := policy.New(ctx, os.DirFS(cfg.Policies.DryRunDir), cfg.PolicyData())
-		if err != nil {
-			return fmt.Errorf("policies.dry_run_dir: %w", err)
-		}
-		if err := candidate.Watch(ctx, cfg.Policies.DryRunDir, log); err != nil {
-			return err
-		}
-		dryRun = candidate
-		log.Warn("dry-run policy set loaded: disagreements are logged, never enforced", "dir", cfg.Policies.DryRunDir, "revision", candidate.Revision())
-	}
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return err
-	}
-	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return err
-	}
-	m, err := metrics.New(reg)
-	if err != nil {
-		return err
-	}
+	defer p.close()
 	// Audit: every record is fsync'd in the spool before its answer leaves; the shipper copies the spool to
 	// Kafka behind it. A Kafka outage costs spool disk; a full spool refuses requests.
-	if err := cfg.Audit.CheckSpool(); err != nil {
-		return err
-	}
-	signer, err := audit.LoadSigningKey(cfg.Audit.SigningKeyFile)
-	if err != nil {
-		return fmt.Errorf("audit.signing_key_file: %w", err)
-	}
-	sp := cfg.Audit.Spool
-	spool, err := audit.Open(sp.Dir, audit.Options{Key: signer, MaxBytes: sp.MaxBytes, SegmentBytes: sp.SegmentBytes,
-		CheckpointEvery: sp.CheckpointEvery, CheckpointInterval: sp.CheckpointInterval, Log: log})
-	if err != nil {
-		return err
-	}
-	shipper := kafka.NewShipper(spool, cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic, kafka.Options{Log: log})
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	shipped := make(chan error, 1)
-	go func() { shipped <- shipper.Run(shipCtx) }()
+	go func() { shipped <- p.shipper.Run(shipCtx) }()
 	defer func() {
 		// After the servers stopped: the stop checkpoint, then a few seconds for the shipper to catch up.
 		// Whatever it does not ship stays in the spool and goes on the next start.
-		if err := spool.Close(); err != nil {
+		if err := p.spool.Close(); err != nil {
 			log.Error("audit spool close", "err", err)
 		}
 		select {
 		case <-shipped:
 		case <-time.After(5 * time.Second):
-			log.Warn("audit shipper still behind at shutdown; the rest ships on the next start", "unshipped", spool.Stats().Durable-spool.Stats().Cursor)
+			log.Warn("audit shipper still behind at shutdown; the rest ships on the next start", "unshipped", p.spool.Stats().Durable-p.spool.Stats().Cursor)
 		}
 		stopShipping()
-		shipper.Close()
+		p.shipper.Close()
 	}()
-	upstream, err := url.Parse(cfg.FHIRServer.URL)
-	if err != nil {
-		return err
-	}
-	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
-	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
-	if cfg.Jobs.PostgresDSN != "" {
-		pg, err := jobstore.Open(ctx, cfg.Jobs.PostgresDSN)
-		if err != nil {
-			return fmt.Errorf("jobs.postgres_dsn: %w", err)
+	if cfg.Policies.Dir != "" {
+		if err := p.engine.Watch(ctx, cfg.Policies.Dir, log); err != nil {
+			return err
 		}
-		defer pg.Close()
-		jobs = pg
 	}
-	// Shorter than Envoy's ext_authz timeout (2 s), so a slow FHIR server gets fhirwall's own 503.
-	compartment := fhirserver.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond})
-	attributed := attribution.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, attribution.Options{})
-	consents := consent.New(cfg.FHIRServer.URL, &http.Client{Transport: transport, Timeout: 1500 * time.Millisecond}, consent.Options{})
-	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
+	if p.dryRun != nil {
+		if err := p.dryRun.Watch(ctx, cfg.Policies.DryRunDir, log); err != nil {
+			return err
+		}
+	}
+	if err := p.registry.Watch(ctx, log, nil); err != nil {
 		return err
 	}
-	if err := m.WatchSpool(metrics.Spool{Stats: spool.Stats, Shipped: func() (uint64, uint64) {
-		st := shipper.Stats()
-		return st.Shipped, st.Failures
-	}}); err != nil {
-		return err
-	}
-	core := &decision.Core{
-		Tokens:      verifier,
-		Policy:      engine,
-		Compartment: compartment,
-		Audit:       m.AuditSink(spool),
-		Observer:    m,
-		Log:         log,
-		Now:         time.Now,
-		DryRun:      dryRun,
-		Registry:    registry,
-		// Provider Access facts, read from the FHIR server's attribution Groups and Consents (cached, behind
-		// breakers; an outage refuses requests, it never skips the check).
-		Attribution: attributed,
-		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
-		// several replicas need a shared store (issue 4: PostgreSQL).
-		Pages: &decision.InMemoryPages{},
-		// Bulk export jobs and their files, bound to the client that started the job: in PostgreSQL when
-		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
-		Jobs:    jobs,
-		Consent: consents,
-	}
-	var apis []decision.API
-	for _, a := range cfg.APIs {
-		apis = append(apis, decision.API{Name: a.Name, Prefix: a.Prefix})
-	}
-	docs, err := capability.New(capabilityAPIs(cfg), &capability.OIDCDiscovery{
-		Client: &http.Client{Timeout: 2 * time.Second}, TTL: 5 * time.Minute, RetryAfter: 5 * time.Second, Now: time.Now,
-	}, capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}, log)
-	if err != nil {
-		return err
-	}
-	log.Info("starting", "policy_revision", engine.Revision(), "apis", len(apis))
+	log.Info("starting", "policy_revision", p.engine.Revision(), "apis", len(p.apis), "fhir_server", p.upstream.Base())
 
 	errc := make(chan error, 4)
 	var servers []func(context.Context)
 	if cfg.Proxy.GRPC != "" {
 		pending := decision.NewPending(2*time.Minute, time.Now)
-		go sweepPending(ctx, core, pending, log)
+		go sweepPending(ctx, p.core, pending, log)
 		gs := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMsgSize))
-		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: core, APIs: apis, Pending: pending, Log: log})
-		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log})
+		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Pending: pending, Log: log})
+		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log})
 		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)
 		if err != nil {
 			return err
@@ -235,11 +120,7 @@ func run(cfgPath string, log *slog.Logger) error {
 		servers = append(servers, func(context.Context) { gs.GracefulStop() })
 		log.Info("ext_authz and ext_proc listening", "addr", cfg.Proxy.GRPC)
 	}
-	if cfg.Proxy.HTTP != "" {
-		gw := gateway.New(core, apis, upstream, transport, log)
-		gw.Local = docs
-		gw.Metrics = m
-		limiter := ratelimit.New(cfg.Limits(), time.Now)
+	if p.gateway != nil {
 		if cfgPath != "" {
 			// Envoy gets rate-limit changes from fhirwall-xds; the standalone proxy reads them here.
 			err := config.Watch(cfgPath, func(next *config.Config, err error) {
@@ -247,45 +128,25 @@ func run(cfgPath string, log *slog.Logger) error {
 					log.Error("config change refused, keeping the running rate limits", "file", cfgPath, "error", err)
 					return
 				}
-				limiter.Update(next.Limits())
+				p.limiter.Update(next.Limits())
 				log.Info("rate limits reloaded", "file", cfgPath, "tiers", len(next.RateLimits.Tiers))
 			})
 			if err != nil {
 				return err
 			}
 		}
-		gw.Limiter = limiter
-		gw.LimitInFlight(cfg.Proxy.InFlightLimit())
-		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: gw,
+		hs := &http.Server{Addr: cfg.Proxy.HTTP, Handler: p.gateway,
 			ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		servers = append(servers, serveHTTP(hs, errc))
 		log.Info("standalone proxy listening", "addr", cfg.Proxy.HTTP)
 	}
 	if cfg.Proxy.Local != "" {
 		// Envoy routes [prefix]/metadata and [prefix]/.well-known/smart-configuration here, after ext_authz.
-		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Local, Handler: docs, ReadHeaderTimeout: 5 * time.Second}, errc))
+		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Local, Handler: p.docs, ReadHeaderTimeout: 5 * time.Second}, errc))
 		log.Info("API documents listening", "addr", cfg.Proxy.Local)
 	}
 	if cfg.Proxy.Admin != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
-			func() string { return "policy_revision=" + engine.Revision() },
-			metrics.Check{Name: "policy", Ready: func(context.Context) error {
-				if engine.Revision() == "" {
-					return errors.New("no policy set loaded")
-				}
-				return nil
-			}},
-			metrics.Check{Name: "audit spool", Ready: spool.Ready},
-		))
-		mux.Handle("GET /metrics", metrics.Handler(reg))
-		if cfg.Proxy.PProf {
-			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-			log.Warn("Go profiles served on the admin listener (proxy.pprof)", "addr", cfg.Proxy.Admin)
-		}
-		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: mux, ReadHeaderTimeout: 5 * time.Second}, errc))
+		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: p.admin(cfg, log), ReadHeaderTimeout: 5 * time.Second}, errc))
 	}
 
 	select {
@@ -302,6 +163,200 @@ func run(cfgPath string, log *slog.Logger) error {
 		s(sctx)
 	}
 	return nil
+}
+
+// proxy is fhirwall-proxy wired from its configuration: every dependency built, nothing listening, watching
+// or shipping yet (run starts those).
+type proxy struct {
+	upstream *fhirserver.Upstream
+	core     *decision.Core
+	apis     []decision.API
+	engine   *policy.Engine
+	dryRun   *policy.Engine // nil: no dry-run policy set
+	registry *fileregistry.Registry
+	docs     *capability.Handler
+	reg      *prometheus.Registry
+	spool    *audit.Spool
+	shipper  *kafka.Shipper
+	// gateway is the standalone reverse proxy (proxy.http), nil when off; limiter is its rate limiter.
+	gateway *gateway.Gateway
+	limiter *ratelimit.Limiter
+	closers []func()
+}
+
+// build wires fhirwall-proxy from cfg. On error, whatever it opened is closed again.
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy, err error) {
+	p := &proxy{}
+	defer func() {
+		if err != nil {
+			if p.spool != nil {
+				_ = p.spool.Close()
+			}
+			p.close()
+		}
+	}()
+	// One client of the FHIR server for the standalone proxy and every adapter (ARCHITECTURE Invariant 6).
+	if p.upstream, err = fhirserver.Dial(fhirserver.Settings{URL: cfg.FHIRServer.URL, CAFile: cfg.FHIRServer.CAFile,
+		ServerName: cfg.FHIRServer.ServerName, Timeout: cfg.FHIRServer.Timeout,
+		ConnectTimeout: cfg.FHIRServer.ConnectTimeout, LookupTimeout: cfg.FHIRServer.LookupTimeout}); err != nil {
+		return nil, fmt.Errorf("fhir_server: %w", err)
+	}
+	var issuers []token.IssuerConfig
+	for _, is := range cfg.Issuers {
+		ic := token.IssuerConfig{URL: is.URL, Audience: is.Audience, Algorithms: is.Algorithms}
+		if in := is.Introspection; in != nil {
+			ic.Introspection = &token.IntrospectionConfig{URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret}
+		}
+		issuers = append(issuers, ic)
+	}
+	cacheSize := cfg.Tokens.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // config's 0 means off; token's 0 means its default
+	}
+	verifier, err := token.NewVerifier(issuers, token.Options{ClockSkew: cfg.Tokens.ClockSkew,
+		MinRefetchInterval: cfg.Tokens.MinRefetchInterval, CacheSize: cacheSize, Now: time.Now})
+	if err != nil {
+		return nil, err
+	}
+	if p.registry, err = fileregistry.Load(cfg.Registry.File, config.KnownAPIs); err != nil {
+		return nil, err
+	}
+	var policyFS fs.FS = policies.FS
+	if cfg.Policies.Dir != "" {
+		policyFS = os.DirFS(cfg.Policies.Dir)
+	}
+	if p.engine, err = policy.New(ctx, policyFS, cfg.PolicyData()); err != nil {
+		return nil, err
+	}
+	var dryRun decision.Policy
+	if cfg.Policies.DryRunDir != "" {
+		if p.dryRun, err = policy.New(ctx, os.DirFS(cfg.Policies.DryRunDir), cfg.PolicyData()); err != nil {
+			return nil, fmt.Errorf("policies.dry_run_dir: %w", err)
+		}
+		dryRun = p.dryRun
+		log.Warn("dry-run policy set loaded: disagreements are logged, never enforced", "dir", cfg.Policies.DryRunDir, "revision", p.dryRun.Revision())
+	}
+	p.reg = prometheus.NewRegistry()
+	if err := p.reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, err
+	}
+	if err := p.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
+	}
+	m, err := metrics.New(p.reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Audit.CheckSpool(); err != nil {
+		return nil, err
+	}
+	signer, err := audit.LoadSigningKey(cfg.Audit.SigningKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("audit.signing_key_file: %w", err)
+	}
+	sp := cfg.Audit.Spool
+	if p.spool, err = audit.Open(sp.Dir, audit.Options{Key: signer, MaxBytes: sp.MaxBytes, SegmentBytes: sp.SegmentBytes,
+		CheckpointEvery: sp.CheckpointEvery, CheckpointInterval: sp.CheckpointInterval, Log: log}); err != nil {
+		return nil, err
+	}
+	p.shipper = kafka.NewShipper(p.spool, cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic, kafka.Options{Log: log})
+	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
+	if cfg.Jobs.PostgresDSN != "" {
+		pg, err := jobstore.Open(ctx, cfg.Jobs.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("jobs.postgres_dsn: %w", err)
+		}
+		p.closers = append(p.closers, pg.Close)
+		jobs = pg
+	}
+	base, lookups := p.upstream.Base(), p.upstream.Lookups
+	compartment := fhirserver.New(base, lookups)
+	attributed := attribution.New(base, lookups, attribution.Options{})
+	consents := consent.New(base, lookups, consent.Options{})
+	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
+		return nil, err
+	}
+	spool, shipper := p.spool, p.shipper
+	if err := m.WatchSpool(metrics.Spool{Stats: spool.Stats, Shipped: func() (uint64, uint64) {
+		st := shipper.Stats()
+		return st.Shipped, st.Failures
+	}}); err != nil {
+		return nil, err
+	}
+	publicBases := map[string]string{}
+	for _, a := range cfg.APIs {
+		p.apis = append(p.apis, decision.API{Name: a.Name, Prefix: a.Prefix})
+		publicBases[a.Name] = cfg.PublicURL + a.Prefix
+	}
+	p.core = &decision.Core{
+		Tokens:      verifier,
+		Policy:      p.engine,
+		Compartment: compartment,
+		Audit:       m.AuditSink(spool),
+		Observer:    m,
+		Log:         log,
+		Now:         time.Now,
+		DryRun:      dryRun,
+		Registry:    p.registry,
+		// Provider Access facts, read from the FHIR server's attribution Groups and Consents (cached, behind
+		// breakers; an outage refuses requests, it never skips the check).
+		Attribution: attributed,
+		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
+		// several replicas need a shared store (issue 4: PostgreSQL).
+		Pages: &decision.InMemoryPages{},
+		// Bulk export jobs and their files, bound to the client that started the job: in PostgreSQL when
+		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
+		Jobs:    jobs,
+		Consent: consents,
+		// Links and bulk manifests name the API's public base, never the FHIR server's own address.
+		UpstreamBase: base,
+		PublicBase:   func(api string) string { return publicBases[api] },
+	}
+	if p.docs, err = capability.New(capabilityAPIs(cfg), &capability.OIDCDiscovery{
+		Client: &http.Client{Timeout: 2 * time.Second}, TTL: 5 * time.Minute, RetryAfter: 5 * time.Second, Now: time.Now,
+	}, capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}, log); err != nil {
+		return nil, err
+	}
+	if cfg.Proxy.HTTP != "" {
+		p.gateway = gateway.New(p.core, p.apis, p.upstream.URL, p.upstream.Transport, log)
+		p.gateway.Local = p.docs
+		p.gateway.Metrics = m
+		p.limiter = ratelimit.New(cfg.Limits(), time.Now)
+		p.gateway.Limiter = p.limiter
+		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit())
+	}
+	return p, nil
+}
+
+// close closes what build opened that run does not close itself (the spool goes after the shipper).
+func (p *proxy) close() {
+	for _, c := range p.closers {
+		c()
+	}
+	p.closers = nil
+}
+
+// admin serves /healthz, /readyz, /metrics and, when asked, Go's profiles.
+func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
+		func() string { return "policy_revision=" + p.engine.Revision() },
+		metrics.Check{Name: "policy", Ready: func(context.Context) error {
+			if p.engine.Revision() == "" {
+				return errors.New("no policy set loaded")
+			}
+			return nil
+		}},
+		metrics.Check{Name: "audit spool", Ready: p.spool.Ready},
+	))
+	mux.Handle("GET /metrics", metrics.Handler(p.reg))
+	if cfg.Proxy.PProf {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		log.Warn("Go profiles served on the admin listener (proxy.pprof)", "addr", cfg.Proxy.Admin)
+	}
+	return mux
 }
 
 func serveHTTP(s *http.Server, errc chan<- error) func(context.Context) {
