@@ -26,12 +26,14 @@ const DefaultRetryAfter = "5"
 // own headers and never pass through here.
 //
 //   - HiddenResponseHeaders are removed.
+//   - Every answer says Cache-Control: no-store and Pragma: no-cache (RFC 9111 §5.2.2.5; Pragma for HTTP/1.0
+//     caches): answers of these APIs carry patient data, and no shared or browser cache may keep them.
 //   - A bulk export poll still in progress (202) carries the server's Retry-After when it is a delay or a
 //     date (HAPI says 120), else DefaultRetryAfter.
 //   - The complete status (200) is application/json (Bulk Data 2.0 §Complete Status), which is UTF-8: HAPI
 //     labels it ISO-8859-1, and enforcement re-encodes it as UTF-8 anyway.
 func AnswerHeaders(d *Decision, status int, upstream func(name string) string) HeaderEdit {
-	e := HeaderEdit{Set: map[string]string{}, Remove: HiddenResponseHeaders}
+	e := HeaderEdit{Set: map[string]string{"Cache-Control": "no-store", "Pragma": "no-cache"}, Remove: HiddenResponseHeaders}
 	if d == nil || !d.Allow || !isExportPoll(d.Request) || d.Input.Method != http.MethodGet {
 		return e
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestAnswerHeadersHideTheServerBannerAndKeepBulkPollsHonest(t *testing.T) {
+func TestAnswerHeadersHideTheServerBannerForbidCachingAndKeepBulkPollsHonest(t *testing.T) {
 	poll := func(t *testing.T, method string) *Decision {
 		return exportDecision(t, "provider-org-a", method, "/$export-poll-status", "_jobId=job-1")
 	}
@@ -32,6 +32,11 @@ func TestAnswerHeadersHideTheServerBannerAndKeepBulkPollsHonest(t *testing.T) {
 			if !slices.Contains(e.Remove, "X-Powered-By") {
 				t.Errorf("X-Powered-By not removed: %v", e.Remove)
 			}
+			if e.Set["Cache-Control"] != "no-store" || e.Set["Pragma"] != "no-cache" {
+				t.Errorf("an answer that may carry patient data is cacheable: %v", e.Set)
+			}
+			delete(e.Set, "Cache-Control")
+			delete(e.Set, "Pragma")
 			if len(e.Set) != len(tc.want) {
 				t.Errorf("set %v, want %v", e.Set, tc.want)
 			}
