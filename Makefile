@@ -71,6 +71,7 @@ fuzz:
 	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
 	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
+	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
 ## bench: the micro-benchmarks, then the side-by-side load run (test/bench/load; BENCHMARKS.md): the limit
 ## (bare Go proxy, Envoy alone), fhirwall standalone, Envoy + fhirwall, and the peer at $$PEER_AUTHZ_ADDR if set.
