@@ -43,8 +43,9 @@ type FHIRServer struct {
 	// Timeout bounds one request to it (Envoy's route timeout; the standalone proxy's wait for an answer's
 	// headers); ConnectTimeout one connection attempt. LookupTimeout bounds one lookup fhirwall-proxy makes
 	// itself while a request waits for its decision (compartment, attribution, consent): shorter than
-	// xds.authz_timeout, so a slow FHIR server gets fhirwall's own 503 rather than Envoy's. One client
-	// built from these serves the standalone proxy and every adapter (adapters/fhirserver.Dial).
+	// xds.authz_timeout, so a slow FHIR server gets fhirwall's own 503 rather than Envoy's; 0: see
+	// Config.LookupTimeout. One client built from these serves the standalone proxy and every adapter
+	// (adapters/fhirserver.Dial).
 	Timeout        time.Duration `mapstructure:"timeout"`
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 	LookupTimeout  time.Duration `mapstructure:"lookup_timeout"`
@@ -305,7 +306,6 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("fhir_server.url", "http://127.0.0.1:8090/fhir")
 	v.SetDefault("fhir_server.timeout", "30s")
 	v.SetDefault("fhir_server.connect_timeout", "2s")
-	v.SetDefault("fhir_server.lookup_timeout", "1500ms")
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
@@ -469,19 +469,42 @@ func (c *Config) Validate() error {
 // defaultAuthzTimeout is fhirwall-xds's ext_authz timeout when xds.authz_timeout is 0 (internal/xds).
 const defaultAuthzTimeout = 2 * time.Second
 
+// defaultLookupTimeout bounds a lookup when fhir_server.lookup_timeout is 0 and the authz timeout allows it.
+const defaultLookupTimeout = 1500 * time.Millisecond
+
+func (c *Config) authzTimeout() time.Duration {
+	if c.XDS.AuthzTimeout > 0 {
+		return c.XDS.AuthzTimeout
+	}
+	return defaultAuthzTimeout
+}
+
+// LookupTimeout is fhir_server.lookup_timeout, or when it is 0 the smaller of 1.5 s and three quarters of the
+// ext_authz timeout (and at most fhir_server.timeout): a decision that waits on the FHIR server still
+// answers before Envoy gives up on it.
+func (c *Config) LookupTimeout() time.Duration {
+	if c.FHIRServer.LookupTimeout > 0 {
+		return c.FHIRServer.LookupTimeout
+	}
+	d := min(defaultLookupTimeout, c.authzTimeout()*3/4)
+	if c.FHIRServer.Timeout > 0 {
+		d = min(d, c.FHIRServer.Timeout)
+	}
+	return d
+}
+
 func (c *Config) validateLookupTimeout() []error {
 	f := c.FHIRServer
+	if f.LookupTimeout == 0 {
+		return nil // LookupTimeout derives one that fits
+	}
 	if f.LookupTimeout < 0 || f.LookupTimeout > 10*time.Minute {
 		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: want 0 (default) to 10m", f.LookupTimeout)}
 	}
 	if f.Timeout > 0 && f.LookupTimeout > f.Timeout {
 		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: at most fhir_server.timeout (%v)", f.LookupTimeout, f.Timeout)}
 	}
-	authz := c.XDS.AuthzTimeout
-	if authz == 0 {
-		authz = defaultAuthzTimeout
-	}
-	if c.Proxy.GRPC != "" && f.LookupTimeout >= authz {
+	if authz := c.authzTimeout(); c.Proxy.GRPC != "" && f.LookupTimeout >= authz {
 		return []error{fmt.Errorf("fhir_server.lookup_timeout %v: want less than xds.authz_timeout (%v), or Envoy gives up on the decision first", f.LookupTimeout, authz)}
 	}
 	return nil

@@ -114,8 +114,18 @@ func TestFHIRServerClientSettingsAreValidated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := c.FHIRServer; f.Timeout != 30*time.Second || f.ConnectTimeout != 2*time.Second || f.LookupTimeout != 1500*time.Millisecond {
-		t.Errorf("fhir_server timeouts %v/%v/%v, want 30s/2s/1.5s", f.Timeout, f.ConnectTimeout, f.LookupTimeout)
+	if f := c.FHIRServer; f.Timeout != 30*time.Second || f.ConnectTimeout != 2*time.Second || c.LookupTimeout() != 1500*time.Millisecond {
+		t.Errorf("fhir_server timeouts %v/%v/%v, want 30s/2s/1.5s", f.Timeout, f.ConnectTimeout, c.LookupTimeout())
+	}
+	// Unset, the lookup timeout fits under whatever the authz timeout is.
+	derived := *c
+	derived.FHIRServer.LookupTimeout, derived.XDS.AuthzTimeout = 0, 1500*time.Millisecond
+	if err := derived.Validate(); err != nil || derived.LookupTimeout() != 1125*time.Millisecond {
+		t.Errorf("lookup timeout under a 1.5s authz timeout: %v %v, want 1.125s", derived.LookupTimeout(), err)
+	}
+	derived.XDS.AuthzTimeout = 0
+	if derived.LookupTimeout() != 1500*time.Millisecond {
+		t.Errorf("lookup timeout under the default authz timeout: %v, want 1.5s", derived.LookupTimeout())
 	}
 	for name, tc := range map[string]struct {
 		edit func(*Config)

@@ -198,7 +198,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	// One client of the FHIR server for the standalone proxy and every adapter (ARCHITECTURE Invariant 6).
 	if p.upstream, err = fhirserver.Dial(fhirserver.Settings{URL: cfg.FHIRServer.URL, CAFile: cfg.FHIRServer.CAFile,
 		ServerName: cfg.FHIRServer.ServerName, Timeout: cfg.FHIRServer.Timeout,
-		ConnectTimeout: cfg.FHIRServer.ConnectTimeout, LookupTimeout: cfg.FHIRServer.LookupTimeout}); err != nil {
+		ConnectTimeout: cfg.FHIRServer.ConnectTimeout, LookupTimeout: cfg.LookupTimeout()}); err != nil {
 		return nil, fmt.Errorf("fhir_server: %w", err)
 	}
 	var issuers []token.IssuerConfig
