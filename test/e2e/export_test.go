@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,7 @@ type bulkAnswer struct {
 	body            []byte
 	contentType     string
 	contentLocation string
+	header          http.Header
 }
 
 // bulk sends one Bulk Data request with the headers a bulk client sends.
@@ -60,14 +63,31 @@ func bulk(t *testing.T, method, url, token string, header map[string]string) bul
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bulkAnswer{resp.StatusCode, b, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Location")}
+	if banner := resp.Header.Get("X-Powered-By"); banner != "" {
+		t.Errorf("%s %s: the FHIR server's X-Powered-By %q was passed on", method, url, banner)
+	}
+	return bulkAnswer{resp.StatusCode, b, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Location"), resp.Header}
 }
 
 var kickoffHeaders = map[string]string{"Prefer": "respond-async"}
 
 // exportManifest is the part of the Bulk Data 2.0 complete-status answer the test reads.
 type exportManifest struct {
-	Output []struct{ Type, URL string }
+	Request       string
+	Output, Error []struct{ Type, URL string }
+}
+
+// checkRetryAfter fails unless a poll answered in progress says when to come back (Bulk Data 2.0 §Status
+// request: a delay in seconds or an HTTP-date).
+func checkRetryAfter(t *testing.T, a bulkAnswer) {
+	t.Helper()
+	v := a.header.Get("Retry-After")
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return
+	}
+	if _, err := http.ParseTime(v); err != nil {
+		t.Errorf("poll in progress: Retry-After %q, want a delay in seconds or an HTTP-date", v)
+	}
 }
 
 // checkExportLines fails on an NDJSON line that is not a resource or that names a patient outside
@@ -151,7 +171,8 @@ func TestProviderBulkExportHoldsOnlyPermittedMembersAndIsBoundToItsClient(t *tes
 				t.Fatalf("status URL %q is not under the API's base %s", status, m.base)
 			}
 
-			// Bulk Data 2.0 §Status request: poll until complete (every 0.5 s, Retry-After ignored, bounded).
+			// Bulk Data 2.0 §Status request: poll until complete (every 0.5 s, Retry-After checked but not
+			// waited for, bounded).
 			var done bulkAnswer
 			deadline := time.Now().Add(90 * time.Second)
 			for {
@@ -159,14 +180,30 @@ func TestProviderBulkExportHoldsOnlyPermittedMembersAndIsBoundToItsClient(t *tes
 				if done.status != 202 || time.Now().After(deadline) {
 					break
 				}
+				checkRetryAfter(t, done)
 				time.Sleep(500 * time.Millisecond)
 			}
 			if done.status != 200 {
 				t.Fatalf("export did not complete: %d %.300s", done.status, done.body)
 			}
+			// Bulk Data 2.0 §Complete Status: application/json (UTF-8), never HAPI's ISO-8859-1 label.
+			if mt, params, err := mime.ParseMediaType(done.contentType); err != nil || mt != "application/json" ||
+				(params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
+				t.Errorf("manifest Content-Type %q, want application/json", done.contentType)
+			}
 			var man exportManifest
 			if err := json.Unmarshal(done.body, &man); err != nil || len(man.Output) == 0 {
 				t.Fatalf("manifest: %v %.500s", err, done.body)
+			}
+			// Every URL in it is the API's public one: the request as the client made it, the files under
+			// the base the client uses (https through Envoy), never the FHIR server's own address.
+			if want := m.base + "/Group/attribution-org-a/$export?"; !strings.HasPrefix(man.Request, want) {
+				t.Errorf("manifest request %q, want it under %s", man.Request, want)
+			}
+			for _, f := range man.Error {
+				if !strings.HasPrefix(f.URL, m.base+"/Binary/") {
+					t.Errorf("error file URL %q is not a Binary under %s", f.URL, m.base)
+				}
 			}
 
 			// Another valid client: the job's status URL and every file are the same 404 as unknown ones.
