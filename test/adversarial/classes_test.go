@@ -179,6 +179,11 @@ func TestSearchByPOSTFormKeepsToTheCaller(t *testing.T) {
 		form(providerOrgA, "ExplanationOfBenefit", "?patient=member-01", "patient=member-02", f),
 		form(providerOrgA, "Patient", "", "_id=member-01,member-12", f),
 	)
+	for _, b := range []string{"patient=member-02", "patient=member-01&patient=member-02", "category:not=vital-signs"} {
+		pr := form(member01VitalsOnly, "Observation", "", b, f)
+		pr.c.chunked = true
+		probes = append(probes, pr)
+	}
 	t.Logf("%d requests", sweep(t, probes))
 }
 
@@ -208,9 +213,14 @@ func TestEveryInteractionKeepsToTheCaller(t *testing.T) {
 			"/Binary/" + binaryID(), "/Patient/" + other + "/$expunge", "/$reindex", "/Observation/$docref?patient=" + other,
 			"/Patient/" + other + "/$summary", "/Patient/" + other + "/$purge-everything", "/Subscription", "/AuditEvent",
 			"/Patient/" + other + "/_history/1/$meta", "/Patient/" + other + "/*", "/metadata?_elements=rest",
+			"/Observation/_search?patient=" + other, "/observation?patient=" + other, "/Observation/?patient=" + other,
+			"//Patient/" + other, "/Patient/" + other + "/", "/Patient/" + other + "?", "/Patient/" + other + "%3F",
+			"/Patient/" + other + "%2F", "/Patient/" + other + "/_history/", "/ExplanationOfBenefit?_include=ExplanationOfBenefit:patient:Patient",
 		} {
 			add(p, http.MethodGet, path, nil, "")
 		}
+		add(p, "get", "/Patient/"+other, nil, "")
+		add(p, "Get", "/Observation?patient="+other, nil, "")
 		for _, method := range []string{http.MethodPut, http.MethodPatch, http.MethodDelete, "TRACE", "PROPFIND"} {
 			add(p, method, "/Patient/"+other, fhirJSON, `{"resourceType":"Patient","id":"`+other+`"}`)
 		}
@@ -279,7 +289,9 @@ func TestHeadersThatChangeWhatHAPIAnswersKeepToTheCaller(t *testing.T) {
 	}
 	var probes []probe
 	for _, h := range headers {
-		for _, path := range []string{"/Patient/member-01", "/Observation?_count=2", "/Observation/observation-member-02-bp", "/Patient/member-02"} {
+		// own read and search, another member's read, and a search whose answer fhirwall must filter
+		for _, path := range []string{"/Patient/member-01", "/Observation?_count=2", "/Observation/observation-member-02-bp", "/Patient/member-02",
+			"/Practitioner?_id=pract-02&_revinclude=Observation:performer"} {
 			probes = append(probes, probe{p: member01, c: get(path, h...), expect: notPartial})
 		}
 		for _, path := range []string{"/Patient?_count=3", "/Patient/member-12", "/ExplanationOfBenefit?patient=member-01"} {

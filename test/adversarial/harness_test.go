@@ -53,6 +53,8 @@ type call struct {
 	path   string
 	header map[string]string
 	body   string
+	// chunked sends the body with Transfer-Encoding: chunked (no Content-Length).
+	chunked bool
 }
 
 func get(path string, header ...string) call {
@@ -88,6 +90,9 @@ func (c call) String() string {
 	}
 	if c.body != "" {
 		s += " body=" + c.body
+	}
+	if c.chunked {
+		s += " (chunked)"
 	}
 	return s
 }
@@ -137,8 +142,8 @@ func send(ctx context.Context, m mode, apiPrefix, token string, c call) (answer,
 			throttled.Add(1)
 			s, _ := strconv.Atoi(a.header.Get("Retry-After"))
 			retry = min(max(time.Duration(s)*time.Second, 200*time.Millisecond), 5*time.Second)
-		case a.status == http.StatusServiceUnavailable && attempt < 3:
-			retry = time.Second // the proxy is starting (Envoy's ext_authz cluster has no host yet)
+		case a.status == http.StatusServiceUnavailable && (attempt < 3 || !proxyReady()):
+			retry = time.Second // the proxy is restarting: Envoy fails closed until it is back
 		}
 		if retry == 0 {
 			return a, nil
@@ -157,6 +162,15 @@ func send(ctx context.Context, m mode, apiPrefix, token string, c call) (answer,
 	}
 }
 
+func proxyReady() bool {
+	resp, err := http.Get(stackenv.ProxyAdminURL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func sendOnce(ctx context.Context, m mode, apiPrefix, token string, c call) (answer, error) {
 	var body io.Reader
 	if c.body != "" {
@@ -166,6 +180,10 @@ func sendOnce(ctx context.Context, m mode, apiPrefix, token string, c call) (ans
 	req, err := http.NewRequestWithContext(ctx, c.method, full, body)
 	if err != nil {
 		return answer{}, err
+	}
+	if c.chunked {
+		req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
+		req.Body = io.NopCloser(strings.NewReader(c.body)) // no GetBody: the client cannot know the length
 	}
 	// Send the path exactly as the case wrote it (encodings, modifiers' colons).
 	path, _, _ := strings.Cut(apiPrefix+c.path, "?")
