@@ -1,9 +1,8 @@
-// Package datascope applies an API's data scope (CMS-0057-F: which claims an API may return, and with which
-// elements) to the resources of an upstream answer.
+// Package datascope applies an API's data scope (CMS-0057-F: which resources an API may return, and with
+// which elements) to the resources of an upstream answer.
 package datascope
 
 import (
-	"strings"
 	"time"
 )
 
@@ -17,133 +16,107 @@ const (
 // "time window"); earlier ones are not returned.
 const ServiceCutoff = "2016-01-01"
 
-// Code systems the rules look at.
-const (
-	claimTypeSystem = "http://terminology.hl7.org/CodeSystem/claim-type"
-	subTypeSystem   = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBInstitutionalClaimSubType"
-	ndcSystem       = "http://hl7.org/fhir/sid/ndc"
-	rxNormSystem    = "http://www.nlm.nih.gov/research/umls/rxnorm"
-	carinProfiles   = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/C4BB-ExplanationOfBenefit"
-)
+// maxDepth bounds the nesting a scope that rewrites resources will walk; anything deeper is withheld
+// (fhir.PatientsOf stops at the same depth).
+const maxDepth = 64
 
-// Apply applies scope to one decoded resource: keep is false when the resource must not leave, changed is
-// true when it was modified in place (the caller re-encodes). The empty scope and PatientAccess leave every
-// resource as it is: members see their own cost-sharing. now is the time of the decision (windows relative to
-// it, such as Payer-to-Payer's five years, are not implemented yet).
+// Apply applies the named scope to one decoded resource: keep is false when the resource must not leave,
+// changed is true when it was modified in place (the caller re-encodes). now is the time of the decision,
+// for windows relative to it (Payer-to-Payer's five years, when that scope gets its column).
 //
-// A scope fhirwall does not know withholds every ExplanationOfBenefit rather than return claims under rules
-// nobody wrote; other resource types pass.
+// The empty scope and PatientAccess leave every resource as it is: members see their own cost-sharing. A
+// scope with no column in the table withholds everything: returning data under rules nobody wrote is the
+// leak this package exists to stop. Rules are in table.go.
 func Apply(scope string, resource map[string]any, now time.Time) (keep, changed bool) {
-	_ = now
-	if rt, _ := resource["resourceType"].(string); rt != "ExplanationOfBenefit" {
-		return true, false
-	}
-	switch scope {
-	case "", PatientAccess:
-		return true, false
-	case ProviderAccess:
-		return providerAccessEOB(resource)
-	default:
+	s, ok := scopes[scope]
+	if !ok {
 		return false, false
 	}
-}
-
-// providerAccessEOB: Provider Access returns claims from 2016 on, no prior authorizations for drugs, and
-// claims without provider remittance or enrollee cost-sharing (CARIN BB 2.0.0 non-financial profiles).
-func providerAccessEOB(eob map[string]any) (keep, changed bool) {
-	if !servedSince(eob, ServiceCutoff) {
+	if s.passAll {
+		return true, false
+	}
+	if s.withheld(resource, now) {
 		return false, false
 	}
-	if use, _ := eob["use"].(string); use == "preauthorization" || use == "predetermination" {
-		// Prior authorizations (PDex pdex-priorauthorization) are not claims: CARIN BB fixes
-		// ExplanationOfBenefit.use to "claim", so there is no non-financial profile to map them to. Their
-		// amounts are the requested and authorized amounts, neither enrollee cost-sharing nor provider
-		// remittance, and PDex needs them to carry the decision (item.adjudication.extension:reviewAction
-		// sits on the amount entry), so they pass unchanged unless they are for drugs.
-		return !isDrug(eob), false
-	}
-	return true, nonFinancial(eob)
+	return true, s.transform(resource)
 }
 
-// servedSince: the earliest date of service (billablePeriod.start, item.servicedDate,
-// item.servicedPeriod.start; created when none is given) is on or after cutoff. A date that cannot be read
-// fails closed.
-func servedSince(eob map[string]any, cutoff string) bool {
-	var dates []string
-	if bp, ok := eob["billablePeriod"].(map[string]any); ok {
-		if s, ok := bp["start"].(string); ok {
-			dates = append(dates, s)
+// withheld: a row of the table, or one of the scope's rules for every resource, withholds resource or a
+// resource nested in it (contained, Parameters.parameter.resource, …). A nested resource that may not
+// leave withholds its container: cutting it out would leave references ("#id") to nothing.
+func (s *scope) withheld(res map[string]any, now time.Time) bool {
+	for _, w := range s.everywhere.withhold {
+		if w.when(res, now) {
+			return true
 		}
 	}
-	for _, it := range objects(eob["item"]) {
-		if s, ok := it["servicedDate"].(string); ok {
-			dates = append(dates, s)
+	withheld := false
+	eachResource(res, func(r map[string]any) {
+		for _, w := range s.row(r).withhold {
+			withheld = withheld || w.when(r, now)
 		}
-		if p, ok := it["servicedPeriod"].(map[string]any); ok {
-			if s, ok := p["start"].(string); ok {
-				dates = append(dates, s)
-			}
-		}
-	}
-	if len(dates) == 0 {
-		s, ok := eob["created"].(string)
-		if !ok {
-			return false
-		}
-		dates = append(dates, s)
-	}
-	for _, s := range dates {
-		d, ok := earliestDay(s)
-		if !ok || d < cutoff {
-			return false
-		}
-	}
-	return true
+	})
+	return withheld
 }
 
-// earliestDay turns a FHIR date or dateTime (R4 §2.24.0.2: YYYY, YYYY-MM, YYYY-MM-DD, or a dateTime) into
-// the first day it may mean, as YYYY-MM-DD, so that "2015-12" is before 2016-01-01 and "2016" is not.
-func earliestDay(s string) (string, bool) {
-	if t, _, ok := strings.Cut(s, "T"); ok {
-		s = t
+// transform runs the rows' removals on res and every resource nested in it, then the scope's removals for
+// every resource over the whole tree, then drops the narrative of a resource that changed.
+func (s *scope) transform(res map[string]any) bool {
+	changed := false
+	eachResource(res, func(r map[string]any) {
+		for _, rm := range s.row(r).remove {
+			changed = rm.do(r) || changed
+		}
+	})
+	for _, rm := range s.everywhere.remove {
+		changed = rm.do(res) || changed
 	}
-	var layout string
-	switch len(s) {
-	case 4:
-		layout, s = "2006-01-02", s+"-01-01"
-	case 7:
-		layout, s = "2006-01-02", s+"-01"
-	case 10:
-		layout = "2006-01-02"
-	default:
-		return "", false
+	if changed && s.dropNarrative {
+		eachResource(res, func(r map[string]any) { delete(r, "text") })
 	}
-	if _, err := time.Parse(layout, s); err != nil {
-		return "", false
-	}
-	return s, true
+	return changed
 }
 
-// isDrug: a prior authorization for a drug is of type pharmacy or names a drug code (NDC, RxNorm) as a
-// product or service.
-func isDrug(eob map[string]any) bool {
-	if hasCoding(eob["type"], claimTypeSystem, "pharmacy") {
-		return true
+func (s *scope) row(res map[string]any) rule {
+	rt, _ := res["resourceType"].(string)
+	if r, ok := s.types[rt]; ok {
+		return r
 	}
-	var drug bool
-	var walk func(lines []map[string]any)
-	walk = func(lines []map[string]any) {
-		for _, l := range lines {
-			if hasSystem(l["productOrService"], ndcSystem) || hasSystem(l["productOrService"], rxNormSystem) {
-				drug = true
-			}
-			walk(objects(l["detail"]))
-			walk(objects(l["subDetail"]))
+	return s.other
+}
+
+// eachResource calls fn with res and every resource below it (any object with a resourceType: contained
+// resources, Parameters.parameter.resource, Bundle.entry.resource), outermost first. It stops maxDepth
+// levels down; the scopes that rewrite withhold anything deeper (tooDeep) before they get here.
+func eachResource(res map[string]any, fn func(map[string]any)) { walkResources(res, fn, 0) }
+
+func walkResources(res map[string]any, fn func(map[string]any), depth int) {
+	fn(res)
+	for k, v := range res {
+		if k != "resourceType" {
+			nestedResources(v, fn, depth+1)
 		}
 	}
-	walk(objects(eob["item"]))
-	walk(objects(eob["addItem"]))
-	return drug
+}
+
+func nestedResources(v any, fn func(map[string]any), depth int) {
+	if depth > maxDepth {
+		return
+	}
+	switch t := v.(type) {
+	case []any:
+		for _, e := range t {
+			nestedResources(e, fn, depth+1)
+		}
+	case map[string]any:
+		if _, ok := t["resourceType"].(string); ok {
+			walkResources(t, fn, depth)
+			return
+		}
+		for _, e := range t {
+			nestedResources(e, fn, depth+1)
+		}
+	}
 }
 
 func objects(v any) []map[string]any {
@@ -178,4 +151,12 @@ func hasSystem(cc any, system string) bool {
 		}
 	}
 	return false
+}
+
+func del(m map[string]any, key string) bool {
+	if _, ok := m[key]; !ok {
+		return false
+	}
+	delete(m, key)
+	return true
 }

@@ -11,7 +11,7 @@ import (
 
 // testdata/seed-eobs.json: the ExplanationOfBenefits of member-01 and member-02 and every prior auth, as
 // `go run ./test/seed -dry-run -out DIR` writes them (entries of fhirwall-seed-4.json, one per line).
-func seedEOBs(t *testing.T) map[string]map[string]any {
+func seedEOBs(t testing.TB) map[string]map[string]any {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/seed-eobs.json")
 	if err != nil {
@@ -92,15 +92,20 @@ func TestProviderAccessClaimsLoseEveryAmount(t *testing.T) {
 	}
 }
 
-// moneyPaths finds every Money-shaped element (an object with a currency) anywhere in v.
+// moneyPaths finds every money element anywhere in v, told by its own rules rather than the package's: an
+// object with a currency or an ISO 4217 system, an element named *Money.
 func moneyPaths(v any, path string) []string {
 	var out []string
 	switch t := v.(type) {
 	case map[string]any:
-		if _, ok := t["currency"]; ok {
+		if _, ok := t["currency"]; ok || t["system"] == "urn:iso:std:iso:4217" {
 			return []string{path}
 		}
 		for k, e := range t {
+			if len(k) > 5 && strings.HasSuffix(k, "Money") {
+				out = append(out, path+"."+k)
+				continue
+			}
 			out = append(out, moneyPaths(e, path+"."+k)...)
 		}
 	case []any:

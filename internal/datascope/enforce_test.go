@@ -25,6 +25,8 @@ func enforce(t *testing.T, scope string, body []byte) decision.Enforced {
 	d := &decision.Decision{ID: "d1", Allow: true, Time: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC),
 		Identity: &token.Identity{ClientID: "c"}}
 	d.Policy.Obligations.Compartment = &policy.Compartment{Patients: []string{"member-01", "member-02"}}
+	d.Policy.Obligations.ResourceTypes = map[string]policy.Constraints{"*": {}}
+	d.Policy.Obligations.PublicTypes = []string{"Practitioner"}
 	d.Policy.Obligations.DataScope = scope
 	out, err := c.EnforceResponse(context.Background(), d, 200, "application/fhir+json", body)
 	if err != nil {
@@ -62,7 +64,8 @@ func TestProviderAccessSearchLosesOldClaimsDrugPriorAuthsAndMoney(t *testing.T) 
 	var got []string
 	for _, e := range b.Entry {
 		got = append(got, e.Resource["id"].(string))
-		if e.Resource["use"] == "claim" && (e.Resource["total"] != nil || strings.Contains(mustJSON(t, e.Resource), `"currency"`)) {
+		// Prior auths too: every amount is gone, the decision (reviewAction) stays.
+		if e.Resource["total"] != nil || strings.Contains(mustJSON(t, e.Resource), `"currency"`) {
 			t.Errorf("%s still carries money", e.Resource["id"])
 		}
 	}

@@ -148,11 +148,3 @@ func claimProfile(eob map[string]any) bool {
 	}
 	return len(old) != len(profiles) || (len(old) > 0 && old[0] != profiles[0])
 }
-
-func del(m map[string]any, key string) bool {
-	if _, ok := m[key]; !ok {
-		return false
-	}
-	delete(m, key)
-	return true
-}

@@ -5,30 +5,110 @@ package datascope
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
+// IG package sets, by the profiles the resources claim. PDex 2.0.0 and PAS 2.0.1 build on US Core 3.1.1,
+// CARIN BB 2.0.0 on US Core 6.1.0: one validator run per set, so that no canonical URL is defined twice.
+var (
+	carinPackages = []string{"hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz"}
+	pdexPackages  = []string{"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-hrex-1.0.0.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz", "hl7.fhir.us.davinci-pdex-2.0.0.tgz"}
+	pasPackages   = []string{"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz"}
+)
+
 // TestNonFinancialClaimsValidate transforms the seed's claims for Provider Access and validates them with
 // HAPI's validator (test/tools/fhir-validator, built with `mvn -q package` there) against the CARIN BB
-// packages in test/fixtures/fhir-packages. Errors fail the test except the ones in acceptedErrors, each
-// caused by the seed data rather than by the transform; warnings and information are logged.
+// packages in test/fixtures/fhir-packages. Errors fail the test except the ones in acceptedErrors, each caused by
+// the seed data rather than by the transform; warnings and information are logged.
 func TestNonFinancialClaimsValidate(t *testing.T) {
-	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz")
-	dir := t.TempDir()
-	var files []string
-	for id, eob := range seedEOBs(t) {
-		if keep, _ := Apply(ProviderAccess, eob, decisionTime); !keep || eob["use"] != "claim" {
+	var kept []map[string]any
+	for _, eob := range seedEOBs(t) {
+		if keep, _ := Apply(ProviderAccess, eob, decisionTime); keep && eob["use"] == "claim" {
+			kept = append(kept, eob)
+		}
+	}
+	validate(t, carinPackages, kept)
+}
+
+// TestSeedAfterProviderAccessValidates applies Provider Access to every resource of the seed as
+// `go run ./test/seed -dry-run` generates it today and validates what leaves against the IGs its profiles
+// come from: the non-financial claims, the prior auths without their amounts (PDex), the Coverages without
+// cost-sharing (CARIN BB, US Core), and every other type, which must leave unchanged.
+func TestSeedAfterProviderAccessValidates(t *testing.T) {
+	var carin, pdex []map[string]any
+	changed := map[string]int{}
+	for _, res := range generatedSeed(t) {
+		rt := res["resourceType"].(string)
+		before := mustMarshal(t, res)
+		keep, ch := Apply(ProviderAccess, res, decisionTime)
+		if !keep {
 			continue
 		}
-		meta := eob["meta"].(map[string]any)
+		if ch {
+			changed[rt]++
+		} else if strings.Contains(before, `"currency"`) {
+			t.Errorf("%s/%s carries money and was not changed", rt, res["id"])
+		}
+		if paths := moneyPaths(res, rt); len(paths) > 0 {
+			t.Errorf("%s/%s: money left at %v", rt, res["id"], paths)
+		}
+		if rt == "ExplanationOfBenefit" && isPriorAuth(res) {
+			pdex = append(pdex, res)
+		} else {
+			carin = append(carin, res)
+		}
+	}
+	// What the seed must exercise: every Coverage has costToBeneficiary, every claim and prior auth has amounts.
+	if changed["Coverage"] != 24 || changed["ExplanationOfBenefit"] < 40 || len(pdex) < 3 {
+		t.Errorf("changed %v, %d prior auths kept: the seed no longer carries what the data scope removes", changed, len(pdex))
+	}
+	for rt := range changed {
+		if !slices.Contains([]string{"Coverage", "ExplanationOfBenefit"}, rt) {
+			t.Errorf("%s changed: the seed has no money there", rt)
+		}
+	}
+	t.Run("CARIN BB and US Core", func(t *testing.T) { validate(t, carinPackages, carin) })
+	t.Run("PDex prior authorizations", func(t *testing.T) { validate(t, pdexPackages, pdex) })
+}
+
+// TestPriorAuthClaimsAfterProviderAccessValidate: the PAS Claim and ClaimResponse of testdata (PAS 2.0.1
+// examples with amounts added) still conform to PAS after Provider Access removed every amount, the
+// payment, the money in extensions and the narrative.
+func TestPriorAuthClaimsAfterProviderAccessValidate(t *testing.T) {
+	var out []map[string]any
+	for _, name := range []string{"pas-claim.json", "pas-claimresponse.json"} {
+		res := fixture(name)(t)
+		keep, changed := Apply(ProviderAccess, res, decisionTime)
+		if !keep || !changed {
+			t.Fatalf("%s: keep %v, changed %v", name, keep, changed)
+		}
+		out = append(out, res)
+	}
+	validate(t, pasPackages, out)
+}
+
+// validate writes resources to files and fails t on every validator error not in acceptedErrors.
+func validate(t *testing.T, packages []string, resources []map[string]any) {
+	t.Helper()
+	pkgs := fhirvalidator.Packages(t, packages...)
+	dir := t.TempDir()
+	var files []string
+	for _, res := range resources {
+		meta, _ := res["meta"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+			res["meta"] = meta
+		}
 		meta["lastUpdated"] = "2026-11-27T00:00:00Z" // HAPI sets it on every stored resource; the seed files lack it
-		b, _ := json.Marshal(eob)
-		f := filepath.Join(dir, id+".json")
-		if err := os.WriteFile(f, b, 0o600); err != nil {
+		f := filepath.Join(dir, res["resourceType"].(string)+"-"+res["id"].(string)+".json")
+		if err := os.WriteFile(f, []byte(mustMarshal(t, res)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		files = append(files, f)
@@ -42,11 +122,54 @@ func TestNonFinancialClaimsValidate(t *testing.T) {
 	}
 }
 
-// acceptedErrors: errors that come from the seed data (test/seed), not from the transform. Empty: the seed
-// claims conform to the financial CARIN BB profiles (validate the untransformed `go run ./test/seed -dry-run`
-// claims the same way), so every error here is the transform's. Add an entry only with the reason it is the
-// seed's and not the transform's, and fix the seed instead where possible.
-var acceptedErrors = []struct{ match, why string }{}
+// generatedSeed runs the seed generator (test/seed) and returns every resource it writes.
+func generatedSeed(t *testing.T) []map[string]any {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	dir := t.TempDir()
+	cmd := exec.Command("go", "run", "./test/seed", "-dry-run", "-out", dir)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seed generator: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var out []map[string]any
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b struct {
+			Entry []struct {
+				Resource map[string]any `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(raw, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Entry {
+			out = append(out, e.Resource)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the seed generator wrote no resources")
+	}
+	return out
+}
+
+// acceptedErrors: errors that come from the seed data (test/seed) or from what the validator cannot load, not
+// from the transform. The seed claims conform to the financial CARIN BB profiles (validate the untransformed
+// `go run ./test/seed -dry-run` claims the same way). Add an entry only with the reason it is not the
+// transform's, and fix the seed instead where possible.
+var acceptedErrors = []struct{ match, why string }{
+	{"was not found in the value set 'Birth Sex' (http://hl7.org/fhir/us/core/ValueSet/birthsex|6.1.0)",
+		"US Core 6.1.0 builds Birth Sex from two VSAC value sets, and no VSAC package is available " +
+			"(test/fixtures/fhir-packages/README.md); Patient is not changed by any data scope"},
+	{"ExplanationOfBenefit.priority: Found a reference to a CodeSystem 'http://terminology.hl7.org/CodeSystem/processpriority' where a ValueSet belongs",
+		"R4 4.0.1 itself binds ExplanationOfBenefit.priority to the CodeSystem's URL (profiles-resources in HAPI's " +
+			"R4 validation resources); PDex's profile rebinds it, so it shows once a prior auth no longer claims PDex"},
+}
 
 func accepted(line string) bool {
 	for _, a := range acceptedErrors {

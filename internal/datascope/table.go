@@ -1,0 +1,135 @@
+package datascope
+
+import "time"
+
+// The table: per scope (one API's column) and per resource type (a row), what is withheld and what is
+// removed. FHIR-NOTES "CMS-0057-F: what each API may return" is the source; each rule says why.
+//
+//	patient-access, ""  every type            leaves as it is (members see their own cost-sharing)
+//	provider-access     ExplanationOfBenefit  withheld: dates of service before 2016-01-01; prior auths for drugs
+//	                                          removed:  claims: what the CARIN BB non-financial profiles forbid
+//	                                                    (meta.profile swapped); prior auths: every amount (and
+//	                                                    the PDex profile claim, which requires them)
+//	                    Claim                 withheld: dates of service before 2016-01-01; prior auths for drugs
+//	                    ClaimResponse         withheld: dates before 2016-01-01; prior-auth decisions for drugs
+//	                                          removed:  payment (remittance; its amount is 1..1)
+//	                    Coverage              removed:  costToBeneficiary (copays, coinsurance %, exceptions)
+//	                    Invoice, PaymentNotice,
+//	                    PaymentReconciliation withheld: always (a bill or a payment is money through and through)
+//	                    every type, rows too  withheld: money in a modifierExtension; nesting deeper than 64
+//	                                          removed:  every Money at any depth (contained resources and
+//	                                                    extensions too) and the entries it leaves empty; then
+//	                                                    the narrative (text) of a resource that changed
+//	payer-to-payer      no column yet: everything withheld (FHIR-NOTES: as provider-access, plus no denied
+//	                    prior auths and a five-year window from the decision time)
+//	any other name      everything withheld
+//
+// A type with no row under provider-access passes money-stripped: the caller's compartment and scope checks
+// decided it may leave, and nothing in CMS-0057-F withholds it from providers; only money is the payer's
+// business (enrollee cost-sharing, provider remittance).
+//
+// Narrative: text.div is free XHTML that may repeat any amount removed (PAS's generated narratives print
+// "US$100.00"), so a resource the scope changed loses `text`. Removed, not replaced: every CARIN BB 2.0.0
+// profile (non-financial included), US Core, PDex and PAS has text 0..1 and not mustSupport, so the result
+// conforms (the validator's dom-6 "should have narrative" is a best-practice warning); a replacement with
+// status "empty" would still need a div saying something, and "generated" would claim a narrative we did not
+// generate from the data.
+var scopes = map[string]*scope{
+	"":            {passAll: true},
+	PatientAccess: {passAll: true},
+	ProviderAccess: {
+		types: map[string]rule{
+			"ExplanationOfBenefit": {
+				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
+				remove:   []removal{nonFinancialClaim, priorAuthAmounts},
+			},
+			"Claim": {
+				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
+			},
+			"ClaimResponse": {
+				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
+				remove:   []removal{remittance},
+			},
+			"Coverage": {
+				remove: []removal{costToBeneficiary},
+			},
+			"Invoice":               {withhold: []withhold{financialRecord}},
+			"PaymentNotice":         {withhold: []withhold{financialRecord}},
+			"PaymentReconciliation": {withhold: []withhold{financialRecord}},
+		},
+		everywhere: rule{
+			withhold: []withhold{tooDeep, moneyInModifierExtension},
+			remove:   []removal{moneyAnywhere},
+		},
+		dropNarrative: true,
+	},
+}
+
+// scope is one API's column of the table.
+type scope struct {
+	passAll       bool            // every resource leaves as it is
+	types         map[string]rule // rows by resource type
+	other         rule            // the row of a type not in types
+	everywhere    rule            // for every resource, after its row (whole tree: nested resources included)
+	dropNarrative bool            // a resource the scope changed loses its text
+}
+
+// rule is one row: a resource leaves only if no withhold says otherwise; then the removals run in order.
+type rule struct {
+	withhold []withhold
+	remove   []removal
+}
+
+type withhold struct {
+	why  string
+	when func(res map[string]any, now time.Time) bool
+}
+
+type removal struct {
+	what string
+	do   func(res map[string]any) bool // reports whether res changed
+}
+
+var (
+	servedBeforeCutoff = withhold{
+		"CMS-0057-F time window: dates of service on or after 2016-01-01 (a date that cannot be read fails closed)",
+		func(res map[string]any, _ time.Time) bool { return !servedSince(res, ServiceCutoff) },
+	}
+	drugPriorAuth = withhold{
+		"CMS-0057-F prior authorizations: not drugs",
+		func(res map[string]any, _ time.Time) bool { return isPriorAuth(res) && isDrug(res) },
+	}
+	financialRecord = withhold{
+		"a bill or a payment: enrollee cost-sharing or provider remittance through and through",
+		func(map[string]any, time.Time) bool { return true },
+	}
+	tooDeep = withhold{
+		"nested deeper than can be checked",
+		func(res map[string]any, _ time.Time) bool { return depthOver(res, maxDepth) },
+	}
+	moneyInModifierExtension = withhold{
+		"money in a modifierExtension: removing a modifier changes what the resource means (R4 §2.4.1.2)",
+		func(res map[string]any, _ time.Time) bool { return modifierMoney(res, false) },
+	}
+
+	nonFinancialClaim = removal{
+		"claims: the elements the CARIN BB 2.0.0 non-financial profiles forbid; meta.profile names the one that fits",
+		func(res map[string]any) bool { return !isPriorAuth(res) && nonFinancial(res) },
+	}
+	priorAuthAmounts = removal{
+		"prior auths: every amount; meta.profile no longer claims PDex pdex-priorauthorization, which requires them",
+		func(res map[string]any) bool { return isPriorAuth(res) && priorAuthWithoutAmounts(res) },
+	}
+	remittance = removal{
+		"ClaimResponse.payment: the payment to the provider (its amount is 1..1: it cannot stay without it)",
+		func(res map[string]any) bool { return del(res, "payment") },
+	}
+	costToBeneficiary = removal{
+		"Coverage.costToBeneficiary: copays, coinsurance and their exceptions (enrollee cost-sharing)",
+		func(res map[string]any) bool { return del(res, "costToBeneficiary") },
+	}
+	moneyAnywhere = removal{
+		"every Money, valueMoney and MoneyQuantity at any depth, and the entries it leaves empty",
+		func(res map[string]any) bool { return stripMoney(res, 0) },
+	}
+)
