@@ -307,8 +307,7 @@ func (c *Core) enforceExportFile(d *Decision, status int, contentType string, bo
 	if status < 200 || status > 299 {
 		return c.enforceError(d, status, contentType, body)
 	}
-	e := enforcer{core: c, d: d, allowedPatients: d.Policy.Obligations.Compartment.Allowed(), enforce: true,
-		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
+	e := c.newEnforcer(d)
 	var out []byte
 	switch {
 	case isNDJSON(contentType):
