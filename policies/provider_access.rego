@@ -17,7 +17,7 @@ type := req.resource_type
 
 writes := {"create", "update", "patch", "delete", "transaction"}
 
-served := {"read", "search-type"}
+served := {"read", "search-type", "paging"}
 
 # The scope context a provider's token acts in.
 scope_context := "system" if {
@@ -39,6 +39,8 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 	export_request
 } else := refuse(400, "interaction_not_served") if {
 	not req.interaction in served
+} else := paging_decision if {
+	req.interaction == "paging"
 } else := refuse(400, "resource_type_not_served") if {
 	not data.config.apis[api].resources[type]
 } else := refuse(403, "no_provider_identity") if {
@@ -54,6 +56,15 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 } else := refuse(403, "outside_granular_scope") if {
 	smart.outside_granular(granular)
 } else := {"allow": true, "status": 200, "reasons": ["attributed"], "obligations": obligations}
+
+# A paging link is followed only by the client, provider and scopes whose search created it (bound when the
+# page was answered, decision.PageOwner); any other caller gets the 404 of a page that does not exist. The
+# page's entries are held to the same obligations as a search's.
+paging_decision := refuse(403, "no_provider_identity") if {
+	not scope_context
+} else := {"allow": true, "status": 200, "reasons": ["own_page"], "obligations": obligations} if {
+	input.facts.page_bound_to_caller == true
+} else := refuse(404, "page_not_bound_to_caller")
 
 refuse(status, reason) := {"allow": false, "status": status, "reasons": [reason], "obligations": {}}
 

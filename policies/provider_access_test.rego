@@ -256,3 +256,29 @@ test_provider_obligations_name_public_types if {
 	d.obligations.public_types == ["Practitioner"]
 	d.obligations.resource_types == {"*": {}}
 }
+
+# --- paging -------------------------------------------------------------------------------------------------
+
+paging(facts) := decide_with(td.org_a, td.request("paging", "", "", []), facts)
+
+test_provider_follows_its_own_page if {
+	d := paging({"page_bound_to_caller": true})
+	d.allow == true
+	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	d.obligations.data_scope == "provider-access"
+	d.obligations.narrow == []
+}
+
+test_provider_cannot_follow_anothers_page if {
+	every facts in [{"page_bound_to_caller": false}, {}] {
+		d := paging(facts)
+		d.allow == false
+		d.status == 404
+		d.reasons == ["page_not_bound_to_caller"]
+	}
+}
+
+test_paging_needs_a_provider_identity if {
+	d := decide_with(object.remove(td.org_a, {"org"}), td.request("paging", "", "", []), {"page_bound_to_caller": true})
+	d.status == 403
+}

@@ -95,6 +95,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	for _, name := range decision.ConditionalHeaders {
 		ok.HeadersToRemove = append(ok.HeadersToRemove, strings.ToLower(name))
 	}
+	if a := d.UpstreamAccept; a != "" {
+		ok.Headers = append(ok.Headers, setHeader("accept", a))
+	}
 	if d.UpstreamQuery != rawQuery {
 		set, remove, err := queryMutations(rawQuery, d.UpstreamQuery)
 		if err != nil {

@@ -38,6 +38,14 @@ type Input struct {
 	PublicBase string
 }
 
+// headers returns every value of a request header; none when the face gave no header function.
+func (in Input) headers(name string) []string {
+	if in.Header == nil {
+		return nil
+	}
+	return in.Header(name)
+}
+
 // Decision is the outcome of Decide. When Allow is false, Refusal is what the client gets.
 type Decision struct {
 	ID       string
@@ -53,6 +61,8 @@ type Decision struct {
 	// the parameters that shape the answer (Shape), which the core applies itself after enforcement.
 	UpstreamQuery string
 	Shape         Shape
+	// UpstreamAccept, when set, replaces the client's Accept header upstream (both faces).
+	UpstreamAccept string
 	// Client is the registry's view of the caller; DroppedScopes are the token's scopes it may not hold.
 	Client        *Client
 	DroppedScopes []string
@@ -217,6 +227,7 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		}
 	}
 	d.UpstreamQuery = upstreamQuery(in.RawQuery, req, shape, narrowing)
+	d.UpstreamAccept = upstreamAccept(in.headers("Accept"))
 	d.Allow = true
 }
 

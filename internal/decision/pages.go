@@ -29,9 +29,10 @@ type PageStore interface {
 	Owner(ctx context.Context, pageID string) (owner string, ok bool, err error)
 }
 
-// PageOwner is the owner a paging id is bound to: the client, the patient and the scopes of the search's
-// token. A page is data of its own types, so a token with other scopes (Patient.rs only, following an
-// Observation search's next link) is another owner, and gets the 404 of a page that does not exist.
+// PageOwner is the owner a paging id is bound to: the client, whom it acts for (the patient; the provider
+// organisation or practitioner) and the scopes of the search's token. A page is data of its own types, so a
+// token with other scopes (Patient.rs only, following an Observation search's next link) is another owner,
+// and gets the 404 of a page that does not exist; so is another practitioner using the same app.
 func PageOwner(d *Decision) string { return pageOwner(d.Identity) }
 
 func pageOwner(id *token.Identity) string {
@@ -41,7 +42,7 @@ func pageOwner(id *token.Identity) string {
 	scopes := slices.Clone(id.Scopes)
 	slices.Sort(scopes)
 	sum := sha256.Sum256([]byte(strings.Join(scopes, " ")))
-	return id.ClientID + "|" + id.Patient + "|" + hex.EncodeToString(sum[:12])
+	return strings.Join([]string{id.ClientID, id.Patient, id.Org, id.FHIRUser, hex.EncodeToString(sum[:12])}, "|")
 }
 
 // PageOwner returns the owner of a paging id; ok is false for an id never bound (or expired), which the

@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"errors"
+	"github.com/fhirwall/fhirwall/internal/token"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,11 @@ func TestPageOwnerIsClientPatientAndScopes(t *testing.T) {
 	d.Identity.Scopes = []string{"patient/*.rs"}
 	if PageOwner(d) != owner {
 		t.Fatal("the same scopes give another owner")
+	}
+	dr := &Decision{Identity: &token.Identity{ClientID: "provider-app", FHIRUser: "Practitioner/pract-01", Scopes: []string{"user/*.rs"}}}
+	colleague := &Decision{Identity: &token.Identity{ClientID: "provider-app", FHIRUser: "Practitioner/pract-02", Scopes: []string{"user/*.rs"}}}
+	if PageOwner(dr) == PageOwner(colleague) {
+		t.Fatal("two practitioners of one app own each other's pages")
 	}
 	if got := PageOwner(&Decision{}); got != "|" {
 		t.Fatalf("got %q", got)

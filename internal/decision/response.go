@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,6 +73,7 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 		if refused, ok := e.counts(root); !ok {
 			return e.refused(refused), nil
 		}
+		e.carryShape(root)
 		if err := e.bindPages(ctx, root); err != nil {
 			return Enforced{}, err
 		}
@@ -413,6 +415,30 @@ func (e *enforcer) resource(res map[string]any, depth int) bool {
 		return !e.enforce
 	}
 	return e.keep(res)
+}
+
+// carryShape adds the client's shaping parameters to the Bundle's paging links (Shape.shapeParams).
+func (e *enforcer) carryShape(b map[string]any) {
+	extra := e.d.Shape.shapeParams()
+	if len(extra) == 0 {
+		return
+	}
+	links, _ := b["link"].([]any)
+	for _, l := range links {
+		m, _ := l.(map[string]any)
+		raw, _ := m["url"].(string)
+		u, err := url.Parse(raw)
+		if err != nil || !u.Query().Has("_getpages") {
+			continue
+		}
+		q := u.Query()
+		for k, v := range extra {
+			q[k] = v
+		}
+		u.RawQuery = q.Encode()
+		m["url"] = u.String()
+		e.changed = true
+	}
 }
 
 // rewriteLinks points the Bundle's links at the API's public base (HAPI writes public links itself from

@@ -60,6 +60,7 @@ var jsonFormats = []string{"json", "application/json", "application/fhir+json", 
 // readShape reads the shaping parameters and headers of an allowed request, or the refusal for them.
 func readShape(req fhir.Request, header func(string) []string) (Shape, *outcome.Refusal, string) {
 	var s Shape
+	countOnly := false
 	if header == nil {
 		header = func(string) []string { return nil }
 	}
@@ -123,10 +124,20 @@ func readShape(req fhir.Request, header func(string) []string) (Shape, *outcome.
 				}
 			}
 		case "_count":
-			if req.Interaction == fhir.HistoryInstance && len(p.Values) == 1 && p.Values[0] == "0" {
-				s.HistoryCountZero = true
+			if len(p.Values) == 1 && p.Values[0] == "0" {
+				switch req.Interaction {
+				case fhir.HistoryInstance:
+					s.HistoryCountZero = true
+				case fhir.SearchType:
+					// R4 §3.1.1.5.5: _count=0 asks for the count alone; the FHIR server's would include what
+					// is withheld, so it is counted like _summary=count.
+					countOnly = true
+				}
 			}
 		}
+	}
+	if countOnly {
+		s.Summary = "count"
 	}
 	if s.Summary == "count" && req.Interaction != fhir.SearchType {
 		r := outcome.NotSupported.WithDiagnostics("_summary=count is served on searches only")
@@ -191,6 +202,20 @@ func acceptsJSON(values []string) bool {
 		}
 	}
 	return false
+}
+
+// upstreamAccept is the Accept header the FHIR server gets: FHIR JSON, whatever the client preferred among
+// what it accepts (a client that weighs XML above JSON would get XML from HAPI, which cannot be checked), or
+// the client's own when it asks for NDJSON (a bulk export file).
+func upstreamAccept(values []string) string {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && strings.HasSuffix(mt, "ndjson") {
+				return ""
+			}
+		}
+	}
+	return "application/fhir+json"
 }
 
 // upstreamQuery is the query the FHIR server gets: the client's own query string without the shaping
@@ -394,4 +419,18 @@ func (s Shape) notModified(res map[string]any) (map[string]string, bool) {
 		return nil, false
 	}
 	return h, !modified.Truncate(time.Second).After(s.IfModifiedSince)
+}
+
+// shapeParams are the client's shaping parameters as a next or previous link must carry them: the FHIR
+// server never saw them, so its paging links lack them, and a page fetched without them would come back
+// whole.
+func (s Shape) shapeParams() url.Values {
+	v := url.Values{}
+	if len(s.Elements) > 0 {
+		v.Set("_elements", strings.Join(s.Elements, ","))
+	}
+	if s.Summary == "data" {
+		v.Set("_summary", "data")
+	}
+	return v
 }

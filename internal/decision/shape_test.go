@@ -341,3 +341,41 @@ func TestEncodeKeepsResourceTypeFirstAndEscapesOnlyWhatJSONNeeds(t *testing.T) {
 		t.Fatalf("round trip: %v %q", err, back["zeta"])
 	}
 }
+
+func TestCountZeroIsCountedAfterEnforcement(t *testing.T) {
+	d := decideMember(t, "GET", "/ExplanationOfBenefit", "_count=0", nil)
+	q, _ := url.ParseQuery(d.UpstreamQuery)
+	if !d.Allow || d.Shape.Summary != "count" || q.Get("_count") != "500" {
+		t.Fatalf("allow %v shape %+v upstream %q", d.Allow, d.Shape, d.UpstreamQuery)
+	}
+}
+
+func TestTheFHIRServerIsAlwaysAskedForJSON(t *testing.T) {
+	for accept, want := range map[string]string{
+		"": "application/fhir+json",
+		"application/fhir+xml;q=1.0, application/fhir+json;q=0.1": "application/fhir+json",
+		"*/*":                     "application/fhir+json",
+		"application/fhir+ndjson": "", // a bulk export file: the client's own
+	} {
+		h := http.Header{}
+		if accept != "" {
+			h.Set("Accept", accept)
+		}
+		if got := decideMember(t, "GET", "/Patient/member-01", "", h).UpstreamAccept; got != want {
+			t.Errorf("Accept %q: upstream %q, want %q", accept, got, want)
+		}
+	}
+}
+
+func TestPagingLinksCarryTheClientsShape(t *testing.T) {
+	d := decisionFor(me)
+	d.Shape = Shape{Elements: []string{"status"}}
+	body := bundle("searchset", -1, []string{"next http://127.0.0.1:8090/fhir?_getpages=p1&_getpagesoffset=5&_count=5"}, entry{eob("e1", me), "match"})
+	got, err := newEnforcingCore().EnforceResponse(context.Background(), d, 200, fhirJSON, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got.Body), "_elements=status") || !strings.Contains(string(got.Body), "_getpages=p1") {
+		t.Fatalf("next link lost the shape or the page: %s", got.Body)
+	}
+}

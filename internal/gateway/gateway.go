@@ -384,6 +384,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range decision.ConditionalHeaders {
 		out.Header.Del(name)
 	}
+	if a := ex.d.UpstreamAccept; a != "" {
+		out.Header.Set("Accept", a)
+	}
 	out.Header.Set("X-Request-Id", ex.d.Input.RequestID)
 	// The FHIR server builds its links from these: the API's public base, not its own address.
 	out.Header.Set("X-Forwarded-Host", pr.In.Host)
