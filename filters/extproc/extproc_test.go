@@ -171,7 +171,8 @@ func TestLocalReplyOfARefusalPassesUnrecorded(t *testing.T) {
 // compartmentDecision is an allowed decision whose response must be enforced.
 func compartmentDecision(id string) *decision.Decision {
 	return &decision.Decision{ID: id, Allow: true, Input: decision.Input{API: "patient-access", Method: "GET", Path: "/Patient/member-02"},
-		Policy: policy.Result{Allow: true, Obligations: policy.Obligations{Compartment: &policy.Compartment{Patient: "member-01"}}}}
+		Policy: policy.Result{Allow: true, Obligations: policy.Obligations{Compartment: &policy.Compartment{Patient: "member-01"},
+			ResourceTypes: map[string]policy.Constraints{"*": {}}, PublicTypes: []string{"Practitioner"}}}}
 }
 
 // fakeEnforcer records what it was given and answers what the test says.

@@ -45,7 +45,8 @@ func (fakePolicy) Decide(_ context.Context, in any) (policy.Result, error) {
 	if req["resource_type"] == "Observation" {
 		return policy.Result{Allow: true}, nil
 	}
-	return policy.Result{Allow: true, Obligations: policy.Obligations{Compartment: &policy.Compartment{Patient: "member-01"}}}, nil
+	return policy.Result{Allow: true, Obligations: policy.Obligations{Compartment: &policy.Compartment{Patient: "member-01"},
+		ResourceTypes: map[string]policy.Constraints{"*": {}}, PublicTypes: []string{"Practitioner"}}}, nil
 }
 func (fakePolicy) Revision() string { return "fake" }
 
