@@ -105,11 +105,23 @@ render_config() {
       -e "s|@DATA_DIR@|$DATA|g" "$HERE/server.properties.in" >"$STATE/server.properties"
 }
 
+# A KRaft cluster id: 16 random bytes in URL-safe base64 without padding (22 characters). Never one that
+# starts with '-', which StorageTool would read as an option (1 id in 64); Kafka's own Uuid.randomUuid
+# draws again for the same reason.
+new_cluster_id() {
+  local id
+  while :; do
+    id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    [ "${id:0:1}" != "-" ] && break
+  done
+  printf '%s\n' "$id"
+}
+
 # format the storage once (meta.properties marks a formatted log dir)
 format_storage() {
   [ -f "$DATA/meta.properties" ] && return 0
   local id
-  id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  id=$(new_cluster_id)
   log "formatting $DATA (cluster id $id)"
   local out=$FHIRWALL_STATE/log/kafka-format.log
   # KAFKA_CDS=0: a one-off JVM; its classes would make a poor archive for TopicCommand
