@@ -22,8 +22,7 @@ import (
 type Shape struct {
 	// Elements are the top-level element names of _elements (R4 §3.1.1.5.9), without a type prefix.
 	Elements []string
-	// Summary is _summary's value: "count", "data" or "" (false, or absent). "true" and "text" need each
-	// type's summary elements, which fhirwall does not know yet: they are refused.
+	// Summary is _summary's value: "true", "text", "data", "count" or "" (false, or absent).
 	Summary string
 	// HistoryCountZero: an instance history asked with _count=0. It is asked upstream with _count=1 so that
 	// visibility can be judged on a version, and answered with no entries (and no total).
@@ -109,11 +108,11 @@ func readShape(req fhir.Request, header func(string) []string) (Shape, *outcome.
 				return s, &r, "unsupported_parameter"
 			}
 			switch v := p.Values[0]; v {
-			case "count", "data":
+			case "count", "data", fhir.SummaryTrue, fhir.SummaryText:
 				s.Summary = v
 			case "false":
 			default:
-				r := outcome.NotSupported.WithDiagnostics("_summary=" + v + " is not supported: fhirwall applies _summary after its checks and knows count, data and false; use _elements to ask for fewer elements")
+				r := outcome.NotSupported.WithDiagnostics("_summary=" + v + " is not one of true, text, data, count, false")
 				return s, &r, "unsupported_parameter"
 			}
 		case "_total":
@@ -327,7 +326,7 @@ func hasLink(b map[string]any, relation string) bool {
 // It reports whether it changed anything.
 func (e *enforcer) shape(root map[string]any) bool {
 	s := e.d.Shape
-	if len(s.Elements) == 0 && s.Summary != "data" {
+	if len(s.Elements) == 0 && s.Summary != "data" && s.Summary != fhir.SummaryTrue && s.Summary != fhir.SummaryText {
 		return false
 	}
 	if rt, _ := root["resourceType"].(string); rt != "Bundle" {
@@ -354,14 +353,20 @@ func (e *enforcer) shape(root map[string]any) bool {
 // subsetted is the tag R4 §3.1.1.5.9 asks a server to put on a resource it returns in part.
 var subsetted = map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
-// apply trims one resource: _summary=data drops the narrative; _elements keeps resourceType, id, meta and
-// the named elements (and modifierExtension, which a reader must see to understand what is left).
+// apply trims one resource: _summary=data drops the narrative, true and text keep what R4 defines for them
+// (fhir.Summarize); _elements keeps resourceType, id, meta and the named elements (and modifierExtension,
+// which a reader must see to understand what is left). A trimmed resource is tagged SUBSETTED.
 func (s Shape) apply(res map[string]any) bool {
-	changed := false
-	if s.Summary == "data" {
+	changed, subset := false, false
+	switch s.Summary {
+	case "data":
 		if _, ok := res["text"]; ok {
 			delete(res, "text")
-			changed = true
+			changed, subset = true, true
+		}
+	case fhir.SummaryTrue, fhir.SummaryText:
+		if fhir.Summarize(res, s.Summary) {
+			changed, subset = true, true
 		}
 	}
 	if len(s.Elements) > 0 {
@@ -375,6 +380,9 @@ func (s Shape) apply(res map[string]any) bool {
 				changed = true
 			}
 		}
+		changed, subset = true, true
+	}
+	if subset {
 		meta, _ := res["meta"].(map[string]any)
 		if meta == nil {
 			meta = map[string]any{}
@@ -382,7 +390,6 @@ func (s Shape) apply(res map[string]any) bool {
 		}
 		tags, _ := meta["tag"].([]any)
 		meta["tag"] = append(tags, subsetted)
-		changed = true
 	}
 	return changed
 }
@@ -429,8 +436,8 @@ func (s Shape) shapeParams() url.Values {
 	if len(s.Elements) > 0 {
 		v.Set("_elements", strings.Join(s.Elements, ","))
 	}
-	if s.Summary == "data" {
-		v.Set("_summary", "data")
+	if s.Summary != "" && s.Summary != "count" {
+		v.Set("_summary", s.Summary)
 	}
 	return v
 }

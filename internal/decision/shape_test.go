@@ -109,8 +109,7 @@ func TestShapingThatCannotBeAppliedAfterEnforcementIsRefused(t *testing.T) {
 	for _, tc := range []struct {
 		method, query, body, header string
 	}{
-		{"GET", "_summary=true", "", ""},
-		{"GET", "_summary=text", "", ""},
+		{"GET", "_summary=yes", "", ""},
 		{"GET", "_summary=data&_summary=count", "", ""},
 		{"GET", "_elements=patient.reference", "", ""},
 		{"GET", "_elements=Patient.name", "", ""}, // another type's element on an EOB search
@@ -377,5 +376,19 @@ func TestPagingLinksCarryTheClientsShape(t *testing.T) {
 	}
 	if !strings.Contains(string(got.Body), "_elements=status") || !strings.Contains(string(got.Body), "_getpages=p1") {
 		t.Fatalf("next link lost the shape or the page: %s", got.Body)
+	}
+}
+
+func TestSummaryIsAppliedAfterEnforcement(t *testing.T) {
+	d := decisionFor(me)
+	d.Shape = Shape{Summary: "true"}
+	body := bundle("searchset", 2, nil, entry{eob("e1", me), "match"}, entry{eob("e2", other), "match"})
+	got, err := newEnforcingCore().EnforceResponse(context.Background(), d, 200, fhirJSON, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := string(got.Body)
+	if strings.Contains(b, "e2") || !strings.Contains(b, `"id":"e1"`) || strings.Contains(b, `"careTeam"`) || !strings.Contains(b, "SUBSETTED") {
+		t.Fatalf("summary: %s", b)
 	}
 }

@@ -64,6 +64,7 @@ func TestGeneratedFilesMatchTheJar(t *testing.T) {
 	for generator, file := range map[string]string{
 		"./gen/compartment":      "patient_compartment_gen.go",
 		"./gen/compartmentpaths": "patient_compartment_paths_gen.go",
+		"./gen/summary":          "summary_elements_gen.go",
 	} {
 		out := filepath.Join(t.TempDir(), "gen.go")
 		if b, err := exec.Command(goTool, "run", generator, "-jar", jar, "-out", out).CombinedOutput(); err != nil {

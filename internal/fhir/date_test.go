@@ -8,7 +8,9 @@ import (
 )
 
 func TestParseDateGivesTheIntervalAPartialDateCovers(t *testing.T) {
-	utc := func(y, mo, d, h, mi, s, ns int) time.Time { return time.Date(y, time.Month(mo), d, h, mi, s, ns, time.UTC) }
+	utc := func(y, mo, d, h, mi, s, ns int) time.Time {
+		return time.Date(y, time.Month(mo), d, h, mi, s, ns, time.UTC)
+	}
 	plus1 := time.FixedZone("", 3600)
 	for _, tc := range []struct {
 		in         string

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 const (
@@ -40,6 +41,18 @@ type CompartmentResource struct {
 type Definitions struct {
 	PatientCompartment []CompartmentResource // in the CompartmentDefinition's order
 	Types              []string              // concrete R4 resource types, sorted
+	// Elements are each concrete type's top-level elements (Type.name, inherited ones included), in the
+	// snapshot's order.
+	Elements map[string][]Element
+}
+
+// Element is one top-level element of a resource type: its name as the definition writes it ("value[x]" for
+// a choice), whether it is mandatory (min ≥ 1) and whether it is part of the summary (isSummary, R4
+// §3.1.1.5.8 _summary=true).
+type Element struct {
+	Name      string
+	Mandatory bool
+	Summary   bool
 }
 
 // ReadFile returns one file of the jar.
@@ -71,6 +84,13 @@ type structureDefinition struct {
 	Abstract   valueAttr `xml:"abstract"`
 	Derivation valueAttr `xml:"derivation"`
 	Type       valueAttr `xml:"type"`
+	Snapshot   struct {
+		Element []struct {
+			Path      valueAttr `xml:"path"`
+			Min       valueAttr `xml:"min"`
+			IsSummary valueAttr `xml:"isSummary"`
+		} `xml:"element"`
+	} `xml:"snapshot"`
 }
 
 type valueAttr struct {
@@ -131,7 +151,19 @@ func Decode(r io.Reader) (Definitions, error) {
 			}
 			// Concrete resources only: Resource and DomainResource are abstract, profiles are constraints.
 			if sd.Kind.Value == "resource" && sd.Abstract.Value == "false" && sd.Derivation.Value == "specialization" {
-				d.Types = append(d.Types, sd.Type.Value)
+				t := sd.Type.Value
+				d.Types = append(d.Types, t)
+				if d.Elements == nil {
+					d.Elements = map[string][]Element{}
+				}
+				for _, e := range sd.Snapshot.Element {
+					name, ok := strings.CutPrefix(e.Path.Value, t+".")
+					if !ok || strings.Contains(name, ".") {
+						continue
+					}
+					d.Elements[t] = append(d.Elements[t], Element{Name: name,
+						Mandatory: e.Min.Value != "" && e.Min.Value != "0", Summary: e.IsSummary.Value == "true"})
+				}
 			}
 		}
 	}
