@@ -69,7 +69,9 @@ FUZZTIME ?= 20s
 fuzz:
 	for t in FuzzParse:./internal/smart FuzzClassify:./internal/fhir FuzzParseForm:./internal/fhir FuzzBundle:./internal/fhir \
 	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
-	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit; do \
+	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit \
+	         FuzzEnforceBundle:./internal/decision FuzzShape:./internal/decision FuzzApply:./internal/datascope \
+	         FuzzParseDate:./internal/fhir; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
