@@ -135,6 +135,6 @@ obligations := {
 	"narrow": sort(patient_narrowing | granular_narrowing),
 	"data_scope": "patient-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
-	"resource_types": smart.response_types("patient"),
+	"resource_types": smart.response_types("patient", object.keys(data.config.apis[api].resources)),
 	"public_types": params.public_types(api),
 }

@@ -313,9 +313,11 @@ test_obligations_name_the_public_reference_types_of_the_api if {
 	d.obligations.public_types == ["Practitioner"]
 }
 
-test_wildcard_scope_reveals_every_type if {
+test_wildcard_scope_reveals_every_served_type_and_no_other if {
 	d := decide(td.member01, search("Patient", []))
-	d.obligations.resource_types == {"*": {}}
+	d.obligations.resource_types == {t: {} | some t, _ in td.config.apis["patient-access"].resources}
+	not d.obligations.resource_types.AuditEvent
+	not d.obligations.resource_types["*"]
 }
 
 test_modifier_on_a_granular_parameter_is_refused if {

@@ -127,7 +127,7 @@ obligations := {
 	"narrow": sort(narrowing | smart.granular_narrowing(granular)),
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
-	"resource_types": smart.response_types(scope_context),
+	"resource_types": smart.response_types(scope_context, object.keys(data.config.apis[api].resources)),
 	"public_types": params.public_types(api),
 }
 
@@ -174,7 +174,7 @@ export_obligations := {
 	"compartment": {"patients": sort(permitted)},
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
-	"resource_types": smart.response_types(scope_context),
+	"resource_types": smart.response_types(scope_context, object.keys(data.config.apis[api].resources)),
 	"public_types": params.public_types(api),
 }
 

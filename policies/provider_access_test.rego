@@ -254,7 +254,7 @@ test_provider_modifier_on_a_granular_parameter_is_refused if {
 test_provider_obligations_name_public_types if {
 	d := decide(td.org_a, search("Observation", [p("patient", ["member-01"])]))
 	d.obligations.public_types == ["Practitioner"]
-	d.obligations.resource_types == {"*": {}}
+	d.obligations.resource_types == {t: {} | some t, _ in td.config.apis["provider-access"].resources}
 }
 
 # --- paging -------------------------------------------------------------------------------------------------

@@ -60,14 +60,13 @@ revealing(context, type) := {scope |
 	reveals(scope)
 }
 
-# response_types(context): per type named by a scope of this context ("*" for every type), the granular
-# constraints a resource of that type must match to leave: {} when a scope without parameters grants it,
-# else the union of the granting scopes' values per parameter (SMART 2.x §Finer-grained resource constraints).
-response_types(context) := {type: constraints(context, type) |
-	some scope in input.identity.scopes
-	scope.context == context
-	reveals(scope)
-	type := scope.resource_type
+# response_types(context, types): per type of types (the API's served types) that a scope of this context
+# reveals, directly or through "*", the granular constraints a resource of that type must match to leave:
+# {} when a scope without parameters grants it, else the union of the granting scopes' values per parameter
+# (SMART 2.x §Finer-grained resource constraints). A type the API does not serve never leaves.
+response_types(context, types) := {type: constraints(context, type) |
+	some type in types
+	count(revealing(context, type)) > 0
 }
 
 constraints(context, type) := {} if {
