@@ -296,6 +296,9 @@ func (e *enforcer) keep(res map[string]any) bool {
 		if e.enforce && scrubOutcome(res) {
 			e.changed = true
 		}
+		// The data scope's money rule holds for outcomes too (an extension could carry an amount).
+		_, changed := datascope.Apply(e.d.Policy.Obligations.DataScope, res, e.d.Time)
+		e.changed = e.changed || changed
 		return true
 	}
 	if rt == "" {

@@ -392,3 +392,16 @@ func TestSummaryIsAppliedAfterEnforcement(t *testing.T) {
 		t.Fatalf("summary: %s", b)
 	}
 }
+
+func TestProvidersGetNoMoneyInOutcomes(t *testing.T) {
+	d := decisionFor(me)
+	d.Policy.Obligations.DataScope = "provider-access"
+	body := bundle("searchset", -1, nil, entry{`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","extension":[{"url":"x","valueMoney":{"value":12.5,"currency":"USD"}}]}]}`, "outcome"})
+	got, err := newEnforcingCore().EnforceResponse(context.Background(), d, 200, fhirJSON, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(got.Body), "12.5") || strings.Contains(string(got.Body), "currency") {
+		t.Fatalf("money left in an outcome: %s", got.Body)
+	}
+}
