@@ -319,6 +319,98 @@ func TestConditionalHeadersStillWorkOnOwnResources(t *testing.T) {
 	}
 }
 
+// TestVersionsThatBelongedToAnotherMemberStayHidden: the fixture movedObservation was member-02's
+// (version 1) before it was filed under member-01 (version 2). member-01's vread of the old version is the
+// 404 of a missing version, with or without conditional headers; its history holds and counts only its own
+// versions, page after page. member-02 reads none of member-01's version, and providers see member-02's
+// version only if they may see member-02 (org-a and dr-smith may not). Each case first shows that HAPI's
+// own answer would leak (wouldLeak): the fixture is there, and check would see it.
+func TestVersionsThatBelongedToAnotherMemberStayHidden(t *testing.T) {
+	ref := "/Observation/" + movedObservation
+	theirs, ours := versionsOf(t, ref[1:], "member-02"), versionsOf(t, ref[1:], "member-01")
+	for _, v := range theirs {
+		vread := ref + "/_history/" + v
+		t.Run("member01 vread "+v, func(t *testing.T) {
+			wouldLeak(t, member01, vread, "FWADV-MOVED-V1", `"member-02"`)
+			for _, h := range [][]string{nil, {"If-None-Match", `W/"` + v + `"`}, {"If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"},
+				{"If-Modified-Since", time.Now().Add(24 * time.Hour).UTC().Format(http.TimeFormat)}} {
+				sameAsMissing(t, member01, get(vread, h...), get("/Observation/observation-no-such-0000/_history/"+v, h...))
+			}
+		})
+		for _, p := range []*principal{providerOrgA, drSmith} {
+			t.Run(p.name+" vread "+v, func(t *testing.T) {
+				wouldLeak(t, p, vread, "FWADV-MOVED-V1", `"member-02"`)
+				for _, a := range exchange(t, p, get(vread)) {
+					refusedOrServed(t, a)
+				}
+			})
+		}
+	}
+	for _, q := range []string{"", "?_count=1", "?_count=50", "?_since=2000-01-01T00:00:00Z", "?_count=0", "?_summary=count"} {
+		t.Run("member01 history"+q, func(t *testing.T) {
+			if raw := hapiAnswer(t, ref+"/_history"+q); raw.status != http.StatusOK || len(versionProblems(raw, ours)) == 0 {
+				t.Fatalf("the check cannot fail: HAPI's history%s holds only member-01's versions %v: %d %.300s", q, ours, raw.status, raw.body)
+			}
+			if q == "" {
+				wouldLeak(t, member01, ref+"/_history", "FWADV-MOVED-V1")
+			}
+			for i, a := range exchange(t, member01, get(ref+"/_history"+q)) {
+				for page := 0; a.status == http.StatusOK; page++ {
+					for _, problem := range versionProblems(a, ours) {
+						t.Errorf("page %d: %s", page, problem)
+					}
+					next := link(a, "next")
+					if next == "" || page > 5 {
+						break
+					}
+					// A next link that leads to none of the caller's versions says there are versions it may
+					// not see: a resource whose versions are all its own has no such link.
+					following := sendAs(t, member01, modes()[i], get(relative(t, next, patientAccess)))
+					if following.status != http.StatusOK || len(historyEntries(following.body)) == 0 {
+						t.Errorf("%s: page %d links to %s, which holds none of member-01's versions (%d %.200s): the link reveals withheld versions",
+							a.mode, page, next, following.status, following.body)
+					}
+					a = following
+				}
+				refusedOrServed(t, a)
+			}
+		})
+	}
+	for _, c := range []struct {
+		p    *principal
+		leak string // org-a may see member-01, so version 1's identifier; dr-smith neither member, so the id
+	}{{providerOrgA, "FWADV-MOVED-V1"}, {drSmith, `"fwadv-moved-obs"`}} {
+		p := c.p
+		t.Run(p.name+" history", func(t *testing.T) {
+			wouldLeak(t, p, ref+"/_history", c.leak)
+			for _, a := range exchange(t, p, get(ref+"/_history")) {
+				refusedOrServed(t, a)
+			}
+		})
+	}
+	t.Run("member02 read", func(t *testing.T) {
+		wouldLeak(t, member02, ref, "FWADV-MOVED-V2", `"member-01"`)
+		sameAsMissing(t, member02, get(ref), get("/Observation/observation-no-such-0000"))
+	})
+	for _, v := range ours {
+		t.Run("member02 vread "+v, func(t *testing.T) {
+			wouldLeak(t, member02, ref+"/_history/"+v, "FWADV-MOVED-V2")
+			sameAsMissing(t, member02, get(ref+"/_history/"+v), get("/Observation/observation-no-such-0000/_history/"+v))
+		})
+	}
+	t.Run("member02 history", func(t *testing.T) {
+		wouldLeak(t, member02, ref+"/_history", "FWADV-MOVED-V2")
+		for _, a := range exchange(t, member02, get(ref+"/_history")) {
+			refusedOrServed(t, a)
+			if a.status == http.StatusOK {
+				for _, problem := range versionProblems(a, theirs) {
+					t.Error(problem)
+				}
+			}
+		}
+	})
+}
+
 // Finding 5: counts never include what is withheld.
 
 // TestCountsNeverExceedWhatCanBePagedThrough: _summary=count, _total=accurate and _count=0 either give a
@@ -403,6 +495,38 @@ func TestElementsCannotHideWhoseAVersionIs(t *testing.T) {
 					get("/Observation/observation-no-such-0000"+suffix+"?"+shape))
 			})
 		}
+	}
+	// The fixture movedObservation: its current version is member-01's, so only the version itself says
+	// that version 1 is member-02's, and a trimmed one says nothing. HAPI answers every shape with a 200
+	// (never the 404 of a missing version), and its trimmed history still holds version 1: passing either
+	// on would fail these cases, markers or not.
+	ref := "/Observation/" + movedObservation
+	theirs, ours := versionsOf(t, ref[1:], "member-02"), versionsOf(t, ref[1:], "member-01")
+	for _, shape := range []string{"_elements=id", "_elements=id,performer", "_elements=code,performer", "_elements=performer",
+		"_elements=status", "_elements=meta", "_summary=true", "_summary=text", "_summary=data"} {
+		for _, v := range theirs {
+			t.Run("moved vread "+v+"?"+shape, func(t *testing.T) {
+				path := ref + "/_history/" + v + "?" + shape
+				if raw := hapiAnswer(t, path); raw.status != http.StatusOK {
+					t.Fatalf("the check cannot fail: HAPI answers %s with %d %.300s", path, raw.status, raw.body)
+				}
+				sameAsMissing(t, member01, get(path), get("/Observation/observation-no-such-0000/_history/"+v+"?"+shape))
+			})
+		}
+		t.Run("moved history?"+shape, func(t *testing.T) {
+			path := ref + "/_history?" + shape
+			if raw := hapiAnswer(t, path); raw.status != http.StatusOK || len(versionProblems(raw, ours)) == 0 {
+				t.Fatalf("the check cannot fail: HAPI's %s holds only member-01's versions: %d %.300s", path, raw.status, raw.body)
+			}
+			for _, a := range exchange(t, member01, get(path)) {
+				refusedOrServed(t, a)
+				if a.status == http.StatusOK {
+					for _, problem := range versionProblems(a, ours) {
+						t.Error(problem)
+					}
+				}
+			}
+		})
 	}
 	t.Run("own vread trimmed", func(t *testing.T) {
 		for _, a := range exchange(t, member01, get("/Observation/observation-member-01-bp/_history/1?_elements=id,performer")) {
@@ -489,27 +613,153 @@ func TestProvidersNeverReceiveMoney(t *testing.T) {
 
 // TestTypesOutsideTheCompartmentNeverRideAnInclude: Provenance, Task and PaymentReconciliation carry
 // patient data but sit outside the Patient compartment; no include or revinclude brings them (or any type
-// the API does not serve) to a member or a provider.
+// the API does not serve) to a member or a provider, nor does asking for them. The fixtures
+// (fixtures_test.go) give member-01 and member-02 one of each; where a case names one in proof, HAPI's
+// own answer to the same query (proofPath: the query as fhirwall sends it upstream, narrowed to the
+// member) carries it and check would report it.
 func TestTypesOutsideTheCompartmentNeverRideAnInclude(t *testing.T) {
-	for _, c := range []ask{
-		{providerOrgA, "/ExplanationOfBenefit?patient=member-01&_revinclude:iterate=Provenance:target"},
-		{providerOrgA, "/ExplanationOfBenefit?patient=member-01&_revinclude=Provenance:target"},
-		{providerOrgA, "/Patient?_id=member-01&_revinclude=Task:patient"},
-		{providerOrgA, "/Patient?_id=member-01&_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request"},
-		{providerOrgA, "/ExplanationOfBenefit?patient=member-01&_revinclude=PaymentReconciliation:request"},
-		{providerOrgA, "/Patient?_id=member-01&_revinclude=Consent:patient"},
-		{providerOrgA, "/Patient?_id=member-01&_revinclude=Group:member"},
-		{member01, "/Patient?_revinclude:iterate=Provenance:target"},
-		{member01, "/Patient?_revinclude=Consent:patient"},
-		{member01, "/Patient?_revinclude=Group:member"},
-		{member01, "/ExplanationOfBenefit?_revinclude=Task:focus"},
+	const (
+		provA, taskA, payA = "fwadv-provenance-a", "fwadv-task-a", "fwadv-payrec-a"
+		provB, taskB, payB = "fwadv-provenance-b", "fwadv-task-b", "fwadv-payrec-b"
+	)
+	for _, c := range []struct {
+		p         *principal
+		path      string
+		proofPath string // "": path
+		proof     []string
+	}{
+		{p: providerOrgA, path: "/ExplanationOfBenefit?patient=member-01&_revinclude:iterate=Provenance:target", proof: []string{provA}},
+		{p: providerOrgA, path: "/ExplanationOfBenefit?patient=member-01&_revinclude=Provenance:target", proof: []string{provA}},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Provenance:target", proof: []string{provA}},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Task:patient", proof: []string{taskA}},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request"},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Task:patient&_revinclude:iterate=PaymentReconciliation:request", proof: []string{taskA, payA}},
+		{p: providerOrgA, path: "/ExplanationOfBenefit?patient=member-01&_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request", proof: []string{taskA, payA}},
+		{p: providerOrgA, path: "/ExplanationOfBenefit?patient=member-01&_revinclude=PaymentReconciliation:request"},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Consent:patient"},
+		{p: providerOrgA, path: "/Patient?_id=member-01&_revinclude=Group:member", proof: []string{"Group/attribution-org-a"}},
+		{p: providerOrgA, path: "/Task?patient=member-01", proof: []string{taskA}},
+		{p: providerOrgA, path: "/Provenance?target=ExplanationOfBenefit/eob-member-01-3", proof: []string{provA}},
+		{p: providerOrgA, path: "/PaymentReconciliation/" + payA, proof: []string{payA}},
+		{p: providerOrgA, path: "/ExplanationOfBenefit?patient=member-02&_revinclude=Provenance:target", proof: []string{provB}},
+		{p: member01, path: "/Patient?_revinclude:iterate=Provenance:target", proofPath: "/Patient?_id=member-01&_revinclude:iterate=Provenance:target", proof: []string{provA}},
+		{p: member01, path: "/Patient?_revinclude=Consent:patient"},
+		{p: member01, path: "/Patient?_revinclude=Group:member", proofPath: "/Patient?_id=member-01&_revinclude=Group:member", proof: []string{"Group/attribution-org-a"}},
+		{p: member01, path: "/ExplanationOfBenefit?_revinclude=Task:focus", proofPath: "/ExplanationOfBenefit?patient=member-01&_revinclude=Task:focus", proof: []string{taskA}},
+		{p: member01, path: "/ExplanationOfBenefit?_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request",
+			proofPath: "/ExplanationOfBenefit?patient=member-01&_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request", proof: []string{taskA, payA}},
+		{p: member01, path: "/ExplanationOfBenefit?_revinclude:iterate=Provenance:target", proofPath: "/ExplanationOfBenefit?patient=member-01&_revinclude:iterate=Provenance:target", proof: []string{provA}},
+		{p: member01, path: "/Provenance?patient=member-01", proof: []string{provA}},
+		{p: member01, path: "/Task?patient=member-01", proof: []string{taskA}},
+		{p: member01, path: "/Task/" + taskA, proof: []string{taskA}},
+		{p: member01, path: "/PaymentReconciliation?request=Task/" + taskA, proof: []string{payA}},
+		{p: member02, path: "/Patient?_revinclude=Provenance:target", proofPath: "/Patient?_id=member-02&_revinclude=Provenance:target", proof: []string{provB}},
+		{p: member02, path: "/ExplanationOfBenefit?_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request",
+			proofPath: "/ExplanationOfBenefit?patient=member-02&_revinclude=Task:focus&_revinclude:iterate=PaymentReconciliation:request", proof: []string{taskB, payB}},
+		{p: member02, path: "/Task?patient=member-01", proof: []string{taskA}},
 	} {
 		t.Run(c.p.name+" "+c.path, func(t *testing.T) {
+			if len(c.proof) > 0 {
+				proofPath := c.proofPath
+				if proofPath == "" {
+					proofPath = c.path
+				}
+				wouldLeak(t, c.p, proofPath, c.proof...)
+			}
 			for _, a := range exchange(t, c.p, get(c.path)) {
 				refusedOrServed(t, a)
 			}
 		})
 	}
+}
+
+// TestMoneyInContainedResourcesAndExtensionsNeverReachesAProvider: the fixtures moneyEOB (money in a
+// root extension, an item extension and a contained Coverage's costToBeneficiary) and moneyCoverage
+// (costToBeneficiary) of member-04 reach org-a and dr-smith, both attributed to member-04, by read, search
+// and include, without money anywhere (check walks contained resources and extensions); HAPI's own
+// answers carry that money at those paths. The member gets both whole.
+func TestMoneyInContainedResourcesAndExtensionsNeverReachesAProvider(t *testing.T) {
+	eob, cov := "ExplanationOfBenefit/"+moneyEOB+": money reaches a provider at ", "Coverage/"+moneyCoverage+": money reaches a provider at "
+	eobMoney := []string{eob + "ExplanationOfBenefit.contained[0].costToBeneficiary", eob + "ExplanationOfBenefit.extension[0].valueMoney",
+		eob + "ExplanationOfBenefit.item[0].extension[0].valueMoney", "Coverage/cov: money reaches a provider at Coverage.costToBeneficiary"}
+	covMoney := []string{cov + "Coverage.costToBeneficiary"}
+	for _, p := range []*principal{providerOrgA, drSmith} {
+		for _, c := range []struct {
+			path  string
+			money []string
+			holds string // the resource a 200 answer must hold: the data scope keeps it, only its money goes
+			// refusable: Provider Access may refuse the include (with an OperationOutcome, check has seen it)
+			refusable bool
+		}{
+			{"/ExplanationOfBenefit/" + moneyEOB, eobMoney, moneyEOB, false},
+			{"/ExplanationOfBenefit?patient=member-04&_count=50", eobMoney, moneyEOB, false},
+			{"/ExplanationOfBenefit?_id=" + moneyEOB + "&_include=ExplanationOfBenefit:*", eobMoney, moneyEOB, true},
+			{"/ExplanationOfBenefit?patient=member-04&_elements=contained,extension,item", eobMoney, moneyEOB, false},
+			{"/Coverage/" + moneyCoverage, covMoney, moneyCoverage, false},
+			{"/Coverage?patient=member-04", covMoney, moneyCoverage, false},
+			{"/Patient?_id=member-04&_revinclude=ExplanationOfBenefit:patient&_revinclude=Coverage:beneficiary", append(slices.Clone(eobMoney), covMoney...), "", true},
+		} {
+			t.Run(p.name+" "+c.path, func(t *testing.T) {
+				wouldLeak(t, p, c.path, c.money...)
+				for _, a := range exchange(t, p, get(c.path)) {
+					if c.refusable && a.status >= 400 && a.status < 500 {
+						continue
+					}
+					if a.status != http.StatusOK {
+						t.Errorf("%s: %d, want the resource without its money: %.300s", a.mode, a.status, a.body)
+						continue
+					}
+					if c.holds != "" && !slices.ContainsFunc(resources(a.body), func(r map[string]any) bool { return r["id"] == c.holds }) {
+						t.Errorf("%s: the answer lacks %s: %.300s", a.mode, c.holds, a.body)
+					}
+				}
+			})
+		}
+	}
+	for _, path := range []string{"/ExplanationOfBenefit/" + moneyEOB, "/Coverage/" + moneyCoverage} {
+		t.Run("member04 "+path, func(t *testing.T) {
+			raw := hapiAnswer(t, path)
+			want := money(mustObject(t, raw.body), resourceType(raw.body))
+			for _, a := range exchange(t, member04, get(path)) {
+				if a.status != http.StatusOK {
+					t.Errorf("%s: %d %.300s", a.mode, a.status, a.body)
+					continue
+				}
+				if got := money(mustObject(t, a.body), resourceType(a.body)); !slices.Equal(got, want) {
+					t.Errorf("%s: the member's own %s carries money at %v, HAPI holds it at %v", a.mode, path, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestContainedResourcesNeedTheirOwnScope: moneyEOB contains a Coverage; a token granting only
+// ExplanationOfBenefit gets the claim without it, or not at all (check looks at every contained
+// resource's type), never the Coverage.
+func TestContainedResourcesNeedTheirOwnScope(t *testing.T) {
+	p := member04ClaimsOnly
+	for _, path := range []string{"/ExplanationOfBenefit/" + moneyEOB, "/ExplanationOfBenefit?_id=" + moneyEOB,
+		"/ExplanationOfBenefit?_count=50", "/ExplanationOfBenefit/" + moneyEOB + "/_history/1", "/ExplanationOfBenefit?_id=" + moneyEOB + "&_elements=contained"} {
+		t.Run(path, func(t *testing.T) {
+			proof := path
+			if path == "/ExplanationOfBenefit?_count=50" {
+				proof = "/ExplanationOfBenefit?patient=member-04&_count=50"
+			}
+			wouldLeak(t, p, proof, "Coverage/cov: the token grants no Coverage")
+			for _, a := range exchange(t, p, get(path)) {
+				refusedOrServed(t, a)
+			}
+		})
+	}
+}
+
+func mustObject(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not a JSON object: %v %.200s", err, b)
+	}
+	return m
 }
 
 // Finding 10: XML is refused before the FHIR server.

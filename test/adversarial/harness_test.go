@@ -8,7 +8,9 @@
 //     grant; an Observation outside a granular scope; for providers, money of any kind;
 //   - every other answer (304 aside) is an OperationOutcome.
 //
-// The markers come from HAPI itself (truth_test.go), which these tests read for ground truth only. Each
+// The markers come from HAPI itself (truth_test.go), which these tests read for ground truth only, after
+// writing into it the few fixtures the shared seed lacks (fixtures_test.go: a resource moved between
+// members, Provenance/Task/PaymentReconciliation, money in contained resources and extensions). Each
 // finding of issue 12 has a test named after what it proves (findings_test.go); classes_test.go covers every
 // search parameter, modifier, interaction and header the APIs accept; property_test.go sends random
 // combinations (FHIRWALL_PROPERTY_N, FHIRWALL_PROPERTY_SEED).
@@ -355,6 +357,13 @@ func TestMain(m *testing.M) {
 		if resp, err = http.Get(stackenv.ProxyAdminURL + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				err := writeFixtures(ctx)
+				cancel()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "adversarial: writing the test fixtures into HAPI:", err)
+					os.Exit(1)
+				}
 				code := m.Run()
 				if n := throttled.Load(); n > 0 {
 					fmt.Fprintf(os.Stderr, "adversarial: %d answers said \"retry after\" (rate limit or in-flight bound) and were retried\n", n)

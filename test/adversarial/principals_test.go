@@ -75,6 +75,13 @@ var (
 		p.types = []string{"ExplanationOfBenefit"}
 		return p
 	}()
+	// member-04 holds the money fixtures (fixtures_test.go): attributed to org-a and to dr-smith.
+	member04           = member("member04 (patient/*.rs)", "member04", "member-04", "patient/*.rs")
+	member04ClaimsOnly = func() *principal {
+		p := member("member04 (patient/ExplanationOfBenefit.rs only)", "member04", "member-04", "patient/ExplanationOfBenefit.rs")
+		p.types = []string{"ExplanationOfBenefit"}
+		return p
+	}()
 	// provider-org-a's backend service (system/*.rs), acting for Organization/org-a.
 	providerOrgA = &principal{name: "provider-org-a (system/*.rs)", api: providerAccess, provider: true,
 		fetch: func(ctx context.Context) (*smartclient.Token, error) {
@@ -173,9 +180,12 @@ func (p *principal) sees(id string) bool { return p.seen[id] }
 
 // visible reports whether p may see h, a resource of one of its patients: the type is served and granted,
 // a granular category matches, and the Provider Access data scope keeps it.
-func (p *principal) visible(h *held) bool {
+func (p *principal) visible(tr *truth, h *held) bool {
 	if p.types != nil && !slices.Contains(p.types, h.typ) {
 		return false
+	}
+	if served := tr.surface[p.api]; served != nil && served[h.typ] == nil {
+		return false // Provenance, Task, PaymentReconciliation, Claim, …: the API does not serve the type
 	}
 	if code, ok := p.categories[h.typ]; ok && !slices.Contains(categoryCodes(h.resource), code) {
 		return false

@@ -19,7 +19,10 @@ import (
 // truth is what HAPI holds, read straight from it (never through fhirwall): the ground the markers are
 // built on.
 type truth struct {
-	all      []*held
+	all []*held
+	// past holds the older versions of every resource HAPI has more than one version of (a version may
+	// name another patient than the current one: the fixture movedObservation does).
+	past     []*held
 	byID     map[string]*held // "Type/id"
 	patients []string         // every Patient id
 	// surface holds, per API, the resource types it serves with their search parameters and types, from
@@ -30,6 +33,7 @@ type truth struct {
 // held is one resource in HAPI and whose it is.
 type held struct {
 	typ, id  string
+	version  string // meta.versionId
 	json     string
 	resource map[string]any
 	patients []string // the patients it names (a Patient names itself)
@@ -88,21 +92,38 @@ func loadTruth() (*truth, error) {
 				if err := json.Unmarshal(e.Resource, &h.resource); err != nil {
 					return nil, err
 				}
-				h.typ, h.id = h.resource["resourceType"].(string), h.resource["id"].(string)
+				h.name()
 				if h.typ == "Patient" {
-					h.patients = []string{h.id}
 					tr.patients = append(tr.patients, h.id)
-				}
-				for _, m := range patientRef.FindAllStringSubmatch(h.json, -1) {
-					if !slices.Contains(h.patients, m[1]) {
-						h.patients = append(h.patients, m[1])
-					}
 				}
 				tr.all = append(tr.all, h)
 				tr.byID[h.typ+"/"+h.id] = h
 			}
 		}
 	}
+	for _, h := range tr.all {
+		if h.version == "" || h.version == "1" {
+			continue
+		}
+		var b struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := getJSON(stackenv.HAPIURL+"/"+h.typ+"/"+h.id+"/_history?_count=100", &b); err != nil {
+			return nil, err
+		}
+		for _, e := range b.Entry {
+			v := &held{json: string(e.Resource)}
+			if len(e.Resource) == 0 || json.Unmarshal(e.Resource, &v.resource) != nil {
+				continue // a deletion
+			}
+			if v.name(); v.version != h.version {
+				tr.past = append(tr.past, v)
+			}
+		}
+	}
+	tr.nameThroughReferences()
 	if len(tr.patients) < 5 {
 		return nil, fmt.Errorf("HAPI holds %d patients: is the seed loaded? (go run ./test/seed)", len(tr.patients))
 	}
@@ -126,6 +147,54 @@ func loadTruth() (*truth, error) {
 		}
 	}
 	return tr, nil
+}
+
+// name fills typ, id, version and the patients h names itself (a Patient names itself).
+func (h *held) name() {
+	h.typ, _ = h.resource["resourceType"].(string)
+	h.id, _ = h.resource["id"].(string)
+	if m, ok := h.resource["meta"].(map[string]any); ok {
+		h.version, _ = m["versionId"].(string)
+	}
+	if h.typ == "Patient" {
+		h.patients = []string{h.id}
+	}
+	for _, m := range patientRef.FindAllStringSubmatch(h.json, -1) {
+		if !slices.Contains(h.patients, m[1]) {
+			h.patients = append(h.patients, m[1])
+		}
+	}
+}
+
+var anyRef = regexp.MustCompile(`"reference"\s*:\s*"([A-Za-z]+/[A-Za-z0-9\-.]{1,64})"`)
+
+// nameThroughReferences: a resource that names no patient itself names the patients of the resources it
+// references (a PaymentReconciliation whose request is a member's Task, a Provenance whose target is a
+// member's claim), until nothing changes. Public types, Groups and Consents pass no patient on.
+func (tr *truth) nameThroughReferences() {
+	direct := map[*held]bool{}
+	for _, h := range append(slices.Clone(tr.all), tr.past...) {
+		direct[h] = len(h.patients) > 0
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, h := range append(slices.Clone(tr.all), tr.past...) {
+			if direct[h] || publicTypes[h.typ] || h.typ == "Group" {
+				continue
+			}
+			for _, m := range anyRef.FindAllStringSubmatch(h.json, -1) {
+				to := tr.byID[m[1]]
+				if to == nil || to == h || publicTypes[to.typ] || to.typ == "Group" || to.typ == "Consent" {
+					continue
+				}
+				for _, id := range to.patients {
+					if !slices.Contains(h.patients, id) {
+						h.patients, changed = append(h.patients, id), true
+					}
+				}
+			}
+		}
+	}
 }
 
 func getJSON(u string, v any) error {
@@ -186,10 +255,10 @@ func buildMarkers(tr *truth, p *principal) *markers {
 		}
 	}
 	var seen strings.Builder
-	for _, h := range tr.all {
+	for _, h := range append(slices.Clone(tr.all), tr.past...) {
 		mine := slices.ContainsFunc(h.patients, p.sees)
 		switch {
-		case publicTypes[h.typ] || (mine && p.visible(h)):
+		case publicTypes[h.typ] || (mine && p.visible(tr, h)):
 			seen.WriteString(h.json)
 			seen.WriteByte('\n')
 		case len(h.patients) == 0 || h.typ == "Group":
