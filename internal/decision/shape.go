@@ -249,8 +249,8 @@ func upstreamQuery(raw string, req fhir.Request, shape Shape, narrow map[string]
 }
 
 // counts applies Invariant 3 to a Bundle's counts. A history's total counts versions of whoever held the
-// resource, so it never leaves, and an instance history with no version left is the 404 of a missing
-// resource. A searchset's total leaves only when it is the count of what the caller sees: the first page
+// resource, so it never leaves, nor do its paging links (they would tell that more versions exist), and an
+// instance history with no version left is the 404 of a missing resource. A searchset's total leaves only when it is the count of what the caller sees: the first page
 // holds the whole result (no next link); otherwise it is dropped. _summary=count is answered from that same
 // count, or refused when the result is larger than one page. ok is false with the refusal to send instead.
 func (e *enforcer) counts(b map[string]any) (refusal outcome.Refusal, ok bool) {
@@ -271,6 +271,11 @@ func (e *enforcer) counts(b map[string]any) (refusal outcome.Refusal, ok bool) {
 		}
 		if d.Shape.HistoryCountZero {
 			delete(b, "entry")
+			e.changed = true
+		}
+		// A next or last link would say that versions exist beyond what the caller sees, versions that may
+		// be another member's: a history is answered in one page.
+		if dropPagingLinks(b) {
 			e.changed = true
 		}
 	case typ == "searchset":
@@ -308,6 +313,22 @@ func (e *enforcer) counts(b map[string]any) (refusal outcome.Refusal, ok bool) {
 		}
 	}
 	return outcome.Refusal{}, true
+}
+
+// dropPagingLinks removes every link but self; it reports whether it removed any.
+func dropPagingLinks(b map[string]any) bool {
+	links, _ := b["link"].([]any)
+	kept := links[:0:0]
+	for _, l := range links {
+		if m, _ := l.(map[string]any); m["relation"] == "self" {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(links) {
+		return false
+	}
+	b["link"] = kept
+	return true
 }
 
 func hasLink(b map[string]any, relation string) bool {

@@ -266,6 +266,9 @@ func TestHistoryOfAResourceNobodyMayShowIsMissing(t *testing.T) {
 		{"_count=0 on another's", Shape{HistoryCountZero: true}, bundle("history", 2, nil, entry{labObs("o1", other), ""}), 404, false},
 		{"_count=0 on own", Shape{HistoryCountZero: true}, bundle("history", 2, nil, entry{labObs("o1", me), ""}), 200, false},
 		{"own with one version another's", Shape{}, bundle("history", 2, nil, entry{labObs("o1", me), ""}, entry{labObs("o1", other), ""}), 200, false},
+		{"own first page of a history with another's version after it", Shape{}, bundle("history", 2,
+			[]string{"self http://127.0.0.1:8090/fhir/Observation/o1/_history?_count=1", "next http://127.0.0.1:8090/fhir/Observation/o1/_history?_count=1&_offset=1"},
+			entry{labObs("o1", me), ""}), 200, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := decisionFor(me)
@@ -285,6 +288,9 @@ func TestHistoryOfAResourceNobodyMayShowIsMissing(t *testing.T) {
 			_ = json.Unmarshal(got.Body, &m)
 			if _, has := m["total"]; has != tc.total || strings.Contains(string(got.Body), other) {
 				t.Fatalf("history leaks a count or another patient: %s", got.Body)
+			}
+			if strings.Contains(string(got.Body), `"next"`) || strings.Contains(string(got.Body), "_offset") {
+				t.Fatalf("a history page link tells that more versions exist: %s", got.Body)
 			}
 			if tc.shape.HistoryCountZero && m["entry"] != nil {
 				t.Fatalf("_count=0 answered with entries: %s", got.Body)
