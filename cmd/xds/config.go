@@ -29,6 +29,8 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.AuthzTimeout = c.XDS.AuthzTimeout
+	// The FHIR server writes its links from this, never from the client's Host.
+	cfg.PublicURL = c.PublicURL
 	// Envoy's side of proxy.max_in_flight: each request holds an ext_authz call, then an ext_proc stream.
 	if c.Proxy.MaxInFlight > 0 {
 		cfg.AuthzMaxRequests = uint32(2 * c.Proxy.MaxInFlight)

@@ -34,6 +34,7 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		len(cfg.APIs) != 2 || cfg.APIs[0].Name != "patient-access" || cfg.APIs[0].PathPrefix != "/patient-access/fhir" ||
 		cfg.APIs[1].Name != "provider-access" || cfg.APIs[1].PathPrefix != "/provider-access/fhir" ||
 		cfg.RateLimits.Tiers["standard"] != (xds.Rate{PerSecond: 50, Burst: 100}) || cfg.ListenerTLS != nil ||
+		cfg.PublicURL != "http://127.0.0.1:10000" || // the FHIR server's links: public_url, never the client's Host
 		cfg.AuthzMaxRequests != 2*64 { // proxy.max_in_flight: an ext_authz call and an ext_proc stream each
 		t.Fatalf("got %+v", cfg)
 	}
@@ -46,11 +47,13 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 	t.Setenv("FHIRWALL_FHIR_SERVER_URL", "http://hapi:8080/hapi/fhir")
 	t.Setenv("FHIRWALL_XDS_AUTHZ_ADDRESS", "fhirwall-proxy:9191")
 	t.Setenv("FHIRWALL_XDS_LOCAL_ADDRESS", "fhirwall-proxy:9192")
+	t.Setenv("FHIRWALL_PUBLIC_URL", "https://127.0.0.1:10000")
 	cfg, err := load(t, example)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.FHIRServer.Host != "hapi" || cfg.FHIRServer.Port != 8080 || cfg.FHIRServer.BasePath != "/hapi/fhir" ||
+		cfg.PublicURL != "https://127.0.0.1:10000" ||
 		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) ||
 		cfg.LocalService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9192}) {
 		t.Fatalf("env not applied: %+v", cfg)

@@ -100,6 +100,7 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 		FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: port(fhir.Listener), BasePath: "/fhir"},
 		AuthzService: Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
 		LocalService: Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
+		PublicURL:    fmt.Sprintf("https://127.0.0.1:%d", listenPort),
 		RateLimits:   rates,
 		APIs: []API{
 			{Name: "patient-access", PathPrefix: "/patient-access/fhir"},

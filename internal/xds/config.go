@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -32,7 +33,11 @@ type Config struct {
 	LocalService Endpoint `yaml:"local"`
 	// RateLimits are the per-client limits of every API; an API may override a tier's rate.
 	RateLimits RateLimits `yaml:"rate_limits"`
-	APIs       []API      `yaml:"apis"`
+	// PublicURL is where apps reach Envoy, without an API's prefix (public_url, e.g. https://fhir.example.com):
+	// each API's public base is PublicURL + its prefix, and the FHIR server writes its links from that, never
+	// from the Host or Forwarded headers a client sent.
+	PublicURL string `yaml:"public_url"`
+	APIs      []API  `yaml:"apis"`
 }
 
 // ListenerTLS names the certificate and key files (PEM) Envoy serves; they are watched for rotation.
@@ -150,6 +155,10 @@ func Translate(cfg Config) (*ir.Xds, error) {
 	}
 	x := &ir.Xds{Listener: l}
 	var errs []error
+	public, err := publicBase(cfg.PublicURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, api := range cfg.APIs {
 		prefix := cleanPrefix(api.PathPrefix)
 		limit, err := rateLimit(cfg.RateLimits, api)
@@ -162,15 +171,19 @@ func Translate(cfg Config) (*ir.Xds, error) {
 			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster, RateLimit: limit})
 		}
 		cluster := FHIRServerClusterPrefix + api.Name
-		l.Routes = append(l.Routes, &ir.HTTPRoute{
-			Name:            api.Name,
-			PathPrefix:      prefix,
-			RewritePrefix:   base,
-			ForwardedPrefix: prefix,
-			Cluster:         cluster,
-			Timeout:         orDefault(cfg.FHIRServer.Timeout, defaultFHIRTimeout),
-			RateLimit:       limit,
-		})
+		route := &ir.HTTPRoute{
+			Name:          api.Name,
+			PathPrefix:    prefix,
+			RewritePrefix: base,
+			Cluster:       cluster,
+			Timeout:       orDefault(cfg.FHIRServer.Timeout, defaultFHIRTimeout),
+			RateLimit:     limit,
+		}
+		if public != nil {
+			// The same base the API's CapabilityStatement names (public_url + prefix).
+			route.Forwarded = &ir.Forwarded{Proto: public.Scheme, Host: public.Host, Prefix: public.Path + prefix}
+		}
+		l.Routes = append(l.Routes, route)
 		x.Clusters = append(x.Clusters, fhirCluster(cluster, cfg.FHIRServer))
 	}
 	x.Clusters = append(x.Clusters,
@@ -184,6 +197,24 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		return nil, fmt.Errorf("translate config: %w", err)
 	}
 	return x, nil
+}
+
+// publicBase parses PublicURL: an absolute http(s) URL, nothing but scheme, host[:port] and a path (the
+// IR checks the parts). A trailing slash is dropped, as from prefixes.
+func publicBase(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		return nil, fmt.Errorf("%w: public_url is empty: the FHIR server's links need the public base apps use", ir.ErrInvalid)
+	case err != nil:
+		return nil, fmt.Errorf("%w: public_url %q: %v", ir.ErrInvalid, raw, err)
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Opaque != "":
+		return nil, fmt.Errorf("%w: public_url %q: want an absolute http:// or https:// URL", ir.ErrInvalid, raw)
+	case u.User != nil, u.RawQuery != "", u.ForceQuery, u.Fragment != "", u.RawPath != "":
+		return nil, fmt.Errorf("%w: public_url %q: no user info, query, fragment or escapes", ir.ErrInvalid, raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
 }
 
 // rateLimit is api's per-client limit: the global tiers with the API's overrides; nil without tiers.

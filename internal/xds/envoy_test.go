@@ -310,6 +310,25 @@ func (f *fakeAuthz) count() int {
 type upstreamHit struct {
 	path    string
 	patient string
+	// forwarded holds the headers the FHIR server could build its links from, as "name: value" lines.
+	forwarded string
+}
+
+// linkHeaders are the request headers HAPI and Spring read a public base from.
+var linkHeaders = []string{"Host", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Ssl"}
+
+func forwardedHeaders(r *http.Request) string {
+	var b strings.Builder
+	for _, h := range linkHeaders {
+		v := r.Header.Values(h)
+		if h == "Host" {
+			v = []string{r.Host}
+		}
+		if len(v) > 0 {
+			fmt.Fprintf(&b, "%s: %s\n", h, strings.Join(v, ", "))
+		}
+	}
+	return b.String()
 }
 
 func freePort(t *testing.T) uint32 {
@@ -331,7 +350,7 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	var hits []upstreamHit
 	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		hits = append(hits, upstreamHit{path: r.URL.RequestURI(), patient: strings.Join(r.Header.Values("x-fhirwall-patient"), ",")})
+		hits = append(hits, upstreamHit{path: r.URL.RequestURI(), patient: strings.Join(r.Header.Values("x-fhirwall-patient"), ","), forwarded: forwardedHeaders(r)})
 		mu.Unlock()
 		w.Header().Set("content-type", fhirJSON)
 		if strings.HasSuffix(r.URL.Path, "/enforce-large") {
@@ -381,6 +400,7 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: fhirPort, BasePath: "/fhir"},
 		AuthzService: Endpoint{Host: "127.0.0.1", Port: uint32(authzLis.Addr().(*net.TCPAddr).Port)},
 		LocalService: Endpoint{Host: "127.0.0.1", Port: uint32(local.Listener.Addr().(*net.TCPAddr).Port)},
+		PublicURL:    "https://fhir.payer.example/gw",
 		APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
 	}
 	path := filepath.Join(t.TempDir(), "bootstrap.json")
@@ -460,6 +480,41 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		for k := range authz.last().GetAttributes().GetRequest().GetHttp().GetHeaders() {
 			if strings.HasPrefix(k, "x-fhirwall-") {
 				t.Fatalf("client-supplied %s reached ext_authz", k)
+			}
+		}
+	})
+	t.Run("the FHIR server's link headers come from public_url, whatever Host and Forwarded the client sent", func(t *testing.T) {
+		for _, h := range []http.Header{
+			{"Host": {"evil.example"}},
+			{"Forwarded": {"host=evil.example;proto=http"}},
+			{"X-Forwarded-Host": {"evil.example"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Prefix": {"//evil.example"},
+				"X-Forwarded-Port": {"8443"}, "X-Forwarded-Ssl": {"off"}},
+		} {
+			req, _ := http.NewRequest("GET", base+"/patient-access/fhir/Patient/member-01", nil)
+			for k, v := range h {
+				req.Header[k] = v
+			}
+			if host := h.Get("Host"); host != "" {
+				req.Host = host
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%v: %d", h, resp.StatusCode)
+			}
+			hits := upstreamHits()
+			got := hits[len(hits)-1].forwarded
+			// Host is the client's (the FHIR server replaces it with x-forwarded-host); nothing else is.
+			hostLine := fmt.Sprintf("Host: 127.0.0.1:%d\n", listenPort)
+			if v := h.Get("Host"); v != "" {
+				hostLine = "Host: " + v + "\n"
+			}
+			want := hostLine + "X-Forwarded-Host: fhir.payer.example\nX-Forwarded-Proto: https\nX-Forwarded-Prefix: /gw/patient-access/fhir\n"
+			if got != want {
+				t.Errorf("client sent %v; the FHIR server saw\n%s\nwant\n%s", h, got, want)
 			}
 		}
 	})

@@ -276,6 +276,11 @@ func (routerFilter) build(*ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	}, nil
 }
 
+// forwardedHeadersToRemove are the request headers besides x-forwarded-{host,proto,prefix} from which the FHIR
+// server could take its public base: Forwarded (RFC 7239 host= and proto=), X-Forwarded-Port and
+// X-Forwarded-Ssl (Spring's ForwardedHeaderUtils, which HAPI's ApacheProxyAddressStrategy calls).
+var forwardedHeadersToRemove = []string{"forwarded", "x-forwarded-port", "x-forwarded-ssl"}
+
 func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 	var routes []*routev3.Route
 	for _, r := range l.Routes {
@@ -305,12 +310,17 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 		if r.RateLimit != nil {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
 		}
-		if r.ForwardedPrefix != "" {
-			// The FHIR server builds its links (Bundle.link, Location) from these: the API's public base, not its
-			// own. Whatever the client sent under these names is overwritten.
+		if f := r.Forwarded; f != nil {
+			// The FHIR server builds its links (Bundle.link, fullUrl, Location) from these: the API's public base
+			// from the configuration, literal, never the client's Host. Whatever the client sent under these names
+			// is overwritten, and the other headers HAPI (ApacheProxyAddressStrategy) and Spring's
+			// UriComponentsBuilder.fromHttpRequest read a base from are removed: Forwarded outranks every
+			// X-Forwarded-* there. The IR admits no '%', which Envoy would read as a command operator.
+			route.RequestHeadersToRemove = append(route.RequestHeadersToRemove, forwardedHeadersToRemove...)
 			route.RequestHeadersToAdd = []*corev3.HeaderValueOption{
-				{Header: &corev3.HeaderValue{Key: "x-forwarded-prefix", Value: r.ForwardedPrefix}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-				{Header: &corev3.HeaderValue{Key: "x-forwarded-host", Value: "%REQ(:authority)%"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-prefix", Value: f.Prefix}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-host", Value: f.Host}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "x-forwarded-proto", Value: f.Proto}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
 			}
 		}
 		routes = append(routes, route)

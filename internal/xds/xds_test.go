@@ -10,9 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"go.yaml.in/yaml/v3"
@@ -163,6 +166,7 @@ func TestTranslateRefusesBadConfigAndNamesEveryProblem(t *testing.T) {
 			FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: 8090},
 			AuthzService: Endpoint{Host: "127.0.0.1", Port: 9191},
 			LocalService: Endpoint{Host: "127.0.0.1", Port: 9192},
+			PublicURL:    "https://fhir.example.com",
 			APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
 		}
 	}
@@ -192,6 +196,13 @@ func TestTranslateRefusesBadConfigAndNamesEveryProblem(t *testing.T) {
 		{"bad FHIR base path", func(c *Config) { c.FHIRServer.BasePath = "fhir" }, []string{"rewrite prefix"}},
 		{"empty host", func(c *Config) { c.FHIRServer.Host = "" }, []string{"neither an IP address nor a DNS name"}},
 		{"IPv6 zone", func(c *Config) { c.AuthzService.Host = "fe80::1%eth0" }, []string{"neither an IP address nor a DNS name"}},
+		{"no public URL", func(c *Config) { c.PublicURL = "" }, []string{"public_url is empty"}},
+		{"public URL without a scheme", func(c *Config) { c.PublicURL = "fhir.example.com" }, []string{"absolute http:// or https://"}},
+		{"public URL of another scheme", func(c *Config) { c.PublicURL = "ftp://fhir.example.com" }, []string{"absolute http:// or https://"}},
+		{"public URL with a query", func(c *Config) { c.PublicURL = "https://fhir.example.com?x=1" }, []string{"no user info, query"}},
+		{"public URL with user info", func(c *Config) { c.PublicURL = "https://evil.example@fhir.example.com" }, []string{"no user info, query"}},
+		{"public URL with an escaped path", func(c *Config) { c.PublicURL = "https://fhir.example.com/a%2Fb" }, []string{"no user info, query"}},
+		{"public URL with a bad host", func(c *Config) { c.PublicURL = "https://fhir_example.com" }, []string{"forwarded host"}},
 		{"several problems at once", func(c *Config) {
 			c.Listener.Port = 0
 			c.FHIRServer.Host = "bad host"
@@ -215,6 +226,47 @@ func TestTranslateRefusesBadConfigAndNamesEveryProblem(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFHIRServerLinksNameThePublicURLNeverTheClientsHost: every route to the FHIR server sends the public
+// base from the configuration as literal x-forwarded-* values and removes the other headers the server
+// would build its links from; nothing is taken from the request (no %REQ(...)% command operator).
+func TestFHIRServerLinksNameThePublicURLNeverTheClientsHost(t *testing.T) {
+	cfg := goldenInputs(t)["cms-apis-dns"] // public_url https://api.payer.example/fhirwall/
+	res := buildResources(t, cfg)
+	rc := res.Routes[0].(*routev3.RouteConfiguration)
+	seen := 0
+	for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+		if !strings.HasPrefix(r.GetRoute().GetCluster(), FHIRServerClusterPrefix) {
+			continue
+		}
+		seen++
+		set := map[string]string{}
+		for _, h := range r.GetRequestHeadersToAdd() {
+			set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			if strings.Contains(h.GetHeader().GetValue(), "%") {
+				t.Errorf("route %s: %s = %q takes a value from the request", r.GetName(), h.GetHeader().GetKey(), h.GetHeader().GetValue())
+			}
+			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				t.Errorf("route %s: %s would keep the client's value beside it", r.GetName(), h.GetHeader().GetKey())
+			}
+		}
+		want := map[string]string{"x-forwarded-host": "api.payer.example", "x-forwarded-proto": "https",
+			"x-forwarded-prefix": "/fhirwall/" + r.GetName() + "/fhir"}
+		for k, v := range want {
+			if set[k] != v {
+				t.Errorf("route %s: %s = %q, want %q", r.GetName(), k, set[k], v)
+			}
+		}
+		for _, h := range []string{"forwarded", "x-forwarded-port", "x-forwarded-ssl"} {
+			if !slices.Contains(r.GetRequestHeadersToRemove(), h) {
+				t.Errorf("route %s: the client's %s reaches the FHIR server", r.GetName(), h)
+			}
+		}
+	}
+	if seen != len(cfg.APIs) {
+		t.Fatalf("%d routes to the FHIR server, want one per API (%d)", seen, len(cfg.APIs))
 	}
 }
 

@@ -5,8 +5,10 @@ package ir
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -59,14 +61,63 @@ type HTTPRoute struct {
 	// RewritePrefix replaces PathPrefix upstream: the FHIR server's own base path. Empty: the path goes
 	// upstream as the client sent it. Only prefix routes rewrite.
 	RewritePrefix string
-	// ForwardedPrefix, when set, is sent upstream as x-forwarded-prefix (with x-forwarded-host) so the FHIR
-	// server builds its links from the API's public base.
-	ForwardedPrefix string
-	Cluster         string
+	// Forwarded, when set, is the API's public base as the FHIR server must write it in links (Bundle.link,
+	// fullUrl, Location): sent upstream as literal x-forwarded-* headers, and every other header the server
+	// would build its base from is removed. Never taken from the request: a client's Host or Forwarded
+	// would point the links, and the token a client sends after them, elsewhere.
+	Forwarded *Forwarded
+	Cluster   string
 	// Timeout bounds the whole upstream exchange; 0: Envoy's default (15 s).
 	Timeout time.Duration
 	// RateLimit, when set, applies the API's per-client limits to this route.
 	RateLimit *RateLimit
+}
+
+// Forwarded is an API's public base split the way x-forwarded-proto, -host and -prefix carry it.
+type Forwarded struct {
+	Proto  string // http or https
+	Host   string // host[:port] as apps write it; an IPv6 address in brackets
+	Prefix string // the base's path: /-separated plain segments
+}
+
+// Validate checks what goes into the headers: Envoy reads '%' in a header value as a command operator, and
+// the FHIR server trusts these values, so only a plain scheme, host[:port] and path pass.
+func (f *Forwarded) Validate(route string) error {
+	var errs []error
+	if f.Proto != "http" && f.Proto != "https" {
+		errs = append(errs, invalid("route %q: forwarded proto %q: want http or https", route, f.Proto))
+	}
+	if !validHostPort(f.Host) {
+		errs = append(errs, invalid("route %q: forwarded host %q: want host[:port] (a DNS name or an IP address, IPv6 in brackets)", route, f.Host))
+	}
+	if !segmentsRE.MatchString(f.Prefix) || hasDotSegment(f.Prefix) {
+		errs = append(errs, invalid("route %q: forwarded prefix %q must be /-separated plain segments", route, f.Prefix))
+	}
+	return errors.Join(errs...)
+}
+
+// validHostPort accepts the authority of a URL without user info: a DNS name, an IPv4 address or an IPv6
+// address in brackets (no zone), with an optional port 1-65535.
+func validHostPort(hp string) bool {
+	host := hp
+	if h, port, err := net.SplitHostPort(hp); err == nil {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 || port[0] == '0' {
+			return false
+		}
+		host = h
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		a, err := netip.ParseAddr(host[1 : len(host)-1])
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Is4()
+	}
+	return len(host) <= 253 && hostnameRE.MatchString(host)
 }
 
 // match is the path the route matches, for messages.
@@ -296,8 +347,12 @@ func (r *HTTPRoute) Validate() error {
 	if r.RewritePrefix != "" && (!segmentsRE.MatchString(r.RewritePrefix) || hasDotSegment(r.RewritePrefix)) {
 		errs = append(errs, invalid("route %q: rewrite prefix %q must be /-separated plain segments without trailing slash", r.Name, r.RewritePrefix))
 	}
-	if f := r.ForwardedPrefix; f != "" && (!segmentsRE.MatchString(f) || hasDotSegment(f)) {
-		errs = append(errs, invalid("route %q: forwarded prefix %q must be /-separated plain segments", r.Name, f))
+	switch {
+	case r.Forwarded != nil:
+		errs = append(errs, r.Forwarded.Validate(r.Name))
+	case r.PathPrefix != "":
+		// Without it the FHIR server builds its links from the Host header, which is the client's.
+		errs = append(errs, invalid("route %q has no forwarded public base: the FHIR server would build its links from the client's Host", r.Name))
 	}
 	if r.Cluster == "" {
 		errs = append(errs, invalid("route %q has no cluster", r.Name))

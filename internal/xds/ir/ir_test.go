@@ -13,7 +13,8 @@ func validXds() *Xds {
 			Name: "l", Address: "127.0.0.1", Port: 10000, StripRequestHeaderPrefix: "x-fhirwall-",
 			ExtAuthz: &ExtAuthz{Cluster: "authz", Timeout: 500 * time.Millisecond, StatusOnError: 503, MaxRequestBytes: 65536},
 			ExtProc:  &ExtProc{Cluster: "authz", MessageTimeout: 2 * time.Second},
-			Routes:   []*HTTPRoute{{Name: "patient-access", PathPrefix: "/patient-access/fhir", RewritePrefix: "/fhir", Cluster: "fhir"}},
+			Routes: []*HTTPRoute{{Name: "patient-access", PathPrefix: "/patient-access/fhir", RewritePrefix: "/fhir", Cluster: "fhir",
+				Forwarded: &Forwarded{Proto: "https", Host: "fhir.example.com", Prefix: "/patient-access/fhir"}}},
 		},
 		Clusters: []*Cluster{
 			{Name: "fhir", Host: "127.0.0.1", Port: 8090, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
@@ -54,6 +55,17 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"exact route that rewrites", func(x *Xds) {
 			x.Listener.Routes = append([]*HTTPRoute{{Name: "m", Path: "/m/metadata", RewritePrefix: "/fhir", Cluster: "fhir"}}, x.Listener.Routes...)
 		}, "does not rewrite"},
+		{"FHIR server route that lets the client's Host build the links", func(x *Xds) { x.Listener.Routes[0].Forwarded = nil }, "no forwarded public base"},
+		{"forwarded proto other than http(s)", func(x *Xds) { x.Listener.Routes[0].Forwarded.Proto = "%REQ(x-forwarded-proto)%" }, "forwarded proto"},
+		{"forwarded host taken from the request", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "%REQ(:authority)%" }, "forwarded host"},
+		{"forwarded host with user info", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "evil.example@fhir.example.com" }, "forwarded host"},
+		{"forwarded host with a path", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "fhir.example.com/x" }, "forwarded host"},
+		{"forwarded host with port 0", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "fhir.example.com:0" }, "forwarded host"},
+		{"forwarded host with an IPv6 zone", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "[fe80::1%25eth0]:443" }, "forwarded host"},
+		{"forwarded host with a header break", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "fhir.example.com\r\nx: y" }, "forwarded host"},
+		{"empty forwarded host", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "" }, "forwarded host"},
+		{"forwarded prefix with an escape", func(x *Xds) { x.Listener.Routes[0].Forwarded.Prefix = "/a%2F/fhir" }, "forwarded prefix"},
+		{"forwarded prefix that is not absolute", func(x *Xds) { x.Listener.Routes[0].Forwarded.Prefix = "//evil.example/fhir" }, "forwarded prefix"},
 		{"exact path with a dot segment", func(x *Xds) {
 			x.Listener.Routes = append([]*HTTPRoute{{Name: "m", Path: "/m/../metadata", Cluster: "fhir"}}, x.Listener.Routes...)
 		}, "dot segment"},
@@ -82,6 +94,15 @@ func TestIRReportsEveryProblemAtOnce(t *testing.T) {
 	for _, w := range []string{"port 0", "not a host", "/trailing/"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v does not mention %q", err, w)
+		}
+	}
+}
+
+func TestForwardedHostTakesWhatAnAbsoluteURLsAuthorityHolds(t *testing.T) {
+	for _, host := range []string{"fhir.example.com", "fhir.example.com:8443", "127.0.0.1", "127.0.0.1:10000", "[::1]", "[::1]:10000", "localhost"} {
+		f := &Forwarded{Proto: "https", Host: host, Prefix: "/patient-access/fhir"}
+		if err := f.Validate("r"); err != nil {
+			t.Errorf("%s refused: %v", host, err)
 		}
 	}
 }
