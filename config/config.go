@@ -172,9 +172,13 @@ func (c *Config) PolicyData() map[string]any {
 
 // Proxy is where fhirwall-proxy listens. An empty address turns that listener off.
 type Proxy struct {
-	GRPC  string `mapstructure:"grpc"`  // ext_authz + ext_proc for Envoy
-	HTTP  string `mapstructure:"http"`  // standalone reverse proxy
-	Admin string `mapstructure:"admin"` // /healthz, /readyz
+	GRPC string `mapstructure:"grpc"` // ext_authz + ext_proc for Envoy
+	HTTP string `mapstructure:"http"` // standalone reverse proxy
+	// PublicURL is where apps reach the standalone proxy, without an API's prefix; empty: "http://" + HTTP.
+	// The FHIR server's links (X-Forwarded-Host/-Proto/-Prefix) and rewritten bulk-export manifests name
+	// PublicURL + prefix, never the Host or Forwarded headers a client sent.
+	PublicURL string `mapstructure:"public_url"`
+	Admin     string `mapstructure:"admin"` // /healthz, /readyz
 	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
 	Local string `mapstructure:"local"`
 	// MaxInFlight bounds the requests the standalone proxy works on at once; beyond it, 503 with Retry-After at
@@ -307,6 +311,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("fhir_server.timeout", "30s")
 	v.SetDefault("fhir_server.connect_timeout", "2s")
 	v.SetDefault("proxy.grpc", "127.0.0.1:9191")
+	v.SetDefault("proxy.public_url", "") // "http://" + proxy.http (decode), so FHIRWALL_PROXY_PUBLIC_URL applies
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
 	v.SetDefault("proxy.pprof", false)
@@ -349,6 +354,9 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	}
 	if len(c.APIs) == 0 {
 		c.APIs = []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
+	}
+	if c.Proxy.PublicURL == "" && c.Proxy.HTTP != "" {
+		c.Proxy.PublicURL = "http://" + c.Proxy.HTTP
 	}
 	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
@@ -426,9 +434,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
 		}
 	}
-	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.PublicURL, "/") {
+	if !isPublicURL(c.PublicURL) {
 		errs = append(errs, fmt.Errorf("public_url %q: want an absolute http(s) URL without trailing slash", c.PublicURL))
+	}
+	if c.Proxy.HTTP != "" && !isPublicURL(c.Proxy.PublicURL) {
+		errs = append(errs, fmt.Errorf("proxy.public_url %q: want the absolute http(s) URL apps reach proxy.http at, without query, fragment or trailing slash", c.Proxy.PublicURL))
+	} else if host, _, err := net.SplitHostPort(c.Proxy.HTTP); err == nil && c.Proxy.PublicURL == "http://"+c.Proxy.HTTP && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		errs = append(errs, fmt.Errorf("proxy.public_url: required when proxy.http %q listens on every address: the URL apps use, which the FHIR server's links name", c.Proxy.HTTP))
 	}
 	if c.Tokens.ClockSkew < 0 || c.Tokens.ClockSkew > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("tokens.clock_skew %v: want 0 to 5m", c.Tokens.ClockSkew))
@@ -543,6 +555,13 @@ func (c *Config) validateRateLimits() []error {
 		}
 	}
 	return errs
+}
+
+// isPublicURL: an absolute http(s) URL apps use as a base, nothing but scheme, host[:port] and a path.
+func isPublicURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		!strings.ContainsAny(raw, "?#") && !strings.HasSuffix(raw, "/")
 }
 
 func contains(list []string, s string) bool {

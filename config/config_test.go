@@ -153,3 +153,41 @@ func TestFHIRServerClientSettingsAreValidated(t *testing.T) {
 		t.Errorf("https with a CA and a lookup under a longer authz timeout: %v", err)
 	}
 }
+
+func TestStandalonePublicURLComesFromConfigurationNeverGuessed(t *testing.T) {
+	c, err := Load("fhirwall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Proxy.PublicURL != "http://127.0.0.1:8080" {
+		t.Errorf("proxy.public_url unset: %q, want http:// + proxy.http", c.Proxy.PublicURL)
+	}
+	t.Setenv("FHIRWALL_PROXY_PUBLIC_URL", "https://fhir.payer.example/gw")
+	if c, err := Load("fhirwall.yaml"); err != nil || c.Proxy.PublicURL != "https://fhir.payer.example/gw" {
+		t.Errorf("FHIRWALL_PROXY_PUBLIC_URL: %q %v", c.Proxy.PublicURL, err)
+	}
+	for _, bad := range []string{"", "fhir.payer.example", "ftp://fhir.payer.example", "https://fhir.payer.example/",
+		"https://fhir.payer.example?x=1", "https://fhir.payer.example#f", "https://evil.example@fhir.payer.example", "https:///fhir"} {
+		b := *c
+		b.Proxy.PublicURL = bad
+		if err := b.Validate(); err == nil || !strings.Contains(err.Error(), "proxy.public_url") {
+			t.Errorf("proxy.public_url %q: %v, want refused", bad, err)
+		}
+	}
+	for _, all := range []string{"0.0.0.0:8080", ":8080", "[::]:8080"} {
+		b := *c
+		b.Proxy.HTTP, b.Proxy.PublicURL = all, "http://"+all
+		if err := b.Validate(); err == nil || !strings.Contains(err.Error(), "proxy.public_url: required") {
+			t.Errorf("proxy.http %s with the default public URL: %v, want proxy.public_url required", all, err)
+		}
+		b.Proxy.PublicURL = "https://fhir.payer.example"
+		if err := b.Validate(); err != nil {
+			t.Errorf("proxy.http %s with proxy.public_url set: %v", all, err)
+		}
+	}
+	off := *c
+	off.Proxy.HTTP, off.Proxy.PublicURL = "", ""
+	if err := off.Validate(); err != nil {
+		t.Errorf("no standalone listener, no public URL: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -318,7 +319,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		return nil, err
 	}
 	if cfg.Proxy.HTTP != "" {
+		public, err := url.Parse(cfg.Proxy.PublicURL) // validated by config
+		if err != nil {
+			return nil, fmt.Errorf("proxy.public_url: %w", err)
+		}
 		p.gateway = gateway.New(p.core, p.apis, p.upstream.URL, p.upstream.Transport, log)
+		p.gateway.Public = public
 		p.gateway.Local = p.docs
 		p.gateway.Metrics = m
 		p.limiter = ratelimit.New(cfg.Limits(), time.Now)

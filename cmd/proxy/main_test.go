@@ -31,7 +31,8 @@ type fhirServer struct {
 	caFile string
 	slow   atomic.Bool
 	mu     sync.Mutex
-	seen   []string // "<sni> <path>"
+	seen   []string    // "<sni> <path>"
+	header http.Header // of the last request
 }
 
 func newFHIRServer(t *testing.T) *fhirServer {
@@ -48,6 +49,7 @@ func newFHIRServer(t *testing.T) *fhirServer {
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.seen = append(s.seen, r.TLS.ServerName+" "+r.URL.Path)
+		s.header = r.Header.Clone()
 		s.mu.Unlock()
 		if s.slow.Load() {
 			select {
@@ -67,6 +69,12 @@ func newFHIRServer(t *testing.T) *fhirServer {
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
+}
+
+func (s *fhirServer) lastHeader() http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.header
 }
 
 func (s *fhirServer) exchanges() []string {
@@ -96,7 +104,7 @@ func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 		t.Fatal(err)
 	}
 	doc["registry"] = map[string]any{"file": clients}
-	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0"}
+	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw"}
 	doc["audit"] = map[string]any{"spool": map[string]any{"dir": filepath.Join(dir, "spool")},
 		"signing_key_file": filepath.Join(dir, "signing.key")}
 	if err := audit.GenerateKey(filepath.Join(dir, "signing.key")); err != nil {
@@ -141,6 +149,28 @@ func TestWiringRewritesLinksFromTheFHIRServerToEachAPIsPublicBase(t *testing.T) 
 		if got := p.core.PublicBase(api); got != want {
 			t.Errorf("PublicBase(%s) = %q, want %q", api, got, want)
 		}
+	}
+}
+
+func TestWiringGivesTheStandaloneProxyItsConfiguredPublicURL(t *testing.T) {
+	srv := newFHIRServer(t)
+	p, cfg := wire(t, srv.URL+"/fhir", srv.caFile)
+	if p.gateway.Public == nil || p.gateway.Public.String() != cfg.Proxy.PublicURL {
+		t.Fatalf("gateway.Public = %v, want proxy.public_url %q: links would be built without it", p.gateway.Public, cfg.Proxy.PublicURL)
+	}
+	// What the FHIR server is told, whatever Host the client used.
+	p.gateway.Local = nil
+	req := httptest.NewRequest(http.MethodGet, "/patient-access/fhir/metadata", nil)
+	req.Host = "evil.example"
+	req.Header.Set("Forwarded", "host=evil.example")
+	rec := httptest.NewRecorder()
+	p.gateway.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("metadata: %d %s", rec.Code, rec.Body)
+	}
+	if seen := srv.lastHeader(); seen.Get("X-Forwarded-Host") != "standalone.payer.example" || seen.Get("X-Forwarded-Proto") != "https" ||
+		seen.Get("X-Forwarded-Prefix") != "/gw/patient-access/fhir" || seen.Get("Forwarded") != "" {
+		t.Errorf("the FHIR server was told %v", seen)
 	}
 }
 

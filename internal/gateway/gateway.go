@@ -34,6 +34,12 @@ type Gateway struct {
 	// Enforce checks a whole upstream answer before it leaves; nil means Core.EnforceResponse. Tests put a
 	// fake here to rewrite or refuse without depending on the enforcement rules.
 	Enforce func(ctx context.Context, d *decision.Decision, status int, contentType string, body []byte) (decision.Enforced, error)
+	// Public is where apps reach this proxy, without an API's prefix (proxy.public_url). The FHIR server
+	// writes its links from it (X-Forwarded-Host/-Proto/-Prefix) and bulk-export manifests are rewritten to
+	// it: never from the Host or Forwarded headers a client sent, or a client following a next link would
+	// send its token wherever it named. Nil: no X-Forwarded-* at all, and the core's public base for
+	// manifests (links then name the FHIR server itself unless the core rewrites them).
+	Public *url.URL
 	// Local, when set, answers the API documents fhirwall generates itself ([base]/metadata and
 	// [base]/.well-known/smart-configuration, internal/capability) after the decision allowed them, instead of
 	// the FHIR server. Nil: they are proxied like any other request.
@@ -328,9 +334,22 @@ func (g *Gateway) decide(r *http.Request, in decision.Input) (*decision.Decision
 		return g.core.Refuse(in, outcome.NotFound, "no_api"), api
 	}
 	in.API, in.Path = api.Name, rest
-	// The base this client used, which is also what the FHIR server builds its links from (rewrite).
-	in.PublicBase = scheme(r) + "://" + r.Host + api.Prefix
+	// The configured base, which is also what the FHIR server builds its links from (rewrite).
+	in.PublicBase = g.publicBase(api.Prefix)
 	return g.core.Decide(r.Context(), in), api
+}
+
+// publicBase is the API's public base, e.g. https://fhir.payer.example/patient-access/fhir; "" without Public.
+func (g *Gateway) publicBase(prefix string) string {
+	if g.Public == nil {
+		return ""
+	}
+	return g.Public.Scheme + "://" + g.Public.Host + g.publicPrefix(prefix)
+}
+
+// publicPrefix is the path of the API's public base: Public's own path, then the API's prefix.
+func (g *Gateway) publicPrefix(prefix string) string {
+	return strings.TrimSuffix(g.Public.EscapedPath(), "/") + prefix
 }
 
 // serveLocal answers a decided request from fhirwall's own documents; like a proxied answer, it is only
@@ -388,20 +407,16 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set("Accept", a)
 	}
 	out.Header.Set("X-Request-Id", ex.d.Input.RequestID)
-	// The FHIR server builds its links from these: the API's public base, not its own address.
-	out.Header.Set("X-Forwarded-Host", pr.In.Host)
-	out.Header.Set("X-Forwarded-Proto", scheme(pr.In))
-	out.Header.Set("X-Forwarded-Prefix", ex.prefix)
+	// The FHIR server builds its links from these: the API's configured public base, not its own address and
+	// never the Host the client sent (Envoy mode sends the same, literal, from public_url).
+	if g.Public != nil {
+		out.Header.Set("X-Forwarded-Host", g.Public.Host)
+		out.Header.Set("X-Forwarded-Proto", g.Public.Scheme)
+		out.Header.Set("X-Forwarded-Prefix", g.publicPrefix(ex.prefix))
+	}
 	// The token is for fhirwall; the FHIR server behind it trusts fhirwall's network position, not the app.
 	out.Header.Del("Authorization")
 	out.Header.Del("Cookie")
-}
-
-func scheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
 }
 
 func sourceIP(remote string) string {

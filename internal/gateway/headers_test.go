@@ -26,7 +26,7 @@ func fakeHAPI(t *testing.T) *url.URL {
 		case r.URL.Path == "/fhir/$export-poll-status":
 			w.Header().Set("Content-Type", "application/json;charset=ISO-8859-1")
 			io.WriteString(w, `{"transactionTime":"2026-12-06T15:12:39.830+00:00","request":"http://127.0.0.1:8090/fhir/Group/g1/$export?_type=Patient",
-"requiresAccessToken":true,"output":[{"type":"Patient","url":"http://`+r.Header.Get("X-Forwarded-Host")+`/patient-access/fhir/Binary/f1"}],"error":[]}`)
+"requiresAccessToken":true,"output":[{"type":"Patient","url":"`+forwardedBase(r)+`/Binary/f1"}],"error":[]}`)
 		default:
 			w.Header().Set("Content-Type", "application/fhir+json")
 			io.WriteString(w, memberObservation)
@@ -50,9 +50,15 @@ func getAs(t *testing.T, base, path string) *http.Response {
 	return resp
 }
 
+// forwardedBase is the base HAPI's ApacheProxyAddressStrategy builds from the forwarded headers.
+func forwardedBase(r *http.Request) string {
+	return r.Header.Get("X-Forwarded-Proto") + "://" + r.Header.Get("X-Forwarded-Host") + r.Header.Get("X-Forwarded-Prefix")
+}
+
 func TestStandaloneAnswersHideTheServerBannerAndKeepBulkPollsHonest(t *testing.T) {
 	gw := newFakeGateway(&fakeSink{records: make(chan audit.Record, 8)}, fakeHAPI(t))
 	gw.core.Jobs = decision.NewInMemoryJobs(0, nil)
+	gw.Public, _ = url.Parse("https://fhir.payer.example")
 	front := httptest.NewServer(gw)
 	defer front.Close()
 
@@ -76,9 +82,9 @@ func TestStandaloneAnswersHideTheServerBannerAndKeepBulkPollsHonest(t *testing.T
 	if err := json.NewDecoder(done.Body).Decode(&m); err != nil {
 		t.Fatal(err)
 	}
-	base := front.URL + "/patient-access/fhir"
+	base := "https://fhir.payer.example/patient-access/fhir"
 	if m.Request != base+"/Group/g1/$export?_type=Patient" || len(m.Output) != 1 || m.Output[0].URL != base+"/Binary/f1" {
-		t.Errorf("manifest names %q and %v, want both under the proxy's own base %s", m.Request, m.Output, base)
+		t.Errorf("manifest names %q and %v, want both under the proxy's public base %s", m.Request, m.Output, base)
 	}
 	if strings.Contains(m.Request, ":8090") {
 		t.Errorf("manifest names the FHIR server: %s", m.Request)
