@@ -7,6 +7,7 @@ import (
 	"archive/zip"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -172,4 +173,28 @@ func Decode(r io.Reader) (Definitions, error) {
 	}
 	slices.Sort(d.Types)
 	return d, nil
+}
+
+// Main is the whole of a generator's main: it reads -jar, -out and -package, renders the definitions with
+// render (source is the jar's file name, for the generated header) and writes the file; on error it exits 1.
+func Main(name, defaultOut string, render func(pkg, source string, d Definitions) ([]byte, error)) {
+	jar := flag.String("jar", DefaultPath(), "the hapi-fhir-validation-resources-r4 jar")
+	out := flag.String("out", defaultOut, "the Go file to write")
+	pkg := flag.String("package", "fhir", "the Go package of the generated file")
+	flag.Parse()
+	err := func() error {
+		defs, err := Read(*jar)
+		if err != nil {
+			return err
+		}
+		src, err := render(*pkg, filepath.Base(*jar), defs)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*out, src, 0o644)
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }

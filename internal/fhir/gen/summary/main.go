@@ -6,38 +6,14 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"go/format"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/fhir/gen/r4jar"
 )
 
-func main() {
-	jar := flag.String("jar", r4jar.DefaultPath(), "the hapi-fhir-validation-resources-r4 jar")
-	out := flag.String("out", "summary_elements_gen.go", "the Go file to write")
-	pkg := flag.String("package", "fhir", "the Go package of the generated file")
-	flag.Parse()
-	if err := run(*jar, *out, *pkg); err != nil {
-		fmt.Fprintln(os.Stderr, "summary:", err)
-		os.Exit(1)
-	}
-}
-
-func run(jar, out, pkg string) error {
-	defs, err := r4jar.Read(jar)
-	if err != nil {
-		return err
-	}
-	src, err := render(pkg, filepath.Base(jar), defs)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(out, src, 0o644)
-}
+func main() { r4jar.Main("summary", "summary_elements_gen.go", render) }
 
 func render(pkg, source string, d r4jar.Definitions) ([]byte, error) {
 	var b bytes.Buffer
