@@ -104,6 +104,8 @@ func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 		t.Fatal(err)
 	}
 	doc["registry"] = map[string]any{"file": clients}
+	// Bulk-job ownership in memory: a unit test must not need the stack's PostgreSQL.
+	doc["jobs"] = map[string]any{"postgres_dsn": ""}
 	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw"}
 	doc["audit"] = map[string]any{"spool": map[string]any{"dir": filepath.Join(dir, "spool")},
 		"signing_key_file": filepath.Join(dir, "signing.key")}
