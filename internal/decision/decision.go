@@ -227,7 +227,7 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		}
 	}
 	d.UpstreamQuery = upstreamQuery(in.RawQuery, req, shape, narrowing)
-	d.UpstreamAccept = upstreamAccept(in.headers("Accept"))
+	d.UpstreamAccept = upstreamAccept(req, in.headers("Accept"))
 	d.Allow = true
 }
 

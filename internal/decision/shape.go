@@ -205,8 +205,12 @@ func acceptsJSON(values []string) bool {
 
 // upstreamAccept is the Accept header the FHIR server gets: FHIR JSON, whatever the client preferred among
 // what it accepts (a client that weighs XML above JSON would get XML from HAPI, which cannot be checked), or
-// the client's own when it asks for NDJSON (a bulk export file).
-func upstreamAccept(values []string) string {
+// the client's own for a Binary (a bulk export file, whose raw NDJSON or Binary resource enforcement both
+// read) or when it asks for NDJSON. Whatever else comes back is refused by enforcement (502), never passed.
+func upstreamAccept(req fhir.Request, values []string) string {
+	if req.ResourceType == "Binary" {
+		return ""
+	}
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
 			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && strings.HasSuffix(mt, "ndjson") {
