@@ -205,11 +205,12 @@ func acceptsJSON(values []string) bool {
 
 // upstreamAccept is the Accept header the FHIR server gets: FHIR JSON, whatever the client preferred among
 // what it accepts (a client that weighs XML above JSON would get XML from HAPI, which cannot be checked), or
-// the client's own for a Binary (a bulk export file, whose raw NDJSON or Binary resource enforcement both
-// read) or when it asks for NDJSON. Whatever else comes back is refused by enforcement (502), never passed.
+// the client's own when it asks for NDJSON. A Binary (on these APIs only a bulk export file) is always asked
+// as NDJSON (Bulk Data 2.0 §File Request): asked as FHIR JSON, HAPI wraps the file in a Binary resource, a
+// type no API serves. Whatever else comes back is refused by enforcement (502), never passed.
 func upstreamAccept(req fhir.Request, values []string) string {
 	if req.ResourceType == "Binary" {
-		return ""
+		return "application/fhir+ndjson"
 	}
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {

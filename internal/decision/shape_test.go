@@ -370,8 +370,9 @@ func TestTheFHIRServerIsAlwaysAskedForJSON(t *testing.T) {
 			t.Errorf("Accept %q: upstream %q, want %q", accept, got, want)
 		}
 	}
-	if got := decideMember(t, "GET", "/Binary/export-file-1", "", nil).UpstreamAccept; got != "" {
-		t.Errorf("a Binary's Accept is the client's, got %q", got)
+	h := http.Header{"Accept": {"application/fhir+json"}}
+	if got := decideMember(t, "GET", "/Binary/export-file-1", "", h).UpstreamAccept; got != "application/fhir+ndjson" {
+		t.Errorf("a bulk export file is asked as %q, want NDJSON", got)
 	}
 }
 
