@@ -1,7 +1,9 @@
 # Provider Access API (CMS-0057-F §422.121(a)): an in-network provider's system reads the data of the
 # patients attributed to it who have not opted out. The provider is a backend service acting for an
 # organisation (system/ scopes, token claim fhirwall_org) or a practitioner signed in through an app (user/
-# scopes, fhirUser Practitioner/...). Attribution and opt-outs arrive as facts (input.facts).
+# scopes, fhirUser Practitioner/...). Attribution and opt-outs arrive as facts (input.facts): for each patient
+# the request names, whether it is attributed to the provider and has not opted out (facts.patients), never
+# the whole attribution list, which for a provider organisation holds tens of thousands of members.
 package fhirwall.api.provider_access
 
 import rego.v1
@@ -26,10 +28,9 @@ scope_context := "system" if {
 	startswith(object.get(input.identity, "fhir_user", ""), "Practitioner/")
 }
 
-opted_out := {p | some p in input.facts.opted_out}
-
-# CMS-0057-F: attributed members who opted out are never shared with providers.
-permitted := {p | some p in input.facts.attributed_patients; not p in opted_out}
+# CMS-0057-F: only attributed members who have not opted out are shared with providers. The core answers the
+# question for each patient the request names (facts.patients: id -> bool) from its membership cache.
+permitted(value) if input.facts.patients[patient_id(value)] == true
 
 decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obligations": {}} if {
 	req.interaction in {"capabilities", "smart-configuration"}
@@ -48,11 +49,13 @@ decision := {"allow": true, "status": 200, "reasons": ["public_discovery"], "obl
 } else := refuse(403, "insufficient_scope") if {
 	not smart.permits(scope_context, type, smart.needed_permission)
 } else := refuse(403, "no_attributed_patients") if {
-	count(permitted) == 0
+	not input.facts.has_permitted
 } else := refuse(404, "not_attributed") if {
 	names_unpermitted_patient
 } else := refuse_with(400, "unsupported_parameter", sprintf("search parameter %q is not supported for %s on this API", [first_unsupported, type])) if {
 	first_unsupported
+} else := refuse_with(400, "patient_required", sprintf("Provider Access searches of %s name a patient (patient=Patient/<id>); for every attributed member, export the attribution group: GET [base]/Group/%s/$export", [type, input.facts.attribution_group])) if {
+	needs_patient
 } else := refuse(403, "outside_granular_scope") if {
 	smart.outside_granular(granular)
 } else := {"allow": true, "status": 200, "reasons": ["attributed"], "obligations": obligations}
@@ -80,7 +83,7 @@ patient_id(value) := trim_prefix(value, "Patient/")
 names_unpermitted_patient if {
 	req.interaction == "read"
 	type == "Patient"
-	not req.id in permitted
+	not permitted(req.id)
 }
 
 names_unpermitted_patient if {
@@ -88,7 +91,22 @@ names_unpermitted_patient if {
 	param.name in linking
 	param.key == param.name
 	some value in param.values
-	not patient_id(value) in permitted
+	not permitted(value)
+}
+
+# A search of a compartment type names its patients: narrowing it to every attributed member would put tens
+# of thousands of ids in a URL. Bulk export is the way to everybody's data.
+needs_patient if {
+	req.interaction == "search-type"
+	type != "Patient"
+	in_compartment
+	not names_patient
+}
+
+names_patient if {
+	some param in req.params
+	param.name in linking
+	param.key == param.name
 }
 
 unsupported contains key if some key in params.unsupported(api, type)
@@ -108,22 +126,18 @@ default granular := {}
 
 granular := smart.granular_params(scope_context, type, smart.needed_permission)
 
-# Searches and reads are narrowed to the permitted patients unless the client already named only permitted
-# ones with the same parameter.
-narrowing contains {"param": "_id", "value": concat(",", sort(permitted))} if {
+# A Patient search that names no _id is narrowed on the FHIR server through the attribution Group (R4
+# §3.1.1.4.9 reverse chaining), whatever its size; members who opted out, or who are in the Group but not
+# attributed to this practitioner, are withheld on the way out (compartment.provider). Other searches name
+# their patients (needs_patient), and reads are judged on the resource the FHIR server returns.
+narrowing contains {"param": "_has:Group:member:_id", "value": input.facts.attribution_group} if {
 	type == "Patient"
 	req.interaction == "search-type"
 	not requested("_id")
 }
 
-narrowing contains {"param": "patient", "value": concat(",", sort(permitted))} if {
-	type != "Patient"
-	in_compartment
-	not requested("patient")
-}
-
 obligations := {
-	"compartment": {"patients": sort(permitted)},
+	"compartment": {"provider": input.facts.provider},
 	"narrow": sort(narrowing | smart.granular_narrowing(granular)),
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
@@ -171,7 +185,7 @@ bad_poll_param contains param.key if {
 }
 
 export_obligations := {
-	"compartment": {"patients": sort(permitted)},
+	"compartment": {"provider": input.facts.provider},
 	"data_scope": "provider-access",
 	"rate_class": object.get(input, ["client", "tier"], "default"),
 	"resource_types": smart.response_types(scope_context, object.keys(data.config.apis[api].resources)),

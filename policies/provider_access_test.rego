@@ -15,19 +15,33 @@ read(type, id) := td.request("read", type, id, [])
 
 p(name, values) := td.param(name, name, values)
 
-permitted := "member-01,member-04"
+org_a := {"provider": "Organization/org-a"}
 
-test_org_search_is_narrowed_to_attributed_not_opted_out if {
-	d := decide(td.org_a, search("ExplanationOfBenefit", []))
+test_org_search_of_a_named_member_is_held_to_the_providers_members if {
+	d := decide(td.org_a, search("ExplanationOfBenefit", [p("patient", ["member-01"])]))
 	d.allow == true
-	d.obligations.narrow == [{"param": "patient", "value": permitted}]
-	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	d.obligations.narrow == []
+	d.obligations.compartment == org_a
 	d.obligations.data_scope == "provider-access"
 }
 
-test_patient_search_is_narrowed_by_id if {
+test_search_naming_no_patient_points_to_the_group_export if {
+	d := decide(td.org_a, search("ExplanationOfBenefit", []))
+	d.status == 400
+	d.reasons == ["patient_required"]
+	contains(d.details, "Group/attribution-org-a/$export")
+}
+
+test_patient_search_is_narrowed_through_the_attribution_group if {
 	d := decide(td.org_a, search("Patient", []))
-	d.obligations.narrow == [{"param": "_id", "value": permitted}]
+	d.obligations.narrow == [{"param": "_has:Group:member:_id", "value": "attribution-org-a"}]
+	not contains(json.marshal(d.obligations), "member-01")
+}
+
+test_patient_search_by_id_is_not_narrowed if {
+	d := decide(td.org_a, search("Patient", [p("_id", ["member-01", "member-04"])]))
+	d.allow == true
+	d.obligations.narrow == []
 }
 
 test_naming_an_attributed_patient_keeps_the_clients_narrowing if {
@@ -49,14 +63,15 @@ test_unattributed_member_is_not_found if {
 	d.status == 404
 }
 
-test_read_of_compartment_type_is_narrowed if {
+test_read_of_compartment_type_is_judged_on_the_answer if {
 	d := decide(td.org_a, read("ExplanationOfBenefit", "eob-1"))
 	d.allow == true
-	d.obligations.narrow == [{"param": "patient", "value": permitted}]
+	d.obligations.narrow == []
+	d.obligations.compartment == org_a
 }
 
 test_practitioner_with_user_scopes_acts_as_provider if {
-	d := decide(td.dr_smith, search("Observation", []))
+	d := decide(td.dr_smith, search("Observation", [p("patient", ["member-04"])]))
 	d.allow == true
 }
 
@@ -73,7 +88,7 @@ test_patient_scopes_do_not_work_for_a_provider if {
 }
 
 test_no_attributed_patients_refuses_searches if {
-	d := authz.decision with input as object.union(td.provider_access(td.org_a, search("Observation", [])), {"facts": {"attributed_patients": [], "opted_out": []}})
+	d := authz.decision with input as object.union(td.provider_access(td.org_a, search("Observation", [])), {"facts": {"provider": "Organization/org-a", "attribution_group": "", "has_permitted": false, "patients": {}}})
 		with data.config as td.config
 	d.status == 403
 	d.reasons == ["no_attributed_patients"]
@@ -128,7 +143,7 @@ test_provider_exports_its_own_attribution_group if {
 	d := decide_with(td.org_a, kickoff("attribution-org-a", [p("_type", ["Patient,Observation"]), p("_outputFormat", ["application/fhir+ndjson"])]), async)
 	d.allow == true
 	d.reasons == ["own_attribution_group"]
-	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	d.obligations.compartment == org_a
 }
 
 test_practitioner_with_user_scopes_exports_its_group if {
@@ -185,7 +200,7 @@ test_export_kickoff_only_by_get if {
 test_poll_only_by_the_jobs_owner if {
 	d := decide_with(td.org_a, poll("job-1"), {"export_job_bound_to_caller": true})
 	d.allow == true
-	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	d.obligations.compartment == org_a
 	other := decide_with(td.org_a, poll("job-1"), {"export_job_bound_to_caller": false})
 	other.status == 404
 	other.reasons == ["export_not_found"]
@@ -264,7 +279,7 @@ paging(facts) := decide_with(td.org_a, td.request("paging", "", "", []), facts)
 test_provider_follows_its_own_page if {
 	d := paging({"page_bound_to_caller": true})
 	d.allow == true
-	d.obligations.compartment == {"patients": ["member-01", "member-04"]}
+	d.obligations.compartment == org_a
 	d.obligations.data_scope == "provider-access"
 	d.obligations.narrow == []
 }

@@ -44,9 +44,11 @@ dr_smith := {
 	"scopes": [scope("user", "*", "rs")],
 }
 
+# The core's facts for org-a (attributed: member-01, -04, -05; member-05 and -12 opted out), for the patients
+# the tests name.
 org_a_facts := {
-	"provider": "Organization/org-a", "attribution_group": "attribution-org-a",
-	"attributed_patients": ["member-01", "member-04", "member-05"], "opted_out": ["member-05", "member-12"],
+	"provider": "Organization/org-a", "attribution_group": "attribution-org-a", "has_permitted": true,
+	"patients": {"member-01": true, "member-04": true, "member-05": false, "member-12": false, "member-02": false},
 }
 
 provider_access(identity, req) := {

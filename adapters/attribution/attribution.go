@@ -224,7 +224,7 @@ func listOf(groups []group, practitioner string, now time.Time) (decision.Attrib
 	}
 	slices.SortFunc(groups, func(a, b group) int { return strings.Compare(a.ID, b.ID) })
 	seen := map[string]bool{}
-	list := decision.AttributionList{GroupID: groups[0].ID, Patients: []string{}}
+	patients := []string{}
 	for _, g := range groups {
 		byPractitioner := practitioner != "" && g.namesPractitioners()
 		for _, m := range g.Member {
@@ -236,11 +236,11 @@ func listOf(groups []group, practitioner string, now time.Time) (decision.Attrib
 				continue
 			}
 			seen[id] = true
-			list.Patients = append(list.Patients, id)
+			patients = append(patients, id)
 		}
 	}
-	slices.Sort(list.Patients)
-	return list, nil
+	slices.Sort(patients)
+	return decision.NewAttributionList(groups[0].ID, patients), nil
 }
 
 // ErrTooManyPages: the search behind the answer had more pages than are followed; nothing partial is used.

@@ -86,7 +86,8 @@ func New(base string, hc *http.Client, o Options) *Client {
 func (c *Client) Breaker() fhirserver.Breaker { return c.searcher.Breaker() }
 
 // OptedOut returns the bare Patient ids of the members who opted out, from memory while younger than the TTL.
-// Concurrent callers missing the cache share one fetch. The map returned is the caller's own. A fetch error
+// Concurrent callers missing the cache share one fetch. The map returned is shared and read-only: a refresh
+// replaces it whole, so a request reads it without a copy whatever the number of opt-outs. A fetch error
 // is returned, never hidden behind a stale set: a member may just have opted out, and Provider Access fails
 // closed.
 func (c *Client) OptedOut(ctx context.Context) (map[string]bool, error) {
@@ -113,7 +114,7 @@ func (c *Client) OptedOut(ctx context.Context) (map[string]bool, error) {
 		if r.Err != nil {
 			return nil, fmt.Errorf("consent: %w", r.Err)
 		}
-		return clone(r.Val.(map[string]bool)), nil
+		return r.Val.(map[string]bool), nil
 	}
 }
 
@@ -123,15 +124,7 @@ func (c *Client) cached() (map[string]bool, bool) {
 	if c.set == nil || !c.now().Before(c.expires) {
 		return nil, false
 	}
-	return clone(c.set), true
-}
-
-func clone(m map[string]bool) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return c.set, true
 }
 
 func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {

@@ -66,6 +66,8 @@ type Decision struct {
 	// Client is the registry's view of the caller; DroppedScopes are the token's scopes it may not hold.
 	Client        *Client
 	DroppedScopes []string
+	// members is the Provider Access membership the decision was taken on (providerFacts); nil otherwise.
+	members *membership
 }
 
 // Verifier checks access tokens.
@@ -124,6 +126,7 @@ func (c *Core) Decide(ctx context.Context, in Input) *Decision {
 	start := time.Now()
 	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in, Policy: c.policyInForce()}
 	c.decide(ctx, d)
+	withChallenge(d)
 	c.observer().Decided(d, time.Since(start))
 	if !d.Allow {
 		c.Log.Info("refused", "decision_id", d.ID, "api", in.API, "method", in.Method, "path", in.Path,

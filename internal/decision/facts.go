@@ -24,6 +24,71 @@ type Attribution interface {
 type AttributionList struct {
 	GroupID  string // the attribution Group's id, the one a provider may bulk-export
 	Patients []string
+	members  map[string]struct{} // NewAttributionList's index; nil in a literal (Has then scans)
+}
+
+// NewAttributionList indexes patients once, so that a membership question costs a map lookup whatever the
+// size of the group (100,000+ members), not a scan or a copy per request.
+func NewAttributionList(group string, patients []string) AttributionList {
+	l := AttributionList{GroupID: group, Patients: patients, members: make(map[string]struct{}, len(patients))}
+	for _, p := range patients {
+		l.members[p] = struct{}{}
+	}
+	return l
+}
+
+// Has reports whether the patient id is on the list.
+func (l AttributionList) Has(id string) bool {
+	if l.members != nil {
+		_, ok := l.members[id]
+		return ok
+	}
+	return slices.Contains(l.Patients, id)
+}
+
+// membership answers, for one Provider Access decision, whether a patient is attributed to its provider and
+// has not opted out (CMS-0057-F). It is the snapshot the decision was taken on, and response enforcement
+// holds every resource that leaves to the same snapshot.
+type membership struct {
+	list     AttributionList
+	optedOut map[string]bool
+}
+
+func (m *membership) permits(id string) bool {
+	return m != nil && m.list.Has(id) && !m.optedOut[id]
+}
+
+// anyPermitted reports whether the provider may see anybody at all.
+func (m *membership) anyPermitted() bool {
+	for _, p := range m.list.Patients {
+		if !m.optedOut[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// namedPatients are the patient ids a request names where a patient is named: a Patient read's id, and the
+// values of the plain parameters that link its type to a patient (the compartment parameters, "patient",
+// and _id on Patient). Values are keyed as the policy reads them (without a "Patient/" prefix).
+func namedPatients(r fhir.Request) []string {
+	var out []string
+	if r.ResourceType == "Patient" && r.ID != "" {
+		out = append(out, r.ID)
+	}
+	linking := fhir.PatientCompartment[r.ResourceType]
+	for _, p := range r.Params {
+		if p.Key != p.Name {
+			continue // modifiers and chains on these are refused by the policy
+		}
+		if !(slices.Contains(linking, p.Name) || p.Name == "patient" && len(linking) > 0 || p.Name == "_id" && r.ResourceType == "Patient") {
+			continue
+		}
+		for _, v := range p.Values {
+			out = append(out, strings.TrimPrefix(v, "Patient/"))
+		}
+	}
+	return out
 }
 
 // ErrNoAttribution means the provider has no attribution list: it may see no patient.
@@ -35,51 +100,48 @@ var ErrNoProvider = errors.New("caller acts for no provider")
 
 // Consent says which members opted out of Provider Access (CMS-0057-F: opt-out, never shared with providers).
 type Consent interface {
-	// OptedOut returns the bare Patient ids of the members who opted out; an error when it cannot answer.
+	// OptedOut returns the bare Patient ids of the members who opted out; an error when it cannot answer. The
+	// map is read-only (shared between requests).
 	OptedOut(ctx context.Context) (map[string]bool, error)
 }
 
 // providerFacts gathers the policy facts of a Provider Access request:
 //
-//	{"provider": "Organization/org-a", "attribution_group": "attribution-org-a",
-//	 "attributed_patients": [...sorted ids], "opted_out": [...sorted ids]}
+//	{"provider": "Organization/org-a", "attribution_group": "attribution-org-a", "has_permitted": true,
+//	 "patients": {"member-01": true, "member-99": false}}
 //
-// The attributed list is not reduced by the opt-outs: the policy does that, so a reader of the policy sees
-// the rule. A provider without an attribution list gets empty facts (the policy then permits no patient).
-// Any other error must refuse the request with 503: without facts nothing can be decided (fail closed).
-func (c *Core) providerFacts(ctx context.Context, d *Decision) (map[string]any, error) {
+// patients answers, for each patient the request names, whether it is attributed to the provider and has not
+// opted out; the attribution list itself never reaches the policy (a provider organisation has tens of
+// thousands of members), and the decision keeps the membership for response enforcement. A provider
+// without an attribution list permits nobody. Any other error must refuse the request with 503: without
+// facts nothing can be decided (fail closed).
+func (c *Core) providerFacts(ctx context.Context, d *Decision) (map[string]any, *membership, error) {
 	if c.Attribution == nil || c.Consent == nil { // misconfigured: fail closed rather than skip the check
-		return nil, errors.New("facts: attribution or consent source not configured")
+		return nil, nil, errors.New("facts: attribution or consent source not configured")
 	}
 	provider, err := providerOf(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	facts := map[string]any{"provider": provider, "attribution_group": "", "attributed_patients": []any{}}
+	m := &membership{}
 	list, err := c.Attribution.Attributed(ctx, provider)
 	switch {
 	case errors.Is(err, ErrNoAttribution):
 	case err != nil:
-		return nil, fmt.Errorf("facts: attribution of %s: %w", provider, err)
+		return nil, nil, fmt.Errorf("facts: attribution of %s: %w", provider, err)
 	default:
-		patients := slices.Clone(list.Patients)
-		slices.Sort(patients)
-		facts["attribution_group"] = list.GroupID
-		facts["attributed_patients"] = toAny(slices.Compact(patients))
+		m.list = list
 	}
-	out, err := c.Consent.OptedOut(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("facts: consent: %w", err)
+	if m.optedOut, err = c.Consent.OptedOut(ctx); err != nil {
+		return nil, nil, fmt.Errorf("facts: consent: %w", err)
 	}
-	opted := make([]string, 0, len(out))
-	for p, yes := range out {
-		if yes {
-			opted = append(opted, p)
-		}
+	named := map[string]any{}
+	for _, p := range namedPatients(d.Request) {
+		named[p] = m.permits(p)
 	}
-	slices.Sort(opted)
-	facts["opted_out"] = toAny(opted)
-	return facts, nil
+	facts := map[string]any{"provider": provider, "attribution_group": m.list.GroupID,
+		"has_permitted": m.anyPermitted(), "patients": named}
+	return facts, m, nil
 }
 
 // providerOf names the provider a request acts for, in the order the provider-access policy picks its scope
@@ -126,7 +188,7 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 	if d.Input.API != "provider-access" || d.Identity == nil || d.Request.Interaction == fhir.Capabilities || d.Request.Interaction == fhir.SmartConfiguration {
 		return true
 	}
-	facts, err := c.providerFacts(ctx, d)
+	facts, members, err := c.providerFacts(ctx, d)
 	switch {
 	case errors.Is(err, ErrNoProvider):
 		d.refuse(outcome.Forbidden, "no_provider_identity")
@@ -137,6 +199,7 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		d.refuse(outcome.Unavailable, "facts_unavailable")
 		return false
 	}
+	d.members = members
 	if prev, ok := input["facts"].(map[string]any); ok {
 		for k, v := range prev {
 			facts[k] = v

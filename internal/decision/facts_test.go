@@ -3,7 +3,9 @@ package decision
 import (
 	"context"
 	"errors"
+	"github.com/fhirwall/fhirwall/internal/fhir"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/fhirwall/fhirwall/internal/token"
@@ -34,13 +36,16 @@ type fakeConsent struct {
 
 func (f *fakeConsent) OptedOut(context.Context) (map[string]bool, error) { return f.out, f.err }
 
-func TestProviderFactsNameTheProviderItsListAndEveryOptOut(t *testing.T) {
+func TestProviderFactsAnswerForTheNamedPatientsOnly(t *testing.T) {
 	lists := map[string]AttributionList{
-		"Organization/org-a":    {GroupID: "attribution-org-a", Patients: []string{"member-12", "member-01", "member-04"}},
-		"Organization/org-b":    {GroupID: "attribution-org-b", Patients: []string{"member-02"}},
-		"Practitioner/pract-01": {GroupID: "attribution-org-a", Patients: []string{"member-04", "member-12"}},
+		"Organization/org-a":    NewAttributionList("attribution-org-a", []string{"member-01", "member-04", "member-12"}),
+		"Organization/org-b":    NewAttributionList("attribution-org-b", []string{"member-02"}),
+		"Practitioner/pract-01": NewAttributionList("attribution-org-a", []string{"member-04", "member-12"}),
+		"Organization/org-d":    NewAttributionList("attribution-org-d", []string{"member-12"}),
 	}
 	optedOut := map[string]bool{"member-20": true, "member-05": true, "member-12": true, "member-99": false}
+	named := fhir.Request{ResourceType: "Observation", Params: []fhir.Param{
+		{Key: "patient", Name: "patient", Values: []string{"Patient/member-01", "member-04", "member-12", "member-02"}}}}
 	cases := []struct {
 		name     string
 		identity *token.Identity
@@ -50,45 +55,70 @@ func TestProviderFactsNameTheProviderItsListAndEveryOptOut(t *testing.T) {
 		{
 			name:     "backend service: the token's organisation",
 			identity: &token.Identity{ClientID: "provider-org-a", Org: "Organization/org-a"},
-			want: map[string]any{"provider": "Organization/org-a", "attribution_group": "attribution-org-a",
-				"attributed_patients": []any{"member-01", "member-04", "member-12"},
-				"opted_out":           []any{"member-05", "member-12", "member-20"}},
+			want: map[string]any{"provider": "Organization/org-a", "attribution_group": "attribution-org-a", "has_permitted": true,
+				"patients": map[string]any{"member-01": true, "member-04": true, "member-12": false, "member-02": false}},
 		},
 		{
 			name:     "user scopes: the practitioner, not the app's organisation",
 			identity: &token.Identity{ClientID: "provider-app", FHIRUser: "Practitioner/pract-01"},
 			client:   &Client{ID: "provider-app", Org: "Organization/org-b"},
-			want: map[string]any{"provider": "Practitioner/pract-01", "attribution_group": "attribution-org-a",
-				"attributed_patients": []any{"member-04", "member-12"},
-				"opted_out":           []any{"member-05", "member-12", "member-20"}},
+			want: map[string]any{"provider": "Practitioner/pract-01", "attribution_group": "attribution-org-a", "has_permitted": true,
+				"patients": map[string]any{"member-01": false, "member-04": true, "member-12": false, "member-02": false}},
 		},
 		{
 			name:     "no org claim: the organisation the registry binds the client to",
 			identity: &token.Identity{ClientID: "provider-org-b"},
 			client:   &Client{ID: "provider-org-b", Org: "Organization/org-b"},
-			want: map[string]any{"provider": "Organization/org-b", "attribution_group": "attribution-org-b",
-				"attributed_patients": []any{"member-02"},
-				"opted_out":           []any{"member-05", "member-12", "member-20"}},
+			want: map[string]any{"provider": "Organization/org-b", "attribution_group": "attribution-org-b", "has_permitted": true,
+				"patients": map[string]any{"member-01": false, "member-04": false, "member-12": false, "member-02": true}},
+		},
+		{
+			name:     "every member opted out: nobody",
+			identity: &token.Identity{ClientID: "provider-org-d", Org: "Organization/org-d"},
+			want: map[string]any{"provider": "Organization/org-d", "attribution_group": "attribution-org-d", "has_permitted": false,
+				"patients": map[string]any{"member-01": false, "member-04": false, "member-12": false, "member-02": false}},
 		},
 		{
 			name:     "a provider without an attribution list sees no patient",
 			identity: &token.Identity{ClientID: "provider-org-c", Org: "Organization/org-c"},
-			want: map[string]any{"provider": "Organization/org-c", "attribution_group": "",
-				"attributed_patients": []any{},
-				"opted_out":           []any{"member-05", "member-12", "member-20"}},
+			want: map[string]any{"provider": "Organization/org-c", "attribution_group": "", "has_permitted": false,
+				"patients": map[string]any{"member-01": false, "member-04": false, "member-12": false, "member-02": false}},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Core{Attribution: &fakeAttribution{lists: lists}, Consent: &fakeConsent{out: optedOut}}
-			got, err := c.providerFacts(context.Background(), &Decision{Identity: tc.identity, Client: tc.client})
+			d := &Decision{Identity: tc.identity, Client: tc.client, Request: named}
+			got, m, err := c.providerFacts(context.Background(), d)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("facts\n got %v\nwant %v", got, tc.want)
 			}
+			for id, want := range tc.want["patients"].(map[string]any) {
+				if m.permits(strings.TrimPrefix(id, "Patient/")) != want {
+					t.Errorf("membership of %s: %v, facts say %v", id, !want.(bool), want)
+				}
+			}
 		})
+	}
+}
+
+func TestNamedPatientsAreWhereThePolicyLooksForThem(t *testing.T) {
+	for _, tc := range []struct {
+		req  fhir.Request
+		want []string
+	}{
+		{fhir.Request{ResourceType: "Patient", ID: "member-01"}, []string{"member-01"}},
+		{fhir.Request{ResourceType: "Patient", Params: []fhir.Param{{Key: "_id", Name: "_id", Values: []string{"a", "b"}}}}, []string{"a", "b"}},
+		{fhir.Request{ResourceType: "Observation", Params: []fhir.Param{{Key: "subject", Name: "subject", Values: []string{"Patient/x"}},
+			{Key: "code", Name: "code", Values: []string{"y"}}, {Key: "patient:missing", Name: "patient", Modifier: "missing", Values: []string{"z"}}}}, []string{"x"}},
+		{fhir.Request{ResourceType: "Practitioner", Params: []fhir.Param{{Key: "_id", Name: "_id", Values: []string{"p"}}}}, nil},
+	} {
+		if got := namedPatients(tc.req); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s %v: named %v, want %v", tc.req.ResourceType, tc.req.Params, got, tc.want)
+		}
 	}
 }
 
@@ -116,7 +146,7 @@ func TestProviderFactsFailClosed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Core{Attribution: tc.attribution, Consent: tc.consent}
-			facts, err := c.providerFacts(context.Background(), &Decision{Identity: tc.identity})
+			facts, _, err := c.providerFacts(context.Background(), &Decision{Identity: tc.identity})
 			if err == nil || facts != nil {
 				t.Fatalf("got facts %v, err %v; want an error and no facts", facts, err)
 			}

@@ -74,6 +74,7 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 			return e.refused(refused), nil
 		}
 		e.carryShape(root)
+		e.ownSelfLink(root)
 		if err := e.bindPages(ctx, root); err != nil {
 			return Enforced{}, err
 		}
@@ -111,7 +112,7 @@ func (e *enforcer) refused(r outcome.Refusal) Enforced {
 func (c *Core) enforceError(d *Decision, status int, contentType string, body []byte) (Enforced, error) {
 	pass := Enforced{Status: status, Body: body, Patients: []string{}, Categories: []string{}}
 	if d.Policy.Obligations.Compartment == nil {
-		return pass, nil
+		return passOutcome(pass, contentType, false)
 	}
 	if status == http.StatusNotFound || status == http.StatusGone || status == http.StatusNotModified {
 		// HAPI's own 404 names the resource and its 410 says it existed; either would let a client tell
@@ -122,15 +123,8 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 	if len(bytes.TrimSpace(body)) == 0 {
 		return pass, nil
 	}
-	if isFHIRJSON(contentType) {
-		if m, err := decodeResource(body); err == nil && m["resourceType"] == "OperationOutcome" {
-			if scrubOutcome(m) {
-				if pass.Body, err = encode(m); err != nil {
-					return Enforced{}, err
-				}
-			}
-			return pass, nil
-		}
+	if isOutcome(contentType, body) {
+		return passOutcome(pass, contentType, true)
 	}
 	r, ok := outcome.ForStatus(status)
 	if !ok {
@@ -140,6 +134,34 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 		}
 	}
 	return Enforced{Status: status, Body: r.Body(), Patients: []string{}, Categories: []string{}, Removed: 1}, nil
+}
+
+// passOutcome re-encodes an upstream OperationOutcome the way fhirwall writes its own (compact, resourceType
+// first: HAPI pretty-prints), scrubbed first when scrub is set. Any other body passes as it is.
+func passOutcome(pass Enforced, contentType string, scrub bool) (Enforced, error) {
+	if !isFHIRJSON(contentType) {
+		return pass, nil
+	}
+	m, err := decodeResource(pass.Body)
+	if err != nil || m["resourceType"] != "OperationOutcome" {
+		return pass, nil
+	}
+	if scrub {
+		scrubOutcome(m)
+	}
+	if pass.Body, err = encode(m); err != nil {
+		return Enforced{}, err
+	}
+	return pass, nil
+}
+
+// isOutcome reports a FHIR JSON OperationOutcome body.
+func isOutcome(contentType string, body []byte) bool {
+	if !isFHIRJSON(contentType) {
+		return false
+	}
+	m, err := decodeResource(body)
+	return err == nil && m["resourceType"] == "OperationOutcome"
 }
 
 func isFHIRJSON(contentType string) bool {
@@ -261,9 +283,9 @@ func writeString(b *bytes.Buffer, s string) {
 type enforcer struct {
 	core *Core
 	d    *Decision
-	// allowedPatients: the compartments responses may contain (the patient's own, or a provider's
-	// permitted members).
-	allowedPatients map[string]bool
+	// permits: whose compartments responses may contain (the patient's own, or a provider's permitted
+	// members).
+	permits func(patient string) bool
 	// public: the types outside the Patient compartment that may leave (Obligations.PublicTypes).
 	public   map[string]bool
 	enforce  bool
@@ -279,8 +301,13 @@ func (c *Core) newEnforcer(d *Decision) *enforcer {
 	ob := d.Policy.Obligations
 	e := &enforcer{core: c, d: d, enforce: ob.Compartment != nil,
 		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
-	if ob.Compartment != nil {
-		e.allowedPatients = ob.Compartment.Allowed()
+	if cp := ob.Compartment; cp != nil {
+		if cp.Provider != "" {
+			e.permits = d.members.permits // nil membership permits nobody
+		} else {
+			set := cp.Allowed()
+			e.permits = func(id string) bool { return set[id] }
+		}
 	}
 	e.public = make(map[string]bool, len(ob.PublicTypes))
 	for _, t := range ob.PublicTypes {
@@ -335,7 +362,7 @@ func (e *enforcer) allowed(patients []string, inCompartment bool) bool {
 		return false
 	}
 	for _, p := range patients {
-		if !e.allowedPatients[p] {
+		if !e.permits(p) {
 			return false
 		}
 	}
@@ -418,6 +445,41 @@ func (e *enforcer) resource(res map[string]any, depth int) bool {
 		return !e.enforce
 	}
 	return e.keep(res)
+}
+
+// ownSelfLink makes a search's self link the client's own request under a compartment: the FHIR server's
+// names the query it was sent, with the narrowing fhirwall added (an attribution Group's id, granular
+// categories), ids the client never sent (R4 §3.1.1.2: self is the search as the server understood it, and
+// the client's is what the server, fhirwall, executed for it). Without a known public base it is dropped.
+func (e *enforcer) ownSelfLink(b map[string]any) {
+	if !e.enforce || e.d.Request.Interaction != fhir.SearchType {
+		return
+	}
+	links, _ := b["link"].([]any)
+	base := e.core.publicBase(e.d)
+	kept := links[:0:0]
+	for _, l := range links {
+		m, _ := l.(map[string]any)
+		if m["relation"] != "self" {
+			kept = append(kept, l)
+			continue
+		}
+		e.changed = true
+		if base == "" {
+			continue
+		}
+		self := base + e.d.Input.Path
+		if e.d.Input.RawQuery != "" {
+			self += "?" + e.d.Input.RawQuery
+		}
+		m["url"] = self
+		kept = append(kept, m)
+	}
+	if len(kept) == 0 {
+		delete(b, "link")
+	} else {
+		b["link"] = kept
+	}
 }
 
 // carryShape adds the client's shaping parameters to the Bundle's paging links (Shape.shapeParams).

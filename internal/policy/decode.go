@@ -35,6 +35,7 @@ func (d *decoder) obligations(o ast.Object, ob *Obligations) {
 			ob.Compartment = &Compartment{}
 			d.field(c, "patient", func(v ast.Value) { ob.Compartment.Patient = d.string(v) })
 			d.field(c, "patients", func(v ast.Value) { ob.Compartment.Patients = d.strings(v) })
+			d.field(c, "provider", func(v ast.Value) { ob.Compartment.Provider = d.string(v) })
 		})
 	})
 	d.field(o, "narrow", func(v ast.Value) {

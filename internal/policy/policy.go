@@ -69,6 +69,9 @@ func (o Obligations) Reveals(t string) (Constraints, bool) {
 type Compartment struct {
 	Patient  string   `json:"patient,omitempty"`
 	Patients []string `json:"patients,omitempty"`
+	// Provider: the patients attributed to this provider (Organization/<id> or Practitioner/<id>) who have not
+	// opted out, as the core's membership facts hold them; the list never passes through the policy.
+	Provider string `json:"provider,omitempty"`
 }
 
 // Allowed is the set of patients whose data may leave, as a set.
