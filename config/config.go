@@ -115,8 +115,24 @@ type API struct {
 	Resources []Resource `mapstructure:"resources"`
 	// SMART is what [prefix]/.well-known/smart-configuration and the CapabilityStatement's security say.
 	SMART SMART `mapstructure:"smart"`
+	// Interactions are the type-level interactions the API's policy serves for every type (read, vread,
+	// history-instance, search-type), as its CapabilityStatement lists them; empty: read and search-type.
+	Interactions []string `mapstructure:"interactions"`
+	// Operations are the FHIR operations the API's policy serves, as its CapabilityStatement lists them.
+	Operations []Operation `mapstructure:"operations"`
+	// Guides name the implementation guides whose profiles the CapabilityStatement lists per type, first
+	// match wins (see internal/capability guides.go).
+	Guides []string `mapstructure:"guides"`
 	// RateLimits overrides rate_limits.tiers for this API, tier by tier.
 	RateLimits map[string]ratelimit.Rate `mapstructure:"rate_limits"`
+}
+
+// Operation is one FHIR operation an API serves on a type (Group $export, say). Fields mirror
+// capability.Operation.
+type Operation struct {
+	Type       string `mapstructure:"type"`
+	Name       string `mapstructure:"name"`       // without the $
+	Definition string `mapstructure:"definition"` // the OperationDefinition's canonical URL
 }
 
 // SMART describes an API's SMART App Launch 2.x discovery document. Fields mirror capability.SMART.
@@ -124,11 +140,13 @@ type SMART struct {
 	// Issuer whose OIDC discovery document names the endpoints; empty: issuers[0].url.
 	Issuer string `mapstructure:"issuer"`
 	// Overrides; each set one replaces what the issuer's discovery document says.
-	AuthorizationEndpoint string   `mapstructure:"authorization_endpoint"`
-	TokenEndpoint         string   `mapstructure:"token_endpoint"`
-	JWKSURI               string   `mapstructure:"jwks_uri"`
-	Capabilities          []string `mapstructure:"capabilities"`
-	Scopes                []string `mapstructure:"scopes"`
+	AuthorizationEndpoint string `mapstructure:"authorization_endpoint"`
+	TokenEndpoint         string `mapstructure:"token_endpoint"`
+	JWKSURI               string `mapstructure:"jwks_uri"`
+	// ManagementEndpoint is where a user sees and revokes the apps they authorised; empty: not published.
+	ManagementEndpoint string   `mapstructure:"management_endpoint"`
+	Capabilities       []string `mapstructure:"capabilities"`
+	Scopes             []string `mapstructure:"scopes"`
 	// ResourceScopes are templates expanded per resource type, e.g. "patient/{type}.rs".
 	ResourceScopes []string `mapstructure:"resource_scopes"`
 	// GrantTypes and TokenEndpointAuthMethods are offered as far as the issuer supports them.

@@ -313,9 +313,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		UpstreamBase: base,
 		PublicBase:   func(api string) string { return publicBases[api] },
 	}
-	if p.docs, err = capability.New(capabilityAPIs(cfg), &capability.OIDCDiscovery{
+	// One document set per face: each names the base it is fetched from (Envoy's public_url, or the
+	// standalone's proxy.public_url), never the request's Host. Both share one cache of the issuer's document.
+	oidc := &capability.OIDCDiscovery{
 		Client: &http.Client{Timeout: 2 * time.Second}, TTL: 5 * time.Minute, RetryAfter: 5 * time.Second, Now: time.Now,
-	}, capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}, log); err != nil {
+	}
+	docOpts := capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}
+	if p.docs, err = capability.New(capabilityAPIs(cfg, cfg.PublicURL), oidc, docOpts, log); err != nil {
 		return nil, err
 	}
 	if cfg.Proxy.HTTP != "" {
@@ -325,7 +329,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		}
 		p.gateway = gateway.New(p.core, p.apis, p.upstream.URL, p.upstream.Transport, log)
 		p.gateway.Public = public
-		p.gateway.Local = p.docs
+		if p.gateway.Local, err = capability.New(capabilityAPIs(cfg, cfg.Proxy.PublicURL), oidc, docOpts, log); err != nil {
+			return nil, err
+		}
 		p.gateway.Metrics = m
 		p.limiter = ratelimit.New(cfg.Limits(), time.Now)
 		p.gateway.Limiter = p.limiter
@@ -388,16 +394,21 @@ func sweepPending(ctx context.Context, core *decision.Core, p *decision.Pending,
 	}
 }
 
-// capabilityAPIs maps each configured API onto what its CapabilityStatement and SMART configuration say.
-func capabilityAPIs(cfg *config.Config) []capability.API {
+// capabilityAPIs maps each configured API onto what its CapabilityStatement and SMART configuration say,
+// for the face whose public URL is publicURL.
+func capabilityAPIs(cfg *config.Config, publicURL string) []capability.API {
 	var out []capability.API
 	for _, a := range cfg.APIs {
-		api := capability.API{Name: a.Name, Prefix: a.Prefix, PublicBase: cfg.PublicURL + a.Prefix, SMART: capability.SMART(a.SMART)}
+		api := capability.API{Name: a.Name, Prefix: a.Prefix, PublicBase: publicURL + a.Prefix, SMART: capability.SMART(a.SMART),
+			Interactions: a.Interactions, Guides: a.Guides}
 		if api.SMART.Issuer == "" && len(cfg.Issuers) > 0 {
 			api.SMART.Issuer = cfg.Issuers[0].URL
 		}
 		for _, r := range a.Resources {
 			api.Resources = append(api.Resources, capability.Resource(r))
+		}
+		for _, o := range a.Operations {
+			api.Operations = append(api.Operations, capability.Operation(o))
 		}
 		out = append(out, api)
 	}

@@ -21,7 +21,30 @@ type API struct {
 	// Resources are the types this API serves, in the order the CapabilityStatement lists them.
 	Resources []Resource
 	SMART     SMART
+	// Interactions are the type-level interactions the API's policy serves on every listed type (the
+	// policy's `served` set less paging, which is not a CapabilityStatement interaction); empty: read and
+	// search-type.
+	Interactions []string
+	// Operations are listed on their type; a type that only has operations (Group for $export) is listed
+	// with no interaction.
+	Operations []Operation
+	// Guides name entries of the guides table (guides.go): their ImplementationGuide canonicals become
+	// implementationGuide, and each type's supportedProfile comes from the first guide with profiles for it.
+	Guides []string
 }
+
+// Operation is one operation served on a type (R4 CapabilityStatement.rest.resource.operation).
+type Operation struct {
+	Type       string
+	Name       string // without the $
+	Definition string // the OperationDefinition's canonical URL
+}
+
+// typeInteractions are the R4 type-level interaction codes a read-only API may claim.
+var typeInteractions = []string{"read", "vread", "history-instance", "history-type", "search-type"}
+
+// DefaultInteractions apply when the configuration names none.
+var DefaultInteractions = []string{"read", "search-type"}
 
 // Resource is one resource type an API serves and what may be asked of it. Every API is read-only so far:
 // read and search-type always, vread only when VRead is set.
@@ -43,6 +66,9 @@ type SMART struct {
 	AuthorizationEndpoint string
 	TokenEndpoint         string
 	JWKSURI               string
+	// ManagementEndpoint is where a user sees and revokes the apps they authorised (SMART 2.2 §Discovery,
+	// RECOMMENDED); empty: not published, because no OIDC discovery field names one.
+	ManagementEndpoint string
 	// Capabilities are SMART 2.x capability codes. Client-authentication capabilities the issuer cannot
 	// honour (no private_key_jwt, no client secrets) are left out of what is published.
 	Capabilities []string
@@ -130,11 +156,30 @@ func (a *API) Validate() error {
 			}
 		}
 	}
+	for _, i := range a.Interactions {
+		if !slices.Contains(typeInteractions, i) {
+			errs = append(errs, invalid("api %q: interaction %q: want one of %v (the API is read-only)", a.Name, i, typeInteractions))
+		}
+	}
+	for _, o := range a.Operations {
+		if !fhir.IsResourceType(o.Type) || o.Name == "" || strings.HasPrefix(o.Name, "$") {
+			errs = append(errs, invalid("api %q: operation %q on %q: want an R4 type and a name without $", a.Name, o.Name, o.Type))
+		}
+		if u, err := url.Parse(o.Definition); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, invalid("api %q: operation %s: definition %q must be the OperationDefinition's canonical URL", a.Name, o.Name, o.Definition))
+		}
+	}
+	for _, g := range a.Guides {
+		if _, ok := guides[g]; !ok {
+			errs = append(errs, invalid("api %q: guide %q is not one of %v", a.Name, g, guideNames()))
+		}
+	}
 	s := a.SMART
 	if u, err := url.Parse(s.Issuer); err != nil || u.Scheme == "" || u.Host == "" {
 		errs = append(errs, invalid("api %q: smart issuer %q must be an absolute URL", a.Name, s.Issuer))
 	}
-	for name, v := range map[string]string{"authorization_endpoint": s.AuthorizationEndpoint, "token_endpoint": s.TokenEndpoint, "jwks_uri": s.JWKSURI} {
+	for name, v := range map[string]string{"authorization_endpoint": s.AuthorizationEndpoint, "token_endpoint": s.TokenEndpoint,
+		"jwks_uri": s.JWKSURI, "management_endpoint": s.ManagementEndpoint} {
 		if v == "" {
 			continue
 		}

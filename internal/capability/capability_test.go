@@ -18,10 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/viper"
-
-	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/capability"
+	"github.com/fhirwall/fhirwall/internal/capability/capabilitytest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files from the current generator")
@@ -33,39 +31,16 @@ const keycloakDiscovery = `{
   "token_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/token",
   "jwks_uri": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/certs",
   "revocation_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/revoke",
+  "introspection_endpoint": "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/token/introspect",
   "grant_types_supported": ["authorization_code", "client_credentials", "implicit", "refresh_token", "password"],
   "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post", "tls_client_auth", "client_secret_jwt"],
   "code_challenge_methods_supported": ["plain", "S256"]
 }`
 
-// exampleAPIs maps the apis, issuers and public_url of config/fhirwall.yaml the way cmd/proxy does. Only
-// those keys are decoded (with config's own types), so work on unrelated keys cannot break this test.
+// exampleAPIs are config/fhirwall.yaml's APIs as Envoy's face serves them.
 func exampleAPIs(t *testing.T) []capability.API {
 	t.Helper()
-	v := viper.New()
-	v.SetConfigFile(filepath.Join("..", "..", "config", "fhirwall.yaml"))
-	if err := v.ReadInConfig(); err != nil {
-		t.Fatal(err)
-	}
-	var c struct {
-		PublicURL string          `mapstructure:"public_url"`
-		Issuers   []config.Issuer `mapstructure:"issuers"`
-		APIs      []config.API    `mapstructure:"apis"`
-	}
-	if err := v.Unmarshal(&c); err != nil {
-		t.Fatal(err)
-	}
-	var apis []capability.API
-	for _, a := range c.APIs {
-		api := capability.API{Name: a.Name, Prefix: a.Prefix, PublicBase: c.PublicURL + a.Prefix, SMART: capability.SMART(a.SMART)}
-		if api.SMART.Issuer == "" {
-			api.SMART.Issuer = c.Issuers[0].URL
-		}
-		for _, r := range a.Resources {
-			api.Resources = append(api.Resources, capability.Resource(r))
-		}
-		apis = append(apis, api)
-	}
+	apis, _ := capabilitytest.Example(t, false)
 	return apis
 }
 
@@ -113,8 +88,10 @@ func get(t *testing.T, h http.Handler, path string, header http.Header) *httptes
 func TestExampleConfigDocumentsMatchGoldenFiles(t *testing.T) {
 	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
 	for path, golden := range map[string]string{
-		"/patient-access/fhir/metadata":                        "patient-access.metadata.json",
-		"/patient-access/fhir/.well-known/smart-configuration": "patient-access.smart-configuration.json",
+		"/patient-access/fhir/metadata":                         "patient-access.metadata.json",
+		"/patient-access/fhir/.well-known/smart-configuration":  "patient-access.smart-configuration.json",
+		"/provider-access/fhir/metadata":                        "provider-access.metadata.json",
+		"/provider-access/fhir/.well-known/smart-configuration": "provider-access.smart-configuration.json",
 	} {
 		w := get(t, h, path, nil)
 		if w.Code != 200 {
@@ -225,7 +202,7 @@ func TestPatientAccessCapabilityStatementIsReadOnlyAndWellFormed(t *testing.T) {
 			t.Errorf("%s is not an R4 resource type", res.Type)
 		}
 		for _, i := range res.Interaction {
-			if !slices.Contains([]string{"read", "vread", "search-type"}, i.Code) {
+			if !slices.Contains([]string{"read", "vread", "history-instance", "search-type"}, i.Code) {
 				t.Errorf("%s: %s on a read-only API", res.Type, i.Code)
 			}
 		}
@@ -240,7 +217,11 @@ func TestPatientAccessCapabilityStatementIsReadOnlyAndWellFormed(t *testing.T) {
 func TestSMARTConfigurationFollowsTheIssuerAndNeverOffersPlainPKCE(t *testing.T) {
 	ep := keycloak(t)
 	ep.TokenEndpointAuthMethodsSupported = []string{"client_secret_basic"} // an IdP without private_key_jwt
-	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: ep})
+	apis := exampleAPIs(t)
+	s := &apis[0].SMART
+	s.Capabilities = append(s.Capabilities, "client-confidential-symmetric")
+	s.TokenEndpointAuthMethods = []string{"private_key_jwt", "client_secret_basic"}
+	h := newHandler(t, apis, &fakeDiscovery{ep: ep})
 	w := get(t, h, "/patient-access/fhir/.well-known/smart-configuration", nil)
 	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", w.Code, w.Header().Get("Content-Type"))

@@ -39,6 +39,8 @@ type smartConfiguration struct {
 	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	ManagementEndpoint                string   `json:"management_endpoint,omitempty"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	ScopesSupported                   []string `json:"scopes_supported"`
@@ -64,19 +66,31 @@ func renderSMART(a *API, ep Endpoints) ([]byte, error) {
 		// PKCE the issuer does not do.
 		return nil, fmt.Errorf("%w: issuer %s does not support PKCE S256", ErrDiscovery, s.Issuer)
 	}
+	// SMART 2.2 §Capabilities: client-confidential-asymmetric is private_key_jwt, client-confidential-symmetric
+	// is a client secret (basic or post). Each is published only with its methods and its methods only with
+	// it, so an app never reads a method the capabilities deny or a capability the issuer cannot honour.
+	symmetric := func(m string) bool { return m == "client_secret_basic" || m == "client_secret_post" }
+	methods = slices.DeleteFunc(methods, func(m string) bool {
+		return (m == "private_key_jwt" && !slices.Contains(s.Capabilities, "client-confidential-asymmetric")) ||
+			(symmetric(m) && !slices.Contains(s.Capabilities, "client-confidential-symmetric"))
+	})
 	var caps []string
 	for _, c := range s.Capabilities {
 		switch {
 		case c == "client-confidential-asymmetric" && !slices.Contains(methods, "private_key_jwt"),
-			c == "client-confidential-symmetric" && !slices.Contains(methods, "client_secret_basic") && !slices.Contains(methods, "client_secret_post"):
+			c == "client-confidential-symmetric" && !slices.ContainsFunc(methods, symmetric):
 			continue // the issuer cannot authenticate such clients: do not claim it
 		}
 		caps = append(caps, c)
 	}
 	doc := smartConfiguration{
-		AuthorizationEndpoint:             ep.AuthorizationEndpoint,
-		TokenEndpoint:                     ep.TokenEndpoint,
-		RevocationEndpoint:                ep.RevocationEndpoint,
+		AuthorizationEndpoint: ep.AuthorizationEndpoint,
+		TokenEndpoint:         ep.TokenEndpoint,
+		RevocationEndpoint:    ep.RevocationEndpoint,
+		IntrospectionEndpoint: ep.IntrospectionEndpoint,
+		// Keycloak's discovery document names no such page (the account console's is not one an app can be
+		// sent to for this realm's clients), so it is published only when configured.
+		ManagementEndpoint:                s.ManagementEndpoint,
 		GrantTypesSupported:               grants,
 		TokenEndpointAuthMethodsSupported: methods,
 		ScopesSupported:                   scopes(a),
@@ -105,20 +119,24 @@ func scopes(a *API) []string {
 // The CapabilityStatement, with only the elements fhirwall fills (R4 §CapabilityStatement).
 type (
 	capabilityStatement struct {
-		ResourceType   string         `json:"resourceType"`
-		ID             string         `json:"id"`
-		Name           string         `json:"name"`
-		Title          string         `json:"title"`
-		Status         string         `json:"status"`
-		Date           string         `json:"date"`
-		Publisher      string         `json:"publisher"`
-		Description    string         `json:"description"`
-		Kind           string         `json:"kind"`
-		Software       software       `json:"software"`
-		Implementation implementation `json:"implementation"`
-		FHIRVersion    string         `json:"fhirVersion"`
-		Format         []string       `json:"format"`
-		Rest           []rest         `json:"rest"`
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+		Name         string `json:"name"`
+		Title        string `json:"title"`
+		Status       string `json:"status"`
+		Date         string `json:"date"`
+		Publisher    string `json:"publisher"`
+		Description  string `json:"description"`
+		Kind         string `json:"kind"`
+		// No instantiates: it claims every SHALL of another CapabilityStatement, and none of the guides'
+		// server statements is met whole (CARIN BB's c4bb SHALLs EOB searches by type and service-date, which
+		// the FHIR server behind does not support; us-core-server SHALLs types no API here serves).
+		Software            software       `json:"software"`
+		Implementation      implementation `json:"implementation"`
+		FHIRVersion         string         `json:"fhirVersion"`
+		Format              []string       `json:"format"`
+		ImplementationGuide []string       `json:"implementationGuide,omitempty"`
+		Rest                []rest         `json:"rest"`
 	}
 	software struct {
 		Name    string `json:"name"`
@@ -154,11 +172,18 @@ type (
 	}
 	restResource struct {
 		Type             string          `json:"type"`
-		Interaction      []interaction   `json:"interaction"`
+		SupportedProfile []string        `json:"supportedProfile,omitempty"`
+		Interaction      []interaction   `json:"interaction,omitempty"`
 		Versioning       string          `json:"versioning,omitempty"`
+		ReadHistory      *bool           `json:"readHistory,omitempty"`
 		SearchInclude    []string        `json:"searchInclude,omitempty"`
 		SearchRevInclude []string        `json:"searchRevInclude,omitempty"`
 		SearchParam      []restSearchPar `json:"searchParam,omitempty"`
+		Operation        []operation     `json:"operation,omitempty"`
+	}
+	operation struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
 	}
 	interaction struct {
 		Code string `json:"code"`
@@ -210,18 +235,29 @@ func renderCapabilityStatement(a *API, ep Endpoints, date, version string) ([]by
 			},
 		}},
 	}
+	for _, g := range a.Guides {
+		cs.ImplementationGuide = append(cs.ImplementationGuide, guides[g].ImplementationGuide)
+	}
+	cs.ImplementationGuide = compact(cs.ImplementationGuide)
+	served := orDefault(a.Interactions, DefaultInteractions)
+	listed := map[string]int{}
 	for _, r := range a.Resources {
 		rr := restResource{
 			Type:             r.Type,
-			Interaction:      []interaction{{Code: "read"}},
+			SupportedProfile: profiles(a.Guides, r.Type),
 			SearchInclude:    r.Include,
 			SearchRevInclude: r.RevInclude,
 		}
-		if r.VRead {
-			rr.Interaction = append(rr.Interaction, interaction{Code: "vread"})
-			rr.Versioning = "versioned"
+		for _, code := range typeInteractions { // the spec's order, whatever the configuration's
+			if slices.Contains(served, code) || (code == "vread" && r.VRead) {
+				rr.Interaction = append(rr.Interaction, interaction{Code: code})
+			}
 		}
-		rr.Interaction = append(rr.Interaction, interaction{Code: "search-type"})
+		if slices.Contains(served, "vread") || r.VRead {
+			// R4: readHistory says vread serves past versions too, as the policy's vread does (each one held
+			// to the compartment like the current one).
+			rr.Versioning, rr.ReadHistory = "versioned", ptr(true)
+		}
 		for _, name := range r.SearchParams {
 			p, ok := lookupSearchParam(r.Type, name)
 			if !ok { // Validate refused this already
@@ -229,10 +265,23 @@ func renderCapabilityStatement(a *API, ep Endpoints, date, version string) ([]by
 			}
 			rr.SearchParam = append(rr.SearchParam, restSearchPar{Name: name, Definition: p.Definition, Type: p.Type})
 		}
+		listed[r.Type] = len(cs.Rest[0].Resource)
 		cs.Rest[0].Resource = append(cs.Rest[0].Resource, rr)
+	}
+	for _, o := range a.Operations {
+		i, ok := listed[o.Type]
+		if !ok {
+			// A type served only through an operation (Provider Access's Group, for $export): listed with no
+			// interaction, because the policy serves no read or search of it.
+			i, listed[o.Type] = len(cs.Rest[0].Resource), len(cs.Rest[0].Resource)
+			cs.Rest[0].Resource = append(cs.Rest[0].Resource, restResource{Type: o.Type, SupportedProfile: profiles(a.Guides, o.Type)})
+		}
+		cs.Rest[0].Resource[i].Operation = append(cs.Rest[0].Resource[i].Operation, operation{Name: o.Name, Definition: o.Definition})
 	}
 	return json.MarshalIndent(cs, "", "  ")
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func pascal(s string) string {
 	var b strings.Builder

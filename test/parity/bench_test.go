@@ -88,7 +88,7 @@ func checkServer(b *testing.B) (*authz.Server, *authv3.CheckRequest) {
 	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET",
-			Path:    "/patient-access/fhir/ExplanationOfBenefit?_count=10&type=professional",
+			Path:    "/patient-access/fhir/ExplanationOfBenefit?_count=10&status=active",
 			Headers: map[string]string{"authorization": "Bearer " + sign("openid launch/patient patient/*.rs")}}},
 	}}
 	return s, req
