@@ -125,6 +125,8 @@ type API struct {
 	Guides []string `mapstructure:"guides"`
 	// RateLimits overrides rate_limits.tiers for this API, tier by tier.
 	RateLimits map[string]ratelimit.Rate `mapstructure:"rate_limits"`
+	// CORS says which browser origins may read this API's data (cors.go).
+	CORS CORS `mapstructure:"cors"`
 }
 
 // Operation is one FHIR operation an API serves on a type (Group $export, say). Fields mirror
@@ -431,6 +433,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("apis[%d]: %q or %q appears twice", i, a.Name, a.Prefix))
 		}
 		seen[a.Name], seen[a.Prefix] = true, true
+		errs = append(errs, a.CORS.validate(i)...)
 		types := map[string]bool{}
 		for j, r := range a.Resources {
 			if r.Type == "" || r.Type[0] < 'A' || r.Type[0] > 'Z' || types[r.Type] {

@@ -40,7 +40,7 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	}
 	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients}
 	for _, a := range c.APIs {
-		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits})
+		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins})
 	}
 	if c.XDS.NodeID == "" {
 		errs = append(errs, errors.New("xds.node_id is empty"))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -334,6 +335,9 @@ func immediate(r outcome.Refusal, decisionHeader, decisionID string) *extprocv3.
 // immediateBody answers with enforcement's status and body (an OperationOutcome) instead of upstream's.
 func immediateBody(status int, body []byte, decisionID, decisionHeader string) *extprocv3.ProcessingResponse {
 	hs := []*corev3.HeaderValueOption{set("content-type", outcome.ContentType), set("cache-control", "no-store"), set("pragma", "no-cache"), set(decisionHeader, decisionID)}
+	if status == http.StatusServiceUnavailable {
+		hs = append(hs, set("retry-after", outcome.RetryAfterSeconds))
+	}
 	return immediateWith(status, body, hs)
 }
 

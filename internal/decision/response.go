@@ -146,8 +146,13 @@ func passOutcome(pass Enforced, contentType string, scrub bool) (Enforced, error
 	if err != nil || m["resourceType"] != "OperationOutcome" {
 		return pass, nil
 	}
-	if scrub {
-		scrubOutcome(m)
+	if !scrub || !scrubOutcome(m) {
+		// Unchanged: only the whitespace goes, HAPI's member order stays (it writes resourceType first).
+		var b bytes.Buffer
+		if json.Compact(&b, pass.Body) == nil && bytes.HasPrefix(b.Bytes(), []byte(`{"resourceType":`)) {
+			pass.Body = b.Bytes()
+			return pass, nil
+		}
 	}
 	if pass.Body, err = encode(m); err != nil {
 		return Enforced{}, err

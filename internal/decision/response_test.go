@@ -277,6 +277,11 @@ func TestEnforceErrorAnswers(t *testing.T) {
 		wantBody   []byte
 	}{
 		{"an OperationOutcome passes", 400, fhirJSON, oo, 400, []byte(oo)},
+		{"HAPI's pretty-printed OperationOutcome passes compact", 400, fhirJSON,
+			"{\n  \"resourceType\": \"OperationOutcome\",\n  \"issue\": [ {\n    \"severity\": \"error\",\n    \"code\": \"invalid\",\n    \"diagnostics\": \"bad date\"\n  } ]\n}", 400, []byte(oo)},
+		{"an OperationOutcome with resourceType last comes out with it first", 400, fhirJSON,
+			`{"issue":[{"severity":"error","code":"invalid","diagnostics":"bad date"}],"resourceType":"OperationOutcome"}`, 400,
+			[]byte(`{"resourceType":"OperationOutcome","issue":[{"code":"invalid","diagnostics":"bad date","severity":"error"}]}`)},
 		{"an empty error passes", 500, "", "", 500, []byte{}},
 		{"HAPI's 404 becomes fhirwall's 404", 404, fhirJSON, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"HAPI-2001: Resource ExplanationOfBenefit/e2 is not known"}]}`, 404, outcome.NotFound.Body()},
 		{"a 410 for a deleted resource is a 404", 410, fhirJSON, oo, 404, outcome.NotFound.Body()},

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/cors"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
@@ -49,6 +50,9 @@ type Gateway struct {
 	// Limiter applies the per-client rate limits Envoy applies after ext_authz (internal/ratelimit); nil:
 	// no limits.
 	Limiter Limiter
+	// CORSOrigins gives, per API name, the browser origins that may read its data
+	// (apis[].cors.allowed_origins); every origin may read the discovery documents (internal/cors).
+	CORSOrigins map[string][]string
 	// inFlight bounds the requests worked on at once (LimitInFlight); nil: no bound.
 	inFlight chan struct{}
 }
@@ -125,6 +129,9 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
 			resp.Header.Del("X-Request-Id") // ours is set already; the FHIR server's echo would repeat it
+			for _, name := range cors.ResponseHeaders { // CORS is fhirwall's to say (cors, above)
+				resp.Header.Del(name)
+			}
 			edit := decision.AnswerHeaders(ex.d, resp.StatusCode, resp.Header.Get)
 			for _, name := range edit.Remove {
 				resp.Header.Del(name)
@@ -246,6 +253,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The id of this request's audit record, for the client to quote (Envoy mode: always_set_request_id_in_response).
 	w.Header().Set("X-Request-Id", in.RequestID)
+	if g.cors(w, r) {
+		return
+	}
 	if g.inFlight != nil {
 		select {
 		case g.inFlight <- struct{}{}:
@@ -291,13 +301,39 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
+// cors applies the CORS policy of the API the path names, as Envoy's CORS filter does before ext_authz: a
+// preflight is answered here (true: nothing more to do), without a token, a decision, an audit record (it
+// carries no data and reads none) or the FHIR server; any other request with Origin gets the headers on
+// whatever answers it, refusals included. A path no API serves gets nothing, as from Envoy.
+func (g *Gateway) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	path, err := normalizePath(r.URL.EscapedPath())
+	if err != nil {
+		return false
+	}
+	api, rest, err := decision.Route(g.apis, path)
+	if err != nil {
+		return false
+	}
+	p := cors.ForPath(g.CORSOrigins[api.Name], rest)
+	if cors.IsPreflight(r) {
+		p.Preflight(w, r)
+		return true
+	}
+	p.Actual(w.Header(), origin)
+	return false
+}
+
 // refuseRateLimited answers 429 with Retry-After, audited like the 429 Envoy's local rate limit gives (the
 // decision allowed the request; the limit stopped it).
 func (g *Gateway) refuseRateLimited(w http.ResponseWriter, r *http.Request, d *decision.Decision, wait time.Duration) {
 	if g.Metrics != nil {
 		g.Metrics.RateLimited(d.Input.API)
 	}
-	g.refuse(w, r, d, outcome.TooMany.WithDiagnostics("Too many requests; retry after the time in Retry-After."),
+	g.refuse(w, r, d, outcome.RateLimited,
 		map[string]string{"Retry-After": strconv.Itoa(int(wait / time.Second))})
 }
 
@@ -308,11 +344,16 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, d *decision.Dec
 		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
 		ref, headers = outcome.Unavailable, nil
 	}
+	for k, v := range ref.Headers() {
+		w.Header().Set(k, v)
+	}
+	// The caller's headers win: a Retry-After it knows (the bucket's wait, 1 s at capacity) beats the default.
 	for k, v := range headers {
 		w.Header().Set(k, v)
 	}
 	w.Header().Set(DecisionHeader, d.ID)
-	ref.Write(w)
+	w.WriteHeader(ref.Status)
+	_, _ = w.Write(ref.Body())
 }
 
 // decide does what Envoy does before ext_authz (normalise the path, bound the body) and then asks the core.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/cors"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/xds/ir"
 )
@@ -89,6 +90,9 @@ type API struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// RateLimits overrides RateLimits.Tiers for this API, tier by tier.
 	RateLimits map[string]Rate `yaml:"rate_limits"`
+	// CORSOrigins are the browser origins that may read the API's data (apis[].cors.allowed_origins); its
+	// discovery documents are readable from any origin.
+	CORSOrigins []string `yaml:"cors_origins"`
 }
 
 // Names of the resources fhirwall-xds generates. Golden files and the stack scripts rely on them.
@@ -168,7 +172,8 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		// The API's own documents come before its prefix (first match wins), go to fhirwall-proxy with the
 		// path unchanged, and pass ext_authz and ext_proc like every other request, so they are audited.
 		for _, doc := range localDocuments {
-			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster, RateLimit: limit})
+			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster, RateLimit: limit,
+				CORS: corsPolicy(cors.Policy{AnyOrigin: true})})
 		}
 		cluster := FHIRServerClusterPrefix + api.Name
 		route := &ir.HTTPRoute{
@@ -179,6 +184,9 @@ func Translate(cfg Config) (*ir.Xds, error) {
 			Timeout:       orDefault(cfg.FHIRServer.Timeout, defaultFHIRTimeout),
 			RateLimit:     limit,
 		}
+		// Always a policy, even one admitting no origin: a preflight is then answered by Envoy's CORS filter
+		// (without CORS headers) instead of reaching ext_authz as a request without a token.
+		route.CORS = corsPolicy(cors.Policy{Origins: api.CORSOrigins})
 		if public != nil {
 			// The same base the API's CapabilityStatement names (public_url + prefix).
 			route.Forwarded = &ir.Forwarded{Proto: public.Scheme, Host: public.Host, Prefix: public.Path + prefix}
@@ -254,6 +262,18 @@ func bucket(r Rate) ir.Bucket {
 		burst = r.PerSecond
 	}
 	return ir.Bucket{MaxTokens: burst, TokensPerFill: r.PerSecond, FillInterval: rateFillInterval}
+}
+
+// corsPolicy is p as Envoy's CORS filter applies it: the same methods and headers as the standalone proxy.
+func corsPolicy(p cors.Policy) *ir.CORS {
+	return &ir.CORS{
+		AnyOrigin:     p.AnyOrigin,
+		Origins:       slices.Clone(p.Origins),
+		AllowMethods:  strings.Join(cors.AllowMethods, ","),
+		AllowHeaders:  strings.Join(cors.AllowHeaders, ","),
+		ExposeHeaders: strings.Join(cors.ExposeHeaders, ","),
+		MaxAge:        cors.MaxAgeSeconds,
+	}
 }
 
 // localDocuments are the paths below an API's base that fhirwall-proxy answers itself (internal/capability).

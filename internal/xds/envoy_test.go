@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/tlsfixture"
 )
@@ -401,7 +403,7 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		AuthzService: Endpoint{Host: "127.0.0.1", Port: uint32(authzLis.Addr().(*net.TCPAddr).Port)},
 		LocalService: Endpoint{Host: "127.0.0.1", Port: uint32(local.Listener.Addr().(*net.TCPAddr).Port)},
 		PublicURL:    "https://fhir.payer.example/gw",
-		APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir"}},
+		APIs:         []API{{Name: "patient-access", PathPrefix: "/patient-access/fhir", CORSOrigins: []string{"https://app.example"}}},
 	}
 	path := filepath.Join(t.TempDir(), "bootstrap.json")
 	if err := os.WriteFile(path, staticBootstrap(t, buildResources(t, cfg)), 0o600); err != nil {
@@ -578,6 +580,70 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 			t.Fatal("ext_authz was asked about a path no API serves")
 		}
 	})
+	t.Run("Envoy's own 404 is outcome's 404, byte for byte", func(t *testing.T) {
+		if r := do(t, "GET", "/nowhere", nil, nil); r.status != 404 || r.body != string(outcome.NotFound.Body()) {
+			t.Fatalf("got %d %s, want %s", r.status, r.body, outcome.NotFound.Body())
+		}
+	})
+	corsDo := func(t *testing.T, method, path string, header http.Header) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header = header
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	preflight := func(origin string) http.Header {
+		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"authorization"}}
+	}
+	t.Run("a preflight is answered by Envoy, without ext_authz or the FHIR server, with CORS headers only for an admitted origin", func(t *testing.T) {
+		before, hitsBefore := authz.count(), len(upstreamHits())
+		for _, tc := range []struct {
+			path, origin string
+			admitted     bool
+		}{
+			{"/patient-access/fhir/Patient/member-01", "https://app.example", true},
+			{"/patient-access/fhir/Patient/member-01", "https://evil.example", false},
+			{"/patient-access/fhir/metadata", "https://anyone.example", true},
+			{"/patient-access/fhir/.well-known/smart-configuration", "https://anyone.example", true},
+		} {
+			resp := corsDo(t, "OPTIONS", tc.path, preflight(tc.origin))
+			acao := resp.Header.Get("Access-Control-Allow-Origin")
+			if resp.StatusCode != 200 || (tc.admitted && acao != tc.origin) || (!tc.admitted && acao != "") {
+				t.Fatalf("%s from %s: got %d ACAO %q", tc.path, tc.origin, resp.StatusCode, acao)
+			}
+			if tc.admitted && (!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") ||
+				!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET")) {
+				t.Fatalf("%s: preflight headers %v", tc.path, resp.Header)
+			}
+			if resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+				t.Fatalf("%s: credentials allowed", tc.path)
+			}
+		}
+		if authz.count() != before || len(upstreamHits()) != hitsBefore {
+			t.Fatal("a preflight reached ext_authz or the FHIR server")
+		}
+	})
+	t.Run("answers and refusals to an admitted origin carry its ACAO, Vary and the exposed headers; others get none", func(t *testing.T) {
+		for _, p := range []string{"/patient-access/fhir/Patient/member-01", "/patient-access/fhir/Patient/deny"} {
+			resp := corsDo(t, "GET", p, http.Header{"Origin": {"https://app.example"}})
+			if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+				!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+				t.Fatalf("%s: got %d %v", p, resp.StatusCode, resp.Header)
+			}
+			if p == "/patient-access/fhir/Patient/member-01" && !slices.Contains(resp.Header.Values("Vary"), "Origin") {
+				t.Fatalf("%s: no Vary: Origin in %v", p, resp.Header)
+			}
+			resp = corsDo(t, "GET", p, http.Header{"Origin": {"https://evil.example"}})
+			if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+				t.Fatalf("%s: a foreign origin got ACAO", p)
+			}
+		}
+	})
 	t.Run("escaped slash is refused with an OperationOutcome", func(t *testing.T) {
 		wantOutcome(t, do(t, "GET", "/patient-access/fhir/Patient%2Fmember-02", nil, nil), 400, "invalid")
 	})
@@ -645,6 +711,9 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		before, localBefore := len(upstreamHits()), len(localRequests())
 		for _, p := range []string{"/patient-access/fhir/metadata", "/patient-access/fhir/Patient"} {
 			wantOutcome(t, do(t, "GET", p, nil, nil), 503, "transient")
+			if resp := corsDo(t, "GET", p, nil); resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("%s: 503 without Retry-After: %v", p, resp.Header)
+			}
 		}
 		if len(upstreamHits()) != before || len(localRequests()) != localBefore {
 			t.Fatal("request was answered without a decision")

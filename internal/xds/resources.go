@@ -2,6 +2,8 @@ package xds
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -12,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	ext_authzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	ext_procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -28,6 +31,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/fhirwall/fhirwall/internal/cors"
+	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/xds/ir"
 )
@@ -46,6 +51,7 @@ const (
 	extAuthzFilterName   = "envoy.filters.http.ext_authz"
 	extProcFilterName    = "envoy.filters.http.ext_proc"
 	routerFilterName     = "envoy.filters.http.router"
+	corsFilterName       = "envoy.filters.http.cors"
 	httpProtocolOptions  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 	fhirJSON             = "application/fhir+json"
 	notFoundRouteName    = "not_found"
@@ -172,9 +178,44 @@ type httpFilter interface {
 	build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error)
 }
 
-// httpFilterChain is the filter order: decide, watch the exchange (ext_proc), count, route.
+// httpFilterChain is the filter order: answer CORS preflights, decide, watch the exchange (ext_proc), count,
+// route. CORS comes first so a preflight (no token, nothing to decide) is answered before ext_authz, and so
+// its encoder adds the CORS headers to every answer, ext_authz's refusals included.
 func httpFilterChain() []httpFilter {
-	return []httpFilter{extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, routerFilter{}}
+	return []httpFilter{corsFilter{}, extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, routerFilter{}}
+}
+
+type corsFilter struct{}
+
+var _ httpFilter = corsFilter{}
+
+func (corsFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
+	if !slices.ContainsFunc(l.Routes, func(r *ir.HTTPRoute) bool { return r.CORS != nil }) {
+		return nil, nil
+	}
+	// The policies are per route (typed_per_filter_config); the filter itself has no settings.
+	return &hcmv3.HttpFilter{Name: corsFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&corsv3.Cors{})}}, nil
+}
+
+// routeCORS is Envoy's CorsPolicy for c. Credentials are never allowed (SMART apps send a bearer token,
+// never a cookie), and a preflight no policy admits is answered here rather than forwarded to ext_authz.
+func routeCORS(c *ir.CORS) *anypb.Any {
+	p := &corsv3.CorsPolicy{
+		AllowMethods:                 c.AllowMethods,
+		AllowHeaders:                 c.AllowHeaders,
+		ExposeHeaders:                c.ExposeHeaders,
+		MaxAge:                       c.MaxAge,
+		AllowCredentials:             wrapperspb.Bool(false),
+		ForwardNotMatchingPreflights: wrapperspb.Bool(false),
+	}
+	if c.AnyOrigin {
+		// Envoy echoes the request's Origin when a matcher admits it; it never writes "*".
+		p.AllowOriginStringMatch = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".*"}}}}
+	}
+	for _, o := range c.Origins {
+		p.AllowOriginStringMatch = append(p.AllowOriginStringMatch, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: o}})
+	}
+	return mustAny(p)
 }
 
 type extAuthzFilter struct{}
@@ -309,6 +350,20 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 		}
 		if r.RateLimit != nil {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
+		}
+		if r.CORS != nil {
+			if route.TypedPerFilterConfig == nil {
+				route.TypedPerFilterConfig = map[string]*anypb.Any{}
+			}
+			route.TypedPerFilterConfig[corsFilterName] = routeCORS(r.CORS)
+			// CORS is fhirwall's to say: whatever the FHIR server says about it is dropped before the CORS
+			// filter writes its own.
+			route.ResponseHeadersToRemove = slices.Clone(cors.ResponseHeaders)
+			// Caches must not hand one origin's answer (its Access-Control-Allow-Origin) to another.
+			route.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "vary", Value: "Origin"},
+				AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+			}}
 		}
 		if f := r.Forwarded; f != nil {
 			// The FHIR server builds its links (Bundle.link, fullUrl, Location) from these: the API's public base
@@ -474,9 +529,10 @@ type localReply struct {
 	// keep leaves the reply exactly as it is (no rewrite).
 	keep bool
 	// status, when set, replaces the reply's status code.
-	status      uint32
-	issueCode   string // FHIR R4 IssueType
-	diagnostics string
+	status uint32
+	// refusal is the OperationOutcome sent, encoded by internal/outcome like every refusal of fhirwall-proxy,
+	// so the same status reads byte for byte the same from Envoy and from the proxy.
+	refusal outcome.Refusal
 }
 
 // localReplies are tried in order; the first whose filter matches decides.
@@ -492,32 +548,25 @@ type localReply struct {
 // response.code_details, and no top-level body_format (it would apply to every reply no mapper rewrites,
 // denials included).
 func localReplies() []localReply {
+	authzDown := outcome.Unavailable.WithDiagnostics(authzUnavailable)
 	return []localReply{
 		{filter: celFilter(fmt.Sprintf(
 			"response.code_details == '%s' || response.code_details == '%s' || (response.code_details == '%s' && 'content-type' in response.headers)",
 			extAuthzDeniedDetail, extProcRefusalDetail, extAuthzErrorDetail)), keep: true},
-		{
-			filter:      celFilter(fmt.Sprintf("response.code_details == '%s'", extAuthzErrorDetail)),
-			issueCode:   "transient",
-			diagnostics: authzUnavailable,
-		},
+		{filter: celFilter(fmt.Sprintf("response.code_details == '%s'", extAuthzErrorDetail)), refusal: authzDown},
 		// ext_proc failing (fhirwall-proxy down or slower than the message timeout) is the same outage as
 		// ext_authz failing, and must read the same: 503, not a 500 or a 504 that blames the FHIR server.
-		{
-			filter:      celFilter("response.code_details.startsWith('ext_proc_error')"),
-			status:      503,
-			issueCode:   "transient",
-			diagnostics: authzUnavailable,
-		},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 404), issueCode: "not-found", diagnostics: "No FHIR API is served at this path."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 413), issueCode: "too-long", diagnostics: "The request body is too large."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), issueCode: "throttled", diagnostics: "Too many requests; retry after the time in Retry-After."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 503), issueCode: "transient", diagnostics: "The FHIR server is unavailable; retry later."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 504), issueCode: "timeout", diagnostics: "The FHIR server did not answer in time."},
+		{filter: celFilter("response.code_details.startsWith('ext_proc_error')"), status: 503, refusal: authzDown},
+		// The same 404 as fhirwall-proxy's for a resource that is not the caller's: no path tells more.
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 404), refusal: outcome.NotFound},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 413), refusal: outcome.TooLarge},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), refusal: outcome.RateLimited},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 503), refusal: outcome.Unavailable},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 504), refusal: outcome.Timeout},
 		// Envoy's own details (which connection failed, how) stay in its access log, under the request id;
 		// the client learns only that the request failed.
-		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 500), issueCode: "transient", diagnostics: "The request could not be completed."},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 400), issueCode: "invalid", diagnostics: "The request was rejected."},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 500), refusal: outcome.Failed},
+		{filter: statusFilter(accesslogv3.ComparisonFilter_GE, 400), refusal: outcome.Rejected},
 	}
 }
 
@@ -532,25 +581,27 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 			m.StatusCode = wrapperspb.UInt32(r.status)
 		}
 		if !r.keep {
-			m.BodyFormatOverride = operationOutcome(r.issueCode, r.diagnostics)
+			m.BodyFormatOverride = operationOutcome(r.refusal)
+			// Every 503 carries Retry-After, as fhirwall-proxy's do (outcome.Refusal.Headers).
+			if r.status == 503 || r.refusal.Status == 503 {
+				m.HeadersToAdd = []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: "retry-after", Value: outcome.RetryAfterSeconds},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}}
+			}
 		}
 		cfg.Mappers = append(cfg.Mappers, m)
 	}
 	return cfg
 }
 
-// operationOutcome is the body of a reply Envoy makes itself; the request id lets an operator find it in
-// the access log.
-func operationOutcome(code, diagnostics string) *corev3.SubstitutionFormatString {
+// operationOutcome is the body of a reply Envoy makes itself: outcome's own compact encoding (resourceType
+// first), as a literal text format. A json_format would have Envoy sort the keys, putting issue first. The
+// request id (x-request-id, always set in the response) lets an operator find it in the access log.
+func operationOutcome(r outcome.Refusal) *corev3.SubstitutionFormatString {
 	return &corev3.SubstitutionFormatString{
-		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: mustStruct(map[string]any{
-			"resourceType": "OperationOutcome",
-			"issue": []any{map[string]any{
-				"severity":    "error",
-				"code":        code,
-				"diagnostics": diagnostics,
-			}},
-		})},
+		// '%' starts a command operator in Envoy's format strings; "%%" is a literal one.
+		Format:      &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: strings.ReplaceAll(string(r.Body()), "%", "%%")}}},
 		ContentType: fhirJSON,
 	}
 }

@@ -54,8 +54,8 @@ func TestProviderSeesExactlyItsAttributedMembersWhoDidNotOptOut(t *testing.T) {
 			if !slices.Equal(ids, orgAPermitted) {
 				t.Fatalf("provider sees %v, want exactly %v", ids, orgAPermitted)
 			}
-			// Claims: only permitted members' EOBs.
-			a = send(t, "GET", m.base+"/ExplanationOfBenefit?_count=200", provider, nil, "")
+			// Claims: a search names its members (every permitted one here), and only their EOBs come back.
+			a = send(t, "GET", m.base+"/ExplanationOfBenefit?_count=200&patient="+strings.Join(orgAPermitted, ","), provider, nil, "")
 			if a.status != 200 {
 				t.Fatalf("EOB search: %d %.300s", a.status, a.body)
 			}
@@ -64,6 +64,15 @@ func TestProviderSeesExactlyItsAttributedMembersWhoDidNotOptOut(t *testing.T) {
 				if !slices.ContainsFunc(orgAPermitted, func(p string) bool { return strings.Contains(ref, `"Patient/`+p+`"`) }) {
 					t.Errorf("EOB %v of %s returned to org-a", r["id"], ref)
 				}
+			}
+			// A search naming nobody would list every member in a URL: refused, pointing at the group export.
+			if r := send(t, "GET", m.base+"/ExplanationOfBenefit", provider, nil, ""); r.status != 400 || !strings.Contains(string(r.body), "$export") {
+				t.Errorf("EOB search naming nobody: %d %.300s", r.status, r.body)
+			}
+			// The links the provider is shown never name a member it did not send (the Group narrowing is
+			// fhirwall's, not the client's).
+			if strings.Contains(string(send(t, "GET", m.base+"/Patient?_count=2", provider, nil, "").body), "_has") {
+				t.Error("a link shows the attribution Group narrowing")
 			}
 			// Opted out, not attributed, and missing: one answer.
 			optedOut := send(t, "GET", m.base+"/Patient/member-12", provider, nil, "")

@@ -71,6 +71,8 @@ type HTTPRoute struct {
 	Timeout time.Duration
 	// RateLimit, when set, applies the API's per-client limits to this route.
 	RateLimit *RateLimit
+	// CORS, when set, lets browser pages of the origins it admits read this route's answers.
+	CORS *CORS
 }
 
 // Forwarded is an API's public base split the way x-forwarded-proto, -host and -prefix carry it.
@@ -362,6 +364,9 @@ func (r *HTTPRoute) Validate() error {
 	}
 	if r.RateLimit != nil {
 		errs = append(errs, r.RateLimit.Validate(r.Name))
+	}
+	if r.CORS != nil {
+		errs = append(errs, r.CORS.Validate(r.Name))
 	}
 	return errors.Join(errs...)
 }
