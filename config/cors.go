@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // CORS is one API's cross-origin policy. The discovery documents ([base]/metadata and
@@ -29,7 +30,7 @@ func (c CORS) validate(api int) []error {
 // nothing else.
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "" &&
+	return err == nil && !strings.ContainsAny(s, "*%\\ ") && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "" &&
 		u.RawQuery == "" && u.Fragment == "" && u.User == nil && !u.ForceQuery && u.Opaque == "" &&
 		u.String() == s
 }

@@ -329,6 +329,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		}
 		p.gateway = gateway.New(p.core, p.apis, p.upstream.URL, p.upstream.Transport, log)
 		p.gateway.Public = public
+		p.gateway.CORSOrigins = map[string][]string{}
+		for _, a := range cfg.APIs {
+			p.gateway.CORSOrigins[a.Name] = a.CORS.AllowedOrigins
+		}
 		if p.gateway.Local, err = capability.New(capabilityAPIs(cfg, cfg.Proxy.PublicURL), oidc, docOpts, log); err != nil {
 			return nil, err
 		}

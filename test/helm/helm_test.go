@@ -291,6 +291,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"spool-budget-over-volume.yaml", "proxy.auditSpool.maxBytes 2147483648 is more than 90% of proxy.auditSpool.persistence.size 2Gi"},
 		{"spool-dir-in-config.yaml", "at '/config/audit/spool': additional properties 'dir' not allowed"},
 		{"proxy-replicas-share-spool.yaml", "Keep proxy.replicas at 1"},
+		{"cors-wildcard-origin.yaml", "at '/config/apis/0/cors/allowed_origins/0'"},
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {
