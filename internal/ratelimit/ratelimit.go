@@ -16,10 +16,12 @@ import (
 
 // Headers ext_authz sets on allowed requests for Envoy's local rate limit filter. They carry the x-fhirwall-
 // prefix, which Envoy strips from what clients send, so only ext_authz can choose a client's bucket; the
-// route removes them before the FHIR server sees the request.
+// route removes them before the FHIR server sees the request. UserHeader is set only for clients whose tier
+// has a per-user rate.
 const (
 	ClientHeader = "x-fhirwall-client"
 	TierHeader   = "x-fhirwall-rate-tier"
+	UserHeader   = "x-fhirwall-user"
 )
 
 // DefaultTier is the tier of a client the registry gives none.
@@ -58,10 +60,19 @@ type Limits struct {
 	PerAPI map[string]map[string]Rate
 	// Anonymous is the one bucket per API shared by requests without a known client and tier.
 	Anonymous Rate
+	// PerUser gives the tiers named here a bucket per user (token subject) of each client, on top of the
+	// client's own: a user is served while both have a token, so one busy member of a patient app cannot use
+	// up the app's rate for its other members, and the tier's rate stays the bound on the app as a whole.
+	// Tiers not named here (backend clients) have the client's bucket only.
+	PerUser map[string]Rate
 	// MaxClients bounds the client buckets kept per API and tier (least recently used go first). The buckets
 	// are spread over 16 shards, each keeping its share (MaxClients/16 rounded up): the bucket that goes is
 	// the least recently used of its shard, and a MaxClients that is not a multiple of 16 is rounded up.
 	MaxClients int
+	// MaxUsers bounds the user buckets kept per API and tier the same way (0: 100,000). Subjects run to
+	// millions; an evicted user comes back with a full bucket, which favours that user alone: the client's
+	// bucket still bounds the app.
+	MaxUsers int
 }
 
 // Enabled reports whether any limit applies.
@@ -73,6 +84,15 @@ func (l Limits) rateFor(api, tier string) (Rate, bool) {
 		return r, true
 	}
 	r, ok := l.Tiers[tier]
+	return r, ok
+}
+
+// userRate is the per-user rate of a client of tier on api; ok false when its users share the client's bucket.
+func (l Limits) userRate(api, tier string) (Rate, bool) {
+	if _, known := l.rateFor(api, tier); !known {
+		return Rate{}, false
+	}
+	r, ok := l.PerUser[tier]
 	return r, ok
 }
 
@@ -99,6 +119,7 @@ const shards = 16
 type shard struct {
 	mu      sync.Mutex
 	clients map[string]*lru.Cache[string, *rate.Limiter] // by API + tier
+	users   map[string]*lru.Cache[string, *rate.Limiter] // by API + tier, then client + user
 	anon    map[string]*rate.Limiter                     // by API, in the shard of the API alone
 	_       [64]byte                                     // keeps neighbouring shards' locks off one cache line
 }
@@ -107,6 +128,7 @@ func newState(limits Limits) *limiterState {
 	s := &limiterState{limits: limits, seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i].clients = map[string]*lru.Cache[string, *rate.Limiter]{}
+		s.shards[i].users = map[string]*lru.Cache[string, *rate.Limiter]{}
 		s.shards[i].anon = map[string]*rate.Limiter{}
 	}
 	return s
@@ -128,25 +150,75 @@ func (l *Limiter) Update(limits Limits) {
 	if limits.MaxClients <= 0 {
 		limits.MaxClients = 10000
 	}
+	if limits.MaxUsers <= 0 {
+		limits.MaxUsers = 100000
+	}
 	l.state.Store(newState(limits))
 }
 
 // Allow takes one token from the bucket of client (of tier) on api. When the bucket is empty it reports
 // how long until a token is back, rounded up to whole seconds for Retry-After (at least 1).
 func (l *Limiter) Allow(api, client, tier string) (bool, time.Duration) {
+	return l.AllowUser(api, client, tier, "")
+}
+
+// AllowUser is Allow for a request of user (the token's subject; "" for none). When client's tier has a
+// per-user rate, the request takes a token from the user's bucket and one from the client's, or from
+// neither: a user refused by its own bucket does not use up the app's, and a user refused because the app
+// is over its rate gets its token back.
+func (l *Limiter) AllowUser(api, client, tier, user string) (bool, time.Duration) {
 	s := l.state.Load()
 	if !s.limits.Enabled() {
 		return true, 0
 	}
-	b := s.bucket(api, client, tier)
 	now := l.now()
+	app := s.bucket(api, client, tier)
+	u := s.userBucket(api, client, tier, user)
+	if u == nil {
+		return take(app, now)
+	}
+	r := u.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		return false, retryAfter(wait)
+	}
+	if ok, wait := take(app, now); !ok {
+		r.CancelAt(now)
+		return false, wait
+	}
+	return true, 0
+}
+
+func take(b *rate.Limiter, now time.Time) (bool, time.Duration) {
 	if b.AllowN(now, 1) {
 		return true, 0
 	}
 	r := b.ReserveN(now, 1)
 	wait := r.DelayFrom(now)
 	r.CancelAt(now)
-	return false, time.Duration(math.Max(1, math.Ceil(wait.Seconds()))) * time.Second
+	return false, retryAfter(wait)
+}
+
+func retryAfter(wait time.Duration) time.Duration {
+	return time.Duration(math.Max(1, math.Ceil(wait.Seconds()))) * time.Second
+}
+
+// userBucket is user's bucket at client on api, or nil when there is none to take from (no user, no client,
+// or a tier whose users share the client's bucket).
+func (s *limiterState) userBucket(api, client, tier, user string) *rate.Limiter {
+	if tier == "" {
+		tier = DefaultTier
+	}
+	r, ok := s.limits.userRate(api, tier)
+	if !ok || client == "" || user == "" {
+		return nil
+	}
+	key := api + "\x00" + tier
+	who := client + "\x00" + user
+	sh := s.shard(key + "\x00" + who)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.kept(sh.users, key, who, r, s.limits.MaxUsers)
 }
 
 func (s *limiterState) bucket(api, client, tier string) *rate.Limiter {
@@ -169,19 +241,25 @@ func (s *limiterState) bucket(api, client, tier string) *rate.Limiter {
 	sh := s.shard(key + "\x00" + client)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cache, ok := sh.clients[key]
+	return sh.kept(sh.clients, key, client, r, s.limits.MaxClients)
+}
+
+// kept is who's bucket in caches[key], made with rate r if it is not kept, each cache holding this shard's
+// share of limit. The caller holds sh.mu.
+func (sh *shard) kept(caches map[string]*lru.Cache[string, *rate.Limiter], key, who string, r Rate, limit int) *rate.Limiter {
+	cache, ok := caches[key]
 	if !ok {
 		var err error
-		cache, err = lru.New[string, *rate.Limiter](max(1, (s.limits.MaxClients+shards-1)/shards))
+		cache, err = lru.New[string, *rate.Limiter](max(1, (limit+shards-1)/shards))
 		if err != nil {
-			panic(fmt.Sprintf("ratelimit: lru size %d: %v", s.limits.MaxClients, err)) // at least 1 above
+			panic(fmt.Sprintf("ratelimit: lru size %d: %v", limit, err)) // at least 1 above
 		}
-		sh.clients[key] = cache
+		caches[key] = cache
 	}
-	b, ok := cache.Get(client)
+	b, ok := cache.Get(who)
 	if !ok {
 		b = newBucket(r)
-		cache.Add(client, b)
+		cache.Add(who, b)
 	}
 	return b
 }
