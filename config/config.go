@@ -64,11 +64,18 @@ type RateLimits struct {
 	Anonymous ratelimit.Rate `mapstructure:"anonymous"`
 	// MaxClients bounds the client buckets kept per API and tier (least recently used go first).
 	MaxClients uint32 `mapstructure:"max_clients"`
+	// PerUser gives each user (token subject) of a client of the tiers named here its own bucket, beside the
+	// client's: patient-facing apps, so one member cannot use up the app's rate. The tier's rate stays the
+	// app's aggregate. Tiers not named (backend clients) are limited per client only.
+	PerUser map[string]ratelimit.Rate `mapstructure:"per_user"`
+	// MaxUsers bounds the user buckets kept per API and tier (least recently used go first; 0: 100,000).
+	MaxUsers uint32 `mapstructure:"max_users"`
 }
 
 // Limits is what the standalone limiter enforces.
 func (c *Config) Limits() ratelimit.Limits {
-	l := ratelimit.Limits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: int(c.RateLimits.MaxClients), PerAPI: map[string]map[string]ratelimit.Rate{}}
+	l := ratelimit.Limits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: int(c.RateLimits.MaxClients),
+		PerUser: c.RateLimits.PerUser, MaxUsers: int(c.RateLimits.MaxUsers), PerAPI: map[string]map[string]ratelimit.Rate{}}
 	for _, a := range c.APIs {
 		if len(a.RateLimits) > 0 {
 			l.PerAPI[a.Name] = a.RateLimits
@@ -564,6 +571,19 @@ func (c *Config) validateRateLimits() []error {
 	}
 	if err := rl.Anonymous.Validate("rate_limits.anonymous"); err != nil {
 		errs = append(errs, err)
+	}
+	for name, r := range rl.PerUser {
+		tier, ok := rl.Tiers[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("rate_limits.per_user.%s: not a tier of rate_limits.tiers", name))
+			continue
+		}
+		if err := r.Validate("rate_limits.per_user." + name); err != nil {
+			errs = append(errs, err)
+		}
+		if r.PerSecond > tier.PerSecond || max(r.Burst, r.PerSecond) > max(tier.Burst, tier.PerSecond) {
+			errs = append(errs, fmt.Errorf("rate_limits.per_user.%s: above the tier's own rate; a user's bucket would never be the one that limits", name))
+		}
 	}
 	for i, a := range c.APIs {
 		for name, r := range a.RateLimits {

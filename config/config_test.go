@@ -55,6 +55,9 @@ rate_limits:
   tiers:
     gold: {per_second: 0}
     Bad: {per_second: 10, burst: 5}
+  per_user:
+    platinum: {per_second: 1}
+    bad: {per_second: 20}
 apis:
   - {name: patient-access, prefix: /pa, rate_limits: {platinum: {per_second: 1}}}
 xds: {tls: {cert_file: only-a-cert.pem}}
@@ -67,7 +70,8 @@ xds: {tls: {cert_file: only-a-cert.pem}}
 		t.Fatal("bad rate limits accepted")
 	}
 	for _, want := range []string{"rate_limits.tiers.gold: per_second", "burst 5 is below", `define "standard"`,
-		"rate_limits.anonymous", "apis[0].rate_limits.platinum: not a tier", "xds.tls"} {
+		"rate_limits.anonymous", "apis[0].rate_limits.platinum: not a tier", "xds.tls",
+		"rate_limits.per_user.platinum: not a tier", "rate_limits.per_user.bad: above the tier's own rate"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
