@@ -49,6 +49,7 @@ $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-val
 .PHONY: test-tools
 test-tools: $(VALIDATOR)
 	bash test/stack/envoy.sh install
+	bash test/stack/chromium.sh install
 
 e2e: stack-up $(VALIDATOR)
 	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags e2e -count=1 -p 1 ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/...
