@@ -581,8 +581,15 @@ func (c *Config) validateRateLimits() []error {
 		if err := r.Validate("rate_limits.per_user." + name); err != nil {
 			errs = append(errs, err)
 		}
-		if r.PerSecond > tier.PerSecond || max(r.Burst, r.PerSecond) > max(tier.Burst, tier.PerSecond) {
-			errs = append(errs, fmt.Errorf("rate_limits.per_user.%s: above the tier's own rate; a user's bucket would never be the one that limits", name))
+		// Envoy takes tokens from a request's buckets strictest rate first and stops at the first empty one:
+		// with the client's rate as strict as its users', a user over its own rate could drain the client's.
+		if r.PerSecond >= tier.PerSecond || max(r.Burst, r.PerSecond) > max(tier.Burst, tier.PerSecond) {
+			errs = append(errs, fmt.Errorf("rate_limits.per_user.%s: want per_second below the tier's and burst no larger", name))
+		}
+		for i, a := range c.APIs {
+			if o, ok := a.RateLimits[name]; ok && r.PerSecond >= o.PerSecond {
+				errs = append(errs, fmt.Errorf("apis[%d].rate_limits.%s: per_second %d is not above rate_limits.per_user.%s (%d)", i, name, o.PerSecond, name, r.PerSecond))
+			}
 		}
 	}
 	for i, a := range c.APIs {

@@ -71,7 +71,7 @@ xds: {tls: {cert_file: only-a-cert.pem}}
 	}
 	for _, want := range []string{"rate_limits.tiers.gold: per_second", "burst 5 is below", `define "standard"`,
 		"rate_limits.anonymous", "apis[0].rate_limits.platinum: not a tier", "xds.tls",
-		"rate_limits.per_user.platinum: not a tier", "rate_limits.per_user.bad: above the tier's own rate"} {
+		"rate_limits.per_user.platinum: not a tier", "rate_limits.per_user.bad: want per_second below"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

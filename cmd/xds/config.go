@@ -38,7 +38,8 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	if t := c.XDS.TLS; t.CertFile != "" {
 		cfg.ListenerTLS = &xds.ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
 	}
-	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients}
+	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients,
+		PerUser: c.RateLimits.PerUser, MaxUsers: c.RateLimits.MaxUsers}
 	for _, a := range c.APIs {
 		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins})
 	}

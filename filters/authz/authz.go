@@ -83,14 +83,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	s.Pending.Put(d)
 	ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{setHeader(DecisionHeader, d.ID)}}
-	if c := d.Client; c != nil {
-		// Envoy's local rate limit keys its buckets on these; the route removes them before the FHIR server.
-		tier := c.Tier
-		if tier == "" {
-			tier = ratelimit.DefaultTier
-		}
-		ok.Headers = append(ok.Headers, setHeader(ratelimit.ClientHeader, c.ID), setHeader(ratelimit.TierHeader, tier))
-	}
+	ok.Headers = append(ok.Headers, rateLimitHeaders(d)...)
 	// Invariant 3: conditional headers are judged by the core after enforcement, never by the FHIR server.
 	for _, name := range decision.ConditionalHeaders {
 		ok.HeadersToRemove = append(ok.HeadersToRemove, strings.ToLower(name))
@@ -122,6 +115,25 @@ func bodyTooLarge(size int64, sent int, headers map[string]string) bool {
 	}
 	n, err := strconv.ParseInt(headers["content-length"], 10, 64)
 	return err == nil && n > fhir.MaxBodyBytes
+}
+
+// rateLimitHeaders are what Envoy's local rate limit keys its buckets on; the route removes them before the
+// FHIR server. The user header goes with every token that has a subject: only the tiers with a per-user
+// rate have a descriptor that uses it, so for the others it changes nothing.
+func rateLimitHeaders(d *decision.Decision) []*corev3.HeaderValueOption {
+	c := d.Client
+	if c == nil {
+		return nil
+	}
+	tier := c.Tier
+	if tier == "" {
+		tier = ratelimit.DefaultTier
+	}
+	hs := []*corev3.HeaderValueOption{setHeader(ratelimit.ClientHeader, c.ID), setHeader(ratelimit.TierHeader, tier)}
+	if id := d.Identity; id != nil && id.Subject != "" {
+		hs = append(hs, setHeader(ratelimit.UserHeader, ratelimit.UserKey(id.Subject)))
+	}
+	return hs
 }
 
 func setHeader(k, v string) *corev3.HeaderValueOption {

@@ -1,9 +1,13 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/token"
 )
 
 func TestBodyTooLargeFromAnyEvidence(t *testing.T) {
@@ -27,5 +31,33 @@ func TestBodyTooLargeFromAnyEvidence(t *testing.T) {
 		if got := bodyTooLarge(c.size, c.sent, c.headers); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+func TestRateLimitHeadersNameTheClientTierAndADigestOfTheSubject(t *testing.T) {
+	header := func(d *decision.Decision) map[string]string {
+		m := map[string]string{}
+		for _, h := range rateLimitHeaders(d) {
+			m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		return m
+	}
+	member := &decision.Decision{Client: &decision.Client{ID: "patient-app"}, Identity: &token.Identity{Subject: "f81d4fae-member-01"}}
+	got := header(member)
+	if got[ratelimit.ClientHeader] != "patient-app" || got[ratelimit.TierHeader] != ratelimit.DefaultTier {
+		t.Fatalf("client and tier: %v", got)
+	}
+	if u := got[ratelimit.UserHeader]; u != ratelimit.UserKey("f81d4fae-member-01") || strings.Contains(u, "member-01") {
+		t.Fatalf("user header %q: want the subject's digest, never the subject", u)
+	}
+	other := &decision.Decision{Client: &decision.Client{ID: "patient-app"}, Identity: &token.Identity{Subject: "member-02"}}
+	if header(other)[ratelimit.UserHeader] == got[ratelimit.UserHeader] {
+		t.Fatal("two members share a user key")
+	}
+	if h := header(&decision.Decision{Client: &decision.Client{ID: "org", Tier: "backend"}, Identity: &token.Identity{}}); h[ratelimit.UserHeader] != "" || h[ratelimit.TierHeader] != "backend" {
+		t.Fatalf("no subject: no user header; %v", h)
+	}
+	if h := header(&decision.Decision{}); len(h) != 0 {
+		t.Fatalf("no client: no rate-limit headers (the anonymous bucket); %v", h)
 	}
 }

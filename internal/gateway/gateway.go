@@ -53,8 +53,9 @@ type Gateway struct {
 	// CORSOrigins gives, per API name, the browser origins that may read its data
 	// (apis[].cors.allowed_origins); every origin may read the discovery documents (internal/cors).
 	CORSOrigins map[string][]string
-	// inFlight bounds the requests worked on at once (LimitInFlight); nil: no bound.
-	inFlight chan struct{}
+	// inFlight bounds the requests worked on at once (LimitInFlight) once decided and within their rate;
+	// deciding bounds those being decided. nil: no bound.
+	inFlight, deciding chan struct{}
 }
 
 // bufferPool holds the 32 KiB buffers the reverse proxy copies answers through, reused across requests.
@@ -70,11 +71,20 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 // LimitInFlight bounds the requests the gateway works on at once (proxy.max_in_flight). One more is refused
 // at once, 503 with Retry-After (audited like every refusal), instead of queueing behind the others: under a
 // bulk load the latency of the admitted requests stays bounded rather than every request timing out.
+//
+// The bound is taken after the decision and the rate limit, so a client over its own rate hears 429 (its
+// own doing, which it can act on) before 503 (fhirwall's): with the bound first, a burst of one client was
+// all 503s and never 429. Decisions still have a bound of their own, deciders, since deciding reads and
+// holds the request body; it is wider, as a decision is short and in memory.
 func (g *Gateway) LimitInFlight(n int) {
 	if n > 0 {
 		g.inFlight = make(chan struct{}, n)
+		g.deciding = make(chan struct{}, deciders*n)
 	}
 }
+
+// deciders is how many requests may be decided at once per request in flight.
+const deciders = 4
 
 // Metrics is what the standalone face reports beyond the core's Observer (internal/metrics implements it).
 type Metrics interface {
@@ -83,9 +93,10 @@ type Metrics interface {
 	RateLimited(api string)
 }
 
-// Limiter takes a token from a client's bucket on an API; refused, it says when to retry.
+// Limiter takes a token from a client's bucket on an API and from its user's where the client's tier has
+// one; refused, it says when to retry.
 type Limiter interface {
-	Allow(api, client, tier string) (ok bool, retryAfter time.Duration)
+	AllowUser(api, client, tier, user string) (ok bool, retryAfter time.Duration)
 }
 
 // upstreamStatus is a 5xx answer of the FHIR server, as metrics classify it.
@@ -256,40 +267,48 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.cors(w, r) {
 		return
 	}
-	if g.inFlight != nil {
-		select {
-		case g.inFlight <- struct{}{}:
-			defer func() { <-g.inFlight }()
-		default:
-			in.Path = r.URL.EscapedPath()
-			d := g.core.Refuse(in, outcome.Unavailable.WithDiagnostics("fhirwall is at capacity; retry after the time in Retry-After."), "overloaded")
-			if g.Metrics != nil {
-				defer func() { g.Metrics.Served(d, time.Since(started)) }()
-			}
-			g.refuse(w, r, d, d.Refusal, map[string]string{"Retry-After": "1"})
-			return
+	if !admit(g.deciding) {
+		in.Path = r.URL.EscapedPath()
+		d := g.core.Refuse(in, overloaded, "overloaded")
+		if g.Metrics != nil {
+			defer func() { g.Metrics.Served(d, time.Since(started)) }()
 		}
+		g.refuse(w, r, d, d.Refusal, map[string]string{"Retry-After": "1"})
+		return
 	}
 	d, api := g.decide(r, in)
 	if g.Metrics != nil {
 		defer func() { g.Metrics.Served(d, time.Since(started)) }()
 	}
 	if !d.Allow {
+		release(g.deciding)
 		g.refuse(w, r, d, d.Refusal, nil)
 		return
 	}
 	if g.Limiter != nil {
 		// After the decision, as in Envoy (local rate limit after ext_authz): only allowed requests count,
-		// and the bucket is the client's the token names.
-		var client, tier string
+		// and the buckets are the client's the token names and its subject's.
+		var client, tier, user string
 		if c := d.Client; c != nil {
 			client, tier = c.ID, c.Tier
 		}
-		if ok, wait := g.Limiter.Allow(d.Input.API, client, tier); !ok {
+		if id := d.Identity; id != nil {
+			user = id.Subject
+		}
+		if ok, wait := g.Limiter.AllowUser(d.Input.API, client, tier, user); !ok {
+			release(g.deciding)
 			g.refuseRateLimited(w, r, d, wait)
 			return
 		}
 	}
+	release(g.deciding)
+	if !admit(g.inFlight) {
+		// Allowed and within its rate: the audit record keeps the decision and says why it was not served.
+		d.Reasons = append(d.Reasons, "overloaded")
+		g.refuse(w, r, d, overloaded, map[string]string{"Retry-After": "1"})
+		return
+	}
+	defer release(g.inFlight)
 	// The body was read to decide on it; the FHIR server gets exactly the bytes that were decided on.
 	r.Body = io.NopCloser(bytes.NewReader(d.Input.Body))
 	r.ContentLength = int64(len(d.Input.Body))
@@ -299,6 +318,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, &exchange{d: d, prefix: api.Prefix, started: time.Now()})
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+var overloaded = outcome.Unavailable.WithDiagnostics("fhirwall is at capacity; retry after the time in Retry-After.")
+
+// admit takes a slot of bound at once, or reports that there is none; a nil bound always admits.
+func admit(bound chan struct{}) bool {
+	if bound == nil {
+		return true
+	}
+	select {
+	case bound <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func release(bound chan struct{}) {
+	if bound != nil {
+		<-bound
+	}
 }
 
 // cors applies the CORS policy of the API the path names, as Envoy's CORS filter does before ext_authz: a

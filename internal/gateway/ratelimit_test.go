@@ -1,18 +1,22 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/token"
 )
 
 // The standalone proxy refuses a client over its tier's burst as Envoy's local rate limit does: 429 with
@@ -74,4 +78,83 @@ func TestStandaloneRefusesAClientOverItsLimitWith429(t *testing.T) {
 	if upstream != 2 {
 		t.Fatalf("the FHIR server saw %d requests, want the 2 within the limit", upstream)
 	}
+}
+
+// memberTokens verifies "member-token-<subject>" as a token of patient-app for that subject.
+type memberTokens struct{}
+
+func (memberTokens) Verify(_ context.Context, raw string) (token.Identity, error) {
+	sub, ok := strings.CutPrefix(raw, "member-token-")
+	if !ok {
+		return token.Identity{}, token.ErrInvalid
+	}
+	return token.Identity{ClientID: "patient-app", Subject: sub, Patient: "member-01", Scopes: []string{"patient/*.rs"}}, nil
+}
+
+// TestMemberOverItsRateHears429EvenWhenTheProxyIsFull: with the only slot taken, a member over its own rate
+// is told 429 (its doing) rather than 503, and another member of the same app, within both rates, is told
+// 503 with Retry-After: capacity is checked after the decision and the rate limit, and members of one app
+// have their own buckets.
+func TestMemberOverItsRateHears429EvenWhenTheProxyIsFull(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	upstream := serveObservation(t, func() {
+		entered <- struct{}{}
+		<-release
+	})
+	sink := &fakeSink{records: make(chan audit.Record, 8)}
+	log := slog.New(slog.DiscardHandler)
+	core := &decision.Core{Tokens: memberTokens{}, Policy: fakePolicy{}, Registry: fakeRegistry{}, Audit: sink, Log: log, Now: time.Now}
+	g := New(core, []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}, upstream, http.DefaultTransport, log)
+	frozen := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	g.Limiter = ratelimit.New(ratelimit.Limits{
+		Tiers:     map[string]ratelimit.Rate{"standard": {PerSecond: 2, Burst: 2}},
+		PerUser:   map[string]ratelimit.Rate{"standard": {PerSecond: 1, Burst: 1}},
+		Anonymous: ratelimit.Rate{PerSecond: 1},
+	}, func() time.Time { return frozen })
+	g.LimitInFlight(1)
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	defer close(release)
+	send := func(sub string) fetched {
+		req, _ := http.NewRequest("GET", srv.URL+"/patient-access/fhir/Observation?code=x", nil)
+		req.Header.Set("Authorization", "Bearer member-token-"+sub)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return fetched{}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fetched{resp.StatusCode, resp.Header.Get("Retry-After"), string(b)}
+	}
+	go send("u1")
+	<-entered // u1's first request holds the only slot and its only token
+
+	cases := []struct {
+		who        string
+		status     int
+		retryAfter string
+		reason     string
+	}{
+		{"u1, over its own rate", 429, "1", ""},
+		{"u2, within its rate and the app's", 503, "1", "overloaded"},
+	}
+	for _, c := range cases {
+		sub, _, _ := strings.Cut(c.who, ",")
+		got := send(sub)
+		if got.status != c.status || got.retryAfter != c.retryAfter || !strings.Contains(got.body, "OperationOutcome") {
+			t.Fatalf("%s: %d Retry-After=%q %.200s, want %d", c.who, got.status, got.retryAfter, got.body, c.status)
+		}
+		rec := <-sink.records
+		if rec.Status != c.status || (c.reason != "" && !slices.Contains(rec.Reasons, c.reason)) {
+			t.Fatalf("%s: audit record status %d reasons %v", c.who, rec.Status, rec.Reasons)
+		}
+	}
+}
+
+type fetched struct {
+	status     int
+	retryAfter string
+	body       string
 }

@@ -3,6 +3,8 @@
 package ratelimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -23,6 +25,13 @@ const (
 	TierHeader   = "x-fhirwall-rate-tier"
 	UserHeader   = "x-fhirwall-user"
 )
+
+// UserKey is what ext_authz puts in UserHeader for a token's subject: a digest, so Envoy's buckets, logs and
+// traces never hold a member's identifier, and any subject makes a valid header value.
+func UserKey(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return hex.EncodeToString(sum[:16])
+}
 
 // DefaultTier is the tier of a client the registry gives none.
 const DefaultTier = "standard"

@@ -52,6 +52,9 @@ func (fakeClientAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*auth
 			{Header: &corev3.HeaderValue{Key: ratelimit.ClientHeader, Value: c}},
 			{Header: &corev3.HeaderValue{Key: ratelimit.TierHeader, Value: tier}},
 		}
+		if u := h["x-test-user"]; u != "" {
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: ratelimit.UserHeader, Value: u}})
+		}
 	}
 	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}, nil
@@ -78,7 +81,7 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 	}
 	fhir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.upstream.Add(1)
-		if r.Header.Get(ratelimit.ClientHeader) != "" || r.Header.Get(ratelimit.TierHeader) != "" {
+		if r.Header.Get(ratelimit.ClientHeader) != "" || r.Header.Get(ratelimit.TierHeader) != "" || r.Header.Get(ratelimit.UserHeader) != "" {
 			e.leaked.Add(1)
 		}
 		w.Header().Set("content-type", fhirJSON)
@@ -194,10 +197,16 @@ type answer struct {
 }
 
 // get sends one request as client (empty: none) and reads the whole answer.
-func (e *adsEnvoy) get(path, client string) answer {
+func (e *adsEnvoy) get(path, client string) answer { return e.getAs(path, client, "") }
+
+// getAs sends one request as user (empty: none) of client.
+func (e *adsEnvoy) getAs(path, client, user string) answer {
 	req, _ := http.NewRequest("GET", e.base+path, nil)
 	if client != "" {
 		req.Header.Set("x-test-client", client)
+	}
+	if user != "" {
+		req.Header.Set("x-test-user", user)
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
@@ -231,6 +240,56 @@ func TestRateLimitsArePerClientAndPerAPI(t *testing.T) {
 	}
 	if c := e.get("/provider-access/fhir/ExplanationOfBenefit", "app-a"); c.status != 200 {
 		t.Fatalf("app-a on another API was limited: %d %s", c.status, c.body)
+	}
+	if n := e.leaked.Load(); n != 0 {
+		t.Fatalf("the FHIR server saw the rate-limit headers on %d requests", n)
+	}
+}
+
+// TestMembersOfAnAppHaveTheirOwnBucketsAndTheAppsBucketCapsThem: through a real Envoy, a member over its own
+// rate is refused while another member of the same app is served, the member's refusals take nothing from
+// the app's bucket, and the app's bucket caps its members together; a backend client's subjects share its
+// bucket.
+func TestMembersOfAnAppHaveTheirOwnBucketsAndTheAppsBucketCapsThem(t *testing.T) {
+	e := startADSEnvoy(t, RateLimits{
+		Tiers:     map[string]Rate{"standard": {PerSecond: 2, Burst: 6}, "backend": {PerSecond: 2, Burst: 3}},
+		PerUser:   map[string]Rate{"standard": {PerSecond: 1, Burst: 2}},
+		Anonymous: Rate{PerSecond: 1, Burst: 3},
+	})
+	const eob = "/patient-access/fhir/ExplanationOfBenefit"
+	steps := []struct {
+		what, user string
+		want       []int
+	}{
+		{"member-1 within its own burst, then over it (several times)", "member-1", []int{200, 200, 429, 429, 429}},
+		{"member-2 of the same app: served", "member-2", []int{200, 200}},
+		{"member-3: the app's last two tokens (member-1's refusals took none)", "member-3", []int{200, 200}},
+		{"member-4: its own bucket is full, the app's is empty", "member-4", []int{429}},
+	}
+	for _, s := range steps {
+		for i, want := range s.want {
+			a := e.getAs(eob, "app", s.user)
+			if a.status != want {
+				t.Fatalf("%s: request %d: %d, want %d (%s %v)", s.what, i+1, a.status, want, a.body, a.err)
+			}
+			if a.status == 429 && a.retryAfter == "" {
+				t.Fatalf("%s: 429 without Retry-After", s.what)
+			}
+		}
+	}
+	for i, want := range []int{200, 200, 200, 429} {
+		req, _ := http.NewRequest("GET", e.base+eob, nil)
+		req.Header.Set("x-test-client", "org")
+		req.Header.Set("x-test-tier", "backend")
+		req.Header.Set("x-test-user", fmt.Sprintf("svc-%d", i)) // a subject per request: the backend tier has no user buckets
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("backend client, request %d: %d, want %d", i+1, resp.StatusCode, want)
+		}
 	}
 	if n := e.leaked.Load(); n != 0 {
 		t.Fatalf("the FHIR server saw the rate-limit headers on %d requests", n)

@@ -61,6 +61,10 @@ type RateLimits struct {
 	Anonymous Rate            `yaml:"anonymous"`
 	// MaxClients bounds the client buckets Envoy keeps per API and tier; 0: 10000.
 	MaxClients uint32 `yaml:"max_clients"`
+	// PerUser gives each user (token subject) of a client of the tiers named here its own bucket besides
+	// the client's; MaxUsers bounds those kept per API and tier (0: 100000).
+	PerUser  map[string]Rate `yaml:"per_user"`
+	MaxUsers uint32          `yaml:"max_users"`
 }
 
 // Rate is a token bucket: PerSecond requests each second, up to Burst at once (0: PerSecond).
@@ -117,6 +121,7 @@ const (
 	defaultFHIRConnect       = 2 * time.Second
 	defaultFHIRTimeout       = 30 * time.Second
 	defaultMaxClients        = 10000
+	defaultMaxUsers          = 100000
 	rateFillInterval         = time.Second
 	authzConnectTimeout      = 250 * time.Millisecond
 	localConnectTimeout      = 250 * time.Millisecond
@@ -243,14 +248,29 @@ func rateLimit(rl RateLimits, api API) (*ir.RateLimit, error) {
 	out := &ir.RateLimit{
 		ClientHeader: ratelimit.ClientHeader,
 		TierHeader:   ratelimit.TierHeader,
+		UserHeader:   ratelimit.UserHeader,
 		Anonymous:    bucket(rl.Anonymous),
 		MaxClients:   rl.MaxClients,
+		MaxUsers:     rl.MaxUsers,
 	}
 	if out.MaxClients == 0 {
 		out.MaxClients = defaultMaxClients
 	}
+	if out.MaxUsers == 0 {
+		out.MaxUsers = defaultMaxUsers
+	}
+	for name := range rl.PerUser {
+		if _, ok := tiers[name]; !ok {
+			return nil, fmt.Errorf("%w: rate_limits.per_user names tier %q that rate_limits.tiers does not define", ir.ErrInvalid, name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(tiers)) {
-		out.Tiers = append(out.Tiers, ir.TierLimit{Tier: name, Bucket: bucket(tiers[name])})
+		t := ir.TierLimit{Tier: name, Bucket: bucket(tiers[name])}
+		if r, ok := rl.PerUser[name]; ok {
+			b := bucket(r)
+			t.PerUser = &b
+		}
+		out.Tiers = append(out.Tiers, t)
 	}
 	return out, nil
 }

@@ -16,9 +16,10 @@ import (
 
 const (
 	localRateLimitFilterName = "envoy.filters.http.local_ratelimit"
-	// Descriptor keys: the tier and the client, in this order, from the headers ext_authz set.
+	// Descriptor keys: the tier, the client and the user, in this order, from the headers ext_authz set.
 	tierDescriptorKey   = "fhirwall_tier"
 	clientDescriptorKey = "fhirwall_client"
+	userDescriptorKey   = "fhirwall_user"
 )
 
 // localRateLimitFilter sits after ext_authz (which sets the client and tier headers, so only allowed
@@ -47,6 +48,14 @@ func (localRateLimitFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error)
 // so each client gets its own bucket of its tier's size — and the anonymous bucket for requests without a
 // client. Buckets are shared by Envoy's worker threads, and the anonymous one is not also charged for
 // requests that matched a client's.
+//
+// A tier with a per-user bucket adds a descriptor (tier, client, user) with two wildcards: a bucket per
+// user of each client. The request then yields two descriptors (the second only when ext_authz set the user
+// header) and Envoy takes a token from every configured descriptor it matches, strictest rate first,
+// refusing at the first empty one (LocalRateLimiterImpl::requestAllowed), so the user's bucket and the
+// client's both bound it. Unlike the standalone limiter, a user's token is not given back when the client's
+// bucket is the one that refuses. max_dynamic_descriptors bounds each wildcard descriptor's LRU of buckets
+// separately (local_rate_limit.proto), so it is the larger of the client and user bounds.
 func routeRateLimit(route string, r *ir.RateLimit) *anypb.Any {
 	all := runtimePercent(route, 100)
 	cfg := &local_ratelimitv3.LocalRateLimit{
@@ -63,6 +72,7 @@ func routeRateLimit(route string, r *ir.RateLimit) *anypb.Any {
 			requestHeaderAction(r.ClientHeader, clientDescriptorKey),
 		}}},
 	}
+	perUser := false
 	for _, t := range r.Tiers {
 		cfg.Descriptors = append(cfg.Descriptors, &ratelimitv3.LocalRateLimitDescriptor{
 			Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
@@ -71,6 +81,27 @@ func routeRateLimit(route string, r *ir.RateLimit) *anypb.Any {
 			},
 			TokenBucket: tokenBucket(t.Bucket),
 		})
+		if t.PerUser != nil {
+			perUser = true
+			cfg.Descriptors = append(cfg.Descriptors, &ratelimitv3.LocalRateLimitDescriptor{
+				Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
+					{Key: tierDescriptorKey, Value: t.Tier},
+					{Key: clientDescriptorKey},
+					{Key: userDescriptorKey}, // one bucket per distinct user of each client
+				},
+				TokenBucket: tokenBucket(*t.PerUser),
+			})
+		}
+	}
+	if perUser {
+		// Without the user header (a tier with no per-user rate, a token without a subject) this descriptor
+		// is not produced, and the request is limited by the client's bucket alone.
+		cfg.RateLimits = append(cfg.RateLimits, &routev3.RateLimit{Actions: []*routev3.RateLimit_Action{
+			requestHeaderAction(r.TierHeader, tierDescriptorKey),
+			requestHeaderAction(r.ClientHeader, clientDescriptorKey),
+			requestHeaderAction(r.UserHeader, userDescriptorKey),
+		}})
+		cfg.MaxDynamicDescriptors = wrapperspb.UInt32(max(r.MaxClients, r.MaxUsers))
 	}
 	return mustAny(cfg)
 }

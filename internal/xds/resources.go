@@ -346,7 +346,7 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 			// The token is for fhirwall: the upstream never sees it (applied by the router, after
 			// ext_authz has read it). A method override would turn the GET that was decided into something else.
 			// The standalone proxy does the same. The rate-limit headers ext_authz set are for Envoy alone.
-			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override", ratelimit.ClientHeader, ratelimit.TierHeader},
+			RequestHeadersToRemove: []string{"authorization", "cookie", "x-http-method-override", ratelimit.ClientHeader, ratelimit.TierHeader, ratelimit.UserHeader},
 		}
 		if r.RateLimit != nil {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}

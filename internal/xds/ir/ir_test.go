@@ -66,6 +66,17 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"empty forwarded host", func(x *Xds) { x.Listener.Routes[0].Forwarded.Host = "" }, "forwarded host"},
 		{"forwarded prefix with an escape", func(x *Xds) { x.Listener.Routes[0].Forwarded.Prefix = "/a%2F/fhir" }, "forwarded prefix"},
 		{"forwarded prefix that is not absolute", func(x *Xds) { x.Listener.Routes[0].Forwarded.Prefix = "//evil.example/fhir" }, "forwarded prefix"},
+		{"per-user rate as fast as the client's, so a member could drain its app", func(x *Xds) {
+			x.Listener.Routes[0].RateLimit = perUserLimit(Bucket{MaxTokens: 2, TokensPerFill: 10, FillInterval: time.Second})
+		}, "per-user rate must be below"},
+		{"per-user buckets without a bound on how many are kept", func(x *Xds) {
+			x.Listener.Routes[0].RateLimit = perUserLimit(Bucket{MaxTokens: 2, TokensPerFill: 1, FillInterval: time.Second})
+			x.Listener.Routes[0].RateLimit.MaxUsers = 0
+		}, "keeps no user buckets"},
+		{"user header the same as the client header", func(x *Xds) {
+			x.Listener.Routes[0].RateLimit = perUserLimit(Bucket{MaxTokens: 2, TokensPerFill: 1, FillInterval: time.Second})
+			x.Listener.Routes[0].RateLimit.UserHeader = "x-fhirwall-client"
+		}, "three lower-case header names"},
 		{"exact path with a dot segment", func(x *Xds) {
 			x.Listener.Routes = append([]*HTTPRoute{{Name: "m", Path: "/m/../metadata", Cluster: "fhir"}}, x.Listener.Routes...)
 		}, "dot segment"},
@@ -112,5 +123,22 @@ func TestClusterDiscoveryFollowsTheHostKind(t *testing.T) {
 		if got := (&Cluster{Host: host}).IsIP(); got != ip {
 			t.Errorf("%s: IsIP %v", host, got)
 		}
+	}
+}
+
+// perUserLimit is a route rate limit whose standard tier (10 a second for each client) also gives each
+// user the bucket u.
+func perUserLimit(u Bucket) *RateLimit {
+	return &RateLimit{ClientHeader: "x-fhirwall-client", TierHeader: "x-fhirwall-rate-tier", UserHeader: "x-fhirwall-user",
+		Anonymous:  Bucket{MaxTokens: 1, TokensPerFill: 1, FillInterval: time.Second},
+		Tiers:      []TierLimit{{Tier: "standard", Bucket: Bucket{MaxTokens: 20, TokensPerFill: 10, FillInterval: time.Second}, PerUser: &u}},
+		MaxClients: 10, MaxUsers: 10}
+}
+
+func TestPerUserRateLimitBelowTheClientsIsValid(t *testing.T) {
+	x := validXds()
+	x.Listener.Routes[0].RateLimit = perUserLimit(Bucket{MaxTokens: 5, TokensPerFill: 2, FillInterval: time.Second})
+	if err := x.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

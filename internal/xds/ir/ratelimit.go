@@ -8,23 +8,29 @@ import (
 // RateLimit is one API route's local rate limit. Envoy keeps a token bucket per (tier, client) pair it sees:
 // the descriptors come from two request headers that only ext_authz sets (the client's id and its tier in
 // the client registry), so a client cannot pick its own bucket. Requests that carry no client (the API's
-// discovery documents) share the Anonymous bucket.
+// discovery documents) share the Anonymous bucket. A tier with a PerUser bucket also keeps one per (tier,
+// client, user), keyed on a third header ext_authz sets: a request then takes a token from both.
 type RateLimit struct {
-	// ClientHeader and TierHeader are the headers ext_authz sets on allowed requests.
+	// ClientHeader, TierHeader and UserHeader are the headers ext_authz sets on allowed requests.
 	ClientHeader string
 	TierHeader   string
+	UserHeader   string
 	// Tiers gives each tier's per-client bucket, sorted by name.
 	Tiers []TierLimit
 	// Anonymous is the one bucket shared by requests without a client on this route.
 	Anonymous Bucket
 	// MaxClients bounds the buckets Envoy keeps per tier (least recently used go first).
 	MaxClients uint32
+	// MaxUsers bounds the user buckets Envoy keeps per tier the same way.
+	MaxUsers uint32
 }
 
-// TierLimit is the bucket every client of one tier gets, each its own.
+// TierLimit is the bucket every client of one tier gets, each its own, and, when PerUser is set, the bucket
+// each user of such a client gets.
 type TierLimit struct {
-	Tier   string
-	Bucket Bucket
+	Tier    string
+	Bucket  Bucket
+	PerUser *Bucket
 }
 
 // Bucket is a token bucket: it holds at most MaxTokens and gains TokensPerFill every FillInterval.
@@ -37,9 +43,11 @@ type Bucket struct {
 // Validate checks the rate limit of route name.
 func (r *RateLimit) Validate(route string) error {
 	var errs []error
-	if !headerPrefixRE.MatchString(r.ClientHeader) || !headerPrefixRE.MatchString(r.TierHeader) || r.ClientHeader == r.TierHeader {
-		errs = append(errs, invalid("route %q: rate limit headers %q and %q must be two lower-case header names", route, r.ClientHeader, r.TierHeader))
+	if !headerPrefixRE.MatchString(r.ClientHeader) || !headerPrefixRE.MatchString(r.TierHeader) || !headerPrefixRE.MatchString(r.UserHeader) ||
+		r.ClientHeader == r.TierHeader || r.UserHeader == r.ClientHeader || r.UserHeader == r.TierHeader {
+		errs = append(errs, invalid("route %q: rate limit headers %q, %q and %q must be three lower-case header names", route, r.ClientHeader, r.TierHeader, r.UserHeader))
 	}
+	perUser := false
 	if err := r.Anonymous.validate(route, "anonymous"); err != nil {
 		errs = append(errs, err)
 	}
@@ -59,12 +67,32 @@ func (r *RateLimit) Validate(route string) error {
 		if t.Bucket.FillInterval%r.Anonymous.FillInterval != 0 {
 			errs = append(errs, invalid("route %q: tier %q fill interval %s is not a multiple of the anonymous one (%s)", route, t.Tier, t.Bucket.FillInterval, r.Anonymous.FillInterval))
 		}
+		if u := t.PerUser; u != nil {
+			perUser = true
+			if err := u.validate(route, t.Tier+" per-user"); err != nil {
+				errs = append(errs, err)
+			}
+			// Envoy takes tokens from the matched descriptors strictest rate first and stops at the first empty
+			// one: were the client's rate as strict, a user over its own rate could still drain the client's.
+			if u.rate() >= t.Bucket.rate() {
+				errs = append(errs, invalid("route %q: tier %q per-user rate must be below the tier's own", route, t.Tier))
+			}
+			if u.FillInterval%r.Anonymous.FillInterval != 0 {
+				errs = append(errs, invalid("route %q: tier %q per-user fill interval %s is not a multiple of the anonymous one (%s)", route, t.Tier, u.FillInterval, r.Anonymous.FillInterval))
+			}
+		}
 	}
 	if r.MaxClients == 0 {
 		errs = append(errs, invalid("route %q: rate limit keeps no client buckets", route))
 	}
+	if perUser && r.MaxUsers == 0 {
+		errs = append(errs, invalid("route %q: rate limit keeps no user buckets", route))
+	}
 	return errors.Join(errs...)
 }
+
+// rate is b's tokens a second.
+func (b Bucket) rate() float64 { return float64(b.TokensPerFill) / b.FillInterval.Seconds() }
 
 func (b Bucket) validate(route, what string) error {
 	switch {
