@@ -8,10 +8,10 @@ import "testing"
 // refreshTokenWithClientId nor a client secret, gets a new access token from Keycloak from the app's origin,
 // and the app reads on with it.
 //
-// fhirclient (lib/Client.js refresh) sends only grant_type and refresh_token by default; Keycloak's token
-// endpoint identifies even a public client by its client_id parameter (ClientIdAndSecretAuthenticator:
-// "Missing client_id parameter", invalid_client), so this needs the realm's help: see the README's
-// "Browser apps" section. Behind the kcrefresh tag until that lands.
+// fhirclient (lib/Client.js refresh) sends only grant_type and refresh_token by default; stock Keycloak
+// identifies even a public client by its client_id parameter and answers invalid_client.
+// config/keycloak/clientauth takes a public client from the refresh token's azp (README, "The Keycloak
+// realm"). Behind the kcrefresh tag until the running Keycloak has that provider (a restart).
 func TestSMARTJSClientRefreshesWithItsDefaults(t *testing.T) {
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {

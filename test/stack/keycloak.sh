@@ -26,6 +26,7 @@ KC_VERSION=${KEYCLOAK_VERSION:-26.7.3}
 REALM=fhirwall
 REALM_FILE=$FHIRWALL_ROOT/config/keycloak/fhirwall-realm.json
 SCRIPTS_DIR=$FHIRWALL_ROOT/config/keycloak/scripts   # script mapper JAR layout (SMART patient in token response)
+CLIENTAUTH_DIR=$FHIRWALL_ROOT/config/keycloak/clientauth  # Java client authenticator (public clients refresh without client_id)
 ZIP=$FHIRWALL_CACHE/keycloak/keycloak-quarkus-dist-$KC_VERSION.zip
 DIST=$FHIRWALL_CACHE/keycloak/keycloak-$KC_VERSION          # pristine unpacked distribution (shared)
 HOME_DIR=$FHIRWALL_STATE/keycloak/keycloak-$KC_VERSION      # this checkout's copy (kc.home.dir)
@@ -79,6 +80,22 @@ prepare_home() {
     (cd "$SCRIPTS_DIR" && "$1/bin/jar" --create --file "$jar" ./*.js META-INF) \
       || die "could not build the script mapper JAR from $SCRIPTS_DIR"
     echo "$jsum" >"$jar.sha256"
+  fi
+  # The client authenticator that lets a public browser app refresh without client_id, as the SMART JS
+  # client does by default (config/keycloak/clientauth, README "Browser apps"), compiled against this
+  # distribution's own JARs; rebuilt only when its sources change, for the same reason as above.
+  local cjar=$HOME_DIR/providers/fhirwall-clientauth.jar csum tmp
+  csum=$(cd "$CLIENTAUTH_DIR" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$cjar" ] || [ "$(cat "$cjar.sha256" 2>/dev/null)" != "$csum" ]; then
+    rm -f "$cjar"
+    tmp=$(mktemp -d)
+    { "$1/bin/javac" --release 17 -nowarn -cp "$HOME_DIR/lib/lib/main/*" -d "$tmp" \
+        $(find "$CLIENTAUTH_DIR/src" -name '*.java') \
+      && cp -r "$CLIENTAUTH_DIR/META-INF" "$tmp/" \
+      && "$1/bin/jar" --create --file "$cjar" -C "$tmp" .; } \
+      || { rm -rf "$tmp"; die "could not build the client authenticator JAR from $CLIENTAUTH_DIR"; }
+    rm -rf "$tmp"
+    echo "$csum" >"$cjar.sha256"
   fi
 }
 
