@@ -66,7 +66,8 @@ type RateLimits struct {
 	MaxClients uint32 `mapstructure:"max_clients"`
 	// PerUser gives each user (token subject) of a client of the tiers named here its own bucket, beside the
 	// client's: patient-facing apps, so one member cannot use up the app's rate. The tier's rate stays the
-	// app's aggregate. Tiers not named (backend clients) are limited per client only.
+	// app's aggregate. Tiers not named (backend clients) are limited per client only, and so is a tier on an
+	// API that overrides its rate to one no faster than the per-user rate.
 	PerUser map[string]ratelimit.Rate `mapstructure:"per_user"`
 	// MaxUsers bounds the user buckets kept per API and tier (least recently used go first; 0: 100,000).
 	MaxUsers uint32 `mapstructure:"max_users"`
@@ -585,11 +586,6 @@ func (c *Config) validateRateLimits() []error {
 		// with the client's rate as strict as its users', a user over its own rate could drain the client's.
 		if r.PerSecond >= tier.PerSecond || max(r.Burst, r.PerSecond) > max(tier.Burst, tier.PerSecond) {
 			errs = append(errs, fmt.Errorf("rate_limits.per_user.%s: want per_second below the tier's and burst no larger", name))
-		}
-		for i, a := range c.APIs {
-			if o, ok := a.RateLimits[name]; ok && r.PerSecond >= o.PerSecond {
-				errs = append(errs, fmt.Errorf("apis[%d].rate_limits.%s: per_second %d is not above rate_limits.per_user.%s (%d)", i, name, o.PerSecond, name, r.PerSecond))
-			}
 		}
 	}
 	for i, a := range c.APIs {

@@ -72,7 +72,8 @@ type Limits struct {
 	// PerUser gives the tiers named here a bucket per user (token subject) of each client, on top of the
 	// client's own: a user is served while both have a token, so one busy member of a patient app cannot use
 	// up the app's rate for its other members, and the tier's rate stays the bound on the app as a whole.
-	// Tiers not named here (backend clients) have the client's bucket only.
+	// Tiers not named here (backend clients) have the client's bucket only, and so does a tier on an API
+	// whose override is no faster than the per-user rate.
 	PerUser map[string]Rate
 	// MaxClients bounds the client buckets kept per API and tier (least recently used go first). The buckets
 	// are spread over 16 shards, each keeping its share (MaxClients/16 rounded up): the bucket that goes is
@@ -96,13 +97,16 @@ func (l Limits) rateFor(api, tier string) (Rate, bool) {
 	return r, ok
 }
 
-// userRate is the per-user rate of a client of tier on api; ok false when its users share the client's bucket.
+// userRate is the per-user rate of a client of tier on api; ok false when its users share the client's bucket:
+// the tier has no per-user rate, or api overrides the tier's rate to one no faster than it (the client's
+// bucket is then the strictest, and Envoy would take from it first; see internal/xds ratelimit.go).
 func (l Limits) userRate(api, tier string) (Rate, bool) {
-	if _, known := l.rateFor(api, tier); !known {
+	app, known := l.rateFor(api, tier)
+	if !known {
 		return Rate{}, false
 	}
 	r, ok := l.PerUser[tier]
-	return r, ok
+	return r, ok && r.PerSecond < app.PerSecond
 }
 
 // Limiter enforces Limits in the standalone proxy as Envoy does in front of ext_authz: a bucket per (API,

@@ -159,7 +159,7 @@ func TestMaxClientsBoundsTheBucketsKeptOverAllShards(t *testing.T) {
 // aggregate for the app, and a backend tier without per-user buckets.
 func perUser(now *time.Time) *Limiter {
 	return New(Limits{
-		Tiers:     map[string]Rate{"standard": {PerSecond: 1, Burst: 5}, "backend": {PerSecond: 1, Burst: 4}},
+		Tiers:     map[string]Rate{"standard": {PerSecond: 2, Burst: 5}, "backend": {PerSecond: 1, Burst: 4}},
 		PerUser:   map[string]Rate{"standard": {PerSecond: 1, Burst: 2}},
 		Anonymous: Rate{PerSecond: 1, Burst: 1},
 	}, func() time.Time { return *now })
@@ -253,7 +253,7 @@ func TestMaxUsersBoundsTheUserBucketsKept(t *testing.T) {
 // their burst, and the app's bucket is taken exactly once per request served.
 func TestMembersKeepTheirOwnBucketsUnderConcurrentUse(t *testing.T) {
 	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 1, Burst: 700}}, PerUser: map[string]Rate{"standard": {PerSecond: 1, Burst: 3}},
+	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 2, Burst: 700}}, PerUser: map[string]Rate{"standard": {PerSecond: 1, Burst: 3}},
 		Anonymous: Rate{PerSecond: 1}}, func() time.Time { return now })
 	const members, tries = 200, 10
 	allowed := make([]atomic.Int32, members)
@@ -283,5 +283,21 @@ func TestMembersKeepTheirOwnBucketsUnderConcurrentUse(t *testing.T) {
 	}
 	if left != 700-total {
 		t.Errorf("after %d served, new members got %d more, want the app's remaining %d", total, left, 700-total)
+	}
+}
+
+func TestAnAPIOverridingTheTierBelowThePerUserRateHasNoUserBuckets(t *testing.T) {
+	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(Limits{
+		Tiers:     map[string]Rate{"standard": {PerSecond: 10, Burst: 10}},
+		PerUser:   map[string]Rate{"standard": {PerSecond: 2, Burst: 2}},
+		PerAPI:    map[string]map[string]Rate{"provider-access": {"standard": {PerSecond: 2, Burst: 4}}},
+		Anonymous: Rate{PerSecond: 1},
+	}, func() time.Time { return now })
+	if got := takeUser(l, "provider-access", "app", "standard", "dr-smith", 9); got != 4 {
+		t.Fatalf("provider-access: %d allowed, want the client's override burst of 4 and no user bucket of 2", got)
+	}
+	if got := takeUser(l, "patient-access", "app", "standard", "member-1", 9); got != 2 {
+		t.Fatalf("patient-access: %d allowed, want the member's burst of 2", got)
 	}
 }

@@ -266,7 +266,9 @@ func rateLimit(rl RateLimits, api API) (*ir.RateLimit, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(tiers)) {
 		t := ir.TierLimit{Tier: name, Bucket: bucket(tiers[name])}
-		if r, ok := rl.PerUser[name]; ok {
+		// An API that overrides the tier to a rate no faster than its users' has no user buckets: the
+		// client's is the strictest, and Envoy would take from it first (routeRateLimit).
+		if r, ok := rl.PerUser[name]; ok && r.PerSecond < tiers[name].PerSecond {
 			b := bucket(r)
 			t.PerUser = &b
 		}
