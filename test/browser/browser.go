@@ -25,10 +25,11 @@ import (
 	"time"
 )
 
-// AppAddr is where the app is served: patient-app's registered redirect URI (http://127.0.0.1:8089/callback)
-// and web origin in config/keycloak/fhirwall-realm.json, so the browser's calls to Keycloak's token
-// endpoint are cross-origin calls Keycloak allows, and the calls to fhirwall come from a registered app origin.
-const AppAddr = "127.0.0.1:8089"
+// AppAddr is where the app is served: the demo browser app's origin, which config/fhirwall.yaml lets read
+// Patient Access data (apis[].cors.allowed_origins) and the realm registers for patient-app as a redirect URI
+// (http://127.0.0.1:9300/callback) and web origin, so the browser's calls to both Keycloak and fhirwall are
+// cross-origin calls each of them allows.
+const AppAddr = "127.0.0.1:9300"
 
 //go:embed app/launch.html app/callback.html
 var appFiles embed.FS
@@ -82,7 +83,7 @@ func ServeApp(tools Tools, config any) (base string, stop func(), err error) {
 	}
 	ln, err := net.Listen("tcp", AppAddr)
 	if err != nil {
-		return "", nil, fmt.Errorf("the app's origin %s (patient-app's registered redirect URI) is taken: %w", AppAddr, err)
+		return "", nil, fmt.Errorf("the app's origin %s (the demo browser app's origin) is taken: %w", AppAddr, err)
 	}
 	page := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {

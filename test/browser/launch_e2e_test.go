@@ -1,4 +1,4 @@
-//go:build e2e && browser
+//go:build e2e
 
 package browser
 
@@ -77,7 +77,7 @@ func launch(t *testing.T, m mode) *Result {
 }
 
 // TestSMARTJSClientLaunchesThroughKeycloakAndReadsAcrossOrigins: fhirclient in Chromium, served from
-// http://127.0.0.1:8089, discovers fhirwall's SMART configuration, sends the member through Keycloak's login
+// http://127.0.0.1:9300, discovers fhirwall's SMART configuration, sends the member through Keycloak's login
 // page, exchanges the code with PKCE from the browser, and reads the member's Patient, every page of their
 // claims and their coverage from fhirwall's origin; another member's Patient is refused with a status the
 // app can read. Every call crosses an origin, so each passing read is CORS working in that mode.
