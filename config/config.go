@@ -210,7 +210,9 @@ type Proxy struct {
 	// Local serves [prefix]/metadata and [prefix]/.well-known/smart-configuration to Envoy.
 	Local string `mapstructure:"local"`
 	// MaxInFlight bounds the requests the standalone proxy works on at once; beyond it, 503 with Retry-After at
-	// once. 0: 32 per CPU (InFlightLimit). Envoy's authz cluster admits twice as many calls (fhirwall-xds).
+	// once. 0: 32 per CPU (InFlightLimit). Requests being decided have a wider bound (DecidingLimit), so a
+	// client over its own rate is told 429 before the proxy is full; Envoy's authz cluster admits the sum of
+	// both (fhirwall-xds).
 	MaxInFlight int `mapstructure:"max_in_flight"`
 	// GCPercent is the Go garbage collector's target (GOGC) unless the GOGC environment variable is set:
 	// 400 trades ~25 MB of heap for 35-45% more throughput (BENCHMARKS.md). Set GOMEMLIMIT in a container
@@ -247,6 +249,12 @@ func (p Proxy) InFlightLimit() int {
 	}
 	return 32 * runtime.GOMAXPROCS(0)
 }
+
+// DecidingLimit bounds the requests being decided at once: 4 x InFlightLimit. A decision is short and in
+// memory, and only after it and the rate limit is a request counted in flight; a burst of one client over
+// its rate is then told 429, which it can act on, rather than 503. Deciding holds the request body, hence
+// a bound at all.
+func (p Proxy) DecidingLimit() int { return 4 * p.InFlightLimit() }
 
 // CheckSpool reports what fhirwall-proxy needs to write audit records (fhirwall-xds does not).
 func (a Audit) CheckSpool() error {

@@ -339,7 +339,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		p.gateway.Metrics = m
 		p.limiter = ratelimit.New(cfg.Limits(), time.Now)
 		p.gateway.Limiter = p.limiter
-		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit())
+		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit(), cfg.Proxy.DecidingLimit())
 	}
 	return p, nil
 }

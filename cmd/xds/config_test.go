@@ -35,7 +35,7 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		cfg.APIs[1].Name != "provider-access" || cfg.APIs[1].PathPrefix != "/provider-access/fhir" ||
 		cfg.RateLimits.Tiers["standard"] != (xds.Rate{PerSecond: 50, Burst: 100}) || cfg.ListenerTLS != nil ||
 		cfg.PublicURL != "http://127.0.0.1:10000" || // the FHIR server's links: public_url, never the client's Host
-		cfg.AuthzMaxRequests != 2*64 { // proxy.max_in_flight: an ext_authz call and an ext_proc stream each
+		cfg.AuthzMaxRequests != 4*64+64 { // proxy.max_in_flight: ext_authz calls for 4x as many, ext_proc streams for as many
 		t.Fatalf("got %+v", cfg)
 	}
 	if _, err := xds.NewSnapshot(cfg); err != nil {

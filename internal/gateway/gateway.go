@@ -74,17 +74,16 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 //
 // The bound is taken after the decision and the rate limit, so a client over its own rate hears 429 (its
 // own doing, which it can act on) before 503 (fhirwall's): with the bound first, a burst of one client was
-// all 503s and never 429. Decisions still have a bound of their own, deciders, since deciding reads and
-// holds the request body; it is wider, as a decision is short and in memory.
-func (g *Gateway) LimitInFlight(n int) {
+// all 503s and never 429. Decisions still have a bound of their own, deciding, since deciding reads and
+// holds the request body; it should be wider, as a decision is short and in memory.
+func (g *Gateway) LimitInFlight(n, deciding int) {
 	if n > 0 {
 		g.inFlight = make(chan struct{}, n)
-		g.deciding = make(chan struct{}, deciders*n)
+	}
+	if deciding > 0 {
+		g.deciding = make(chan struct{}, deciding)
 	}
 }
-
-// deciders is how many requests may be decided at once per request in flight.
-const deciders = 4
 
 // Metrics is what the standalone face reports beyond the core's Observer (internal/metrics implements it).
 type Metrics interface {
@@ -139,7 +138,7 @@ func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport 
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(ctxKey{}).(*exchange)
 			resp.Header.Set(DecisionHeader, ex.d.ID)
-			resp.Header.Del("X-Request-Id") // ours is set already; the FHIR server's echo would repeat it
+			resp.Header.Del("X-Request-Id")             // ours is set already; the FHIR server's echo would repeat it
 			for _, name := range cors.ResponseHeaders { // CORS is fhirwall's to say (cors, above)
 				resp.Header.Del(name)
 			}

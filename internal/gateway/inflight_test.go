@@ -22,7 +22,7 @@ func TestOverCapacityIsRefusedAtOnceAndAudited(t *testing.T) {
 	})
 	sink := &fakeSink{records: make(chan audit.Record, 4)}
 	g := newFakeGateway(sink, upstream)
-	g.LimitInFlight(1)
+	g.LimitInFlight(1, 4)
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 	defer close(release) // before the servers close: they wait for the held request

@@ -112,7 +112,7 @@ func TestMemberOverItsRateHears429EvenWhenTheProxyIsFull(t *testing.T) {
 		PerUser:   map[string]ratelimit.Rate{"standard": {PerSecond: 1, Burst: 1}},
 		Anonymous: ratelimit.Rate{PerSecond: 1},
 	}, func() time.Time { return frozen })
-	g.LimitInFlight(1)
+	g.LimitInFlight(1, 4)
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 	defer close(release)
