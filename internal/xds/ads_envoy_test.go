@@ -38,9 +38,11 @@ import (
 // client after deciding.
 type fakeClientAuthz struct {
 	authv3.UnimplementedAuthorizationServer
+	delay time.Duration // how long each decision takes
 }
 
-func (fakeClientAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+func (f fakeClientAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	time.Sleep(f.delay)
 	h := req.GetAttributes().GetRequest().GetHttp().GetHeaders()
 	ok := &authv3.OkHttpResponse{}
 	if c := h["x-test-client"]; c != "" {
@@ -74,6 +76,13 @@ type adsEnvoy struct {
 
 func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 	t.Helper()
+	return startADSEnvoyWith(t, rates, 0, 0)
+}
+
+// startADSEnvoyWith is startADSEnvoy with decisions that take authzDelay and the authz cluster bounded to
+// maxAuthz calls and streams (0: the default).
+func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration, maxAuthz uint32) *adsEnvoy {
+	t.Helper()
 	bin := envoyBinary(t)
 	e := &adsEnvoy{tlsDir: t.TempDir()}
 	if err := tlsfixture.Generate(e.tlsDir, 1, "127.0.0.1"); err != nil {
@@ -90,7 +99,7 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 	t.Cleanup(fhir.Close)
 
 	g := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(g, fakeClientAuthz{})
+	authv3.RegisterAuthorizationServer(g, fakeClientAuthz{delay: authzDelay})
 	extprocv3.RegisterExternalProcessorServer(g, &fakeExtProc{})
 	authzLis := listen(t)
 	go g.Serve(authzLis)
@@ -98,13 +107,14 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 
 	listenPort := freePort(t)
 	e.cfg = Config{
-		Listener:     Endpoint{Host: "127.0.0.1", Port: listenPort},
-		ListenerTLS:  &ListenerTLS{CertFile: filepath.Join(e.tlsDir, tlsfixture.CertFile), KeyFile: filepath.Join(e.tlsDir, tlsfixture.KeyFile)},
-		FHIRServer:   FHIRServer{Host: "127.0.0.1", Port: port(fhir.Listener), BasePath: "/fhir"},
-		AuthzService: Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
-		LocalService: Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
-		PublicURL:    fmt.Sprintf("https://127.0.0.1:%d", listenPort),
-		RateLimits:   rates,
+		Listener:         Endpoint{Host: "127.0.0.1", Port: listenPort},
+		ListenerTLS:      &ListenerTLS{CertFile: filepath.Join(e.tlsDir, tlsfixture.CertFile), KeyFile: filepath.Join(e.tlsDir, tlsfixture.KeyFile)},
+		FHIRServer:       FHIRServer{Host: "127.0.0.1", Port: port(fhir.Listener), BasePath: "/fhir"},
+		AuthzService:     Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
+		LocalService:     Endpoint{Host: "127.0.0.1", Port: port(authzLis)},
+		PublicURL:        fmt.Sprintf("https://127.0.0.1:%d", listenPort),
+		RateLimits:       rates,
+		AuthzMaxRequests: maxAuthz,
 		APIs: []API{
 			{Name: "patient-access", PathPrefix: "/patient-access/fhir"},
 			{Name: "provider-access", PathPrefix: "/provider-access/fhir"},
@@ -293,6 +303,51 @@ func TestMembersOfAnAppHaveTheirOwnBucketsAndTheAppsBucketCapsThem(t *testing.T)
 	}
 	if n := e.leaked.Load(); n != 0 {
 		t.Fatalf("the FHIR server saw the rate-limit headers on %d requests", n)
+	}
+}
+
+// TestABurstOfOneClientIsTold429NotOverflowed: 30 requests at once from a client whose bucket holds 3, with
+// decisions that take 100 ms. With the authz cluster sized as fhirwall-xds sizes it now (calls for 4x
+// max_in_flight being decided plus max_in_flight in flight; max_in_flight 8 here), they all reach the local
+// rate limit: 3 are served and the rest told 429. Sized as before (2x), the cluster overflows and some are
+// told 503 (with Retry-After, as every 503), which blames fhirwall for the client's own burst.
+func TestABurstOfOneClientIsTold429NotOverflowed(t *testing.T) {
+	const maxInFlight = 8
+	cases := []struct {
+		name     string
+		maxAuthz uint32
+		want503  bool
+	}{
+		{"sized for deciding and in flight", 4*maxInFlight + maxInFlight, false},
+		{"sized as before, twice max_in_flight", 2 * maxInFlight, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := startADSEnvoyWith(t, RateLimits{
+				Tiers:     map[string]Rate{"standard": {PerSecond: 1, Burst: 3}},
+				Anonymous: Rate{PerSecond: 1, Burst: 3},
+			}, 100*time.Millisecond, c.maxAuthz)
+			answers := make([]answer, 30)
+			var wg sync.WaitGroup
+			for i := range answers {
+				wg.Go(func() { answers[i] = e.get("/patient-access/fhir/ExplanationOfBenefit", "app-a") })
+			}
+			wg.Wait()
+			count := map[int]int{}
+			for _, a := range answers {
+				if a.err != nil {
+					t.Fatal(a.err)
+				}
+				count[a.status]++
+				if (a.status == 429 || a.status == 503) && a.retryAfter == "" {
+					t.Errorf("%d without Retry-After: %s", a.status, a.body)
+				}
+			}
+			t.Logf("30 at once: %v", count)
+			if got503 := count[503] > 0; got503 != c.want503 || count[200] > 3 || count[200]+count[429]+count[503] != 30 {
+				t.Fatalf("30 at once: %v; want 503s: %v, at most 3 served, nothing else", count, c.want503)
+			}
+		})
 	}
 }
 
