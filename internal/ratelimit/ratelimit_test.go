@@ -301,3 +301,27 @@ func TestAnAPIOverridingTheTierBelowThePerUserRateHasNoUserBuckets(t *testing.T)
 		t.Fatalf("patient-access: %d allowed, want the member's burst of 2", got)
 	}
 }
+
+// BenchmarkAllowUserParallel is BenchmarkAllowParallel for members of one patient app: two buckets a
+// request (the member's, then the app's), the app's shared by every goroutine.
+//
+//	go test -run '^$' -bench AllowUserParallel -cpu 1,2,4 ./internal/ratelimit
+func BenchmarkAllowUserParallel(b *testing.B) {
+	l := New(Limits{Tiers: map[string]Rate{"standard": {PerSecond: 1 << 30}}, PerUser: map[string]Rate{"standard": {PerSecond: 1 << 29}},
+		Anonymous: Rate{PerSecond: 1 << 30}}, time.Now)
+	members := make([]string, 4096)
+	for i := range members {
+		members[i] = fmt.Sprintf("member-%d", i)
+	}
+	var seq atomic.Uint32
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seq.Add(1)) * 7919
+		for pb.Next() {
+			i++
+			if ok, _ := l.AllowUser("patient-access", "patient-app", "standard", members[i%len(members)]); !ok {
+				b.Fatal("refused under an unlimited rate")
+			}
+		}
+	})
+}
