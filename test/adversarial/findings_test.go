@@ -420,7 +420,7 @@ func TestCountsNeverExceedWhatCanBePagedThrough(t *testing.T) {
 	cases := []ask{
 		{providerOrgA, "/ExplanationOfBenefit?patient=member-01"},
 		{providerOrgA, "/ExplanationOfBenefit?patient=member-04"},
-		{providerOrgA, "/ExplanationOfBenefit"},
+		{providerOrgA, "/ExplanationOfBenefit?patient=member-01,member-04"},
 		{providerOrgA, "/Patient"},
 		{member01VitalsOnly, "/Observation"},
 		{member01, "/ExplanationOfBenefit"},

@@ -236,8 +236,10 @@ func hapiEOBsOf(t *testing.T, ctx context.Context, patient string) []string {
 	}
 	defer resp.Body.Close()
 	var b struct {
-		Entry []struct{ Resource struct{ ResourceType, ID string } }
-		Link  []struct{ Relation string }
+		Entry []struct {
+			Resource struct{ ResourceType, ID string }
+		}
+		Link []struct{ Relation string }
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("HAPI EOB search: %d %v", resp.StatusCode, err)
