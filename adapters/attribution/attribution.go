@@ -65,6 +65,7 @@ type entry struct {
 	list    decision.AttributionList
 	err     error
 	expires time.Time
+	refresh time.Time // from then on a call refreshes the entry in the background
 }
 
 // New returns a client for the FHIR base URL (e.g. http://127.0.0.1:8090/fhir).
@@ -103,20 +104,14 @@ func (c *Client) Attributed(ctx context.Context, provider string) (decision.Attr
 		return decision.AttributionList{}, fmt.Errorf("attribution: provider %q is not Organization/<id> or Practitioner/<id>", provider)
 	}
 	if e, ok := c.cached(provider); ok {
+		if !c.now().Before(e.refresh) {
+			// Refresh ahead, in the background: a large group (100,000 members) takes seconds to read, and no
+			// request should wait for it while the list in hand is still within its TTL.
+			c.load(ctx, kind, provider)
+		}
 		return e.list, e.err
 	}
-	ch := c.flight.DoChan(provider, func() (any, error) {
-		// Detached from the first caller: its hanging up must not fail the others sharing this fetch.
-		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
-		list, err := c.fetch(fctx, kind, provider)
-		if err != nil && !errors.Is(err, decision.ErrNoAttribution) {
-			return nil, err
-		}
-		e := entry{list: list, err: err, expires: c.now().Add(c.ttl)}
-		c.store(provider, e)
-		return e, nil
-	})
+	ch := c.load(ctx, kind, provider)
 	select {
 	case <-ctx.Done():
 		return decision.AttributionList{}, ctx.Err()
@@ -127,6 +122,23 @@ func (c *Client) Attributed(ctx context.Context, provider string) (decision.Attr
 		e := r.Val.(entry)
 		return e.list, e.err
 	}
+}
+
+// load fetches the provider's list once for every concurrent caller, detached from them (a caller hanging
+// up must not fail the others sharing the fetch), and caches it.
+func (c *Client) load(ctx context.Context, kind, provider string) <-chan singleflight.Result {
+	return c.flight.DoChan(provider, func() (any, error) {
+		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		list, err := c.fetch(fctx, kind, provider)
+		if err != nil && !errors.Is(err, decision.ErrNoAttribution) {
+			return nil, err
+		}
+		now := c.now()
+		e := entry{list: list, err: err, expires: now.Add(c.ttl), refresh: now.Add(c.ttl * 3 / 4)}
+		c.store(provider, e)
+		return e, nil
+	})
 }
 
 func (c *Client) cached(provider string) (entry, bool) {

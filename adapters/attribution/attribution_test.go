@@ -135,25 +135,39 @@ func TestCachedListIsServedWithoutAServerCallUntilTheTTL(t *testing.T) {
 	if n := f.calls.Load(); n != 1 {
 		t.Fatalf("first call: %d server calls, want 1", n)
 	}
-	clock.Advance(59 * time.Second)
+	clock.Advance(44 * time.Second)
 	if _, err := c.Attributed(ctx, "Organization/org-a"); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.calls.Load(); n != 1 {
-		t.Errorf("within the TTL: %d server calls, want 1", n)
+		t.Errorf("within 3/4 of the TTL: %d server calls, want 1", n)
 	}
-	// The list changes on the server; after the TTL the new list is fetched.
+	// The list changes on the server; past 3/4 of the TTL a call still gets the list in hand at once and
+	// refreshes it in the background, so the next call gets the new list without waiting for the server.
 	f.groups[0]["member"] = f.groups[0]["member"].([]any)[:2]
-	clock.Advance(time.Second)
+	clock.Advance(2 * time.Second)
 	got, err := c.Attributed(ctx, "Organization/org-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := f.calls.Load(); n != 2 {
-		t.Errorf("after the TTL: %d server calls, want 2", n)
+	if len(got.Patients) == 2 {
+		t.Fatalf("the refresh ahead made the caller wait: %v", got.Patients)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		if got, err = c.Attributed(ctx, "Organization/org-a"); err == nil && len(got.Patients) == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if want := members("01", "04"); !slices.Equal(got.Patients, want) {
-		t.Errorf("after the TTL: %v, want %v", got.Patients, want)
+		t.Errorf("after the refresh ahead: %v, want %v", got.Patients, want)
+	}
+	if n := f.calls.Load(); n != 2 {
+		t.Errorf("refresh ahead: %d server calls, want 2", n)
 	}
 }
 

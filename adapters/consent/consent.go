@@ -91,22 +91,13 @@ func (c *Client) Breaker() fhirserver.Breaker { return c.searcher.Breaker() }
 // is returned, never hidden behind a stale set: a member may just have opted out, and Provider Access fails
 // closed.
 func (c *Client) OptedOut(ctx context.Context) (map[string]bool, error) {
-	if set, ok := c.cached(); ok {
+	if set, refresh, ok := c.cached(); ok {
+		if refresh {
+			c.load(ctx) // refresh ahead, in the background, while the set in hand is within its TTL
+		}
 		return set, nil
 	}
-	ch := c.flight.DoChan("opted-out", func() (any, error) {
-		// Detached from the first caller: its hanging up must not fail the others sharing this fetch.
-		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
-		set, err := c.fetch(fctx)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.set, c.expires = set, c.now().Add(c.ttl)
-		c.mu.Unlock()
-		return set, nil
-	})
+	ch := c.load(ctx)
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -118,13 +109,33 @@ func (c *Client) OptedOut(ctx context.Context) (map[string]bool, error) {
 	}
 }
 
-func (c *Client) cached() (map[string]bool, bool) {
+// load fetches the opt-outs once for every concurrent caller, detached from them (a caller hanging up must
+// not fail the others sharing the fetch), and caches them.
+func (c *Client) load(ctx context.Context) <-chan singleflight.Result {
+	return c.flight.DoChan("opted-out", func() (any, error) {
+		fctx, cancel := fhirserver.WithBudget(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		set, err := c.fetch(fctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.set, c.expires = set, c.now().Add(c.ttl)
+		c.mu.Unlock()
+		return set, nil
+	})
+}
+
+// cached returns the set while it is within its TTL, and whether it is old enough (past 3/4 of the TTL) to be
+// refreshed ahead.
+func (c *Client) cached() (set map[string]bool, refresh, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.set == nil || !c.now().Before(c.expires) {
-		return nil, false
+	now := c.now()
+	if c.set == nil || !now.Before(c.expires) {
+		return nil, false, false
 	}
-	return c.set, true
+	return c.set, !now.Before(c.expires.Add(-c.ttl / 4)), true
 }
 
 func (c *Client) fetch(ctx context.Context) (map[string]bool, error) {

@@ -175,7 +175,7 @@ func TestCachedSetIsServedWithoutAServerCallUntilTheTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := f.calls.Load()
-	clock.Advance(29 * time.Second)
+	clock.Advance(22 * time.Second) // within 3/4 of the TTL: no refresh ahead either
 	got, err := c.OptedOut(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestCachedSetIsServedWithoutAServerCallUntilTheTTL(t *testing.T) {
 		t.Errorf("member-01 opted out before opting out")
 	}
 	f.consents = append(f.consents, optOut(1)) // member-01 opts out
-	clock.Advance(time.Second)
+	clock.Advance(8 * time.Second)
 	got, err = c.OptedOut(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +200,31 @@ func TestCachedSetIsServedWithoutAServerCallUntilTheTTL(t *testing.T) {
 	}
 	if !got["member-01"] {
 		t.Errorf("after the TTL the new opt-out is missing: %v", sorted(got))
+	}
+}
+
+func TestAnOldSetIsRefreshedAheadWithoutMakingTheCallerWait(t *testing.T) {
+	f := newFakeFHIR(t)
+	c, clock := newClient(f, Options{TTL: 40 * time.Second})
+	ctx := context.Background()
+	if _, err := c.OptedOut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.consents = append(f.consents, optOut(1)) // member-01 opts out
+	clock.Advance(31 * time.Second)            // past 3/4 of the TTL
+	got, err := c.OptedOut(ctx)
+	if err != nil || got["member-01"] {
+		t.Fatalf("the caller waited for the refresh ahead: %v %v", sorted(got), err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && !got["member-01"] {
+		time.Sleep(time.Millisecond)
+		if got, err = c.OptedOut(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got["member-01"] {
+		t.Fatalf("the refresh ahead never brought the new opt-out: %v", sorted(got))
 	}
 }
 

@@ -44,8 +44,13 @@ type Upstream struct {
 	URL *url.URL
 	// Transport carries every exchange with the FHIR server; the gateway proxies through it.
 	Transport *http.Transport
-	// Lookups is Transport with LookupTimeout on each exchange, for the adapters.
+	// Lookups is Transport with LookupTimeout on each exchange, for the checks a request waits for (the
+	// compartment check of a read).
 	Lookups *http.Client
+	// Refreshes is Transport with the FHIR server's Timeout on each exchange, for the adapters' shared cache
+	// refreshes (attribution, consent): they run detached from any request, bounded by their own budget, and
+	// reading a 100,000-member attribution Group takes longer than one request's lookup may wait.
+	Refreshes *http.Client
 }
 
 // Base is the FHIR base URL as configured, without a trailing slash.
@@ -84,7 +89,8 @@ func Dial(s Settings) (*Upstream, error) {
 	case s.CAFile != "" || s.ServerName != "":
 		return nil, fmt.Errorf("fhir server: url %q: a CA file or server name needs an https URL", s.URL)
 	}
-	return &Upstream{URL: u, Transport: t, Lookups: &http.Client{Transport: t, Timeout: lookup}}, nil
+	return &Upstream{URL: u, Transport: t, Lookups: &http.Client{Transport: t, Timeout: lookup},
+		Refreshes: &http.Client{Transport: t, Timeout: timeout}}, nil
 }
 
 func loadCAs(path string) (*x509.CertPool, error) {

@@ -272,8 +272,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	}
 	base, lookups := p.upstream.Base(), p.upstream.Lookups
 	compartment := fhirserver.New(base, lookups)
-	attributed := attribution.New(base, lookups, attribution.Options{})
-	consents := consent.New(base, lookups, consent.Options{})
+	attributed := attribution.New(base, p.upstream.Refreshes, attribution.Options{})
+	consents := consent.New(base, p.upstream.Refreshes, consent.Options{})
 	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
 		return nil, err
 	}
