@@ -73,8 +73,15 @@ func run(members, requests int) error {
 		if err != nil {
 			return err
 		}
-		// The large group is in force when one of its members is visible, and only then.
-		if st := status(client, modes[1].base+probe, tok.AccessToken); (st == 200) != (size > 0) {
+		// The large group is in force when one of its members is visible, and only then. Reading it may
+		// take longer than one request waits (that request fails closed, 503): ask again for a while.
+		st := 0
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+			if st = status(client, modes[1].base+probe, tok.AccessToken); st != http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if (st == 200) != (size > 0) {
 			return fmt.Errorf("phase with %d extra members: %s answered %d", size, probe, st)
 		}
 		for _, m := range modes {
