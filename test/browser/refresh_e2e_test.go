@@ -1,4 +1,4 @@
-//go:build e2e && kcrefresh
+//go:build e2e
 
 package browser
 
