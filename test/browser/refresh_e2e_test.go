@@ -11,7 +11,7 @@ import "testing"
 // fhirclient (lib/Client.js refresh) sends only grant_type and refresh_token by default; stock Keycloak
 // identifies even a public client by its client_id parameter and answers invalid_client.
 // config/keycloak/clientauth takes a public client from the refresh token's azp (README, "The Keycloak
-// realm"). Behind the kcrefresh tag until the running Keycloak has that provider (a restart).
+// realm").
 func TestSMARTJSClientRefreshesWithItsDefaults(t *testing.T) {
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
