@@ -129,7 +129,14 @@ func Discover(ctx context.Context, issuer string) (*Endpoints, error) {
 //  4. exchange the code and the PKCE verifier at the token endpoint.
 //
 // The user must not face a consent page or a required action (update profile, OTP...): that is an error.
-func AuthorizationCodePKCE(ctx context.Context, issuer, clientID, redirectURI string, scopes []string, username, password string) (*Token, error) {
+//
+// The request's aud (SMART App Launch 2.x: the FHIR base the app launches against) is DefaultAudience unless
+// WithAudience says otherwise. A refusal on the redirect URI is an *AuthorizationError.
+func AuthorizationCodePKCE(ctx context.Context, issuer, clientID, redirectURI string, scopes []string, username, password string, opts ...LaunchOption) (*Token, error) {
+	launch := launchOptions{aud: DefaultAudience}
+	for _, o := range opts {
+		o(&launch)
+	}
 	ep, err := Discover(ctx, issuer)
 	if err != nil {
 		return nil, err
@@ -171,7 +178,11 @@ func AuthorizationCodePKCE(ctx context.Context, issuer, clientID, redirectURI st
 	}
 
 	// 1. The authorization request.
-	resp, err := get(ctx, browser, conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)))
+	authOpts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if launch.aud != "" {
+		authOpts = append(authOpts, oauth2.SetAuthURLParam("aud", launch.aud))
+	}
+	resp, err := get(ctx, browser, conf.AuthCodeURL(state, authOpts...))
 	if err != nil {
 		return nil, fmt.Errorf("smartclient: authorization request: %w", err)
 	}
@@ -212,7 +223,7 @@ func AuthorizationCodePKCE(ctx context.Context, issuer, clientID, redirectURI st
 	// 3. The authorization response.
 	q := loc.Query()
 	if e := q.Get("error"); e != "" {
-		return nil, fmt.Errorf("smartclient: authorization error %s: %s", e, q.Get("error_description"))
+		return nil, &AuthorizationError{Code: e, Description: q.Get("error_description")}
 	}
 	if got := q.Get("state"); got != state {
 		return nil, fmt.Errorf("smartclient: authorization response state %q does not match the request", got)
@@ -228,6 +239,33 @@ func AuthorizationCodePKCE(ctx context.Context, issuer, clientID, redirectURI st
 		return nil, fmt.Errorf("smartclient: token exchange: %w", err)
 	}
 	return newToken(tok), nil
+}
+
+// DefaultAudience is the aud AuthorizationCodePKCE sends unless told otherwise: the test stack's standalone
+// patient-access base (config/fhirwall.yaml proxy.public_url), one of the realm's FHIR bases.
+const DefaultAudience = "http://127.0.0.1:8080/patient-access/fhir"
+
+// A LaunchOption changes the authorization request AuthorizationCodePKCE sends.
+type LaunchOption func(*launchOptions)
+
+type launchOptions struct {
+	aud string
+}
+
+// WithAudience sends aud as the FHIR base the app launches against; "" sends no aud at all.
+func WithAudience(aud string) LaunchOption {
+	return func(o *launchOptions) { o.aud = aud }
+}
+
+// AuthorizationError is the authorization server's error response on the redirect URI (RFC 6749 §4.1.2.1):
+// it refused the request and issued no code.
+type AuthorizationError struct {
+	Code        string // error, e.g. invalid_request
+	Description string // error_description
+}
+
+func (e *AuthorizationError) Error() string {
+	return fmt.Sprintf("smartclient: authorization error %s: %s", e.Code, e.Description)
 }
 
 // BackendServiceToken gets an access token for a SMART Backend Services client: grant_type
