@@ -26,6 +26,7 @@ const DefaultRetryAfter = "5"
 // own headers and never pass through here.
 //
 //   - HiddenResponseHeaders are removed.
+//   - A 503 of the FHIR server's without a usable Retry-After gets DefaultRetryAfter.
 //   - Every answer says Cache-Control: no-store and Pragma: no-cache (RFC 9111 §5.2.2.5; Pragma for HTTP/1.0
 //     caches): answers of these APIs carry patient data, and no shared or browser cache may keep them.
 //   - A bulk export poll still in progress (202) carries the server's Retry-After when it is a delay or a
@@ -34,6 +35,10 @@ const DefaultRetryAfter = "5"
 //     labels it ISO-8859-1, and enforcement re-encodes it as UTF-8 anyway.
 func AnswerHeaders(d *Decision, status int, upstream func(name string) string) HeaderEdit {
 	e := HeaderEdit{Set: map[string]string{"Cache-Control": "no-store", "Pragma": "no-cache"}, Remove: HiddenResponseHeaders}
+	if status == http.StatusServiceUnavailable && !validRetryAfter(upstream("Retry-After")) {
+		// Every 503 a client gets says when to come back, the FHIR server's own included.
+		e.Set["Retry-After"] = DefaultRetryAfter
+	}
 	if d == nil || !d.Allow || !isExportPoll(d.Request) || d.Input.Method != http.MethodGet {
 		return e
 	}

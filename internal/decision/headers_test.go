@@ -46,3 +46,16 @@ func TestAnswerHeadersHideTheServerBannerForbidCachingAndKeepBulkPollsHonest(t *
 		})
 	}
 }
+
+func TestTheFHIRServersOwn503SaysWhenToComeBack(t *testing.T) {
+	read := exportDecision(t, "provider-org-a", "GET", "/Patient/member-01", "")
+	if e := AnswerHeaders(read, 503, http.Header{}.Get); e.Set["Retry-After"] != DefaultRetryAfter {
+		t.Errorf("a 503 without Retry-After: %v", e.Set)
+	}
+	if e := AnswerHeaders(read, 503, http.Header{"Retry-After": {"30"}}.Get); e.Set["Retry-After"] != "" {
+		t.Errorf("the server's own Retry-After was replaced: %v", e.Set)
+	}
+	if e := AnswerHeaders(read, 200, http.Header{}.Get); e.Set["Retry-After"] != "" {
+		t.Errorf("a 200 got Retry-After: %v", e.Set)
+	}
+}
