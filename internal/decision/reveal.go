@@ -2,6 +2,7 @@ package decision
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/fhir"
@@ -34,7 +35,7 @@ func (e *enforcer) dropContained(res map[string]any) bool {
 		c, _ := v.(map[string]any)
 		rt, _ := c["resourceType"].(string)
 		_, inCompartment := fhir.PatientsOf(c)
-		if c != nil && rt != "" && e.reveals(rt, c, inCompartment || rt == "Patient") {
+		if c != nil && rt != "" && e.reveals(rt, c, inCompartment) {
 			kept = append(kept, v)
 		}
 	}
@@ -61,7 +62,7 @@ func matchesConstraints(res map[string]any, c policy.Constraints) bool {
 			ok = codeableMatches(res[param], values)
 		case "status":
 			s, _ := res["status"].(string)
-			ok = s != "" && containsString(values, s)
+			ok = s != "" && slices.Contains(values, s)
 		}
 		if !ok {
 			return false
@@ -99,15 +100,6 @@ func codeableMatches(v any, values []string) bool {
 					return true
 				}
 			}
-		}
-	}
-	return false
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
 		}
 	}
 	return false
