@@ -363,7 +363,7 @@ func TestFixtureKeysMatchJWKS(t *testing.T) {
 	for _, c := range r.Clients {
 		inlined[c.ClientID] = c.Attributes["jwks.string"]
 	}
-	for _, client := range []string{"provider-org-a", "provider-org-b", "payer-b"} {
+	for _, client := range []string{"provider-org-a", "provider-org-b", "payer-b", "payer-c"} {
 		dir := filepath.Join("..", "fixtures", "keys")
 		key, err := LoadPrivateKey(filepath.Join(dir, client+".TEST-ONLY.key.pem"))
 		if err != nil {

@@ -35,7 +35,7 @@ func Practitioner(ctx context.Context, username string, scopes ...string) (*smar
 }
 
 // Backend is a SMART Backend Services token of a registered backend client (provider-org-a,
-// provider-org-b, payer-b), signed with its key in test/fixtures/keys.
+// provider-org-b, payer-b, payer-c), signed with its key in test/fixtures/keys.
 func Backend(ctx context.Context, client string, scopes ...string) (*smartclient.Token, error) {
 	key, err := smartclient.LoadPrivateKey(filepath.Join(stackenv.Root(), "test", "fixtures", "keys", client+".TEST-ONLY.key.pem"))
 	if err != nil {
