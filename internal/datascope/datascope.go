@@ -10,6 +10,7 @@ import (
 const (
 	PatientAccess  = "patient-access"
 	ProviderAccess = "provider-access"
+	PayerToPayer   = "payer-to-payer"
 )
 
 // ServiceCutoff: CMS-0057-F makes claims with dates of service on or after 2016-01-01 available (FHIR-NOTES,
@@ -22,7 +23,7 @@ const maxDepth = 64
 
 // Apply applies the named scope to one decoded resource: keep is false when the resource must not leave,
 // changed is true when it was modified in place (the caller re-encodes). now is the time of the decision,
-// for windows relative to it (Payer-to-Payer's five years, when that scope gets its column).
+// for windows relative to it (Payer-to-Payer's five years).
 //
 // The empty scope and PatientAccess leave every resource as it is: members see their own cost-sharing. A
 // scope with no column in the table withholds everything: returning data under rules nobody wrote is the

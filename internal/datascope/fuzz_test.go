@@ -9,9 +9,11 @@ import (
 	"testing"
 )
 
-// FuzzApply: whatever a FHIR server answers, nothing money-shaped leaves for a provider (at any depth,
-// contained resources and extensions included), and applying the scope again changes nothing more.
-// Seeds: the testdata resources and testdata/fuzz/FuzzApply.
+// FuzzApply: whatever a FHIR server answers, nothing money-shaped leaves for a provider or another payer (at
+// any depth, contained resources and extensions included), and applying the scope again changes nothing
+// more. Payer-to-Payer keeps nothing Provider Access would not, and leaves what it keeps exactly as Provider
+// Access does. Sensitive never panics, and a resource nested in another keeps its label.
+// Seeds: the testdata resources, a few Payer-to-Payer shapes and testdata/fuzz/FuzzApply.
 func FuzzApply(f *testing.F) {
 	for _, name := range []string{"pas-claim.json", "pas-claimresponse.json"} {
 		raw, err := os.ReadFile("testdata/" + name)
@@ -35,11 +37,25 @@ func FuzzApply(f *testing.F) {
 	for _, e := range b.Entry {
 		f.Add([]byte(e.Resource))
 	}
+	for _, s := range []string{
+		`{"resourceType":"Encounter","status":"finished","period":{"start":"2021-11-27","end":"2021-11-27T10:00:00+01:00"}}`,
+		`{"resourceType":"Condition","onsetPeriod":{"start":"2010"},"recordedDate":"2022-03","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]}}`,
+		`{"resourceType":"Observation","effectiveTiming":{"event":["2024-01-01T00:00:00Z"]},"valueMoney":{"value":1,"currency":"USD"}}`,
+		`{"resourceType":"Goal","startDate":"2025-01-01","target":[{"dueDate":"2026-01-01"}]}`,
+		`{"resourceType":"ExplanationOfBenefit","status":"active","use":"preauthorization","outcome":"queued","created":"2026-01-01",
+			"item":[{"adjudication":[{"category":{"coding":[{"code":"submitted"}]},"amount":{"value":1,"currency":"USD"},
+			"extension":[{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewAction","extension":[
+			{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewActionCode",
+			"valueCodeableConcept":{"coding":[{"system":"https://codesystem.x12.org/005010/306","code":"A4"}]}}]}]}]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		res := decodeNumbers(body)
 		if res == nil {
 			return
 		}
+		payerToPayer(t, body)
 		keep, _ := Apply(ProviderAccess, res, decisionTime)
 		if !keep {
 			return
@@ -65,6 +81,39 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("patient access: keep %v, changed %v", keep, changed)
 		}
 	})
+}
+
+// payerToPayer checks Payer-to-Payer and Sensitive on one fuzzed body.
+func payerToPayer(t *testing.T, body []byte) {
+	res := decodeNumbers(body)
+	sensitive := Sensitive(res)
+	wrapped := map[string]any{"resourceType": "Bundle", "entry": []any{map[string]any{"resource": decodeNumbers(body)}}}
+	if sensitive && !Sensitive(wrapped) {
+		t.Fatal("a sensitive resource lost its label inside a Bundle")
+	}
+	keep, changed := Apply(PayerToPayer, res, decisionTime)
+	if !keep {
+		return
+	}
+	for k, v := range res {
+		paths := moneyPaths(v, "$."+k)
+		if len(k) > 5 && strings.HasSuffix(k, "Money") {
+			paths = append(paths, "$."+k)
+		}
+		if len(paths) > 0 {
+			t.Fatalf("payer-to-payer: money left at %v in %s", paths, mustMarshal(t, res))
+		}
+	}
+	pa := decodeNumbers(body)
+	if paKeep, paChanged := Apply(ProviderAccess, pa, decisionTime); !paKeep || paChanged != changed || !reflect.DeepEqual(pa, res) {
+		t.Fatalf("payer-to-payer kept (changed %v) what provider access %s (keep %v, changed %v)\n%s\n%s",
+			changed, "left otherwise", paKeep, paChanged, mustMarshal(t, res), mustMarshal(t, pa))
+	}
+	once := mustMarshal(t, res)
+	keep, changed = Apply(PayerToPayer, res, decisionTime)
+	if !keep || changed || mustMarshal(t, res) != once {
+		t.Fatalf("payer-to-payer second pass: keep %v, changed %v\n%s\n→\n%s", keep, changed, once, mustMarshal(t, res))
+	}
 }
 
 // decodeNumbers decodes a resource the way the enforcer does (numbers kept as written); nil when body is

@@ -1,6 +1,10 @@
 package datascope
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // The table: per scope (one API's column) and per resource type (a row), what is withheld and what is
 // removed. FHIR-NOTES "CMS-0057-F: what each API may return" is the source; each rule says why.
@@ -20,8 +24,29 @@ import "time"
 //	                                          removed:  every Money at any depth (contained resources and
 //	                                                    extensions too) and the entries it leaves empty; then
 //	                                                    the narrative (text) of a resource that changed
-//	payer-to-payer      no column yet: everything withheld (FHIR-NOTES: as provider-access, plus no denied
-//	                    prior auths and a five-year window from the decision time)
+//	payer-to-payer      every row of provider-access (claims non-financial, no money, no remittance, no
+//	                    costToBeneficiary, no bills or payments, no drug prior auths), and:
+//	                    ExplanationOfBenefit, Claim, ClaimResponse: prior auths pending or active only
+//	                                          withheld: status other than active; denied (X12 306 A3, a PDex
+//	                                                    denialreason adjudication, outcome error); a decision
+//	                                                    read neither as pended (A4; queued) nor approved (A1,
+//	                                                    A2, A6), a PAS Claim (the request: no decision) too
+//	                    the types below       withheld: latest date of service before the decision time less
+//	                                                    5 years, or no readable date of service:
+//	                      ExplanationOfBenefit, Claim, ClaimResponse  billablePeriod, item/addItem.serviced[x],
+//	                                                                  preAuthPeriod; created when none
+//	                      Encounter, CarePlan, CareTeam               period
+//	                      Condition                                   onset[x], recordedDate, abatement[x]
+//	                      Observation, DiagnosticReport               effective[x], issued
+//	                      Procedure                                   performed[x]
+//	                      Immunization                                occurrence[x]
+//	                      MedicationRequest                           authoredOn
+//	                      MedicationDispense                          whenHandedOver, whenPrepared
+//	                      DocumentReference                           date, context.period
+//	                      AllergyIntolerance                          recordedDate, onset[x], lastOccurrence
+//	                      Goal                                        start[x], target.due[x]
+//	                    every other type      as provider-access (Patient, Coverage, Practitioner,
+//	                                          PractitionerRole, Organization, Location: no date of service)
 //	any other name      everything withheld
 //
 // A type with no row under provider-access passes money-stripped: the caller's compartment and scope checks
@@ -35,34 +60,68 @@ import "time"
 // status "empty" would still need a div saying something, and "generated" would claim a narrative we did not
 // generate from the data.
 var scopes = map[string]*scope{
-	"":            {passAll: true},
-	PatientAccess: {passAll: true},
-	ProviderAccess: {
-		types: map[string]rule{
-			"ExplanationOfBenefit": {
-				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
-				remove:   []removal{nonFinancialClaim, priorAuthAmounts},
-			},
-			"Claim": {
-				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
-			},
-			"ClaimResponse": {
-				withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
-				remove:   []removal{remittance},
-			},
-			"Coverage": {
-				remove: []removal{costToBeneficiary},
-			},
-			"Invoice":               {withhold: []withhold{financialRecord}},
-			"PaymentNotice":         {withhold: []withhold{financialRecord}},
-			"PaymentReconciliation": {withhold: []withhold{financialRecord}},
+	"":             {passAll: true},
+	PatientAccess:  {passAll: true},
+	ProviderAccess: providerAccess,
+	// FHIR-NOTES: claims and clinical data "same as Provider Access"; prior auths "pending and active only: no
+	// denied, no drugs"; "dates of service within the last 5 years".
+	PayerToPayer: providerAccess.with(map[string]rule{
+		"ExplanationOfBenefit": {withhold: []withhold{inactivePriorAuth, deniedPriorAuth, undecidedPriorAuth, within5Years(claimDates)}},
+		"Claim":                {withhold: []withhold{inactivePriorAuth, deniedPriorAuth, undecidedPriorAuth, within5Years(claimDates)}},
+		"ClaimResponse":        {withhold: []withhold{inactivePriorAuth, deniedPriorAuth, undecidedPriorAuth, within5Years(claimDates)}},
+		"Encounter":            {withhold: []withhold{within5Years(datesOfService{elements: []string{"period"}})}},
+		"Condition":            {withhold: []withhold{within5Years(datesOfService{elements: []string{"onset[x]", "recordedDate", "abatement[x]"}})}},
+		"Observation":          {withhold: []withhold{within5Years(datesOfService{elements: []string{"effective[x]", "issued"}})}},
+		"Procedure":            {withhold: []withhold{within5Years(datesOfService{elements: []string{"performed[x]"}})}},
+		"Immunization":         {withhold: []withhold{within5Years(datesOfService{elements: []string{"occurrence[x]"}})}},
+		"MedicationRequest":    {withhold: []withhold{within5Years(datesOfService{elements: []string{"authoredOn"}})}},
+		// PDex pdex-medicationdispense and US Core 6.1.0 MedicationDispense: served too, dated when handed over.
+		"MedicationDispense": {withhold: []withhold{within5Years(datesOfService{elements: []string{"whenHandedOver", "whenPrepared"}})}},
+		"DiagnosticReport":   {withhold: []withhold{within5Years(datesOfService{elements: []string{"effective[x]", "issued"}})}},
+		"DocumentReference":  {withhold: []withhold{within5Years(datesOfService{elements: []string{"date", "context.period"}})}},
+		"AllergyIntolerance": {withhold: []withhold{within5Years(datesOfService{elements: []string{"recordedDate", "onset[x]", "lastOccurrence"}})}},
+		"CarePlan":           {withhold: []withhold{within5Years(datesOfService{elements: []string{"period"}})}},
+		"CareTeam":           {withhold: []withhold{within5Years(datesOfService{elements: []string{"period"}})}},
+		"Goal":               {withhold: []withhold{within5Years(datesOfService{elements: []string{"start[x]", "target.due[x]"}})}},
+	}),
+}
+
+var providerAccess = &scope{
+	types: map[string]rule{
+		"ExplanationOfBenefit": {
+			withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
+			remove:   []removal{nonFinancialClaim, priorAuthAmounts},
 		},
-		everywhere: rule{
-			withhold: []withhold{tooDeep, moneyInModifierExtension},
-			remove:   []removal{moneyAnywhere},
+		"Claim": {
+			withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
 		},
-		dropNarrative: true,
+		"ClaimResponse": {
+			withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
+			remove:   []removal{remittance},
+		},
+		"Coverage": {
+			remove: []removal{costToBeneficiary},
+		},
+		"Invoice":               {withhold: []withhold{financialRecord}},
+		"PaymentNotice":         {withhold: []withhold{financialRecord}},
+		"PaymentReconciliation": {withhold: []withhold{financialRecord}},
 	},
+	everywhere: rule{
+		withhold: []withhold{tooDeep, moneyInModifierExtension},
+		remove:   []removal{moneyAnywhere},
+	},
+	dropNarrative: true,
+}
+
+// within5Years: Payer-to-Payer's time window over the dates of service d names for one type.
+func within5Years(d datesOfService) withhold {
+	return withhold{
+		"CMS-0057-F Payer-to-Payer time window: dates of service within the last 5 years (" + strings.Join(append(slices.Clip(d.elements), d.fallback...), ", ") +
+			"; a missing or unreadable date fails closed)",
+		func(res map[string]any, now time.Time) bool {
+			return !servedWithinYears(res, d, now, payerToPayerYears)
+		},
+	}
 }
 
 // scope is one API's column of the table.
@@ -72,6 +131,24 @@ type scope struct {
 	other         rule            // the row of a type not in types
 	everywhere    rule            // for every resource, after its row (whole tree: nested resources included)
 	dropNarrative bool            // a resource the scope changed loses its text
+}
+
+// with returns a copy of s with more rows: each row's withholds and removals run after s's own for that
+// type. s is not changed.
+func (s *scope) with(rows map[string]rule) *scope {
+	out := *s
+	out.types = make(map[string]rule, len(s.types)+len(rows))
+	for t, r := range s.types {
+		out.types[t] = r
+	}
+	for t, r := range rows {
+		base := out.types[t]
+		out.types[t] = rule{
+			withhold: append(slices.Clip(base.withhold), r.withhold...),
+			remove:   append(slices.Clip(base.remove), r.remove...),
+		}
+	}
+	return &out
 }
 
 // rule is one row: a resource leaves only if no withhold says otherwise; then the removals run in order.
@@ -110,6 +187,37 @@ var (
 	moneyInModifierExtension = withhold{
 		"money in a modifierExtension: removing a modifier changes what the resource means (R4 §2.4.1.2)",
 		func(res map[string]any, _ time.Time) bool { return modifierMoney(res, false) },
+	}
+
+	inactivePriorAuth = withhold{
+		"CMS-0057-F Payer-to-Payer: prior auths pending or active only; status cancelled, draft or entered-in-error (anything but active) is neither",
+		func(res map[string]any, _ time.Time) bool { return isPriorAuth(res) && res["status"] != "active" },
+	}
+	deniedPriorAuth = withhold{
+		"CMS-0057-F Payer-to-Payer: no denied prior auths (X12 306 A3, a PDex denialreason adjudication, outcome error)",
+		func(res map[string]any, _ time.Time) bool {
+			if !isPriorAuth(res) {
+				return false
+			}
+			denied, _ := priorAuthDecision(res)
+			return denied
+		},
+	}
+	undecidedPriorAuth = withhold{
+		"CMS-0057-F Payer-to-Payer: a prior auth whose decision reads neither as pended nor approved fails closed (a PAS Claim carries none)",
+		func(res map[string]any, _ time.Time) bool {
+			if !isPriorAuth(res) {
+				return false
+			}
+			_, ok := priorAuthDecision(res)
+			return !ok
+		},
+	}
+
+	// claimDates: the dates of service servedSince reads, each period's end too; created only without them.
+	claimDates = datesOfService{
+		elements: []string{"billablePeriod", "item.serviced[x]", "addItem.serviced[x]", "preAuthPeriod"},
+		fallback: []string{"created"},
 	}
 
 	nonFinancialClaim = removal{

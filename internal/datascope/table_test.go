@@ -39,7 +39,7 @@ func TestDataScopeTable(t *testing.T) {
 			if changed != !reflect.DeepEqual(before, clone(t, res)) {
 				t.Errorf("changed = %v, but the resource %s", changed, map[bool]string{true: "did not change", false: "changed"}[changed])
 			}
-			if tc.scope == ProviderAccess {
+			if tc.scope == ProviderAccess || tc.scope == PayerToPayer {
 				if paths := moneyPaths(res, "$"); len(paths) > 0 {
 					t.Errorf("money left at %v", paths)
 				}
@@ -259,7 +259,7 @@ var providerAccessOtherCases = []tableCase{
 }
 
 var unknownScopeCases = []tableCase{
-	{"patient withheld", "payer-to-payer", resource(`{"resourceType":"Patient","id":"p"}`), false, nil},
+	{"patient withheld", "payer-exchange", resource(`{"resourceType":"Patient","id":"p"}`), false, nil},
 	{"claim withheld", "no-such-api", seedEOB("eob-member-01-3"), false, nil},
 }
 
