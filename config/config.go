@@ -318,7 +318,7 @@ type ListenerTLS struct {
 }
 
 // KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work).
-var KnownAPIs = []string{"patient-access", "provider-access", "payer-exchange", "prior-auth"}
+var KnownAPIs = []string{"patient-access", "provider-access", "payer-to-payer", "prior-auth"}
 
 // Load reads path (may be empty: defaults and environment only) and validates the result.
 func Load(path string) (*Config, error) {

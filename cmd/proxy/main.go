@@ -30,6 +30,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/consent"
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
 	"github.com/fhirwall/fhirwall/adapters/jobstore"
+	"github.com/fhirwall/fhirwall/adapters/payerexchange"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
@@ -274,7 +275,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	compartment := fhirserver.New(base, lookups)
 	attributed := attribution.New(base, p.upstream.Refreshes, attribution.Options{})
 	consents := consent.New(base, p.upstream.Refreshes, consent.Options{})
-	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker()); err != nil {
+	// Payer-to-Payer: the match operations and the opt-ins, read from the FHIR server on every request.
+	payerLookups := fhirserver.NewSearcher("payer-exchange-lookups", base, lookups, 200)
+	payerWrites := fhirserver.NewExchanger("payer-exchange", base, p.upstream.Refreshes)
+	payers, err := payerexchange.New(payerWrites, payerLookups, jobs, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker(), payerLookups.Breaker(), payerWrites.Breaker()); err != nil {
 		return nil, err
 	}
 	spool, shipper := p.spool, p.shipper
@@ -309,6 +317,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
 		Jobs:    jobs,
 		Consent: consents,
+		// Payer-to-Payer: opt-ins as facts, and the operations fhirwall answers itself.
+		OptIns:   payers,
+		Adapters: map[string]decision.Adapter{payerexchange.Name: payers},
 		// Links and bulk manifests name the API's public base, never the FHIR server's own address.
 		UpstreamBase: base,
 		PublicBase:   func(api string) string { return publicBases[api] },

@@ -100,7 +100,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		var resp *extprocv3.ProcessingResponse
 		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = s.requestHeaders(ex, m.RequestHeaders)
+			resp = s.requestHeaders(ctx, ex, m.RequestHeaders)
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			resp = s.responseHeaders(ctx, ex, m.ResponseHeaders)
 		case *extprocv3.ProcessingRequest_ResponseBody:
@@ -116,7 +116,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 }
 
-func (s *Server) requestHeaders(ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	id := header(h.GetHeaders(), s.DecisionHeader)
 	d, ok := s.Pending.Take(id)
 	if !ok {
@@ -124,6 +124,9 @@ func (s *Server) requestHeaders(ex *exchangeState, h *extprocv3.HttpHeaders) *ex
 		return immediate(outcome.Internal, "", "")
 	}
 	ex.d, ex.started = d, time.Now()
+	if d.AnsweredHere() {
+		return s.answer(ctx, ex)
+	}
 	mode := HeadersOnly
 	if d.NeedsResponseBody() {
 		mode = BufferedResponse
@@ -138,6 +141,10 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 	if ex.d == nil {
 		// A local reply of a filter before this one (an ext_authz refusal, already recorded there, or an
 		// Envoy error): nothing reached the FHIR server on this exchange, so nothing more to record.
+		return headersContinue(nil)
+	}
+	if ex.d.AnsweredHere() {
+		// The adapter's own answer (requestHeaders), recorded there, coming back through the encode path.
 		return headersContinue(nil)
 	}
 	d := ex.d
@@ -318,6 +325,26 @@ func header(h *corev3.HeaderMap, name string) string {
 		}
 	}
 	return ""
+}
+
+// answer sends an adapter's answer (decision.Adapter) in place of the FHIR server's, once its record is
+// durable: the request never reaches the FHIR server.
+func (s *Server) answer(ctx context.Context, ex *exchangeState) *extprocv3.ProcessingResponse {
+	d := ex.d
+	a := s.Core.Answer(ctx, d)
+	ex.recorded = true
+	if err := s.Core.RecordAnswer(ctx, d, a, time.Since(ex.started)); err != nil {
+		s.Log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		return immediate(outcome.Unavailable, s.DecisionHeader, d.ID)
+	}
+	hs := []*corev3.HeaderValueOption{set(s.DecisionHeader, d.ID)}
+	for k, vs := range a.Header {
+		for _, v := range vs {
+			hs = append(hs, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: strings.ToLower(k), RawValue: []byte(v)},
+				AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD})
+		}
+	}
+	return immediateWith(a.Status, a.Body, hs)
 }
 
 // immediate answers with a refusal instead of the upstream's answer; decisionID, when known, goes along.

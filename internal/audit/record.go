@@ -51,6 +51,9 @@ type Record struct {
 	DataCategories []string  `json:"data_categories"`
 	UpstreamMillis float64   `json:"upstream_ms"`
 	Bytes          int64     `json:"bytes"`
+	// Outcome is what an operation fhirwall answers itself concluded (Payer-to-Payer $member-match: matched,
+	// no_match, ambiguous, consent_refused, …), which its answer may deliberately not tell the client.
+	Outcome string `json:"outcome"`
 	Chain          string    `json:"chain,omitempty"`
 	Seq            uint64    `json:"seq,omitempty"`
 	PrevHash       string    `json:"prev_hash,omitempty"`

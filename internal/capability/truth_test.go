@@ -128,6 +128,7 @@ func (r *realm) grantable(clientID string) []string {
 var realmClients = map[string][]string{
 	"patient-access":  {"patient-app", "provider-app"},
 	"provider-access": {"provider-app", "provider-org-a", "provider-org-b"},
+	"payer-to-payer":  {"payer-b", "payer-c"},
 }
 
 // TestScopesSupportedAreWhatTheRealmGrants: every scope discovery advertises is one the realm offers one of
@@ -169,7 +170,7 @@ func TestScopesSupportedAreWhatTheRealmGrants(t *testing.T) {
 		for _, o := range a.Operations {
 			types[o.Type] = true // system/Group.read is what a Group $export needs
 		}
-		context := map[string]string{"patient-access": "patient/", "provider-access": "system/"}[a.Name]
+		context := map[string]string{"patient-access": "patient/", "provider-access": "system/", "payer-to-payer": "system/"}[a.Name]
 		for _, s := range offered {
 			rest, ok := strings.CutPrefix(s, context)
 			if !ok {

@@ -104,6 +104,11 @@ type Core struct {
 	// Attribution and Consent give Provider Access its facts (providerFacts); nil fails those requests closed.
 	Attribution Attribution
 	Consent     Consent
+	// OptIns gives Payer-to-Payer its facts (payer.go); nil fails those requests closed.
+	OptIns OptIns
+	// Adapters answer the requests whose obligations name them (policy.Obligations.Adapter) instead of the
+	// FHIR server: the Payer-to-Payer match operations. A named adapter that is missing fails closed (503).
+	Adapters map[string]Adapter
 	// DryRun, when set, is a candidate policy set evaluated beside Policy on every request. It never changes
 	// an answer: where the two disagree, the candidate's verdict is logged ("dry-run"), so a policy change
 	// can be watched on real traffic before it is enforced.
@@ -370,6 +375,9 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 	}
 	if e != nil && e.Categories != nil {
 		r.DataCategories = e.Categories
+	}
+	if e != nil {
+		r.Outcome = e.outcome
 	}
 	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503 rather than
 	// an Envoy timeout. A record made durable just after the deadline stays: an extra record of an answer the

@@ -52,6 +52,8 @@ func (l AttributionList) Has(id string) bool {
 type membership struct {
 	list     AttributionList
 	optedOut map[string]bool
+	// regularOnly: Payer-to-Payer members whose opt-in is #regular, whose sensitive resources stay (payer.go).
+	regularOnly map[string]bool
 }
 
 func (m *membership) permits(id string) bool {
@@ -185,7 +187,13 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		facts["page_bound_to_caller"] = ok && owner == pageOwner(d.Identity)
 		input["facts"] = facts
 	}
-	if d.Input.API != "provider-access" || d.Identity == nil || d.Request.Interaction == fhir.Capabilities || d.Request.Interaction == fhir.SmartConfiguration {
+	if d.Identity == nil || d.Request.Interaction == fhir.Capabilities || d.Request.Interaction == fhir.SmartConfiguration {
+		return true
+	}
+	if d.Input.API == PayerToPayer {
+		return c.addPayerFacts(ctx, d, input)
+	}
+	if d.Input.API != "provider-access" {
 		return true
 	}
 	facts, members, err := c.providerFacts(ctx, d)

@@ -30,6 +30,8 @@ type Enforced struct {
 	// Header holds the headers of an answer enforcement made itself (Status differs from upstream's): the ETag
 	// and Last-Modified of a 304. nil means the OperationOutcome headers (outcome.Refusal.Headers).
 	Header map[string]string
+	// outcome: an adapter's conclusion, for the audit record (RecordAnswer).
+	outcome string
 }
 
 // ErrResponse means an upstream answer could not be checked (not FHIR JSON, malformed, nested too deep); the
@@ -307,7 +309,7 @@ func (c *Core) newEnforcer(d *Decision) *enforcer {
 	e := &enforcer{core: c, d: d, enforce: ob.Compartment != nil,
 		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
 	if cp := ob.Compartment; cp != nil {
-		if cp.Provider != "" {
+		if cp.Provider != "" || cp.Payer != "" {
 			e.permits = d.members.permits // nil membership permits nobody
 		} else {
 			set := cp.Allowed()
@@ -339,6 +341,9 @@ func (e *enforcer) keep(res map[string]any) bool {
 	patients, inCompartment := fhir.PatientsOf(res)
 	if e.enforce && (!e.allowed(patients, inCompartment) || !e.reveals(rt, res, inCompartment)) {
 		return false
+	}
+	if e.enforce && e.d.members.regularOnlyFor(patients) && datascope.Sensitive(res) {
+		return false // a #regular opt-in does not cover sensitive data (payer.go)
 	}
 	if e.enforce && e.dropContained(res) {
 		e.changed = true

@@ -311,6 +311,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The body was read to decide on it; the FHIR server gets exactly the bytes that were decided on.
 	r.Body = io.NopCloser(bytes.NewReader(d.Input.Body))
 	r.ContentLength = int64(len(d.Input.Body))
+	if d.AnsweredHere() {
+		g.serveAdapter(w, r, d)
+		return
+	}
 	if g.Local != nil && g.Local.Match(api.Prefix+d.Input.Path) {
 		g.serveLocal(w, r, d)
 		return
@@ -449,6 +453,23 @@ func (g *Gateway) serveLocal(w http.ResponseWriter, r *http.Request, d *decision
 	}
 	w.WriteHeader(rec.code)
 	_, _ = w.Write(rec.body.Bytes())
+}
+
+// serveAdapter answers a request an adapter serves itself (decision.Adapter), once its record is durable.
+func (g *Gateway) serveAdapter(w http.ResponseWriter, r *http.Request, d *decision.Decision) {
+	started := time.Now()
+	a := g.core.Answer(r.Context(), d)
+	w.Header().Set(DecisionHeader, d.ID)
+	if err := g.core.RecordAnswer(r.Context(), d, a, time.Since(started)); err != nil {
+		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
+		outcome.Unavailable.Write(w)
+		return
+	}
+	for k, v := range a.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
 }
 
 // bufferedResponse holds a local answer (a few KiB) until its audit record is written.

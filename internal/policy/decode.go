@@ -36,6 +36,7 @@ func (d *decoder) obligations(o ast.Object, ob *Obligations) {
 			d.field(c, "patient", func(v ast.Value) { ob.Compartment.Patient = d.string(v) })
 			d.field(c, "patients", func(v ast.Value) { ob.Compartment.Patients = d.strings(v) })
 			d.field(c, "provider", func(v ast.Value) { ob.Compartment.Provider = d.string(v) })
+			d.field(c, "payer", func(v ast.Value) { ob.Compartment.Payer = d.string(v) })
 		})
 	})
 	d.field(o, "narrow", func(v ast.Value) {
@@ -59,6 +60,7 @@ func (d *decoder) obligations(o ast.Object, ob *Obligations) {
 		})
 	})
 	d.field(o, "public_types", func(v ast.Value) { ob.PublicTypes = d.strings(v) })
+	d.field(o, "adapter", func(v ast.Value) { ob.Adapter = d.string(v) })
 }
 
 // entries calls decode for each member of an object whose keys are strings.

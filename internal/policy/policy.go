@@ -50,6 +50,9 @@ type Obligations struct {
 	// PublicTypes are the types outside the Patient compartment the API's config names public reference
 	// data (Practitioner, Organization, Location); every other such type is withheld under a compartment.
 	PublicTypes []string `json:"public_types,omitempty"`
+	// Adapter names the adapter that answers the request itself instead of the FHIR server (the
+	// Payer-to-Payer match operations: "payer-exchange"); empty: the FHIR server answers.
+	Adapter string `json:"adapter,omitempty"`
 }
 
 // Constraints are a granular scope's search parameters: a resource must match one of the values of each.
@@ -72,6 +75,9 @@ type Compartment struct {
 	// Provider: the patients attributed to this provider (Organization/<id> or Practitioner/<id>) who have not
 	// opted out, as the core's membership facts hold them; the list never passes through the policy.
 	Provider string `json:"provider,omitempty"`
+	// Payer: the members who opted in to this payer (Organization/<id>) through a Payer-to-Payer Consent that
+	// is active now, as the core's opt-in facts hold them; the list never passes through the policy.
+	Payer string `json:"payer,omitempty"`
 }
 
 // Allowed is the set of patients whose data may leave, as a set.

@@ -1,0 +1,108 @@
+// Package payerexchange supplies the Payer-to-Payer operations of CMS-0057-F that the FHIR server does not
+// (HAPI FHIR removed $member-match): HRex 1.0.0 Patient/$member-match, PDex 2.1.0 Group/$bulk-member-match
+// and Group/[id]/$davinci-data-export, and the opt-in facts every later data request is decided on.
+//
+// The decision core calls it (decision.Adapter) only after the payer-to-payer policy allowed the request;
+// it reads and writes the FHIR server through fhirwall's one client of it (fhirserver.Upstream).
+package payerexchange
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/fhirwall/fhirwall/adapters/fhirserver"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/outcome"
+)
+
+// Name is the adapter's name in the policy's obligations.
+const Name = "payer-exchange"
+
+// Adapter answers the Payer-to-Payer operations.
+type Adapter struct {
+	fhir   *fhirserver.Exchanger
+	search *fhirserver.Searcher
+	jobs   decision.JobStore
+	log    *slog.Logger
+	now    func() time.Time
+	bulk   *bulkRunner
+}
+
+var (
+	_ decision.Adapter = (*Adapter)(nil)
+	_ decision.OptIns  = (*Adapter)(nil)
+)
+
+// New returns the adapter. fhir makes its writes and single reads, search its complete searches; jobs binds
+// bulk-match jobs and their Groups to the client that started them (shared by every replica: PostgreSQL).
+func New(fhir *fhirserver.Exchanger, search *fhirserver.Searcher, jobs decision.JobStore, log *slog.Logger, now func() time.Time) (*Adapter, error) {
+	if fhir == nil || search == nil || jobs == nil || log == nil {
+		return nil, fmt.Errorf("payerexchange: FHIR client, searcher, job store and logger are required")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	a := &Adapter{fhir: fhir, search: search, jobs: jobs, log: log, now: now}
+	a.bulk = &bulkRunner{a: a}
+	return a, nil
+}
+
+// Serve implements decision.Adapter.
+func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
+	payer := payerOf(d)
+	if payer == "" || d.Request.Operation == nil {
+		return decision.Answer{}, fmt.Errorf("payerexchange: a request without a payer or an operation reached the adapter")
+	}
+	switch d.Request.Operation.Name {
+	case "member-match":
+		return a.memberMatch(ctx, d, payer)
+	case "bulk-member-match":
+		return a.bulk.start(ctx, d, payer, base)
+	case "bulk-member-match-status":
+		return a.bulk.status(ctx, d)
+	case "davinci-data-export":
+		return a.dataExport(ctx, d, base)
+	}
+	return decision.Answer{}, fmt.Errorf("payerexchange: operation %q is not this adapter's", d.Request.Operation.Name)
+}
+
+// payerOf is the organisation the caller acts for, as the core's facts named it (decision.payerOf): the
+// token's organisation, else the registry's.
+func payerOf(d *decision.Decision) string {
+	if d.Identity != nil && d.Identity.Org != "" {
+		return d.Identity.Org
+	}
+	if d.Client != nil {
+		return d.Client.Org
+	}
+	return ""
+}
+
+// refusal answers with an OperationOutcome; outcome is what the audit record says happened.
+func refusal(r outcome.Refusal, result string) decision.Answer {
+	h := http.Header{}
+	for k, v := range r.Headers() {
+		h.Set(k, v)
+	}
+	return decision.Answer{Status: r.Status, Header: h, Body: r.Body(), Outcome: result}
+}
+
+// badRequest is a 400 about the request's own content: it says nothing about any member.
+func badRequest(msg string) decision.Answer {
+	return refusal(outcome.Rejected.WithDiagnostics(msg), "invalid_request")
+}
+
+// resourceAnswer answers status with a FHIR JSON resource.
+func resourceAnswer(status int, v any, patients []string, result string) (decision.Answer, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return decision.Answer{}, err
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/fhir+json;charset=utf-8")
+	return decision.Answer{Status: status, Header: h, Body: b, Patients: patients, Outcome: result}, nil
+}
