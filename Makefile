@@ -72,7 +72,7 @@ fuzz:
 	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
 	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit \
 	         FuzzEnforceBundle:./internal/decision FuzzShape:./internal/decision FuzzApply:./internal/datascope \
-	         FuzzParseDate:./internal/fhir; do \
+	         FuzzParseDate:./internal/fhir FuzzParseSubmission:./adapters/payerexchange; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
