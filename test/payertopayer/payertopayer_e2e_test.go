@@ -61,7 +61,7 @@ func matchExact(t *testing.T, base, token string) answer {
 // prior auths, no cost-sharing or payment, nothing labelled sensitive under a #regular Consent.
 func TestOptedInMemberIsMatchedAndOnlyHerAllowedDataLeaves(t *testing.T) {
 	stackReady(t)
-	b := backend(t, "payer-b")
+	b, cTok := backend(t, "payer-b"), backend(t, "payer-c")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
@@ -126,6 +126,43 @@ func TestOptedInMemberIsMatchedAndOnlyHerAllowedDataLeaves(t *testing.T) {
 			// Her claims kept their clinical content; only the amounts went.
 			if a := data("/ExplanationOfBenefit/p2p-eob-exact-2024"); !bytes.Contains(a.body, []byte(markerPrefix+"p2p-eob-exact-2024")) {
 				t.Errorf("read of her 2024 claim lost its identifier: %s", a)
+			}
+			// Her opt-in names payer-b: to payer-c she is the 404 of a member that does not exist.
+			missingForC := send(t, "GET", m.base+"/Patient/p2p-no-such-member", cTok, nil, nil)
+			for _, path := range []string{"/ExplanationOfBenefit?patient=Patient/p2p-exact", "/Patient/p2p-exact", "/ExplanationOfBenefit/p2p-eob-exact-2024"} {
+				a := send(t, "GET", m.base+path, cTok, nil, nil)
+				audit = append(audit, expectation{m.name, a, "", "payer-c"})
+				if a.status != 404 || !bytes.Equal(a.body, missingForC.body) {
+					t.Errorf("payer-c, whom she did not name: %s; want the 404 of a missing member", a)
+				}
+			}
+			if a := send(t, "GET", m.base+"/Patient?identifier="+url.QueryEscape(memberIDSys+"|P2P-1001"), cTok, nil, nil); a.status != 404 &&
+				(a.status != 200 || len(entries(t, a.body)) != 0) {
+				t.Errorf("payer-c searching her member id: %s; want nothing", a)
+			}
+			// A page of her claims is payer-b's: payer-c following the next link gets the 404 of a missing page.
+			first := data("/ExplanationOfBenefit?patient=Patient/p2p-exact&_count=1")
+			var links struct {
+				Link []struct{ Relation, URL string }
+			}
+			_ = json.Unmarshal(first.body, &links)
+			next := ""
+			for _, l := range links.Link {
+				if l.Relation == "next" {
+					next = l.URL
+				}
+			}
+			if !strings.HasPrefix(next, m.base) {
+				t.Errorf("next link %q is not under %s", next, m.base)
+			} else {
+				if a := send(t, "GET", next, cTok, nil, nil); a.status != 404 {
+					t.Errorf("payer-c following payer-b's next link: %s", a)
+				}
+				if a := send(t, "GET", next, b, nil, nil); a.status != 200 || len(entries(t, a.body)) != 1 {
+					t.Errorf("payer-b following its next link: %s", a)
+				} else {
+					checkNothingForbidden(t, "page 2", a.body)
+				}
 			}
 			// A claim older than five years, a denied and a drug prior auth: the 404 of a claim that does not exist.
 			missing := send(t, "GET", m.base+"/ExplanationOfBenefit/p2p-no-such-eob", b, nil, nil)
@@ -291,6 +328,14 @@ func TestBulkMatchAndExportAreTheCallersAlone(t *testing.T) {
 			audit = append(audit, expectation{m.name, done, "", "payer-b"})
 			checkNothingForbidden(t, "bulk match result", done.body)
 			groups := resultGroups(t, done.body)
+			// The result Groups live on the shared FHIR server: gone when the case ends, so runs do not pile up.
+			t.Cleanup(func() {
+				for _, g := range groups {
+					if st, body := hapi(t, "DELETE", "Group/"+fmt.Sprint(g["id"]), nil); st >= 300 {
+						t.Errorf("HAPI DELETE Group/%v: %d %.300s", g["id"], st, body)
+					}
+				}
+			})
 			matched := groups["ResourceIdentifier"]
 			if matched == nil {
 				t.Fatalf("no ResourceIdentifier Group: %s", done.body)
@@ -363,6 +408,27 @@ func TestBulkMatchAndExportAreTheCallersAlone(t *testing.T) {
 					continue
 				}
 				checkExportLines(t, f.Type, a.body, seen)
+			}
+			// Files are held to the members opted in now: once her Consent is revoked, a download carries
+			// nothing of hers.
+			for _, sc := range storedConsents(t, "p2p-exact") {
+				sc["status"] = "inactive"
+				if st, body := hapi(t, "PUT", "Consent/"+fmt.Sprint(sc["id"]), sc); st != 200 {
+					t.Fatalf("HAPI PUT Consent/%v inactive: %d %.300s", sc["id"], st, body)
+				}
+			}
+			for _, f := range man.Output {
+				a := send(t, "GET", f.URL, b, map[string]string{"Accept": "application/fhir+ndjson"}, nil)
+				if a.status == 404 {
+					continue
+				}
+				if a.status != 200 {
+					t.Errorf("downloading %s after revocation: %s", f.Type, a)
+					continue
+				}
+				if bytes.Contains(a.body, []byte("p2p-exact")) {
+					t.Errorf("after her Consent was revoked, the %s file still carries her data: %.300s", f.Type, a.body)
+				}
 			}
 			for _, want := range []string{"Patient/p2p-exact", "ExplanationOfBenefit/p2p-eob-exact-2024", "ExplanationOfBenefit/p2p-pa-exact-approved-2025", "Encounter/p2p-encounter-exact-2023"} {
 				if !seen[want] {
