@@ -573,3 +573,43 @@ func TestMembersAndProvidersAreRefusedEverywhere(t *testing.T) {
 	}
 	t.Run("audit", func(t *testing.T) { checkAudit(t, audit) })
 }
+
+// TestOptInIsPerPayerAndPerPolicy: the opt-in names one payer and one policy. p2p-notopted, whose Consent
+// names payer-c, is matched by payer-c and his claims reach payer-c, while payer-b still gets the 404 of a
+// member that does not exist; a #sensitive Consent lets the PHQ-9 labelled PSY leave, which #regular withholds.
+func TestOptInIsPerPayerAndPerPolicy(t *testing.T) {
+	stackReady(t)
+	b, c := backend(t, "payer-b"), backend(t, "payer-c")
+	var audit []expectation
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			forgetConsents(t)
+			a := send(t, "POST", m.base+"/Patient/$member-match", c, nil, memberMatchIn(memberParts(t, "p2p-notopted", "p2p-coverage-notopted", optIn(payerC))))
+			audit = append(audit, expectation{m.name, a, "matched", "payer-c"})
+			if a.status != 200 || !bytes.Contains(a.body, []byte(`"value":"P2P-3003"`)) {
+				t.Fatalf("payer-c matching the member who named it: %s", a)
+			}
+			claims := "/ExplanationOfBenefit?patient=Patient/p2p-notopted"
+			if a := send(t, "GET", m.base+claims, c, nil, nil); a.status != 200 || !slices.Equal(ids(entries(t, a.body)), []string{"p2p-eob-notopted-2024"}) {
+				t.Errorf("payer-c reading the claims of the member who named it: %s", a)
+			}
+			missing := send(t, "GET", m.base+"/Patient/p2p-no-such-member", b, nil, nil)
+			if a := send(t, "GET", m.base+claims, b, nil, nil); a.status != 404 || !bytes.Equal(a.body, missing.body) {
+				t.Errorf("payer-b reading the claims of a member who named payer-c: %s", a)
+			}
+
+			sensitive := optIn(payerB)
+			sensitive["policy"] = []any{map[string]any{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive"}}
+			a = send(t, "POST", m.base+"/Patient/$member-match", b, nil, memberMatchIn(memberParts(t, "p2p-exact", "p2p-coverage-exact", sensitive)))
+			audit = append(audit, expectation{m.name, a, "matched", "payer-b"})
+			if a.status != 200 {
+				t.Fatalf("matching p2p-exact with a #sensitive Consent: %s", a)
+			}
+			a = send(t, "GET", m.base+"/Observation?patient=Patient/p2p-exact", b, nil, nil)
+			if got := ids(entries(t, a.body)); a.status != 200 || !slices.Equal(got, []string{"p2p-obs-exact-lab-2024", "p2p-obs-exact-psy-2024"}) {
+				t.Errorf("her Observations under a #sensitive Consent: %d %v, want the lab and the PHQ-9", a.status, got)
+			}
+		})
+	}
+	t.Run("audit", func(t *testing.T) { checkAudit(t, audit) })
+}
