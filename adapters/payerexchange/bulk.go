@@ -27,14 +27,14 @@ import (
 // runs, and its result (the Groups' ids). A job whose replica died stops beating, and its status says so.
 
 const (
-	matchAlive  decision.ExportKind = "match-alive"  // job id → "running", refreshed while the job runs
-	matchDone   decision.ExportKind = "match-result" // job id → the result's JSON (resultRef)
+	matchAlive decision.ExportKind = "match-alive"  // job id → "running", refreshed while the job runs
+	matchDone  decision.ExportKind = "match-result" // job id → the result's JSON (resultRef)
 
 	jobTTL         = 24 * time.Hour
 	heartbeat      = 20 * time.Second
 	heartbeatTTL   = 90 * time.Second
 	jobBudget      = 30 * time.Minute
-	chunkMembers   = 40   // members judged per Coverage search
+	chunkMembers   = 40 // members judged per Coverage search
 	maxBulkMembers = 20000
 
 	codeSystemResult = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
@@ -224,16 +224,16 @@ func matchGroup(job, code, display, profile, payer string, members []member, mat
 		entries = append(entries, object{"entity": entity})
 	}
 	g := object{
-		"resourceType": "Group",
-		"meta":         object{"profile": []any{profile}},
-		"contained":    contained,
-		"identifier":   []any{object{"system": "https://fhirwall.dev/bulk-member-match", "value": job + "-" + code}},
-		"type":         "person",
-		"actual":       true,
-		"code":         object{"coding": []any{object{"system": codeSystemResult, "code": code, "display": display}}},
+		"resourceType":   "Group",
+		"meta":           object{"profile": []any{profile}},
+		"contained":      contained,
+		"identifier":     []any{object{"system": "https://fhirwall.dev/bulk-member-match", "value": job + "-" + code}},
+		"type":           "person",
+		"actual":         true,
+		"code":           object{"coding": []any{object{"system": codeSystemResult, "code": code, "display": display}}},
 		"managingEntity": object{"reference": payer},
-		"quantity":     len(members),
-		"member":       entries,
+		"quantity":       len(members),
+		"member":         entries,
 	}
 	return g
 }

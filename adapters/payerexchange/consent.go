@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
@@ -236,53 +234,4 @@ func deepCopy(o object) (object, error) {
 	}
 	var c object
 	return c, json.Unmarshal(b, &c)
-}
-
-// OptedIn implements decision.OptIns from the Consents on the FHIR server, read on every call (never cached:
-// a revocation holds from the next request on).
-func (a *Adapter) OptedIn(ctx context.Context, payer string, patients []string, now time.Time) (map[string]decision.OptIn, error) {
-	q := url.Values{"actor": {payer}, "status": {"active"}, "_count": {"500"}}
-	if patients != nil {
-		refs := make([]string, 0, len(patients))
-		for _, p := range patients {
-			if p == "" || strings.ContainsAny(p, ",|\\$/") {
-				continue // not a Patient id: nobody to look up
-			}
-			refs = append(refs, "Patient/"+p)
-		}
-		if len(refs) == 0 {
-			return map[string]decision.OptIn{}, nil
-		}
-		q.Set("patient", strings.Join(refs, ","))
-	}
-	out := map[string]decision.OptIn{}
-	err := a.search.Search(ctx, "Consent", q, func(raw json.RawMessage) error {
-		var c object
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return err
-		}
-		if str(c["resourceType"]) != "Consent" {
-			return nil
-		}
-		sensitive, why := consentTerms(c, now)
-		if why != "" {
-			return nil
-		}
-		named := false
-		for _, r := range recipients(c) {
-			named = named || str(r["reference"]) == payer
-		}
-		id, ok := strings.CutPrefix(str(obj(c["patient"])["reference"]), "Patient/")
-		if !named || !ok || id == "" {
-			return nil
-		}
-		o := out[id]
-		o.Sensitive = o.Sensitive || sensitive
-		out[id] = o
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("payerexchange: opt-ins: %w", err)
-	}
-	return out, nil
 }

@@ -25,6 +25,8 @@ type fakeFHIR struct {
 	resources map[string]map[string]any // "Type/id" → resource
 	next      int
 	srv       *httptest.Server
+	changes   []time.Time // when a Consent was created, updated or deleted (Consent/_history)
+	searches  int         // Consent searches answered
 }
 
 func newFakeFHIR(t testing.TB, resources ...map[string]any) *fakeFHIR {
@@ -44,6 +46,7 @@ func (f *fakeFHIR) adapter(t testing.TB, now time.Time) (*Adapter, *decision.InM
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.optIns.margin = 0 // the fake shares our clock
 	return a, jobs
 }
 
@@ -59,7 +62,18 @@ func (f *fakeFHIR) of(typ string) []map[string]any {
 	return out
 }
 
+// revoke sets a stored Consent's status as the payer's staff would, through the server (a new version).
+func (f *fakeFHIR) revoke(c map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c["status"] = "inactive"
+	f.changes = append(f.changes, time.Now())
+}
+
 func (f *fakeFHIR) create(r map[string]any) string {
+	if r["resourceType"] == "Consent" {
+		f.changes = append(f.changes, time.Now())
+	}
 	f.next++
 	id := "new-" + strconv.Itoa(f.next)
 	r["id"] = id
@@ -87,6 +101,15 @@ func (f *fakeFHIR) serve(w http.ResponseWriter, r *http.Request) {
 		f.create(res)
 		w.WriteHeader(201)
 		_ = json.NewEncoder(w).Encode(res)
+	case r.Method == "GET" && path == "Consent/_history":
+		since, _ := time.Parse(time.RFC3339Nano, q.Get("_since"))
+		var entries []any
+		for _, c := range f.changes {
+			if !c.Before(since) {
+				entries = append(entries, map[string]any{})
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "history", "entry": entries})
 	case r.Method == "GET" && strings.HasSuffix(path, "/$export"):
 		w.Header().Set("Content-Location", "http://fake/fhir/$export-poll-status?_jobId=exp-1")
 		w.WriteHeader(202)
@@ -111,7 +134,11 @@ func (f *fakeFHIR) serve(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "searchset", "entry": entries})
+		if path == "Consent" {
+			f.searches++
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "searchset", "entry": entries,
+			"meta": map[string]any{"lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)}})
 	default:
 		w.WriteHeader(400)
 	}

@@ -30,6 +30,7 @@ type Adapter struct {
 	log    *slog.Logger
 	now    func() time.Time
 	bulk   *bulkRunner
+	optIns optInCache
 }
 
 var (
@@ -48,6 +49,7 @@ func New(fhir *fhirserver.Exchanger, search *fhirserver.Searcher, jobs decision.
 	}
 	a := &Adapter{fhir: fhir, search: search, jobs: jobs, log: log, now: now}
 	a.bulk = &bulkRunner{a: a}
+	a.optIns.margin = changeMargin
 	return a, nil
 }
 

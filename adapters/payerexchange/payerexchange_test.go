@@ -44,11 +44,11 @@ func fixtures() []map[string]any {
 // consent is a PDex consent naming recipient (a reference object) for the period.
 func consent(recipient map[string]any, start, end, policy string) map[string]any {
 	return map[string]any{"resourceType": "Consent", "status": "active",
-		"scope":     map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
-		"patient":   map[string]any{"reference": "Patient/1"},
-		"performer": []any{map[string]any{"reference": "Patient/1"}},
+		"scope":           map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
+		"patient":         map[string]any{"reference": "Patient/1"},
+		"performer":       []any{map[string]any{"reference": "Patient/1"}},
 		"sourceReference": map[string]any{"reference": "http://example.org/DocumentReference/consent.pdf"},
-		"policy":    []any{map[string]any{"uri": policy}},
+		"policy":          []any{map[string]any{"uri": policy}},
 		"provision": map[string]any{"type": "permit", "period": map[string]any{"start": start, "end": end},
 			"actor": []any{
 				map[string]any{"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "performer"}}},
@@ -60,7 +60,9 @@ func consent(recipient map[string]any, start, end, policy string) map[string]any
 
 var toPayerB = map[string]any{"reference": "Organization/payer-b"}
 
-func validConsent() map[string]any { return consent(toPayerB, "2026-01-01", "2027-12-31", policyRegular) }
+func validConsent() map[string]any {
+	return consent(toPayerB, "2026-01-01", "2027-12-31", policyRegular)
+}
 
 func parts(family, given, birth, gender, number string, c map[string]any) []any {
 	return []any{
@@ -200,9 +202,16 @@ func TestOptInsAreReadAgainOnEveryCall(t *testing.T) {
 	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"exact"}, now.AddDate(2, 0, 0)); len(got) != 0 {
 		t.Fatalf("after the consent's period: %v", got)
 	}
-	f.of("Consent")[0]["status"] = "inactive" // revoked on the FHIR server
+	searches := f.searches
+	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", nil, now); len(got) != 1 || f.searches != searches {
+		t.Fatalf("every opt-in, nothing changed: %v, %d more searches", got, f.searches-searches)
+	}
+	f.revoke(f.of("Consent")[0]) // revoked on the FHIR server
 	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"exact"}, now); len(got) != 0 {
 		t.Fatalf("after revocation: %v", got)
+	}
+	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", nil, now); len(got) != 0 {
+		t.Fatalf("every opt-in after revocation: %v", got)
 	}
 	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"a,b", ""}, now); len(got) != 0 {
 		t.Fatalf("ids that are not ids: %v", got)
