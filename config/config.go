@@ -143,6 +143,25 @@ type Operation struct {
 	Type       string `mapstructure:"type"`
 	Name       string `mapstructure:"name"`       // without the $
 	Definition string `mapstructure:"definition"` // the OperationDefinition's canonical URL
+	// MaxBodyBytes, when set, is the largest request body a type-level POST of this operation may send
+	// ([base]/[type]/$[name]), instead of the 1 MiB every other request gets; at most MaxOperationBodyBytes.
+	// Envoy gets a route of its own for it with the same limit.
+	MaxBodyBytes int `mapstructure:"max_body_bytes"`
+}
+
+// MaxOperationBodyBytes bounds operations[].max_body_bytes: Envoy buffers a whole request body for
+// ext_authz within its 16 MiB per-connection buffer, headers included.
+const MaxOperationBodyBytes = 15 << 20
+
+// BodyLimits are the operations of a with their own body limit, by path below the API's base.
+func (a API) BodyLimits() map[string]int {
+	out := map[string]int{}
+	for _, o := range a.Operations {
+		if o.MaxBodyBytes > 0 {
+			out["/"+o.Type+"/$"+o.Name] = o.MaxBodyBytes
+		}
+	}
+	return out
 }
 
 // SMART describes an API's SMART App Launch 2.x discovery document. Fields mirror capability.SMART.
@@ -450,6 +469,11 @@ func (c *Config) Validate() error {
 		}
 		seen[a.Name], seen[a.Prefix] = true, true
 		errs = append(errs, a.CORS.validate(i)...)
+		for j, o := range a.Operations {
+			if o.MaxBodyBytes < 0 || o.MaxBodyBytes > MaxOperationBodyBytes {
+				errs = append(errs, fmt.Errorf("apis[%d].operations[%d].max_body_bytes %d: want 0 (the default 1 MiB) up to %d", i, j, o.MaxBodyBytes, MaxOperationBodyBytes))
+			}
+		}
 		types := map[string]bool{}
 		for j, r := range a.Resources {
 			if r.Type == "" || r.Type[0] < 'A' || r.Type[0] > 'Z' || types[r.Type] {

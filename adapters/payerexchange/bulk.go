@@ -140,7 +140,11 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 		for _, s := range chunk {
 			ids = append(ids, s.ids...)
 		}
-		c, err := a.lookup(ctx, ids)
+		var c *candidates
+		err := retry(ctx, func() (err error) {
+			c, err = a.lookup(ctx, ids)
+			return err
+		})
 		if err != nil {
 			return resultRef{}, err
 		}
@@ -166,7 +170,7 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 				noMatch = append(noMatch, m)
 			}
 		}
-		if err := a.transaction(ctx, consents); err != nil {
+		if err := retry(ctx, func() error { return a.transaction(ctx, consents) }); err != nil {
 			return resultRef{}, err
 		}
 	}
@@ -192,6 +196,32 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 	}
 	return res, nil
 }
+
+// retry runs one step of a job again while the FHIR server is briefly unavailable (a failed exchange, an open
+// breaker), for about half a minute: a job of thousands of members is not lost to one bad moment. A
+// transaction that failed wrote nothing (FHIR transactions are all or nothing), so running it again is safe.
+func retry(ctx context.Context, step func() error) error {
+	var err error
+	for attempt := range retryAttempts {
+		if err = step(); err == nil {
+			return nil
+		}
+		if attempt == retryAttempts-1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(retryWait):
+		}
+	}
+	return err
+}
+
+const (
+	retryAttempts = 6
+	retryWait     = 6 * time.Second // longer than a breaker stays open (fhirserver: 10 s over two waits)
+)
 
 // member is one submitted member and, when matched, the Patient it matched.
 type member struct {

@@ -27,6 +27,7 @@ type fakeFHIR struct {
 	srv       *httptest.Server
 	changes   []time.Time // when a Consent was created, updated or deleted (Consent/_history)
 	searches  int         // Consent searches answered
+	longest   int         // the longest request URI seen
 }
 
 func newFakeFHIR(t testing.TB, resources ...map[string]any) *fakeFHIR {
@@ -84,6 +85,7 @@ func (f *fakeFHIR) create(r map[string]any) string {
 func (f *fakeFHIR) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.longest = max(f.longest, len(r.URL.RequestURI()))
 	path := strings.Trim(r.URL.Path, "/")
 	q := r.URL.Query()
 	w.Header().Set("Content-Type", "application/fhir+json")

@@ -36,8 +36,26 @@ import (
 // SN; HRex hrex-temp UMB).
 var memberIDTypes = []string{"MB", "UMB", "SN"}
 
-// maxIDs bounds the ids one submitted member may carry (each is a search value).
-const maxIDs = 10
+// maxIDs bounds the ids one submitted member may carry (each is a search value), maxIDLength each id.
+const (
+	maxIDs      = 10
+	maxIDLength = 64
+)
+
+// validMemberID: an id fhirwall will put in a token search. What the FHIR server would refuse (or read as
+// search syntax: "," ORs, "|" names a system, "\\" escapes, "$" is reserved) is the caller's mistake, a 400,
+// never a failed lookup that counts against the server.
+func validMemberID(v string) bool {
+	if v == "" || len(v) > maxIDLength {
+		return false
+	}
+	for _, r := range v {
+		if r <= ' ' || r > '~' || strings.ContainsRune(",|\\$", r) {
+			return false
+		}
+	}
+	return true
+}
 
 // submission is one member as the new payer sent it.
 type submission struct {
@@ -127,8 +145,8 @@ func parseSubmission(parts []any) (*submission, error) {
 		return nil, fmt.Errorf("at most %d member or subscriber ids per member", maxIDs)
 	}
 	for _, v := range s.ids {
-		if strings.ContainsAny(v, ",|\\$") {
-			return nil, errors.New("member and subscriber ids may not contain , | \\ or $")
+		if !validMemberID(v) {
+			return nil, fmt.Errorf("member and subscriber ids are 1 to %d printable ASCII characters other than space , | \\ and $", maxIDLength)
 		}
 	}
 	return s, nil
@@ -147,9 +165,31 @@ type candidates struct {
 	patients  map[string]object // "Patient/<id>" → Patient
 }
 
-// lookup finds the Coverages carrying any of ids and their beneficiaries (one search, at most a few pages).
+// lookup finds the Coverages carrying any of ids and their beneficiaries: one search per batch of ids whose
+// query stays well inside the URL length servers accept (Tomcat, under HAPI: 8 KiB of request line).
 func (a *Adapter) lookup(ctx context.Context, ids []string) (*candidates, error) {
 	c := &candidates{patients: map[string]object{}}
+	for len(ids) > 0 {
+		n, size := 0, 0
+		for n < len(ids) && n < maxLookupIDs && size+len(ids[n])+1 <= maxLookupQuery {
+			size += len(ids[n]) + 1
+			n++
+		}
+		if err := a.lookupBatch(ctx, ids[:n], c); err != nil {
+			return nil, err
+		}
+		ids = ids[n:]
+	}
+	return c, nil
+}
+
+// Bounds of one Coverage search: ids per search, and their bytes in the query.
+const (
+	maxLookupIDs   = 100
+	maxLookupQuery = 3000
+)
+
+func (a *Adapter) lookupBatch(ctx context.Context, ids []string, c *candidates) error {
 	q := url.Values{"identifier": {strings.Join(ids, ",")}, "_include": {"Coverage:beneficiary"}, "_count": {"200"}}
 	err := a.search.Search(ctx, "Coverage", q, func(raw json.RawMessage) error {
 		var r object
@@ -165,9 +205,9 @@ func (a *Adapter) lookup(ctx context.Context, ids []string) (*candidates, error)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("payerexchange: coverage lookup: %w", err)
+		return fmt.Errorf("payerexchange: coverage lookup: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 // match applies the rules to one submission over the candidates found for its ids.

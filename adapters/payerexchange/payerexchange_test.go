@@ -181,6 +181,9 @@ func TestMalformedMatchRequestsSayWhatIsWrong(t *testing.T) {
 		"no birth date":   matchBody("Quintero", "Maria", "", "female", "P2P-1001", validConsent()),
 		"bad birth date":  matchBody("Quintero", "Maria", "14/03/1980", "female", "P2P-1001", validConsent()),
 		"id with a comma": matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001,P2P-2002", validConsent()),
+		"id with a space": matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P 1001", validConsent()),
+		"id too long":     matchBody("Quintero", "Maria", "1980-03-14", "female", strings.Repeat("9", 65), validConsent()),
+		"id not ASCII":    matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001é", validConsent()),
 	} {
 		ans := serve(t, a, decided(t, "POST", "/Patient/$member-match", "", body))
 		if ans.Status != 400 || ans.Outcome != "invalid_request" || !strings.Contains(string(ans.Body), "OperationOutcome") {
@@ -340,4 +343,20 @@ func FuzzParseSubmission(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestLookupSplitsLongIDListsIntoSearchesServersAccept(t *testing.T) {
+	f := newFakeFHIR(t, fixtures()...)
+	a, _ := f.adapter(t, now)
+	ids := []string{"P2P-1001"}
+	for i := range 300 {
+		ids = append(ids, fmt.Sprintf("%064d", i))
+	}
+	c, err := a.lookup(context.Background(), ids)
+	if err != nil || len(c.coverages) != 1 {
+		t.Fatalf("lookup: %v, %d coverages", err, len(c.coverages))
+	}
+	if f.longest > 4096 {
+		t.Fatalf("a search of %d bytes: servers refuse request lines over 8 KiB", f.longest)
+	}
 }

@@ -294,7 +294,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	}
 	publicBases := map[string]string{}
 	for _, a := range cfg.APIs {
-		p.apis = append(p.apis, decision.API{Name: a.Name, Prefix: a.Prefix})
+		p.apis = append(p.apis, decision.API{Name: a.Name, Prefix: a.Prefix, BodyLimits: a.BodyLimits()})
 		publicBases[a.Name] = cfg.PublicURL + a.Prefix
 	}
 	p.core = &decision.Core{
@@ -423,7 +423,7 @@ func capabilityAPIs(cfg *config.Config, publicURL string) []capability.API {
 			api.Resources = append(api.Resources, capability.Resource(r))
 		}
 		for _, o := range a.Operations {
-			api.Operations = append(api.Operations, capability.Operation(o))
+			api.Operations = append(api.Operations, capability.Operation{Type: o.Type, Name: o.Name, Definition: o.Definition})
 		}
 		out = append(out, api)
 	}

@@ -44,7 +44,14 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients,
 		PerUser: c.RateLimits.PerUser, MaxUsers: c.RateLimits.MaxUsers}
 	for _, a := range c.APIs {
-		cfg.APIs = append(cfg.APIs, xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins})
+		api := xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins}
+		for path, n := range a.BodyLimits() {
+			if api.BodyLimits == nil {
+				api.BodyLimits = map[string]uint32{}
+			}
+			api.BodyLimits[path] = uint32(n) // config.Validate bounds it
+		}
+		cfg.APIs = append(cfg.APIs, api)
 	}
 	if c.XDS.NodeID == "" {
 		errs = append(errs, errors.New("xds.node_id is empty"))

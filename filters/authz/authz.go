@@ -65,18 +65,22 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// headers and is refused by the token parser.
 		in.Authorization = []string{a}
 	}
-	if bodyTooLarge(h.GetSize(), len(in.Body), headers) {
+	api, rest, routeErr := decision.Route(s.APIs, rawPath)
+	limit := fhir.MaxBodyBytes
+	if routeErr == nil {
+		limit = api.BodyLimit(rest)
+	}
+	if bodyTooLarge(h.GetSize(), len(in.Body), headers, limit) {
 		// Envoy answers 413 itself above max_request_bytes on HTTP/1.1, but over HTTP/2 it has been seen to
 		// ask about a truncated body instead; the limit holds here too, as in the standalone proxy.
 		in.Path = rawPath
 		return s.deny(ctx, s.Core.Refuse(in, outcome.TooLarge, "request_too_large")), nil
 	}
-	api, rest, err := decision.Route(s.APIs, rawPath)
-	if err != nil {
+	if routeErr != nil {
 		in.Path = rawPath
 		return s.deny(ctx, s.Core.Refuse(in, outcome.NotFound, "no_api")), nil
 	}
-	in.API, in.Path = api.Name, rest
+	in.API, in.Path, in.BodyLimit = api.Name, rest, limit
 	d := s.Core.Decide(ctx, in)
 	if !d.Allow {
 		return s.deny(ctx, d), nil
@@ -107,14 +111,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}, nil
 }
 
-// bodyTooLarge reports a request body above fhir.MaxBodyBytes from anything that shows it: the size Envoy
-// reports, the bytes it sent, the content-length, or Envoy's mark that it sent only part of the body.
-func bodyTooLarge(size int64, sent int, headers map[string]string) bool {
-	if headers["x-envoy-auth-partial-body"] == "true" || size > fhir.MaxBodyBytes || sent > fhir.MaxBodyBytes {
+// bodyTooLarge reports a request body above limit from anything that shows it: the size Envoy reports, the
+// bytes it sent, the content-length, or Envoy's mark that it sent only part of the body.
+func bodyTooLarge(size int64, sent int, headers map[string]string, limit int) bool {
+	if headers["x-envoy-auth-partial-body"] == "true" || size > int64(limit) || sent > limit {
 		return true
 	}
 	n, err := strconv.ParseInt(headers["content-length"], 10, 64)
-	return err == nil && n > fhir.MaxBodyBytes
+	return err == nil && n > int64(limit)
 }
 
 // rateLimitHeaders are what Envoy's local rate limit keys its buckets on; the route removes them before the

@@ -28,7 +28,7 @@ func TestBodyTooLargeFromAnyEvidence(t *testing.T) {
 		{"unknown size, no length", -1, 10, nil, false},
 	}
 	for _, c := range cases {
-		if got := bodyTooLarge(c.size, c.sent, c.headers); got != c.want {
+		if got := bodyTooLarge(c.size, c.sent, c.headers, fhir.MaxBodyBytes); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"github.com/fhirwall/fhirwall/internal/fhir"
+
 	"errors"
 	"strings"
 )
@@ -9,6 +11,17 @@ import (
 type API struct {
 	Name   string
 	Prefix string // path prefix of the API's FHIR base, no trailing slash
+	// BodyLimits are the paths below the base whose request bodies may exceed fhir.MaxBodyBytes, with their
+	// own limit (config operations[].max_body_bytes).
+	BodyLimits map[string]int
+}
+
+// BodyLimit is the largest request body the API accepts at path (below its base).
+func (a API) BodyLimit(path string) int {
+	if n, ok := a.BodyLimits[path]; ok && n > 0 {
+		return n
+	}
+	return fhir.MaxBodyBytes
 }
 
 // ErrNoAPI means the path is under no configured API, or is not in normal form.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
 func TestRouteFindsTheAPIAndRefusesAbnormalPaths(t *testing.T) {
-	apis := []API{{"patient-access", "/patient-access/fhir"}}
+	apis := []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 	a, rest, err := Route(apis, "/patient-access/fhir/Patient/member-01")
 	if err != nil || a.Name != "patient-access" || rest != "/Patient/member-01" {
 		t.Fatalf("got %v %q %v", a, rest, err)
@@ -25,7 +27,7 @@ func TestRouteFindsTheAPIAndRefusesAbnormalPaths(t *testing.T) {
 }
 
 func FuzzRoute(f *testing.F) {
-	apis := []API{{"patient-access", "/patient-access/fhir"}}
+	apis := []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 	f.Add("/patient-access/fhir/Patient/1")
 	f.Add("/patient-access/fhir/%2e%2e/admin")
 	f.Fuzz(func(t *testing.T, p string) {
@@ -56,5 +58,19 @@ func TestLinksNameTheBaseTheClientUsed(t *testing.T) {
 				t.Errorf("next link not rewritten to %s: %s", tc.want, e.Body)
 			}
 		})
+	}
+}
+
+func TestBodyLimitIsTheOperationsOwnOnlyAtItsPath(t *testing.T) {
+	a := API{Name: "payer-to-payer", Prefix: "/payer-to-payer/fhir", BodyLimits: map[string]int{"/Group/$bulk-member-match": 15 << 20}}
+	for path, want := range map[string]int{
+		"/Group/$bulk-member-match":   15 << 20,
+		"/Patient/$member-match":      fhir.MaxBodyBytes,
+		"/Group/x/$bulk-member-match": fhir.MaxBodyBytes,
+		"":                            fhir.MaxBodyBytes,
+	} {
+		if got := a.BodyLimit(path); got != want {
+			t.Errorf("%q: %d, want %d", path, got, want)
+		}
 	}
 }

@@ -33,6 +33,8 @@ type Input struct {
 	Header func(name string) []string
 	// Body is the whole request body; a face that could not read all of it must not call Decide.
 	Body []byte
+	// BodyLimit is the largest body the API accepts at Path (API.BodyLimit); 0 means fhir.MaxBodyBytes.
+	BodyLimit int
 	// PublicBase is the API's base as this client reached it, when the face knows it (the standalone proxy:
 	// its own scheme and host); "" means Core.PublicBase (public_url, Envoy's listener).
 	PublicBase string
@@ -159,7 +161,11 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 	if d.Identity != nil && !c.checkClient(ctx, d) {
 		return
 	}
-	req, err := fhir.Classify(in.Method, in.Path, in.RawQuery, in.Header, in.Body)
+	limit := in.BodyLimit
+	if limit <= 0 {
+		limit = fhir.MaxBodyBytes
+	}
+	req, err := fhir.ClassifyWithin(in.Method, in.Path, in.RawQuery, in.Header, in.Body, limit)
 	if err != nil {
 		switch {
 		case !authenticated:

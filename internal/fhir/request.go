@@ -97,10 +97,16 @@ func unsupported(format string, args ...any) error {
 // The path must already be normalised by the edge; dot segments, empty segments, encoded characters and
 // matrix parameters are refused here again rather than trusted.
 func Classify(method, path, rawQuery string, header func(string) []string, body []byte) (Request, error) {
+	return ClassifyWithin(method, path, rawQuery, header, body, MaxBodyBytes)
+}
+
+// ClassifyWithin is Classify for a request whose body may be up to limit bytes (an operation configured with
+// a larger body, such as Payer-to-Payer's $bulk-member-match).
+func ClassifyWithin(method, path, rawQuery string, header func(string) []string, body []byte, limit int) (Request, error) {
 	if header == nil {
 		header = func(string) []string { return nil }
 	}
-	if len(body) > MaxBodyBytes {
+	if len(body) > limit {
 		return Request{}, fmt.Errorf("%w: body of %d bytes", ErrTooLarge, len(body))
 	}
 	// A method override would make the FHIR server act on another method than the one decided here.

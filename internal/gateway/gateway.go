@@ -406,18 +406,22 @@ func (g *Gateway) decide(r *http.Request, in decision.Input) (*decision.Decision
 		in.Path = r.URL.EscapedPath()
 		return g.core.Refuse(in, outcome.NotSupported.WithDiagnostics("escaped slashes are not allowed in paths"), "escaped_slash"), decision.API{}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, fhir.MaxBodyBytes+1))
-	if err != nil || len(body) > fhir.MaxBodyBytes {
+	api, rest, routeErr := decision.Route(g.apis, path)
+	limit := fhir.MaxBodyBytes
+	if routeErr == nil {
+		limit = api.BodyLimit(rest)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil || len(body) > limit {
 		in.Path = path
 		return g.core.Refuse(in, outcome.TooLarge, "request_too_large"), decision.API{}
 	}
 	in.Body = body
-	api, rest, err := decision.Route(g.apis, path)
-	if err != nil {
+	if routeErr != nil {
 		in.Path = path
 		return g.core.Refuse(in, outcome.NotFound, "no_api"), api
 	}
-	in.API, in.Path = api.Name, rest
+	in.API, in.Path, in.BodyLimit = api.Name, rest, limit
 	// The configured base, which is also what the FHIR server builds its links from (rewrite).
 	in.PublicBase = g.publicBase(api.Prefix)
 	return g.core.Decide(r.Context(), in), api

@@ -97,6 +97,9 @@ type API struct {
 	// CORSOrigins are the browser origins that may read the API's data (apis[].cors.allowed_origins); its
 	// discovery documents are readable from any origin.
 	CORSOrigins []string `yaml:"cors_origins"`
+	// BodyLimits are the operations whose request bodies may exceed the 1 MiB ext_authz limit, by path below
+	// the API's base (config operations[].max_body_bytes): each gets an exact route with its own limit.
+	BodyLimits map[string]uint32 `yaml:"body_limits"`
 }
 
 // Names of the resources fhirwall-xds generates. Golden files and the stack scripts rely on them.
@@ -179,6 +182,14 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		for _, doc := range localDocuments {
 			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: api.Name + doc.suffix, Path: prefix + doc.path, Cluster: LocalCluster, RateLimit: limit,
 				CORS: corsPolicy(cors.Policy{AnyOrigin: true})})
+		}
+		// Operations with a larger body than the listener's ext_authz limit (Payer-to-Payer's
+		// $bulk-member-match) get an exact route with their own: fhirwall-proxy answers them itself (ext_proc,
+		// at the request headers), so their cluster is its local listener, and nothing reaches the FHIR server.
+		for _, path := range slices.Sorted(maps.Keys(api.BodyLimits)) {
+			name := api.Name + "-" + strings.ToLower(strings.NewReplacer("/", "-", "$", "").Replace(strings.TrimPrefix(path, "/")))
+			l.Routes = append(l.Routes, &ir.HTTPRoute{Name: name, Path: prefix + path, Cluster: LocalCluster, RateLimit: limit,
+				CORS: corsPolicy(cors.Policy{Origins: api.CORSOrigins}), MaxRequestBytes: api.BodyLimits[path]})
 		}
 		cluster := FHIRServerClusterPrefix + api.Name
 		route := &ir.HTTPRoute{

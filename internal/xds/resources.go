@@ -253,6 +253,18 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
 
+// routeBodyLimit overrides ext_authz's body buffering on one route: the same settings as the listener's
+// (whole body, as bytes, never partial) with a larger limit.
+func routeBodyLimit(max uint32) *anypb.Any {
+	return mustAny(&ext_authzv3.ExtAuthzPerRoute{Override: &ext_authzv3.ExtAuthzPerRoute_CheckSettings{
+		CheckSettings: &ext_authzv3.CheckSettings{WithRequestBody: &ext_authzv3.BufferSettings{
+			MaxRequestBytes:     max,
+			AllowPartialMessage: false,
+			PackAsBytes:         true,
+		}},
+	}})
+}
+
 type extProcFilter struct{}
 
 var _ httpFilter = extProcFilter{}
@@ -350,6 +362,13 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 		}
 		if r.RateLimit != nil {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
+		}
+		if r.MaxRequestBytes > 0 {
+			if route.TypedPerFilterConfig == nil {
+				route.TypedPerFilterConfig = map[string]*anypb.Any{}
+			}
+			route.TypedPerFilterConfig[extAuthzFilterName] = routeBodyLimit(r.MaxRequestBytes)
+			route.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(r.MaxRequestBytes))
 		}
 		if r.CORS != nil {
 			if route.TypedPerFilterConfig == nil {

@@ -48,7 +48,7 @@ func Example(t testing.TB, standalone bool) ([]capability.API, Config) {
 			api.Resources = append(api.Resources, capability.Resource(r))
 		}
 		for _, o := range a.Operations {
-			api.Operations = append(api.Operations, capability.Operation(o))
+			api.Operations = append(api.Operations, capability.Operation{Type: o.Type, Name: o.Name, Definition: o.Definition})
 		}
 		apis = append(apis, api)
 	}

@@ -73,6 +73,10 @@ type HTTPRoute struct {
 	RateLimit *RateLimit
 	// CORS, when set, lets browser pages of the origins it admits read this route's answers.
 	CORS *CORS
+	// MaxRequestBytes, when set, replaces the listener's ext_authz body limit on this exact-path route (an
+	// operation configured with a larger body); Envoy buffers up to it for ext_authz. At most the listener's
+	// BufferLimitBytes.
+	MaxRequestBytes uint32
 }
 
 // Forwarded is an API's public base split the way x-forwarded-proto, -host and -prefix carry it.
@@ -186,9 +190,11 @@ var (
 
 	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
 	// Path prefixes are plain segments: nothing Envoy would normalise, decode or treat as a pattern.
-	segmentsRE     = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
-	headerPrefixRE = regexp.MustCompile(`^[a-z0-9-]+$`)
-	hostnameRE     = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+	segmentsRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+	// An exact path may name an operation: a segment may begin with "$" ([base]/Group/$bulk-member-match).
+	operationPathRE = regexp.MustCompile(`^(/\$?[A-Za-z0-9._~-]+)+$`)
+	headerPrefixRE  = regexp.MustCompile(`^[a-z0-9-]+$`)
+	hostnameRE      = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 )
 
 func invalid(format string, args ...any) error {
@@ -295,6 +301,9 @@ func (l *HTTPListener) Validate() error {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+		if r.MaxRequestBytes > 0 && (l.BufferLimitBytes == 0 || r.MaxRequestBytes > l.BufferLimitBytes) {
+			errs = append(errs, invalid("route %q: body limit %d above the listener's buffer limit %d", r.Name, r.MaxRequestBytes, l.BufferLimitBytes))
+		}
 		if names[r.Name] {
 			errs = append(errs, invalid("route %q defined twice", r.Name))
 		}
@@ -331,7 +340,7 @@ func (r *HTTPRoute) Validate() error {
 	case r.Path != "" && r.PathPrefix != "":
 		errs = append(errs, invalid("route %q has both a path and a path prefix", r.Name))
 	case r.Path != "":
-		if !segmentsRE.MatchString(r.Path) {
+		if !operationPathRE.MatchString(r.Path) {
 			errs = append(errs, invalid("route %q: path %q must be /-separated plain segments without trailing slash", r.Name, r.Path))
 		} else if hasDotSegment(r.Path) {
 			errs = append(errs, invalid("route %q: path %q has a dot segment", r.Name, r.Path))
@@ -358,6 +367,9 @@ func (r *HTTPRoute) Validate() error {
 	}
 	if r.Cluster == "" {
 		errs = append(errs, invalid("route %q has no cluster", r.Name))
+	}
+	if r.MaxRequestBytes > 0 && r.Path == "" {
+		errs = append(errs, invalid("route %q: a body limit of its own needs an exact path", r.Name))
 	}
 	if r.Timeout < 0 || r.Timeout > 10*time.Minute {
 		errs = append(errs, invalid("route %q: timeout %s outside [0, 10m]", r.Name, r.Timeout))
