@@ -146,35 +146,15 @@ func drugLine(l map[string]any) bool {
 	return false
 }
 
-// priorAuthWithoutAmounts removes every amount from a prior authorization (ExplanationOfBenefit) and, when
-// any went, its claim to PDex pdex-priorauthorization (any version). PDex 2.0.0 requires
-// item.adjudication:adjudicationamounttype.amount (1..1) and puts the decision (reviewAction) on that very
-// entry: the entry stays for the decision, without its amount, so the resource no longer conforms and says
-// so, as claims trade CARIN BB's financial profiles for the non-financial ones. CMS-0057-F does not name
-// prior-authorization amounts among what providers may not see, but fhirwall gives providers no money at
-// all (table.go): one rule that is easy to check beats a per-type list of amounts that are allowed.
+// priorAuthWithoutAmounts removes every amount from a prior authorization (ExplanationOfBenefit) nested in
+// another resource (contained, a Parameters or Bundle entry) and, when any went, its claim to PDex
+// pdex-priorauthorization (any version), which requires some (item.adjudication:adjudicationamounttype.amount
+// 1..1). Only the resource the API returns gets the precise rule (priorAuthWithoutFinance): inside another
+// resource money goes as everywhere else, whatever holds it.
 func priorAuthWithoutAmounts(eob map[string]any) bool {
 	if !stripMoney(eob, 0) {
 		return false
 	}
-	meta, _ := eob["meta"].(map[string]any)
-	profiles, _ := meta["profile"].([]any)
-	kept := profiles[:0:0]
-	for _, p := range profiles {
-		if s, _ := p.(string); s == pdexPriorAuth || strings.HasPrefix(s, pdexPriorAuth+"|") {
-			continue
-		}
-		kept = append(kept, p)
-	}
-	switch {
-	case len(kept) == len(profiles):
-	case len(kept) > 0:
-		meta["profile"] = kept
-	default:
-		delete(meta, "profile")
-		if len(meta) == 0 {
-			delete(eob, "meta")
-		}
-	}
+	dropPDexClaim(eob)
 	return true
 }

@@ -64,13 +64,15 @@ func (s *scope) withheld(res map[string]any, now time.Time) bool {
 // every resource over the whole tree, then drops the narrative of a resource that changed.
 func (s *scope) transform(res map[string]any) bool {
 	changed := false
+	top := true // eachResource calls with res first
 	eachResource(res, func(r map[string]any) {
 		for _, rm := range s.row(r).remove {
-			changed = rm.do(r) || changed
+			changed = rm.do(r, top) || changed
 		}
+		top = false
 	})
 	for _, rm := range s.everywhere.remove {
-		changed = rm.do(res) || changed
+		changed = rm.do(res, true) || changed
 	}
 	if changed && s.dropNarrative {
 		eachResource(res, func(r map[string]any) { delete(r, "text") })

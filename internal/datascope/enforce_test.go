@@ -64,8 +64,12 @@ func TestProviderAccessSearchLosesOldClaimsDrugPriorAuthsAndMoney(t *testing.T) 
 	var got []string
 	for _, e := range b.Entry {
 		got = append(got, e.Resource["id"].(string))
-		// Prior auths too: every amount is gone, the decision (reviewAction) stays.
-		if e.Resource["total"] != nil || strings.Contains(mustJSON(t, e.Resource), `"currency"`) {
+		// Claims lose every amount; prior auths keep only submitted and eligible (neither cost-sharing nor
+		// remittance) and their decision (reviewAction).
+		if paths := datascope.LeakedMoney(e.Resource); len(paths) > 0 {
+			t.Errorf("%s still carries money at %v", e.Resource["id"], paths)
+		}
+		if e.Resource["use"] == "claim" && (e.Resource["total"] != nil || strings.Contains(mustJSON(t, e.Resource), `"currency"`)) {
 			t.Errorf("%s still carries money", e.Resource["id"])
 		}
 	}

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
-	"strings"
 	"testing"
 )
 
 // FuzzApply: whatever a FHIR server answers, nothing money-shaped leaves for a provider or another payer (at
-// any depth, contained resources and extensions included), and applying the scope again changes nothing
-// more. Payer-to-Payer keeps nothing Provider Access would not, and leaves what it keeps exactly as Provider
+// any depth, contained resources and extensions included) but, in a prior auth returned as such, the
+// amounts leakedMoney allows (submitted and eligible: neither enrollee cost-sharing nor provider remittance,
+// CMS-0057-F; table.go); a prior auth that still claims PDex has every amount PDex's slices require; and
+// applying the scope again changes nothing more. Payer-to-Payer keeps nothing Provider Access would not, and leaves what it keeps exactly as Provider
 // Access does. Sensitive never panics, and a resource nested in another keeps its label.
 // Seeds: the testdata resources, a few Payer-to-Payer shapes and testdata/fuzz/FuzzApply.
 func FuzzApply(f *testing.F) {
@@ -56,21 +57,18 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		payerToPayer(t, body)
-		keep, _ := Apply(ProviderAccess, res, decisionTime)
+		keep, changed := Apply(ProviderAccess, res, decisionTime)
 		if !keep {
 			return
 		}
-		for k, v := range res { // the resource itself is not money; what it holds may be
-			paths := moneyPaths(v, "$."+k)
-			if len(k) > 5 && strings.HasSuffix(k, "Money") {
-				paths = append(paths, "$."+k)
-			}
-			if len(paths) > 0 {
-				t.Fatalf("money left at %v in %s", paths, mustMarshal(t, res))
-			}
+		if paths := leakedMoney(res); len(paths) > 0 {
+			t.Fatalf("money left at %v in %s", paths, mustMarshal(t, res))
+		}
+		if isPriorAuthEOB(res) {
+			priorAuthConforms(t, res, changed)
 		}
 		once := mustMarshal(t, res)
-		keep, changed := Apply(ProviderAccess, res, decisionTime)
+		keep, changed = Apply(ProviderAccess, res, decisionTime)
 		if !keep || changed || mustMarshal(t, res) != once {
 			t.Fatalf("second pass: keep %v, changed %v\n%s\n→\n%s", keep, changed, once, mustMarshal(t, res))
 		}
@@ -95,14 +93,8 @@ func payerToPayer(t *testing.T, body []byte) {
 	if !keep {
 		return
 	}
-	for k, v := range res {
-		paths := moneyPaths(v, "$."+k)
-		if len(k) > 5 && strings.HasSuffix(k, "Money") {
-			paths = append(paths, "$."+k)
-		}
-		if len(paths) > 0 {
-			t.Fatalf("payer-to-payer: money left at %v in %s", paths, mustMarshal(t, res))
-		}
+	if paths := leakedMoney(res); len(paths) > 0 {
+		t.Fatalf("payer-to-payer: money left at %v in %s", paths, mustMarshal(t, res))
 	}
 	pa := decodeNumbers(body)
 	if paKeep, paChanged := Apply(ProviderAccess, pa, decisionTime); !paKeep || paChanged != changed || !reflect.DeepEqual(pa, res) {
@@ -129,4 +121,17 @@ func decodeNumbers(body []byte) map[string]any {
 		return nil
 	}
 	return m
+}
+
+// priorAuthConforms: a prior auth keeps no payment (remittance), and one the scope changed that still claims
+// pdex-priorauthorization has an amount on every adjudication of a PDexAdjudication category
+// (adjudicationamounttype.amount 1..1). What the server sent already broken is not the scope's doing.
+func priorAuthConforms(t *testing.T, res map[string]any, changed bool) {
+	t.Helper()
+	if res["payment"] != nil {
+		t.Fatalf("prior auth kept its payment: %s", mustMarshal(t, res))
+	}
+	if changed && claimsPDex(res) && !pdexAmountSlicesHold(res) {
+		t.Fatalf("claims PDex without the amounts its slices require: %s", mustMarshal(t, res))
+	}
 }

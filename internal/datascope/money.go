@@ -54,34 +54,40 @@ func moneyShaped(m map[string]any) bool {
 // with nothing to say (emptied). It reports whether m changed.
 func stripMoney(m map[string]any, depth int) bool {
 	changed := false
-	for k, v := range m {
-		if isMoney(k, v) {
-			delete(m, k)
-			changed = true
-			continue
-		}
-		switch t := v.(type) {
-		case map[string]any:
-			if stripMoney(t, depth+1) {
-				changed = true
-				if emptied(k, t) {
-					delete(m, k)
-				}
-			}
-		case []any:
-			kept, ch := stripArray(k, t, depth)
-			if !ch {
-				continue
-			}
-			changed = true
-			if len(kept) == 0 {
-				delete(m, k)
-			} else {
-				m[k] = kept
-			}
-		}
+	for k := range m {
+		changed = stripKey(m, k, depth) || changed
 	}
 	return changed
+}
+
+// stripKey is stripMoney for the one element m[k].
+func stripKey(m map[string]any, k string, depth int) bool {
+	v := m[k]
+	if isMoney(k, v) {
+		delete(m, k)
+		return true
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		if stripMoney(t, depth+1) {
+			if emptied(k, t) {
+				delete(m, k)
+			}
+			return true
+		}
+	case []any:
+		kept, ch := stripArray(k, t, depth)
+		if !ch {
+			return false
+		}
+		if len(kept) == 0 {
+			delete(m, k)
+		} else {
+			m[k] = kept
+		}
+		return true
+	}
+	return false
 }
 
 func stripArray(key string, arr []any, depth int) ([]any, bool) {

@@ -12,8 +12,8 @@ import (
 //	patient-access, ""  every type            leaves as it is (members see their own cost-sharing)
 //	provider-access     ExplanationOfBenefit  withheld: dates of service before 2016-01-01; prior auths for drugs
 //	                                          removed:  claims: what the CARIN BB non-financial profiles forbid
-//	                                                    (meta.profile swapped); prior auths: every amount (and
-//	                                                    the PDex profile claim, which requires them)
+//	                                                    (meta.profile swapped); prior auths: enrollee cost-sharing
+//	                                                    and provider remittance, see "Prior auths" below
 //	                    Claim                 withheld: dates of service before 2016-01-01; prior auths for drugs
 //	                    ClaimResponse         withheld: dates before 2016-01-01; prior-auth decisions for drugs
 //	                                          removed:  payment (remittance; its amount is 1..1)
@@ -48,6 +48,33 @@ import (
 //	                    every other type      as provider-access (Patient, Coverage, Practitioner,
 //	                                          PractitionerRole, Organization, Location: no date of service)
 //	any other name      everything withheld
+//
+// Prior auths (ExplanationOfBenefit, use preauthorization or predetermination; PDex pdex-priorauthorization).
+// CMS-0057-F keeps only "provider remittances and enrollee cost-sharing information" of claims from providers
+// and other payers; the prior authorization itself (status, dates, items and services approved, quantity)
+// leaves. PDex 2.0.0/2.1.0 require an amount on every item.adjudication and adjudication of a PDexAdjudication
+// category (slice adjudicationamounttype, amount 1..1) and on every total (amount 1..1), so an amount that
+// is neither stays and the resource keeps its meta.profile claim:
+//
+//	kept      submitted (THO adjudication; PDex PriorAuthorizationValueCodes in total)  what was requested
+//	          eligible  (same systems)                  the plan's determination of the eligible (allowed) amount
+//	          item/detail/subDetail unitPrice, net      the provider's charge as requested (a submitted amount)
+//	removed   copay, deductible (THO adjudication); coinsurance, memberliability, paidbypatient,
+//	          noncovered (the member's share of what the plan does not cover) (PDexAdjudicationCS)
+//	                                                    enrollee cost-sharing
+//	          benefit (THO: the amount payable), paidtoprovider, paidtopatient, priorpayerpaid (PDexAdjudicationCS),
+//	          utilized (PriorAuthorizationValueCodes: drawn by claims to date), payment (whole)
+//	                                                    provider remittance (a payment, whoever receives it)
+//	          benefitBalance.financial used/allowed money (deductible and out-of-pocket accumulators)
+//	                                                    enrollee cost-sharing
+//	          discount, drugcost (PDexAdjudicationCS), any other system or code, a category with any coding
+//	          outside the kept ones, addItem amounts (payer-added lines), money in extensions (of a kept
+//	          amount too) and in contained resources   not classified: fail closed
+//
+// An entry that is nothing but a removed amount goes whole; one that says more (reviewAction, reason, value)
+// stays without it, and if it is then in PDex's amount slice without an amount, the claim to
+// pdex-priorauthorization goes (the resource is honest about what it no longer is). A prior auth nested in
+// another resource loses every amount and the claim, as money anywhere else does.
 //
 // A type with no row under provider-access passes money-stripped: the caller's compartment and scope checks
 // decided it may leave, and nothing in CMS-0057-F withholds it from providers; only money is the payer's
@@ -90,7 +117,7 @@ var providerAccess = &scope{
 	types: map[string]rule{
 		"ExplanationOfBenefit": {
 			withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
-			remove:   []removal{nonFinancialClaim, priorAuthAmounts},
+			remove:   []removal{nonFinancialClaim, priorAuthFinance},
 		},
 		"Claim": {
 			withhold: []withhold{servedBeforeCutoff, drugPriorAuth},
@@ -164,7 +191,7 @@ type withhold struct {
 
 type removal struct {
 	what string
-	do   func(res map[string]any) bool // reports whether res changed
+	do   func(res map[string]any, top bool) bool // reports whether res changed; top: res is what Apply was given
 }
 
 var (
@@ -222,22 +249,38 @@ var (
 
 	nonFinancialClaim = removal{
 		"claims: the elements the CARIN BB 2.0.0 non-financial profiles forbid; meta.profile names the one that fits",
-		func(res map[string]any) bool { return !isPriorAuth(res) && nonFinancial(res) },
+		func(res map[string]any, _ bool) bool { return !isPriorAuth(res) && nonFinancial(res) },
 	}
-	priorAuthAmounts = removal{
-		"prior auths: every amount; meta.profile no longer claims PDex pdex-priorauthorization, which requires them",
-		func(res map[string]any) bool { return isPriorAuth(res) && priorAuthWithoutAmounts(res) },
+	priorAuthFinance = removal{
+		"prior auths: enrollee cost-sharing and provider remittance (payment, every amount but submitted and eligible); " +
+			"nested in another resource: every amount, and the PDex claim",
+		func(res map[string]any, top bool) bool {
+			switch {
+			case !isPriorAuth(res):
+				return false
+			case top:
+				return priorAuthWithoutFinance(res)
+			default:
+				return priorAuthWithoutAmounts(res)
+			}
+		},
 	}
 	remittance = removal{
 		"ClaimResponse.payment: the payment to the provider (its amount is 1..1: it cannot stay without it)",
-		func(res map[string]any) bool { return del(res, "payment") },
+		func(res map[string]any, _ bool) bool { return del(res, "payment") },
 	}
 	costToBeneficiary = removal{
 		"Coverage.costToBeneficiary: copays, coinsurance and their exceptions (enrollee cost-sharing)",
-		func(res map[string]any) bool { return del(res, "costToBeneficiary") },
+		func(res map[string]any, _ bool) bool { return del(res, "costToBeneficiary") },
 	}
 	moneyAnywhere = removal{
-		"every Money, valueMoney and MoneyQuantity at any depth, and the entries it leaves empty",
-		func(res map[string]any) bool { return stripMoney(res, 0) },
+		"every Money, valueMoney and MoneyQuantity at any depth, and the entries it leaves empty; of a prior auth " +
+			"ExplanationOfBenefit (the resource returned, not one nested in it), all but the amounts it keeps",
+		func(res map[string]any, _ bool) bool {
+			if isPriorAuthEOB(res) {
+				return stripPriorAuth(res)
+			}
+			return stripMoney(res, 0)
+		},
 	}
 )

@@ -40,7 +40,7 @@ func TestDataScopeTable(t *testing.T) {
 				t.Errorf("changed = %v, but the resource %s", changed, map[bool]string{true: "did not change", false: "changed"}[changed])
 			}
 			if tc.scope == ProviderAccess || tc.scope == PayerToPayer {
-				if paths := moneyPaths(res, "$"); len(paths) > 0 {
+				if paths := leakedMoney(res); len(paths) > 0 {
 					t.Errorf("money left at %v", paths)
 				}
 				if changed && res["text"] != nil {
@@ -74,18 +74,19 @@ var providerAccessEOBCases = []tableCase{
 			t.Errorf("meta.profile = %v", got)
 		}
 	}},
-	{"approved prior auth keeps its decision, loses its amounts", ProviderAccess, seedEOB("priorauth-member-01-1"), true,
+	{"approved prior auth keeps its decision, its submitted and eligible amounts and its PDex claim", ProviderAccess,
+		seedEOB("priorauth-member-01-1"), true,
 		func(t *testing.T, before, after map[string]any) {
-			if after["total"] != nil {
-				t.Errorf("total = %v", after["total"])
+			// Neither enrollee cost-sharing nor provider remittance (CMS-0057-F); PDex requires them.
+			if !reflect.DeepEqual(after["total"], before["total"]) || !reflect.DeepEqual(after["item"], before["item"]) {
+				t.Errorf("total or item changed: %v, %v", after["total"], after["item"])
 			}
 			adj := after["item"].([]any)[0].(map[string]any)["adjudication"].([]any)[0].(map[string]any)
 			if !strings.Contains(mustMarshal(t, adj["extension"]), `"A1"`) {
 				t.Errorf("reviewAction lost: %v", adj)
 			}
-			meta := after["meta"].(map[string]any)
-			if meta["profile"] != nil || !reflect.DeepEqual(meta["tag"], before["meta"].(map[string]any)["tag"]) {
-				t.Errorf("meta = %v, want the tags and no PDex profile (it requires the amounts)", meta)
+			if !reflect.DeepEqual(after["meta"], before["meta"]) {
+				t.Errorf("meta = %v, want the tags and the PDex profile", after["meta"])
 			}
 		}},
 	{"denied prior auth keeps its reason", ProviderAccess, seedEOB("priorauth-member-02-2"), true,

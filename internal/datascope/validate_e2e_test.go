@@ -4,6 +4,7 @@ package datascope
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,8 @@ var (
 	carinPackages = []string{"hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz"}
 	pdexPackages  = []string{"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-hrex-1.0.0.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz", "hl7.fhir.us.davinci-pdex-2.0.0.tgz"}
 	pasPackages   = []string{"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz"}
+	// PDex 2.1.0, as test/payertopayer validates what the Payer-to-Payer API emits.
+	pdex21Packages = []string{"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-hrex-1.0.0.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz", "hl7.fhir.us.davinci-pdex-2.1.0.tgz"}
 )
 
 // TestNonFinancialClaimsValidate transforms the seed's claims for Provider Access and validates them with
@@ -39,7 +42,8 @@ func TestNonFinancialClaimsValidate(t *testing.T) {
 
 // TestSeedAfterProviderAccessValidates applies Provider Access to every resource of the seed as
 // `go run ./test/seed -dry-run` generates it today and validates what leaves against the IGs its profiles
-// come from: the non-financial claims, the prior auths without their amounts (PDex), the Coverages without
+// come from: the non-financial claims, the prior auths without cost-sharing or remittance, still claiming
+// PDex 2.0.0 (the seed's version), the Coverages without
 // cost-sharing (CARIN BB, US Core), and every other type, which must leave unchanged.
 func TestSeedAfterProviderAccessValidates(t *testing.T) {
 	var carin, pdex []map[string]any
@@ -53,10 +57,14 @@ func TestSeedAfterProviderAccessValidates(t *testing.T) {
 		}
 		if ch {
 			changed[rt]++
-		} else if strings.Contains(before, `"currency"`) {
+		} else if strings.Contains(before, `"currency"`) && !isPriorAuthEOB(res) {
+			// A prior auth with only submitted and eligible amounts has nothing to lose (leakedMoney below).
 			t.Errorf("%s/%s carries money and was not changed", rt, res["id"])
 		}
-		if paths := moneyPaths(res, rt); len(paths) > 0 {
+		if isPriorAuthEOB(res) && !claimsPDex(res) {
+			t.Errorf("%s/%s no longer claims pdex-priorauthorization", rt, res["id"])
+		}
+		if paths := leakedMoney(res); len(paths) > 0 {
 			t.Errorf("%s/%s: money left at %v", rt, res["id"], paths)
 		}
 		if rt == "ExplanationOfBenefit" && isPriorAuth(res) {
@@ -76,6 +84,82 @@ func TestSeedAfterProviderAccessValidates(t *testing.T) {
 	}
 	t.Run("CARIN BB and US Core", func(t *testing.T) { validate(t, carinPackages, carin) })
 	t.Run("PDex prior authorizations", func(t *testing.T) { validate(t, pdexPackages, pdex) })
+}
+
+// TestPayerToPayerPriorAuthsValidateAgainstPDex21: the Payer-to-Payer fixtures' prior auths
+// (test/payertopayer/testdata/members.json: approved and pended), and the approved one with enrollee
+// cost-sharing and remittance added (copay, member liability and paid-to-provider adjudications, a benefit
+// total, a payment), still claim pdex-priorauthorization after Payer-to-Payer and Provider Access and
+// validate against PDex 2.1.0 with zero errors: the submitted and eligible amounts PDex requires stay, the
+// rest goes.
+func TestPayerToPayerPriorAuthsValidateAgainstPDex21(t *testing.T) {
+	raw, err := os.ReadFile("../../test/payertopayer/testdata/members.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	src := map[string]map[string]any{}
+	var find func(v any)
+	find = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			// Approved and pended: the ones Payer-to-Payer returns (denied ones are withheld).
+			if id, _ := x["id"].(string); id == "p2p-pa-exact-approved-2025" || id == "p2p-pa-exact-pended-2026" {
+				src[id] = x
+				return
+			}
+			for _, e := range x {
+				find(e)
+			}
+		case []any:
+			for _, e := range x {
+				find(e)
+			}
+		}
+	}
+	find(doc)
+	approved := src["p2p-pa-exact-approved-2025"]
+	if approved == nil || src["p2p-pa-exact-pended-2026"] == nil {
+		t.Fatalf("members.json: prior auths %v", slices.Collect(maps.Keys(src)))
+	}
+	financial := clone(t, approved)
+	financial["id"] = "p2p-pa-exact-approved-2025-financial"
+	it := financial["item"].([]any)[0].(map[string]any)
+	for _, c := range [][2]string{{"http://terminology.hl7.org/CodeSystem/adjudication", "copay"},
+		{"http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PDexAdjudicationCS", "memberliability"},
+		{"http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PDexAdjudicationCS", "paidtoprovider"},
+		{"http://terminology.hl7.org/CodeSystem/adjudication", "eligible"}} {
+		it["adjudication"] = append(it["adjudication"].([]any), map[string]any{"category": cc2(c[0], c[1]), "amount": money(50)})
+	}
+	financial["total"] = append(financial["total"].([]any), map[string]any{"category": cc2("http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PriorAuthorizationValueCodes", "utilized"), "amount": money(300)})
+	financial["payment"] = map[string]any{"date": "2025-10-01", "amount": money(1000)}
+	src[financial["id"].(string)] = financial
+
+	var out []map[string]any
+	for _, id := range slices.Sorted(maps.Keys(src)) {
+		for _, scope := range []string{PayerToPayer, ProviderAccess} {
+			res := clone(t, src[id])
+			if keep, _ := Apply(scope, res, decisionTime); !keep {
+				t.Fatalf("%s: %s withheld", scope, id)
+			}
+			if !claimsPDex(res) {
+				t.Errorf("%s: %s no longer claims pdex-priorauthorization: %v", scope, id, res["meta"])
+			}
+			if paths := leakedMoney(res); len(paths) > 0 {
+				t.Errorf("%s: %s: money left at %v", scope, id, paths)
+			}
+			res["id"] = id + "-" + scope
+			out = append(out, res)
+		}
+	}
+	if s := mustMarshal(t, out); strings.Contains(s, "copay") || strings.Contains(s, "paidtoprovider") ||
+		strings.Contains(s, "memberliability") || strings.Contains(s, "utilized") || strings.Contains(s, `"payment"`) {
+		t.Errorf("cost-sharing or remittance left: %s", s)
+	}
+	validate(t, pdex21Packages, out)
 }
 
 // TestPriorAuthClaimsAfterProviderAccessValidate: the PAS Claim and ClaimResponse of testdata (PAS 2.0.1
@@ -169,6 +253,11 @@ var acceptedErrors = []struct{ match, why string }{
 	{"ExplanationOfBenefit.priority: Found a reference to a CodeSystem 'http://terminology.hl7.org/CodeSystem/processpriority' where a ValueSet belongs",
 		"R4 4.0.1 itself binds ExplanationOfBenefit.priority to the CodeSystem's URL (profiles-resources in HAPI's " +
 			"R4 validation resources); PDex's profile rebinds it, so it shows once a prior auth no longer claims PDex"},
+	{"None of the codings provided are in the value set 'PDex Adjudication Category Discriminator' (http://hl7.org/fhir/us/davinci-pdex/ValueSet/PDexAdjudicationCategoryDiscriminator|2.0.0), and a coding from this value set is required) (codes = http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PDexAdjudicationDiscriminator#denialreason)",
+		"PDex 2.0.0 itself: its slice item.adjudication:denialreason fixes category to PDexAdjudicationDiscriminator#denialreason, " +
+			"but the element's required binding (PDexAdjudicationCategoryDiscriminator) does not include that code system; the " +
+			"untransformed seed prior auth with a denial reason (priorauth-member-02-2) fails the same way. It shows once the " +
+			"denied prior auth keeps its PDex claim (Provider Access returns denied prior auths; Payer-to-Payer withholds them)"},
 }
 
 func accepted(line string) bool {
