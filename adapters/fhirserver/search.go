@@ -15,8 +15,7 @@ import (
 
 // bundle is the part of a searchset Bundle a Searcher reads.
 type bundle struct {
-	ResourceType string          `json:"resourceType"`
-	Meta         json.RawMessage `json:"meta"`
+	ResourceType string `json:"resourceType"`
 	Link         []struct {
 		Relation string `json:"relation"`
 		URL      string `json:"url"`
@@ -65,12 +64,6 @@ func (c *Searcher) Breaker() Breaker { return c.breaker }
 // Search runs GET base/path?query and follows the Bundle's next links, at most maxPages pages, calling
 // each for every entry's resource. Every page goes through the breaker: an open breaker fails at once.
 func (c *Searcher) Search(ctx context.Context, path string, query url.Values, each func(json.RawMessage) error) error {
-	return c.SearchPages(ctx, path, query, nil, each)
-}
-
-// SearchPages is Search that also hands each page's Bundle.meta to onMeta (nil: not wanted); the FHIR
-// server's meta.lastUpdated of a searchset is the time it ran the search.
-func (c *Searcher) SearchPages(ctx context.Context, path string, query url.Values, onMeta func(json.RawMessage), each func(json.RawMessage) error) error {
 	u := c.base + "/" + path + "?" + query.Encode()
 	for page := 0; u != ""; page++ {
 		if page == c.maxPages {
@@ -79,9 +72,6 @@ func (c *Searcher) SearchPages(ctx context.Context, path string, query url.Value
 		b, err := call(ctx, c.breaker, func() (*bundle, error) { return c.get(ctx, u) })
 		if err != nil {
 			return err
-		}
-		if onMeta != nil && len(b.Meta) > 0 {
-			onMeta(b.Meta)
 		}
 		for _, e := range b.Entry {
 			if len(e.Resource) == 0 {

@@ -51,7 +51,13 @@ type Upstream struct {
 	// refreshes (attribution, consent): they run detached from any request, bounded by their own budget, and
 	// reading a 100,000-member attribution Group takes longer than one request's lookup may wait.
 	Refreshes *http.Client
+	// Jobs is Transport with JobTimeout on each exchange, for background jobs nobody waits on (a
+	// $bulk-member-match writing a Group of 10,000 members, which HAPI takes most of a minute to index).
+	Jobs *http.Client
 }
+
+// JobTimeout bounds one exchange of a background job.
+const JobTimeout = 10 * time.Minute
 
 // Base is the FHIR base URL as configured, without a trailing slash.
 func (u *Upstream) Base() string { return strings.TrimSuffix(u.URL.String(), "/") }
@@ -90,7 +96,7 @@ func Dial(s Settings) (*Upstream, error) {
 		return nil, fmt.Errorf("fhir server: url %q: a CA file or server name needs an https URL", s.URL)
 	}
 	return &Upstream{URL: u, Transport: t, Lookups: &http.Client{Transport: t, Timeout: lookup},
-		Refreshes: &http.Client{Transport: t, Timeout: timeout}}, nil
+		Refreshes: &http.Client{Transport: t, Timeout: timeout}, Jobs: &http.Client{Transport: t, Timeout: JobTimeout}}, nil
 }
 
 func loadCAs(path string) (*x509.CertPool, error) {

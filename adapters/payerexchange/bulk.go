@@ -274,7 +274,7 @@ func (a *Adapter) createGroup(ctx context.Context, g object) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r, err := a.fhir.Do(ctx, "POST", "Group", nil, nil, body)
+	r, err := a.jobFHIR.Do(ctx, "POST", "Group", nil, nil, body)
 	if err != nil {
 		return "", fmt.Errorf("payerexchange: create group: %w", err)
 	}
@@ -294,7 +294,7 @@ func (a *Adapter) transaction(ctx context.Context, entries []any) error {
 	if err != nil {
 		return err
 	}
-	r, err := a.fhir.Do(ctx, "POST", "", nil, nil, body)
+	r, err := a.jobFHIR.Do(ctx, "POST", "", nil, nil, body)
 	if err != nil {
 		return fmt.Errorf("payerexchange: store consents: %w", err)
 	}

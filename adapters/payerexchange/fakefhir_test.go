@@ -42,12 +42,12 @@ func newFakeFHIR(t testing.TB, resources ...map[string]any) *fakeFHIR {
 
 func (f *fakeFHIR) adapter(t testing.TB, now time.Time) (*Adapter, *decision.InMemoryJobs) {
 	jobs := decision.NewInMemoryJobs(0, nil)
-	a, err := New(fhirserver.NewExchanger("fake", f.srv.URL, f.srv.Client()),
-		fhirserver.NewSearcher("fake", f.srv.URL, f.srv.Client(), 10), jobs, slog.New(slog.DiscardHandler), func() time.Time { return now })
+	x := fhirserver.NewExchanger("fake", f.srv.URL, f.srv.Client())
+	a, err := New(Ports{FHIR: x, Background: x, Search: fhirserver.NewSearcher("fake", f.srv.URL, f.srv.Client(), 10), Jobs: jobs},
+		slog.New(slog.DiscardHandler), func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.optIns.margin = 0 // the fake shares our clock
 	return a, jobs
 }
 

@@ -24,13 +24,13 @@ const Name = "payer-exchange"
 
 // Adapter answers the Payer-to-Payer operations.
 type Adapter struct {
-	fhir   *fhirserver.Exchanger
-	search *fhirserver.Searcher
-	jobs   decision.JobStore
-	log    *slog.Logger
-	now    func() time.Time
-	bulk   *bulkRunner
-	optIns optInCache
+	fhir    *fhirserver.Exchanger
+	jobFHIR *fhirserver.Exchanger // the bulk jobs' writes and reads: nobody waits on them
+	search  *fhirserver.Searcher
+	jobs    decision.JobStore
+	log     *slog.Logger
+	now     func() time.Time
+	bulk    *bulkRunner
 }
 
 var (
@@ -38,18 +38,24 @@ var (
 	_ decision.OptIns  = (*Adapter)(nil)
 )
 
-// New returns the adapter. fhir makes its writes and single reads, search its complete searches; jobs binds
-// bulk-match jobs and their Groups to the client that started them (shared by every replica: PostgreSQL).
-func New(fhir *fhirserver.Exchanger, search *fhirserver.Searcher, jobs decision.JobStore, log *slog.Logger, now func() time.Time) (*Adapter, error) {
-	if fhir == nil || search == nil || jobs == nil || log == nil {
-		return nil, fmt.Errorf("payerexchange: FHIR client, searcher, job store and logger are required")
+// Ports are what the adapter talks to.
+type Ports struct {
+	FHIR       *fhirserver.Exchanger // writes and single reads a request waits on (Upstream.Refreshes)
+	Background *fhirserver.Exchanger // the bulk jobs' writes (Upstream.Jobs: a Group of 10,000 members)
+	Search     *fhirserver.Searcher  // complete searches a decision or a match waits on (Upstream.Lookups)
+	Jobs       decision.JobStore     // bulk-match jobs and Groups bound to their client (PostgreSQL: every replica)
+}
+
+// New returns the adapter; now nil means time.Now.
+func New(p Ports, log *slog.Logger, now func() time.Time) (*Adapter, error) {
+	if p.FHIR == nil || p.Background == nil || p.Search == nil || p.Jobs == nil || log == nil {
+		return nil, fmt.Errorf("payerexchange: FHIR clients, searcher, job store and logger are required")
 	}
 	if now == nil {
 		now = time.Now
 	}
-	a := &Adapter{fhir: fhir, search: search, jobs: jobs, log: log, now: now}
+	a := &Adapter{fhir: p.FHIR, jobFHIR: p.Background, search: p.Search, jobs: p.Jobs, log: log, now: now}
 	a.bulk = &bulkRunner{a: a}
-	a.optIns.margin = changeMargin
 	return a, nil
 }
 

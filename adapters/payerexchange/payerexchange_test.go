@@ -196,28 +196,38 @@ func TestOptInsAreReadAgainOnEveryCall(t *testing.T) {
 	f := newFakeFHIR(t, fixtures()...)
 	a, _ := f.adapter(t, now)
 	serve(t, a, decided(t, "POST", "/Patient/$member-match", "", matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001", validConsent())))
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", nil, now); len(got) != 1 {
-		t.Fatalf("every opt-in: %v", got)
+	ask := func(payer string, at time.Time, patients ...string) map[string]decision.OptIn {
+		got, err := a.OptedIn(context.Background(), payer, patients, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
 	}
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-c", nil, now); len(got) != 0 {
+	if got := ask("Organization/payer-b", now, "exact", "twin-1"); len(got) != 1 {
+		t.Fatalf("opted in: %v", got)
+	}
+	if got := ask("Organization/payer-c", now, "exact"); len(got) != 0 {
 		t.Fatalf("another payer's opt-ins: %v", got)
 	}
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"exact"}, now.AddDate(2, 0, 0)); len(got) != 0 {
+	if got := ask("Organization/payer-b", now.AddDate(2, 0, 0), "exact"); len(got) != 0 {
 		t.Fatalf("after the consent's period: %v", got)
 	}
-	searches := f.searches
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", nil, now); len(got) != 1 || f.searches != searches {
-		t.Fatalf("every opt-in, nothing changed: %v, %d more searches", got, f.searches-searches)
-	}
-	f.revoke(f.of("Consent")[0]) // revoked on the FHIR server
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"exact"}, now); len(got) != 0 {
-		t.Fatalf("after revocation: %v", got)
-	}
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", nil, now); len(got) != 0 {
-		t.Fatalf("every opt-in after revocation: %v", got)
-	}
-	if got, _ := a.OptedIn(context.Background(), "Organization/payer-b", []string{"a,b", ""}, now); len(got) != 0 {
+	if got := ask("Organization/payer-b", now, "a,b", "", "x/y"); len(got) != 0 {
 		t.Fatalf("ids that are not ids: %v", got)
+	}
+	searches := f.searches
+	f.revoke(f.of("Consent")[0]) // revoked on the FHIR server
+	if got := ask("Organization/payer-b", now, "exact"); len(got) != 0 || f.searches != searches+1 {
+		t.Fatalf("after revocation: %v, %d searches", got, f.searches-searches)
+	}
+	many := []string{"exact"}
+	for i := range 500 {
+		many = append(many, fmt.Sprintf("member-%060d", i))
+	}
+	f.longest = 0
+	ask("Organization/payer-b", now, many...)
+	if f.longest > 4096 {
+		t.Fatalf("an opt-in search of %d bytes", f.longest)
 	}
 }
 

@@ -278,11 +278,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	// Payer-to-Payer: the match operations and the opt-ins, read from the FHIR server on every request.
 	payerLookups := fhirserver.NewSearcher("payer-exchange-lookups", base, lookups, 200)
 	payerWrites := fhirserver.NewExchanger("payer-exchange", base, p.upstream.Refreshes)
-	payers, err := payerexchange.New(payerWrites, payerLookups, jobs, log, time.Now)
+	payerJobs := fhirserver.NewExchanger("payer-exchange-jobs", base, p.upstream.Jobs)
+	payers, err := payerexchange.New(payerexchange.Ports{FHIR: payerWrites, Background: payerJobs, Search: payerLookups, Jobs: jobs}, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker(), payerLookups.Breaker(), payerWrites.Breaker()); err != nil {
+	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker(), payerLookups.Breaker(), payerWrites.Breaker(), payerJobs.Breaker()); err != nil {
 		return nil, err
 	}
 	spool, shipper := p.spool, p.shipper

@@ -53,11 +53,11 @@ type Record struct {
 	Bytes          int64     `json:"bytes"`
 	// Outcome is what an operation fhirwall answers itself concluded (Payer-to-Payer $member-match: matched,
 	// no_match, ambiguous, consent_refused, …), which its answer may deliberately not tell the client.
-	Outcome string `json:"outcome"`
-	Chain          string    `json:"chain,omitempty"`
-	Seq            uint64    `json:"seq,omitempty"`
-	PrevHash       string    `json:"prev_hash,omitempty"`
-	Hash           string    `json:"hash,omitempty"`
+	Outcome  string `json:"outcome"`
+	Chain    string `json:"chain,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // RedactQuery returns a raw query string with the value of every access_token parameter replaced: a token

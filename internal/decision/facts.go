@@ -52,8 +52,11 @@ func (l AttributionList) Has(id string) bool {
 type membership struct {
 	list     AttributionList
 	optedOut map[string]bool
-	// regularOnly: Payer-to-Payer members whose opt-in is #regular, whose sensitive resources stay (payer.go).
+	// Payer-to-Payer (payer.go): the payer; its members whose opt-in is #regular, whose sensitive resources
+	// stay; pending while the opt-ins are still to be read from the answer (resolveOptIns).
+	payer       string
 	regularOnly map[string]bool
+	pending     bool
 }
 
 func (m *membership) permits(id string) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -28,8 +29,8 @@ const (
 
 // OptIns says which members opted in to sharing their data with a payer.
 type OptIns interface {
-	// OptedIn returns, of patients (bare Patient ids; nil means every member), those whose opt-in naming payer
-	// (Organization/<id>) as recipient is in force at now, with what it covers. An error when it cannot answer.
+	// OptedIn returns, of patients (bare Patient ids), those whose opt-in naming payer (Organization/<id>) as
+	// recipient is in force at now, with what it covers. An error when it cannot answer.
 	OptedIn(ctx context.Context, payer string, patients []string, now time.Time) (map[string]OptIn, error)
 }
 
@@ -65,7 +66,7 @@ func payerOf(d *Decision) (string, error) {
 //
 // patients says, for each patient the request names, whether its opt-in to this payer is in force now. A
 // request that names nobody but returns members' data (a Patient search by identifier, a page, an export's
-// status or file) is held to every member opted in to this payer, so the membership read is all of them.
+// status or file) is held to the opt-ins of the patients its answer names, read before enforcement.
 func (c *Core) payerFacts(ctx context.Context, d *Decision) (map[string]any, *membership, error) {
 	payer, err := payerOf(d)
 	if err != nil {
@@ -92,16 +93,33 @@ func (c *Core) payerFacts(ctx context.Context, d *Decision) (map[string]any, *me
 		return nil, nil, errors.New("facts: no opt-in source configured")
 	}
 	named := namedPatients(r)
-	var ask []string
-	if len(named) > 0 {
-		ask = named // nil: every opted-in member
+	m := &membership{payer: payer, regularOnly: map[string]bool{}}
+	patients := map[string]any{}
+	if len(named) == 0 {
+		// A request that names nobody but returns members' data (a Patient search by identifier, a page, an
+		// export's status or file): whose data it is is known only from the answer, so the opt-ins of the
+		// patients in it are read then (resolveOptIns), never the payer's whole list.
+		m.pending = true
+		facts["patients"] = patients
+		return facts, m, nil
 	}
-	in, err := c.OptIns.OptedIn(ctx, payer, ask, d.Time)
+	if err := c.readOptIns(ctx, m, named, d.Time); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range named {
+		patients[p] = m.permits(p)
+	}
+	facts["patients"] = patients
+	return facts, m, nil
+}
+
+// readOptIns fills m with the opt-ins of patients (bare ids) in force at now.
+func (c *Core) readOptIns(ctx context.Context, m *membership, patients []string, now time.Time) error {
+	in, err := c.OptIns.OptedIn(ctx, m.payer, patients, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("facts: opt-ins for %s: %w", payer, err)
+		return fmt.Errorf("facts: opt-ins for %s: %w", m.payer, err)
 	}
 	ids := make([]string, 0, len(in))
-	m := &membership{regularOnly: map[string]bool{}}
 	for id, o := range in {
 		ids = append(ids, id)
 		if !o.Sensitive {
@@ -109,12 +127,49 @@ func (c *Core) payerFacts(ctx context.Context, d *Decision) (map[string]any, *me
 		}
 	}
 	m.list = NewAttributionList("", ids)
-	patients := map[string]any{}
-	for _, p := range named {
-		patients[p] = m.permits(p)
+	m.pending = false
+	return nil
+}
+
+// patientInBody finds what may name a patient in an answer: a reference to Patient/<id> (relative or
+// absolute) and a Patient resource's own id (the FHIR server writes resourceType, then id). It only decides
+// whose opt-ins are read before enforcement; enforcement still judges every resource with fhir.PatientsOf,
+// and a patient it missed here is one without an opt-in, whose data is withheld (fail closed).
+var patientInBody = regexp.MustCompile(`Patient/([A-Za-z0-9\-.]{1,64})|"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"`)
+
+// maxOptInLookups bounds the patients one answer's opt-ins are read for; an answer naming more is refused
+// (503) rather than half checked. An export file of 1,000 resources names at most 1,000.
+const maxOptInLookups = 5000
+
+// resolveOptIns reads, before an answer is enforced, the opt-ins of the patients it names, when the decision
+// could not know them (payerFacts). false: they could not be read, and the answer must not leave.
+func (c *Core) resolveOptIns(ctx context.Context, d *Decision, body []byte) bool {
+	m := d.members
+	if m == nil || !m.pending {
+		return true
 	}
-	facts["patients"] = patients
-	return facts, m, nil
+	seen := map[string]bool{}
+	var ids []string
+	for _, match := range patientInBody.FindAllSubmatch(body, -1) {
+		id := string(match[1])
+		if id == "" {
+			id = string(match[2])
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > maxOptInLookups {
+		c.Log.Error("answer names too many patients to read their opt-ins", "decision_id", d.ID, "patients", len(ids))
+		return false
+	}
+	if err := c.readOptIns(ctx, m, ids, d.Time); err != nil {
+		c.Log.Error("opt-ins unavailable", "decision_id", d.ID, "error", err)
+		c.observer().UpstreamFailed(d, err)
+		return false
+	}
+	return true
 }
 
 // boundToCaller reports whether ref is bound to the client making the request; a store that cannot answer

@@ -51,6 +51,9 @@ const maxBundleDepth = 8
 // rewritten to the API's public base and bound to the client (Core.Pages), and the patients and data
 // categories of what leaves are reported. A body that was not changed is returned as the same bytes.
 func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, contentType string, body []byte) (Enforced, error) {
+	if !c.resolveOptIns(ctx, d, body) { // payer.go
+		return Enforced{Status: outcome.Unavailable.Status, Body: outcome.Unavailable.Body(), Patients: []string{}, Categories: []string{}}, nil
+	}
 	if out, done, err := c.enforceExport(ctx, d, status, contentType, body); done { // exports.go
 		return out, err
 	}
