@@ -1,11 +1,11 @@
 package payerexchange
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -41,15 +41,17 @@ const (
 	extMatchParams   = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters"
 	profileMatched   = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group"
 	profileNoMatch   = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"
+	profileResult    = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-parameters-multi-member-match-bundle-out"
 )
 
-// resultRef is what a finished job leaves: the Groups it wrote, or why it failed.
+// resultRef is what a finished job leaves: the answer its status URL gives (PDex
+// multi-member-match-bundle-out, with the Groups as written on the FHIR server), the matched members for the
+// audit record, or why it failed. Kept whole, so a poll answers from the job store at once: reading a Group
+// of 10,000 members back from the FHIR server takes longer than Envoy gives ext_proc.
 type resultRef struct {
-	Matched    string `json:"matched,omitempty"`
-	NoMatch    string `json:"no_match,omitempty"`
-	Constraint string `json:"consent_constraint,omitempty"`
-	Error      string `json:"error,omitempty"`
-	Patients   int    `json:"patients"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Patients []string        `json:"patients,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
 type bulkRunner struct {
@@ -174,27 +176,41 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 			return resultRef{}, err
 		}
 	}
-	res := resultRef{Patients: len(matched)}
-	var err error
-	if len(matched) > 0 {
-		if res.Matched, err = a.createGroup(ctx, matchGroup(id, "match", "Matched", profileMatched, payer, matched, true)); err != nil {
-			return res, err
+	var params []any
+	var patients []string
+	for _, g := range []struct {
+		param, code, display, profile string
+		members                       []member
+		matched                       bool
+	}{
+		{"ResourceIdentifier", "match", "Matched", profileMatched, matched, true},
+		{"NoMatch", "nomatch", "Not Matched", profileNoMatch, noMatch, false},
+		{"ConsentConstraint", "consentconstraint", "Consent Constraint", profileNoMatch, constrained, false},
+	} {
+		if len(g.members) == 0 {
+			continue
 		}
-		if err := a.jobs.Bind(ctx, decision.ExportRef{Kind: decision.MatchGroup, ID: res.Matched}, client, jobTTL); err != nil {
-			return res, err
+		group := matchGroup(id, g.code, g.display, g.profile, payer, g.members, g.matched)
+		gid, err := a.createGroup(ctx, group)
+		if err != nil {
+			return resultRef{}, err
 		}
+		group["id"] = gid
+		if g.matched {
+			if err := a.jobs.Bind(ctx, decision.ExportRef{Kind: decision.MatchGroup, ID: gid}, client, jobTTL); err != nil {
+				return resultRef{}, err
+			}
+			for _, m := range g.members {
+				patients = append(patients, m.patient)
+			}
+		}
+		params = append(params, object{"name": g.param, "resource": group})
 	}
-	if len(noMatch) > 0 {
-		if res.NoMatch, err = a.createGroup(ctx, matchGroup(id, "nomatch", "Not Matched", profileNoMatch, payer, noMatch, false)); err != nil {
-			return res, err
-		}
+	out, err := json.Marshal(object{"resourceType": "Parameters", "meta": object{"profile": []any{profileResult}}, "parameter": params})
+	if err != nil {
+		return resultRef{}, err
 	}
-	if len(constrained) > 0 {
-		if res.Constraint, err = a.createGroup(ctx, matchGroup(id, "consentconstraint", "Consent Constraint", profileNoMatch, payer, constrained, false)); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return resultRef{Result: out, Patients: patients}, nil
 }
 
 // retry runs one step of a job again while the FHIR server is briefly unavailable (a failed exchange, an open
@@ -328,56 +344,11 @@ func (b *bulkRunner) status(ctx context.Context, d *decision.Decision) (decision
 	if err := json.Unmarshal([]byte(raw), &res); err != nil {
 		return decision.Answer{}, fmt.Errorf("payerexchange: job result: %w", err)
 	}
-	if res.Error != "" {
-		return refusal(outcome.Internal.WithDiagnostics(res.Error), "job_failed"), nil
+	if res.Error != "" || len(res.Result) == 0 {
+		return refusal(outcome.Internal.WithDiagnostics(cmp.Or(res.Error, "the job left no result; submit it again")), "job_failed"), nil
 	}
-	out := object{"resourceType": "Parameters", "meta": object{"profile": []any{
-		"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-parameters-multi-member-match-bundle-out"}}}
-	var params []any
-	var patients []string
-	for _, p := range []struct{ name, id string }{{"ResourceIdentifier", res.Matched}, {"NoMatch", res.NoMatch}, {"ConsentConstraint", res.Constraint}} {
-		if p.id == "" {
-			continue
-		}
-		g, err := b.a.readGroup(ctx, p.id)
-		if err != nil {
-			return decision.Answer{}, err
-		}
-		if p.name == "ResourceIdentifier" {
-			for _, m := range list(g["member"]) {
-				if ref, ok := cutPatient(str(obj(obj(m)["entity"])["reference"])); ok {
-					patients = append(patients, ref)
-				}
-			}
-		}
-		params = append(params, object{"name": p.name, "resource": g})
-	}
-	if len(params) == 0 {
-		return decision.Answer{}, errors.New("payerexchange: a finished job without any Group")
-	}
-	out["parameter"] = params
-	return resourceAnswer(http.StatusOK, out, patients, fmt.Sprintf("done:matched=%d", res.Patients))
-}
-
-func cutPatient(ref string) (string, bool) {
-	if len(ref) > len("Patient/") && ref[:len("Patient/")] == "Patient/" {
-		return ref[len("Patient/"):], true
-	}
-	return "", false
-}
-
-// readGroup reads a Group this adapter wrote, without the server's meta (versionId, lastUpdated, source).
-func (a *Adapter) readGroup(ctx context.Context, id string) (object, error) {
-	r, err := a.fhir.Do(ctx, "GET", "Group/"+id, nil, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("payerexchange: read group: %w", err)
-	}
-	var g object
-	if r.Status != 200 || json.Unmarshal(r.Body, &g) != nil {
-		return nil, fmt.Errorf("payerexchange: read group %s: the FHIR server answered %d", id, r.Status)
-	}
-	if m := obj(g["meta"]); m != nil {
-		g["meta"] = object{"profile": m["profile"]}
-	}
-	return g, nil
+	h := http.Header{}
+	h.Set("Content-Type", "application/fhir+json;charset=utf-8")
+	return decision.Answer{Status: http.StatusOK, Header: h, Body: res.Result, Patients: res.Patients,
+		Outcome: fmt.Sprintf("done:matched=%d", len(res.Patients))}, nil
 }

@@ -286,7 +286,9 @@ func ids(rs []map[string]any) []string {
 // --- what may not leave -----------------------------------------------------------------------------------
 
 // checkNothingForbidden fails when an answer carries the leak marker of a fixture that never leaves, or Money
-// (cost-sharing or payment: the Provider Access rule Payer-to-Payer follows).
+// (cost-sharing or payment: the Provider Access rule Payer-to-Payer follows). A prior authorization keeps the
+// amounts that are neither (what was submitted, what the plan found eligible, the provider's unit price and
+// net per line), which PDex pdex-priorauthorization requires (internal/datascope priorauth.go).
 func checkNothingForbidden(t *testing.T, what string, body []byte) {
 	t.Helper()
 	for _, id := range neverShared {
@@ -296,6 +298,7 @@ func checkNothingForbidden(t *testing.T, what string, body []byte) {
 	}
 	var v any
 	if json.Unmarshal(body, &v) == nil {
+		dropPermittedPriorAuthAmounts(v)
 		for _, p := range moneyPaths(v, "") {
 			t.Errorf("%s carries Money at %s", what, p)
 		}
@@ -326,6 +329,65 @@ func moneyPaths(v any, path string) []string {
 		}
 	}
 	return out
+}
+
+// dropPermittedPriorAuthAmounts removes, from the prior-auth ExplanationOfBenefits of an answer (a resource,
+// or a Bundle's entries), the amounts a prior auth may keep: adjudications and totals whose category is
+// submitted or eligible and nothing else, and the lines' unitPrice and net. Everything else stays for
+// moneyPaths to find.
+func dropPermittedPriorAuthAmounts(v any) {
+	r, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	if r["resourceType"] == "Bundle" {
+		entries, _ := r["entry"].([]any)
+		for _, e := range entries {
+			if em, ok := e.(map[string]any); ok {
+				dropPermittedPriorAuthAmounts(em["resource"])
+			}
+		}
+		return
+	}
+	if r["resourceType"] != "ExplanationOfBenefit" || (r["use"] != "preauthorization" && r["use"] != "predetermination") {
+		return
+	}
+	permitted := func(category any) bool {
+		cc, _ := category.(map[string]any)
+		codings, _ := cc["coding"].([]any)
+		for _, c := range codings {
+			code, _ := c.(map[string]any)["code"].(string)
+			if code != "submitted" && code != "eligible" {
+				return false
+			}
+		}
+		return len(codings) > 0
+	}
+	dropAmounts := func(list any) {
+		l, _ := list.([]any)
+		for _, a := range l {
+			if am, ok := a.(map[string]any); ok && permitted(am["category"]) {
+				delete(am, "amount")
+			}
+		}
+	}
+	dropAmounts(r["total"])
+	var lines func(list any)
+	lines = func(list any) {
+		l, _ := list.([]any)
+		for _, it := range l {
+			im, ok := it.(map[string]any)
+			if !ok {
+				continue
+			}
+			delete(im, "unitPrice")
+			delete(im, "net")
+			dropAmounts(im["adjudication"])
+			lines(im["detail"])
+			lines(im["subDetail"])
+		}
+	}
+	lines(r["item"])
 }
 
 // patientRefs is every Patient/<id> reference anywhere in a resource.
