@@ -18,6 +18,20 @@ func check(p *principal, a answer) []string {
 	switch {
 	case a.method == http.MethodHead || a.status == http.StatusNotModified || a.status == http.StatusNoContent:
 		return leaks(p, a)
+	case a.status >= 200 && a.status < 300 && strings.Contains(a.header.Get("Content-Type"), "ndjson"):
+		// A bulk export file (Binary read): every line a resource, each checked like an answer of its own.
+		out := leaks(p, a)
+		for i, line := range bytes.Split(a.body, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			if resourceType(line) == "" {
+				out = append(out, fmt.Sprintf("NDJSON line %d is not a FHIR resource: %.200s", i+1, line))
+				continue
+			}
+			out = append(out, leaks(p, answer{mode: a.mode, method: a.method, status: a.status, header: http.Header{}, body: line})...)
+		}
+		return out
 	case a.status >= 200 && a.status < 300:
 		if !strings.Contains(a.header.Get("Content-Type"), "json") || resourceType(a.body) == "" {
 			return []string{fmt.Sprintf("2xx answer is not FHIR JSON (Content-Type %q): %.200s", a.header.Get("Content-Type"), a.body)}
@@ -37,7 +51,7 @@ func check(p *principal, a answer) []string {
 //   - a resource of a type p's scopes do not grant, or one the API does not serve (Provenance, Task,
 //     PaymentReconciliation, Group, Consent, …), at any level: entry, nested Bundle, contained;
 //   - a resource outside a granular scope's category;
-//   - for providers, money anywhere (money).
+//   - for providers and other payers, money anywhere (money).
 func leaks(p *principal, a answer) []string {
 	var out []string
 	var hdr strings.Builder
@@ -60,7 +74,7 @@ func leaks(p *principal, a answer) []string {
 		rt, _ := r["resourceType"].(string)
 		name := fmt.Sprintf("%s/%v", rt, r["id"])
 		switch {
-		case rt == "Bundle" || rt == "OperationOutcome" || rt == "CapabilityStatement":
+		case rt == "Bundle" || rt == "OperationOutcome" || rt == "CapabilityStatement" || rt == "Parameters":
 			continue
 		case served != nil && served[rt] == nil && !publicTypes[rt]:
 			out = append(out, fmt.Sprintf("%s: the API does not serve %s", name, rt))
@@ -77,9 +91,9 @@ func leaks(p *principal, a answer) []string {
 				out = append(out, fmt.Sprintf("%s: category %v is outside the granular scope (%s)", name, categoryCodes(held), code))
 			}
 		}
-		if p.provider {
+		if p.provider || p.payer {
 			for _, path := range money(r, rt) {
-				out = append(out, fmt.Sprintf("%s: money reaches a provider at %s", name, path))
+				out = append(out, fmt.Sprintf("%s: money reaches a provider or payer at %s", name, path))
 			}
 		}
 	}

@@ -13,7 +13,9 @@
 // members, Provenance/Task/PaymentReconciliation, money in contained resources and extensions). Each
 // finding of issue 12 has a test named after what it proves (findings_test.go); classes_test.go covers every
 // search parameter, modifier, interaction and header the APIs accept; property_test.go sends random
-// combinations (FHIRWALL_PROPERTY_N, FHIRWALL_PROPERTY_SEED).
+// combinations (FHIRWALL_PROPERTY_N, FHIRWALL_PROPERTY_SEED); payertopayer_test.go attacks the Payer-to-Payer
+// API as payer-b (one member opted in through $member-match) and payer-c (nobody), with its own members
+// (p2p_fixtures_test.go, testdata/payertopayer.json; FHIRWALL_P2P_ALL=1 sends every search probe).
 package adversarial
 
 import (
@@ -40,6 +42,7 @@ import (
 const (
 	patientAccess  = "/patient-access/fhir"
 	providerAccess = "/provider-access/fhir"
+	payerToPayer   = "/payer-to-payer/fhir"
 )
 
 // mode is one of fhirwall's two faces.
@@ -359,6 +362,9 @@ func TestMain(m *testing.M) {
 			if resp.StatusCode == http.StatusOK {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				err := writeFixtures(ctx)
+				if err == nil {
+					err = writePayerToPayerFixtures(ctx)
+				}
 				cancel()
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "adversarial: writing the test fixtures into HAPI:", err)

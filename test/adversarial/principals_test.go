@@ -30,8 +30,15 @@ type principal struct {
 	categories map[string]string
 	// provider: the Provider Access data scope applies (no money, no claims before 2016, no drug prior auths).
 	provider bool
-	// nobody: a client on an API it is not registered for; every patient's data is forbidden.
+	// nobody: a client on an API it is not registered for, or a payer nobody opted in to; every patient's
+	// data is forbidden.
 	nobody bool
+	// payer: the Payer-to-Payer data scope applies (payerWithheld: five years of service, no denied or drug
+	// prior auths, nothing labelled sensitive under #regular, no money).
+	payer bool
+	// shared are members another suite (test/payertopayer) opts in to this caller and out again while this
+	// suite runs: their data is neither a marker nor expected.
+	shared []string
 
 	mu      sync.Mutex
 	tok     string
@@ -178,6 +185,9 @@ func (p *principal) prepare(t testing.TB, tr *truth) *principal {
 // sees reports whether p may see the data of patient id.
 func (p *principal) sees(id string) bool { return p.seen[id] }
 
+// unjudged reports whether patient id's data is left out of p's markers (shared).
+func (p *principal) unjudged(id string) bool { return slices.Contains(p.shared, id) }
+
 // visible reports whether p may see h, a resource of one of its patients: the type is served and granted,
 // a granular category matches, and the Provider Access data scope keeps it.
 func (p *principal) visible(tr *truth, h *held) bool {
@@ -195,6 +205,9 @@ func (p *principal) visible(tr *truth, h *held) bool {
 	}
 	if p.provider && h.typ == "ExplanationOfBenefit" {
 		return !withheldFromProviders(h.resource)
+	}
+	if p.payer {
+		return payerWithheld[h.typ+"/"+h.id] == ""
 	}
 	return true
 }

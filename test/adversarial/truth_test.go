@@ -127,7 +127,7 @@ func loadTruth() (*truth, error) {
 	if len(tr.patients) < 5 {
 		return nil, fmt.Errorf("HAPI holds %d patients: is the seed loaded? (go run ./test/seed)", len(tr.patients))
 	}
-	for _, api := range []string{patientAccess, providerAccess} {
+	for _, api := range []string{patientAccess, providerAccess, payerToPayer} {
 		var cs struct {
 			Rest []struct {
 				Resource []struct {
@@ -256,6 +256,9 @@ func buildMarkers(tr *truth, p *principal) *markers {
 	}
 	var seen strings.Builder
 	for _, h := range append(slices.Clone(tr.all), tr.past...) {
+		if slices.ContainsFunc(h.patients, p.unjudged) {
+			continue // another suite opts this member in and out while we run
+		}
 		mine := slices.ContainsFunc(h.patients, p.sees)
 		switch {
 		case publicTypes[h.typ] || (mine && p.visible(tr, h)):
@@ -276,7 +279,7 @@ func buildMarkers(tr *truth, p *principal) *markers {
 		}
 	}
 	for _, id := range tr.patients {
-		if p.sees(id) {
+		if p.sees(id) || p.unjudged(id) {
 			continue
 		}
 		pt := tr.byID["Patient/"+id].resource
