@@ -92,8 +92,12 @@ func leaks(p *principal, a answer) []string {
 			}
 		}
 		if p.provider || p.payer {
+			who := "provider"
+			if p.payer {
+				who = "payer"
+			}
 			for _, path := range money(r, rt) {
-				out = append(out, fmt.Sprintf("%s: money reaches a provider or payer at %s", name, path))
+				out = append(out, fmt.Sprintf("%s: money reaches a %s at %s", name, who, path))
 			}
 		}
 	}
