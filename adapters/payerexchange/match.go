@@ -74,10 +74,16 @@ type submission struct {
 // multi-member-match-in); the error says what is missing, in words for the caller.
 func parseSubmission(parts []any) (*submission, error) {
 	s := &submission{}
+	seen := map[string]bool{}
 	for _, p := range parts {
 		po := obj(p)
 		res := obj(po["resource"])
 		name := str(po["name"])
+		if seen[name] {
+			// HRex member-match-in: each is 0..1 or 1..1; with two, which one was meant is a guess.
+			return nil, fmt.Errorf("parameter %s appears more than once", name)
+		}
+		seen[name] = true
 		var want string
 		switch name {
 		case "MemberPatient":
@@ -93,6 +99,9 @@ func parseSubmission(parts []any) (*submission, error) {
 		}
 		if res == nil || str(res["resourceType"]) != want {
 			return nil, fmt.Errorf("parameter %s must carry a %s resource", name, want)
+		}
+		if err := wellFormed(name, res); err != nil {
+			return nil, err
 		}
 	}
 	switch {
@@ -150,6 +159,59 @@ func parseSubmission(parts []any) (*submission, error) {
 		}
 	}
 	return s, nil
+}
+
+// wellFormed refuses a submitted resource whose elements fhirwall reads are not of their FHIR JSON type (a
+// subscriberId sent as an array would otherwise read as absent, and the match be made on less than was sent)
+// or whose id is not a FHIR id.
+func wellFormed(name string, res object) error {
+	if id, ok := res["id"]; ok && !fhir.IsID(str(id)) {
+		return fmt.Errorf("%s.id is not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", name)
+	}
+	scalars := []string{"birthDate", "gender", "subscriberId", "status"}
+	lists := []string{"identifier", "name", "policy", "performer"}
+	for _, k := range scalars {
+		if v, ok := res[k]; ok {
+			if _, isString := v.(string); !isString {
+				return fmt.Errorf("%s.%s must be a string", name, k)
+			}
+		}
+	}
+	for _, k := range lists {
+		v, ok := res[k]
+		if !ok {
+			continue
+		}
+		l, isList := v.([]any)
+		if !isList {
+			return fmt.Errorf("%s.%s must be an array", name, k)
+		}
+		for _, e := range l {
+			if _, isObject := e.(map[string]any); !isObject {
+				return fmt.Errorf("%s.%s must hold objects", name, k)
+			}
+		}
+	}
+	for _, n := range list(res["name"]) {
+		if g, ok := obj(n)["given"]; ok {
+			if _, isList := g.([]any); !isList {
+				return fmt.Errorf("%s.name.given must be an array", name)
+			}
+		}
+		if f, ok := obj(n)["family"]; ok {
+			if _, isString := f.(string); !isString {
+				return fmt.Errorf("%s.name.family must be a string", name)
+			}
+		}
+	}
+	for _, id := range list(res["identifier"]) {
+		if v, ok := obj(id)["value"]; ok {
+			if _, isString := v.(string); !isString {
+				return fmt.Errorf("%s.identifier.value must be a string", name)
+			}
+		}
+	}
+	return nil
 }
 
 // matchResult is the outcome for one submitted member.

@@ -132,6 +132,14 @@ func TestMemberMatchAnswersTheMembersIdentifierAndStoresTheConsent(t *testing.T)
 
 func must(b []byte, _ error) []byte { return b }
 
+// bytesReplace replaces old, which must be there, in a JSON body.
+func bytesReplace(b []byte, old, new string) []byte {
+	if !strings.Contains(string(b), old) {
+		panic("no " + old + " in " + string(b))
+	}
+	return []byte(strings.Replace(string(b), old, new, 1))
+}
+
 func TestEveryFailedMatchGetsTheSameAnswer(t *testing.T) {
 	f := newFakeFHIR(t, fixtures()...)
 	a, _ := f.adapter(t, now)
@@ -184,6 +192,11 @@ func TestMalformedMatchRequestsSayWhatIsWrong(t *testing.T) {
 		"id with a space": matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P 1001", validConsent()),
 		"id too long":     matchBody("Quintero", "Maria", "1980-03-14", "female", strings.Repeat("9", 65), validConsent()),
 		"id not ASCII":    matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001é", validConsent()),
+		"two consents": must(json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": append(
+			parts("Quintero", "Maria", "1980-03-14", "female", "P2P-1001", consent(map[string]any{"reference": "Organization/payer-c"}, "2026-01-01", "2027-01-01", policyRegular)),
+			map[string]any{"name": "Consent", "resource": validConsent()})})),
+		"patient id too long":   bytesReplace(matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001", validConsent()), `"id":"1"`, `"id":"`+strings.Repeat("1", 65)+`"`),
+		"subscriberId an array": bytesReplace(matchBody("Quintero", "Maria", "1980-03-14", "female", "P2P-1001", validConsent()), `"subscriberId":"P2P-1001"`, `"subscriberId":["P2P-1001"]`),
 	} {
 		ans := serve(t, a, decided(t, "POST", "/Patient/$member-match", "", body))
 		if ans.Status != 400 || ans.Outcome != "invalid_request" || !strings.Contains(string(ans.Body), "OperationOutcome") {
