@@ -102,8 +102,8 @@ func load(c *http.Client, n int) error {
 			entries = append(entries,
 				map[string]any{"request": map[string]any{"method": "PUT", "url": "Patient/" + id}, "resource": map[string]any{
 					"resourceType": "Patient", "id": id, "meta": map[string]any{"tag": tag},
-					"name":       []any{map[string]any{"family": "Benchmark", "given": []any{"Member" + strconv.Itoa(i)}}},
-					"birthDate":  "1970-01-01", "gender": "female",
+					"name":      []any{map[string]any{"family": "Benchmark", "given": []any{"Member" + strconv.Itoa(i)}}},
+					"birthDate": "1970-01-01", "gender": "female",
 					"identifier": []any{map[string]any{"type": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}}}, "system": idSystem, "value": number}},
 				}},
 				map[string]any{"request": map[string]any{"method": "PUT", "url": "Coverage/" + id}, "resource": map[string]any{
