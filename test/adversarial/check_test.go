@@ -96,8 +96,17 @@ func leaks(p *principal, a answer) []string {
 			if p.payer {
 				who = "payer"
 			}
-			for _, path := range money(r, rt) {
-				out = append(out, fmt.Sprintf("%s: money reaches a %s at %s", name, who, path))
+			// Whether it is a prior auth is what HAPI holds: _elements may have trimmed use.
+			held := r
+			if truthVal != nil && truthVal.byID[name] != nil {
+				held = truthVal.byID[name].resource
+			}
+			priorAuth := isPriorAuth(held)
+			kept := priorAuthAmounts(r, rt, priorAuth)
+			for _, path := range moneyOf(r, rt, priorAuth) {
+				if !kept[path] {
+					out = append(out, fmt.Sprintf("%s: money reaches a %s at %s", name, who, path))
+				}
 			}
 		}
 	}
@@ -137,6 +146,12 @@ var moneyKeys = map[string]bool{"valueMoney": true, "costToBeneficiary": true, "
 // money returns the paths in r (contained resources and extensions included) that carry money: a Money
 // value ("currency"), a money element, an amount under adjudication, payment or total.
 func money(r any, path string) []string {
+	return moneyOf(r, path, isPriorAuth(r))
+}
+
+// moneyOf is money for a resource known to be a prior auth or not (what HAPI holds decides; an answer
+// trimmed by _elements may have lost use): a prior auth's totals are judged one by one.
+func moneyOf(r any, path string, priorAuth bool) []string {
 	var out []string
 	var walk func(v any, path string, under string)
 	walk = func(v any, path string, under string) {
@@ -154,7 +169,7 @@ func money(r any, path string) []string {
 				case k == "adjustment" && under == "payment":
 					out = append(out, p)
 					continue
-				case k == "total" && path == r.(map[string]any)["resourceType"]:
+				case k == "total" && path == r.(map[string]any)["resourceType"] && !priorAuth:
 					if _, isArray := x[k].([]any); isArray {
 						out = append(out, p)
 						continue
@@ -174,6 +189,67 @@ func money(r any, path string) []string {
 	}
 	walk(r, path, "")
 	return out
+}
+
+// isPriorAuth: r is a prior authorization (an ExplanationOfBenefit whose use is preauthorization or
+// predetermination, as PDex pdex-priorauthorization has it).
+func isPriorAuth(r any) bool {
+	m, _ := r.(map[string]any)
+	return m["resourceType"] == "ExplanationOfBenefit" && (m["use"] == "preauthorization" || m["use"] == "predetermination")
+}
+
+// priorAuthAmounts are the paths of money (as money names them) that a prior authorization keeps for
+// providers and payers: the amounts of adjudications and totals whose category is only submitted or eligible
+// (what was asked for, what the plan found eligible: neither enrollee cost-sharing nor provider remittance,
+// and required by PDex pdex-priorauthorization), and each line's unitPrice and net. Every other amount on it
+// is still money that must not reach them (internal/datascope priorauth.go).
+func priorAuthAmounts(r any, rt string, priorAuth bool) map[string]bool {
+	kept := map[string]bool{}
+	if !priorAuth {
+		return kept
+	}
+	m := r.(map[string]any)
+	permitted := func(category any) bool {
+		cc, _ := category.(map[string]any)
+		codes := 0
+		for _, c := range asObjects(cc["coding"]) {
+			if c["code"] != "submitted" && c["code"] != "eligible" {
+				return false
+			}
+			codes++
+		}
+		return codes > 0
+	}
+	// Raw arrays, not asObjects: an index must be the one money's path names.
+	each := func(list any, do func(i int, o map[string]any)) {
+		arr, _ := list.([]any)
+		for i, x := range arr {
+			if o, ok := x.(map[string]any); ok {
+				do(i, o)
+			}
+		}
+	}
+	each(m["total"], func(i int, t map[string]any) {
+		if permitted(t["category"]) {
+			kept[fmt.Sprintf("%s.total[%d].amount", rt, i)] = true
+		}
+	})
+	var lines func(list any, path string)
+	lines = func(list any, path string) {
+		each(list, func(i int, it map[string]any) {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			kept[p+".unitPrice"], kept[p+".net"] = true, true
+			each(it["adjudication"], func(j int, a map[string]any) {
+				if permitted(a["category"]) {
+					kept[fmt.Sprintf("%s.adjudication[%d].amount", p, j)] = true
+				}
+			})
+			lines(it["detail"], p+".detail")
+			lines(it["subDetail"], p+".subDetail")
+		})
+	}
+	lines(m["item"], rt+".item")
+	return kept
 }
 
 func resourceType(b []byte) string {

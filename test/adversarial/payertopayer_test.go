@@ -62,8 +62,11 @@ func TestPayerToPayerForbiddenDataIsReallyInHAPI(t *testing.T) {
 	if h := tr.byID["ExplanationOfBenefit/fwadv-p2p-eob-exact-2024"]; h == nil || len(money(h.resource, "ExplanationOfBenefit")) == 0 {
 		t.Errorf("HAPI's fwadv-p2p-eob-exact-2024 carries no Money")
 	}
-	wouldLeak(t, payerB, "/ExplanationOfBenefit?patient=Patient/"+p2pSelf+"&_count=100",
-		"fwadv-p2p-eob-exact-2019", "fwadv-p2p-pa-exact-denied-2025", "fwadv-p2p-pa-exact-drug-2025", "money reaches")
+	// One resource per answer: markers.find names at most eight hits, and a search's first resources use them up.
+	wouldLeak(t, payerB, "/ExplanationOfBenefit/fwadv-p2p-eob-exact-2019", "fwadv-p2p-eob-exact-2019")
+	wouldLeak(t, payerB, "/ExplanationOfBenefit/fwadv-p2p-pa-exact-denied-2025", "fwadv-p2p-pa-exact-denied-2025")
+	wouldLeak(t, payerB, "/ExplanationOfBenefit/fwadv-p2p-pa-exact-drug-2025", "fwadv-p2p-pa-exact-drug-2025")
+	wouldLeak(t, payerB, "/ExplanationOfBenefit/fwadv-p2p-eob-exact-2024", "money reaches")
 	wouldLeak(t, payerB, "/Observation?patient=Patient/"+p2pSelf, "fwadv-p2p-obs-exact-psy-2024")
 	wouldLeak(t, payerB, "/Encounter?patient=Patient/"+p2pSelf, "fwadv-p2p-encounter-exact-2018")
 	wouldLeak(t, payerB, "/Condition?patient=Patient/"+p2pSelf, "fwadv-p2p-condition-exact-2017")
@@ -74,7 +77,8 @@ func TestPayerToPayerForbiddenDataIsReallyInHAPI(t *testing.T) {
 	}
 	wouldLeak(t, payerB, "/ExplanationOfBenefit?patient=Patient/"+p2pNotOpted, "fwadv-p2p-eob-notopted-2024")
 	wouldLeak(t, payerC, "/Patient?_id="+p2pSelf, p2pSelf, "Thornbury", p2pSelfMemberID)
-	wouldLeak(t, payerC, "/ExplanationOfBenefit?patient=Patient/"+p2pSelf+"&_count=100", "fwadv-p2p-eob-exact-2024", "fwadv-p2p-pa-exact-approved-2025")
+	wouldLeak(t, payerC, "/ExplanationOfBenefit/fwadv-p2p-eob-exact-2024", "fwadv-p2p-eob-exact-2024")
+	wouldLeak(t, payerC, "/ExplanationOfBenefit/fwadv-p2p-pa-exact-approved-2025", "fwadv-p2p-pa-exact-approved-2025")
 }
 
 // dateOfService is the earliest date a resource says its service happened on.
