@@ -200,12 +200,19 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 		return true
 	}
 	facts, members, err := c.providerFacts(ctx, d)
+	return c.useFacts(ctx, d, input, facts, members, err, "no_provider_identity")
+}
+
+// useFacts puts an API's facts into the policy input beside those gathered before (paging), keeps the
+// membership for response enforcement and adds the bulk-export facts. A caller who acts for nobody the API
+// knows is refused (403, noIdentity); facts that could not be gathered refuse the request (503).
+func (c *Core) useFacts(ctx context.Context, d *Decision, input, facts map[string]any, members *membership, err error, noIdentity string) bool {
 	switch {
 	case errors.Is(err, ErrNoProvider):
-		d.refuse(outcome.Forbidden, "no_provider_identity")
+		d.refuse(outcome.Forbidden, noIdentity)
 		return false
 	case err != nil:
-		c.Log.Error("provider facts unavailable", "decision_id", d.ID, "error", err)
+		c.Log.Error("facts unavailable", "decision_id", d.ID, "api", d.Input.API, "error", err)
 		c.observer().UpstreamFailed(d, err)
 		d.refuse(outcome.Unavailable, "facts_unavailable")
 		return false

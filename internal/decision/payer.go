@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/fhir"
-	"github.com/fhirwall/fhirwall/internal/outcome"
 )
 
 // Payer-to-Payer (CMS-0057-F): another payer reads a member's data only while the member's opt-in names it.
@@ -188,24 +187,7 @@ func (c *Core) boundToCaller(ctx context.Context, d *Decision, ref ExportRef) (b
 // addPayerFacts is addFacts for Payer-to-Payer.
 func (c *Core) addPayerFacts(ctx context.Context, d *Decision, input map[string]any) bool {
 	facts, members, err := c.payerFacts(ctx, d)
-	switch {
-	case errors.Is(err, ErrNoProvider):
-		d.refuse(outcome.Forbidden, "no_payer_identity")
-		return false
-	case err != nil:
-		c.Log.Error("payer facts unavailable", "decision_id", d.ID, "error", err)
-		c.observer().UpstreamFailed(d, err)
-		d.refuse(outcome.Unavailable, "facts_unavailable")
-		return false
-	}
-	d.members = members
-	if prev, ok := input["facts"].(map[string]any); ok {
-		for k, v := range prev {
-			facts[k] = v
-		}
-	}
-	input["facts"] = facts
-	return c.exportFacts(ctx, d, facts)
+	return c.useFacts(ctx, d, input, facts, members, err, "no_payer_identity")
 }
 
 // regularOnlyFor reports whether one of patients opted in under #regular only: then a resource labelled

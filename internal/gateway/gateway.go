@@ -446,25 +446,23 @@ func (g *Gateway) serveLocal(w http.ResponseWriter, r *http.Request, d *decision
 	started := time.Now()
 	rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
 	g.Local.ServeHTTP(rec, r)
-	w.Header().Set(DecisionHeader, d.ID)
-	if err := g.core.Record(r.Context(), d, rec.code, int64(rec.body.Len()), time.Since(started)); err != nil {
-		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
-		outcome.Unavailable.Write(w)
-		return
-	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(rec.code)
-	_, _ = w.Write(rec.body.Bytes())
+	g.writeOwn(w, d, decision.Answer{Status: rec.code, Header: rec.header, Body: rec.body.Bytes()}, func() error {
+		return g.core.Record(r.Context(), d, rec.code, int64(rec.body.Len()), time.Since(started))
+	})
 }
 
 // serveAdapter answers a request an adapter serves itself (decision.Adapter), once its record is durable.
 func (g *Gateway) serveAdapter(w http.ResponseWriter, r *http.Request, d *decision.Decision) {
 	started := time.Now()
 	a := g.core.Answer(r.Context(), d)
+	g.writeOwn(w, d, a, func() error { return g.core.RecordAnswer(r.Context(), d, a, time.Since(started)) })
+}
+
+// writeOwn sends an answer fhirwall made itself once record made its audit record durable; a record that
+// could not be written sends 503 instead.
+func (g *Gateway) writeOwn(w http.ResponseWriter, d *decision.Decision, a decision.Answer, record func() error) {
 	w.Header().Set(DecisionHeader, d.ID)
-	if err := g.core.RecordAnswer(r.Context(), d, a, time.Since(started)); err != nil {
+	if err := record(); err != nil {
 		g.log.Error("audit write failed; refusing with 503", "decision_id", d.ID, "error", err)
 		outcome.Unavailable.Write(w)
 		return
