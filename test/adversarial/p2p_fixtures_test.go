@@ -19,6 +19,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -84,9 +86,10 @@ var (
 	}
 )
 
-// writePayerToPayerFixtures PUTs testdata/payertopayer.json into HAPI (a rerun changes nothing). The
-// Organizations of the new payers belong to test/payertopayer's fixtures; they are written here only when
-// HAPI lacks them (the Consents fhirwall stores reference them).
+// writePayerToPayerFixtures loads test/payertopayer's fixtures (test/payertopayer/testdata/members.json: the
+// new payers' Organizations, which the Consents fhirwall stores reference, and the p2p- members the checks
+// hold as strangers), then PUTs testdata/payertopayer.json into HAPI. Every entry is a PUT by id: a rerun, or
+// the other suite loading the same file, changes nothing.
 func writePayerToPayerFixtures(ctx context.Context) error {
 	var f struct {
 		Resources []map[string]any `json:"resources"`
@@ -94,19 +97,12 @@ func writePayerToPayerFixtures(ctx context.Context) error {
 	if err := json.Unmarshal(payerToPayerJSON, &f); err != nil {
 		return fmt.Errorf("testdata/payertopayer.json: %w", err)
 	}
-	for _, org := range []string{"payer-b", "payer-c"} {
-		st, _, err := hapiDo(ctx, http.MethodGet, "Organization/"+org, nil)
-		if err != nil {
-			return err
-		}
-		if st == http.StatusOK {
-			continue
-		}
-		o := map[string]any{"resourceType": "Organization", "id": org, "active": true, "name": "new payer " + org,
-			"identifier": []any{map[string]any{"system": "https://fhirwall.example/payer-id", "value": "FW" + map[string]string{"payer-b": "PAYER-B", "payer-c": "PAYER-C"}[org]}}}
-		if err := hapiPut(ctx, "Organization/"+org, o); err != nil {
-			return err
-		}
+	members, err := os.ReadFile(filepath.Join(stackenv.Root(), "test", "payertopayer", "testdata", "members.json"))
+	if err != nil {
+		return err
+	}
+	if st, body, err := hapiDo(ctx, http.MethodPost, "", members); err != nil || st != http.StatusOK {
+		return fmt.Errorf("HAPI transaction test/payertopayer/testdata/members.json: %d %.300s %v", st, body, err)
 	}
 	for _, r := range f.Resources {
 		if err := hapiPut(ctx, fmt.Sprintf("%v/%v", r["resourceType"], r["id"]), r); err != nil {

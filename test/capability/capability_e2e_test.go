@@ -6,6 +6,7 @@
 package capability
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -13,11 +14,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/capability/capabilitytest"
+	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/policies"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 	"github.com/fhirwall/fhirwall/test/require"
 )
@@ -143,10 +148,40 @@ func TestTheFHIRServerSupportsWhatTheStatementsAdvertise(t *testing.T) {
 				}
 			}
 			for _, o := range r.Operation {
+				if answeredByFhirwall(t, name, r.Type, o.Name) {
+					continue // an adapter answers it (Payer-to-Payer's member match), never the FHIR server
+				}
 				if !supports[r.Type]["operation:"+o.Definition] {
 					t.Errorf("%s: %s $%s (%s) advertised, the FHIR server does not support it", name, r.Type, o.Name, o.Definition)
 				}
 			}
 		}
 	}
+}
+
+// answeredByFhirwall asks the policies (the embedded set, with the example configuration as data) whether a
+// type-level POST of the operation, by a caller the API serves, is answered by one of fhirwall's adapters
+// (the obligation "adapter") rather than the FHIR server. name is the statement's name: "<api> ...".
+func answeredByFhirwall(t *testing.T, name, resourceType, op string) bool {
+	t.Helper()
+	_, c := capabilitytest.Example(t, false)
+	engine, err := policy.New(context.Background(), policies.FS, (&config.Config{APIs: c.APIs}).PolicyData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, _, _ := strings.Cut(name, " ")
+	api = strings.TrimSuffix(api, ":")
+	res, err := engine.Decide(context.Background(), map[string]any{
+		"api": api, "authenticated": true,
+		"identity": map[string]any{"client_id": "x", "org": "Organization/x", "scopes": []any{map[string]any{
+			"raw": "system/*.rs", "context": "system", "resource_type": "*",
+			"permissions": map[string]any{"c": false, "r": true, "u": false, "d": false, "s": true}}}},
+		"facts": map[string]any{"payer": "Organization/x", "prefer_respond_async": true},
+		"request": map[string]any{"method": "POST", "interaction": "operation", "resource_type": resourceType, "id": "",
+			"params": []any{}, "patient_params": []any{}, "operation": map[string]any{"name": op, "level": "type"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Allow && res.Obligations.Adapter != ""
 }
