@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -42,7 +43,7 @@ const (
 	p2pMemberIDSys  = "https://payer-a.example.org/member-id"
 	// p2pConsentTag marks the Consents fhirwall stored after a match (adapters/payerexchange TagSystem).
 	p2pConsentTag = "https://fhirwall.dev/CodeSystem/payer-to-payer-consent-from"
-	hrexRegular   = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"
+	hrexRegular   = membermatch.PolicyRegular
 )
 
 // p2pMembers are this suite's Payer-to-Payer members: the Consents stored for them are this suite's alone.
@@ -193,63 +194,16 @@ func coding(system, code string) map[string]any {
 }
 
 // p2pConsent is a PDex consent naming recipient (IRCP) from yesterday for a year under policy.
-func p2pConsent(recipient, policy string) map[string]any {
-	now := time.Now().UTC()
-	return p2pConsentFor(recipient, policy, now.AddDate(0, 0, -1), now.AddDate(1, 0, 0))
-}
+func p2pConsent(recipient, policy string) map[string]any { return membermatch.OptIn(recipient, policy) }
 
 func p2pConsentFor(recipient, policy string, start, end time.Time) map[string]any {
-	return map[string]any{
-		"resourceType":    "Consent",
-		"status":          "active",
-		"scope":           coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy"),
-		"category":        []any{coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IDSCL")},
-		"patient":         map[string]any{"reference": "Patient/1"},
-		"performer":       []any{map[string]any{"reference": "Patient/1"}},
-		"sourceReference": map[string]any{"reference": "http://example.org/DocumentReference/someconsent.pdf"},
-		"policy":          []any{map[string]any{"uri": policy}},
-		"provision": map[string]any{
-			"type":   "permit",
-			"period": map[string]any{"start": start.Format("2006-01-02"), "end": end.Format("2006-01-02")},
-			"actor": []any{
-				map[string]any{
-					"role":      coding("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "performer"),
-					"reference": map[string]any{"identifier": map[string]any{"system": "https://fhirwall.example/payer-id", "value": "FWPAYER-A"}, "display": "Old Health Plan (payer A)"},
-				},
-				map[string]any{
-					"role":      coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP"),
-					"reference": map[string]any{"reference": recipient},
-				},
-			},
-			"action": []any{coding("http://terminology.hl7.org/CodeSystem/consentaction", "disclose")},
-		},
-	}
+	return membermatch.Consent(recipient, policy, start, end)
 }
 
 // p2pParts are MemberPatient, CoverageToMatch and Consent for a member as a new payer knows them.
 func p2pParts(family, given, birthDate, gender, memberID string, consent map[string]any) []any {
-	mb := []any{
-		map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"},
-		map[string]any{"system": "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp", "code": "UMB"},
-	}
-	patient := map[string]any{
-		"resourceType": "Patient", "id": "1",
-		"identifier": []any{map[string]any{"type": map[string]any{"coding": mb}, "system": p2pMemberIDSys, "value": memberID}},
-		"name":       []any{map[string]any{"family": family, "given": []any{given}}}, "birthDate": birthDate, "gender": gender,
-	}
-	coverage := map[string]any{
-		"resourceType": "Coverage", "id": "9876B1",
-		"identifier":   []any{map[string]any{"type": map[string]any{"coding": mb[:1]}, "system": p2pMemberIDSys, "value": memberID}},
-		"status":       "active",
-		"subscriberId": memberID,
-		"beneficiary":  map[string]any{"reference": "Patient/1"},
-		"payor":        []any{map[string]any{"identifier": map[string]any{"system": "https://fhirwall.example/payer-id", "value": "FWPAYER-A"}, "display": "Old Health Plan (payer A)"}},
-	}
-	return []any{
-		map[string]any{"name": "MemberPatient", "resource": patient},
-		map[string]any{"name": "CoverageToMatch", "resource": coverage},
-		map[string]any{"name": "Consent", "resource": consent},
-	}
+	return membermatch.Member{Name: membermatch.Name(family, given), BirthDate: birthDate, Gender: gender,
+		IDSystem: p2pMemberIDSys, MemberID: memberID}.Parts(consent)
 }
 
 func p2pSelfParts(consent map[string]any) []any {
@@ -269,9 +223,7 @@ func p2pNobodyParts(consent map[string]any) []any {
 	return p2pParts("Nobody", "Nemo", "1971-01-01", "other", "FWADV-9999", consent)
 }
 
-func p2pMatchIn(parts []any) string {
-	return string(mustMarshal(map[string]any{"resourceType": "Parameters", "parameter": parts}))
-}
+func p2pMatchIn(parts []any) string { return string(membermatch.In(parts)) }
 
 func memberMatchCall(body string) call {
 	return call{method: http.MethodPost, path: "/Patient/$member-match", body: body,

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -33,7 +34,7 @@ const (
 	api = "payer-to-payer"
 	// consentTag marks the Consents fhirwall stored after a match (adapters/payerexchange TagSystem).
 	consentTag    = "https://fhirwall.dev/CodeSystem/payer-to-payer-consent-from"
-	policyRegular = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"
+	policyRegular = membermatch.PolicyRegular
 	memberIDSys   = "https://payer-a.example.org/member-id"
 	markerPrefix  = "p2p-marker-"
 	payerB        = "Organization/payer-b"

@@ -12,51 +12,17 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fhirwall/fhirwall/test/membermatch"
 )
 
 // --- HRex / PDex request bodies ---------------------------------------------------------------------------
 
-// consent is a PDex pdex-consent (HRex 1.0.0 member-match-in example, made current): the member's opt-in to
-// disclose to recipient (IRCP) what the old payer (performer, Organization/payer-a by identifier) holds.
-func consent(recipient string, start, end time.Time) map[string]any {
-	coding := func(system, code string) map[string]any {
-		return map[string]any{"coding": []any{map[string]any{"system": system, "code": code}}}
-	}
-	return map[string]any{
-		"resourceType":    "Consent",
-		"status":          "active",
-		"scope":           coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy"),
-		"category":        []any{coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IDSCL")},
-		"patient":         map[string]any{"reference": "Patient/1"},
-		"performer":       []any{map[string]any{"reference": "Patient/1"}},
-		"sourceReference": map[string]any{"reference": "http://example.org/DocumentReference/someconsent.pdf"},
-		"policy":          []any{map[string]any{"uri": policyRegular}},
-		"provision": map[string]any{
-			"type":   "permit",
-			"period": map[string]any{"start": start.Format("2006-01-02"), "end": end.Format("2006-01-02")},
-			"actor": []any{
-				map[string]any{
-					"role":      coding("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "performer"),
-					"reference": map[string]any{"identifier": map[string]any{"system": "https://fhirwall.example/payer-id", "value": "FWPAYER-A"}, "display": "Old Health Plan (payer A)"},
-				},
-				map[string]any{
-					"role":      coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP"),
-					"reference": map[string]any{"reference": recipient},
-				},
-			},
-			"action": []any{coding("http://terminology.hl7.org/CodeSystem/consentaction", "disclose")},
-		},
-	}
-}
-
 // optIn names recipient from yesterday for a year; expiredOptIn named it for 2024 only.
-func optIn(recipient string) map[string]any {
-	now := time.Now().UTC()
-	return consent(recipient, now.AddDate(0, 0, -1), now.AddDate(1, 0, 0))
-}
+func optIn(recipient string) map[string]any { return membermatch.OptIn(recipient, policyRegular) }
 
 func expiredOptIn(recipient string) map[string]any {
-	return consent(recipient, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	return membermatch.Consent(recipient, policyRegular, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // memberParts are the parts describing one member as a new payer knows them: MemberPatient (the fixture
@@ -76,43 +42,14 @@ func memberParts(t *testing.T, patientID, coverageID string, c map[string]any) [
 }
 
 func memberPartsOf(name any, birthDate, gender, memberID string, c map[string]any) []any {
-	mb := map[string]any{"coding": []any{
-		map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"},
-		map[string]any{"system": "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp", "code": "UMB"},
-	}}
-	patient := map[string]any{
-		"resourceType": "Patient", "id": "1",
-		"identifier": []any{map[string]any{"type": mb, "system": memberIDSys, "value": memberID}},
-		"name":       name, "birthDate": birthDate, "gender": gender,
-	}
-	coverage := map[string]any{
-		"resourceType": "Coverage", "id": "9876B1",
-		"identifier":   []any{map[string]any{"type": map[string]any{"coding": []any{mb["coding"].([]any)[0]}}, "system": memberIDSys, "value": memberID}},
-		"status":       "active",
-		"subscriberId": memberID,
-		"beneficiary":  map[string]any{"reference": "Patient/1"},
-		"payor":        []any{map[string]any{"identifier": map[string]any{"system": "https://fhirwall.example/payer-id", "value": "FWPAYER-A"}, "display": "Old Health Plan (payer A)"}},
-	}
-	return []any{
-		map[string]any{"name": "MemberPatient", "resource": patient},
-		map[string]any{"name": "CoverageToMatch", "resource": coverage},
-		map[string]any{"name": "Consent", "resource": c},
-	}
+	return membermatch.Member{Name: name, BirthDate: birthDate, Gender: gender, IDSystem: memberIDSys, MemberID: memberID}.Parts(c)
 }
 
 // memberMatchIn is an HRex member-match-in Parameters.
-func memberMatchIn(parts []any) []byte {
-	return mustJSON(map[string]any{"resourceType": "Parameters", "parameter": parts})
-}
+func memberMatchIn(parts []any) []byte { return membermatch.In(parts) }
 
 // bulkMatchIn is a PDex multi-member-match-bundle-in Parameters: one MemberBundle per member.
-func bulkMatchIn(members ...[]any) []byte {
-	var params []any
-	for _, m := range members {
-		params = append(params, map[string]any{"name": "MemberBundle", "part": m})
-	}
-	return mustJSON(map[string]any{"resourceType": "Parameters", "parameter": params})
-}
+func bulkMatchIn(members ...[]any) []byte { return membermatch.Bulk(members...) }
 
 // nobody is a member this payer never had.
 func nobody(c map[string]any) []any {

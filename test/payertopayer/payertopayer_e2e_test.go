@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 )
 
@@ -599,7 +600,7 @@ func TestOptInIsPerPayerAndPerPolicy(t *testing.T) {
 			}
 
 			sensitive := optIn(payerB)
-			sensitive["policy"] = []any{map[string]any{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive"}}
+			sensitive["policy"] = []any{map[string]any{"uri": membermatch.PolicySensitive}}
 			a = send(t, "POST", m.base+"/Patient/$member-match", b, nil, memberMatchIn(memberParts(t, "p2p-exact", "p2p-coverage-exact", sensitive)))
 			audit = append(audit, expectation{m.name, a, "matched", "payer-b"})
 			if a.status != 200 {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -126,33 +127,14 @@ func load(c *http.Client, n int) error {
 // request is PDex multi-member-match-bundle-in with one MemberBundle per member, each with a Consent naming
 // payer-b, valid from yesterday for a year.
 func request(n int) []byte {
-	now := time.Now().UTC()
-	from, until := now.AddDate(0, 0, -1).Format("2006-01-02"), now.AddDate(1, 0, 0).Format("2006-01-02")
-	params := make([]any, 0, n)
+	consent := membermatch.OptIn("Organization/payer-b", membermatch.PolicyRegular)
+	members := make([][]any, 0, n)
 	for i := range n {
-		number := fmt.Sprintf("BM-%05d", i)
-		consent := map[string]any{"resourceType": "Consent", "status": "active",
-			"scope":    map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
-			"category": []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL"}}}},
-			"patient":  map[string]any{"reference": "Patient/1"}, "performer": []any{map[string]any{"reference": "Patient/1"}},
-			"sourceReference": map[string]any{"display": "signed opt-in"},
-			"policy":          []any{map[string]any{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}},
-			"provision": map[string]any{"type": "permit", "period": map[string]any{"start": from, "end": until},
-				"actor": []any{
-					map[string]any{"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "performer"}}}, "reference": map[string]any{"display": "Payer A"}},
-					map[string]any{"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}}}, "reference": map[string]any{"reference": "Organization/payer-b"}},
-				},
-				"action": []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "disclose"}}}}}}
-		params = append(params, map[string]any{"name": "MemberBundle", "part": []any{
-			map[string]any{"name": "MemberPatient", "resource": map[string]any{"resourceType": "Patient", "id": "1",
-				"name": []any{map[string]any{"family": "Benchmark", "given": []any{"Member" + strconv.Itoa(i)}}}, "birthDate": "1970-01-01", "gender": "female"}},
-			map[string]any{"name": "CoverageToMatch", "resource": map[string]any{"resourceType": "Coverage", "status": "active", "subscriberId": number,
-				"beneficiary": map[string]any{"reference": "Patient/1"}, "payor": []any{map[string]any{"display": "Payer A"}}}},
-			map[string]any{"name": "Consent", "resource": consent},
-		}})
+		m := membermatch.Member{Name: membermatch.Name("Benchmark", "Member"+strconv.Itoa(i)), BirthDate: "1970-01-01",
+			Gender: "female", IDSystem: idSystem, MemberID: fmt.Sprintf("BM-%05d", i)}
+		members = append(members, m.Parts(consent))
 	}
-	b, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": params})
-	return b
+	return membermatch.Bulk(members...)
 }
 
 // measure sends the request through one face and polls its status URL until the result.
