@@ -31,6 +31,7 @@ const (
 	matchDone  decision.ExportKind = "match-result" // job id → the result's JSON (resultRef)
 
 	jobTTL         = 24 * time.Hour
+	bulkJobsAtOnce = 2
 	heartbeat      = 20 * time.Second
 	heartbeatTTL   = 90 * time.Second
 	jobBudget      = 30 * time.Minute
@@ -56,7 +57,8 @@ type resultRef struct {
 
 type bulkRunner struct {
 	a *Adapter
-	// running bounds the jobs this replica runs at once; more wait their turn in their goroutine.
+	// running bounds the jobs this replica runs at once (bulkJobsAtOnce); more wait their turn in their
+	// goroutine. Made with the runner: started lazily it was a race between two kick-offs.
 	running chan struct{}
 }
 
@@ -90,9 +92,6 @@ func (b *bulkRunner) start(ctx context.Context, d *decision.Decision, payer, bas
 	}
 	if err := b.a.jobs.Bind(ctx, decision.ExportRef{Kind: matchAlive, ID: id}, "running", heartbeatTTL); err != nil {
 		return decision.Answer{}, fmt.Errorf("payerexchange: bind job: %w", err)
-	}
-	if b.running == nil {
-		b.running = make(chan struct{}, 2)
 	}
 	go b.run(context.WithoutCancel(ctx), id, subs, payer, client)
 	h := http.Header{}
@@ -333,7 +332,7 @@ func (b *bulkRunner) status(ctx context.Context, d *decision.Decision) (decision
 			return decision.Answer{}, err
 		}
 		if !alive {
-			return refusal(outcome.Internal.WithDiagnostics("the bulk member match job stopped before it finished; submit it again"), "job_lost"), nil
+			return decision.RefusalAnswer(outcome.Internal.WithDiagnostics("the bulk member match job stopped before it finished; submit it again"), "job_lost"), nil
 		}
 		h := http.Header{}
 		h.Set("X-Progress", "matching")
@@ -345,7 +344,7 @@ func (b *bulkRunner) status(ctx context.Context, d *decision.Decision) (decision
 		return decision.Answer{}, fmt.Errorf("payerexchange: job result: %w", err)
 	}
 	if res.Error != "" || len(res.Result) == 0 {
-		return refusal(outcome.Internal.WithDiagnostics(cmp.Or(res.Error, "the job left no result; submit it again")), "job_failed"), nil
+		return decision.RefusalAnswer(outcome.Internal.WithDiagnostics(cmp.Or(res.Error, "the job left no result; submit it again")), "job_failed"), nil
 	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/fhir+json;charset=utf-8")

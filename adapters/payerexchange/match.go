@@ -366,7 +366,7 @@ func (a *Adapter) memberMatch(ctx context.Context, d *decision.Decision, payer s
 		if res.patient != nil {
 			patients = []string{str(res.patient["id"])}
 		}
-		ans := refusal(noMatch, res.kind)
+		ans := decision.RefusalAnswer(noMatch, res.kind)
 		ans.Patients = patients
 		return ans, nil
 	}

@@ -55,14 +55,14 @@ func New(p Ports, log *slog.Logger, now func() time.Time) (*Adapter, error) {
 		now = time.Now
 	}
 	a := &Adapter{fhir: p.FHIR, jobFHIR: p.Background, search: p.Search, jobs: p.Jobs, log: log, now: now}
-	a.bulk = &bulkRunner{a: a}
+	a.bulk = &bulkRunner{a: a, running: make(chan struct{}, bulkJobsAtOnce)}
 	return a, nil
 }
 
 // Serve implements decision.Adapter.
 func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
-	payer := payerOf(d)
-	if payer == "" || d.Request.Operation == nil {
+	payer, err := decision.PayerOf(d) // the one the decision's facts named
+	if err != nil || d.Request.Operation == nil {
 		return decision.Answer{}, fmt.Errorf("payerexchange: a request without a payer or an operation reached the adapter")
 	}
 	switch d.Request.Operation.Name {
@@ -78,30 +78,9 @@ func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) 
 	return decision.Answer{}, fmt.Errorf("payerexchange: operation %q is not this adapter's", d.Request.Operation.Name)
 }
 
-// payerOf is the organisation the caller acts for, as the core's facts named it (decision.payerOf): the
-// token's organisation, else the registry's.
-func payerOf(d *decision.Decision) string {
-	if d.Identity != nil && d.Identity.Org != "" {
-		return d.Identity.Org
-	}
-	if d.Client != nil {
-		return d.Client.Org
-	}
-	return ""
-}
-
-// refusal answers with an OperationOutcome; outcome is what the audit record says happened.
-func refusal(r outcome.Refusal, result string) decision.Answer {
-	h := http.Header{}
-	for k, v := range r.Headers() {
-		h.Set(k, v)
-	}
-	return decision.Answer{Status: r.Status, Header: h, Body: r.Body(), Outcome: result}
-}
-
 // badRequest is a 400 about the request's own content: it says nothing about any member.
 func badRequest(msg string) decision.Answer {
-	return refusal(outcome.Rejected.WithDiagnostics(msg), "invalid_request")
+	return decision.RefusalAnswer(outcome.Rejected.WithDiagnostics(msg), "invalid_request")
 }
 
 // resourceAnswer answers status with a FHIR JSON resource.

@@ -383,3 +383,18 @@ func TestLookupSplitsLongIDListsIntoSearchesServersAccept(t *testing.T) {
 		t.Fatalf("a search of %d bytes: servers refuse request lines over 8 KiB", f.longest)
 	}
 }
+
+func TestConcurrentBulkKickOffsShareOneRunner(t *testing.T) {
+	f := newFakeFHIR(t, fixtures()...)
+	a, _ := f.adapter(t, now)
+	body := bulkBody(parts("Quintero", "Maria", "1980-03-14", "female", "P2P-1001", validConsent()))
+	done := make(chan decision.Answer, 2)
+	for range 2 {
+		go func() { done <- serve(t, a, decided(t, "POST", "/Group/$bulk-member-match", "", body)) }()
+	}
+	for range 2 {
+		if ans := <-done; ans.Status != 202 {
+			t.Fatalf("kick-off %d %s", ans.Status, ans.Body)
+		}
+	}
+}

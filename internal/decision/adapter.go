@@ -41,13 +41,13 @@ func (c *Core) Answer(ctx context.Context, d *Decision) Answer {
 	a, ok := c.Adapters[d.Policy.Obligations.Adapter]
 	if !ok {
 		c.Log.Error("no adapter for an allowed request; refusing", "decision_id", d.ID, "adapter", d.Policy.Obligations.Adapter)
-		return refusalAnswer(outcome.Unavailable)
+		return RefusalAnswer(outcome.Unavailable, "error")
 	}
 	ans, err := a.Serve(ctx, d, c.publicBase(d))
 	if err != nil {
 		c.Log.Error("adapter failed", "decision_id", d.ID, "adapter", d.Policy.Obligations.Adapter, "error", err)
 		c.observer().UpstreamFailed(d, err)
-		return refusalAnswer(outcome.Unavailable)
+		return RefusalAnswer(outcome.Unavailable, "error")
 	}
 	if ans.Header == nil {
 		ans.Header = http.Header{}
@@ -58,12 +58,14 @@ func (c *Core) Answer(ctx context.Context, d *Decision) Answer {
 	return ans
 }
 
-func refusalAnswer(r outcome.Refusal) Answer {
+// RefusalAnswer is an adapter's answer that is an OperationOutcome; result is what the audit record says
+// happened (Answer.Outcome).
+func RefusalAnswer(r outcome.Refusal, result string) Answer {
 	h := http.Header{}
 	for k, v := range r.Headers() {
 		h.Set(k, v)
 	}
-	return Answer{Status: r.Status, Header: h, Body: r.Body(), Outcome: "error"}
+	return Answer{Status: r.Status, Header: h, Body: r.Body(), Outcome: result}
 }
 
 // RecordAnswer writes the audit record of an adapter's answer; like Record, a non-nil error means the

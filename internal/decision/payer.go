@@ -40,9 +40,9 @@ type OptIn struct {
 	Sensitive bool
 }
 
-// payerOf names the payer organisation a request acts for: the token's organisation, else the one the
+// PayerOf names the payer organisation a request acts for: the token's organisation, else the one the
 // registry binds the client to. Never a user: Payer-to-Payer is between organisations.
-func payerOf(d *Decision) (string, error) {
+func PayerOf(d *Decision) (string, error) {
 	id := d.Identity
 	switch {
 	case id == nil:
@@ -67,7 +67,7 @@ func payerOf(d *Decision) (string, error) {
 // request that names nobody but returns members' data (a Patient search by identifier, a page, an export's
 // status or file) is held to the opt-ins of the patients its answer names, read before enforcement.
 func (c *Core) payerFacts(ctx context.Context, d *Decision) (map[string]any, *membership, error) {
-	payer, err := payerOf(d)
+	payer, err := PayerOf(d)
 	if err != nil {
 		return nil, nil, err
 	}
