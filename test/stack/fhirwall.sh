@@ -41,6 +41,16 @@ ensure_audit_key() {
   log "generated the audit signing key $FHIRWALL_AUDIT_SIGNING_KEY_FILE"
 }
 
+# The prior-auth review admin API's bearer token (a reviewer's credential: fhirwall prior-auth reads it too).
+ADMIN_DIR=$FHIRWALL_STATE/admin
+export FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE=${FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE:-$ADMIN_DIR/prior-auth.token}
+ensure_admin_token() {
+  [ -s "$FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE" ] && return 0
+  mkdir -p "$(dirname "$FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE")" && chmod 700 "$(dirname "$FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE")"
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE")
+  log "generated the prior-auth admin token $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE"
+}
+
 build() {
   mkdir -p "$BIN"
   (cd "$FHIRWALL_ROOT" && go build -o "$BIN/fhirwall-proxy" ./cmd/proxy && go build -o "$BIN/fhirwall-xds" ./cmd/xds && go build -o "$BIN/fhirwall" ./cmd/fhirwall)
@@ -50,6 +60,7 @@ start_proxy() {
   is_running proxy && return 0
   [ -x "$BIN/fhirwall-proxy" ] && [ -x "$BIN/fhirwall" ] || build
   ensure_audit_key
+  ensure_admin_token
   start_bg proxy "$BIN/fhirwall-proxy" -config "$CONFIG"
   wait_http proxy "http://127.0.0.1:$PROXY_ADMIN_PORT/readyz" 30
   wait_port proxy "$PROXY_GRPC_PORT" 10
