@@ -33,6 +33,9 @@ type Client struct {
 	Scopes []string
 	Tier   string // rate tier
 	Org    string // the organisation a backend client acts for, e.g. Organization/org-a
+	// NotifyHosts are the hosts (name or IP, optionally host:port) the client registered for notifications
+	// (Prior Authorization Subscriptions): fhirwall sends notifications to no other host.
+	NotifyHosts []string
 }
 
 // AlwaysAllowedScopes are the non-resource scopes any registered client may hold: they grant no data by

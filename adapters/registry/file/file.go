@@ -1,5 +1,10 @@
 // Package file is a client registry read from a YAML file (config/clients.yaml), validated whole and
 // reloaded when the file changes; a file that does not validate leaves the running registry as it was.
+//
+// Besides id, name, active, apis, scopes, tier and org, an entry may list notify_hosts: the hosts the client
+// registered to receive notifications (Prior Authorization Subscriptions send rest-hook notifications to
+// these hosts only). Each is a host name or an IP address, optionally with ":port" ([v6]:port for IPv6);
+// without a port any port on that host is allowed. No scheme, no path, no wildcard.
 package file
 
 import (
@@ -9,9 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +55,8 @@ type entry struct {
 	Scopes []string `yaml:"scopes"`
 	Tier   string   `yaml:"tier"`
 	Org    string   `yaml:"org"`
+	// NotifyHosts: host, host:port, IP, IP:port or [IPv6]:port; no scheme, path or wildcard.
+	NotifyHosts []string `yaml:"notify_hosts"`
 }
 
 // Load reads and validates the file at path. knownAPIs are the API names entries may enable.
@@ -65,7 +75,7 @@ func (r *Registry) Lookup(_ context.Context, clientID string) (decision.Client, 
 		return decision.Client{}, decision.ErrUnknownClient
 	}
 	// The snapshot is shared by every request: hand out copies of its slices.
-	c.APIs, c.Scopes = slices.Clone(c.APIs), slices.Clone(c.Scopes)
+	c.APIs, c.Scopes, c.NotifyHosts = slices.Clone(c.APIs), slices.Clone(c.Scopes), slices.Clone(c.NotifyHosts)
 	return c, nil
 }
 
@@ -108,7 +118,7 @@ func Parse(data []byte, knownAPIs []string) (map[string]decision.Client, error) 
 	clients := make(map[string]decision.Client, len(doc.Clients))
 	for i, e := range doc.Clients {
 		bad := func(err error) { errs = append(errs, fmt.Errorf("clients[%d] (%s): %w", i, e.ID, err)) }
-		c := decision.Client{ID: e.ID, Name: e.Name, APIs: e.APIs, Scopes: e.Scopes, Tier: e.Tier, Org: e.Org}
+		c := decision.Client{ID: e.ID, Name: e.Name, APIs: e.APIs, Scopes: e.Scopes, Tier: e.Tier, Org: e.Org, NotifyHosts: e.NotifyHosts}
 		if c.Name == "" {
 			c.Name = c.ID
 		}
@@ -128,6 +138,11 @@ func Parse(data []byte, knownAPIs []string) (map[string]decision.Client, error) 
 				bad(fmt.Errorf("apis: %q is not one of %v", a, knownAPIs))
 			}
 		}
+		for _, h := range e.NotifyHosts {
+			if err := validNotifyHost(h); err != nil {
+				bad(fmt.Errorf("notify_hosts: %q: %w", h, err))
+			}
+		}
 		if _, dup := clients[e.ID]; dup {
 			bad(errors.New("id registered twice"))
 		}
@@ -137,6 +152,54 @@ func Parse(data []byte, knownAPIs []string) (map[string]decision.Client, error) 
 		return nil, err
 	}
 	return clients, nil
+}
+
+// validNotifyHost accepts a host name or IP address, optionally with a port: what a notification endpoint's
+// URL authority must equal (or, without a port, its host). Anything looser (a scheme, a path, a wildcard, user
+// info) would let a notification go somewhere the registry's reader did not see written.
+func validNotifyHost(h string) error {
+	if h == "" {
+		return errors.New("empty")
+	}
+	if strings.ContainsAny(h, "/\\?#@*% \t\r\n") {
+		return errors.New("want a host name or IP, optionally :port (no scheme, path, user or wildcard)")
+	}
+	host, port := h, ""
+	if hp, p, err := net.SplitHostPort(h); err == nil {
+		host, port = hp, p
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") { // [IPv6] without a port
+		host = h[1 : len(h)-1]
+	} else if strings.Count(h, ":") > 1 { // a bare IPv6 address
+		host = h
+	} else if strings.Contains(h, ":") {
+		return fmt.Errorf("bad host:port: %w", err)
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return errors.New("port: want 1-65535")
+		}
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if strings.Contains(host, ":") {
+		return errors.New("not an IP address")
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return errors.New("not a host name")
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return errors.New("not a host name")
+			}
+		}
+	}
+	return nil
 }
 
 // Watch reloads the registry whenever something changes in the file's directory (editors and Kubernetes

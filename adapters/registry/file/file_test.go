@@ -172,3 +172,40 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestNotifyHostsAreHostsOrIPsWithAnOptionalPortNothingMore(t *testing.T) {
+	entry := func(h string) string {
+		return "clients:\n  - {id: org-a, active: true, apis: [prior-auth], notify_hosts: [\"" + h + "\"]}\n"
+	}
+	for _, h := range []string{"127.0.0.1", "127.0.0.1:8443", "hooks.org-a.example", "hooks.org-a.example:443", "::1", "[::1]", "[::1]:9000", "localhost"} {
+		clients, err := Parse([]byte(entry(h)), config.KnownAPIs)
+		if err != nil {
+			t.Errorf("%q refused: %v", h, err)
+			continue
+		}
+		if got := clients["org-a"].NotifyHosts; len(got) != 1 || got[0] != h {
+			t.Errorf("%q read as %v", h, got)
+		}
+	}
+	for _, h := range []string{"", "https://hooks.example", "hooks.example/path", "*.example", "user@hooks.example", "hooks.example:0",
+		"hooks.example:99999", "hooks.example:http", "hooks..example", "-bad.example", "hooks.example?x=1", "hooks example"} {
+		if _, err := Parse([]byte(entry(h)), config.KnownAPIs); err == nil || !strings.Contains(err.Error(), "notify_hosts") {
+			t.Errorf("%q accepted (or refused without naming notify_hosts): %v", h, err)
+		}
+	}
+}
+
+func TestLookupHandsOutACopyOfNotifyHosts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clients.yaml")
+	write(t, path, "clients:\n  - {id: org-a, active: true, apis: [prior-auth], notify_hosts: [127.0.0.1]}\n")
+	r, err := Load(path, config.KnownAPIs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := r.Lookup(context.Background(), "org-a")
+	c.NotifyHosts[0] = "evil.example"
+	if c2, _ := r.Lookup(context.Background(), "org-a"); c2.NotifyHosts[0] != "127.0.0.1" {
+		t.Fatalf("a caller changed the shared snapshot: %v", c2.NotifyHosts)
+	}
+}
