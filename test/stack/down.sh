@@ -4,5 +4,5 @@
 S=$FHIRWALL_ROOT/test/stack
 bash "$S/envoy.sh" stop || true
 bash "$S/fhirwall.sh" stop || true
-for svc in hapi keycloak kafka; do bash "$S/$svc.sh" stop || true; done
+for svc in validator hapi keycloak kafka; do bash "$S/$svc.sh" stop || true; done
 bash "$S/postgres.sh" stop || true

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Bring up the whole default stack on loopback, once: Kafka, Keycloak and HAPI FHIR (started side by side),
-# the seed data, then fhirwall-xds, fhirwall-proxy and Envoy. Idempotent: what runs already is left alone.
+# the seed data, then fhirwall-xds, fhirwall-proxy and Envoy; the profile validator the prior-auth API asks
+# starts beside the JVMs. Idempotent: what runs already is left alone.
 . "$(dirname "$0")/lib.sh"
 S=$FHIRWALL_ROOT/test/stack
 t0=$(date +%s)
 
 # The JVMs start in parallel; each script waits for its own health check.
 pids=()
-for svc in kafka keycloak hapi; do
+for svc in kafka keycloak hapi validator; do
   bash "$S/$svc.sh" start >"$FHIRWALL_STATE/log/$svc-start.log" 2>&1 &
   pids+=("$!:$svc")
 done
