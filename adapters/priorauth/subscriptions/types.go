@@ -22,4 +22,6 @@ type Event struct {
 	ClaimResponseID string
 	ResponseBundle  []byte // the PAS response Bundle (JSON): a full-resource notification carries it
 	Time            time.Time
+	Patients        []string // the member(s) the request is about (bare ids), for the delivery's audit record
+
 }
