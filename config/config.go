@@ -32,6 +32,8 @@ type Config struct {
 	Registry   Registry   `mapstructure:"registry"`
 	Jobs       Jobs       `mapstructure:"jobs"`
 	RateLimits RateLimits `mapstructure:"rate_limits"`
+	// PriorAuth is the Prior Authorization API's adapter (priorauth.go); required when that API is configured.
+	PriorAuth PriorAuth `mapstructure:"prior_auth"`
 	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
 	// API's CapabilityStatement names PublicURL+prefix as its base.
 	PublicURL string `mapstructure:"public_url"`
@@ -197,6 +199,8 @@ type Resource struct {
 	// resources of a type outside the compartment leave in answers only when it is public (Invariant 2), and
 	// still only to a token whose scopes grant the type.
 	Public bool `mapstructure:"public"`
+	// Documentation is what the CapabilityStatement says of the type beyond its interactions (markdown).
+	Documentation string `mapstructure:"documentation"`
 }
 
 // PolicyData is what the Rego policies see as data.config:
@@ -390,6 +394,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("tokens.min_refetch_interval", "30s")
 	v.SetDefault("tokens.cache_size", 10000)
 	v.SetDefault("xds.local_address", "127.0.0.1:9192")
+	priorAuthDefaults(v)
 	v.SetEnvPrefix("FHIRWALL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -413,7 +418,8 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	if c.Proxy.PublicURL == "" && c.Proxy.HTTP != "" {
 		c.Proxy.PublicURL = "http://" + c.Proxy.HTTP
 	}
-	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile} {
+	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile,
+		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}
@@ -532,6 +538,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))
+	}
+	if c.HasAPI(PriorAuthAPI) {
+		errs = append(errs, c.PriorAuth.validate()...)
 	}
 	if len(c.Audit.Kafka.Brokers) == 0 || c.Audit.Kafka.Topic == "" {
 		errs = append(errs, errors.New("audit.kafka: brokers and topic are required; fhirwall does not serve unaudited"))

@@ -5,7 +5,7 @@ package fhirwall.authz
 import rego.v1
 
 # Rego packages cannot contain "-": API names map to the package that decides for them.
-api_packages := {"patient-access": "patient_access", "provider-access": "provider_access", "payer-to-payer": "payer_to_payer"}
+api_packages := {"patient-access": "patient_access", "provider-access": "provider_access", "payer-to-payer": "payer_to_payer", "prior-auth": "prior_auth"}
 
 # Deny by default: an API without a package, or a package without an answer, refuses.
 default decision := {"allow": false, "status": 403, "reasons": ["no_policy_for_api"], "obligations": {}}

@@ -40,14 +40,15 @@ type Operation struct {
 	Definition string // the OperationDefinition's canonical URL
 }
 
-// typeInteractions are the R4 type-level interaction codes a read-only API may claim.
-var typeInteractions = []string{"read", "vread", "history-instance", "history-type", "search-type"}
+// typeInteractions are the R4 type-level interaction codes (TypeRestfulInteraction) an API may claim, in the
+// spec's order. Only Prior Authorization's Subscription is written to; every other API is read-only.
+var typeInteractions = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 
 // DefaultInteractions apply when the configuration names none.
 var DefaultInteractions = []string{"read", "search-type"}
 
-// Resource is one resource type an API serves and what may be asked of it. Every API is read-only so far:
-// read and search-type always, vread only when VRead is set.
+// Resource is one resource type an API serves and what may be asked of it: the API's interactions, and vread
+// too when VRead is set.
 type Resource struct {
 	Type         string
 	SearchParams []string // parameter names; each must be known for Type (tables.go)
@@ -55,6 +56,9 @@ type Resource struct {
 	RevInclude   []string // searchRevInclude, e.g. "Provenance:target"
 	VRead        bool
 	Public       bool // reference data (config apis[].resources[].public); the statement lists it like any type
+	// Documentation is the statement's rest.resource.documentation (markdown): what a client must know
+	// beyond the interactions, e.g. which Subscription channels are served.
+	Documentation string
 }
 
 // SMART is an API's authorization story as SMART App Launch 2.x discovery tells it.
@@ -158,7 +162,7 @@ func (a *API) Validate() error {
 	}
 	for _, i := range a.Interactions {
 		if !slices.Contains(typeInteractions, i) {
-			errs = append(errs, invalid("api %q: interaction %q: want one of %v (the API is read-only)", a.Name, i, typeInteractions))
+			errs = append(errs, invalid("api %q: interaction %q: want one of %v", a.Name, i, typeInteractions))
 		}
 	}
 	for _, o := range a.Operations {

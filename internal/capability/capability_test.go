@@ -92,6 +92,8 @@ func TestExampleConfigDocumentsMatchGoldenFiles(t *testing.T) {
 		"/patient-access/fhir/.well-known/smart-configuration":  "patient-access.smart-configuration.json",
 		"/provider-access/fhir/metadata":                        "provider-access.metadata.json",
 		"/provider-access/fhir/.well-known/smart-configuration": "provider-access.smart-configuration.json",
+		"/prior-auth/fhir/metadata":                             "prior-auth.metadata.json",
+		"/prior-auth/fhir/.well-known/smart-configuration":      "prior-auth.smart-configuration.json",
 	} {
 		w := get(t, h, path, nil)
 		if w.Code != 200 {
@@ -137,6 +139,62 @@ SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinit
 SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial
 SubstanceSpecification SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet
 VerificationResult VisionPrescription`)
+
+// TestPriorAuthCapabilityStatementNamesThePASOperationsAndRestHookSubscriptions: PAS 2.0.1's
+// IntermediaryCapabilities: Claim with $submit and $inquire by their PAS canonicals, Subscription created,
+// read and deleted (rest-hook only, said in its documentation), PAS 2.0.1 as the guide, SMART security; and
+// nothing read or searched.
+func TestPriorAuthCapabilityStatementNamesThePASOperationsAndRestHookSubscriptions(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	var cs struct {
+		ImplementationGuide []string
+		Rest                []struct {
+			Security struct {
+				Service []struct{ Coding []struct{ Code string } }
+			}
+			Resource []struct {
+				Type             string
+				SupportedProfile []string
+				Interaction      []struct{ Code string }
+				Operation        []struct{ Name, Definition string }
+				Documentation    string
+			}
+		}
+	}
+	w := get(t, h, "/prior-auth/fhir/metadata", nil)
+	if err := json.Unmarshal(w.Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cs.ImplementationGuide, []string{"http://hl7.org/fhir/us/davinci-pas/ImplementationGuide/hl7.fhir.us.davinci-pas|2.0.1"}) {
+		t.Errorf("implementationGuide %v", cs.ImplementationGuide)
+	}
+	if len(cs.Rest) != 1 || cs.Rest[0].Security.Service[0].Coding[0].Code != "SMART-on-FHIR" {
+		t.Fatalf("rest %+v", cs.Rest)
+	}
+	got := map[string][]string{}
+	for _, r := range cs.Rest[0].Resource {
+		for _, i := range r.Interaction {
+			got[r.Type] = append(got[r.Type], i.Code)
+		}
+		for _, o := range r.Operation {
+			got[r.Type] = append(got[r.Type], "$"+o.Name+" "+o.Definition)
+		}
+		if r.Type == "Subscription" && !strings.Contains(r.Documentation, "rest-hook channels only") {
+			t.Errorf("Subscription documentation %q does not say only rest-hook is served", r.Documentation)
+		}
+		if r.Type == "Claim" && !slices.Contains(r.SupportedProfile, "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim") {
+			t.Errorf("Claim supportedProfile %v", r.SupportedProfile)
+		}
+	}
+	want := map[string][]string{
+		"Subscription": {"read", "delete", "create"},
+		"Claim": {"$submit http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-submit",
+			"$inquire http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-inquiry"},
+	}
+	if len(got) != len(want) || !slices.Equal(got["Subscription"], want["Subscription"]) || !slices.Equal(got["Claim"], want["Claim"]) {
+		t.Errorf("resources %v, want %v", got, want)
+	}
+}
 
 func TestPatientAccessCapabilityStatementIsReadOnlyAndWellFormed(t *testing.T) {
 	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})

@@ -17,6 +17,7 @@ type guide struct {
 const (
 	carinBB = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/"
 	usCore  = "http://hl7.org/fhir/us/core/StructureDefinition/"
+	pas     = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 )
 
 // carinCommon are the CARIN BB 2.0.0 profiles besides the EOB ones; the non-financial package has the same.
@@ -50,6 +51,15 @@ var guides = map[string]guide{
 		Profiles: withCarinCommon("C4BB-ExplanationOfBenefit-Inpatient-Institutional-NonFinancial",
 			"C4BB-ExplanationOfBenefit-Outpatient-Institutional-NonFinancial", "C4BB-ExplanationOfBenefit-Oral-NonFinancial",
 			"C4BB-ExplanationOfBenefit-Pharmacy-NonFinancial", "C4BB-ExplanationOfBenefit-Professional-NonClinician-NonFinancial"),
+	},
+	// Da Vinci PAS 2.0.1 (hl7.fhir.us.davinci-pas-2.0.1.tgz), the version CMS-0057-F points to: the Claims
+	// $submit (profile-claim, profile-claim-update) and $inquire (profile-claim-inquiry) accept. PAS 2.0.1
+	// profiles no Subscription (its IntermediaryCapabilities lists Subscription without one).
+	"davinci-pas-2.0.1": {
+		ImplementationGuide: "http://hl7.org/fhir/us/davinci-pas/ImplementationGuide/hl7.fhir.us.davinci-pas|2.0.1",
+		Profiles: map[string][]string{
+			"Claim": {pas + "profile-claim", pas + "profile-claim-update", pas + "profile-claim-inquiry"},
+		},
 	},
 	// US Core 6.1.0 (USCDI v3): the clinical types, as us-core-server lists them.
 	"us-core-6.1.0": {

@@ -180,6 +180,7 @@ type (
 		SearchRevInclude []string        `json:"searchRevInclude,omitempty"`
 		SearchParam      []restSearchPar `json:"searchParam,omitempty"`
 		Operation        []operation     `json:"operation,omitempty"`
+		Documentation    string          `json:"documentation,omitempty"`
 	}
 	operation struct {
 		Name       string `json:"name"`
@@ -247,6 +248,7 @@ func renderCapabilityStatement(a *API, ep Endpoints, date, version string) ([]by
 			SupportedProfile: profiles(a.Guides, r.Type),
 			SearchInclude:    r.Include,
 			SearchRevInclude: r.RevInclude,
+			Documentation:    r.Documentation,
 		}
 		for _, code := range typeInteractions { // the spec's order, whatever the configuration's
 			if slices.Contains(served, code) || (code == "vread" && r.VRead) {

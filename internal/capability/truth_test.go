@@ -45,9 +45,9 @@ func render(t *testing.T, apis []capability.API, path string, into any) {
 }
 
 // TestInteractionsAndOperationsAreWhatThePolicyServes asks the policies themselves (the embedded set, with
-// the example configuration as data) for every type-level interaction on every listed type, and for a Group
-// $export: the CapabilityStatement lists an interaction or operation exactly when the policy does not refuse
-// it as not served.
+// the example configuration as data) for every type-level interaction on every listed type, for a Group
+// $export and for every operation listed: the CapabilityStatement lists an interaction or operation exactly
+// when the policy does not refuse it as not served.
 func TestInteractionsAndOperationsAreWhatThePolicyServes(t *testing.T) {
 	apis, c := capabilitytest.Example(t, false)
 	engine, err := policy.New(context.Background(), policies.FS, (&config.Config{APIs: c.APIs}).PolicyData())
@@ -56,7 +56,9 @@ func TestInteractionsAndOperationsAreWhatThePolicyServes(t *testing.T) {
 	}
 	notServed := []string{"interaction_not_served", "read_only_api", "resource_type_not_served"}
 	decide := func(api string, req map[string]any) []string {
-		req["method"] = "GET"
+		if req["method"] == nil {
+			req["method"] = "GET"
+		}
 		req["params"] = []any{}
 		r, err := engine.Decide(context.Background(), map[string]any{"api": api, "authenticated": true, "request": req,
 			"identity": map[string]any{}, "facts": map[string]any{}})
@@ -69,9 +71,10 @@ func TestInteractionsAndOperationsAreWhatThePolicyServes(t *testing.T) {
 		var cs statement
 		render(t, apis, a.Prefix+"/metadata", &cs)
 		for _, res := range cs.Rest[0].Resource {
-			for _, code := range []string{"read", "vread", "history-instance", "history-type", "search-type"} {
-				req := map[string]any{"interaction": code, "resource_type": res.Type}
-				if code != "search-type" && code != "history-type" {
+			for _, code := range []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"} {
+				req := map[string]any{"interaction": code, "resource_type": res.Type,
+					"method": map[string]any{"update": "PUT", "patch": "PATCH", "delete": "DELETE", "create": "POST"}[code]}
+				if code != "search-type" && code != "history-type" && code != "create" {
 					req["id"] = "x"
 				}
 				if code == "vread" {
@@ -99,6 +102,19 @@ func TestInteractionsAndOperationsAreWhatThePolicyServes(t *testing.T) {
 		}
 		if served != listed {
 			t.Errorf("%s: Group $export: policy reasons %v, CapabilityStatement lists it: %v", a.Name, reasons, listed)
+		}
+		// Every other operation listed is served at the level it is listed at ($export above is an instance's).
+		for _, res := range cs.Rest[0].Resource {
+			for _, o := range res.Operation {
+				if o.Name == "export" || o.Name == "davinci-data-export" {
+					continue
+				}
+				reasons := decide(a.Name, map[string]any{"interaction": "operation", "resource_type": res.Type, "method": "POST",
+					"operation": map[string]any{"name": o.Name, "level": "type"}})
+				if slices.ContainsFunc(reasons, func(r string) bool { return slices.Contains(notServed, r) }) {
+					t.Errorf("%s: %s $%s is listed, the policy refuses it as not served: %v", a.Name, res.Type, o.Name, reasons)
+				}
+			}
 		}
 	}
 }
@@ -129,6 +145,7 @@ var realmClients = map[string][]string{
 	"patient-access":  {"patient-app", "provider-app"},
 	"provider-access": {"provider-app", "provider-org-a", "provider-org-b"},
 	"payer-to-payer":  {"payer-b", "payer-c"},
+	"prior-auth":      {"provider-app", "provider-org-a", "provider-org-b"},
 }
 
 // TestScopesSupportedAreWhatTheRealmGrants: every scope discovery advertises is one the realm offers one of
@@ -170,14 +187,17 @@ func TestScopesSupportedAreWhatTheRealmGrants(t *testing.T) {
 		for _, o := range a.Operations {
 			types[o.Type] = true // system/Group.read is what a Group $export needs
 		}
-		context := map[string]string{"patient-access": "patient/", "provider-access": "system/", "payer-to-payer": "system/"}[a.Name]
+		contexts := map[string][]string{"patient-access": {"patient/"}, "provider-access": {"system/"}, "payer-to-payer": {"system/"},
+			"prior-auth": {"system/", "user/"}}[a.Name]
 		for _, s := range offered {
-			rest, ok := strings.CutPrefix(s, context)
-			if !ok {
-				continue
-			}
-			if typ, _, _ := strings.Cut(rest, "."); types[typ] && !slices.Contains(sc.ScopesSupported, s) {
-				t.Errorf("%s: the realm offers %q for a type it serves, discovery does not advertise it", a.Name, s)
+			for _, context := range contexts {
+				rest, ok := strings.CutPrefix(s, context)
+				if !ok {
+					continue
+				}
+				if typ, _, _ := strings.Cut(rest, "."); types[typ] && !slices.Contains(sc.ScopesSupported, s) {
+					t.Errorf("%s: the realm offers %q for a type it serves, discovery does not advertise it", a.Name, s)
+				}
 			}
 		}
 		if a.Name == "patient-access" && !slices.Contains(sc.ScopesSupported, "patient/Observation.rs?category=laboratory") {
@@ -283,7 +303,9 @@ func TestProfilesAreTheAPIsGuides(t *testing.T) {
 		profiles[a.Name] = map[string][]string{}
 		for _, r := range cs.Rest[0].Resource {
 			profiles[a.Name][r.Type] = r.SupportedProfile
-			if len(r.SupportedProfile) == 0 && r.Type != "Group" {
+			// Group is only exported; PAS 2.0.1 profiles no Subscription (the backport's profile is in no
+			// package the repository holds).
+			if len(r.SupportedProfile) == 0 && r.Type != "Group" && r.Type != "Subscription" {
 				t.Errorf("%s: %s has no supportedProfile", a.Name, r.Type)
 			}
 		}
@@ -327,7 +349,8 @@ func TestProfilesAreTheAPIsGuides(t *testing.T) {
 func TestGuideProfilesExistInTheirPackages(t *testing.T) {
 	canonical := map[string]bool{}
 	dir := filepath.Join(capabilitytest.Root(), "test", "fixtures", "fhir-packages")
-	for _, pkg := range []string{"hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz", "hl7.fhir.us.core-6.1.0.tgz"} {
+	for _, pkg := range []string{"hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz", "hl7.fhir.us.core-6.1.0.tgz",
+		"hl7.fhir.us.davinci-pas-2.0.1.tgz"} {
 		for _, res := range packageResources(t, filepath.Join(dir, pkg)) {
 			if res.ResourceType == "StructureDefinition" && !res.Abstract {
 				canonical[res.URL] = true

@@ -171,6 +171,22 @@ func providerOf(d *Decision) (string, error) {
 	return "", ErrNoProvider
 }
 
+// priorAuthFacts are the policy facts of a Prior Authorization request: the provider it acts for,
+//
+//	{"provider": "Organization/org-a"} or {"provider": "Practitioner/pract-01"}
+//
+// (providerOf: the token's organisation, a clinician's Practitioner fhirUser, the registry's organisation).
+// A caller that acts for no provider gets no provider fact: the policy refuses it (403) and says why, a
+// member's token (patient_token_not_allowed) or no provider at all (no_provider_identity). Nothing here
+// waits on an outside source, so there is nothing to fail closed on.
+func priorAuthFacts(d *Decision) map[string]any {
+	provider, err := providerOf(d)
+	if err != nil { // only ErrNoProvider: the policy refuses
+		return map[string]any{}
+	}
+	return map[string]any{"provider": provider}
+}
+
 // addFacts puts what the policy of d's API needs to know from outside into input["facts"]: for Provider
 // Access, the provider's attributed patients and the opt-outs. A caller that acts for no provider is
 // refused (403); a source that cannot answer refuses the request (503) rather than decide without it.
@@ -195,6 +211,9 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 	}
 	if d.Input.API == PayerToPayer {
 		return c.addPayerFacts(ctx, d, input)
+	}
+	if d.Input.API == "prior-auth" {
+		return c.useFacts(ctx, d, input, priorAuthFacts(d), nil, nil, "no_provider_identity")
 	}
 	if d.Input.API != "provider-access" {
 		return true

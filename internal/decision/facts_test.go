@@ -156,3 +156,38 @@ func TestProviderFactsFailClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestPriorAuthFactsNameTheProviderAndLeaveRefusalsToThePolicy: the Prior Authorization policy reads the
+// provider a caller acts for; a caller acting for none (a member's token) gets no provider fact and no
+// refusal from the core, so the policy says why it refuses (patient_token_not_allowed, no_provider_identity).
+func TestPriorAuthFactsNameTheProviderAndLeaveRefusalsToThePolicy(t *testing.T) {
+	submit := fhir.Request{Method: "POST", Interaction: fhir.Operation, ResourceType: "Claim", Operation: &fhir.OperationName{Name: "submit", Level: fhir.LevelType}}
+	for _, tc := range []struct {
+		name     string
+		identity *token.Identity
+		client   *Client
+		want     map[string]any
+	}{
+		{"backend service: the token's organisation", &token.Identity{ClientID: "provider-org-a", Org: "Organization/org-a"},
+			&Client{ID: "provider-org-a", Org: "Organization/org-a"}, map[string]any{"provider": "Organization/org-a"}},
+		{"backend service: the registry's organisation", &token.Identity{ClientID: "provider-org-b"},
+			&Client{ID: "provider-org-b", Org: "Organization/org-b"}, map[string]any{"provider": "Organization/org-b"}},
+		{"clinician: the Practitioner fhirUser", &token.Identity{ClientID: "provider-app", FHIRUser: "Practitioner/pract-01"},
+			&Client{ID: "provider-app"}, map[string]any{"provider": "Practitioner/pract-01"}},
+		{"member: no provider", &token.Identity{ClientID: "patient-app", Patient: "member-01", FHIRUser: "Patient/member-01"},
+			&Client{ID: "patient-app"}, map[string]any{}},
+		{"org claim that is not an Organization: no provider", &token.Identity{ClientID: "x", Org: "Practitioner/pract-01"},
+			&Client{ID: "x"}, map[string]any{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Decision{Identity: tc.identity, Client: tc.client, Request: submit, Input: Input{API: "prior-auth"}}
+			input := map[string]any{}
+			if !(&Core{}).addFacts(context.Background(), d, input) || len(d.Reasons) > 0 {
+				t.Fatalf("the core refused (%v): the policy should decide", d.Reasons)
+			}
+			if got := input["facts"]; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("facts %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
