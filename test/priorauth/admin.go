@@ -245,6 +245,7 @@ const UMAddr = "127.0.0.1:8096"
 // with an um.Result giving every item Verdict. It records the requests it was asked.
 type FakeUM struct {
 	Verdict um.Verdict
+	addr    string
 	srv     *http.Server
 	mu      sync.Mutex
 	asked   []um.Request
@@ -259,7 +260,7 @@ func StartFakeUM(addr string, verdict um.Verdict) (*FakeUM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUMPortBusy, err)
 	}
-	f := &FakeUM{Verdict: verdict}
+	f := &FakeUM{Verdict: verdict, addr: ln.Addr().String()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /decide", func(w http.ResponseWriter, r *http.Request) {
 		var req um.Request
@@ -285,6 +286,9 @@ func StartFakeUM(addr string, verdict um.Verdict) (*FakeUM, error) {
 	go func() { _ = f.srv.Serve(ln) }()
 	return f, nil
 }
+
+// Addr is where the fake UM listens.
+func (f *FakeUM) Addr() string { return f.addr }
 
 // Asked is every request the fake UM received.
 func (f *FakeUM) Asked() []um.Request {
