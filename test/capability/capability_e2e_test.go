@@ -55,9 +55,10 @@ func statements(t *testing.T, standalone bool) map[string][]byte {
 
 // TestCapabilityStatementsValidate: every generated statement, from both faces, is a valid R4
 // CapabilityStatement whose profiles and guides resolve in the packages it names (CARIN BB 2.0.0 and its
-// non-financial profiles, US Core 6.1.0).
+// non-financial profiles, US Core 6.1.0, Da Vinci PAS 2.0.1 with the US Core 3.1.1 it builds on).
 func TestCapabilityStatementsValidate(t *testing.T) {
-	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz")
+	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz",
+		"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz")
 	dir := t.TempDir()
 	var files []string
 	for _, standalone := range []bool{false, true} {
@@ -173,10 +174,11 @@ func answeredByFhirwall(t *testing.T, name, resourceType, op string) bool {
 	api = strings.TrimSuffix(api, ":")
 	res, err := engine.Decide(context.Background(), map[string]any{
 		"api": api, "authenticated": true,
+		// every permission: Prior Authorization's $submit needs c on Claim
 		"identity": map[string]any{"client_id": "x", "org": "Organization/x", "scopes": []any{map[string]any{
-			"raw": "system/*.rs", "context": "system", "resource_type": "*",
-			"permissions": map[string]any{"c": false, "r": true, "u": false, "d": false, "s": true}}}},
-		"facts": map[string]any{"payer": "Organization/x", "prefer_respond_async": true},
+			"raw": "system/*.cruds", "context": "system", "resource_type": "*",
+			"permissions": map[string]any{"c": true, "r": true, "u": true, "d": true, "s": true}}}},
+		"facts": map[string]any{"payer": "Organization/x", "provider": "Organization/x", "prefer_respond_async": true},
 		"request": map[string]any{"method": "POST", "interaction": "operation", "resource_type": resourceType, "id": "",
 			"params": []any{}, "patient_params": []any{}, "operation": map[string]any{"name": op, "level": "type"}},
 	})
