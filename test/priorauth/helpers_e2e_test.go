@@ -441,6 +441,14 @@ func isDelivery(rec map[string]any, subscriptionID string) bool {
 	return rec["kind"] == notificationAuditKind && strings.Contains(string(mustJSON(rec)), subscriptionID)
 }
 
+// The audit outcomes of refusals the adapter answers (adapters/priorauth priorauth.go); a decision's outcome
+// is its status: approved, denied, pended, partial.
+const (
+	outcomeInvalid      = "invalid_request"
+	outcomeNotSubmitter = "not_submitter"
+	outcomeNotFound     = "not_found"
+)
+
 // expectation is an answer the audit trail must hold, with the outcome when one is wanted.
 type expectation struct {
 	mode    string

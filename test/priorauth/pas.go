@@ -276,13 +276,17 @@ type ItemAction struct {
 	Reasons  []string // system|code of extension[reasonCode] (X12 886)
 }
 
+// RequestIDSystem is the ClaimResponse identifier naming fhirwall's request id (the admin API's id).
+const RequestIDSystem = "https://fhirwall.dev/NamingSystem/prior-auth-request"
+
 // Decision is one ClaimResponse of a PAS response or inquiry response Bundle.
 type Decision struct {
-	ID       string // ClaimResponse.id
-	Request  string // ClaimResponse.request.reference
-	Outcome  string
-	Items    []ItemAction
-	Resource map[string]any
+	ID        string // ClaimResponse.id
+	RequestID string // the ClaimResponse identifier of system RequestIDSystem
+	Request   string // ClaimResponse.request.reference
+	Outcome   string
+	Items     []ItemAction
+	Resource  map[string]any
 }
 
 // Codes are the review action codes of every item, in item order.
@@ -360,6 +364,11 @@ func ReadClaimResponse(cr map[string]any) Decision {
 	d := Decision{ID: str(cr["id"]), Outcome: str(cr["outcome"]), Resource: cr}
 	if req, ok := cr["request"].(map[string]any); ok {
 		d.Request = str(req["reference"])
+	}
+	for _, ident := range list(cr["identifier"]) {
+		if ident["system"] == RequestIDSystem {
+			d.RequestID = str(ident["value"])
+		}
 	}
 	items, _ := cr["item"].([]any)
 	for _, it := range items {

@@ -70,6 +70,7 @@ func TestInquiryNamesTheSameClaimIdentifierAndProvider(t *testing.T) {
 func TestReadAnswerFindsReviewActionsNumbersAndReasons(t *testing.T) {
 	body := `{"resourceType":"Bundle","type":"collection","entry":[
 	 {"fullUrl":"urn:uuid:1","resource":{"resourceType":"ClaimResponse","id":"cr1","status":"active","use":"preauthorization",
+	  "identifier":[{"system":"t","value":"v"},{"system":"` + RequestIDSystem + `","value":"req1"}],
 	  "request":{"reference":"Claim/c1"},"patient":{"reference":"Patient/p"},
 	  "item":[{"itemSequence":1,"adjudication":[{"extension":[{"url":"` + ReviewActionURL + `","extension":[
 	    {"url":"` + ReviewActionCodeURL + `","valueCodeableConcept":{"coding":[{"system":"` + X12ReviewAction + `","code":"A3"}]}},
@@ -81,7 +82,7 @@ func TestReadAnswerFindsReviewActionsNumbersAndReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, ok := a.First()
-	if !ok || a.FirstType != "ClaimResponse" || d.ID != "cr1" || !d.All(Denied) || d.Items[0].Number != "AUTH1" ||
+	if !ok || a.FirstType != "ClaimResponse" || d.ID != "cr1" || d.RequestID != "req1" || !d.All(Denied) || d.Items[0].Number != "AUTH1" ||
 		!slices.Contains(d.Items[0].Reasons, X12ReasonCode+"|35") {
 		t.Fatalf("read %+v", d)
 	}

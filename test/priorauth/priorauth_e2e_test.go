@@ -226,6 +226,9 @@ func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
 			}
 			audit = append(audit, expectation{m.name, s1.a, "pended", "provider-org-a"})
 			it1 := checkPended(t, standard, false, sent, answered)
+			if it1.ID != s1.decision.RequestID {
+				t.Errorf("the queue lists %s as %s, its ClaimResponse names request %s", standard.Identifier, it1.ID, s1.decision.RequestID)
+			}
 
 			sent = time.Now()
 			s2 := submit(t, m, tok, expedited)
@@ -324,10 +327,12 @@ func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
 func TestInquireIsTheSubmittersAlone(t *testing.T) {
 	stackReady(t)
 	a, b := provider(t, "provider-org-a"), provider(t, "provider-org-b")
+	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			s := mustSubmit(t, m, a, pa.NewRequest(id(m, "inquire"), pa.MRIBrain), pa.Approved)
 			got := inquire(t, m, a, s.req)
+			audit = append(audit, expectation{m.name, got, "approved", "provider-org-a"})
 			if got.status != http.StatusOK {
 				t.Fatalf("$inquire by the submitter: %s", got)
 			}
@@ -339,6 +344,7 @@ func TestInquireIsTheSubmittersAlone(t *testing.T) {
 			asB := s.req
 			asB.Provider = pa.OrgB
 			other := inquire(t, m, b, asB)
+			audit = append(audit, expectation{m.name, other, outcomeNotFound, "provider-org-b"})
 			unknown := pa.NewRequest(id(m, "inquire-never-submitted"), pa.MRIBrain)
 			unknown.Provider = pa.OrgB
 			missing := inquire(t, m, b, unknown)
@@ -353,6 +359,7 @@ func TestInquireIsTheSubmittersAlone(t *testing.T) {
 			}
 		})
 	}
+	t.Run("audit", func(t *testing.T) { checkAudit(t, audit) })
 }
 
 // TestMalformedBundleIsRefusedAndNothingStored: Inferno's nonconformant Bundle ("entry": []) and a Claim with
@@ -380,7 +387,7 @@ func TestMalformedBundleIsRefusedAndNothingStored(t *testing.T) {
 			}{{`"entry": []`, empty}, {"use=claim", wrongUse}} {
 				invalid(t, c.name, pa.ProfileRequestBundle, c.body)
 				a := send(t, "POST", m.base+"/Claim/$submit", tok, nil, c.body)
-				audit = append(audit, expectation{m.name, a, "", "provider-org-a"})
+				audit = append(audit, expectation{m.name, a, outcomeInvalid, "provider-org-a"})
 				if a.status != http.StatusBadRequest || !pa.IsOperationOutcome(a.body) {
 					t.Errorf("$submit of a Bundle with %s: %s, want 400 OperationOutcome", c.name, a)
 				}
@@ -497,7 +504,7 @@ func TestMembersAndOtherProvidersAreRefused(t *testing.T) {
 			}
 			validate(t, "org-b's request naming org-a", pa.ProfileRequestBundle, body)
 			a = send(t, "POST", m.base+"/Claim/$submit", b, nil, body)
-			audit = append(audit, expectation{m.name, a, "", "provider-org-b"})
+			audit = append(audit, expectation{m.name, a, outcomeNotSubmitter, "provider-org-b"})
 			if a.status != http.StatusForbidden || !pa.IsOperationOutcome(a.body) {
 				t.Errorf("org-b submitting a Claim naming org-a: %s, want 403 OperationOutcome", a)
 			}

@@ -34,9 +34,16 @@ func TestDecisionsShowThroughPatientAccessAndPayerToPayer(t *testing.T) {
 			pended := mustSubmit(t, m, tok, pendedReq, pa.Pended)
 			drug := mustSubmit(t, m, tok, pa.NewRequest(id(m, "visible-drug"), pa.Infliximab), pa.Approved)
 
+			// The admin API's view of one request names its PDex prior authorization.
 			eob := map[string]string{}
 			for name, s := range map[string]submission{"approved": approved, "denied": denied, "pended": pended, "drug": drug} {
-				it := queued(t, "", s.req)
+				if s.decision.RequestID == "" {
+					t.Fatalf("the %s request's ClaimResponse has no identifier %s: %s", name, pa.RequestIDSystem, s.a.body)
+				}
+				it, st, err := admin(t).Get(ctx(t), s.decision.RequestID)
+				if err != nil || st != http.StatusOK {
+					t.Fatalf("admin API GET requests/%s: %d %v", s.decision.RequestID, st, err)
+				}
 				eob[name] = it.EOBID
 				if it.EOBID == "" && name != "drug" {
 					t.Fatalf("the admin API names no ExplanationOfBenefit for the %s request: %v", name, it.Raw)
