@@ -395,3 +395,18 @@ func FuzzParseRules(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkRulesDecide(b *testing.B) {
+	r, err := um.LoadRules(shippedRules)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := um.Request{ID: "bench", Items: []um.Item{
+		item(1, um.SystemCPT, "70551"), item(2, um.SystemHCPCS, "B4185"), item(3, um.SystemHCPCS, "99212"),
+		item(4, um.SystemNDC, "0002-8215-01"), item(5, um.SystemHCPCS, "J1745"),
+	}}
+	ctx := context.Background()
+	for b.Loop() {
+		r.Decide(ctx, req)
+	}
+}
