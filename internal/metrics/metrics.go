@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -36,12 +37,19 @@ const (
 	AuditShippedTotal       = "fhirwall_audit_shipped_total"
 	AuditShipFailuresTotal  = "fhirwall_audit_ship_failures_total"
 	RateLimitedTotal        = "fhirwall_rate_limited_total"
+
+	PriorAuthDecisionsTotal   = "fhirwall_prior_auth_decisions_total"
+	PriorAuthDecisionDuration = "fhirwall_prior_auth_decision_seconds"
+	PriorAuthPended           = "fhirwall_prior_auth_pended"
+	PriorAuthPastDeadline     = "fhirwall_prior_auth_past_deadline"
+	PriorAuthOldestPended     = "fhirwall_prior_auth_oldest_pended_seconds"
 )
 
 // Names lists every metric New registers (histograms add _bucket, _sum and _count series).
 var Names = []string{RequestsTotal, DecisionsTotal, DecisionDuration, RequestDuration, UpstreamErrorsTotal,
 	BreakerState, AuditWritesInFlight, AuditWriteFailuresTotal, RateLimitedTotal,
-	AuditSpoolBytes, AuditSpoolBudget, AuditSpoolLag, AuditSpoolFailed, AuditShippedTotal, AuditShipFailuresTotal}
+	AuditSpoolBytes, AuditSpoolBudget, AuditSpoolLag, AuditSpoolFailed, AuditShippedTotal, AuditShipFailuresTotal,
+	PriorAuthDecisionsTotal, PriorAuthDecisionDuration, PriorAuthPended, PriorAuthPastDeadline, PriorAuthOldestPended}
 
 // NoAPI is the api label of a request under no configured API.
 const NoAPI = "none"
@@ -65,7 +73,9 @@ type Metrics struct {
 	auditInFlight   *prometheus.GaugeVec
 	auditFailures   *prometheus.CounterVec
 	rateLimited     *prometheus.CounterVec
+	priorAuth       priorAuthSeries
 	reg             prometheus.Registerer
+	log             *slog.Logger
 	reasons         sync.Map // reason label values seen so far
 	distinctReasons atomic.Int32
 }
@@ -76,10 +86,18 @@ var _ decision.Observer = (*Metrics)(nil)
 // but a policy set is configuration, and a label must not grow with it unchecked.
 const maxReasons = 100
 
+// Option changes what New builds.
+type Option func(*Metrics)
+
+// WithLogger is where the collectors that read state at scrape time report a failed read (default: nowhere).
+func WithLogger(log *slog.Logger) Option { return func(m *Metrics) { m.log = log } }
+
 // New registers fhirwall's metrics on reg (a registry the caller built; nothing is global).
-func New(reg prometheus.Registerer) (*Metrics, error) {
+func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m := &Metrics{
-		reg: reg,
+		reg:       reg,
+		log:       slog.New(slog.DiscardHandler),
+		priorAuth: newPriorAuthSeries(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: RequestsTotal,
 			Help: "Requests answered, by API, mode and the HTTP status the client got (none: no answer reached it)."},
 			[]string{"api", "mode", "code"}),
@@ -105,10 +123,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Requests refused by the rate limiter."}, []string{"api", "mode"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.decisions, m.decisionSeconds, m.requestSeconds,
-		m.upstreamErrors, m.auditInFlight, m.auditFailures, m.rateLimited} {
+		m.upstreamErrors, m.auditInFlight, m.auditFailures, m.rateLimited, m.priorAuth.decisions, m.priorAuth.seconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	return m, nil
 }

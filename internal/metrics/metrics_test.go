@@ -193,6 +193,10 @@ func TestEveryNamedMetricIsRegistered(t *testing.T) {
 	m.Served(d, time.Millisecond)
 	m.UpstreamFailed(d, context.DeadlineExceeded)
 	m.RateLimited("patient-access")
+	m.PriorAuthDecided("approved", true, time.Minute)
+	if err := m.WatchPriorAuthQueue(func(context.Context) (int, int, time.Duration, error) { return 1, 0, time.Hour, nil }); err != nil {
+		t.Fatal(err)
+	}
 	_ = m.AuditSink(fakeOKSink{}).Write(context.Background(), audit.Record{API: "patient-access"})
 	_ = m.AuditSink(fakeFailSink{}).Write(context.Background(), audit.Record{API: "patient-access"})
 	mfs, err := reg.Gather()
