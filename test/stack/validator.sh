@@ -10,7 +10,7 @@
 # Environment:
 #   VALIDATOR_JAVA           java binary (default: java on PATH, JDK >= 17)
 #   VALIDATOR_JAVA_OPTS      JVM options (default below)
-#   VALIDATOR_START_TIMEOUT  seconds to wait for health (default 180)
+#   VALIDATOR_START_TIMEOUT  seconds to wait for health (default 300: up.sh starts four JVMs at once on 2 cores)
 #   FHIR_PACKAGES            folder of the IG packages (default test/fixtures/fhir-packages)
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,7 +27,7 @@ HEALTH_URL=$BASE/healthz
 VALIDATOR_JAVA=${VALIDATOR_JAVA:-java}
 # 768 MiB holds the packages, their snapshots and two validations at once with room to spare.
 VALIDATOR_JAVA_OPTS=${VALIDATOR_JAVA_OPTS:--Xmx768m -XX:+UseSerialGC}
-VALIDATOR_START_TIMEOUT=${VALIDATOR_START_TIMEOUT:-180}
+VALIDATOR_START_TIMEOUT=${VALIDATOR_START_TIMEOUT:-300}
 
 healthy() { curl -fsS -o /dev/null --max-time 5 "$HEALTH_URL" 2>/dev/null; }
 
@@ -42,7 +42,7 @@ install() {
   # the running JVM reads classes from the jar lazily: never rewrite it underneath
   is_running "$NAME" && die "the validator is running; run '$0 stop' before rebuilding"
   command -v mvn >/dev/null || die "mvn not found (Maven >= 3.8 needed)"
-  log "building $JAR (an empty ~/.m2 first downloads HAPI's validator, ~150 MB)"
+  log "building $JAR (an empty ~/.m2 first downloads HAPI's validator, ~190 MB)"
   local blog; blog=$(logfile validator-build)
   if ! mvn -q -B -Dstyle.color=never -f "$SRC_DIR/pom.xml" package >"$blog" 2>&1; then
     log "maven build failed; last lines of $blog:"; tail -40 "$blog" >&2; exit 1
