@@ -40,3 +40,39 @@ func TestTheRealmAcceptsALaunchForEveryFHIRBaseTheConfigServes(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberAppsCannotObtainPriorAuthorizationScopes: Prior Authorization is for providers (CMS-0057-F);
+// a client that launches for a member (it may ask for launch/patient) is offered no scope that $submit,
+// $inquire or a Subscription would accept, so the IdP never issues one to a member's app.
+func TestMemberAppsCannotObtainPriorAuthorizationScopes(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("keycloak", "fhirwall-realm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var realm struct {
+		Clients []struct {
+			ClientID             string   `json:"clientId"`
+			DefaultClientScopes  []string `json:"defaultClientScopes"`
+			OptionalClientScopes []string `json:"optionalClientScopes"`
+		} `json:"clients"`
+	}
+	if err := json.Unmarshal(raw, &realm); err != nil {
+		t.Fatal(err)
+	}
+	members := 0
+	for _, c := range realm.Clients {
+		scopes := append(slices.Clone(c.DefaultClientScopes), c.OptionalClientScopes...)
+		if !slices.Contains(scopes, "launch/patient") {
+			continue
+		}
+		members++
+		for _, s := range scopes {
+			if strings.HasPrefix(s, "user/") || strings.HasPrefix(s, "system/") || strings.Contains(s, "/Claim.") || strings.Contains(s, "/Subscription.") {
+				t.Errorf("member app %s may obtain %s", c.ClientID, s)
+			}
+		}
+	}
+	if members == 0 {
+		t.Fatal("no member app in the realm: the test checks nothing")
+	}
+}
