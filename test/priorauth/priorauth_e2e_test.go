@@ -24,10 +24,10 @@ import (
 // on the FHIR server; the audit record says approved.
 func TestApprovalIsA1WithAnAuthorizationNumber(t *testing.T) {
 	stackReady(t)
-	tok := provider(t, "provider-org-a")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := provider(t, "provider-org-a")
 			s := mustSubmit(t, m, tok, pa.NewRequest(id(m, "approve"), pa.MRIBrain), pa.Approved)
 			audit = append(audit, expectation{m.name, s.a, "approved", "provider-org-a"})
 			for _, it := range s.decision.Items {
@@ -47,10 +47,10 @@ func TestApprovalIsA1WithAnAuthorizationNumber(t *testing.T) {
 // (CMS-0057-F: a specific reason for every denial); the audit record says denied.
 func TestDenialCarriesASpecificReason(t *testing.T) {
 	stackReady(t)
-	tok := provider(t, "provider-org-a")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := provider(t, "provider-org-a")
 			s := mustSubmit(t, m, tok, pa.NewRequest(id(m, "deny"), pa.EnteralB4185), pa.Denied)
 			audit = append(audit, expectation{m.name, s.a, "denied", "provider-org-a"})
 			for _, it := range s.decision.Items {
@@ -80,6 +80,7 @@ func subscribe(t *testing.T, m mode, tok string, l *pa.Listener, path, payload, 
 	}
 	sid := created.ID
 	t.Cleanup(func() {
+		tok := provider(t, "provider-org-a") // the case may have outlived its token
 		d := send(t, "DELETE", m.base+"/Subscription/"+sid, tok, nil, nil)
 		if d.status != http.StatusOK && d.status != http.StatusNoContent {
 			t.Errorf("deleting Subscription/%s: %s", sid, d)
@@ -200,11 +201,11 @@ func randomHex() string {
 // $inquire now answers A1.
 func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
 	stackReady(t)
-	tok := provider(t, "provider-org-a")
 	var audit []expectation
 	var subscriptions []string
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := provider(t, "provider-org-a")
 			l := pa.NewListener()
 			t.Cleanup(l.Close)
 			header := "Authorization: Bearer e2e-" + randomHex()
@@ -326,10 +327,10 @@ func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
 // for the same Claim identifier gets the 404 of a Claim that does not exist, byte for byte.
 func TestInquireIsTheSubmittersAlone(t *testing.T) {
 	stackReady(t)
-	a, b := provider(t, "provider-org-a"), provider(t, "provider-org-b")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			a, b := provider(t, "provider-org-a"), provider(t, "provider-org-b")
 			s := mustSubmit(t, m, a, pa.NewRequest(id(m, "inquire"), pa.MRIBrain), pa.Approved)
 			got := inquire(t, m, a, s.req)
 			audit = append(audit, expectation{m.name, got, "approved", "provider-org-a"})
@@ -367,10 +368,10 @@ func TestInquireIsTheSubmittersAlone(t *testing.T) {
 // anything of them.
 func TestMalformedBundleIsRefusedAndNothingStored(t *testing.T) {
 	stackReady(t)
-	tok := provider(t, "provider-org-a")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := provider(t, "provider-org-a")
 			empty, err := pa.Nonconformant(id(m, "empty"))
 			if err != nil {
 				t.Fatal(err)
@@ -420,10 +421,10 @@ func TestMalformedBundleIsRefusedAndNothingStored(t *testing.T) {
 // answering approved it is approved (A1), once the breaker lets calls through again.
 func TestUMDownPendsAndUMUpDecides(t *testing.T) {
 	stackReady(t)
-	tok := provider(t, "provider-org-a")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := provider(t, "provider-org-a")
 			if !pa.UMDown(pa.UMAddr) {
 				t.Fatalf("something listens on %s, the UM address of the stack's config: the case needs the UM down", pa.UMAddr)
 			}
@@ -478,10 +479,10 @@ func TestUMDownPendsAndUMUpDecides(t *testing.T) {
 // (403), and nothing of it is stored.
 func TestMembersAndOtherProvidersAreRefused(t *testing.T) {
 	stackReady(t)
-	mt, b := member(t), provider(t, "provider-org-b")
 	var audit []expectation
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			mt, b := member(t), provider(t, "provider-org-b")
 			r := pa.NewRequest(id(m, "member"), pa.MRIBrain)
 			body, err := r.Bundle()
 			if err != nil {
@@ -522,9 +523,9 @@ func TestMembersAndOtherProvidersAreRefused(t *testing.T) {
 // with user/ scopes, submits a request naming org-a: approved like a backend's.
 func TestClinicianSubmitsForHisOrganisation(t *testing.T) {
 	stackReady(t)
-	tok := clinician(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok := clinician(t)
 			mustSubmit(t, m, tok, pa.NewRequest(id(m, "clinician"), pa.MRIBrain), pa.Approved)
 		})
 	}

@@ -23,10 +23,10 @@ const consentTag = "https://fhirwall.dev/CodeSystem/payer-to-payer-consent-from"
 // a $member-match with her opt-in, sees the approved and the pended one, never the denied nor the drug one.
 func TestDecisionsShowThroughPatientAccessAndPayerToPayer(t *testing.T) {
 	stackReady(t)
-	tok, mt := provider(t, "provider-org-a"), member(t)
-	payerB := backendP2P(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			tok, mt := provider(t, "provider-org-a"), member(t)
+			payerB := backendP2P(t)
 			approved := mustSubmit(t, m, tok, pa.NewRequest(id(m, "visible-approved"), pa.MRIBrain), pa.Approved)
 			denied := mustSubmit(t, m, tok, pa.NewRequest(id(m, "visible-denied"), pa.EnteralB4185), pa.Denied)
 			pendedReq := pa.NewRequest(id(m, "visible-pended"), pa.CABG)
