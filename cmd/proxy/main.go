@@ -31,6 +31,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
 	"github.com/fhirwall/fhirwall/adapters/jobstore"
 	"github.com/fhirwall/fhirwall/adapters/payerexchange"
+	"github.com/fhirwall/fhirwall/adapters/priorauth"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
@@ -100,6 +101,14 @@ func run(cfgPath string, log *slog.Logger) error {
 		if err := p.dryRun.Watch(ctx, cfg.Policies.DryRunDir, log); err != nil {
 			return err
 		}
+	}
+	if p.priorAuth != nil {
+		// Subscription handshakes, notifications and heartbeats, from the durable outbox.
+		go func() {
+			if err := p.priorAuth.subs.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("prior-auth notification worker stopped", "error", err)
+			}
+		}()
 	}
 	if err := p.registry.Watch(ctx, log, nil); err != nil {
 		return err
@@ -183,7 +192,10 @@ type proxy struct {
 	// gateway is the standalone reverse proxy (proxy.http), nil when off; limiter is its rate limiter.
 	gateway *gateway.Gateway
 	limiter *ratelimit.Limiter
-	closers []func()
+	// priorAuth is the Prior Authorization API's adapter, its notification worker and admin API; nil when
+	// that API is not configured.
+	priorAuth *priorAuth
+	closers   []func()
 }
 
 // build wires fhirwall-proxy from cfg. On error, whatever it opened is closed again.
@@ -298,6 +310,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		p.apis = append(p.apis, decision.API{Name: a.Name, Prefix: a.Prefix, BodyLimits: a.BodyLimits()})
 		publicBases[a.Name] = cfg.PublicURL + a.Prefix
 	}
+	adapters := map[string]decision.Adapter{payerexchange.Name: payers}
+	// Prior Authorization: $submit, $inquire and Subscriptions answered by adapters/priorauth.
+	if p.priorAuth, err = p.buildPriorAuth(ctx, cfg, m, &p.core, publicBases[config.PriorAuthAPI], log); err != nil {
+		return nil, err
+	}
+	if p.priorAuth != nil {
+		adapters[priorauth.Name] = p.priorAuth.adapter
+	}
 	p.core = &decision.Core{
 		Tokens:      verifier,
 		Policy:      p.engine,
@@ -319,8 +339,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		Jobs:    jobs,
 		Consent: consents,
 		// Payer-to-Payer: opt-ins as facts, and the operations fhirwall answers itself.
-		OptIns:   payers,
-		Adapters: map[string]decision.Adapter{payerexchange.Name: payers},
+		OptIns: payers,
+		// The operations fhirwall answers itself: Payer-to-Payer matching, Prior Authorization.
+		Adapters: adapters,
 		// Links and bulk manifests name the API's public base, never the FHIR server's own address.
 		UpstreamBase: base,
 		PublicBase:   func(api string) string { return publicBases[api] },
@@ -379,6 +400,10 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 		metrics.Check{Name: "audit spool", Ready: p.spool.Ready},
 	))
 	mux.Handle("GET /metrics", metrics.Handler(p.reg))
+	if p.priorAuth != nil && p.priorAuth.admin != nil {
+		// The reviewers' API (bearer token from prior_auth.admin_token_file): the pended queue and decisions.
+		mux.Handle("/admin/prior-auth/", p.priorAuth.admin)
+	}
 	if cfg.Proxy.PProf {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
