@@ -216,18 +216,21 @@ func (a *Admin) Decide(ctx context.Context, id string, r Review) (int, []byte, e
 }
 
 // CLIDecide decides a pended request with `fhirwall prior-auth decide`: the stack's built binary
-// ($FHIRWALL_STATE/bin/fhirwall) when present, else `go run ./cmd/fhirwall`. It returns the combined output.
+// ($FHIRWALL_STATE/bin/fhirwall) when present and it knows the command, else `go run ./cmd/fhirwall`. It
+// returns the combined output.
 func CLIDecide(ctx context.Context, id, reviewer, verdict string) ([]byte, error) {
-	args := []string{"prior-auth", "decide",
-		"-admin", stackenv.ProxyAdminURL, "-token-file", AdminTokenFile(),
-		"-reviewer", reviewer, "-verdict", verdict, id}
-	var cmd *exec.Cmd
+	args := []string{"prior-auth", "decide", "-admin", stackenv.ProxyAdminURL, "-token-file", AdminTokenFile(),
+		"-id", id, "-reviewer", reviewer, "-verdict", verdict}
 	if bin := filepath.Join(StateDir(), "bin", "fhirwall"); isExecutable(bin) {
-		cmd = exec.CommandContext(ctx, bin, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, "go", append([]string{"run", "./cmd/fhirwall"}, args...)...)
-		cmd.Dir = stackenv.Root()
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			return out, err
+		}
+		// Exit status 2 is a usage error: a binary built before the prior-auth commands existed.
 	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./cmd/fhirwall"}, args...)...)
+	cmd.Dir = stackenv.Root()
 	return cmd.CombinedOutput()
 }
 

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,14 +432,16 @@ func decideLeftovers(t *testing.T, rs ...*pa.Request) {
 const (
 	auditTopic  = "fhirwall.audit"
 	kafkaBroker = "127.0.0.1:9092"
-	// notificationAuditKind is the kind of the audit entry of a notification delivery (the lead's choice;
-	// change it here). isDelivery says which of those entries are a given subscription's.
-	notificationAuditKind = "notification"
+	// notificationInteraction is the interaction of the audit record of a notification delivery
+	// (internal/decision InteractionNotification: kind access, path Subscription/<id>, outcome delivered).
+	notificationInteraction = "notification"
 )
 
-// isDelivery reports whether an audit record is a notification delivery to the subscription.
+// isDelivery reports whether an audit record is the delivered event notification to the subscription.
 func isDelivery(rec map[string]any, subscriptionID string) bool {
-	return rec["kind"] == notificationAuditKind && strings.Contains(string(mustJSON(rec)), subscriptionID)
+	reasons, _ := rec["reasons"].([]any)
+	return rec["interaction"] == notificationInteraction && rec["path"] == "Subscription/"+subscriptionID &&
+		rec["outcome"] == "delivered" && slices.Contains(reasons, any("subscription_event-notification"))
 }
 
 // The audit outcomes of refusals the adapter answers (adapters/priorauth priorauth.go); a decision's outcome
@@ -569,6 +572,6 @@ func checkDeliveriesAudited(t *testing.T, subscriptionIDs []string) {
 		return len(missing) == 0
 	})
 	for s := range missing {
-		t.Errorf("no audit record of kind %q for a notification to Subscription/%s", notificationAuditKind, s)
+		t.Errorf("no audit record of a delivered event notification (interaction %s) to Subscription/%s", notificationInteraction, s)
 	}
 }
