@@ -104,6 +104,12 @@ func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 		t.Fatal(err)
 	}
 	doc["registry"] = map[string]any{"file": clients}
+	// prior_auth.rules_file is relative to the config file, which is written elsewhere here.
+	rules, err := filepath.Abs(filepath.Join("..", "..", "config", "prior-auth-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc["prior_auth"].(map[string]any)["rules_file"] = rules
 	// Bulk-job ownership in memory: a unit test must not need the stack's PostgreSQL.
 	doc["jobs"] = map[string]any{"postgres_dsn": ""}
 	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw"}
