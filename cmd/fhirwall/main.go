@@ -1,12 +1,22 @@
-// Command fhirwall is the operator's tool for the audit trail:
+// Command fhirwall is the operator's tool for the audit trail, the prior-authorization review queue and the
+// CMS reports:
 //
 //	fhirwall audit keygen -out FILE
 //	fhirwall audit verify (-spool DIR | -kafka BROKERS) -key FILE [-head FILE]
 //	fhirwall audit query  (-spool DIR | -kafka BROKERS | -file FILE) [-patient ID] [-client ID] [-api NAME] [-since T] [-until T]
 //	fhirwall audit export -format auditevent (source) (filters) [-observer NAME]
 //	fhirwall audit report cms-patient-access -year YYYY (source) [-api NAME] [-repeat day|request] [-json]
+//	fhirwall prior-auth queue  [-admin URL] [-token-file FILE]
+//	fhirwall prior-auth show   -id ID [-admin URL] [-token-file FILE]
+//	fhirwall prior-auth decide -id ID -verdict approved|denied -reviewer NAME [-reason-code C [-reason-system S] [-reason-display D]] [-extended] [-after-appeal]
+//	fhirwall report prior-auth -year YYYY [-postgres DSN] [-rules FILE] [-format markdown|json]
 //
-// Exit status: 0 done (verify: intact), 1 verify found a break, 2 bad usage or an unreadable source.
+// The prior-auth commands are clients of fhirwall-proxy's review admin API (default http://127.0.0.1:9190,
+// the token from $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE); the prior-auth report reads PostgreSQL directly
+// (default $FHIRWALL_JOBS_POSTGRES_DSN).
+//
+// Exit status: 0 done (verify: intact), 1 verify found a break or the admin API refused (not found,
+// already decided), 2 bad usage or an unreadable source.
 package main
 
 import (
@@ -26,7 +36,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
-const usage = `usage: fhirwall audit <keygen|verify|query|export|report> [flags]   (fhirwall audit <command> -h for flags)`
+const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | report prior-auth [flags]   (-h after the command for its flags)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -42,6 +52,14 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, out io.Writer) (int, error) {
+	switch {
+	case len(args) > 0 && args[0] == "prior-auth":
+		return priorAuth(ctx, args[1:], out)
+	case len(args) > 1 && args[0] == "report" && args[1] == "prior-auth":
+		return reportPriorAuth(ctx, args[2:], out)
+	case len(args) > 0 && args[0] == "report":
+		return 2, errors.New("report: the one report here is prior-auth: fhirwall report prior-auth -year YYYY (the Patient Access report is fhirwall audit report cms-patient-access)")
+	}
 	if len(args) < 2 || args[0] != "audit" {
 		return 2, errors.New(usage)
 	}
