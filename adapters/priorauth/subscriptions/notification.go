@@ -40,12 +40,9 @@ type (
 		Status string `json:"status"`
 	}
 	parameters struct {
-		ResourceType string `json:"resourceType"`
-		ID           string `json:"id"`
-		Meta         struct {
-			Profile []string `json:"profile"`
-		} `json:"meta"`
-		Parameter []parameter `json:"parameter"`
+		ResourceType string      `json:"resourceType"`
+		ID           string      `json:"id"`
+		Parameter    []parameter `json:"parameter"`
 	}
 	parameter struct {
 		Name           string      `json:"name"`
@@ -75,8 +72,10 @@ func instant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.00
 
 // notificationBody builds a Subscriptions Backport 1.1.0 R4 notification (profile
 // backport-subscription-notification-r4): a history Bundle whose first entry is the SubscriptionStatus
-// Parameters (backport-subscription-status-r4) with the request GET <base>/Subscription/<id>/$status and
-// response 200. Every entry carries fullUrl, request and response: a history Bundle requires them (R4
+// Parameters, conforming to backport-subscription-status-r4 without claiming it in meta.profile (as the PAS
+// example Bundle-PASSubscriptionNotification does: the backport package is not in fhirwall's offline
+// validator, where a claimed but unknown profile is an error), with the request
+// GET <base>/Subscription/<id>/$status and response 200. Every entry carries fullUrl, request and response: a history Bundle requires them (R4
 // Bundle bdl-... and Inferno's notification checks). ev is nil for handshakes and heartbeats.
 //
 //   - id-only: one more entry per event with fullUrl = the focus (<base>/ClaimResponse/<id>) and no resource
@@ -88,7 +87,6 @@ func notificationBody(base string, s Subscription, typ, status string, events in
 	subURL := base + "/Subscription/" + s.ID
 	statusID := uuidV4() // the status entry's fullUrl is urn:uuid:<its id>
 	p := parameters{ResourceType: "Parameters", ID: statusID}
-	p.Meta.Profile = []string{StatusProfile}
 	p.Parameter = append(p.Parameter, parameter{Name: "subscription", ValueReference: &reference{subURL}})
 	if s.Content != ContentEmpty {
 		p.Parameter = append(p.Parameter, parameter{Name: "topic", ValueCanonical: Topic})

@@ -5,8 +5,11 @@ package subscriptions
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -54,4 +57,48 @@ func openCleanPostgres(t *testing.T) Store {
 
 func TestPostgresKeepsTheStoreContract(t *testing.T) {
 	storeContract(t, openCleanPostgres)
+}
+
+// TestTwoReplicasSendEachNotificationOnceInOrder runs two Services (two replicas) on one PostgreSQL store: both
+// are told of every decision, both run the worker; the subscriber gets every event exactly once, in order.
+func TestTwoReplicasSendEachNotificationOnceInOrder(t *testing.T) {
+	st := openCleanPostgres(t)
+	sb := newSubscriber(t)
+	var replicas []*Service
+	for range 2 {
+		svc, err := New(st, Options{Base: testBase, MaxAttempts: 8, InitialBackoff: 20 * time.Millisecond, Poll: 5 * time.Millisecond,
+			HostsOf: func(string) []string { return []string{"127.0.0.1"} }, Audit: func(context.Context, Delivery) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = svc.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		replicas = append(replicas, svc)
+	}
+	id := create(t, replicas[0], orgA, subscriptionJSON(sb.srv.URL+"/hook", "orgIdentifier=1234567893", ContentIDOnly, nil))
+	sb.wait(t) // handshake
+	const events = 20
+	var wg sync.WaitGroup
+	for _, r := range replicas {
+		wg.Go(func() {
+			for i := range events {
+				if err := r.Decided(context.Background(), decided(strconv.Itoa(i+1), 2)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range events {
+		_, p := readNotification(t, sb.wait(t).body, id, TypeEvent)
+		if n, _ := p.event(); n != strconv.Itoa(i+1) {
+			t.Fatalf("notification %d carries event %s", i+1, n)
+		}
+	}
+	sb.quiet(t, 300*time.Millisecond)
+	if n := len(sb.all()); n != events+1 {
+		t.Fatalf("%d requests, want %d: a notification went out twice", n, events+1)
+	}
 }
