@@ -27,14 +27,14 @@ import (
 
 // Reviewer applies a reviewer's decision to a pended request and returns it as stored: the response
 // Bundle and the FHIR server's ClaimResponse updated, subscribers notified. The adapter implements it.
-// Its errors: ErrNotFound, ErrAlreadyDecided, and ErrReviewInvalid for a decision it cannot apply.
+// Its errors, and the admin API's answers: ErrNotFound 404; ErrAlreadyDecided 409; ErrInvalidReview and
+// ErrReasonRequired 422 (a decision the request cannot take); ErrNotNotified 200 with a warning, along
+// with the request as stored (the decision stands).
 type Reviewer interface {
 	Review(ctx context.Context, id string, in ReviewInput) (Request, error)
 }
 
-// ErrReviewInvalid is a reviewer's decision that cannot apply to the request (an item it does not have, a
-// denial without a reason): the admin API answers 422.
-var ErrReviewInvalid = errors.New("the decision does not apply to this request")
+var _ Reviewer = (*Adapter)(nil)
 
 // MinAdminTokenBytes is the shortest admin token NewAdmin accepts (the stack makes 64 hex characters).
 const MinAdminTokenBytes = 32
@@ -70,6 +70,9 @@ type AdminRequest struct {
 	DecidedAt       *time.Time      `json:"decided_at,omitempty"`
 	DecidedBy       string          `json:"decided_by,omitempty"`
 	ResponseBundle  json.RawMessage `json:"response_bundle,omitempty"`
+
+	// A decision's answer only: what went wrong after the decision was stored (it stands).
+	Warning string `json:"warning,omitempty"`
 }
 
 // AdminDecision is the body of POST .../decision. Verdict ("approved" or "denied") applies to every item
@@ -217,15 +220,20 @@ func (a *admin) decide(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrAlreadyDecided):
 		a.log.Info("prior-auth review refused: already decided", "id", id, "reviewer", in.Reviewer)
 		adminRefuse(w, http.StatusConflict, ErrAlreadyDecided.Error())
-	case errors.Is(err, ErrReviewInvalid):
-		adminRefuse(w, http.StatusUnprocessableEntity, adminOneLine(err.Error()))
-	case err != nil:
+	case errors.Is(err, ErrInvalidReview), errors.Is(err, ErrReasonRequired):
+		adminRefuse(w, http.StatusUnprocessableEntity, adminClip(adminOneLine(err.Error())))
+	case err != nil && !errors.Is(err, ErrNotNotified):
 		a.internal(w, "apply a decision", err)
 	default:
 		a.log.Info("prior-auth review", "id", id, "reviewer", in.Reviewer, "verdict", string(in.Verdict),
 			"items", len(in.Items), "status", string(res.Status), "version", res.Version,
 			"extended", in.Extended, "after_appeal", in.AfterAppeal)
-		adminWrite(w, http.StatusOK, adminView(res, a.now(), true))
+		v := adminView(res, a.now(), true)
+		if err != nil {
+			// The adapter logged the cause; the reviewer learns that subscribers were not told.
+			v.Warning = ErrNotNotified.Error() + ": subscribers were not notified; the decision stands"
+		}
+		adminWrite(w, http.StatusOK, v)
 	}
 }
 

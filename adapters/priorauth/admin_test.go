@@ -19,7 +19,8 @@ const adminTestToken = "0123456789abcdef0123456789abcdef0123456789abcdef01234567
 
 var adminNow = time.Date(2027, 3, 10, 12, 0, 0, 0, time.UTC)
 
-// fakeReviewer records the decisions it is given and answers with res or err.
+// fakeReviewer records the decisions it is given and answers with the request approved or with err (and the
+// request approved, for ErrNotNotified: the adapter's decision stands).
 type fakeReviewer struct {
 	got   []ReviewInput
 	ids   []string
@@ -29,7 +30,7 @@ type fakeReviewer struct {
 
 func (f *fakeReviewer) Review(ctx context.Context, id string, in ReviewInput) (Request, error) {
 	f.got, f.ids = append(f.got, in), append(f.ids, id)
-	if f.err != nil {
+	if f.err != nil && !errors.Is(f.err, ErrNotNotified) {
 		return Request{}, f.err
 	}
 	r, err := f.store.Get(ctx, id)
@@ -37,7 +38,7 @@ func (f *fakeReviewer) Review(ctx context.Context, id string, in ReviewInput) (R
 		return Request{}, err
 	}
 	r.Status, r.Version, r.DecidedAt, r.DecidedBy = StatusApproved, r.Version+1, adminNow, in.Reviewer
-	return r, nil
+	return r, f.err
 }
 
 type adminFixture struct {
@@ -210,6 +211,19 @@ func TestAdminDecisionReachesTheReviewerAndIsLoggedWithoutTheToken(t *testing.T)
 	}
 }
 
+func TestAdminDecisionStoredButNotNotifiedIsAnsweredWithAWarning(t *testing.T) {
+	f := newAdminFixture(t)
+	f.rv.err = fmt.Errorf("%w: fake: outbox down", ErrNotNotified)
+	rec := f.do("POST", "/admin/prior-auth/requests/pa-standard/decision", `{"reviewer":"r1","verdict":"approved"}`)
+	var got AdminRequest
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); rec.Code != 200 || err != nil {
+		t.Fatalf("%d %v %s", rec.Code, err, rec.Body)
+	}
+	if got.Status != StatusApproved || got.Version != 2 || !strings.Contains(got.Warning, "not notified") || strings.Contains(got.Warning, "outbox") {
+		t.Fatalf("%+v", got)
+	}
+}
+
 func TestAdminDecisionBodiesAndTheirAnswers(t *testing.T) {
 	reason := &Code{System: "https://codesystem.x12.org/external/886", Code: "N/A", Display: "not medically necessary"}
 	for _, tc := range []struct {
@@ -241,7 +255,8 @@ func TestAdminDecisionBodiesAndTheirAnswers(t *testing.T) {
 		{"more than 64 KiB", `{"reviewer":"r1","verdict":"approved","reason":{"system":"s","code":"` + strings.Repeat("x", 65<<10) + `"}}`, nil, 400, nil},
 		{"an unknown request", `{"reviewer":"r1","verdict":"approved"}`, ErrNotFound, 404, nil},
 		{"a request already decided", `{"reviewer":"r1","verdict":"approved"}`, fmt.Errorf("decide: %w", ErrAlreadyDecided), 409, nil},
-		{"a decision the request cannot take", `{"reviewer":"r1","items":[{"sequence":9,"verdict":"approved"}]}`, fmt.Errorf("item 9: %w", ErrReviewInvalid), 422, nil},
+		{"a decision the request cannot take", `{"reviewer":"r1","items":[{"sequence":9,"verdict":"approved"}]}`, fmt.Errorf("%w: item 9 is not a pended item of the request", ErrInvalidReview), 422, nil},
+		{"a denial the adapter finds without a reason", `{"reviewer":"r1","verdict":"denied","reason":{"system":"s","code":"c"}}`, ErrReasonRequired, 422, nil},
 		{"the store failing", `{"reviewer":"r1","verdict":"approved"}`, errors.New("fake: connection refused to 10.0.0.7"), 500, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

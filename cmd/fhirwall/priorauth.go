@@ -249,8 +249,14 @@ func priorAuthDecide(ctx context.Context, c adminClient, id string, d priorauth.
 	if err := c.call(ctx, http.MethodPost, "/admin/prior-auth/requests/"+url.PathEscape(id)+"/decision", d, &r); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(out, "%s: %s by %s (version %d); items: %s\n", r.ID, r.Status, d.Reviewer, r.Version, itemsCell(r.Items))
-	return err
+	if _, err := fmt.Fprintf(out, "%s: %s by %s (version %d); items: %s\n", r.ID, r.Status, d.Reviewer, r.Version, itemsCell(r.Items)); err != nil {
+		return err
+	}
+	if r.Warning != "" {
+		_, err := fmt.Fprintf(out, "warning: %s\n", r.Warning)
+		return err
+	}
+	return nil
 }
 
 // reportPriorAuth runs `fhirwall report prior-auth`: the CMS-0057-F public metrics of a year, read from
