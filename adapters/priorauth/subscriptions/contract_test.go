@@ -36,11 +36,17 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 		if _, err := st.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("missing: %v", err)
 		}
+		if n, err := st.Live(ctx, "provider-org-a"); err != nil || n != 1 {
+			t.Fatalf("live %d %v, want 1", n, err)
+		}
 		if err := st.SetOff(ctx, "s1"); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := st.Get(ctx, "s1"); got.Status != StatusOff {
 			t.Fatalf("status %s after SetOff", got.Status)
+		}
+		if n, _ := st.Live(ctx, "provider-org-a"); n != 0 {
+			t.Fatalf("live %d after SetOff, want 0", n)
 		}
 		if err := st.SetOff(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("SetOff missing: %v", err)

@@ -52,6 +52,19 @@ func (m *MemoryStore) Get(_ context.Context, id string) (Subscription, error) {
 	return cloneSub(*s), nil
 }
 
+// Live implements Store.
+func (m *MemoryStore) Live(_ context.Context, clientID string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, s := range m.subs {
+		if s.ClientID == clientID && (s.Status == StatusRequested || s.Status == StatusActive) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // SetOff implements Store.
 func (m *MemoryStore) SetOff(_ context.Context, id string) error {
 	m.mu.Lock()

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS fhirwall_pa_subscriptions (
 	lease_until  timestamptz
 );
 CREATE INDEX IF NOT EXISTS fhirwall_pa_subscriptions_filter ON fhirwall_pa_subscriptions USING gin (filter);
+CREATE INDEX IF NOT EXISTS fhirwall_pa_subscriptions_client ON fhirwall_pa_subscriptions (client_id);
 CREATE TABLE IF NOT EXISTS fhirwall_pa_notifications (
 	subscription_id text        NOT NULL REFERENCES fhirwall_pa_subscriptions (id),
 	event_number    bigint      NOT NULL,
@@ -124,6 +125,16 @@ func (p *Postgres) Get(ctx context.Context, id string) (Subscription, error) {
 		return Subscription{}, fmt.Errorf("subscriptions: get: %w", err)
 	}
 	return s, nil
+}
+
+// Live implements Store.
+func (p *Postgres) Live(ctx context.Context, clientID string) (int, error) {
+	var n int
+	if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM fhirwall_pa_subscriptions
+	WHERE client_id = $1 AND status IN ('requested', 'active')`, clientID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("subscriptions: live: %w", err)
+	}
+	return n, nil
 }
 
 // SetOff implements Store.

@@ -661,3 +661,51 @@ func TestReadAnswersTheSubscriptionAsSentWithIDAndStatus(t *testing.T) {
 		t.Fatalf("content type %q", a.Header.Get("Content-Type"))
 	}
 }
+
+func TestAClientHasAtMostMaxPerClientLiveSubscriptions(t *testing.T) {
+	f := newFixture(t, 3)
+	f.svc.opts.MaxPerClient = 2
+	body := subscriptionJSON("http://127.0.0.1:1/hook", "orgIdentifier=1234567893", ContentIDOnly, nil)
+	first := create(t, f.svc, orgA, body)
+	create(t, f.svc, orgA, body)
+	if a := serve(t, f.svc, orgA, fhir.Create, "", body); a.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("third subscription: %d %s", a.Status, a.Body)
+	}
+	serve(t, f.svc, orgA, fhir.Delete, first, nil)
+	create(t, f.svc, orgA, body)
+}
+
+func TestConditionalCreateIsRefused(t *testing.T) {
+	f := newFixture(t, 3)
+	d := &decision.Decision{Request: fhir.Request{Interaction: fhir.Create, ResourceType: "Subscription", Conditional: true},
+		Input: decision.Input{Body: subscriptionJSON("http://127.0.0.1:1/hook", "orgIdentifier=1234567893", ContentIDOnly, nil)}}
+	a, err := f.svc.Serve(context.Background(), d, orgA, testBase)
+	if err != nil || a.Status != http.StatusBadRequest || len(f.store.subs) != 0 {
+		t.Fatalf("%d %s %v", a.Status, a.Body, err)
+	}
+}
+
+func TestRegistryHostsAreNoneForAnInactiveOrUnknownClient(t *testing.T) {
+	reg := fakeRegistry{"provider-org-a": {ID: "provider-org-a", Active: true, NotifyHosts: []string{"127.0.0.1"}},
+		"retired": {ID: "retired", Active: false, NotifyHosts: []string{"127.0.0.1"}}}
+	hosts := RegistryHosts(reg)
+	if h := hosts("provider-org-a"); len(h) != 1 || h[0] != "127.0.0.1" {
+		t.Errorf("active client: %v", h)
+	}
+	if h := hosts("retired"); h != nil {
+		t.Errorf("inactive client: %v", h)
+	}
+	if h := hosts("nobody"); h != nil {
+		t.Errorf("unknown client: %v", h)
+	}
+}
+
+type fakeRegistry map[string]decision.Client
+
+func (r fakeRegistry) Lookup(_ context.Context, id string) (decision.Client, error) {
+	c, ok := r[id]
+	if !ok {
+		return decision.Client{}, decision.ErrUnknownClient
+	}
+	return c, nil
+}

@@ -99,6 +99,8 @@ type Store interface {
 	Create(ctx context.Context, s Subscription) error
 	// Get returns one subscription, whoever owns it (the caller checks).
 	Get(ctx context.Context, id string) (Subscription, error)
+	// Live counts a client's subscriptions in state requested or active.
+	Live(ctx context.Context, clientID string) (int, error)
 	// SetOff turns a subscription off: nothing more is sent for it.
 	SetOff(ctx context.Context, id string) error
 	// Enqueue adds the notification of one decision (requestID, version) to every subscription in state

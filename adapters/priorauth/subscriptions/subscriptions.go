@@ -70,6 +70,9 @@ type Options struct {
 	// Lease is how long a replica holds a claimed delivery; it must exceed the longest delivery
 	// (MaxTimeout). Default 2 min.
 	Lease time.Duration
+	// MaxPerClient bounds a client's live (requested or active) subscriptions; default 20. Each one costs a
+	// handshake, heartbeats and a copy of every notification.
+	MaxPerClient int
 }
 
 // Service serves Subscription create, read and delete, enqueues notifications and delivers them.
@@ -105,6 +108,9 @@ func New(store Store, opts Options) (*Service, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
+	if opts.MaxPerClient <= 0 {
+		opts.MaxPerClient = 20
+	}
 	if opts.Lease <= MaxTimeout {
 		opts.Lease = 2 * time.Minute
 	}
@@ -126,6 +132,9 @@ func (s *Service) Serve(ctx context.Context, d *decision.Decision, owner Owner, 
 	}
 	switch d.Request.Interaction {
 	case fhir.Create:
+		if d.Request.Conditional {
+			return decision.RefusalAnswer(outcome.NotSupported.WithDiagnostics("conditional create of a Subscription is not supported"), "not_supported"), nil
+		}
 		return s.create(ctx, d.Input.Body, owner, base)
 	case fhir.Read:
 		return s.read(ctx, d.Request.ID, owner)
@@ -153,6 +162,13 @@ func (s *Service) create(ctx context.Context, body []byte, owner Owner, base str
 			return unprocessable(err), nil
 		}
 		return decision.Answer{}, err
+	}
+	live, err := s.store.Live(ctx, owner.ClientID)
+	if err != nil {
+		return decision.Answer{}, fmt.Errorf("subscriptions: create: %w", err)
+	}
+	if live >= s.opts.MaxPerClient {
+		return unprocessable(invalid("your client has %d live subscriptions, the most allowed: delete one first", live)), nil
 	}
 	now := s.now().UTC()
 	sub.ID, sub.ClientID, sub.Status, sub.Created, sub.NextAttempt = newID(), owner.ClientID, StatusRequested, now, now
@@ -245,6 +261,20 @@ func (s *Service) Decided(ctx context.Context, ev Event) error {
 		s.poke()
 	}
 	return nil
+}
+
+// RegistryHosts is Options.HostsOf read from the client registry: a client that is unknown, inactive or that
+// the registry cannot answer for has no host (nothing is sent; the delivery is retried).
+func RegistryHosts(reg decision.Registry) func(clientID string) []string {
+	return func(clientID string) []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := reg.Lookup(ctx, clientID)
+		if err != nil || !c.Active {
+			return nil
+		}
+		return c.NotifyHosts
+	}
 }
 
 // poke wakes the worker (this replica's; the others find the rows on their next poll).
