@@ -123,7 +123,10 @@ ON CONFLICT (id) DO NOTHING`,
 	return nil
 }
 
-const pgColumns = `id, provider, claim_identifier, status, received, deadline, expedited, decided_at, version, doc, response_bundle`
+const (
+	pgColumnsWithoutBundle = `id, provider, claim_identifier, status, received, deadline, expedited, decided_at, version, doc`
+	pgColumns              = pgColumnsWithoutBundle + `, response_bundle`
+)
 
 // Get implements Store.
 func (p *Postgres) Get(ctx context.Context, id string) (Request, error) {
@@ -175,6 +178,31 @@ WHERE status = 'pended' ORDER BY deadline, seq`)
 func (p *Postgres) Received(ctx context.Context, from, to time.Time) ([]Request, error) {
 	return p.many(ctx, `SELECT `+pgColumns+` FROM fhirwall_prior_auth_requests
 WHERE received >= $1 AND received < $2 ORDER BY received, seq`, from, to)
+}
+
+// EachReceived calls fn with each request received in [from, to), in order of receipt, as Received lists
+// them but streamed and without ResponseBundle: what the yearly report reads, a year of requests that need
+// not fit in memory. An error of fn stops the walk and is returned.
+func (p *Postgres) EachReceived(ctx context.Context, from, to time.Time, fn func(Request) error) error {
+	rows, err := p.pool.Query(ctx, `SELECT `+pgColumnsWithoutBundle+`, NULL::bytea FROM fhirwall_prior_auth_requests
+WHERE received >= $1 AND received < $2 ORDER BY received, seq`, from, to)
+	if err != nil {
+		return fmt.Errorf("priorauth: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := pgScanRequest(rows)
+		if err != nil {
+			return fmt.Errorf("priorauth: %w", err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("priorauth: %w", err)
+	}
+	return nil
 }
 
 func (p *Postgres) one(ctx context.Context, sql string, args ...any) (Request, error) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -100,4 +101,35 @@ func TestE2EReopeningKeepsTheQueue(t *testing.T) {
 	reopened := openTestPostgres(t)
 	removeTestRows(t, reopened, id.prefix)
 	contractSame(t, "after reopening", contractGet(t, reopened, r.ID), contractStored(r))
+}
+
+// EachReceived streams what Received lists, without the response Bundles.
+func TestE2EEachReceivedStreamsTheRequestsWithoutTheirBundles(t *testing.T) {
+	ctx := context.Background()
+	p := openTestPostgres(t)
+	id := &contractIDs{prefix: "each-" + time.Now().Format("20060102T150405.000000000")}
+	removeTestRows(t, p, id.prefix)
+	from := contractBase.Truncate(time.Microsecond)
+	for i := range 3 {
+		contractInsert(t, p, contractRequest(id.next(), from.Add(time.Duration(i)*time.Minute), i == 1))
+	}
+	listed, err := p.Received(ctx, from, from.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []Request
+	if err := p.EachReceived(ctx, from, from.Add(time.Hour), func(r Request) error { streamed = append(streamed, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := id.mine(listed)
+	for i := range want {
+		want[i].ResponseBundle = nil
+	}
+	if got := id.mine(streamed); len(want) != 3 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("streamed %+v\nwant %+v", got, want)
+	}
+	stop := errors.New("fake: stop")
+	if err := p.EachReceived(ctx, from, from.Add(time.Hour), func(Request) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("fn's error: %v", err)
+	}
 }

@@ -113,64 +113,89 @@ func YearRange(year int) (from, to time.Time) {
 // BuildReport computes the year's metrics from the requests received in it (others in reqs are ignored)
 // and the list of items that need prior authorization.
 func BuildReport(year int, reqs []Request, listed []ListedItem) Report {
+	b := NewReportBuilder(year, listed)
+	for _, r := range reqs {
+		b.Add(r)
+	}
+	return b.Report()
+}
+
+// ReportBuilder computes a year's metrics one request at a time, so that a year of requests need not be
+// held in memory (Postgres.EachReceived streams them).
+type ReportBuilder struct {
+	rep                       Report
+	standard, expedited       reportTally
+	extendedApproved, decided int
+}
+
+type reportTally struct {
+	requests, decided, pended, approved, denied, afterAppeal int
+	took                                                     []time.Duration
+}
+
+// NewReportBuilder starts the report of year with the list of items that need prior authorization.
+func NewReportBuilder(year int, listed []ListedItem) *ReportBuilder {
 	from, to := YearRange(year)
 	rep := Report{Year: year, From: from, To: to, ItemsRequiringPriorAuth: slices.Clone(listed)}
 	if rep.ItemsRequiringPriorAuth == nil {
 		rep.ItemsRequiringPriorAuth = []ListedItem{}
 	}
-	type tally struct {
-		requests, decided, pended, approved, denied, afterAppeal int
-		took                                                     []time.Duration
+	return &ReportBuilder{rep: rep}
+}
+
+// Add counts r if it was received in the year.
+func (b *ReportBuilder) Add(r Request) {
+	if r.Received.Before(b.rep.From) || !r.Received.Before(b.rep.To) {
+		return
 	}
-	var standard, expedited tally
-	var extendedApproved, decided int
-	for _, r := range reqs {
-		if r.Received.Before(from) || !r.Received.Before(to) {
-			continue
-		}
-		switch {
-		case r.Drug:
-			rep.Excluded.Drug++
-			continue
-		case r.Status == StatusError:
-			rep.Excluded.Rejected++
-			continue
-		case reportNoPriorAuthRequired(r):
-			rep.Excluded.NoPriorAuthRequired++
-			continue
-		}
-		c := &standard
-		if r.Expedited {
-			c = &expedited
-		}
-		c.requests++
-		if r.Status == StatusPended || r.DecidedAt.IsZero() || !r.DecidedAt.Before(to) {
-			c.pended++
-			continue
-		}
-		c.decided++
-		decided++
-		c.took = append(c.took, r.DecidedAt.Sub(r.Received))
-		approved := r.Status == StatusApproved || r.Status == StatusPartial
-		switch {
-		case approved && r.AfterAppeal:
-			c.afterAppeal++
-		case approved:
-			c.approved++
-		case r.Status == StatusDenied:
-			c.denied++
-		}
-		if approved && r.Extended {
-			extendedApproved++
-		}
+	switch {
+	case r.Drug:
+		b.rep.Excluded.Drug++
+		return
+	case r.Status == StatusError:
+		b.rep.Excluded.Rejected++
+		return
+	case reportNoPriorAuthRequired(r):
+		b.rep.Excluded.NoPriorAuthRequired++
+		return
 	}
-	figures := func(c tally) ClassFigures {
+	c := &b.standard
+	if r.Expedited {
+		c = &b.expedited
+	}
+	c.requests++
+	if r.Status == StatusPended || r.DecidedAt.IsZero() || !r.DecidedAt.Before(b.rep.To) {
+		c.pended++
+		return
+	}
+	c.decided++
+	b.decided++
+	c.took = append(c.took, r.DecidedAt.Sub(r.Received))
+	approved := r.Status == StatusApproved || r.Status == StatusPartial
+	switch {
+	case approved && r.AfterAppeal:
+		c.afterAppeal++
+	case approved:
+		c.approved++
+	case r.Status == StatusDenied:
+		c.denied++
+	}
+	if approved && r.Extended {
+		b.extendedApproved++
+	}
+}
+
+// Report returns the figures of the requests added so far.
+func (b *ReportBuilder) Report() Report {
+	figures := func(c reportTally) ClassFigures {
 		return ClassFigures{Requests: c.requests, Decided: c.decided, PendedAtYearEnd: c.pended,
 			Approved: reportRate(c.approved, c.decided), Denied: reportRate(c.denied, c.decided),
-			ApprovedAfterAppeal: reportRate(c.afterAppeal, c.decided), TimeToDecision: reportTimeToDecision(c.took)}
+			ApprovedAfterAppeal: reportRate(c.afterAppeal, c.decided), TimeToDecision: reportTimeToDecision(slices.Clone(c.took))}
 	}
-	rep.Standard, rep.Expedited = figures(standard), figures(expedited)
-	rep.ExtendedThenApproved = reportRate(extendedApproved, decided)
+	rep := b.rep
+	rep.ItemsRequiringPriorAuth = slices.Clone(b.rep.ItemsRequiringPriorAuth)
+	rep.Standard, rep.Expedited = figures(b.standard), figures(b.expedited)
+	rep.ExtendedThenApproved = reportRate(b.extendedApproved, b.decided)
 	return rep
 }
 

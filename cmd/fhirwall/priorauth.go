@@ -299,11 +299,11 @@ func reportPriorAuth(ctx context.Context, args []string, out io.Writer) (int, er
 	}
 	defer store.Close()
 	from, to := priorauth.YearRange(*year)
-	reqs, err := store.Received(ctx, from, to)
-	if err != nil {
+	b := priorauth.NewReportBuilder(*year, listed)
+	if err := store.EachReceived(ctx, from, to, func(r priorauth.Request) error { b.Add(r); return nil }); err != nil {
 		return 2, fmt.Errorf("report prior-auth: %v", err)
 	}
-	rep := priorauth.BuildReport(*year, reqs, listed)
+	rep := b.Report()
 	if *format == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
