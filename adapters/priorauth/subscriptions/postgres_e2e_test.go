@@ -3,6 +3,7 @@
 package subscriptions
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strconv"
@@ -101,4 +102,45 @@ func TestTwoReplicasSendEachNotificationOnceInOrder(t *testing.T) {
 	if n := len(sb.all()); n != events+1 {
 		t.Fatalf("%d requests, want %d: a notification went out twice", n, events+1)
 	}
+}
+
+// TestAReplicaDyingMidDeliveryLeavesTheNotificationToAnotherWithTheSameBytes: a replica claims a
+// notification and dies before finishing; once its lease ends another replica sends it, byte for byte.
+func TestAReplicaDyingMidDeliveryLeavesTheNotificationToAnotherWithTheSameBytes(t *testing.T) {
+	ctx := context.Background()
+	st := openCleanPostgres(t)
+	sb := newSubscriber(t)
+	opts := Options{Base: testBase, Poll: 5 * time.Millisecond, InitialBackoff: 10 * time.Millisecond,
+		HostsOf: func(string) []string { return []string{"127.0.0.1"} }, Audit: func(context.Context, Delivery) error { return nil }}
+	dead, err := New(st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := create(t, dead, orgA, subscriptionJSON(sb.srv.URL+"/hook", "orgIdentifier=1234567893", ContentFullResource, nil))
+	hs, _ := st.ClaimSubscriptions(ctx, time.Now(), time.Minute, 10)
+	if len(hs) != 1 || st.FinishSubscription(ctx, id, hs[0].Lease, Result{Delivered: true, At: time.Now()}) != nil {
+		t.Fatal("handshake bookkeeping")
+	}
+	if err := dead.Decided(ctx, decided("1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	held, _ := st.ClaimNotifications(ctx, time.Now(), 200*time.Millisecond, 10) // then the replica dies
+	if len(held) != 1 {
+		t.Fatalf("claimed %d", len(held))
+	}
+
+	alive, _ := New(st, opts)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = alive.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	sb.quiet(t, 100*time.Millisecond) // the dead replica's lease still holds
+	got := sb.wait(t)
+	if !bytes.Equal(got.body, held[0].Body) {
+		t.Fatal("the notification was rebuilt: other bytes than the ones the dead replica held")
+	}
+	eventually(t, "delivered on attempt 2", func() bool {
+		notes, _ := st.Notifications(ctx, id)
+		return len(notes) == 1 && notes[0].State == NoteDelivered && notes[0].Attempts == 2
+	})
 }
