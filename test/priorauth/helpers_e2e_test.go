@@ -8,6 +8,11 @@
 // inquiry response Bundle fhirwall answers (and every PAS Bundle a full-resource notification carries) is
 // validated against its PAS 2.0.1 profile by the stack's validator service (test/stack/validator.sh, :8095),
 // with zero errors.
+//
+//	make stack-up && go test -tags e2e -count=1 ./test/priorauth/
+//
+// The UM case listens on the UM system's address of the stack's config (127.0.0.1:8096) with a fake: run the
+// package alone (make e2e runs packages one at a time, -p 1).
 package priorauth_test
 
 import (
