@@ -25,7 +25,7 @@ const (
 	extPayloadContent = backport + "backport-payload-content"
 	extHeartbeat      = backport + "backport-heartbeat-period"
 	extTimeout        = backport + "backport-timeout"
-	// StatusProfile is the profile of a notification's first entry (backport-subscription-status-r4).
+	// StatusProfile is the profile a notification's first entry conforms to (not claimed in its meta.profile).
 	StatusProfile = backport + "backport-subscription-status-r4"
 )
 
