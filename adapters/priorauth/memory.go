@@ -133,7 +133,7 @@ func (m *MemoryStore) list(keep func(Request) bool, order func(a, b *memoryRow) 
 	return out
 }
 
-// storeWithDecision is stored with the decision fields of next (Store.Decide's list) and nothing else of it.
+// storeWithDecision is stored with the decision fields of next (Store.Decide's list) and nothing else of next.
 func storeWithDecision(stored, next Request) Request {
 	stored.Status = next.Status
 	stored.Items = next.Items
