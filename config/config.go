@@ -155,6 +155,13 @@ type Operation struct {
 // ext_authz within its 16 MiB per-connection buffer, headers included.
 const MaxOperationBodyBytes = 15 << 20
 
+// AdapterTimeout bounds the answer of an operation fhirwall answers itself (an adapter: $member-match,
+// Prior Authorization's $submit): PAS 2.0.1 §Timeliness asks a synchronous answer within 15 seconds, which
+// covers validation, the UM system and the FHIR server's writes. In Envoy mode fhirwall-proxy extends the
+// ext_proc message timeout to it for such a request (override_message_timeout), and fhirwall-xds allows
+// that extension (max_message_timeout, AdapterTimeout plus a second).
+const AdapterTimeout = 15 * time.Second
+
 // BodyLimits are the operations of a with their own body limit, by path below the API's base.
 func (a API) BodyLimits() map[string]int {
 	out := map[string]int{}

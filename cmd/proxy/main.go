@@ -122,7 +122,8 @@ func run(cfgPath string, log *slog.Logger) error {
 		go sweepPending(ctx, p.core, pending, log)
 		gs := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMsgSize))
 		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Pending: pending, Log: log})
-		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log})
+		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log,
+			AdapterTimeout: config.AdapterTimeout})
 		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)
 		if err != nil {
 			return err
@@ -295,9 +296,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	if err != nil {
 		return nil, err
 	}
-	if err := m.WatchBreakers(compartment.Breaker(), attributed.Breaker(), consents.Breaker(), payerLookups.Breaker(), payerWrites.Breaker(), payerJobs.Breaker()); err != nil {
-		return nil, err
-	}
+	breakers := []metrics.Breaker{compartment.Breaker(), attributed.Breaker(), consents.Breaker(), payerLookups.Breaker(), payerWrites.Breaker(), payerJobs.Breaker()}
 	spool, shipper := p.spool, p.shipper
 	if err := m.WatchSpool(metrics.Spool{Stats: spool.Stats, Shipped: func() (uint64, uint64) {
 		st := shipper.Stats()
@@ -317,6 +316,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	}
 	if p.priorAuth != nil {
 		adapters[priorauth.Name] = p.priorAuth.adapter
+		breakers = append(breakers, p.priorAuth.breakers...)
+	}
+	if err := m.WatchBreakers(breakers...); err != nil { // one collector: a second registration would clash
+		return nil, err
 	}
 	p.core = &decision.Core{
 		Tokens:      verifier,

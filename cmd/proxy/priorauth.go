@@ -25,6 +25,8 @@ type priorAuth struct {
 	adapter *priorauth.Adapter
 	subs    *subscriptions.Service
 	admin   http.Handler
+	// breakers are its outside systems' (validator, UM, FHIR server): build watches them with the others.
+	breakers []metrics.Breaker
 }
 
 // buildPriorAuth wires the Prior Authorization API when it is configured (nil otherwise): the profile
@@ -103,15 +105,12 @@ func (p *proxy) buildPriorAuth(ctx context.Context, cfg *config.Config, m *metri
 	if err != nil {
 		return nil, err
 	}
-	if err := m.WatchBreakers(breakers...); err != nil {
-		return nil, err
-	}
 	if err := m.WatchPriorAuthQueue(func(ctx context.Context) (int, int, time.Duration, error) {
 		return priorauth.QueueStats(ctx, store, time.Now())
 	}); err != nil {
 		return nil, err
 	}
-	out := &priorAuth{adapter: adapter, subs: subs}
+	out := &priorAuth{adapter: adapter, subs: subs, breakers: breakers}
 	if pa.AdminTokenFile != "" {
 		token, err := os.ReadFile(pa.AdminTokenFile)
 		if err != nil {

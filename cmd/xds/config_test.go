@@ -92,3 +92,9 @@ func TestListenerTLSFromTheEnvironment(t *testing.T) {
 		t.Fatalf("listener tls = %+v", cfg.ListenerTLS)
 	}
 }
+
+func TestEnvoyWaitsForAnAdapterAsLongAsTheProxyMayTake(t *testing.T) {
+	if xds.AdapterMessageTimeout <= config.AdapterTimeout {
+		t.Fatalf("Envoy's max_message_timeout %s must exceed fhirwall-proxy's adapter timeout %s", xds.AdapterMessageTimeout, config.AdapterTimeout)
+	}
+}

@@ -6,6 +6,7 @@ package extproc
 import (
 	"context"
 	"errors"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"io"
 	"log/slog"
 	"net/http"
@@ -32,6 +33,9 @@ type Server struct {
 	// Enforce checks a whole upstream answer before it leaves; nil means Core.EnforceResponse. Tests put a
 	// fake here to rewrite or refuse without depending on the enforcement rules.
 	Enforce func(ctx context.Context, d *decision.Decision, status int, contentType string, body []byte) (decision.Enforced, error)
+	// AdapterTimeout, when set, is what Envoy is asked to wait for an adapter's answer (one
+	// override_message_timeout before the adapter runs; fhirwall-xds's max_message_timeout allows it).
+	AdapterTimeout time.Duration
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -100,7 +104,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		var resp *extprocv3.ProcessingResponse
 		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = s.requestHeaders(ctx, ex, m.RequestHeaders)
+			resp, err = s.requestHeaders(ctx, ex, m.RequestHeaders, stream.Send)
+			if err != nil {
+				return err
+			}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			resp = s.responseHeaders(ctx, ex, m.ResponseHeaders)
 		case *extprocv3.ProcessingRequest_ResponseBody:
@@ -116,16 +123,24 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 }
 
-func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+// requestHeaders answers the request headers; send is the stream's, for a message that goes before the answer.
+func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders, send func(*extprocv3.ProcessingResponse) error) (*extprocv3.ProcessingResponse, error) {
 	id := header(h.GetHeaders(), s.DecisionHeader)
 	d, ok := s.Pending.Take(id)
 	if !ok {
 		s.Log.Error("response without a decision; refusing", "decision_id", id)
-		return immediate(outcome.Internal, "", "")
+		return immediate(outcome.Internal, "", ""), nil
 	}
 	ex.d, ex.started = d, time.Now()
 	if d.AnsweredHere() {
-		return s.answer(ctx, ex)
+		if s.AdapterTimeout > 0 {
+			// The adapter may need longer than one message's timeout (a $submit validates the Bundle and asks
+			// the UM system): Envoy is told first, so it does not give up on a request being answered.
+			if err := send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(s.AdapterTimeout)}); err != nil {
+				return nil, err
+			}
+		}
+		return s.answer(ctx, ex), nil
 	}
 	mode := HeadersOnly
 	if d.NeedsResponseBody() {
@@ -134,7 +149,7 @@ func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extpr
 	return &extprocv3.ProcessingResponse{
 		Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 		ModeOverride: mode,
-	}
+	}, nil
 }
 
 func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

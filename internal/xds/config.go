@@ -140,6 +140,10 @@ const (
 )
 
 // Translate builds the IR for cfg and validates it; the error lists every problem found.
+// AdapterMessageTimeout is the longest fhirwall-proxy may extend one ext_proc message's timeout to, for a
+// request an adapter answers itself: config.AdapterTimeout (PAS's 15 s) and a second for the audit write.
+const AdapterMessageTimeout = 16 * time.Second
+
 func Translate(cfg Config) (*ir.Xds, error) {
 	base := cleanPrefix(cfg.FHIRServer.BasePath)
 	if base == "" {
@@ -160,7 +164,10 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		},
 		// The same fhirwall-proxy serves ext_proc; response enforcement and the audit write happen inside
 		// this timeout.
-		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: authzTimeout, BufferResponseBody: true},
+		// An adapter's answer (Prior Authorization $submit) may take up to config.AdapterTimeout: fhirwall-proxy
+		// extends that one message's timeout, never past MaxMessageTimeout.
+		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: authzTimeout, BufferResponseBody: true,
+			MaxMessageTimeout: max(AdapterMessageTimeout, authzTimeout)},
 	}
 	if t := cfg.ListenerTLS; t != nil {
 		l.TLS = &ir.ListenerTLS{SecretName: ListenerSecret, CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}

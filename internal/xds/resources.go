@@ -287,6 +287,9 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 		// Request headers carry the decision id ext_authz set; response headers carry the status to audit.
 		ProcessingMode: extProcMode(ext_procv3.ProcessingMode_NONE),
 	}
+	if p.MaxMessageTimeout > 0 {
+		cfg.MaxMessageTimeout = durationpb.New(p.MaxMessageTimeout)
+	}
 	if p.BufferResponseBody {
 		// Response bodies come whole (BUFFERED, bounded by the listener's buffer limit) unless fhirwall-proxy
 		// answers the request headers with mode_override to headers only, which it does for every decision

@@ -146,6 +146,9 @@ type ExtAuthz struct {
 type ExtProc struct {
 	Cluster        string
 	MessageTimeout time.Duration
+	// MaxMessageTimeout is the longest fhirwall-proxy may extend one message's timeout to
+	// (override_message_timeout), for the requests an adapter answers itself; 0: no extension.
+	MaxMessageTimeout time.Duration
 	// BufferResponseBody makes the filter's static mode send whole response bodies (BUFFERED) and lets
 	// fhirwall-proxy override the mode per exchange (back to headers only when the decision needs no
 	// enforcement). Fail-closed that way round: an override Envoy did not apply costs a body round trip,
@@ -161,6 +164,9 @@ func (p *ExtProc) Validate() error {
 	}
 	if p.MessageTimeout < time.Millisecond || p.MessageTimeout > time.Minute {
 		errs = append(errs, invalid("ext_proc message timeout %s outside [1ms, 1m]", p.MessageTimeout))
+	}
+	if p.MaxMessageTimeout != 0 && (p.MaxMessageTimeout < p.MessageTimeout || p.MaxMessageTimeout > time.Minute) {
+		errs = append(errs, invalid("ext_proc max message timeout %s outside [message timeout, 1m]", p.MaxMessageTimeout))
 	}
 	return errors.Join(errs...)
 }
