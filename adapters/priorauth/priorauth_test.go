@@ -33,7 +33,10 @@ func TestSubmitApprovesAnMRIAndStoresClaimClaimResponseAndPriorAuth(t *testing.T
 	if err != nil {
 		t.Fatalf("the response Bundle does not parse back: %v", err)
 	}
-	for _, k := range []string{"patient", "insurer", "requestor", "request"} {
+	if req := asObj(cr["request"]); asStr(asObj(req["identifier"])["value"]) != "111099" || req["type"] != "Claim" {
+		t.Errorf("ClaimResponse.request names the Claim by its identifier: %v", req)
+	}
+	for _, k := range []string{"patient", "insurer", "requestor"} {
 		if s.Resolve(nil, asStr(asObj(cr[k])["reference"])) == nil {
 			t.Errorf("ClaimResponse.%s does not resolve in the Bundle", k)
 		}
@@ -298,7 +301,7 @@ func TestDrugRequestIsFlaggedAndKeepsItsDrugCode(t *testing.T) {
 		t.Fatal("a J-code request is a drug prior authorization")
 	}
 	eob := g.fhir.get("ExplanationOfBenefit/" + r.EOBID)
-	if c := codingsOf(asObj(asList(eob["item"])[0])["productOrService"]); len(c) != 1 || c[0].Code != "J1745" {
+	if c := codingsOf(asObj(asList(eob["item"])[0])["productOrService"]); len(c) == 0 || c[0].Code != "J1745" || c[0].System != "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets" {
 		t.Fatalf("the prior authorization lost its drug code: %v", c)
 	}
 }
@@ -364,5 +367,26 @@ func TestSubscriptionsGoToTheSubscriptionServerWithTheCallersIdentity(t *testing
 func TestNewRefusesMissingDependencies(t *testing.T) {
 	if _, err := New(Ports{}, Settings{}); err == nil || !strings.Contains(err.Error(), "validator") || !strings.Contains(err.Error(), "insurer") {
 		t.Fatalf("%v", err)
+	}
+}
+
+func TestPriorAuthClaimsPDexOnlyWhenItConforms(t *testing.T) {
+	g := newRig(t)
+	g.submit(t, orgA, input(t, "submit-medical.json"))
+	g.submit(t, orgA, input(t, "submit-medical.json", func(c, _ map[string]any) {
+		asObj(asList(c["identifier"])[0])["value"] = "with-net"
+		asObj(asList(c["item"])[0])["net"] = map[string]any{"value": json.Number("250.00"), "currency": "USD"}
+	}))
+	claims := map[bool]int{}
+	for _, eob := range g.fhir.of("ExplanationOfBenefit") {
+		_, withNet := asObj(asList(asObj(asList(eob["item"])[0])["adjudication"])[0])["amount"].(map[string]any)
+		profiled := len(asList(asObj(eob["meta"])["profile"])) == 1
+		if withNet != profiled {
+			t.Errorf("amount %v, claims PDex %v", withNet, profiled)
+		}
+		claims[profiled]++
+	}
+	if claims[true] != 1 || claims[false] != 1 {
+		t.Fatalf("%v", claims)
 	}
 }

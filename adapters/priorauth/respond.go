@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,8 +104,18 @@ type refs struct{ patient, insurer, requestor, request map[string]any }
 // bundleRefs point to the request Bundle's entries by fullUrl (absolute, so they resolve whatever the
 // ClaimResponse's own fullUrl).
 func bundleRefs(s *Submission) refs {
-	return refs{patient: reference(s.Patient.FullURL), insurer: reference(s.Insurer.FullURL),
+	to := refs{patient: reference(s.Patient.FullURL), insurer: reference(s.Insurer.FullURL),
 		requestor: reference(s.Provider.FullURL), request: reference(s.Claim.FullURL)}
+	// The request by its PAS identifier (the Claim stays in the Bundle): a validator resolving the Claim
+	// would check it against profile-claim again, which an offline validator cannot finish for a Claim with
+	// any Claim.extension (profile-claim slices it with the R5 cross-version extension-Claim.encounter,
+	// package hl7.fhir.uv.xver-r5.r4, unavailable offline).
+	if ids := asList(s.Claim.Resource["identifier"]); len(ids) > 0 {
+		if id := asObj(ids[0]); asStr(id["value"]) != "" {
+			to.request = map[string]any{"type": "Claim", "identifier": map[string]any{"system": id["system"], "value": id["value"]}}
+		}
+	}
+	return to
 }
 
 // serverRefs point to the FHIR server's resources.
@@ -386,7 +397,44 @@ func (a *Adapter) priorAuthEOB(s *Submission, r Request) map[string]any {
 		items = append(items, line)
 	}
 	eob["item"] = items
+	if !pdexConformant(items) {
+		// PDex 2.0.0 wants an amount on each decision's adjudication and a CPT, HCPCS or HIPPS code on each
+		// line; a prior authorization without them does not claim the profile (it stays a prior authorization:
+		// use preauthorization is what the data scopes read).
+		delete(eob["meta"].(map[string]any), "profile")
+		// R4 binds ExplanationOfBenefit.priority to processpriority's CodeSystem URL, which validators refuse
+		// as a value set; PDex rebinds it. Without PDex's claim the priority goes (0..1; the level of service
+		// extension and the Claim keep the urgency).
+		delete(eob, "priority")
+	}
 	return eob
+}
+
+// pdexProcedureSystems are the systems of PDex 2.0.0's PDexPAInstitutionalProcedureCodesVS (required on
+// item.productOrService).
+// HCPCS is listed there under https://, which HAPI's validator (8.8.0) still does not find in the value set
+// offline, so an HCPCS line does not claim it either.
+var pdexProcedureSystems = []string{"http://www.ama-assn.org/go/cpt",
+	"https://www.cms.gov/Medicare/Medicare-Fee-for-Service-Payment/ProspMedicareFeeSvcPmtGen/HIPPSCodes"}
+
+// pdexConformant: every line has a code PDex accepts and every adjudication its amount.
+func pdexConformant(items []any) bool {
+	for _, it := range items {
+		line := asObj(it)
+		ok := false
+		for _, c := range codingsOf(line["productOrService"]) {
+			ok = ok || slices.Contains(pdexProcedureSystems, c.System)
+		}
+		if !ok {
+			return false
+		}
+		for _, adj := range asList(line["adjudication"]) {
+			if asObj(adj)["amount"] == nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // eobCategory is the item category in the system PDex binds (X12 1365 service types under x12.org's URL).
