@@ -2,7 +2,7 @@
 # fhirwall's own processes for the stack: fhirwall-xds (Envoy's control plane) and fhirwall-proxy
 # (ext_authz/ext_proc for Envoy, and the standalone reverse proxy).
 #   fhirwall.sh {build|start|stop|status|start-proxy|stop-proxy|start-xds|stop-xds}
-# The processes read a runtime copy of the config, $FHIRWALL_STATE/config/{fhirwall,clients}.yaml, made from
+# The processes read a runtime copy of the config, $FHIRWALL_STATE/config/{fhirwall,clients,prior-auth-rules}.yaml, made from
 # config/ when missing (FHIRWALL_CONFIG names another source file). Edit the copy to watch hot reload; the
 # tests do too. `fhirwall.sh reset-config` copies config/ again. Envoy's listener serves TLS with a
 # certificate from a CA generated here ($FHIRWALL_STATE/tls/ca.pem: curl --cacert it).
@@ -16,7 +16,10 @@ BIN=$FHIRWALL_STATE/bin
 reset_config() {
   mkdir -p "$RUN_CONFIG_DIR"
   cp "$SRC_CONFIG" "$CONFIG.tmp" && mv "$CONFIG.tmp" "$CONFIG"
-  cp "$(dirname "$SRC_CONFIG")/clients.yaml" "$RUN_CONFIG_DIR/clients.yaml.tmp" && mv "$RUN_CONFIG_DIR/clients.yaml.tmp" "$RUN_CONFIG_DIR/clients.yaml"
+  local f
+  for f in clients.yaml prior-auth-rules.yaml; do # the files fhirwall.yaml names beside it
+    cp "$(dirname "$SRC_CONFIG")/$f" "$RUN_CONFIG_DIR/$f.tmp" && mv "$RUN_CONFIG_DIR/$f.tmp" "$RUN_CONFIG_DIR/$f"
+  done
 }
 
 # Envoy's listener certificate: generated once (the CA is kept, so clients that trust it keep working).
