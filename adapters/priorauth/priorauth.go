@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
@@ -105,7 +106,7 @@ func New(p Ports, s Settings) (*Adapter, error) {
 		{p.FHIR == nil, "FHIR exchanger"}, {p.Search == nil, "FHIR searcher"}, {p.Store == nil, "store"},
 		{p.Validator == nil, "validator"}, {p.Decider == nil, "decider"}, {p.Subscriptions == nil, "subscription server"},
 		{p.Notifier == nil, "notifier"}, {p.Log == nil, "logger"},
-		{s.Insurer == "", "insurer"}, {len(s.InsurerIdentifiers) == 0, "insurer identifiers"},
+		{!strings.HasPrefix(s.Insurer, "Organization/") || !validID(strings.TrimPrefix(s.Insurer, "Organization/")), "insurer (Organization/<id>)"}, {len(s.InsurerIdentifiers) == 0, "insurer identifiers"},
 		{s.MemberIdentifierSystem == "", "member identifier system"},
 	} {
 		if m.missing {

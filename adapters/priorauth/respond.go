@@ -353,6 +353,9 @@ func (a *Adapter) priorAuthEOB(s *Submission, r Request) map[string]any {
 	}
 	if approved {
 		at := r.DecidedAt
+		if at.IsZero() { // lines approved while others wait for a reviewer
+			at = r.Received
+		}
 		eob["preAuthRef"] = []any{AuthNumber(r.ID)}
 		eob["preAuthRefPeriod"] = []any{map[string]any{"start": fhirDate(at), "end": fhirDate(at.Add(authValidity))}}
 	}
