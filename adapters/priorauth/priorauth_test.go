@@ -390,3 +390,63 @@ func TestPriorAuthClaimsPDexOnlyWhenItConforms(t *testing.T) {
 		t.Fatalf("%v", claims)
 	}
 }
+
+func TestReviewDecidesItemByItemAndInquiryAnswersTheNewDecision(t *testing.T) {
+	g := newRig(t)
+	g.submit(t, orgA, input(t, "submit-medical.json", withCodes(cpt+"33510", hcpcs+"B4184", cpt+"70551")))
+	p, _ := g.store.Pended(context.Background())
+	id := p[0].ID
+	reason := &Code{System: SystemX12Reason, Code: "0U", Display: "Not medically necessary"}
+	for _, bad := range []ReviewInput{
+		{Reviewer: "r", Items: []ItemDecision{{Sequence: 1, Verdict: VerdictApproved}}},                // item 2 left pended
+		{Reviewer: "r", Items: []ItemDecision{{Sequence: 3, Verdict: VerdictApproved}}, Verdict: "A1"}, // 3 is not pended
+		{Reviewer: "r", Items: []ItemDecision{{Sequence: 1, Verdict: VerdictDenied}}, Verdict: "A1"},   // no reason
+		{Verdict: VerdictApproved}, // no reviewer
+		{Reviewer: "r", Items: []ItemDecision{{Sequence: 9, Verdict: VerdictApproved}}, Verdict: "A1"}, // no item 9
+	} {
+		if _, err := g.a.Review(context.Background(), id, bad); !errors.Is(err, ErrInvalidReview) && !errors.Is(err, ErrReasonRequired) {
+			t.Fatalf("%+v: %v", bad, err)
+		}
+	}
+	if g.fhir.transactions != 1 || len(g.notifier.events) != 0 {
+		t.Fatal("a refused review changed something")
+	}
+	r, err := g.a.Review(context.Background(), id, ReviewInput{Reviewer: "r", Verdict: VerdictApproved, Reason: reason,
+		Items: []ItemDecision{{Sequence: 2, Verdict: VerdictDenied}}})
+	if err != nil || r.Status != StatusPartial {
+		t.Fatalf("%+v %v", r.Status, err)
+	}
+	if r.Items[1].Reason == nil || *r.Items[1].Reason != *reason || r.Items[0].Rule != "review" || r.Items[2].Rule != "mri-brain" {
+		t.Fatalf("%+v", r.Items)
+	}
+	ans := g.call(t, orgA, "/Claim/$inquire", input(t, "inquire-medical.json"))
+	if _, cr := responseOf(t, ans.Body); !slices.Equal(actions(cr), []string{"A1", "A3", "A1"}) || ans.Outcome != "partial" {
+		t.Fatalf("inquiry after review: %s %v", ans.Outcome, actions(cr))
+	}
+}
+
+// failingStore is a Store whose Insert fails: the FHIR server's copies must not outlive it.
+type failingStore struct{ *MemoryStore }
+
+func (failingStore) Insert(context.Context, Request) error { return errors.New("postgres down") }
+
+func TestAStoreThatFailsLeavesNoCopyOnTheFHIRServer(t *testing.T) {
+	g := newRig(t)
+	g.a.store = failingStore{g.store}
+	if _, err := g.a.Serve(context.Background(), decided(t, orgA, "/Claim/$submit", input(t, "submit-medical.json")), ""); err == nil {
+		t.Fatal("answered though nothing was stored")
+	}
+	if n := len(g.fhir.of("Claim")) + len(g.fhir.of("ClaimResponse")) + len(g.fhir.of("ExplanationOfBenefit")); g.fhir.transactions != 1 || n != 0 {
+		t.Fatalf("%d copies left", n)
+	}
+}
+
+func TestSubmitAcceptsTheBundleInParameters(t *testing.T) {
+	g := newRig(t)
+	var b map[string]any
+	_ = json.Unmarshal(input(t, "submit-medical.json"), &b)
+	body, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{"name": "resource", "resource": b}}})
+	if ans := g.submit(t, orgA, body); ans.Status != 200 || ans.Outcome != "approved" {
+		t.Fatalf("%d %s %s", ans.Status, ans.Outcome, ans.Body)
+	}
+}
