@@ -38,7 +38,7 @@ func notSubmitter() decision.Answer {
 // Nothing is stored before the decision, and an error anywhere before the store answers 503 with nothing
 // stored; no error path approves.
 func (a *Adapter) submit(ctx context.Context, d *decision.Decision) (decision.Answer, error) {
-	start := time.Now()
+	start, received := time.Now(), a.now().UTC() // the CMS timeframe runs from receipt
 	s, err := ParseSubmission(d.Input.Body)
 	if err != nil {
 		return badRequest(err), nil
@@ -62,7 +62,6 @@ func (a *Adapter) submit(ctx context.Context, d *decision.Decision) (decision.An
 	if _, ok := who.named(s.providerIdentifiers()); !ok {
 		return notSubmitter(), nil
 	}
-	received := a.now().UTC()
 	r := Request{ID: newRequestID(), ClientID: who.ClientID, Provider: who.Provider, OrgIdentifiers: who.orgIdentifiers(),
 		ClaimIdentifier: s.Identifier, Received: received, Version: 1}
 	r.ClaimID, r.ClaimResponseID, r.EOBID = r.ID, r.ID, r.ID
@@ -340,7 +339,7 @@ func (a *Adapter) storeOnFHIR(ctx context.Context, s *Submission, r Request) err
 	}
 	if rep.Status != http.StatusOK {
 		a.log.Error("the FHIR server refused a prior-auth transaction", "request", r.ID, "status", rep.Status,
-			"body", string(rep.Body[:min(len(rep.Body), 2000)]))
+			"outcome", string(rep.Body[:min(len(rep.Body), 500)]))
 		return fmt.Errorf("priorauth: store %s on the FHIR server: status %d", r.ID, rep.Status)
 	}
 	return nil
