@@ -17,6 +17,7 @@ import org.hl7.fhir.common.hapi.validation.support.UnknownCodeSystemWarningValid
 import org.hl7.fhir.common.hapi.validation.support.ValidationSupportChain;
 import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
 import org.hl7.fhir.instance.model.api.IBaseResource;
+import org.hl7.fhir.r4.model.StructureDefinition;
 import org.hl7.fhir.utilities.npm.NpmPackage;
 
 /**
@@ -29,6 +30,20 @@ final class Chain {
   final FhirValidator validator;
   /** What the validator resolves profiles from: a profile it cannot fetch is not loaded. */
   final IValidationSupport support;
+  /**
+   * Definitions the jar ships in place of packages that are not available offline (resources under
+   * {@code fhirwall/standins/}). Each stands in for exactly one canonical, which its description names.
+   *
+   * <ul>
+   *   <li>{@code http://hl7.org/fhir/5.0/StructureDefinition/extension-Claim.encounter}, from the cross-version
+   *       package hl7.fhir.uv.xver-r5.r4 (not available offline): Da Vinci PAS 2.0.1 profile-claim slices
+   *       Claim.extension on it, and without it the validator cannot evaluate that slicing for any Claim
+   *       extension, so a ClaimResponse.request pointing at a Claim with, say, levelOfServiceCode matches no
+   *       profile. It carries R5 Claim.encounter (0..* Reference(Encounter)) as an R4 extension on Claim.
+   * </ul>
+   */
+  static final List<String> STANDINS = List.of("standins/StructureDefinition-extension-Claim.encounter.json");
+
   /** The packages as loaded, for their examples (the server's warm-up). */
   final List<NpmPackage> packages;
 
@@ -62,6 +77,20 @@ final class Chain {
           }
         } catch (Exception e) {
           System.err.println("skip " + file + "/" + name + ": " + e.getMessage());
+        }
+      }
+    }
+    // After the packages, so a package that does define a stand-in's canonical is not shadowed by it.
+    for (String name : STANDINS) {
+      try (InputStream r = Chain.class.getResourceAsStream(name)) {
+        if (r == null) {
+          throw new IOException("resource fhirwall/" + name + " missing from the jar");
+        }
+        if (!(ctx.newJsonParser().parseResource(r) instanceof StructureDefinition sd)) {
+          throw new IOException("resource fhirwall/" + name + " is not a StructureDefinition");
+        }
+        if (npm.fetchStructureDefinition(sd.getUrl()) == null) {
+          npm.addResource(sd);
         }
       }
     }
