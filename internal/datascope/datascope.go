@@ -25,7 +25,8 @@ const maxDepth = 64
 // changed is true when it was modified in place (the caller re-encodes). now is the time of the decision,
 // for windows relative to it (Payer-to-Payer's five years).
 //
-// The empty scope and PatientAccess leave every resource as it is: members see their own cost-sharing. A
+// The empty scope leaves every resource as it is; PatientAccess too but for drug prior auths: members see
+// their own cost-sharing. A
 // scope with no column in the table withholds everything: returning data under rules nobody wrote is the
 // leak this package exists to stop. Rules are in table.go.
 func Apply(scope string, resource map[string]any, now time.Time) (keep, changed bool) {

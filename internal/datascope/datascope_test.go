@@ -281,13 +281,15 @@ func TestDrugPriorAuthByCodeAlone(t *testing.T) {
 	}
 }
 
-func TestPatientAccessSeesEverything(t *testing.T) {
+func TestPatientAccessSeesEverythingButDrugPriorAuths(t *testing.T) {
 	for id, eob := range seedEOBs(t) {
 		before := clone(t, eob)
-		for _, scope := range []string{"", PatientAccess} {
-			if keep, changed := Apply(scope, eob, decisionTime); !keep || changed {
-				t.Errorf("%s under %q: keep, changed = %v, %v", id, scope, keep, changed)
-			}
+		drug := isPriorAuth(eob) && isDrug(eob)
+		if keep, changed := Apply("", eob, decisionTime); !keep || changed {
+			t.Errorf("%s under the empty scope: keep, changed = %v, %v", id, keep, changed)
+		}
+		if keep, changed := Apply(PatientAccess, eob, decisionTime); keep == drug || changed {
+			t.Errorf("%s (drug prior auth %v) under patient-access: keep, changed = %v, %v", id, drug, keep, changed)
 		}
 		if !reflect.DeepEqual(eob, before) {
 			t.Errorf("%s modified under patient-access", id)

@@ -99,7 +99,7 @@ func TestProviderAccessReadOfWithheldClaimIsNotFound(t *testing.T) {
 }
 
 func TestPatientAccessBodyLeavesUnchanged(t *testing.T) {
-	for _, id := range []string{"eob-member-01-1", "eob-member-01-2", "priorauth-member-01-2"} {
+	for _, id := range []string{"eob-member-01-1", "eob-member-01-2", "priorauth-member-01-1"} {
 		body := resource(t, id)
 		if out := enforce(t, datascope.PatientAccess, body); string(out.Body) != string(body) {
 			t.Errorf("%s changed under patient-access", id)

@@ -9,7 +9,10 @@ import (
 // The table: per scope (one API's column) and per resource type (a row), what is withheld and what is
 // removed. FHIR-NOTES "CMS-0057-F: what each API may return" is the source; each rule says why.
 //
-//	patient-access, ""  every type            leaves as it is (members see their own cost-sharing)
+//	""                  every type            leaves as it is
+//	patient-access      ExplanationOfBenefit, withheld: prior auths for drugs
+//	                    Claim, ClaimResponse
+//	                    every other type      leaves as it is (members see their own cost-sharing)
 //	provider-access     ExplanationOfBenefit  withheld: dates of service before 2016-01-01; prior auths for drugs
 //	                                          removed:  claims: what the CARIN BB non-financial profiles forbid
 //	                                                    (meta.profile swapped); prior auths: enrollee cost-sharing
@@ -87,8 +90,14 @@ import (
 // status "empty" would still need a div saying something, and "generated" would claim a narrative we did not
 // generate from the data.
 var scopes = map[string]*scope{
-	"":             {passAll: true},
-	PatientAccess:  {passAll: true},
+	"": {passAll: true},
+	// FHIR-NOTES: members see their own claims with cost-sharing, and their prior auths "pending, active,
+	// denied with reason; not drugs" (CMS-0057-F excludes drugs from every prior-authorization provision).
+	PatientAccess: {types: map[string]rule{
+		"ExplanationOfBenefit": {withhold: []withhold{drugPriorAuth}},
+		"Claim":                {withhold: []withhold{drugPriorAuth}},
+		"ClaimResponse":        {withhold: []withhold{drugPriorAuth}},
+	}},
 	ProviderAccess: providerAccess,
 	// FHIR-NOTES: claims and clinical data "same as Provider Access"; prior auths "pending and active only: no
 	// denied, no drugs"; "dates of service within the last 5 years".

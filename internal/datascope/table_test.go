@@ -57,7 +57,8 @@ func TestDataScopeTable(t *testing.T) {
 var patientAccessCases = []tableCase{
 	{"claim with cost-sharing leaves as it is", PatientAccess, seedEOB("eob-member-01-2"), true, unchanged},
 	{"pre-2016 claim too", PatientAccess, seedEOB("eob-member-01-1"), true, unchanged},
-	{"drug prior auth too", PatientAccess, seedEOB("priorauth-member-01-2"), true, unchanged},
+	{"drug prior auth withheld (CMS-0057-F: not drugs)", PatientAccess, seedEOB("priorauth-member-01-2"), false, unchanged},
+	{"other prior auth leaves as it is", PatientAccess, seedEOB("priorauth-member-01-1"), true, unchanged},
 	{"coverage keeps costToBeneficiary", PatientAccess, coverage, true, unchanged},
 	{"PAS claim keeps its amounts", PatientAccess, fixture("pas-claim.json"), true, unchanged},
 	{"invoice", PatientAccess, invoice, true, unchanged},

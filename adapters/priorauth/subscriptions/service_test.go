@@ -569,8 +569,12 @@ func TestDeletedSubscriptionIsOffAndGetsNothingMore(t *testing.T) {
 	if a := serve(t, f.svc, orgA, fhir.Delete, id, nil); a.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", a.Status, a.Body)
 	}
-	if got := statusOf(t, f.svc, orgA, id); got != StatusOff {
-		t.Fatalf("status %q after delete", got)
+	if got, _ := f.store.Get(context.Background(), id); got.Status != StatusOff {
+		t.Fatalf("status %q after delete", got.Status)
+	}
+	missing := serve(t, f.svc, orgA, fhir.Read, "no-such-subscription", nil)
+	if a := serve(t, f.svc, orgA, fhir.Read, id, nil); a.Status != http.StatusNotFound || !bytes.Equal(a.Body, missing.Body) {
+		t.Errorf("read after delete: %d %s, want the 404 of a missing one", a.Status, a.Body)
 	}
 	_ = f.svc.Decided(context.Background(), decided("1", 2))
 	sb.quiet(t, 200*time.Millisecond)

@@ -201,7 +201,8 @@ func (s *Service) own(ctx context.Context, id string, owner Owner) (Subscription
 	if err != nil {
 		return Subscription{}, err
 	}
-	if sub.ClientID != owner.ClientID {
+	// Another client's, or one its owner deleted (off): as if it never existed.
+	if sub.ClientID != owner.ClientID || sub.Status == StatusOff {
 		return Subscription{}, ErrNotFound
 	}
 	return sub, nil
