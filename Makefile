@@ -72,7 +72,9 @@ fuzz:
 	         FuzzRoute:./internal/decision FuzzNormalizePath:./internal/gateway FuzzFromAuthorization:./internal/token \
 	         FuzzVerify:./internal/token FuzzTranslate:./internal/xds FuzzParseLine:./internal/audit \
 	         FuzzEnforceBundle:./internal/decision FuzzShape:./internal/decision FuzzApply:./internal/datascope \
-	         FuzzParseDate:./internal/fhir FuzzParseSubmission:./adapters/payerexchange; do \
+	         FuzzParseDate:./internal/fhir FuzzParseSubmission:./adapters/payerexchange \
+	         FuzzParseSubmission:./adapters/priorauth FuzzParseRules:./adapters/priorauth/um \
+	         FuzzParseSubscription:./adapters/priorauth/subscriptions FuzzParseOutcome:./adapters/profilevalidator; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
@@ -89,6 +91,13 @@ bench-micro:
 bench-kafka:
 	bash test/stack/kafka.sh start
 	bash test/stack/kafka.sh topic fhirwall.bench 3
+
+## bench-priorauth: $$submit throughput and latency through both faces on the real stack (auto-approved
+## requests; BENCHMARKS.md). PA_BENCH_ARGS passes flags (-c, -n, -d).
+PA_BENCH_ARGS ?=
+.PHONY: bench-priorauth
+bench-priorauth: stack-up
+	$(GO) run ./test/bench/priorauth $(PA_BENCH_ARGS)
 
 bench-hapi: stack-up bench-kafka
 	$(GO) run ./test/bench/load -upstream hapi -rates 25,50 $(BENCH_ARGS)
