@@ -27,6 +27,15 @@ Try it (curl trusts Envoy's certificate through the stack's own CA):
 
   # the same requests in standalone mode (plain HTTP): http://127.0.0.1:$PROXY_HTTP_PORT/patient-access/fhir/...
 
+  # Prior Authorization: provider organisation A submits a PAS request Bundle for member-05 (an MRI of the brain: the
+  # rules in config/prior-auth-rules.yaml approve it at once, reviewAction A1 with an authorization number)
+  PTOKEN=\$(go run ./test/demo/token -backend provider-org-a)
+  curl -s --cacert \$CA -H "Authorization: Bearer \$PTOKEN" -H 'Content-Type: application/fhir+json' --data-binary @<(sed 's/"99212"/"70551"/' test/priorauth/testdata/request-medicalservices.json) https://127.0.0.1:$ENVOY_PORT/prior-auth/fhir/Claim/\\\$submit | head -c 900; echo
+  # the same request for a CABG (CPT 33510) is pended for review; reviewers list and decide the queue
+  sed 's/"99212"/"33510"/' test/priorauth/testdata/request-medicalservices.json | curl -s --cacert \$CA -H "Authorization: Bearer \$PTOKEN" -H 'Content-Type: application/fhir+json' --data-binary @- https://127.0.0.1:$ENVOY_PORT/prior-auth/fhir/Claim/\\\$submit >/dev/null
+  .fhirwall/bin/fhirwall prior-auth queue -token-file .fhirwall/admin/prior-auth.token
+  .fhirwall/bin/fhirwall prior-auth decide -token-file .fhirwall/admin/prior-auth.token -id <id from the queue> -verdict approved -reviewer you
+
   # the audit stream: one record per request, keyed by patient
   go run ./test/demo/audit-tail
   # is the trail intact? (hash chain, signed checkpoints, the spool's signed head)
