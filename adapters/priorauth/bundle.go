@@ -62,12 +62,16 @@ type ClaimItem struct {
 	ServicedDate   string
 	ServicedPeriod map[string]any
 	Net            map[string]any // Money, when the Claim gives one (item.net)
-	raw            map[string]any
+	// CodeRange: the item asks for a range of codes (PAS extension-productOrServiceCodeEnd), which no rule
+	// can judge by its first code: it goes to a reviewer.
+	CodeRange bool
+	raw       map[string]any
 }
 
 // PAS 2.0.1 URLs and code systems this file reads.
 const (
 	extLevelOfService  = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-levelOfServiceCode"
+	extCodeEnd         = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-productOrServiceCodeEnd"
 	systemLevelOfSvc   = "https://codesystem.x12.org/005010/1338"
 	systemProcPriority = "http://terminology.hl7.org/CodeSystem/processpriority"
 )
@@ -356,6 +360,9 @@ func (s *Submission) readClaim() error {
 			ServicedDate: asStr(io["servicedDate"]), ServicedPeriod: asObj(io["servicedPeriod"]), Net: asObj(io["net"]), raw: io}
 		if q, ok := asFloat(asObj(io["quantity"])["value"]); ok {
 			item.Quantity = q
+		}
+		for _, e := range asList(io["extension"]) {
+			item.CodeRange = item.CodeRange || asStr(asObj(e)["url"]) == extCodeEnd
 		}
 		s.Items = append(s.Items, item)
 	}

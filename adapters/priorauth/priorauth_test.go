@@ -450,3 +450,21 @@ func TestSubmitAcceptsTheBundleInParameters(t *testing.T) {
 		t.Fatalf("%d %s %s", ans.Status, ans.Outcome, ans.Body)
 	}
 }
+
+func TestItemAskingForACodeRangeGoesToAReviewer(t *testing.T) {
+	g := newRig(t)
+	codeRange := func(claim, _ map[string]any) {
+		it := claim["item"].([]any)[0].(map[string]any)
+		ext, _ := it["extension"].([]any)
+		it["extension"] = append(ext, map[string]any{"url": extCodeEnd, "valueCodeableConcept": map[string]any{
+			"coding": []any{map[string]any{"system": "http://www.ama-assn.org/go/cpt", "code": "70559"}}}})
+	}
+	ans := g.submit(t, orgA, input(t, "submit-medical.json", codeRange)) // 70551 alone is approved at once
+	if ans.Status != 200 || ans.Outcome != "pended" {
+		t.Fatalf("a range starting at an auto-approved code: %d %s, want pended", ans.Status, ans.Outcome)
+	}
+	r, err := g.store.FindByClaimIdentifier(context.Background(), "Organization/org-a", "http://example.org/PATIENT_EVENT_TRACE_NUMBER|111099")
+	if err != nil || r.Items[0].Verdict != VerdictPended || r.Items[0].Rule != "code-range" {
+		t.Fatalf("stored %+v, %v", r.Items, err)
+	}
+}

@@ -233,6 +233,11 @@ func (a *Adapter) decide(ctx context.Context, s *Submission, r Request) ([]ItemD
 		}
 		if ir, ok := by[it.Sequence]; ok {
 			drug = drug || ir.Drug
+			if it.CodeRange {
+				d.Rule = "code-range" // the rules judged its first code only: a reviewer decides the range
+				out = append(out, d)
+				continue
+			}
 			d.Rule = ir.Rule
 			switch {
 			case ir.Verdict == um.Approved:
