@@ -64,7 +64,23 @@ func Dashboard() *dashboard.DashboardBuilder {
 	for _, api := range config.KnownAPIs {
 		b = apiRow(b, id, api)
 	}
-	return b
+	return priorAuthRow(b, id)
+}
+
+// priorAuthRow: the Prior Authorization workflow against its CMS-0057-F timeframes (72 h expedited, 7 days
+// standard): what is decided how, how long decisions take, and what waits for a reviewer.
+func priorAuthRow(b *dashboard.DashboardBuilder, id *ids) *dashboard.DashboardBuilder {
+	return b.WithRow(dashboard.NewRowBuilder("prior-auth: decisions and review queue").Id(id.next())).
+		WithPanel(series(id, "Decisions by status", "ops", "Requests answered: approved, denied, partial, pended (for a reviewer), error (business errors); a pended request decided later counts again.",
+			query(`sum by (status, expedited) (rate(fhirwall_prior_auth_decisions_total{}[$__rate_interval]))`, "{{status}} expedited={{expedited}}"))).
+		WithPanel(series(id, "Time to decision (p50, p99)", "s", "From receipt to decision; CMS-0057-F: 72 h expedited, 7 days standard.",
+			query(`histogram_quantile(0.5, sum by (le, expedited) (rate(fhirwall_prior_auth_decision_seconds_bucket{}[$__rate_interval])))`, "p50 expedited={{expedited}}"),
+			query(`histogram_quantile(0.99, sum by (le, expedited) (rate(fhirwall_prior_auth_decision_seconds_bucket{}[$__rate_interval])))`, "p99 expedited={{expedited}}"))).
+		WithPanel(series(id, "Review queue", "short", "Pended requests, and those past their CMS deadline (should stay at 0).",
+			query(`sum(fhirwall_prior_auth_pended{})`, "pended"),
+			query(`sum(fhirwall_prior_auth_past_deadline{})`, "past deadline"))).
+		WithPanel(series(id, "Oldest pended request", "s", "Age of the oldest request waiting for a reviewer.",
+			query(`max(fhirwall_prior_auth_oldest_pended_seconds{})`, "oldest")))
 }
 
 // ids numbers the panels: Grafana keys panel state (links, edits) by id.
