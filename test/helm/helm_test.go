@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fhirwall/fhirwall/adapters/priorauth/um"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/test/require"
@@ -77,6 +78,7 @@ func TestChartLintsStrict(t *testing.T) {
 	for name, extra := range map[string][]string{
 		"default values":        {"-f", "test/helm/testdata/values/default.yaml"},
 		"TLS and NetworkPolicy": {"-f", "test/helm/testdata/values/tls-networkpolicy.yaml"},
+		"Prior Authorization":   {"-f", "test/helm/testdata/values/prior-auth.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, errOut, err := helm(t, append([]string{"lint", "--strict", "charts/fhirwall"}, extra...)...)
@@ -122,7 +124,8 @@ func TestTemplateMatchesGolden(t *testing.T) {
 // TestRenderedConfigLoads: the fhirwall.yaml and clients.yaml the chart renders for every values file are
 // accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, including fhirwall-proxy's audit
 // spool check, and the audit paths in it are where the proxy Deployment mounts the spool volume and the
-// signing key, so a chart change cannot ship a config the pods would refuse.
+// signing key; with the prior-auth API, the rules the chart renders parse and the admin token is a Secret's
+// file mounted read-only. A chart change cannot ship a config the pods would refuse.
 func TestRenderedConfigLoads(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "helm", "testdata", "values", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -135,9 +138,10 @@ func TestRenderedConfigLoads(t *testing.T) {
 				t.Fatalf("helm template: %v\n%s", err, errOut)
 			}
 			data := configMapData(t, out, "fhirwall-config")
+			// Every key of the ConfigMap, as its mount at /etc/fhirwall shows them beside fhirwall.yaml.
 			dir := t.TempDir()
-			for _, name := range []string{"fhirwall.yaml", "clients.yaml"} {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(data[name]), 0o600); err != nil {
+			for name, content := range data {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -156,6 +160,7 @@ func TestRenderedConfigLoads(t *testing.T) {
 			if key == nil || key.Secret == nil || !key.Secret.hasPath(filepath.Base(cfg.Audit.SigningKeyFile)) {
 				t.Errorf("audit.signing_key_file %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", cfg.Audit.SigningKeyFile, key)
 			}
+			checkPriorAuthFiles(t, cfg, dir, proxy)
 			if strings.Contains(data["fhirwall.yaml"], "PRIVATE KEY") {
 				t.Error("the ConfigMap holds a private key")
 			}
@@ -163,6 +168,37 @@ func TestRenderedConfigLoads(t *testing.T) {
 				t.Errorf("fhirwall refuses the rendered clients.yaml: %v", err)
 			}
 		})
+	}
+}
+
+// checkPriorAuthFiles: with the prior-auth API, fhirwall-proxy can read what it reads at start. A rules file
+// in the ConfigMap (priorAuth.rules) parses as the proxy parses it; one elsewhere is the operator's mount and
+// is not checked. The admin token the chart wires (FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE) is a file of a
+// Secret mounted read-only with mode 0400, and never a key of the ConfigMap.
+func checkPriorAuthFiles(t *testing.T, cfg *config.Config, configDir string, proxy podSpecView) {
+	t.Helper()
+	if !cfg.HasAPI(config.PriorAuthAPI) {
+		return
+	}
+	if filepath.Dir(cfg.PriorAuth.RulesFile) == configDir {
+		if _, err := um.LoadRules(cfg.PriorAuth.RulesFile); err != nil {
+			t.Errorf("fhirwall-proxy refuses the rendered prior-auth rules: %v", err)
+		}
+	}
+	token := proxy.env("FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE")
+	if token == "" {
+		return
+	}
+	vol, mount := proxy.mountedVolume(filepath.Dir(token)), proxy.mount(filepath.Dir(token))
+	switch {
+	case vol == nil || vol.Secret == nil || !vol.Secret.hasPath(filepath.Base(token)):
+		t.Errorf("FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", token, vol)
+	case !mount.ReadOnly || vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o400:
+		mode := "unset"
+		if vol.Secret.DefaultMode != nil {
+			mode = fmt.Sprintf("%#o", *vol.Secret.DefaultMode)
+		}
+		t.Errorf("the admin token's Secret is not mounted read-only with mode 0400 (readOnly %v, defaultMode %s)", mount.ReadOnly, mode)
 	}
 }
 
@@ -204,15 +240,22 @@ func configMapData(t *testing.T, manifests, name string) map[string]string {
 	}](t, manifests, "ConfigMap", name).Data
 }
 
-// podSpecView is the part of a Deployment's pod template the audit checks read.
+// podSpecView is the part of a Deployment's pod template the audit and prior-auth checks read.
 type podSpecView struct {
 	Containers []struct {
-		VolumeMounts []struct {
-			Name      string `yaml:"name"`
-			MountPath string `yaml:"mountPath"`
-		} `yaml:"volumeMounts"`
+		Env []struct {
+			Name  string `yaml:"name"`
+			Value string `yaml:"value"`
+		} `yaml:"env"`
+		VolumeMounts []mountView `yaml:"volumeMounts"`
 	} `yaml:"containers"`
 	Volumes []volumeView `yaml:"volumes"`
+}
+
+type mountView struct {
+	Name      string `yaml:"name"`
+	MountPath string `yaml:"mountPath"`
+	ReadOnly  bool   `yaml:"readOnly"`
 }
 
 type volumeView struct {
@@ -223,8 +266,9 @@ type volumeView struct {
 }
 
 type secretView struct {
-	SecretName string `yaml:"secretName"`
-	Items      []struct {
+	SecretName  string `yaml:"secretName"`
+	DefaultMode *int   `yaml:"defaultMode"`
+	Items       []struct {
 		Key  string `yaml:"key"`
 		Path string `yaml:"path"`
 	} `yaml:"items"`
@@ -260,6 +304,30 @@ func (p podSpecView) mountedVolume(dir string) *volumeView {
 	return nil
 }
 
+// mount returns the first container's mount at dir, or the zero mountView.
+func (p podSpecView) mount(dir string) mountView {
+	if len(p.Containers) > 0 {
+		for _, m := range p.Containers[0].VolumeMounts {
+			if m.MountPath == dir {
+				return m
+			}
+		}
+	}
+	return mountView{}
+}
+
+// env returns the literal value of the first container's variable name, or "".
+func (p podSpecView) env(name string) string {
+	if len(p.Containers) > 0 {
+		for _, e := range p.Containers[0].Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
 // podSpec returns the pod template of the Deployment called name in helm's multi-document output.
 func podSpec(t *testing.T, manifests, name string) podSpecView {
 	t.Helper()
@@ -292,6 +360,12 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"spool-dir-in-config.yaml", "at '/config/audit/spool': additional properties 'dir' not allowed"},
 		{"proxy-replicas-share-spool.yaml", "Keep proxy.replicas at 1"},
 		{"cors-wildcard-origin.yaml", "at '/config/apis/0/cors/allowed_origins/0'"},
+		{"prior-auth-without-rules.yaml", "config.apis has the prior-auth API but priorAuth.rules is not set"},
+		{"prior-auth-without-validator.yaml", "config.apis has the prior-auth API but config.prior_auth.validator.url is not set"},
+		{"prior-auth-two-rules-files.yaml", "priorAuth.rules and config.prior_auth.rules_file \"/etc/payer/rules.yaml\" are both set"},
+		{"prior-auth-relative-rules-file.yaml", "config.prior_auth.rules_file \"prior-auth-rules.yaml\" is relative"},
+		{"prior-auth-two-admin-tokens.yaml", "priorAuth.adminTokenSecret and config.prior_auth.admin_token_file"},
+		{"prior-auth-rule-unknown-action.yaml", "at '/priorAuth/rules/rules/0/action': value must be one of"},
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {

@@ -133,6 +133,53 @@ root-reserved 5% and filesystem overhead. An existingClaim's size is unknown her
 {{- $max -}}
 {{- end -}}
 
+{{/* Not under /etc/fhirwall: that is the ConfigMap's mount. */}}
+{{- define "fhirwall.priorAuthAdminTokenDir" -}}/etc/fhirwall-prior-auth-admin{{- end -}}
+{{/* The ConfigMap key of priorAuth.rules, beside fhirwall.yaml: prior_auth.rules_file resolves against it. */}}
+{{- define "fhirwall.priorAuthRulesFile" -}}prior-auth-rules.yaml{{- end -}}
+
+{{/* "true" when config.apis has the Prior Authorization API (config.PriorAuthAPI), else empty. */}}
+{{- define "fhirwall.priorAuthAPI" -}}
+{{- range .Values.config.apis -}}
+{{- if eq (toString .name) "prior-auth" -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+config.prior_auth completed by the chart: rules_file names the ConfigMap's prior-auth-rules.yaml when the
+operator gave none. Rendering stops where fhirwall-proxy would refuse to start (no rules, no validator) or
+where two values would disagree on which file is read.
+*/}}
+{{- define "fhirwall.priorAuthConfig" -}}
+{{- $pa := deepCopy (.Values.config.prior_auth | default dict) -}}
+{{- $rulesFile := $pa.rules_file | default "" -}}
+{{- $chartRules := include "fhirwall.priorAuthRulesFile" . -}}
+{{- if and .Values.priorAuth.rules $rulesFile (ne $rulesFile $chartRules) -}}
+{{- fail (printf "priorAuth.rules and config.prior_auth.rules_file %q are both set: the chart renders priorAuth.rules as %s beside fhirwall.yaml; drop rules_file to use it, or drop priorAuth.rules to read your own mounted file" $rulesFile $chartRules) -}}
+{{- end -}}
+{{- if and $rulesFile (not .Values.priorAuth.rules) (not (isAbs $rulesFile)) -}}
+{{- fail (printf "config.prior_auth.rules_file %q is relative, so fhirwall reads it beside fhirwall.yaml in the chart's ConfigMap, which holds rules only from priorAuth.rules: set priorAuth.rules (and drop rules_file), or give the absolute path of your own mounted file" $rulesFile) -}}
+{{- end -}}
+{{- if and $pa.admin_token_file (not (isAbs (toString $pa.admin_token_file))) -}}
+{{- fail (printf "config.prior_auth.admin_token_file %q is relative, so fhirwall reads it beside fhirwall.yaml in the chart's ConfigMap, where no token may be: set priorAuth.adminTokenSecret instead" $pa.admin_token_file) -}}
+{{- end -}}
+{{- if and .Values.priorAuth.adminTokenSecret $pa.admin_token_file -}}
+{{- fail (printf "priorAuth.adminTokenSecret and config.prior_auth.admin_token_file %q are both set: the chart mounts the Secret and points FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE at it, which would win silently; set one" $pa.admin_token_file) -}}
+{{- end -}}
+{{- if include "fhirwall.priorAuthAPI" . -}}
+{{- if not (or .Values.priorAuth.rules $rulesFile) -}}
+{{- fail "config.apis has the prior-auth API but priorAuth.rules is not set: fhirwall-proxy decides every item of a prior-auth request by these rules and does not start without them. Copy config/prior-auth-rules.yaml from the fhirwall repository under priorAuth.rules (its top-level key rules: becomes priorAuth.rules.rules) and adapt it; or mount your own file (proxy.extraVolumes) and set config.prior_auth.rules_file to its path" -}}
+{{- end -}}
+{{- if not (dig "validator" "url" "" $pa) -}}
+{{- fail "config.apis has the prior-auth API but config.prior_auth.validator.url is not set: every PAS request Bundle is validated against Da Vinci PAS 2.0.1 before it is accepted, by a validator service this chart does not deploy (test/tools/fhir-validator serve mode, see the chart README); set its http(s) URL" -}}
+{{- end -}}
+{{- if not $rulesFile -}}
+{{- $_ := set $pa "rules_file" $chartRules -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $pa -}}
+{{- end -}}
+
 {{/*
 fhirwall.yaml: .Values.config with the wiring overlaid (maps merge key by key). The wiring wins because it
 must agree with the Services, container ports and mounts this chart creates.
@@ -172,7 +219,12 @@ must agree with the Services, container ports and mounts this chart creates.
       "dir" (include "fhirwall.auditSpoolDir" .)
       "max_bytes" (int64 (include "fhirwall.auditSpoolMaxBytes" .)))
     "signing_key_file" (printf "%s/signing.key" (include "fhirwall.auditKeyDir" .))) -}}
-{{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $wiring) -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $priorAuth := include "fhirwall.priorAuthConfig" . | fromYaml -}}
+{{- if $priorAuth -}}
+{{- $_ := set $config "prior_auth" $priorAuth -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $config $wiring) -}}
 {{- end -}}
 
 {{/* Pod-level scheduling fields shared by the three Deployments; call with the component's values. */}}
