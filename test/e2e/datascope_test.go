@@ -27,8 +27,11 @@ func TestProviderSeesClaimsWithoutCostSharingWhileTheMemberStillDoes(t *testing.
 					costShared = true
 				}
 			}
-			if !costShared || !ownIDs["eob-member-01-1"] || !ownIDs["priorauth-member-01-2"] {
+			if !costShared || !ownIDs["eob-member-01-1"] || !ownIDs["priorauth-member-01-1"] {
 				t.Fatalf("the member's own view lost cost-sharing or claims: %v", ownIDs)
+			}
+			if ownIDs["priorauth-member-01-2"] {
+				t.Error("a drug prior authorisation reached the member (CMS-0057-F: prior auths, not drugs)")
 			}
 
 			prov := send(t, "GET", providerModes[i].base+"/ExplanationOfBenefit?patient=member-01&_count=50", provider, nil, "")
