@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -222,10 +223,11 @@ func checkPaged(t *testing.T, what string, s searchReport, base string, count in
 	}
 }
 
-// hapiEOBsOf is every claim HAPI holds for a patient, asked of HAPI directly ("Type/id", sorted).
+// hapiEOBsOf is every claim of the patient on HAPI that Patient Access lets leave (its data scope withholds
+// drug prior auths), as Type/id, sorted: what paging through fhirwall must return, each once.
 func hapiEOBsOf(t *testing.T, ctx context.Context, patient string) []string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, stackenv.HAPIURL+"/ExplanationOfBenefit?patient="+patient+"&_elements=id&_count=1000", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, stackenv.HAPIURL+"/ExplanationOfBenefit?patient="+patient+"&_count=1000", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func hapiEOBsOf(t *testing.T, ctx context.Context, patient string) []string {
 	defer resp.Body.Close()
 	var b struct {
 		Entry []struct {
-			Resource struct{ ResourceType, ID string }
+			Resource map[string]any
 		}
 		Link []struct{ Relation string }
 	}
@@ -246,7 +248,9 @@ func hapiEOBsOf(t *testing.T, ctx context.Context, patient string) []string {
 	}
 	var ids []string
 	for _, e := range b.Entry {
-		ids = append(ids, e.Resource.ResourceType+"/"+e.Resource.ID)
+		if keep, _ := datascope.Apply(datascope.PatientAccess, e.Resource, time.Now()); keep {
+			ids = append(ids, e.Resource["resourceType"].(string)+"/"+e.Resource["id"].(string))
+		}
 	}
 	for _, l := range b.Link {
 		if l.Relation == "next" {
@@ -254,7 +258,7 @@ func hapiEOBsOf(t *testing.T, ctx context.Context, patient string) []string {
 		}
 	}
 	if len(ids) < 3 {
-		t.Fatalf("HAPI holds %d claims for %s: too few to page with _count=2 (is the seed loaded?)", len(ids), patient)
+		t.Fatalf("HAPI holds %d claims for %s that Patient Access shows: too few to page with _count=2 (is the seed loaded?)", len(ids), patient)
 	}
 	slices.Sort(ids)
 	return ids
