@@ -28,6 +28,7 @@ import (
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
+	"github.com/fhirwall/fhirwall/test/stackhttp"
 )
 
 const (
@@ -211,44 +212,20 @@ func (a answer) String() string {
 	return fmt.Sprintf("%s %s → %d %.600s", a.method, a.url, a.status, a.body)
 }
 
-// send makes one request as a client would; a 429 or 503 is waited out a few times, as a well-behaved client
-// does (the API's rate limit is lower than the suite's burst).
+// client sends as a well-behaved client does: a 429 or 503 is waited out a few times (the API's rate limit
+// is lower than the suite's burst). 503 is fhirwall failing closed while the FHIR server is slow (its opt-in
+// read timed out): retried, and logged, since the shared stack also runs other suites (faults pause HAPI and
+// Kafka).
+var client = stackhttp.Client{HTTP: httpClient, RetryOn: []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}, Retries: 5, Wait: 2 * time.Second}
+
+// send makes one request as a client would.
 func send(t *testing.T, method, u, token string, header map[string]string, body []byte) answer {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx(t), method, u, rd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Accept", "application/fhir+json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/fhir+json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, u, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if (resp.StatusCode == 429 || resp.StatusCode == 503) && attempt < 5 {
-			// 503 is fhirwall failing closed while the FHIR server is slow (its opt-in read timed out): retried,
-			// and logged, since the shared stack also runs other suites (faults pause HAPI and Kafka).
-			t.Logf("%s %s → %d, retrying: %.200s", method, u, resp.StatusCode, b)
-			time.Sleep(2 * time.Second)
-			continue
-		}
-		return answer{method, u, resp.StatusCode, b, resp.Header, resp.Header.Get("X-Fhirwall-Decision-Id")}
+	a, err := client.Send(ctx(t), t, stackhttp.Request{Method: method, URL: u, Token: token, Header: header, Body: body})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return answer{a.Method, a.URL, a.Status, a.Body, a.Header, a.DecisionID}
 }
 
 func mustJSON(v any) []byte {

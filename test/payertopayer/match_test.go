@@ -4,16 +4,12 @@ package payertopayer_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/fhirwall/fhirwall/test/membermatch"
+	"github.com/fhirwall/fhirwall/test/stackaudit"
 )
 
 // --- HRex / PDex request bodies ---------------------------------------------------------------------------
@@ -70,85 +66,16 @@ type expectation struct {
 // record: api payer-to-payer, the status the client got, the client, and the outcome where one is expected.
 func checkAudit(t *testing.T, want []expectation) {
 	t.Helper()
-	byID := map[string]expectation{}
-	for _, w := range want {
-		if w.a.decisionID == "" {
-			t.Errorf("%s %s: no X-Fhirwall-Decision-Id header", w.mode, w.a)
-			continue
-		}
-		byID[w.a.decisionID] = w
-	}
-	if len(byID) == 0 {
-		return
-	}
-	conn, err := kafkago.Dial("tcp", kafkaBroker)
-	if err != nil {
-		t.Fatalf("kafka: %v", err)
-	}
-	parts, err := conn.ReadPartitions(auditTopic)
-	conn.Close()
-	if err != nil || len(parts) == 0 {
-		t.Fatalf("kafka partitions of %s: %v", auditTopic, err)
-	}
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	records := make(chan map[string]any, 256)
-	for _, p := range parts {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))},
-			Topic: auditTopic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
-		defer r.Close()
-		if err := r.SetOffsetAt(c, testStart.Add(-10*time.Second)); err != nil {
-			t.Fatalf("kafka offset: %v", err)
-		}
-		go func() {
-			for {
-				msg, err := r.ReadMessage(c)
-				if err != nil {
-					return
-				}
-				var rec map[string]any
-				if json.Unmarshal(msg.Value, &rec) == nil {
-					select {
-					case records <- rec:
-					case <-c.Done():
-						return
-					}
-				}
-			}
-		}()
-	}
-	for len(byID) > 0 {
-		var rec map[string]any
-		select {
-		case rec = <-records:
-		case <-c.Done():
-			for _, w := range byID {
-				t.Errorf("%s %s: no audit record with decision_id %s in Kafka", w.mode, w.a, w.a.decisionID)
-			}
-			return
-		}
-		w, ok := byID[fmt.Sprint(rec["decision_id"])]
-		if !ok {
-			continue
-		}
-		delete(byID, w.a.decisionID)
-		raw := mustJSON(rec)
-		if rec["api"] != api {
-			t.Errorf("%s %s: record api %v: %s", w.mode, w.a, rec["api"], raw)
-		}
-		if st, _ := rec["status"].(float64); int(st) != w.a.status {
-			t.Errorf("%s %s: record status %v, the client got %d", w.mode, w.a, rec["status"], w.a.status)
-		}
-		if w.client != "" && rec["client_id"] != w.client {
-			t.Errorf("%s %s: record client_id %v, want %s", w.mode, w.a, rec["client_id"], w.client)
-		}
-		if w.outcome != "" && rec["outcome"] != w.outcome {
-			t.Errorf("%s %s: record outcome %v, want %s: %s", w.mode, w.a, rec["outcome"], w.outcome, raw)
-		}
-	}
+	stackaudit.Expect(c, t, testStart.Add(-10*time.Second), api, auditExpectations(want))
 }
 
-const (
-	auditTopic  = "fhirwall.audit"
-	kafkaBroker = "127.0.0.1:9092"
-)
+func auditExpectations(want []expectation) []stackaudit.Expectation {
+	out := make([]stackaudit.Expectation, 0, len(want))
+	for _, w := range want {
+		out = append(out, stackaudit.Expectation{What: w.mode + " " + w.a.String(), DecisionID: w.a.decisionID,
+			Status: w.a.status, Client: w.client, Outcome: w.outcome})
+	}
+	return out
+}

@@ -16,28 +16,25 @@
 package priorauth_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/fhirwall/fhirwall/adapters/profilevalidator"
 	pa "github.com/fhirwall/fhirwall/test/priorauth"
 	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/stackaudit"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
+	"github.com/fhirwall/fhirwall/test/stackhttp"
 )
 
 const (
@@ -168,41 +165,17 @@ func (a answer) String() string {
 	return fmt.Sprintf("%s %s → %d %.800s", a.method, a.url, a.status, a.body)
 }
 
-// send makes one request as a client would; a 429 is waited out a few times, as a well-behaved client does.
+// client sends as a well-behaved client does: a 429 is waited out a few times.
+var client = stackhttp.Client{HTTP: httpClient, RetryOn: []int{http.StatusTooManyRequests}, Retries: 5, Wait: 2 * time.Second}
+
+// send makes one request as a client would.
 func send(t *testing.T, method, u, token string, header map[string]string, body []byte) answer {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx(t), method, u, rd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Accept", "application/fhir+json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/fhir+json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, u, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusTooManyRequests && attempt < 5 {
-			t.Logf("%s %s → 429, retrying", method, u)
-			time.Sleep(2 * time.Second)
-			continue
-		}
-		return answer{method, u, resp.StatusCode, b, resp.Header, resp.Header.Get("X-Fhirwall-Decision-Id")}
+	a, err := client.Send(ctx(t), t, stackhttp.Request{Method: method, URL: u, Token: token, Header: header, Body: body})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return answer{a.Method, a.URL, a.Status, a.Body, a.Header, a.DecisionID}
 }
 
 func mustJSON(v any) []byte {
@@ -435,8 +408,6 @@ func decideLeftovers(t *testing.T, rs ...*pa.Request) {
 // --- audit ------------------------------------------------------------------------------------------------
 
 const (
-	auditTopic  = "fhirwall.audit"
-	kafkaBroker = "127.0.0.1:9092"
 	// notificationInteraction is the interaction of the audit record of a notification delivery
 	// (internal/decision InteractionNotification: kind access, path Subscription/<id>, outcome delivered).
 	notificationInteraction = "notification"
@@ -465,97 +436,38 @@ type expectation struct {
 	client  string
 }
 
+// auditSince is where the suite reads the audit topic from: just before it started.
+func auditSince() time.Time { return testStart.Add(-10 * time.Second) }
+
 // scanAudit reads the audit topic from just before the suite started, calling visit on every record until
 // it returns true or a minute passes (false).
 func scanAudit(t *testing.T, visit func(rec map[string]any) bool) bool {
 	t.Helper()
-	conn, err := kafkago.Dial("tcp", kafkaBroker)
-	if err != nil {
-		t.Fatalf("kafka: %v", err)
-	}
-	parts, err := conn.ReadPartitions(auditTopic)
-	conn.Close()
-	if err != nil || len(parts) == 0 {
-		t.Fatalf("kafka partitions of %s: %v", auditTopic, err)
-	}
-	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	records := make(chan map[string]any, 256)
-	for _, p := range parts {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))},
-			Topic: auditTopic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
-		defer r.Close()
-		if err := r.SetOffsetAt(c, testStart.Add(-10*time.Second)); err != nil {
-			t.Fatalf("kafka offset: %v", err)
-		}
-		go func() {
-			for {
-				msg, err := r.ReadMessage(c)
-				if err != nil {
-					return
-				}
-				var rec map[string]any
-				if json.Unmarshal(msg.Value, &rec) == nil {
-					select {
-					case records <- rec:
-					case <-c.Done():
-						return
-					}
-				}
-			}
-		}()
+	found, err := stackaudit.Scan(c, auditSince(), visit)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for {
-		select {
-		case rec := <-records:
-			if visit(rec) {
-				return true
-			}
-		case <-c.Done():
-			return false
-		}
-	}
+	return found
 }
 
 // checkAudit waits until every expected answer has its record: api prior-auth, the status the client got,
 // the client, and the outcome (approved, denied, pended) where one is expected.
 func checkAudit(t *testing.T, want []expectation) {
 	t.Helper()
-	byID := map[string]expectation{}
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stackaudit.Expect(c, t, auditSince(), api, auditExpectations(want))
+}
+
+func auditExpectations(want []expectation) []stackaudit.Expectation {
+	out := make([]stackaudit.Expectation, 0, len(want))
 	for _, w := range want {
-		if w.a.decisionID == "" {
-			t.Errorf("%s %s: no X-Fhirwall-Decision-Id header", w.mode, w.a)
-			continue
-		}
-		byID[w.a.decisionID] = w
+		out = append(out, stackaudit.Expectation{What: w.mode + " " + w.a.String(), DecisionID: w.a.decisionID,
+			Status: w.a.status, Client: w.client, Outcome: w.outcome})
 	}
-	if len(byID) == 0 {
-		return
-	}
-	scanAudit(t, func(rec map[string]any) bool {
-		w, ok := byID[fmt.Sprint(rec["decision_id"])]
-		if !ok {
-			return false
-		}
-		delete(byID, w.a.decisionID)
-		raw := mustJSON(rec)
-		if rec["api"] != api {
-			t.Errorf("%s %s: record api %v: %s", w.mode, w.a, rec["api"], raw)
-		}
-		if st, _ := rec["status"].(float64); int(st) != w.a.status {
-			t.Errorf("%s %s: record status %v, the client got %d", w.mode, w.a, rec["status"], w.a.status)
-		}
-		if w.client != "" && rec["client_id"] != w.client {
-			t.Errorf("%s %s: record client_id %v, want %s", w.mode, w.a, rec["client_id"], w.client)
-		}
-		if w.outcome != "" && rec["outcome"] != w.outcome {
-			t.Errorf("%s %s: record outcome %v, want %s: %s", w.mode, w.a, rec["outcome"], w.outcome, raw)
-		}
-		return len(byID) == 0
-	})
-	for _, w := range byID {
-		t.Errorf("%s %s: no audit record with decision_id %s in Kafka", w.mode, w.a, w.a.decisionID)
-	}
+	return out
 }
 
 // checkDeliveriesAudited waits until every subscription has at least one delivery record in the audit topic.
