@@ -24,8 +24,10 @@ import (
 // agents and entities of IHE.BasicAudit.PatientRead / PatientQuery / PatientCreate / PatientUpdate /
 // PatientDelete, and of IHE.BasicAudit.Read / Query / Create / Update / Delete without one.
 
-// ErrNotAccess is returned for an entry that is not an access record (a checkpoint): it has no AuditEvent, and
-// an exporter walking the log skips it.
+// ErrNotAccess is returned for an entry that is not an access record (a checkpoint, an admin entry): it has no
+// AuditEvent here, and an exporter walking the log skips it. An admin entry could be rendered as a DICOM
+// "Security Alert" AuditEvent, but BALP profiles no administrative event, and its before/after objects would
+// have to be carried as entity details; `fhirwall audit query -kind admin` gives the entries as written.
 var ErrNotAccess = errors.New("not an access record")
 
 // AuditEventOptions says who recorded the events: the fhirwall instance doing the export.
@@ -146,7 +148,7 @@ func shapeOf(interaction string) interactionShape {
 }
 
 // AuditEvent renders an access record as the JSON of one FHIR R4 AuditEvent whose id is the record's id.
-// A checkpoint returns ErrNotAccess.
+// A checkpoint or an admin entry returns ErrNotAccess.
 func AuditEvent(r Record, o AuditEventOptions) ([]byte, error) {
 	// Schema 1 predates kind: every schema-1 entry is an access record.
 	if r.Kind != KindAccess && !(r.Kind == "" && r.Schema == "1") {

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// The audit log is JSON lines. Every line is an entry (a Record or a Checkpoint) that the spool sealed into
+// The audit log is JSON lines. Every line is an entry (an access record, an admin entry or a checkpoint) that the spool sealed into
 // the chain:
 //
 //	{"chain":"<id>","seq":<n>,"prev_hash":"<hex>", ...the entry's own members... ,"hash":"<hex>"}
@@ -71,22 +71,26 @@ type Entry struct {
 	PrevHash string    `json:"prev_hash"`
 	Hash     string    `json:"hash"`
 	Time     time.Time `json:"time"`
-	// Partition key: the first patient, else the client.
+	// Partition key: the first patient, else the client, else the admin entry's target.
 	Patients []string `json:"patients"`
 	ClientID string   `json:"client_id"`
+	Target   string   `json:"target"` // KindAdmin only
 	// Checkpoint members (KindCheckpoint only).
 	KeyID     string `json:"key_id"`
 	Signature string `json:"signature"`
 }
 
 // Key is the Kafka partition key that keeps one patient's entries in order: the first patient, else the
-// client, else the chain (checkpoints).
+// client, else the app an admin entry changed (one app's history stays in order), else the chain
+// (checkpoints).
 func (e Entry) Key() string {
 	switch {
 	case len(e.Patients) > 0:
 		return e.Patients[0]
 	case e.ClientID != "":
 		return e.ClientID
+	case e.Target != "":
+		return e.Target
 	}
 	return e.Chain
 }
@@ -117,7 +121,7 @@ func ParseLine(line []byte) (Entry, error) {
 	if e.Hash != string(claimed) || e.Seq == 0 || e.Chain == "" || len(e.PrevHash) != hashHexLen {
 		return Entry{}, fmt.Errorf("%w: chain members missing or altered", ErrMalformed)
 	}
-	if e.Kind != KindAccess && e.Kind != KindCheckpoint {
+	if e.Kind != KindAccess && e.Kind != KindCheckpoint && e.Kind != KindAdmin {
 		return Entry{}, fmt.Errorf("%w: unknown kind %q", ErrMalformed, e.Kind)
 	}
 	return e, nil

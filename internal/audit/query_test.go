@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-func TestFilterSelectsByPatientClientAPIAndHalfOpenWindow(t *testing.T) {
+func TestFilterSelectsByKindPatientClientAPIAndHalfOpenWindow(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	rec := Record{Kind: KindAccess, Time: t0, API: "patient-access", ClientID: "app-1", Patients: []string{"p1", "p2"}}
+	admin := Record{Kind: KindAdmin, Time: t0, Actor: "admin:alice", Action: "suspend", Target: "app-1"}
 	cases := []struct {
 		name string
 		f    Filter
@@ -31,6 +32,17 @@ func TestFilterSelectsByPatientClientAPIAndHalfOpenWindow(t *testing.T) {
 		{"all members must match", Filter{Patient: "p1", Client: "app-2"}, rec, false},
 		{"schema 1 record without kind", Filter{Client: "app-1"}, Record{Time: t0, ClientID: "app-1"}, true},
 		{"checkpoint never matches", Filter{}, Record{Kind: KindCheckpoint, Time: t0}, false},
+		{"checkpoint never matches the admin kind", Filter{Kind: KindAdmin}, Record{Kind: KindCheckpoint, Time: t0}, false},
+		{"access filter never matches an admin entry", Filter{}, admin, false},
+		{"admin kind never matches an access record", Filter{Kind: KindAdmin}, rec, false},
+		{"admin kind matches an admin entry", Filter{Kind: KindAdmin}, admin, true},
+		{"admin entry by the app it changed", Filter{Kind: KindAdmin, Client: "app-1"}, admin, true},
+		{"admin entry of another app", Filter{Kind: KindAdmin, Client: "app-2"}, admin, false},
+		{"admin entry matched on target, not on client_id", Filter{Kind: KindAdmin, Client: "app-1"}, Record{Kind: KindAdmin, Time: t0, ClientID: "app-1", Target: "app-9"}, false},
+		{"admin entry in the window", Filter{Kind: KindAdmin, Since: t0, Until: t0.Add(time.Second)}, admin, true},
+		{"admin entry after the window", Filter{Kind: KindAdmin, Until: t0}, admin, false},
+		{"admin entry concerns no patient", Filter{Kind: KindAdmin, Patient: "p1"}, admin, false},
+		{"admin entry concerns no one API", Filter{Kind: KindAdmin, API: "patient-access"}, admin, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

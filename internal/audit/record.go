@@ -6,24 +6,34 @@ package audit
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
 )
 
 // SchemaVersion is bumped on every incompatible change of the entries (Record, Checkpoint). Version 2 added
-// kind, chain, seq, prev_hash and hash, and the checkpoint entry.
+// kind, chain, seq, prev_hash and hash, and the checkpoint entry. The admin kind came later without a bump:
+// it changes no byte of an access record or checkpoint, and a reader that selects entries by kind (as the
+// CMS report and the AuditEvent export do) skips it.
 const SchemaVersion = "2"
 
 // Kinds of entry in the audit log.
 const (
 	KindAccess     = "access"     // a Record: one request
 	KindCheckpoint = "checkpoint" // a Checkpoint: the signed chain head
+	KindAdmin      = "admin"      // a Record with Kind admin: one administrative change (an app registered, approved, suspended …)
 )
 
-// Record is one request as a SIEM sees it. Field names are the wire format: see README "Audit record" and
-// docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by the spool when the record joins the
-// chain; Hash is always the last member of the JSON line (see line.go).
+// Record is one request as a SIEM sees it, or (Kind admin) one administrative change. Field names are the wire
+// format: see README "Audit record" and docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by
+// the spool when the record joins the chain; Hash is always the last member of the JSON line (see line.go).
+//
+// An access record carries the request members and never the admin ones; an admin entry carries schema,
+// kind, id, time, the admin members and the chain members, and none of the request members (MarshalJSON
+// picks the shape by Kind). Both go through the same Write, so they are sealed into one chain.
 type Record struct {
 	Schema         string    `json:"schema"`
 	Kind           string    `json:"kind"`
@@ -53,11 +63,88 @@ type Record struct {
 	Bytes          int64     `json:"bytes"`
 	// Outcome is what an operation fhirwall answers itself concluded (Payer-to-Payer $member-match: matched,
 	// no_match, ambiguous, consent_refused, …), which its answer may deliberately not tell the client.
-	Outcome  string `json:"outcome"`
+	Outcome string `json:"outcome"`
+
+	// Admin entries only (KindAdmin): who changed what, why, and the object before and after the change.
+	Actor  string          `json:"actor,omitempty"`  // the reviewer, developer or system that made the change ("admin:alice", "dcr", "import")
+	Action string          `json:"action,omitempty"` // register, update, approve, activate, suspend, reactivate, deactivate, import, …
+	Target string          `json:"target,omitempty"` // what changed: the app's client id
+	Reason string          `json:"reason,omitempty"` // why, as the actor gave it; empty if none was given
+	Before json.RawMessage `json:"before,omitempty"` // a JSON object; nil (null on the wire) when the object was created
+	After  json.RawMessage `json:"after,omitempty"`  // a JSON object
+
 	Chain    string `json:"chain,omitempty"`
 	Seq      uint64 `json:"seq,omitempty"`
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+}
+
+// accessRecord is Record without its methods: the access shape, the encoding every access record always had.
+type accessRecord Record
+
+// adminEntry is the wire shape of an admin entry. Every member is always present (before is null on
+// creation), as in an access record; the chain members are set only when a sealed line is re-encoded.
+type adminEntry struct {
+	Schema   string          `json:"schema"`
+	Kind     string          `json:"kind"`
+	ID       string          `json:"id"`
+	Time     time.Time       `json:"time"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Target   string          `json:"target"`
+	Reason   string          `json:"reason"`
+	Before   json.RawMessage `json:"before"`
+	After    json.RawMessage `json:"after"`
+	Chain    string          `json:"chain,omitempty"`
+	Seq      uint64          `json:"seq,omitempty"`
+	PrevHash string          `json:"prev_hash,omitempty"`
+	Hash     string          `json:"hash,omitempty"`
+}
+
+// ErrIncomplete is returned when an admin entry lacks what makes it an audit record of a change (an actor,
+// an action, a target, the object after the change): the spool refuses it rather than seal a record that
+// says nothing, and the change is not made.
+var ErrIncomplete = errors.New("audit: incomplete admin entry")
+
+// MarshalJSON writes the record in the shape of its kind: an access record exactly as it always was (the admin
+// members left out, whatever they hold), an admin entry with only the admin members.
+func (r Record) MarshalJSON() ([]byte, error) {
+	if r.Kind != KindAdmin {
+		a := accessRecord(r)
+		a.Actor, a.Action, a.Target, a.Reason, a.Before, a.After = "", "", "", "", nil, nil
+		return json.Marshal(a)
+	}
+	var missing []string
+	for _, m := range []struct{ name, v string }{{"actor", r.Actor}, {"action", r.Action}, {"target", r.Target}} {
+		if m.v == "" {
+			missing = append(missing, m.name)
+		}
+	}
+	if !isObject(r.After) {
+		missing = append(missing, "after (a JSON object)")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w %s: no %s", ErrIncomplete, r.ID, strings.Join(missing, ", "))
+	}
+	before := r.Before
+	if isNull(before) {
+		before = nil // encodes as null
+	} else if !isObject(before) {
+		return nil, fmt.Errorf("%w %s: before is neither null nor a JSON object", ErrIncomplete, r.ID)
+	}
+	return json.Marshal(adminEntry{Schema: r.Schema, Kind: r.Kind, ID: r.ID, Time: r.Time, Actor: r.Actor,
+		Action: r.Action, Target: r.Target, Reason: r.Reason, Before: before, After: r.After,
+		Chain: r.Chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash})
+}
+
+func isNull(b json.RawMessage) bool {
+	t := strings.TrimSpace(string(b))
+	return t == "" || t == "null"
+}
+
+func isObject(b json.RawMessage) bool {
+	t := strings.TrimSpace(string(b))
+	return strings.HasPrefix(t, "{") && json.Valid(b)
 }
 
 // RedactQuery returns a raw query string with the value of every access_token parameter replaced: a token

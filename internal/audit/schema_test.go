@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -37,7 +38,7 @@ func exampleKey() ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 
-// exampleRecords are the access records of the examples, in chain order.
+// exampleRecords are the records of the examples (three access records, then an admin entry), in chain order.
 func exampleRecords() []Record {
 	at := func(s string) time.Time {
 		t, err := time.Parse(time.RFC3339Nano, s)
@@ -78,7 +79,30 @@ func exampleRecords() []Record {
 		RequestID: "4e6a8c0e-2b4d-4f6a-8c0e-1b3d5f7a9c2e", Status: 200, DataCategories: []string{"clinical"},
 		UpstreamMillis: 48.07, Bytes: 15873,
 	}
-	return []Record{allowed, refused, provider}
+	return []Record{allowed, refused, provider, exampleAdmin()}
+}
+
+// exampleApp is the app registry's App as its JSON (adapters/registry/apps), written out here because
+// internal/audit does not import adapters.
+const exampleApp = `{"client_id":"member-app","name":"Member Health Companion","developer_org":"Example Health Apps Inc.",` +
+	`"contacts":[{"name":"Sam Ortiz","email":"security@apps.example","role":"security"}],` +
+	`"client_uri":"https://apps.example/companion","policy_uri":"https://apps.example/privacy",` +
+	`"redirect_uris":["https://apps.example/callback"],"launch_types":["standalone"],"token_endpoint_auth_method":"none",` +
+	`"requested_apis":["patient-access"],"requested_scopes":["launch/patient","patient/ExplanationOfBenefit.rs","patient/Patient.rs"],` +
+	`"approved_apis":["patient-access"],"approved_scopes":["launch/patient","patient/ExplanationOfBenefit.rs","patient/Patient.rs"],` +
+	`"environment":"production","state":"%s","tier":"standard","created_at":"2026-01-12T09:30:00Z","updated_at":"%s","version":%d}`
+
+// exampleAdmin is a reviewer suspending member-app (the app of the access records before it).
+func exampleAdmin() Record {
+	before := fmt.Sprintf(exampleApp, "active", "2026-01-14T16:02:41Z", 4)
+	after := fmt.Sprintf(exampleApp, "suspended", "2026-03-02T14:06:00.125Z", 5)
+	return Record{
+		Schema: SchemaVersion, Kind: KindAdmin, ID: "6a8c0e2b4d6f4a8c0e2b4d6f8a0c2e4b",
+		Time:  time.Date(2026, 3, 2, 14, 6, 0, 125_000_000, time.UTC),
+		Actor: "admin:alice", Action: "suspend", Target: "member-app",
+		Reason: "SEC-2231: the app's callback host changed hands; suspended until the developer confirms it",
+		Before: json.RawMessage(before), After: json.RawMessage(after),
+	}
 }
 
 // exampleLines seals the example records and a checkpoint into one chain, as the spool would.
@@ -167,8 +191,8 @@ func TestAuditExamplesAreCurrentSealedAndSigned(t *testing.T) {
 		kinds[e.Kind]++
 		prev = e.Hash
 	}
-	if kinds[KindAccess] == 0 || kinds[KindCheckpoint] == 0 {
-		t.Errorf("examples cover kinds %v, want both", kinds)
+	if kinds[KindAccess] == 0 || kinds[KindAdmin] == 0 || kinds[KindCheckpoint] == 0 {
+		t.Errorf("examples cover kinds %v, want all three", kinds)
 	}
 }
 
@@ -297,16 +321,23 @@ func jsonFields(typ reflect.Type) []string {
 	return names
 }
 
-// TestSchemaListsEveryField stops the schema falling behind the code: every JSON member of Record and
-// Checkpoint (plus the chain members a sealed line carries) is a required, described property of its
-// definition, and the definition has no property the code does not write.
+// TestSchemaListsEveryField stops the schema falling behind the code: every JSON member of an access record,
+// an admin entry and a checkpoint (plus the chain members a sealed line carries) is a required, described
+// property of its definition, and the definition has no property the code does not write.
 func TestSchemaListsEveryField(t *testing.T) {
 	chainMembers := []string{"chain", "seq", "prev_hash", "hash"}
+	adminFields := jsonFields(reflect.TypeFor[adminEntry]())
+	commonAdmin := []string{"schema", "kind", "id", "time", "chain", "seq", "prev_hash", "hash"}
+	// An access record is Record without the admin members (MarshalJSON leaves them out).
+	accessFields := slices.DeleteFunc(jsonFields(reflect.TypeFor[Record]()), func(f string) bool {
+		return slices.Contains(adminFields, f) && !slices.Contains(commonAdmin, f)
+	})
 	for _, c := range []struct {
 		def    string
 		fields []string
 	}{
-		{"access", jsonFields(reflect.TypeFor[Record]())},
+		{"access", accessFields},
+		{"admin", adminFields},
 		{"checkpoint", append(jsonFields(reflect.TypeFor[Checkpoint]()), chainMembers...)},
 	} {
 		props, required := schemaProperties(t, c.def)
@@ -336,6 +367,7 @@ func TestSchemaRejectsMalformedEntries(t *testing.T) {
 	s := compileSchema(t)
 	lines := schemaReadLines(t, exampleLog)
 	access, checkpoint := lines[0], lines[len(lines)-1]
+	admin := lines[slices.IndexFunc(lines, func(l []byte) bool { return bytes.Contains(l, []byte(`"kind":"admin"`)) })]
 	edit := func(line []byte, f func(m map[string]any)) []byte {
 		var m map[string]any
 		d := json.NewDecoder(bytes.NewReader(line))
@@ -363,6 +395,13 @@ func TestSchemaRejectsMalformedEntries(t *testing.T) {
 		{"null patients", edit(access, func(m map[string]any) { m["patients"] = nil })},
 		{"schema version 1", edit(access, func(m map[string]any) { m["schema"] = "1" })},
 		{"unknown kind", edit(access, func(m map[string]any) { m["kind"] = "debug" })},
+		{"access record with an admin member", edit(access, func(m map[string]any) { m["actor"] = "admin:alice" })},
+		{"admin entry missing its actor", edit(admin, func(m map[string]any) { delete(m, "actor") })},
+		{"admin entry with an empty target", edit(admin, func(m map[string]any) { m["target"] = "" })},
+		{"admin entry without before", edit(admin, func(m map[string]any) { delete(m, "before") })},
+		{"admin entry with a null after", edit(admin, func(m map[string]any) { m["after"] = nil })},
+		{"admin entry with an access member", edit(admin, func(m map[string]any) { m["client_id"] = "member-app" })},
+		{"admin entry with before a string", edit(admin, func(m map[string]any) { m["before"] = "{}" })},
 		{"checkpoint missing its signature", edit(checkpoint, func(m map[string]any) { delete(m, "signature") })},
 		{"checkpoint with an access member", edit(checkpoint, func(m map[string]any) { m["patients"] = []string{} })},
 		{"checkpoint with an unknown reason", edit(checkpoint, func(m map[string]any) { m["reason"] = "manual" })},

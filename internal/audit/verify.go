@@ -33,7 +33,8 @@ type Report struct {
 	Chain       string
 	First, Last uint64 // seq range walked
 	Entries     int
-	Records     int
+	Records     int // access records and admin entries
+	Admin       int // of Records, the admin entries
 	Checkpoints int
 	Signed      uint64 // the last seq covered by a verified checkpoint or head
 	Duplicates  int    // identical entries seen again (Kafka retries); not a break
@@ -49,8 +50,12 @@ func (r Report) String() string {
 	} else {
 		b.WriteString("OK\n")
 	}
-	fmt.Fprintf(&b, "chain %s: seq %d..%d, %d entries (%d records, %d checkpoints), signed up to seq %d",
-		r.Chain, r.First, r.Last, r.Entries, r.Records, r.Checkpoints, r.Signed)
+	admin := ""
+	if r.Admin > 0 { // said only when there are some: the summary of a log without them reads as it always did
+		admin = fmt.Sprintf(" of which %d admin", r.Admin)
+	}
+	fmt.Fprintf(&b, "chain %s: seq %d..%d, %d entries (%d records%s, %d checkpoints), signed up to seq %d",
+		r.Chain, r.First, r.Last, r.Entries, r.Records, admin, r.Checkpoints, r.Signed)
 	if r.Duplicates > 0 {
 		fmt.Fprintf(&b, ", %d duplicates", r.Duplicates)
 	}
@@ -125,6 +130,9 @@ func (w *Walker) add(e Entry, where string) bool {
 		w.report.Signed = e.Seq
 	} else {
 		w.report.Records++
+		if e.Kind == KindAdmin {
+			w.report.Admin++
+		}
 	}
 	w.report.Entries++
 	w.report.Last = e.Seq
