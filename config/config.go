@@ -32,6 +32,8 @@ type Config struct {
 	Registry   Registry   `mapstructure:"registry"`
 	Jobs       Jobs       `mapstructure:"jobs"`
 	RateLimits RateLimits `mapstructure:"rate_limits"`
+	// Admin is what every admin API on proxy.admin shares (registry.go).
+	Admin Admin `mapstructure:"admin"`
 	// PriorAuth is the Prior Authorization API's adapter (priorauth.go); required when that API is configured.
 	PriorAuth PriorAuth `mapstructure:"prior_auth"`
 	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
@@ -110,10 +112,12 @@ type Tokens struct {
 	CacheSize          int           `mapstructure:"cache_size"`           // verified tokens kept; 0 turns the cache off
 }
 
-// Registry is the client registry. File is a YAML file of clients (see config/clients.yaml), reloaded when
-// it changes; a relative path is taken relative to the configuration file.
+// Registry is the client registry. Source says where the gateway reads it (registry.go): "file" (default),
+// File, a YAML file of clients (see config/clients.yaml), reloaded when it changes, a relative path taken
+// relative to the configuration file; or "postgres", the app registry in jobs.postgres_dsn.
 type Registry struct {
-	File string `mapstructure:"file"`
+	Source string `mapstructure:"source"`
+	File   string `mapstructure:"file"`
 }
 
 // API is one exposed FHIR API, its base path, and the resource types it serves.
@@ -402,6 +406,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("tokens.cache_size", 10000)
 	v.SetDefault("xds.local_address", "127.0.0.1:9192")
 	priorAuthDefaults(v)
+	registryDefaults(v)
 	v.SetEnvPrefix("FHIRWALL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -426,7 +431,7 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 		c.Proxy.PublicURL = "http://" + c.Proxy.HTTP
 	}
 	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile,
-		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile} {
+		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile, &c.Admin.TokenFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}
@@ -525,9 +530,7 @@ func (c *Config) Validate() error {
 	if c.Tokens.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("tokens.cache_size %d: want 0 or more", c.Tokens.CacheSize))
 	}
-	if c.Registry.File == "" {
-		errs = append(errs, errors.New("registry.file: required; only registered clients are served"))
-	}
+	errs = append(errs, c.validateRegistry()...)
 	errs = append(errs, c.validateRateLimits()...)
 	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
 		errs = append(errs, errors.New("xds.tls: set cert_file and key_file together (client_ca_file needs them)"))
