@@ -3,7 +3,7 @@
 //
 //	fhirwall audit keygen -out FILE
 //	fhirwall audit verify (-spool DIR | -kafka BROKERS) -key FILE [-head FILE]
-//	fhirwall audit query  (-spool DIR | -kafka BROKERS | -file FILE) [-patient ID] [-client ID] [-api NAME] [-since T] [-until T]
+//	fhirwall audit query  (-spool DIR | -kafka BROKERS | -file FILE) [-kind access|admin] [-patient ID] [-client ID] [-api NAME] [-since T] [-until T]
 //	fhirwall audit export -format auditevent (source) (filters) [-observer NAME]
 //	fhirwall audit report cms-patient-access -year YYYY (source) [-api NAME] [-repeat day|request] [-json]
 //	fhirwall prior-auth queue  [-admin URL] [-token-file FILE]
@@ -217,11 +217,12 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 }
 
 type filter struct {
-	patient, client, api, since, until *string
+	kind, patient, client, api, since, until *string
 }
 
 func filterFlags(fs *flag.FlagSet) filter {
 	return filter{
+		kind:    fs.String("kind", audit.KindAccess, "which entries: access (requests) or admin (changes to apps: who, what, before, after; -client selects one app)"),
 		patient: fs.String("patient", "", "only records whose patients include this id"),
 		client:  fs.String("client", "", "only records of this client_id"),
 		api:     fs.String("api", "", "only records of this API"),
@@ -231,7 +232,13 @@ func filterFlags(fs *flag.FlagSet) filter {
 }
 
 func (f filter) build() (audit.Filter, error) {
-	af := audit.Filter{Patient: *f.patient, Client: *f.client, API: *f.api}
+	af := audit.Filter{Kind: *f.kind, Patient: *f.patient, Client: *f.client, API: *f.api}
+	if af.Kind != audit.KindAccess && af.Kind != audit.KindAdmin {
+		return af, fmt.Errorf("-kind %q: want access or admin", af.Kind)
+	}
+	if af.Kind == audit.KindAdmin && (af.Patient != "" || af.API != "") {
+		return af, errors.New("-kind admin: an admin entry concerns an app, not a patient or an API; select with -client and -since/-until")
+	}
 	for _, t := range []struct {
 		in  string
 		out *time.Time
@@ -250,8 +257,8 @@ func (f filter) build() (audit.Filter, error) {
 	return af, nil
 }
 
-// query prints the matching access records once each (a retry's duplicates dropped by id), as JSON lines or
-// as AuditEvents.
+// query prints the matching records (access records, or admin entries with -kind admin) once each (a retry's
+// duplicates dropped by id), as JSON lines as written or, access records only, as AuditEvents.
 func query(ctx context.Context, src source, f filter, cmd, format, observer string, out io.Writer) error {
 	if err := src.check(true); err != nil {
 		return err
@@ -263,12 +270,15 @@ func query(ctx context.Context, src source, f filter, cmd, format, observer stri
 	if cmd == "export" && format != "auditevent" {
 		return errors.New("export: -format auditevent is the one format (FHIR R4 AuditEvent following IHE BALP)")
 	}
+	if cmd == "export" && af.Kind != audit.KindAccess {
+		return errors.New("export: AuditEvents are rendered for access records only; list admin entries with fhirwall audit query -kind admin")
+	}
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	seen := map[string]bool{}
 	return src.each(ctx, func(raw []byte) error {
 		var r audit.Record
-		if err := json.Unmarshal(raw, &r); err != nil || r.Kind != audit.KindAccess || seen[r.ID] || !af.Match(r) {
+		if err := json.Unmarshal(raw, &r); err != nil || r.Kind != af.Kind || seen[r.ID] || !af.Match(r) {
 			return nil
 		}
 		seen[r.ID] = true
