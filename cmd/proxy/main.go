@@ -32,7 +32,6 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/jobstore"
 	"github.com/fhirwall/fhirwall/adapters/payerexchange"
 	"github.com/fhirwall/fhirwall/adapters/priorauth"
-	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/filters/extproc"
@@ -110,7 +109,7 @@ func run(cfgPath string, log *slog.Logger) error {
 			}
 		}()
 	}
-	if err := p.registry.Watch(ctx, log, nil); err != nil {
+	if err := p.watchRegistry(ctx); err != nil {
 		return err
 	}
 	log.Info("starting", "policy_revision", p.engine.Revision(), "apis", len(p.apis), "fhir_server", p.upstream.Base())
@@ -185,7 +184,13 @@ type proxy struct {
 	apis     []decision.API
 	engine   *policy.Engine
 	dryRun   *policy.Engine // nil: no dry-run policy set
-	registry *fileregistry.Registry
+	// registry is the client registry (registry.source: the file, or the app registry in PostgreSQL);
+	// watchRegistry keeps it fresh until ctx ends, returning once it started.
+	registry      decision.Registry
+	watchRegistry func(ctx context.Context) error
+	// appsAdmin is the app registry's admin API (/admin/apps/); nil unless registry.source is postgres and
+	// admin.token_file is set.
+	appsAdmin http.Handler
 	docs     *capability.Handler
 	reg      *prometheus.Registry
 	spool    *audit.Spool
@@ -233,9 +238,6 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	if err != nil {
 		return nil, err
 	}
-	if p.registry, err = fileregistry.Load(cfg.Registry.File, config.KnownAPIs); err != nil {
-		return nil, err
-	}
 	var policyFS fs.FS = policies.FS
 	if cfg.Policies.Dir != "" {
 		policyFS = os.DirFS(cfg.Policies.Dir)
@@ -275,6 +277,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		return nil, err
 	}
 	p.shipper = kafka.NewShipper(p.spool, cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic, kafka.Options{Log: log})
+	// After the spool: the app registry in PostgreSQL audits every change into it.
+	if err := p.buildRegistry(ctx, cfg, log); err != nil {
+		return nil, err
+	}
 	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
 	if cfg.Jobs.PostgresDSN != "" {
 		pg, err := jobstore.Open(ctx, cfg.Jobs.PostgresDSN)
@@ -403,6 +409,10 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 		metrics.Check{Name: "audit spool", Ready: p.spool.Ready},
 	))
 	mux.Handle("GET /metrics", metrics.Handler(p.reg))
+	if p.appsAdmin != nil {
+		// The app registry's admin API (bearer token from admin.token_file): registration and lifecycle.
+		mux.Handle("/admin/apps/", p.appsAdmin)
+	}
 	if p.priorAuth != nil && p.priorAuth.admin != nil {
 		// The reviewers' API (bearer token from prior_auth.admin_token_file): the pended queue and decisions.
 		mux.Handle("/admin/prior-auth/", p.priorAuth.admin)

@@ -87,6 +87,21 @@ func (s *fhirServer) exchanges() []string {
 // upstream (an https FHIR base) and caFile, and short timeouts.
 func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 	t.Helper()
+	cfg := wireConfig(t, upstream, caFile, nil)
+	p, err := build(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.spool.Close()
+		p.close()
+	})
+	return p, cfg
+}
+
+// wireConfig is the configuration wire builds from, changed by edit (nil: none) before it is loaded.
+func wireConfig(t *testing.T, upstream, caFile string, edit func(doc map[string]any, dir string)) *config.Config {
+	t.Helper()
 	dir := t.TempDir()
 	src, err := os.ReadFile(filepath.Join("..", "..", "config", "fhirwall.yaml"))
 	if err != nil {
@@ -118,6 +133,9 @@ func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 	if err := audit.GenerateKey(filepath.Join(dir, "signing.key")); err != nil {
 		t.Fatal(err)
 	}
+	if edit != nil {
+		edit(doc, dir)
+	}
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -130,15 +148,7 @@ func wire(t *testing.T, upstream, caFile string) (*proxy, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := build(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = p.spool.Close()
-		p.close()
-	})
-	return p, cfg
+	return cfg
 }
 
 func TestWiringRewritesLinksFromTheFHIRServerToEachAPIsPublicBase(t *testing.T) {

@@ -111,8 +111,8 @@ func (p *proxy) buildPriorAuth(ctx context.Context, cfg *config.Config, m *metri
 		return nil, err
 	}
 	out := &priorAuth{adapter: adapter, subs: subs, breakers: breakers}
-	if pa.AdminTokenFile != "" {
-		token, err := os.ReadFile(pa.AdminTokenFile)
+	if tf := cfg.PriorAuthAdminTokenFile(); tf != "" { // its own, else the shared admin.token_file
+		token, err := os.ReadFile(tf)
 		if err != nil {
 			return nil, fmt.Errorf("prior_auth.admin_token_file: %w", err)
 		}

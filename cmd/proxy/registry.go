@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/fhirwall/fhirwall/adapters/registry/admin"
+	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
+	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
+	"github.com/fhirwall/fhirwall/config"
+)
+
+// buildRegistry opens the client registry registry.source names and sets p.registry, p.watchRegistry and,
+// for the PostgreSQL app registry with admin.token_file, p.appsAdmin. The PostgreSQL one audits every change
+// into the spool, which must be open.
+func (p *proxy) buildRegistry(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if cfg.Registry.Source != config.RegistryPostgres {
+		reg, err := fileregistry.Load(cfg.Registry.File, config.KnownAPIs)
+		if err != nil {
+			return err
+		}
+		p.registry = reg
+		p.watchRegistry = func(ctx context.Context) error { return reg.Watch(ctx, log, nil) }
+		if cfg.Admin.TokenFile != "" {
+			log.Info("the app registry's admin API (/admin/apps/) is off: registry.source is file")
+		}
+		return nil
+	}
+	store, err := postgres.Open(ctx, cfg.Jobs.PostgresDSN, apps.NewAuditor(p.spool), log)
+	if err != nil {
+		return fmt.Errorf("registry.source postgres (jobs.postgres_dsn): %w", err)
+	}
+	p.closers = append(p.closers, store.Close)
+	reg := store.Registry()
+	p.registry = reg
+	p.watchRegistry = func(ctx context.Context) error {
+		// LISTEN/NOTIFY keeps every replica's view within a second of a change; while PostgreSQL is out of
+		// reach the view ages and, past its bound, every lookup fails closed (503), never stale-open.
+		go func() {
+			if err := reg.Watch(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("app registry watch stopped", "error", err)
+			}
+		}()
+		return nil
+	}
+	if cfg.Admin.TokenFile == "" {
+		log.Warn("the app registry's admin API (/admin/apps/) is off: admin.token_file is empty")
+		return nil
+	}
+	token, err := os.ReadFile(cfg.Admin.TokenFile)
+	if err != nil {
+		return fmt.Errorf("admin.token_file: %w", err)
+	}
+	if p.appsAdmin, err = admin.New(store, cfg.OfferedScopes(), token, log); err != nil {
+		return fmt.Errorf("admin.token_file: %w", err)
+	}
+	log.Info("app registry in PostgreSQL", "apps", reg.Len(), "admin_api", "/admin/apps/")
+	return nil
+}
