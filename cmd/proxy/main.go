@@ -191,10 +191,10 @@ type proxy struct {
 	// appsAdmin is the app registry's admin API (/admin/apps/); nil unless registry.source is postgres and
 	// admin.token_file is set.
 	appsAdmin http.Handler
-	docs     *capability.Handler
-	reg      *prometheus.Registry
-	spool    *audit.Spool
-	shipper  *kafka.Shipper
+	docs      *capability.Handler
+	reg       *prometheus.Registry
+	spool     *audit.Spool
+	shipper   *kafka.Shipper
 	// gateway is the standalone reverse proxy (proxy.http), nil when off; limiter is its rate limiter.
 	gateway *gateway.Gateway
 	limiter *ratelimit.Limiter
