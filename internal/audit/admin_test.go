@@ -187,3 +187,21 @@ func TestAdminEntryHasNoAuditEvent(t *testing.T) {
 		t.Fatalf("AuditEvent(admin) = %v, want ErrNotAccess", err)
 	}
 }
+
+// TestSpoolEncodingIsJSONMarshal: the spool's encode (on the hot path) writes the bytes json.Marshal does, so
+// the examples (sealed from json.Marshal) are what the spool writes.
+func TestSpoolEncodingIsJSONMarshal(t *testing.T) {
+	for _, r := range exampleRecords() {
+		a, err := r.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s record %s: encode\n%s\njson.Marshal\n%s", r.Kind, r.ID, a, b)
+		}
+	}
+}

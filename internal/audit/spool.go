@@ -339,7 +339,7 @@ func (s *Spool) Write(ctx context.Context, r Record) error {
 	if r.Schema == "" {
 		r.Schema = SchemaVersion
 	}
-	body, err := json.Marshal(r)
+	body, err := r.encode()
 	if err != nil {
 		return err
 	}
