@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	"github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/test/require"
 )
@@ -514,5 +515,37 @@ func TestIdleViewStaysFreshWhileItsConnectionAnswers(t *testing.T) {
 			t.Fatalf("idle view: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTheShippedClientsFileImportsAsItIs: every client of config/clients.yaml is storable, and the view
+// after importing answers as the file registry does.
+func TestTheShippedClientsFileImportsAsItIs(t *testing.T) {
+	ctx := context.Background()
+	data, err := os.ReadFile("../../../config/clients.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := file.Parse(data, []string{"patient-access", "provider-access", "payer-to-payer", "prior-auth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []decision.Client
+	for _, c := range parsed {
+		clients = append(clients, c)
+	}
+	s := openReplica(t, cleanSchema(t), &auditorFake{})
+	if n, err := Import(ctx, s, clients, "import"); err != nil || n != len(clients) {
+		t.Fatalf("Import = %d, %v; want %d", n, err, len(clients))
+	}
+	waitFor(t, time.Second, "every client in the view", func() bool { return s.Registry().Len() == len(clients) })
+	for _, c := range clients {
+		want := parsed[c.ID] // what the file registry serves
+		got, err := s.Registry().Lookup(ctx, c.ID)
+		if err != nil || got.ID != want.ID || got.Name != want.Name || got.Active != want.Active || got.Tier != want.Tier ||
+			got.Org != want.Org || !slices.Equal(got.APIs, want.APIs) || !slices.Equal(got.Scopes, want.Scopes) ||
+			!slices.Equal(got.NotifyHosts, want.NotifyHosts) {
+			t.Errorf("%s: view %+v, %v; file registry %+v", c.ID, got, err, want)
+		}
 	}
 }
