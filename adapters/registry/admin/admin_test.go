@@ -10,116 +10,14 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/admin"
+	"github.com/fhirwall/fhirwall/adapters/registry/admin/admintest"
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-// fakeStore keeps apps in memory and applies the lifecycle as the PostgreSQL store does, for the admin API's
-// own logic only.
-type fakeStore struct {
-	mu     sync.Mutex
-	apps   map[string]apps.App
-	events []apps.Event
-}
-
-var _ apps.Store = (*fakeStore)(nil)
-
-func newFakeStore() *fakeStore { return &fakeStore{apps: map[string]apps.App{}} }
-
-func (f *fakeStore) record(actor, action, reason string, before *apps.App, after apps.App) {
-	f.events = append(f.events, apps.Event{ID: after.ClientID + "-" + action, Time: time.Now(), Actor: actor, Action: action,
-		ClientID: after.ClientID, Reason: reason, Before: before, After: &after})
-}
-
-func (f *fakeStore) Create(_ context.Context, a apps.App, actor, reason string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.apps[a.ClientID]; ok {
-		return apps.App{}, apps.ErrExists
-	}
-	a.State, a.Version, a.CreatedAt, a.UpdatedAt = apps.StatePending, 1, time.Now(), time.Now()
-	f.apps[a.ClientID] = a
-	f.record(actor, "register", reason, nil, a)
-	return a, nil
-}
-
-func (f *fakeStore) Get(_ context.Context, id string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	a, ok := f.apps[id]
-	if !ok {
-		return apps.App{}, apps.ErrNotFound
-	}
-	return a, nil
-}
-
-func (f *fakeStore) List(context.Context) ([]apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []apps.App
-	for _, a := range f.apps {
-		out = append(out, a)
-	}
-	slices.SortFunc(out, func(a, b apps.App) int { return strings.Compare(a.ClientID, b.ClientID) })
-	return out, nil
-}
-
-func (f *fakeStore) Update(_ context.Context, a apps.App, actor, reason string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cur, ok := f.apps[a.ClientID]
-	if !ok {
-		return apps.App{}, apps.ErrNotFound
-	}
-	if cur.Version != a.Version {
-		return apps.App{}, apps.ErrConflict
-	}
-	a.State, a.Version, a.UpdatedAt = cur.State, cur.Version+1, time.Now()
-	f.apps[a.ClientID] = a
-	f.record(actor, "update", reason, &cur, a)
-	return a, nil
-}
-
-func (f *fakeStore) Transition(_ context.Context, id string, to apps.State, actor, reason string, narrowAPIs, narrowScopes []string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cur, ok := f.apps[id]
-	if !ok {
-		return apps.App{}, apps.ErrNotFound
-	}
-	if !apps.CanTransition(cur.State, to) {
-		return apps.App{}, apps.ErrTransition
-	}
-	next := cur
-	next.State, next.Version = to, cur.Version+1
-	if narrowAPIs != nil {
-		next.ApprovedAPIs = narrowAPIs
-	}
-	if narrowScopes != nil {
-		next.ApprovedScopes = narrowScopes
-	}
-	f.apps[id] = next
-	f.record(actor, apps.TransitionAction(cur.State, to), reason, &cur, next)
-	return next, nil
-}
-
-func (f *fakeStore) History(_ context.Context, id string) ([]apps.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []apps.Event
-	for _, e := range f.events {
-		if e.ClientID == id {
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
 
 var offered = map[string][]string{
 	"patient-access":  {"openid", "fhirUser", "launch/patient", "offline_access", "patient/*.rs", "patient/*.read"},
@@ -160,12 +58,12 @@ func patientApp(id string, env apps.Environment) map[string]any {
 type client struct {
 	t     *testing.T
 	url   string
-	store *fakeStore
+	store *admintest.FakeStore
 }
 
 func newServer(t *testing.T) client {
 	t.Helper()
-	store := newFakeStore()
+	store := admintest.NewFakeStore()
 	h, err := admin.New(store, offered, []byte(testToken+"\n"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +134,7 @@ func (c client) refused(method, path string, body any, want int, wantMsg string)
 }
 
 func TestNewRefusesAShortTokenAndMissingDependencies(t *testing.T) {
-	if _, err := admin.New(newFakeStore(), offered, []byte("short"), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "fewer than 32") {
+	if _, err := admin.New(admintest.NewFakeStore(), offered, []byte("short"), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "fewer than 32") {
 		t.Fatalf("short token: %v", err)
 	}
 	if _, err := admin.New(nil, offered, []byte(testToken), nil); err == nil || !strings.Contains(err.Error(), "store") || !strings.Contains(err.Error(), "logger") {
@@ -442,12 +340,9 @@ func TestJWKSPrivatePartsAreNeverEchoed(t *testing.T) {
 	c := newServer(t)
 	c.app("POST", "/admin/apps/", backendApp("org-a-backend", apps.Production), http.StatusCreated)
 	// Stored with a private part (as a store bypassing the policy might hold it): never shown.
-	c.store.mu.Lock()
-	a := c.store.apps["org-a-backend"]
+	a, _ := c.store.Get(context.Background(), "org-a-backend")
 	a.JWKS = json.RawMessage(`{"keys":[` + strings.TrimSuffix(publicJWK, "}") + `,"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}]}`)
-	c.store.apps["org-a-backend"] = a
-	c.store.events[0].After = &a
-	c.store.mu.Unlock()
+	c.store.Put(a)
 	for _, path := range []string{"/admin/apps/", "/admin/apps/org-a-backend", "/admin/apps/org-a-backend/history"} {
 		status, raw := c.do("GET", path, nil)
 		if status != http.StatusOK || strings.Contains(string(raw), "jpsQnnGQ") || !strings.Contains(string(raw), `"kid":"k1"`) {
