@@ -1,5 +1,5 @@
-// Command fhirwall is the operator's tool for the audit trail, the prior-authorization review queue and the
-// CMS reports:
+// Command fhirwall is the operator's tool for the audit trail, the prior-authorization review queue, the app
+// registry and the CMS reports:
 //
 //	fhirwall audit keygen -out FILE
 //	fhirwall audit verify (-spool DIR | -kafka BROKERS) -key FILE [-head FILE]
@@ -10,10 +10,16 @@
 //	fhirwall prior-auth show   -id ID [-admin URL] [-token-file FILE]
 //	fhirwall prior-auth decide -id ID -verdict approved|denied -reviewer NAME [-reason-code C [-reason-system S] [-reason-display D]] [-extended] [-after-appeal]
 //	fhirwall report prior-auth -year YYYY [-postgres DSN] [-rules FILE] [-format markdown|json]
+//	fhirwall apps list|show -id ID|history -id ID [-admin URL] [-token-file FILE]
+//	fhirwall apps register -file app.json -reviewer NAME [-reason R]
+//	fhirwall apps approve -id ID -reviewer NAME [-reason R] [-apis A,B] [-scopes S,T]
+//	fhirwall apps activate|suspend|reactivate|deactivate -id ID -reviewer NAME [-reason R]   (suspend, deactivate: -reason required)
+//	fhirwall apps import -clients config/clients.yaml -postgres DSN -spool DIR -key FILE
 //
 // The prior-auth commands are clients of fhirwall-proxy's review admin API (default http://127.0.0.1:9190,
 // the token from $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE); the prior-auth report reads PostgreSQL directly
-// (default $FHIRWALL_JOBS_POSTGRES_DSN).
+// (default $FHIRWALL_JOBS_POSTGRES_DSN). The apps commands but import are clients of the app registry's admin
+// API (the token from $FHIRWALL_ADMIN_TOKEN_FILE); import writes PostgreSQL directly and audits into a spool.
 //
 // Exit status: 0 done (verify: intact), 1 verify found a break or the admin API refused (not found,
 // already decided), 2 bad usage or an unreadable source.
@@ -36,7 +42,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
-const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | report prior-auth [flags]   (-h after the command for its flags)`
+const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | apps <list|show|register|approve|activate|suspend|reactivate|deactivate|history|import> | report prior-auth [flags]   (-h after the command for its flags)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -55,6 +61,8 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	switch {
 	case len(args) > 0 && args[0] == "prior-auth":
 		return priorAuth(ctx, args[1:], out)
+	case len(args) > 0 && args[0] == "apps":
+		return appsCmd(ctx, args[1:], out)
 	case len(args) > 1 && args[0] == "report" && args[1] == "prior-auth":
 		return reportPriorAuth(ctx, args[2:], out)
 	case len(args) > 0 && args[0] == "report":
