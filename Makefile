@@ -52,7 +52,7 @@ test-tools: $(VALIDATOR)
 	bash test/stack/chromium.sh install
 
 e2e: stack-up $(VALIDATOR)
-	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/...
+	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/... ./cmd/...
 	@$(MAKE) --no-print-directory faults-run
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
