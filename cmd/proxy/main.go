@@ -398,16 +398,21 @@ func (p *proxy) close() {
 func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
-		func() string { return "policy_revision=" + p.engine.Revision() },
-		metrics.Check{Name: "policy", Ready: func(context.Context) error {
+	checks := []metrics.Check{
+		{Name: "policy", Ready: func(context.Context) error {
 			if p.engine.Revision() == "" {
 				return errors.New("no policy set loaded")
 			}
 			return nil
 		}},
-		metrics.Check{Name: "audit spool", Ready: p.spool.Ready},
-	))
+		{Name: "audit spool", Ready: p.spool.Ready},
+	}
+	if r, ok := p.registry.(interface{ Ready(context.Context) error }); ok {
+		// The app registry in PostgreSQL: a stale view refuses every authenticated request.
+		checks = append(checks, metrics.Check{Name: "app registry", Ready: r.Ready})
+	}
+	mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
+		func() string { return "policy_revision=" + p.engine.Revision() }, checks...))
 	mux.Handle("GET /metrics", metrics.Handler(p.reg))
 	if p.appsAdmin != nil {
 		// The app registry's admin API (bearer token from admin.token_file): registration and lifecycle.

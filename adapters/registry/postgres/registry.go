@@ -65,9 +65,9 @@ func newRegistry(pool *pgxpool.Pool, dsn string, log *slog.Logger) *Registry {
 
 // Lookup implements decision.Registry: from the snapshot, or ErrStale when the view is older than its bound.
 // Apps in any state are found (the gateway refuses the inactive ones as client_inactive).
-func (r *Registry) Lookup(_ context.Context, clientID string) (decision.Client, error) {
-	if age := r.now().Sub(time.Unix(0, r.fresh.Load())); age > r.staleAfter {
-		return decision.Client{}, fmt.Errorf("%w (last fresh %s ago)", ErrStale, age.Round(time.Millisecond))
+func (r *Registry) Lookup(ctx context.Context, clientID string) (decision.Client, error) {
+	if err := r.Ready(ctx); err != nil {
+		return decision.Client{}, err
 	}
 	c, ok := r.snap.Load().clients[clientID]
 	if !ok {
@@ -76,6 +76,15 @@ func (r *Registry) Lookup(_ context.Context, clientID string) (decision.Client, 
 	// The snapshot is shared by every request: hand out copies of its slices.
 	c.APIs, c.Scopes, c.NotifyHosts = slices.Clone(c.APIs), slices.Clone(c.Scopes), slices.Clone(c.NotifyHosts)
 	return c, nil
+}
+
+// Ready reports ErrStale while the view is older than its bound: the replica refuses every authenticated
+// request then, so /readyz takes it out of rotation until PostgreSQL answers again.
+func (r *Registry) Ready(context.Context) error {
+	if age := r.now().Sub(time.Unix(0, r.fresh.Load())); age > r.staleAfter {
+		return fmt.Errorf("%w (last fresh %s ago)", ErrStale, age.Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Len is the number of apps in the view.
