@@ -3,8 +3,6 @@ package priorauth
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/fhirwall/fhirwall/internal/adminauth"
 )
 
 // The review admin API, served on the admin listener (never on the API's own listeners): the reviewers'
@@ -37,7 +37,7 @@ type Reviewer interface {
 var _ Reviewer = (*Adapter)(nil)
 
 // MinAdminTokenBytes is the shortest admin token NewAdmin accepts (the stack makes 64 hex characters).
-const MinAdminTokenBytes = 32
+const MinAdminTokenBytes = adminauth.MinTokenBytes
 
 // maxAdminBody bounds a decision's body: a few items and reasons are far less.
 const maxAdminBody = 64 << 10
@@ -106,11 +106,10 @@ const (
 )
 
 type admin struct {
-	rv        Reviewer
-	store     Store
-	tokenHash [sha256.Size]byte
-	log       *slog.Logger
-	now       func() time.Time
+	rv    Reviewer
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 // NewAdmin returns the review admin API's handler, which serves the paths under /admin/prior-auth/. token
@@ -127,8 +126,9 @@ func NewAdmin(rv Reviewer, store Store, token []byte, log *slog.Logger, now func
 	if log == nil {
 		errs = append(errs, errors.New("priorauth admin: a logger is required"))
 	}
-	if len(token) < MinAdminTokenBytes {
-		errs = append(errs, fmt.Errorf("priorauth admin: the admin token has %d bytes, fewer than %d: make one with `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`", len(token), MinAdminTokenBytes))
+	tok, err := adminauth.New(token)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("priorauth admin: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func NewAdmin(rv Reviewer, store Store, token []byte, log *slog.Logger, now func
 	if now == nil {
 		now = time.Now
 	}
-	a := &admin{rv: rv, store: store, tokenHash: sha256.Sum256(token), log: log, now: now}
+	a := &admin{rv: rv, store: store, log: log, now: now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/prior-auth/requests", a.list)
 	mux.HandleFunc("GET /admin/prior-auth/requests/{id}", a.get)
@@ -144,23 +144,7 @@ func NewAdmin(rv Reviewer, store Store, token []byte, log *slog.Logger, now func
 	mux.HandleFunc("/admin/prior-auth/", func(w http.ResponseWriter, r *http.Request) {
 		adminRefuse(w, http.StatusNotFound, "no such admin resource")
 	})
-	return a.authenticated(mux), nil
-}
-
-// authenticated lets a request through only with the admin token. The hashes are compared, in constant
-// time, so that neither the token's bytes nor its length show in the timing.
-func (a *admin) authenticated(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		h := sha256.Sum256([]byte(strings.TrimSpace(given)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) != 1 {
-			a.log.Warn("prior-auth admin: refused a request without the admin token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			adminRefuse(w, http.StatusUnauthorized, "unauthorized")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return tok.Require(mux, "prior-auth admin", log, adminRefuse, "unauthorized"), nil
 }
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {

@@ -48,7 +48,7 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fs := flag.NewFlagSet("fhirwall apps "+cmd, flag.ContinueOnError)
 	adminURL := fs.String("admin", "http://127.0.0.1:9190", "the admin listener of fhirwall-proxy (proxy.admin)")
 	tokenFile := fs.String("token-file", os.Getenv(envAppsAdminTokenFile), "the admin token file (admin.token_file; default $"+envAppsAdminTokenFile+")")
-	var run func(c appsClient) error
+	var run func(c adminClient) error
 	idFlag := func() *string { return fs.String("id", "", "the app's client id (from `fhirwall apps list`)") }
 	needID := func(id string) error {
 		if id == "" {
@@ -58,10 +58,10 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 	}
 	switch cmd {
 	case "list":
-		run = func(c appsClient) error { return appsList(ctx, c, out) }
+		run = func(c adminClient) error { return appsList(ctx, c, out) }
 	case "show", "history":
 		id := idFlag()
-		run = func(c appsClient) error {
+		run = func(c adminClient) error {
 			if err := needID(*id); err != nil {
 				return err
 			}
@@ -74,7 +74,7 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 		file := fs.String("file", "", "the app as JSON (an apps.App: client_id, name, contacts, redirect_uris, requested_apis, ...)")
 		reviewer := fs.String("reviewer", "", "your name, recorded with the registration")
 		reason := fs.String("reason", "", "why, recorded with the registration")
-		run = func(c appsClient) error {
+		run = func(c adminClient) error {
 			body, err := registrationBody(*file, *reviewer, *reason)
 			if err != nil {
 				return err
@@ -90,7 +90,7 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 			apisFlag = fs.String("apis", "", "approve only these of the requested APIs, comma-separated (default: all requested)")
 			scopesFlag = fs.String("scopes", "", "approve only these scopes, each covered by a requested one, comma-separated (default: all requested)")
 		}
-		run = func(c appsClient) error {
+		run = func(c adminClient) error {
 			if err := needID(*id); err != nil {
 				return err
 			}
@@ -118,7 +118,8 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("apps %s: unexpected argument %q", cmd, fs.Arg(0))
 	}
-	c, err := newAppsClient(*adminURL, *tokenFile)
+	c, err := newAdminClient(*adminURL, *tokenFile, envAppsAdminTokenFile, "admin.token_file",
+		"no app registry admin API there; fhirwall-proxy serves it with registry.source postgres and admin.token_file set")
 	if err == nil {
 		err = run(c)
 	}
@@ -167,81 +168,7 @@ func registrationBody(file, reviewer, reason string) (map[string]json.RawMessage
 	return body, nil
 }
 
-// appsClient calls the app registry's admin API with the admin token.
-type appsClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-func newAppsClient(base, tokenFile string) (appsClient, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return appsClient{}, usageErr(fmt.Sprintf("-admin %q: want the admin listener's URL, http://127.0.0.1:9190", base))
-	}
-	if tokenFile == "" {
-		return appsClient{}, usageErr("the admin token is required: -token-file FILE or $" + envAppsAdminTokenFile + " (the file admin.token_file names)")
-	}
-	b, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return appsClient{}, usageErr(fmt.Sprintf("the admin token: %v", err))
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return appsClient{}, usageErr("the admin token file " + tokenFile + " is empty")
-	}
-	return appsClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, nil
-}
-
-// call sends body (nil: none) and decodes a 2xx answer into out; a refusal is a one-line error with the
-// API's message and, where it helps, the fix.
-func (c appsClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("the admin API at %s: %v (is fhirwall-proxy running, and is -admin its proxy.admin address?)", c.base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("the admin API at %s: %w", c.base, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return json.Unmarshal(raw, out)
-	}
-	var e admin.Error
-	if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s %s: 404: no app registry admin API there; fhirwall-proxy serves it with registry.source postgres and admin.token_file set", method, path)
-		}
-		e.Error = strings.Join(strings.Fields(string(raw)), " ")
-	}
-	if len(e.Error) > 600 {
-		e.Error = e.Error[:600] + "…"
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return errors.New("the admin API refused the token (401): -token-file must hold the token of admin.token_file")
-	}
-	return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, e.Error)
-}
-
-func appsList(ctx context.Context, c appsClient, out io.Writer) error {
+func appsList(ctx context.Context, c adminClient, out io.Writer) error {
 	var list []apps.App
 	if err := c.call(ctx, http.MethodGet, "/admin/apps/", nil, &list); err != nil {
 		return err
@@ -265,7 +192,7 @@ func dash(s string) string {
 	return s
 }
 
-func appsShow(ctx context.Context, c appsClient, id string, out io.Writer) error {
+func appsShow(ctx context.Context, c adminClient, id string, out io.Writer) error {
 	var r json.RawMessage
 	if err := c.call(ctx, http.MethodGet, "/admin/apps/"+url.PathEscape(id), nil, &r); err != nil {
 		return err
@@ -279,7 +206,7 @@ func appsShow(ctx context.Context, c appsClient, id string, out io.Writer) error
 	return err
 }
 
-func appsHistory(ctx context.Context, c appsClient, id string, out io.Writer) error {
+func appsHistory(ctx context.Context, c adminClient, id string, out io.Writer) error {
 	var evs []apps.Event
 	if err := c.call(ctx, http.MethodGet, "/admin/apps/"+url.PathEscape(id)+"/history", nil, &evs); err != nil {
 		return err
@@ -298,7 +225,7 @@ func appsHistory(ctx context.Context, c appsClient, id string, out io.Writer) er
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-func appsRegister(ctx context.Context, c appsClient, body any, out io.Writer) error {
+func appsRegister(ctx context.Context, c adminClient, body any, out io.Writer) error {
 	var a apps.App
 	if err := c.call(ctx, http.MethodPost, "/admin/apps/", body, &a); err != nil {
 		return err
@@ -311,7 +238,7 @@ func appsRegister(ctx context.Context, c appsClient, body any, out io.Writer) er
 	return err
 }
 
-func appsTransition(ctx context.Context, c appsClient, id, action string, body admin.Approval, out io.Writer) error {
+func appsTransition(ctx context.Context, c adminClient, id, action string, body admin.Approval, out io.Writer) error {
 	var payload any = body
 	if action != "approve" {
 		payload = admin.Review{Reviewer: body.Reviewer, Reason: body.Reason}

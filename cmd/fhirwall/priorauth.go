@@ -79,7 +79,8 @@ func priorAuth(ctx context.Context, args []string, out io.Writer) (int, error) {
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("%s: unexpected argument %q", cmd, fs.Arg(0))
 	}
-	c, err := newAdminClient(*admin, *tokenFile)
+	c, err := newAdminClient(*admin, *tokenFile, envAdminTokenFile, "prior_auth.admin_token_file",
+		"no prior-auth admin API there; fhirwall-proxy serves it with a prior-auth API and prior_auth.admin_token_file (or admin.token_file) set")
 	if err == nil {
 		err = run(c)
 	}
@@ -116,78 +117,6 @@ func decisionFromFlags(id, verdict, reviewer, reasonSystem, reasonCode, reasonDi
 		d.Reason = &priorauth.Code{System: reasonSystem, Code: reasonCode, Display: reasonDisplay}
 	}
 	return d, nil
-}
-
-// adminClient calls the review admin API with the admin token.
-type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-func newAdminClient(base, tokenFile string) (adminClient, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return adminClient{}, usageErr(fmt.Sprintf("-admin %q: want the admin listener's URL, http://127.0.0.1:9190", base))
-	}
-	if tokenFile == "" {
-		return adminClient{}, usageErr("the admin token is required: -token-file FILE or $" + envAdminTokenFile + " (the file prior_auth.admin_token_file names)")
-	}
-	b, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return adminClient{}, usageErr(fmt.Sprintf("the admin token: %v", err))
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return adminClient{}, usageErr("the admin token file " + tokenFile + " is empty")
-	}
-	return adminClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, nil
-}
-
-// call sends body (nil: none) and decodes a 200 answer into out; a refusal is an error with the API's
-// message and, where it helps, the fix.
-func (c adminClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("the admin API at %s: %v (is fhirwall-proxy running, and is -admin its proxy.admin address?)", c.base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("the admin API at %s: %w", c.base, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e priorauth.AdminError
-		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if len(msg) > 300 {
-			msg = msg[:300] + "…"
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("the admin API refused the token (401): -token-file must hold the token of prior_auth.admin_token_file")
-		}
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, msg)
-	}
-	return json.Unmarshal(raw, out)
 }
 
 func priorAuthQueue(ctx context.Context, c adminClient, out io.Writer) error {

@@ -7,8 +7,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	"github.com/fhirwall/fhirwall/internal/adminauth"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
@@ -34,7 +33,7 @@ import (
 // Every call carries `Authorization: Bearer <token>`, the content of admin.token_file.
 
 // MinTokenBytes is the shortest admin token New accepts.
-const MinTokenBytes = 32
+const MinTokenBytes = adminauth.MinTokenBytes
 
 // MaxBody bounds a request body: an app with an inline JWKS of a few keys is far less.
 const MaxBody = 256 << 10
@@ -88,10 +87,9 @@ var actions = map[string]action{
 }
 
 type api struct {
-	store     apps.Store
-	offered   map[string][]string
-	tokenHash [sha256.Size]byte
-	log       *slog.Logger
+	store   apps.Store
+	offered map[string][]string
+	log     *slog.Logger
 }
 
 // New returns the handler of the paths under /admin/apps/. offered is, per API name, the scopes that API
@@ -106,13 +104,14 @@ func New(store apps.Store, offered map[string][]string, token []byte, log *slog.
 	if log == nil {
 		errs = append(errs, errors.New("apps admin: a logger is required"))
 	}
-	if len(token) < MinTokenBytes {
-		errs = append(errs, fmt.Errorf("apps admin: the admin token has %d bytes, fewer than %d: make one with `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`", len(token), MinTokenBytes))
+	tok, err := adminauth.New(token)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("apps admin: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	a := &api{store: store, offered: offered, tokenHash: sha256.Sum256(token), log: log}
+	a := &api{store: store, offered: offered, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/apps/{$}", a.list)
 	mux.HandleFunc("POST /admin/apps/{$}", a.register)
@@ -123,23 +122,7 @@ func New(store apps.Store, offered map[string][]string, token []byte, log *slog.
 	mux.HandleFunc("/admin/apps/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusNotFound, "no such admin resource: see GET /admin/apps/")
 	})
-	return a.authenticated(mux), nil
-}
-
-// authenticated lets a request through only with the admin token. The hashes are compared in constant
-// time, so that neither the token's bytes nor its length show in the timing.
-func (a *api) authenticated(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		h := sha256.Sum256([]byte(strings.TrimSpace(given)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) != 1 {
-			a.log.Warn("apps admin: refused a request without the admin token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fhirwall-admin"`)
-			refuse(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <the content of admin.token_file>")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return tok.Require(mux, "apps admin", log, refuse, "unauthorized: send Authorization: Bearer <the content of admin.token_file>"), nil
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
