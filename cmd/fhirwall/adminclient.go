@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +24,31 @@ type adminClient struct {
 	// tokenSetting is the config setting the token comes from; notServed says what a 404 without an
 	// admin API's answer means. Both only make the errors say how to fix them.
 	tokenSetting, notServed string
+}
+
+// runAdmin parses a subcommand's flags, builds its admin client and runs it: exit status 0 done, 2 a
+// mistake in the arguments, 1 a refusal or an unreachable admin API.
+func runAdmin(fs *flag.FlagSet, args []string, name string, client func() (adminClient, error), run func(adminClient) error) (int, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, nil
+		}
+		return 2, err
+	}
+	if fs.NArg() > 0 {
+		return 2, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	c, err := client()
+	if err == nil {
+		err = run(c)
+	}
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.Is(err, errUsage):
+		return 2, err
+	}
+	return 1, err
 }
 
 // newAdminClient reads the token from tokenFile (envName is the environment variable that defaults it).

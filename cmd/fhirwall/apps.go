@@ -109,27 +109,10 @@ func appsCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 	default:
 		return 2, errors.New(appsUsage)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, nil
-		}
-		return 2, err
-	}
-	if fs.NArg() > 0 {
-		return 2, fmt.Errorf("apps %s: unexpected argument %q", cmd, fs.Arg(0))
-	}
-	c, err := newAdminClient(*adminURL, *tokenFile, envAppsAdminTokenFile, "admin.token_file",
-		"no app registry admin API there; fhirwall-proxy serves it with registry.source postgres and admin.token_file set")
-	if err == nil {
-		err = run(c)
-	}
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.Is(err, errUsage):
-		return 2, err
-	}
-	return 1, err
+	return runAdmin(fs, args, "apps "+cmd, func() (adminClient, error) {
+		return newAdminClient(*adminURL, *tokenFile, envAppsAdminTokenFile, "admin.token_file",
+			"no app registry admin API there; fhirwall-proxy serves it with registry.source postgres and admin.token_file set")
+	}, run)
 }
 
 func splitList(s string) []string {

@@ -70,27 +70,10 @@ func priorAuth(ctx context.Context, args []string, out io.Writer) (int, error) {
 	default:
 		return 2, errors.New(priorAuthUsage)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, nil
-		}
-		return 2, err
-	}
-	if fs.NArg() > 0 {
-		return 2, fmt.Errorf("%s: unexpected argument %q", cmd, fs.Arg(0))
-	}
-	c, err := newAdminClient(*admin, *tokenFile, envAdminTokenFile, "prior_auth.admin_token_file",
-		"no prior-auth admin API there; fhirwall-proxy serves it with a prior-auth API and prior_auth.admin_token_file (or admin.token_file) set")
-	if err == nil {
-		err = run(c)
-	}
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.Is(err, errUsage):
-		return 2, err
-	}
-	return 1, err
+	return runAdmin(fs, args, cmd, func() (adminClient, error) {
+		return newAdminClient(*admin, *tokenFile, envAdminTokenFile, "prior_auth.admin_token_file",
+			"no prior-auth admin API there; fhirwall-proxy serves it with a prior-auth API and prior_auth.admin_token_file (or admin.token_file) set")
+	}, run)
 }
 
 // usageErr is a mistake in the arguments (exit status 2).
