@@ -31,25 +31,15 @@ type provider struct {
 	Identifiers []string
 }
 
-// callerOf names the caller's provider and reads its identifiers from the FHIR server. A user token's
-// Practitioner fhirUser is narrower than the organisation of its app, so it comes first unless the token
-// itself names an organisation (the order of decision's provider-access facts). No provider:
-// decision.ErrNoProvider (403); the FHIR server unreachable: an error (503), never a guess.
+// callerOf names the caller's provider by the rule the policy's facts use (decision.ProviderOf: the token's
+// organisation, a Practitioner fhirUser, the registry's organisation) and reads its identifiers from the FHIR
+// server. No provider: decision.ErrNoProvider (403); the FHIR server unreachable: an error (503), never a guess.
 func (a *Adapter) callerOf(ctx context.Context, d *decision.Decision) (caller, error) {
-	id := d.Identity
-	if id == nil {
-		return caller{}, decision.ErrNoProvider
+	provider, err := decision.ProviderOf(d)
+	if err != nil {
+		return caller{}, err
 	}
-	c := caller{ClientID: id.ClientID}
-	if id.Org == "" && strings.HasPrefix(id.FHIRUser, "Practitioner/") && validID(strings.TrimPrefix(id.FHIRUser, "Practitioner/")) {
-		c.Provider = id.FHIRUser
-	} else {
-		org, err := decision.PayerOf(d) // the token's organisation, else the registry's
-		if err != nil {
-			return caller{}, err
-		}
-		c.Provider = org
-	}
+	c := caller{ClientID: d.Identity.ClientID, Provider: provider}
 	ids, found, err := a.identifiersOf(ctx, c.Provider)
 	if err != nil {
 		return caller{}, err

@@ -124,7 +124,7 @@ func (c *Core) providerFacts(ctx context.Context, d *Decision) (map[string]any, 
 	if c.Attribution == nil || c.Consent == nil { // misconfigured: fail closed rather than skip the check
 		return nil, nil, errors.New("facts: attribution or consent source not configured")
 	}
-	provider, err := providerOf(d)
+	provider, err := ProviderOf(d)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,10 +149,10 @@ func (c *Core) providerFacts(ctx context.Context, d *Decision) (map[string]any, 
 	return facts, m, nil
 }
 
-// providerOf names the provider a request acts for, in the order the provider-access policy picks its scope
+// ProviderOf names the provider a request acts for, in the order the provider-access policy picks its scope
 // context: the token's organisation (a backend service), then a Practitioner fhirUser (a user acting through
 // an app, narrower than the app's organisation), then the organisation the registry binds the client to.
-func providerOf(d *Decision) (string, error) {
+func ProviderOf(d *Decision) (string, error) {
 	id := d.Identity
 	if id == nil {
 		return "", ErrNoProvider
@@ -175,12 +175,12 @@ func providerOf(d *Decision) (string, error) {
 //
 //	{"provider": "Organization/org-a"} or {"provider": "Practitioner/pract-01"}
 //
-// (providerOf: the token's organisation, a clinician's Practitioner fhirUser, the registry's organisation).
+// (ProviderOf: the token's organisation, a clinician's Practitioner fhirUser, the registry's organisation).
 // A caller that acts for no provider gets no provider fact: the policy refuses it (403) and says why, a
 // member's token (patient_token_not_allowed) or no provider at all (no_provider_identity). Nothing here
 // waits on an outside source, so there is nothing to fail closed on.
 func priorAuthFacts(d *Decision) map[string]any {
-	provider, err := providerOf(d)
+	provider, err := ProviderOf(d)
 	if err != nil { // only ErrNoProvider: the policy refuses
 		return map[string]any{}
 	}
