@@ -61,9 +61,25 @@ func (s *scope) withheld(res map[string]any, now time.Time) bool {
 	return withheld
 }
 
+// removes reports whether any row or the scope's every-resource rule removes anything.
+func (s *scope) removes() bool {
+	if len(s.everywhere.remove) > 0 || len(s.other.remove) > 0 {
+		return true
+	}
+	for _, r := range s.types {
+		if len(r.remove) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // transform runs the rows' removals on res and every resource nested in it, then the scope's removals for
 // every resource over the whole tree, then drops the narrative of a resource that changed.
 func (s *scope) transform(res map[string]any) bool {
+	if !s.removes() {
+		return false // only withholds (patient-access): no second walk of every resource that leaves
+	}
 	changed := false
 	top := true // eachResource calls with res first
 	eachResource(res, func(r map[string]any) {
