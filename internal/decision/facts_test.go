@@ -3,11 +3,11 @@ package decision
 import (
 	"context"
 	"errors"
-	"github.com/fhirwall/fhirwall/internal/fhir"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/token"
 )
 
