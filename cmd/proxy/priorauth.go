@@ -84,13 +84,8 @@ func (p *proxy) buildPriorAuth(ctx context.Context, cfg *config.Config, m *metri
 		Audit: func(ctx context.Context, d subscriptions.Delivery) error {
 			return (*core).RecordDelivery(ctx, deliveryRecord(d))
 		},
-		HostsOf: func(clientID string) []string {
-			c, err := p.registry.Lookup(context.Background(), clientID)
-			if err != nil || !c.Active {
-				return nil // an unknown or deactivated client gets nothing more
-			}
-			return c.NotifyHosts
-		},
+		// Checked again before every delivery: an unknown or deactivated client gets nothing more.
+		HostsOf: subscriptions.RegistryHosts(p.registry),
 	})
 	if err != nil {
 		return nil, err
