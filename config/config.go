@@ -39,6 +39,10 @@ type Config struct {
 	// PublicURL is where apps reach fhirwall (Envoy, or the standalone proxy), without the API prefix; each
 	// API's CapabilityStatement names PublicURL+prefix as its base.
 	PublicURL string `mapstructure:"public_url"`
+	// Portal is the developer portal, DCR and token revocation on their own listener (portal.go).
+	Portal Portal `mapstructure:"portal"`
+	// Notices are deprecations, maintenance windows and incidents (portal.go).
+	Notices []Notice `mapstructure:"notices"`
 }
 
 // FHIRServer is the FHIR server fhirwall fronts.
@@ -118,6 +122,8 @@ type Tokens struct {
 type Registry struct {
 	Source string `mapstructure:"source"`
 	File   string `mapstructure:"file"`
+	// Keycloak is the identity provider kept in sync with the PostgreSQL registry (portal.go).
+	Keycloak KeycloakSync `mapstructure:"keycloak"`
 }
 
 // API is one exposed FHIR API, its base path, and the resource types it serves.

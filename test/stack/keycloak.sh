@@ -99,6 +99,20 @@ prepare_home() {
   fi
 }
 
+# client_secrets: the secrets of the realm's own confidential clients (fhirwall-registry, the registry's
+# service account; fhirwall-portal, the portal's OIDC client), made once per checkout and read by the realm
+# import (${FHIRWALL_KC_*_SECRET} placeholders) and by fhirwall-proxy (registry.keycloak.client_secret_file,
+# portal.client_secret_file). They live beside the dev database that holds them.
+SECRETS_DIR=$FHIRWALL_STATE/keycloak/secrets
+client_secrets() {
+  mkdir -p "$SECRETS_DIR"; chmod 700 "$SECRETS_DIR"
+  local name
+  for name in registry portal; do
+    [ -s "$SECRETS_DIR/$name.secret" ] && continue
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$SECRETS_DIR/$name.secret")
+  done
+}
+
 start() {
   if is_running "$NAME" && healthy; then
     if [ "$(cat "$HOME_DIR/data/realm.sha256" 2>/dev/null)" != "$(realm_sum)" ]; then
@@ -114,6 +128,7 @@ start() {
     die "port $KEYCLOAK_PORT already in use by another process"
   fi
   prepare_home "$jdk"
+  client_secrets
   log "starting Keycloak $KC_VERSION on $BASE (JDK $jdk, log $(logfile "$NAME"))"
   local t0=$SECONDS
   JAVA_HOME=$jdk \
@@ -121,6 +136,8 @@ start() {
   JAVA_OPTS_APPEND=${JAVA_OPTS_APPEND:--XX:TieredStopAtLevel=1} \
   KC_BOOTSTRAP_ADMIN_USERNAME=${KC_BOOTSTRAP_ADMIN_USERNAME:-admin} \
   KC_BOOTSTRAP_ADMIN_PASSWORD=${KC_BOOTSTRAP_ADMIN_PASSWORD:-admin} \
+  FHIRWALL_KC_REGISTRY_SECRET=$(cat "$SECRETS_DIR/registry.secret") \
+  FHIRWALL_KC_PORTAL_SECRET=$(cat "$SECRETS_DIR/portal.secret") \
     start_bg "$NAME" "$HOME_DIR/bin/kc.sh" start-dev \
       --http-host=127.0.0.1 --http-port="$KEYCLOAK_PORT" \
       --hostname="$BASE" \

@@ -66,6 +66,9 @@ type App struct {
 	Tier        string      `json:"tier"`          // rate tier
 	ProviderOrg string      `json:"org,omitempty"` // the organisation a backend client acts for (Organization/<id>)
 	NotifyHosts []string    `json:"notify_hosts,omitempty"`
+	// Owner is who registered the app: the portal user's subject ("portal:<sub>"), "dcr" for an anonymous
+	// Dynamic Client Registration, "admin:<name>" or "import". The portal lists a developer's own apps by it.
+	Owner string `json:"owner,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -115,4 +118,48 @@ type Store interface {
 	Transition(ctx context.Context, clientID string, to State, actor, reason string, narrowAPIs, narrowScopes []string) (App, error)
 	// History returns the app's events, oldest first.
 	History(ctx context.Context, clientID string) ([]Event, error)
+	// Register is Create for a registration that issues credentials, written in the same transaction: the
+	// client secret waits (for the identity provider's sync) until delivered, then is erased; of the
+	// registration access token only its SHA-256 is kept. Neither is ever audited or returned again.
+	Register(ctx context.Context, a App, actor, reason string, issued Issued) (App, error)
+	// VerifyRegistrationToken is nil when token is clientID's registration access token (RFC 7592),
+	// ErrUnauthorized otherwise (also for an unknown client, so the answer reveals nothing).
+	VerifyRegistrationToken(ctx context.Context, clientID, token string) error
+	// Sync returns where the app's client in the identity provider stands against the registry.
+	Sync(ctx context.Context, clientID string) (SyncState, error)
+}
+
+// ErrUnauthorized refuses a registration access token (RFC 7592) that is not the client's.
+var ErrUnauthorized = errors.New("registration access token refused")
+
+// Issued is what a registration hands out once (RFC 7591 §3.2.1): the client secret of a confidential
+// client (client_secret_basic / client_secret_post; empty for none and private_key_jwt) and the registration
+// access token of RFC 7592 (empty when the registration was not made through DCR).
+type Issued struct {
+	ClientSecret      string
+	RegistrationToken string
+}
+
+// SyncState is where an app's client in the identity provider (Keycloak) stands against the registry.
+type SyncState struct {
+	Pending   bool      `json:"pending"`              // a change waits to reach the identity provider
+	Since     time.Time `json:"since,omitzero"`       // when the oldest waiting change was made
+	Attempts  int       `json:"attempts,omitempty"`   // delivery attempts of the waiting change
+	LastError string    `json:"last_error,omitempty"` // why the last attempt failed
+	SyncedAt  time.Time `json:"synced_at,omitzero"`   // when the identity provider last matched the registry
+}
+
+// IdP is what the registry asks of the authorization server beyond keeping clients in sync
+// (adapters/registry/keycloak implements it against Keycloak's admin REST API).
+type IdP interface {
+	// RotateSecret issues a new client secret for a confidential app; the previous one keeps working for
+	// overlap (0: it stops at once). The new secret is returned once and kept nowhere by fhirwall.
+	RotateSecret(ctx context.Context, clientID string, overlap time.Duration) (string, error)
+	// EndSessions ends every session, refresh token and offline token of the app (deactivation, suspension).
+	EndSessions(ctx context.Context, clientID string) error
+	// Grants lists the apps a user (the token subject) has signed in to and may still hold refresh or
+	// offline tokens for, by client id.
+	Grants(ctx context.Context, subject string) ([]string, error)
+	// RevokeGrant ends the user's sessions, refresh and offline tokens for one app (a member revoking it).
+	RevokeGrant(ctx context.Context, subject, clientID string) error
 }

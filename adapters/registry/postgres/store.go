@@ -407,3 +407,15 @@ func (s *Store) History(ctx context.Context, clientID string) ([]apps.Event, err
 	}
 	return out, nil
 }
+
+// Register, VerifyRegistrationToken and Sync are being built with the Keycloak sync
+// (adapters/registry/keycloak); until then they refuse.
+func (s *Store) Register(context.Context, apps.App, string, string, apps.Issued) (apps.App, error) {
+	return apps.App{}, errors.ErrUnsupported
+}
+
+func (s *Store) VerifyRegistrationToken(context.Context, string, string) error { return apps.ErrUnauthorized }
+
+func (s *Store) Sync(context.Context, string) (apps.SyncState, error) {
+	return apps.SyncState{}, errors.ErrUnsupported
+}

@@ -18,6 +18,7 @@ type FakeStore struct {
 	mu     sync.Mutex
 	apps   map[string]apps.App
 	events []apps.Event
+	tokens map[string]string // registration access tokens by client id
 }
 
 var _ apps.Store = (*FakeStore)(nil)
@@ -121,4 +122,36 @@ func (f *FakeStore) History(_ context.Context, id string) ([]apps.Event, error) 
 		}
 	}
 	return out, nil
+}
+
+// Register is Create; the fake keeps the registration access token (plainly: it is a fake) to verify it.
+func (f *FakeStore) Register(ctx context.Context, a apps.App, actor, reason string, issued apps.Issued) (apps.App, error) {
+	out, err := f.Create(ctx, a, actor, reason)
+	if err != nil {
+		return out, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tokens == nil {
+		f.tokens = map[string]string{}
+	}
+	f.tokens[a.ClientID] = issued.RegistrationToken
+	return out, nil
+}
+
+func (f *FakeStore) VerifyRegistrationToken(_ context.Context, clientID, token string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if want, ok := f.tokens[clientID]; !ok || want == "" || want != token {
+		return apps.ErrUnauthorized
+	}
+	return nil
+}
+
+// Sync reports every app in sync: the fake has no identity provider.
+func (f *FakeStore) Sync(_ context.Context, clientID string) (apps.SyncState, error) {
+	if _, err := f.Get(context.Background(), clientID); err != nil {
+		return apps.SyncState{}, err
+	}
+	return apps.SyncState{}, nil
 }
