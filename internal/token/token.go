@@ -29,6 +29,11 @@ type Identity struct {
 	Scopes   []string  `json:"scopes"`
 	JTI      string    `json:"jti,omitempty"`
 	Expiry   time.Time `json:"expiry"`
+	// IssuedAt is the token's iat; AuthTime its auth_time (OIDC Core §2), when the end user signed in. A
+	// refreshed token keeps the sign-in's auth_time, which is what lets a member's revocation of an app reach
+	// tokens refreshed after it was given (adapters/registry/revocation). Zero when the claim is absent.
+	IssuedAt time.Time `json:"issued_at,omitzero"`
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 // Error kinds. Callers branch on them with errors.Is; none of them reveals why to the client.
@@ -212,6 +217,8 @@ type claims struct {
 	FHIRUser string `json:"fhirUser"`
 	Org      string `json:"fhirwall_org"`
 	JTI      string `json:"jti"`
+	IAT      *int64 `json:"iat"`
+	AuthTime *int64 `json:"auth_time"`
 }
 
 func (c claims) identity(iss, sub string, expiry time.Time) (Identity, error) {
@@ -227,7 +234,15 @@ func (c claims) identity(iss, sub string, expiry time.Time) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: no client or subject", ErrInvalid)
 	}
 	return Identity{Issuer: iss, ClientID: client, Subject: sub, Patient: c.Patient, FHIRUser: c.FHIRUser,
-		Org: c.Org, Scopes: strings.Fields(c.Scope), JTI: c.JTI, Expiry: expiry}, nil
+		Org: c.Org, Scopes: strings.Fields(c.Scope), JTI: c.JTI, Expiry: expiry, IssuedAt: unixOrZero(c.IAT),
+		AuthTime: unixOrZero(c.AuthTime)}, nil
+}
+
+func unixOrZero(s *int64) time.Time {
+	if s == nil {
+		return time.Time{}
+	}
+	return time.Unix(*s, 0)
 }
 
 func (v *Verifier) verifyJWT(ctx context.Context, raw string) (Identity, error) {
@@ -255,7 +270,6 @@ func (v *Verifier) verifyJWT(ctx context.Context, raw string) (Identity, error) 
 	var c struct {
 		claims
 		NBF *int64 `json:"nbf"`
-		IAT *int64 `json:"iat"`
 	}
 	if err := idt.Claims(&c); err != nil {
 		return Identity{}, fmt.Errorf("%w: claims: %v", ErrInvalid, err)

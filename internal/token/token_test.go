@@ -586,3 +586,27 @@ func BenchmarkVerifyUncached(b *testing.B) {
 		}
 	}
 }
+
+func TestIssuedAtAndAuthTimeComeFromTheirClaims(t *testing.T) {
+	f, clock := newFakeIssuer(t), newFakeClock()
+	signedIn := clock.Now().Add(-3 * time.Hour)
+	with := f.claims(clock.Now())
+	with["auth_time"] = signedIn.Unix()
+	without := f.claims(clock.Now())
+	delete(without, "iat")
+	v := newVerifier(t, clock, DefaultClockSkew, f)
+	id, err := v.Verify(context.Background(), f.sign(t, with, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.IssuedAt.Equal(time.Unix(clock.Now().Unix(), 0)) || !id.AuthTime.Equal(time.Unix(signedIn.Unix(), 0)) {
+		t.Fatalf("issued at %v, auth time %v; want %v, %v", id.IssuedAt, id.AuthTime, clock.Now(), signedIn)
+	}
+	id, err = v.Verify(context.Background(), f.sign(t, without, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.IssuedAt.IsZero() || !id.AuthTime.IsZero() {
+		t.Fatalf("absent claims: issued at %v, auth time %v; want both zero", id.IssuedAt, id.AuthTime)
+	}
+}
