@@ -122,6 +122,9 @@ type Tokens struct {
 type Registry struct {
 	Source string `mapstructure:"source"`
 	File   string `mapstructure:"file"`
+	// Import, with source postgres, is a file registry (clients.yaml) whose clients are registered at
+	// start-up as active production apps when not registered yet (registry.go); relative to the config file.
+	Import string `mapstructure:"import"`
 	// Keycloak is the identity provider kept in sync with the PostgreSQL registry (portal.go).
 	Keycloak KeycloakSync `mapstructure:"keycloak"`
 }
@@ -437,7 +440,8 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 		c.Proxy.PublicURL = "http://" + c.Proxy.HTTP
 	}
 	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile,
-		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile, &c.Admin.TokenFile} {
+		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile, &c.Admin.TokenFile, &c.Registry.Import, &c.Registry.Keycloak.ClientSecretFile,
+		&c.Portal.TLSCert, &c.Portal.TLSKey, &c.Portal.ClientSecretFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/viper"
 )
@@ -28,6 +29,7 @@ type Admin struct {
 func registryDefaults(v *viper.Viper) {
 	v.SetDefault("registry.source", RegistryFile)
 	v.SetDefault("admin.token_file", "")
+	keycloakSyncDefaults(v)
 }
 
 func (c *Config) validateRegistry() []error {
@@ -44,6 +46,7 @@ func (c *Config) validateRegistry() []error {
 	default:
 		errs = append(errs, fmt.Errorf("registry.source %q: want file (registry.file) or postgres (the app registry in jobs.postgres_dsn)", c.Registry.Source))
 	}
+	errs = append(errs, c.validateKeycloakSync()...)
 	if c.Admin.TokenFile != "" && c.Proxy.Admin == "" {
 		errs = append(errs, errors.New("admin.token_file: the admin APIs are served on proxy.admin, which is off; set proxy.admin or leave admin.token_file empty"))
 	}
@@ -73,4 +76,45 @@ func (c *Config) OfferedScopes() map[string][]string {
 		out[a.Name] = scopes
 	}
 	return out
+}
+
+func keycloakSyncDefaults(v *viper.Viper) {
+	v.SetDefault("registry.import", "")
+	v.SetDefault("registry.keycloak.url", "")
+	v.SetDefault("registry.keycloak.realm", "")
+	v.SetDefault("registry.keycloak.client_id", "")
+	v.SetDefault("registry.keycloak.client_secret_file", "")
+	v.SetDefault("registry.keycloak.reconcile_interval", "30s")
+	v.SetDefault("registry.keycloak.protected_clients", []string{})
+}
+
+// validateKeycloakSync checks registry.import and registry.keycloak, which only the PostgreSQL registry uses.
+func (c *Config) validateKeycloakSync() []error {
+	var errs []error
+	k := c.Registry.Keycloak
+	if c.Registry.Source != RegistryPostgres {
+		if c.Registry.Import != "" {
+			errs = append(errs, errors.New("registry.import: only with registry.source postgres (the file registry is read in place)"))
+		}
+		if k.URL != "" {
+			errs = append(errs, errors.New("registry.keycloak: only with registry.source postgres (the file registry's clients are the realm file's)"))
+		}
+		return errs
+	}
+	if k.URL == "" {
+		return nil
+	}
+	if !strings.HasPrefix(k.URL, "http://") && !strings.HasPrefix(k.URL, "https://") {
+		errs = append(errs, fmt.Errorf("registry.keycloak.url %q: want Keycloak's base URL, e.g. http://127.0.0.1:8180", k.URL))
+	}
+	if k.Realm == "" {
+		errs = append(errs, errors.New("registry.keycloak.realm: required, the realm whose clients the registry owns"))
+	}
+	if k.ClientID == "" || k.ClientSecretFile == "" {
+		errs = append(errs, errors.New("registry.keycloak.client_id and client_secret_file: required, the service account the registry signs in to Keycloak's admin API with"))
+	}
+	if k.ReconcileInterval < time.Second {
+		errs = append(errs, fmt.Errorf("registry.keycloak.reconcile_interval %s: want at least 1s", k.ReconcileInterval))
+	}
+	return errs
 }

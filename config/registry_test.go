@@ -89,3 +89,27 @@ func TestOfferedScopesAreSmartScopesAndResourceScopesPerType(t *testing.T) {
 		t.Fatalf("offered %v, want %v", got, want)
 	}
 }
+
+func TestKeycloakSyncIsCheckedOnlyWithThePostgresRegistry(t *testing.T) {
+	const pg = "registry: {source: postgres, import: clients.yaml, keycloak: %s}\njobs: {postgres_dsn: 'postgres://db/x'}\n"
+	ok := "{url: 'http://127.0.0.1:8180', realm: fhirwall, client_id: fhirwall-registry, client_secret_file: kc.secret}"
+	c, err := Load(writeConfig(t, strings.Replace(pg, "%s", ok, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.Registry.Keycloak; k.ReconcileInterval.Seconds() != 30 || filepath.Base(k.ClientSecretFile) != "kc.secret" || !filepath.IsAbs(k.ClientSecretFile) || !filepath.IsAbs(c.Registry.Import) {
+		t.Fatalf("keycloak %+v import %q; want a 30s reconcile and the files beside the config", k, c.Registry.Import)
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"no realm":        {strings.Replace(pg, "%s", "{url: 'http://kc', client_id: a, client_secret_file: s}", 1), "registry.keycloak.realm"},
+		"no credentials":  {strings.Replace(pg, "%s", "{url: 'http://kc', realm: r}", 1), "client_secret_file"},
+		"not a URL":       {strings.Replace(pg, "%s", "{url: 'kc:8180', realm: r, client_id: a, client_secret_file: s}", 1), "registry.keycloak.url"},
+		"tight reconcile": {strings.Replace(pg, "%s", "{url: 'http://kc', realm: r, client_id: a, client_secret_file: s, reconcile_interval: 10ms}", 1), "reconcile_interval"},
+		"sync of a file":  {"registry: {file: clients.yaml, keycloak: {url: 'http://kc'}}\n", "only with registry.source postgres"},
+		"import to file":  {"registry: {file: clients.yaml, import: clients.yaml}\n", "registry.import"},
+	} {
+		if _, err := Load(writeConfig(t, tc.body)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want refused naming %s", name, err, tc.want)
+		}
+	}
+}

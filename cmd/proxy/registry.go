@@ -12,6 +12,7 @@ import (
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
+	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
 // buildRegistry opens the client registry registry.source names and sets p.registry, p.watchRegistry and,
@@ -35,6 +36,11 @@ func (p *proxy) buildRegistry(ctx context.Context, cfg *config.Config, log *slog
 		return fmt.Errorf("registry.source postgres (jobs.postgres_dsn): %w", err)
 	}
 	p.closers = append(p.closers, store.Close)
+	if cfg.Registry.Import != "" {
+		if err := importClients(ctx, store, cfg.Registry.Import, log); err != nil {
+			return err
+		}
+	}
 	reg := store.Registry()
 	p.registry = reg
 	p.watchRegistry = func(ctx context.Context) error {
@@ -59,5 +65,30 @@ func (p *proxy) buildRegistry(ctx context.Context, cfg *config.Config, log *slog
 		return fmt.Errorf("admin.token_file: %w", err)
 	}
 	log.Info("app registry in PostgreSQL", "apps", reg.Len(), "admin_api", "/admin/apps/")
+	return nil
+}
+
+// importClients registers registry.import's clients that are not registered yet (postgres.Import): a
+// deployment moving from the file registry, or a demo whose apps start from config/clients.yaml. Several
+// replicas starting together import the same file harmlessly: a client already registered is left as the
+// registry has it, so a reviewer's later change is never undone by a restart.
+func importClients(ctx context.Context, store *postgres.Store, path string, log *slog.Logger) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("registry.import: %w", err)
+	}
+	parsed, err := fileregistry.Parse(data, config.KnownAPIs)
+	if err != nil {
+		return fmt.Errorf("registry.import %s: %w", path, err)
+	}
+	clients := make([]decision.Client, 0, len(parsed))
+	for _, c := range parsed {
+		clients = append(clients, c)
+	}
+	n, err := postgres.Import(ctx, store, clients, "import")
+	if err != nil {
+		return fmt.Errorf("registry.import %s: %w", path, err)
+	}
+	log.Info("registry.import", "file", path, "registered", n, "already_registered", len(clients)-n)
 	return nil
 }
