@@ -69,6 +69,12 @@ type App struct {
 	// Owner is who registered the app: the portal user's subject ("portal:<sub>"), "dcr" for an anonymous
 	// Dynamic Client Registration, "admin:<name>" or "import". The portal lists a developer's own apps by it.
 	Owner string `json:"owner,omitempty"`
+	// SoftwareID, SoftwareVersion and SoftwareStatement are what a Dynamic Client Registration said of the
+	// software (RFC 7591 §2, §2.3): the same software_id across its registrations, and the registrar's signed
+	// statement as it was sent, which RFC 7592 reads must return unmodified.
+	SoftwareID        string `json:"software_id,omitempty"`
+	SoftwareVersion   string `json:"software_version,omitempty"`
+	SoftwareStatement string `json:"software_statement,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -216,6 +216,11 @@ func validHTTPSURL(s string) error {
 // loopbackHosts are where an http redirect URI may point: a native app's own listener (RFC 8252 §7.3, §8.3).
 var loopbackHosts = []string{"127.0.0.1", "::1", "localhost"}
 
+// ValidRedirectURI reports why s is not a redirect URI the registry accepts (nil: it is). Dynamic Client
+// Registration answers such a URI with its own error code (RFC 7591 §3.2.2 invalid_redirect_uri) before
+// ValidateRegistration judges the rest.
+func ValidRedirectURI(s string) error { return validRedirectURI(s) }
+
 // validRedirectURI: absolute, no fragment (RFC 6749 §3.1.2), no wildcard (exact matching, OAuth 2.0 Security
 // BCP §2.1), https, or http on a loopback host for a native app.
 func validRedirectURI(s string) error {

@@ -46,7 +46,11 @@ func (f *FakeStore) Create(_ context.Context, a apps.App, actor, reason string) 
 	if _, ok := f.apps[a.ClientID]; ok {
 		return apps.App{}, apps.ErrExists
 	}
-	a.State, a.Version, a.CreatedAt, a.UpdatedAt = apps.StatePending, 1, time.Now(), time.Now()
+	// As the PostgreSQL store: the state as given (empty: pending), so a registration may start active.
+	if a.State == "" {
+		a.State = apps.StatePending
+	}
+	a.Version, a.CreatedAt, a.UpdatedAt = 1, time.Now(), time.Now()
 	f.apps[a.ClientID] = a
 	f.record(actor, "register", reason, nil, a)
 	return a, nil
