@@ -150,6 +150,10 @@ type API struct {
 	RateLimits map[string]ratelimit.Rate `mapstructure:"rate_limits"`
 	// CORS says which browser origins may read this API's data (cors.go).
 	CORS CORS `mapstructure:"cors"`
+	// SandboxOf makes this API the sandbox of another (sandbox.go): named "<that API>-sandbox", decided by
+	// that API's policy, it inherits every field above it leaves unset (resources, interactions, operations,
+	// guides, smart, rate_limits, cors) and answers with synthetic data only.
+	SandboxOf string `mapstructure:"sandbox_of"`
 }
 
 // Operation is one FHIR operation an API serves on a type (Group $export, say). Fields mirror
@@ -224,7 +228,7 @@ type Resource struct {
 }
 
 // PolicyData is what the Rego policies see as data.config:
-// {"apis": {name: {"prefix": ..., "resources": {type: {"search_params": [...], "public": bool}}}}}.
+// {"apis": {name: {"prefix": ..., "sandbox_of": base (sandboxes only), "resources": {type: {"search_params": [...], "public": bool}}}}}.
 func (c *Config) PolicyData() map[string]any {
 	apis := map[string]any{}
 	for _, a := range c.APIs {
@@ -236,7 +240,11 @@ func (c *Config) PolicyData() map[string]any {
 			}
 			res[r.Type] = map[string]any{"search_params": params, "public": r.Public}
 		}
-		apis[a.Name] = map[string]any{"prefix": a.Prefix, "resources": res}
+		api := map[string]any{"prefix": a.Prefix, "resources": res}
+		if a.SandboxOf != "" {
+			api["sandbox_of"] = a.SandboxOf // policies/authz.rego decides it with its base API's policy
+		}
+		apis[a.Name] = api
 	}
 	return map[string]any{"apis": apis}
 }
@@ -360,8 +368,10 @@ type ListenerTLS struct {
 	ClientCAFile string `mapstructure:"client_ca_file"`
 }
 
-// KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work).
-var KnownAPIs = []string{"patient-access", "provider-access", "payer-to-payer", "prior-auth"}
+// KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work), and the
+// sandboxes of the two that serve member data (sandbox.go).
+var KnownAPIs = []string{"patient-access", "provider-access", "payer-to-payer", "prior-auth",
+	"patient-access" + SandboxSuffix, "provider-access" + SandboxSuffix}
 
 // Load reads path (may be empty: defaults and environment only) and validates the result.
 func Load(path string) (*Config, error) {
@@ -436,6 +446,7 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	if len(c.APIs) == 0 {
 		c.APIs = []API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}
 	}
+	c.inheritSandboxes()
 	if c.Proxy.PublicURL == "" && c.Proxy.HTTP != "" {
 		c.Proxy.PublicURL = "http://" + c.Proxy.HTTP
 	}
@@ -540,6 +551,8 @@ func (c *Config) Validate() error {
 	if c.Tokens.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("tokens.cache_size %d: want 0 or more", c.Tokens.CacheSize))
 	}
+	errs = append(errs, c.validateSandboxes()...)
+	errs = append(errs, c.validateNotices()...)
 	errs = append(errs, c.validateRegistry()...)
 	errs = append(errs, c.validateRateLimits()...)
 	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {

@@ -13,6 +13,17 @@ default decision := {"allow": false, "status": 403, "reasons": ["no_policy_for_a
 decision := refuse(401, "unauthenticated") if {
 	not input.request.interaction in {"capabilities", "smart-configuration"}
 	not input.authenticated
-} else := data.fhirwall.api[api_packages[input.api]].decision
+} else := data.fhirwall.api[api_packages[policy_api]].decision
+
+# A sandbox API (config apis[].sandbox_of, named "<base>-sandbox") is decided by its base API's policy;
+# fhirwall itself holds its answers to synthetic data. A sandbox of a sandbox, or one named otherwise, has
+# no policy (config validation refuses both; this is the policy's own guard).
+policy_api := base if {
+	base := data.config.apis[input.api].sandbox_of
+	input.api == concat("", [base, "-sandbox"])
+	not data.config.apis[base].sandbox_of
+} else := input.api if {
+	not data.config.apis[input.api].sandbox_of
+}
 
 refuse(status, reason) := {"allow": false, "status": status, "reasons": [reason], "obligations": {}}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/policy"
@@ -239,6 +240,11 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 			d.refuse(outcome.NotSupported, "obligation_not_enforceable")
 			return
 		}
+	}
+	if isSandbox(in.API) && req.Interaction == fhir.SearchType {
+		// Synthetic data only: the FHIR server finds only tagged resources, so the untagged ones response
+		// enforcement drops do not empty pages. Set, not added: a client's own _tag cannot widen it.
+		narrowing["_tag"] = datascope.SandboxTag
 	}
 	d.UpstreamQuery = upstreamQuery(in.RawQuery, req, shape, narrowing)
 	d.UpstreamAccept = upstreamAccept(req, in.headers("Accept"))

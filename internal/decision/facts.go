@@ -209,13 +209,14 @@ func (c *Core) addFacts(ctx context.Context, d *Decision, input map[string]any) 
 	if d.Identity == nil || d.Request.Interaction == fhir.Capabilities || d.Request.Interaction == fhir.SmartConfiguration {
 		return true
 	}
-	if d.Input.API == PayerToPayer {
+	api := baseAPI(d.Input.API) // a sandbox is decided with its base API's facts
+	if api == PayerToPayer {
 		return c.addPayerFacts(ctx, d, input)
 	}
-	if d.Input.API == "prior-auth" {
+	if api == "prior-auth" {
 		return c.useFacts(ctx, d, input, priorAuthFacts(d), nil, nil, "no_provider_identity")
 	}
-	if d.Input.API != "provider-access" {
+	if api != "provider-access" {
 		return true
 	}
 	facts, members, err := c.providerFacts(ctx, d)

@@ -297,8 +297,10 @@ type enforcer struct {
 	// members).
 	permits func(patient string) bool
 	// public: the types outside the Patient compartment that may leave (Obligations.PublicTypes).
-	public   map[string]bool
-	enforce  bool
+	public  map[string]bool
+	enforce bool
+	// sandbox: only synthetic resources leave (sandbox.go), whatever the other obligations say.
+	sandbox  bool
 	removed  int
 	changed  bool
 	patients map[string]struct{}
@@ -309,7 +311,7 @@ type enforcer struct {
 // newEnforcer holds one answer to d's obligations.
 func (c *Core) newEnforcer(d *Decision) *enforcer {
 	ob := d.Policy.Obligations
-	e := &enforcer{core: c, d: d, enforce: ob.Compartment != nil,
+	e := &enforcer{core: c, d: d, enforce: ob.Compartment != nil, sandbox: isSandbox(d.Input.API),
 		patients: map[string]struct{}{}, categories: map[string]struct{}{}}
 	if cp := ob.Compartment; cp != nil {
 		if cp.Provider != "" || cp.Payer != "" {
@@ -329,6 +331,9 @@ func (c *Core) newEnforcer(d *Decision) *enforcer {
 // keep says whether one resource may leave, and records what it carries when it may.
 func (e *enforcer) keep(res map[string]any) bool {
 	rt, _ := res["resourceType"].(string)
+	if e.sandbox && !datascope.Synthetic(res) {
+		return false // a sandbox answers with synthetic data only, whatever the FHIR server holds
+	}
 	if rt == "OperationOutcome" {
 		if e.enforce && scrubOutcome(res) {
 			e.changed = true
@@ -439,8 +444,8 @@ func (e *enforcer) entry(entry map[string]any, depth int) (bool, error) {
 	if !ok {
 		// A history delete or a batch answer without a body: nothing shows whose it was, yet its fullUrl,
 		// request.url and response.location name a resource id (a deleted version of another patient's
-		// Observation, say). Under an obligation it cannot be judged, so it does not leave.
-		return !e.enforce, nil
+		// Observation, say). Under an obligation, or in a sandbox, it cannot be judged, so it does not leave.
+		return !e.enforce && !e.sandbox, nil
 	}
 	res, ok := raw.(map[string]any)
 	if !ok {
@@ -455,7 +460,7 @@ func (e *enforcer) entry(entry map[string]any, depth int) (bool, error) {
 func (e *enforcer) resource(res map[string]any, depth int) bool {
 	if rt, _ := res["resourceType"].(string); rt == "Bundle" {
 		// Only reachable through response.outcome; a Bundle there is not an outcome.
-		return !e.enforce
+		return !e.enforce && !e.sandbox
 	}
 	return e.keep(res)
 }

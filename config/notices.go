@@ -1,0 +1,126 @@
+package config
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Notice kinds.
+const (
+	NoticeDeprecation = "deprecation"
+	NoticeMaintenance = "maintenance"
+	NoticeIncident    = "incident"
+)
+
+// validateNotices checks what the Deprecation and Sunset headers rely on, beyond the portal's own checks
+// of notices (validatePortal): a notice concerns a configured API, a deprecation narrowed to a resource type
+// names one that API serves, a notice is published before it would take effect, and dates are coherent.
+func (c *Config) validateNotices() []error {
+	apis := map[string]API{}
+	for _, a := range c.APIs {
+		apis[a.Name] = a
+	}
+	var errs []error
+	ids := map[string]bool{}
+	for i, n := range c.Notices {
+		at := fmt.Sprintf("notices[%d]", i)
+		if n.ID != "" && ids[n.ID] {
+			errs = append(errs, fmt.Errorf("%s.id %q: used twice", at, n.ID))
+		}
+		ids[n.ID] = true
+		if !slices.Contains([]string{NoticeDeprecation, NoticeMaintenance, NoticeIncident}, n.Kind) {
+			errs = append(errs, fmt.Errorf("%s.kind %q: want deprecation, maintenance or incident", at, n.Kind))
+		}
+		api, ok := apis[n.API]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s.api %q: not one of apis[].name", at, n.API))
+		}
+		if n.Resource != "" {
+			if n.Kind != NoticeDeprecation {
+				errs = append(errs, fmt.Errorf("%s.resource: only a deprecation is narrowed to a resource type", at))
+			} else if ok && !slices.ContainsFunc(api.Resources, func(r Resource) bool { return r.Type == n.Resource }) &&
+				!slices.ContainsFunc(api.Operations, func(o Operation) bool { return o.Type == n.Resource }) {
+				errs = append(errs, fmt.Errorf("%s.resource %q: not a type %s serves", at, n.Resource, n.API))
+			}
+		}
+		if n.Kind == NoticeDeprecation {
+			if n.Deprecation.IsZero() {
+				errs = append(errs, fmt.Errorf("%s.deprecation: required for a deprecation (the Deprecation header's date)", at))
+			}
+			if !n.Sunset.IsZero() && !n.Sunset.After(n.Deprecation) {
+				errs = append(errs, fmt.Errorf("%s.sunset: want after its deprecation (RFC 9745 §2.1)", at))
+			}
+			if n.Published.IsZero() {
+				errs = append(errs, fmt.Errorf("%s.published: required (headers start once it is published)", at))
+			}
+		} else if !n.Sunset.IsZero() || !n.Deprecation.IsZero() {
+			errs = append(errs, fmt.Errorf("%s: deprecation and sunset are for a deprecation, not a %s", at, n.Kind))
+		}
+		if n.Link != "" && !linkable(n.Link) {
+			errs = append(errs, fmt.Errorf("%s.link %q: want a URL without spaces, quotes or angle brackets (it is sent in a Link header)", at, n.Link))
+		}
+		if !n.End.IsZero() && !n.End.After(n.Start) {
+			errs = append(errs, fmt.Errorf("%s.end: want after its start", at))
+		}
+	}
+	return errs
+}
+
+// DeprecationHeaders are the headers every answer of api (for a request on resourceType; "" for none, such
+// as a system-level request) carries at now: Deprecation (RFC 9745 §2: "@" and Unix seconds), Sunset (RFC
+// 8594 §3: an HTTP-date) and Link rel="deprecation" (RFC 9745 §3). Only deprecations count, only once
+// published, and only those of the whole API or of resourceType. When several apply, the earliest
+// deprecation and the earliest sunset are the ones announced (a structured-field Date is one item), and
+// every notice's link is listed. nil: none applies.
+func DeprecationHeaders(notices []Notice, api, resourceType string, now time.Time) http.Header {
+	var h http.Header
+	var dep, sunset time.Time
+	for _, n := range notices {
+		if n.Kind != NoticeDeprecation || n.API != api || n.Published.IsZero() || now.Before(n.Published) || n.Deprecation.IsZero() ||
+			(n.Resource != "" && n.Resource != resourceType) {
+			continue
+		}
+		if h == nil {
+			h = http.Header{}
+		}
+		if dep.IsZero() || n.Deprecation.Before(dep) {
+			dep = n.Deprecation
+		}
+		if !n.Sunset.IsZero() && (sunset.IsZero() || n.Sunset.Before(sunset)) {
+			sunset = n.Sunset
+		}
+		if linkable(n.Link) {
+			h.Add("Link", "<"+n.Link+`>; rel="deprecation"; type="text/html"`)
+		}
+	}
+	if h == nil {
+		return nil
+	}
+	h.Set("Deprecation", "@"+strconv.FormatInt(dep.Unix(), 10))
+	if !sunset.IsZero() {
+		h.Set("Sunset", sunset.UTC().Format(http.TimeFormat))
+	}
+	return h
+}
+
+// NextNoticeChange is the first time after now at which a notice is published: what DeprecationHeaders
+// answers changes then, so a component that computes the headers once (fhirwall-xds) must compute them
+// again. Zero: no change is scheduled.
+func NextNoticeChange(notices []Notice, now time.Time) time.Time {
+	var next time.Time
+	for _, n := range notices {
+		if n.Kind == NoticeDeprecation && n.Published.After(now) && (next.IsZero() || n.Published.Before(next)) {
+			next = n.Published
+		}
+	}
+	return next
+}
+
+// linkable: raw can stand between a Link header's angle brackets (RFC 8288 §3) as it is.
+func linkable(raw string) bool {
+	return raw != "" && !strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`<>"\\`, r) })
+}
