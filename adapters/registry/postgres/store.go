@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS fhirwall_app_events (
 	event     jsonb       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fhirwall_app_events_by_client ON fhirwall_app_events (client_id, seq);
-`
+` + credentialsSchema + syncSchema
 
 // Store is an apps.Store in PostgreSQL. Every change is one transaction: the row (version-checked), its
 // event, the audit record (its failure rolls everything back), and a notification to every replica's view.
@@ -111,6 +111,11 @@ func (s *Store) Create(ctx context.Context, a apps.App, actor, reason string) (a
 }
 
 func (s *Store) create(ctx context.Context, a apps.App, actor, reason, action string) (apps.App, error) {
+	return s.createWith(ctx, a, actor, reason, action, nil)
+}
+
+// createWith is create with more to write in the same transaction (a registration's credentials).
+func (s *Store) createWith(ctx context.Context, a apps.App, actor, reason, action string, also func(pgx.Tx) error) (apps.App, error) {
 	if a.State == "" {
 		a.State = apps.StatePending
 	}
@@ -134,6 +139,11 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING`, a.ClientID, doc
 		}
 		if tag.RowsAffected() == 0 {
 			return apps.Event{}, apps.ErrExists
+		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return apps.Event{}, err
+			}
 		}
 		after := a
 		return apps.Event{Time: now, Actor: actor, Action: action, ClientID: a.ClientID, Reason: reason, After: &after}, nil
@@ -270,8 +280,13 @@ VALUES ($1, $2, $3, $4, $5, $6)`, ev.ID, ev.ClientID, ev.Time, ev.Actor, ev.Acti
 	if err := s.audit(context.WithoutCancel(ctx), ev); err != nil {
 		return fmt.Errorf("%w: %w", apps.ErrAuditFailed, err)
 	}
+	// The identity provider must follow: the app is marked dirty in the same transaction, so no committed
+	// change can be forgotten by the sync, and none that rolls back is ever synced.
+	if err := markDirty(ctx, tx, clientID, ev.Time); err != nil {
+		return err
+	}
 	// Delivered to every listener on commit, never before, never if rolled back (PostgreSQL NOTIFY).
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, clientID); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2), pg_notify($3, $2)`, Channel, clientID, SyncChannel); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -406,16 +421,4 @@ func (s *Store) History(ctx context.Context, clientID string) ([]apps.Event, err
 		return nil, fmt.Errorf("registry: history %s: %w", clientID, apps.ErrNotFound)
 	}
 	return out, nil
-}
-
-// Register, VerifyRegistrationToken and Sync are being built with the Keycloak sync
-// (adapters/registry/keycloak); until then they refuse.
-func (s *Store) Register(context.Context, apps.App, string, string, apps.Issued) (apps.App, error) {
-	return apps.App{}, errors.ErrUnsupported
-}
-
-func (s *Store) VerifyRegistrationToken(context.Context, string, string) error { return apps.ErrUnauthorized }
-
-func (s *Store) Sync(context.Context, string) (apps.SyncState, error) {
-	return apps.SyncState{}, errors.ErrUnsupported
 }
