@@ -10,16 +10,19 @@ import (
 // held to synthetic data whatever its sandbox_of says; Validate makes the two agree.
 const SandboxSuffix = "-sandbox"
 
-// inheritSandboxes gives each sandbox API what it leaves unset of its base API: the same resources, policy
-// inputs, discovery and limits, so a sandbox app meets the API it will later use in production. A base that
-// is missing or itself a sandbox is left to Validate.
-func (c *Config) inheritSandboxes() {
+func (c *Config) inheritSandboxes() { InheritSandboxes(c.APIs) }
+
+// InheritSandboxes gives each sandbox API in apis what it leaves unset of its base API: the same resources,
+// policy inputs, discovery and limits, so a sandbox app meets the API it will later use in production. A base
+// that is missing or itself a sandbox is left to Validate. Load does this; a reader of apis: alone (tests
+// decoding only part of the file) calls it itself.
+func InheritSandboxes(apis []API) {
 	bases := map[string]API{}
-	for _, a := range c.APIs {
+	for _, a := range apis {
 		bases[a.Name] = a
 	}
-	for i := range c.APIs {
-		a := &c.APIs[i]
+	for i := range apis {
+		a := &apis[i]
 		b, ok := bases[a.SandboxOf]
 		if a.SandboxOf == "" || !ok || b.SandboxOf != "" {
 			continue

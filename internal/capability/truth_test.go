@@ -146,6 +146,10 @@ var realmClients = map[string][]string{
 	"provider-access": {"provider-app", "provider-org-a", "provider-org-b"},
 	"payer-to-payer":  {"payer-b", "payer-c"},
 	"prior-auth":      {"provider-app", "provider-org-a", "provider-org-b"},
+	// A sandbox advertises its base API's discovery (config apis[].sandbox_of); its apps are registered with
+	// the scopes the base's clients are offered.
+	"patient-access-sandbox":  {"patient-app", "provider-app"},
+	"provider-access-sandbox": {"provider-app", "provider-org-a", "provider-org-b"},
 }
 
 // TestScopesSupportedAreWhatTheRealmGrants: every scope discovery advertises is one the realm offers one of

@@ -53,6 +53,11 @@ type Gateway struct {
 	// CORSOrigins gives, per API name, the browser origins that may read its data
 	// (apis[].cors.allowed_origins); every origin may read the discovery documents (internal/cors).
 	CORSOrigins map[string][]string
+	// ResponseHeaders, when set, gives the headers added to the answer of every allowed request to api whose
+	// path names resourceType (its first segment below the base; "" for none): the deprecation notices'
+	// Deprecation, Sunset and Link (config.DeprecationHeaders), as Envoy's routes add them
+	// (internal/xds API.ResponseHeaders). nil: none.
+	ResponseHeaders func(api, resourceType string) http.Header
 	// inFlight bounds the requests worked on at once (LimitInFlight) once decided and within their rate;
 	// deciding bounds those being decided. nil: no bound.
 	inFlight, deciding chan struct{}
@@ -308,6 +313,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release(g.inFlight)
+	if g.ResponseHeaders != nil {
+		for name, v := range g.ResponseHeaders(d.Input.API, pathType(d.Input.Path)) {
+			w.Header()[name] = v
+		}
+	}
 	// The body was read to decide on it; the FHIR server gets exactly the bytes that were decided on.
 	r.Body = io.NopCloser(bytes.NewReader(d.Input.Body))
 	r.ContentLength = int64(len(d.Input.Body))
@@ -528,4 +538,11 @@ func sourceIP(remote string) string {
 		return remote
 	}
 	return host
+}
+
+// pathType is the first segment of a path below an API's base: the resource type an Envoy route of its own
+// ([base]/[type], path-separated) would match, so both faces add the same headers to the same requests.
+func pathType(path string) string {
+	first, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return first
 }

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
@@ -48,16 +49,40 @@ func known(s State) bool {
 }
 
 // ToClient is the gateway's view of an app: active only in state active; its APIs and scopes are the approved
-// ones (never the requested ones). The slices are copies.
+// ones (never the requested ones). A sandbox app's APIs are the sandboxes of the approved ones
+// ("patient-access" becomes "patient-access-sandbox"; an API without a sandbox then names none configured, so
+// the app reaches nothing there), and a production app never gets a sandbox API: the environment, not the
+// approved list, decides whether an app sees real members' data. An environment that is neither is a sandbox.
+// The slices are copies.
 func ToClient(a App) decision.Client {
 	return decision.Client{
 		ID:          a.ClientID,
 		Name:        a.Name,
 		Active:      a.State == StateActive,
-		APIs:        slices.Clone(a.ApprovedAPIs),
+		APIs:        environmentAPIs(a.Environment, a.ApprovedAPIs),
 		Scopes:      slices.Clone(a.ApprovedScopes),
 		Tier:        a.Tier,
 		Org:         a.ProviderOrg,
 		NotifyHosts: slices.Clone(a.NotifyHosts),
 	}
+}
+
+// sandboxSuffix ends a sandbox API's name (config.SandboxSuffix, which the decision core keys on too).
+const sandboxSuffix = "-sandbox"
+
+func environmentAPIs(env Environment, approved []string) []string {
+	out := make([]string, 0, len(approved))
+	for _, api := range approved {
+		isSandbox := strings.HasSuffix(api, sandboxSuffix)
+		switch {
+		case env == Production && isSandbox:
+			continue
+		case env != Production && !isSandbox:
+			api += sandboxSuffix
+		}
+		if !slices.Contains(out, api) {
+			out = append(out, api)
+		}
+	}
+	return out
 }

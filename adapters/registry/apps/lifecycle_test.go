@@ -49,6 +49,7 @@ func TestToClientIsActiveOnlyInStateActiveWithApprovedAPIsAndScopes(t *testing.T
 	a.RequestedScopes = []string{"patient/*.rs"}
 	a.ApprovedScopes = []string{"patient/Observation.rs"}
 	a.ProviderOrg, a.NotifyHosts = "Organization/o", []string{"hooks.example"}
+	a.Environment = Production // a sandbox app's APIs are the sandboxes (TestSandboxAppReachesOnlySandboxAPIsAndProductionAppNone)
 	for _, s := range []State{StatePending, StateApproved, StateActive, StateSuspended, StateDeactivated} {
 		a.State = s
 		c := ToClient(a)
@@ -65,5 +66,33 @@ func TestToClientIsActiveOnlyInStateActiveWithApprovedAPIsAndScopes(t *testing.T
 	c.Scopes[0] = "changed"
 	if a.ApprovedScopes[0] == "changed" {
 		t.Error("ToClient shares the app's slices")
+	}
+}
+
+func TestSandboxAppReachesOnlySandboxAPIsAndProductionAppNone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		env      Environment
+		approved []string
+		want     []string
+	}{
+		{"sandbox app: each approved API's sandbox", Sandbox, []string{"patient-access", "provider-access"}, []string{"patient-access-sandbox", "provider-access-sandbox"}},
+		{"sandbox app approved a sandbox by name keeps it, once", Sandbox, []string{"patient-access-sandbox", "patient-access"}, []string{"patient-access-sandbox"}},
+		{"sandbox app of an API without a sandbox reaches none configured", Sandbox, []string{"prior-auth"}, []string{"prior-auth-sandbox"}},
+		{"production app: the approved APIs", Production, []string{"patient-access", "prior-auth"}, []string{"patient-access", "prior-auth"}},
+		{"production app never gets a sandbox", Production, []string{"patient-access-sandbox", "patient-access"}, []string{"patient-access"}},
+		{"an unknown environment is a sandbox", "staging", []string{"patient-access"}, []string{"patient-access-sandbox"}},
+		{"nothing approved, nothing reached", Sandbox, nil, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			approved := slices.Clone(tc.approved)
+			c := ToClient(App{ClientID: "app", State: StateActive, Environment: tc.env, ApprovedAPIs: approved})
+			if !slices.Equal(c.APIs, tc.want) {
+				t.Fatalf("APIs %v, want %v", c.APIs, tc.want)
+			}
+			if !slices.Equal(approved, tc.approved) {
+				t.Fatalf("the app's approved APIs were changed: %v", approved)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@ func Example(t testing.TB, standalone bool) ([]capability.API, Config) {
 	if err := v.Unmarshal(&c); err != nil {
 		t.Fatal(err)
 	}
+	config.InheritSandboxes(c.APIs)
 	base := c.PublicURL
 	if standalone {
 		base = c.Proxy.PublicURL
