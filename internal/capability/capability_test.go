@@ -433,3 +433,88 @@ func TestOIDCDiscoveryCachesChecksTheIssuerAndFailsClosed(t *testing.T) {
 		t.Fatalf("IdP down, want ErrDiscovery, got %v", err)
 	}
 }
+
+// portalOptions are the documents' options with the developer portal (and its DCR) on.
+var portalOptions = capability.Options{Date: "2026-01-01", PortalURL: "https://127.0.0.1:9443/", DCR: true}
+
+func TestPortalDocumentsMatchGoldenFiles(t *testing.T) {
+	h, err := capability.New(exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)}, portalOptions, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, golden := range map[string]string{
+		"/patient-access/fhir/metadata":                        "patient-access.portal.metadata.json",
+		"/patient-access/fhir/.well-known/smart-configuration": "patient-access.portal.smart-configuration.json",
+	} {
+		w := get(t, h, path, nil)
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+		file := filepath.Join("testdata", golden)
+		if *update {
+			if err := os.WriteFile(file, w.Body.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%v (run go test ./internal/capability -update)", err)
+		}
+		if !bytes.Equal(w.Body.Bytes(), want) {
+			t.Errorf("%s differs from %s; run go test ./internal/capability -update and review the diff\n%s", path, file, w.Body)
+		}
+	}
+}
+
+// A token revoked only at the issuer still passes a gateway that verifies JWTs locally: with the portal on,
+// apps are sent to fhirwall's revocation endpoint, and the issuer's is named nowhere.
+func TestWithThePortalOnAppsRevokeAndRegisterAtFhirwallNeverAtTheIssuer(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		opts             capability.Options
+		revoke, register string
+	}{
+		{"portal off", capability.Options{Date: "2026-01-01"}, "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/revoke", ""},
+		{"portal without DCR", capability.Options{Date: "2026-01-01", PortalURL: "https://portal.example"}, "https://portal.example/oauth/revoke", ""},
+		{"portal with DCR", portalOptions, "https://127.0.0.1:9443/oauth/revoke", "https://127.0.0.1:9443/register"},
+	} {
+		ep := keycloak(t)
+		ep.RevocationEndpoint = "http://127.0.0.1:8180/realms/fhirwall/protocol/openid-connect/revoke"
+		h, err := capability.New(exampleAPIs(t), &fakeDiscovery{ep: ep}, tc.opts, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc struct {
+			Revocation   string `json:"revocation_endpoint"`
+			Registration string `json:"registration_endpoint"`
+		}
+		smart := get(t, h, "/patient-access/fhir/.well-known/smart-configuration", nil)
+		if err := json.Unmarshal(smart.Body.Bytes(), &sc); err != nil {
+			t.Fatal(err)
+		}
+		if sc.Revocation != tc.revoke || sc.Registration != tc.register {
+			t.Errorf("%s: smart-configuration revocation %q registration %q; want %q, %q", tc.name, sc.Revocation, sc.Registration, tc.revoke, tc.register)
+		}
+		meta := get(t, h, "/patient-access/fhir/metadata", nil).Body.String()
+		if !strings.Contains(meta, `"valueUri": "`+tc.revoke+`"`) || (tc.register != "") != strings.Contains(meta, `"url": "register"`) {
+			t.Errorf("%s: CapabilityStatement oauth-uris do not name revoke %q / register %q:\n%s", tc.name, tc.revoke, tc.register, meta)
+		}
+		if tc.opts.PortalURL != "" && strings.Contains(smart.Body.String()+meta, "openid-connect/revoke") {
+			t.Errorf("%s: the issuer's revocation endpoint is still published", tc.name)
+		}
+	}
+}
+
+func TestBadPortalURLIsRefusedAtStart(t *testing.T) {
+	for _, opts := range []capability.Options{
+		{Date: "2026-01-01", PortalURL: "portal.example"},
+		{Date: "2026-01-01", PortalURL: "ftp://portal.example"},
+		{Date: "2026-01-01", PortalURL: "https://portal.example/?x=1"},
+		{Date: "2026-01-01", DCR: true},
+	} {
+		if _, err := capability.New(exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)}, opts, slog.New(slog.DiscardHandler)); !errors.Is(err, capability.ErrInvalid) {
+			t.Errorf("%+v: %v; want ErrInvalid", opts, err)
+		}
+	}
+}

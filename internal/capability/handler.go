@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
@@ -33,6 +34,47 @@ type Options struct {
 	Date string
 	// Version is CapabilityStatement.software.version; may be empty.
 	Version string
+	// PortalURL is the developer portal's public origin (portal.public_url); empty when the portal is off.
+	// When set, the documents name fhirwall's own RFC 7009 endpoint, PortalURL+RevocationPath, instead of
+	// the issuer's: a token revoked only at the issuer would still pass the gateway, which verifies JWTs
+	// locally (adapters/registry/revocation).
+	PortalURL string
+	// DCR also names the portal's RFC 7591 registration endpoint, PortalURL+RegistrationPath
+	// (portal.dcr.enabled), never the issuer's own.
+	DCR bool
+}
+
+// The portal's paths the documents name (RFC 8414 §2 revocation_endpoint and registration_endpoint).
+const (
+	RevocationPath   = "/oauth/revoke"
+	RegistrationPath = "/register"
+)
+
+// portalEndpoints are the endpoints opts makes the documents name instead of the issuer's.
+func (o Options) portalEndpoints() (revocation, registration string) {
+	if o.PortalURL == "" {
+		return "", ""
+	}
+	base := strings.TrimSuffix(o.PortalURL, "/")
+	revocation = base + RevocationPath
+	if o.DCR {
+		registration = base + RegistrationPath
+	}
+	return revocation, registration
+}
+
+func (o Options) validate() error {
+	if o.PortalURL == "" {
+		if o.DCR {
+			return invalid("DCR needs the portal's URL")
+		}
+		return nil
+	}
+	u, err := url.Parse(o.PortalURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return invalid("portal URL %q: want an absolute http(s) URL without query or fragment", o.PortalURL)
+	}
+	return nil
 }
 
 // Handler answers GET [base]/metadata and GET [base]/.well-known/smart-configuration for every configured
@@ -82,6 +124,9 @@ func New(apis []API, discovery Discovery, opts Options, log *slog.Logger) (*Hand
 	}
 	if opts.Date == "" {
 		errs = append(errs, invalid("no CapabilityStatement date"))
+	}
+	if err := opts.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -162,11 +207,15 @@ func (h *Handler) documents(ctx context.Context, d *apiDocs) (*documents, error)
 		return cur, nil
 	}
 	ep := effective(d.api.SMART, src)
-	meta, err := renderCapabilityStatement(&d.api, ep, h.opts.Date, h.opts.Version)
+	revocation, registration := h.opts.portalEndpoints()
+	if revocation != "" {
+		ep.RevocationEndpoint = revocation
+	}
+	meta, err := renderCapabilityStatement(&d.api, ep, registration, h.opts.Date, h.opts.Version)
 	if err != nil {
 		return nil, err
 	}
-	smart, err := renderSMART(&d.api, ep)
+	smart, err := renderSMART(&d.api, ep, registration)
 	if err != nil {
 		return nil, err
 	}

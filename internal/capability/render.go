@@ -40,6 +40,7 @@ type smartConfiguration struct {
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
 	ManagementEndpoint                string   `json:"management_endpoint,omitempty"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
@@ -49,8 +50,9 @@ type smartConfiguration struct {
 	Capabilities                      []string `json:"capabilities"`
 }
 
-// renderSMART builds .well-known/smart-configuration for one API.
-func renderSMART(a *API, ep Endpoints) ([]byte, error) {
+// renderSMART builds .well-known/smart-configuration for one API; registration is the RFC 7591 endpoint
+// apps may register at (empty: none is published).
+func renderSMART(a *API, ep Endpoints, registration string) ([]byte, error) {
 	s := a.SMART
 	// OIDC Discovery §3: an issuer that does not list its grant types supports authorization_code (and
 	// implicit, which fhirwall never offers); one that does not list auth methods supports client_secret_basic.
@@ -88,6 +90,7 @@ func renderSMART(a *API, ep Endpoints) ([]byte, error) {
 		TokenEndpoint:         ep.TokenEndpoint,
 		RevocationEndpoint:    ep.RevocationEndpoint,
 		IntrospectionEndpoint: ep.IntrospectionEndpoint,
+		RegistrationEndpoint:  registration,
 		// Keycloak's discovery document names no such page (the account console's is not one an app can be
 		// sent to for this realm's clients), so it is published only when configured.
 		ManagementEndpoint:                s.ManagementEndpoint,
@@ -202,8 +205,11 @@ const oauthURIsExtension = "http://fhir-registry.smarthealthit.org/StructureDefi
 
 // renderCapabilityStatement builds [base]/metadata for one API: only the interactions, types and search
 // parameters the API allows, never what the FHIR server behind it could do.
-func renderCapabilityStatement(a *API, ep Endpoints, date, version string) ([]byte, error) {
+func renderCapabilityStatement(a *API, ep Endpoints, registration, date, version string) ([]byte, error) {
 	oauth := []extension{{URL: "authorize", ValueURI: ep.AuthorizationEndpoint}, {URL: "token", ValueURI: ep.TokenEndpoint}}
+	if registration != "" {
+		oauth = append(oauth, extension{URL: "register", ValueURI: registration})
+	}
 	if ep.RevocationEndpoint != "" {
 		oauth = append(oauth, extension{URL: "revoke", ValueURI: ep.RevocationEndpoint})
 	}
