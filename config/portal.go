@@ -48,6 +48,10 @@ type Portal struct {
 	DCR DCR `mapstructure:"dcr"`
 	// SecretOverlap is how long a rotated client secret keeps working beside the new one (default 24h).
 	SecretOverlap time.Duration `mapstructure:"secret_overlap"`
+	// SessionKeyFile holds the 32-byte AES-256-GCM key the portal seals its session cookie with (raw, or
+	// base64/hex of 32 bytes; relative to the configuration file). Every replica reads the same file, so a
+	// session survives the replica that made it. Required with Listen.
+	SessionKeyFile string `mapstructure:"session_key_file"`
 }
 
 // DCR configures Dynamic Client Registration (RFC 7591 and RFC 7592).
