@@ -73,14 +73,15 @@ func (c *Config) validateNotices() []error {
 // DeprecationHeaders are the headers every answer of api (for a request on resourceType; "" for none, such
 // as a system-level request) carries at now: Deprecation (RFC 9745 §2: "@" and Unix seconds), Sunset (RFC
 // 8594 §3: an HTTP-date) and Link rel="deprecation" (RFC 9745 §3). Only deprecations count, only once
-// published, and only those of the whole API or of resourceType. When several apply, the earliest
+// published, and only those of the whole API or of resourceType; an API's deprecations are its sandbox's
+// too, so apps meet them before they reach production. When several apply, the earliest
 // deprecation and the earliest sunset are the ones announced (a structured-field Date is one item), and
 // every notice's link is listed. nil: none applies.
 func DeprecationHeaders(notices []Notice, api, resourceType string, now time.Time) http.Header {
 	var h http.Header
 	var dep, sunset time.Time
 	for _, n := range notices {
-		if n.Kind != NoticeDeprecation || n.API != api || n.Published.IsZero() || now.Before(n.Published) || n.Deprecation.IsZero() ||
+		if n.Kind != NoticeDeprecation || (n.API != api && n.API+SandboxSuffix != api) || n.Published.IsZero() || now.Before(n.Published) || n.Deprecation.IsZero() ||
 			(n.Resource != "" && n.Resource != resourceType) {
 			continue
 		}

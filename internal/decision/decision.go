@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -71,6 +72,8 @@ type Decision struct {
 	DroppedScopes []string
 	// members is the Provider Access membership the decision was taken on (providerFacts); nil otherwise.
 	members *membership
+	// notices are the headers Core.Notices gave for this request (AnswerHeaders adds them).
+	notices http.Header
 }
 
 // Verifier checks access tokens.
@@ -127,6 +130,10 @@ type Core struct {
 	Jobs JobStore
 	// Observer is told of every decision and answer (metrics); nil observes nothing.
 	Observer Observer
+	// Notices gives the headers the answer of an allowed request to api on resourceType carries at now: the
+	// deprecation notices' Deprecation, Sunset and Link (config.DeprecationHeaders). Both faces add them
+	// through AnswerHeaders. nil adds none.
+	Notices func(api, resourceType string, now time.Time) http.Header
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
@@ -248,6 +255,9 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 	}
 	d.UpstreamQuery = upstreamQuery(in.RawQuery, req, shape, narrowing)
 	d.UpstreamAccept = upstreamAccept(req, in.headers("Accept"))
+	if c.Notices != nil {
+		d.notices = c.Notices(in.API, req.ResourceType, d.Time)
+	}
 	d.Allow = true
 }
 

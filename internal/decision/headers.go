@@ -31,6 +31,7 @@ const DefaultRetryAfter = "5"
 //     caches): answers of these APIs carry patient data, and no shared or browser cache may keep them.
 //   - A bulk export poll still in progress (202) carries the server's Retry-After when it is a delay or a
 //     date (HAPI says 120), else DefaultRetryAfter.
+//   - The deprecation notices that concern the request (Core.Notices) are announced: Deprecation, Sunset, Link.
 //   - The complete status (200) is application/json (Bulk Data 2.0 §Complete Status), which is UTF-8: HAPI
 //     labels it ISO-8859-1, and enforcement re-encodes it as UTF-8 anyway.
 func AnswerHeaders(d *Decision, status int, upstream func(name string) string) HeaderEdit {
@@ -38,6 +39,11 @@ func AnswerHeaders(d *Decision, status int, upstream func(name string) string) H
 	if status == http.StatusServiceUnavailable && !validRetryAfter(upstream("Retry-After")) {
 		// Every 503 a client gets says when to come back, the FHIR server's own included.
 		e.Set["Retry-After"] = DefaultRetryAfter
+	}
+	if d != nil && d.Allow {
+		for name, v := range d.notices {
+			e.Set[name] = strings.Join(v, ", ") // RFC 9110 §5.3: one field line holds the list (Link)
+		}
 	}
 	if d == nil || !d.Allow || !isExportPoll(d.Request) || d.Input.Method != http.MethodGet {
 		return e
