@@ -160,7 +160,7 @@ func newE2EStack(t *testing.T) *e2eStack {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dsn := cleanSchema(t)
-	resp, err := http.Get(stackauth.Issuer + "/.well-known/openid-configuration")
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(stackauth.Issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		require.Missing(t, "Keycloak does not answer (the stack's, on :8180): "+err.Error())
 	}
@@ -345,4 +345,72 @@ func refresh(t *testing.T, ctx context.Context, refreshToken string) string {
 		t.Fatalf("refresh: %d %s", resp.StatusCode, body)
 	}
 	return out.AccessToken
+}
+
+// sinkFake is an audit spool that refuses every write.
+type sinkFake struct{}
+
+func (sinkFake) Write(context.Context, audit.Record) error { return errors.New("audit spool full (fake)") }
+
+func TestE2ERevocationThatCannotBeAuditedRevokesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := cleanSchema(t)
+	st, err := Open(ctx, dsn, sinkFake{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.RevokeToken(ctx, Token{JTI: "j-1", ClientID: "app", Subject: "s", ExpiresAt: time.Now().Add(time.Hour)}, "client:app", "test")
+	if !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("RevokeToken: %v; want ErrAuditFailed", err)
+	}
+	if err := st.RevokeGrant(ctx, "s", "app", "member:s"); !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("RevokeGrant: %v; want ErrAuditFailed", err)
+	}
+	if err := st.View().Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tokens, grants := st.View().Len(); tokens != 0 || grants != 0 {
+		t.Fatalf("after failed audits the view holds %d tokens and %d grants; want none", tokens, grants)
+	}
+}
+
+func TestE2ERevocationsOfExpiredTokensAreNeitherLoadedNorKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := cleanSchema(t)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	sp, err := audit.Open(t.TempDir(), audit.Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	st, err := Open(ctx, dsn, sp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	long := time.Now().Add(-keepExpired - time.Minute)
+	for jti, exp := range map[string]time.Time{"live": time.Now().Add(time.Hour), "skew": time.Now().Add(-time.Minute), "gone": long} {
+		if err := st.RevokeToken(ctx, Token{JTI: jti, ClientID: "app", Subject: "s", ExpiresAt: exp}, "client:app", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.View().Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tokens, _ := st.View().Len(); tokens != 2 {
+		t.Fatalf("view holds %d tokens; want 2 (live, and expired within the clock skew)", tokens)
+	}
+	if err := st.View().prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM fhirwall_revoked_tokens`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 2 {
+		t.Fatalf("%d rows after pruning; want 2", left)
+	}
 }
