@@ -350,7 +350,9 @@ func refresh(t *testing.T, ctx context.Context, refreshToken string) string {
 // sinkFake is an audit spool that refuses every write.
 type sinkFake struct{}
 
-func (sinkFake) Write(context.Context, audit.Record) error { return errors.New("audit spool full (fake)") }
+func (sinkFake) Write(context.Context, audit.Record) error {
+	return errors.New("audit spool full (fake)")
+}
 
 func TestE2ERevocationThatCannotBeAuditedRevokesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
