@@ -152,3 +152,17 @@ func TestIntrospectionOutageFailsClosed(t *testing.T) {
 		t.Fatalf("endpoint gone: want ErrUnavailable, got %v", err)
 	}
 }
+
+func TestIntrospectedIssuedAtAndAuthTimeComeFromTheAnswer(t *testing.T) {
+	clock, f := newFakeClock(), newFakeIntrospection(t)
+	answer := activeAnswer(clock.Now(), time.Minute)
+	answer["iat"], answer["auth_time"] = clock.Now().Add(-time.Minute).Unix(), clock.Now().Add(-time.Hour).Unix()
+	f.add("opaque-1", answer)
+	id, err := newIntrospectingVerifier(t, clock, f, "s3cret").Verify(context.Background(), "opaque-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.IssuedAt.Unix() != clock.Now().Add(-time.Minute).Unix() || id.AuthTime.Unix() != clock.Now().Add(-time.Hour).Unix() {
+		t.Fatalf("issued at %v, auth time %v", id.IssuedAt, id.AuthTime)
+	}
+}
