@@ -131,9 +131,9 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "list the apps", err)
 		return
 	}
-	out := make([]apps.App, len(all))
+	out := make([]AppView, len(all))
 	for i, app := range all {
-		out[i] = View(app)
+		out[i] = a.withSync(r.Context(), app)
 	}
 	write(w, http.StatusOK, out)
 }
@@ -144,7 +144,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "read an app", err)
 		return
 	}
-	write(w, http.StatusOK, View(app))
+	write(w, http.StatusOK, a.withSync(r.Context(), app))
 }
 
 func (a *api) history(w http.ResponseWriter, r *http.Request) {

@@ -361,3 +361,14 @@ func TestListIsEveryAppByClientID(t *testing.T) {
 		t.Fatalf("list: %d %s", status, raw)
 	}
 }
+
+func TestAppAndListShowWhereItsIdentityProviderClientStands(t *testing.T) {
+	c := newServer(t)
+	c.app("POST", "/admin/apps/", patientApp("synced-app", apps.Sandbox), http.StatusCreated)
+	for _, path := range []string{"/admin/apps/synced-app", "/admin/apps/"} {
+		status, raw := c.do("GET", path, nil)
+		if status != http.StatusOK || !bytes.Contains(raw, []byte(`"idp_sync":{"pending":false}`)) {
+			t.Errorf("GET %s: %d %s, want idp_sync", path, status, raw)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
@@ -17,6 +18,21 @@ func View(app apps.App) apps.App {
 		app.JWKS = stripPrivate(app.JWKS)
 	}
 	return app
+}
+
+// AppView is an app as GET /admin/apps and /admin/apps/{id} show it: View(app) and where its client in the
+// identity provider stands (idp_sync; left out when the store cannot say).
+type AppView struct {
+	apps.App
+	IdPSync *apps.SyncState `json:"idp_sync,omitempty"`
+}
+
+func (a *api) withSync(ctx context.Context, app apps.App) AppView {
+	v := AppView{App: View(app)}
+	if st, err := a.store.Sync(ctx, app.ClientID); err == nil {
+		v.IdPSync = &st
+	}
+	return v
 }
 
 func viewEvent(ev apps.Event) apps.Event {
