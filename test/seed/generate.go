@@ -218,6 +218,7 @@ func Generate() ([]Resource, error) {
 			g.consent(n)
 		}
 	}
+	g.sandbox()
 	if g.err != nil {
 		return nil, g.err
 	}

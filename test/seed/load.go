@@ -267,6 +267,24 @@ func Checks(rs []Resource) []Check {
 		Check{"Consent", url.Values{"_tag": {tag}, "patient": {MemberID(5)}}, 1},
 		Check{"Group", url.Values{"_id": {GroupID("org-a")}}, 1},
 	)
+	// The sandbox APIs answer with this tag's resources alone: each type's sandbox resources, the sandbox
+	// member's claims, and the sandbox organisation's attribution Group.
+	sandboxTag := EnvironmentSystem + "|" + SandboxCode
+	sandbox := map[string]int{}
+	for _, r := range rs {
+		if IsSandbox(r) {
+			sandbox[r.Type]++
+		}
+	}
+	for _, t := range types {
+		if sandbox[t] > 0 {
+			out = append(out, Check{t, url.Values{"_tag": {sandboxTag}}, sandbox[t]})
+		}
+	}
+	out = append(out,
+		Check{"ExplanationOfBenefit", url.Values{"patient": {SandboxMember}, "_tag": {sandboxTag}}, eobPer[SandboxMember]},
+		Check{"Group", url.Values{"managing-entity": {"Organization/" + SandboxOrg}}, 1},
+	)
 	return out
 }
 

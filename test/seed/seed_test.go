@@ -119,7 +119,13 @@ func TestGolden(t *testing.T) {
 }
 
 func TestCountMinimums(t *testing.T) {
-	c := Counts(mustGenerate(t))
+	var real []Resource
+	for _, r := range mustGenerate(t) {
+		if !IsSandbox(r) {
+			real = append(real, r)
+		}
+	}
+	c := Counts(real)
 	minimum := map[string]int{
 		"Patient": 24, "Coverage": 24, "ExplanationOfBenefit": 48 + 2, "Condition": 48, "Observation": 72,
 		"Practitioner": 6, "PractitionerRole": 6, "Organization": 4, "Group": 3, "Consent": 3,
@@ -199,6 +205,8 @@ func TestIDConventions(t *testing.T) {
 		"Group":                regexp.MustCompile(`^attribution-org-[abc]$`),
 		"Consent":              regexp.MustCompile(`^provider-access-opt-out-member-\d\d$`),
 	}
+	// Sandbox ids name the sandbox, never a member number or a real provider's id.
+	sandboxID := regexp.MustCompile(`^([a-z]+-)*sandbox-(01|org|pract)(-[a-z0-9-]+)?$`)
 	seen := map[string]bool{}
 	for _, r := range rs {
 		if seen[r.Ref()] {
@@ -209,6 +217,9 @@ func TestIDConventions(t *testing.T) {
 			t.Errorf("%s: not a valid FHIR id", r.Ref())
 		}
 		p, ok := pattern[r.Type]
+		if IsSandbox(r) {
+			p = sandboxID
+		}
 		if !ok {
 			t.Errorf("%s: unexpected resource type", r.Ref())
 		} else if !p.MatchString(r.ID) {
@@ -282,6 +293,7 @@ func TestMemberData(t *testing.T) {
 	for n := 1; n <= 24; n++ {
 		m["Patient/"+MemberID(n)] = &per{kinds: map[string]bool{}}
 	}
+	m["Patient/"+SandboxMember] = &per{kinds: map[string]bool{}} // a member like the others, but synthetic
 	for _, r := range rs {
 		b := r.Body
 		switch r.Type {
@@ -512,8 +524,8 @@ func TestNPIs(t *testing.T) {
 			seen[npi] = true
 		}
 	}
-	if len(seen) != 9 {
-		t.Errorf("%d NPIs, want 9 (6 practitioners, 3 provider organisations)", len(seen))
+	if len(seen) != 11 {
+		t.Errorf("%d NPIs, want 11 (6 practitioners, 3 provider organisations, the sandbox's practitioner and organisation)", len(seen))
 	}
 }
 
@@ -620,6 +632,52 @@ func TestLoadNamesRejectedEntry(t *testing.T) {
 	for _, want := range []string{"Practitioner/pract-03", "HTTP 422", "bad NPI", "bundle 1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// TestSandboxDataIsTaggedAndSelfContained: the sandbox APIs return only resources tagged sandbox, so every
+// sandbox resource carries the tag, no real one does, and sandbox resources point at no real member or
+// provider (an _include would be dropped, a Provider Access sandbox would find nobody).
+func TestSandboxDataIsTaggedAndSelfContained(t *testing.T) {
+	rs := mustGenerate(t)
+	realMember := regexp.MustCompile(`member-\d\d|FWM\d{4}`)
+	sandbox := map[string]int{}
+	for _, r := range rs {
+		if !IsSandbox(r) {
+			if strings.Contains(r.ID, "sandbox") {
+				t.Errorf("%s: named sandbox, not tagged", r.Ref())
+			}
+			continue
+		}
+		sandbox[r.Type]++
+		walkRefs(r.Body, r.Ref(), func(path, ref string) {
+			if !strings.Contains(ref, "sandbox") && ref != "Organization/"+PayerID {
+				t.Errorf("%s: %s is not sandbox data", path, ref)
+			}
+		})
+		if realMember.MatchString(fmt.Sprint(r.Body)) {
+			t.Errorf("%s: names a real member", r.Ref())
+		}
+	}
+	want := map[string]int{"Patient": 1, "Coverage": 1, "ExplanationOfBenefit": 3, "Observation": 3, "Condition": 2,
+		"Organization": 1, "Practitioner": 1, "Group": 1}
+	if fmt.Sprint(sandbox) != fmt.Sprint(want) {
+		t.Errorf("sandbox resources %v, want %v", sandbox, want)
+	}
+	g := index(rs)["Group/"+GroupID(SandboxOrg)]
+	if get(g.Body, "managingEntity", "reference") != "Organization/"+SandboxOrg ||
+		get(g.Body, "member", 0, "entity", "reference") != "Patient/"+SandboxMember || len(get(g.Body, "member").([]any)) != 1 {
+		t.Errorf("sandbox attribution Group: %v", g.Body)
+	}
+	counted := map[string]bool{}
+	for _, ch := range Checks(rs) {
+		counted[ch.String()] = true
+	}
+	for _, c := range []string{"Patient?_tag=" + EnvironmentSystem + "|" + SandboxCode, "ExplanationOfBenefit?_tag=" + EnvironmentSystem + "|" + SandboxCode + "&patient=" + SandboxMember,
+		"Group?managing-entity=Organization/" + SandboxOrg} {
+		if !counted[c] {
+			t.Errorf("the seed check does not count %s", c)
 		}
 	}
 }
