@@ -32,6 +32,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/jobstore"
 	"github.com/fhirwall/fhirwall/adapters/payerexchange"
 	"github.com/fhirwall/fhirwall/adapters/priorauth"
+	"github.com/fhirwall/fhirwall/adapters/registry/revocation"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/filters/extproc"
@@ -111,6 +112,15 @@ func run(cfgPath string, log *slog.Logger) error {
 	}
 	if err := p.watchRegistry(ctx); err != nil {
 		return err
+	}
+	if p.revocations != nil {
+		// Every replica's view of the revocation list follows each change within a second (LISTEN); one that
+		// cannot refresh for 10 s refuses every token (503) rather than honour a revoked one.
+		go func() {
+			if err := p.revocations.View().Watch(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("revocation list watch stopped", "error", err)
+			}
+		}()
 	}
 	log.Info("starting", "policy_revision", p.engine.Revision(), "apis", len(p.apis), "fhir_server", p.upstream.Base())
 
@@ -201,7 +211,11 @@ type proxy struct {
 	// priorAuth is the Prior Authorization API's adapter, its notification worker and admin API; nil when
 	// that API is not configured.
 	priorAuth *priorAuth
-	closers   []func()
+	// verifier checks tokens against the issuers; revocations (nil without jobs.postgres_dsn) is the list of
+	// revoked tokens and grants every decision consults on top of it (portal.go).
+	verifier    *token.Verifier
+	revocations *revocation.Store
+	closers     []func()
 }
 
 // build wires fhirwall-proxy from cfg. On error, whatever it opened is closed again.
@@ -277,8 +291,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		return nil, err
 	}
 	p.shipper = kafka.NewShipper(p.spool, cfg.Audit.Kafka.Brokers, cfg.Audit.Kafka.Topic, kafka.Options{Log: log})
-	// After the spool: the app registry in PostgreSQL audits every change into it.
+	// After the spool: the app registry in PostgreSQL audits every change into it, and so does the
+	// revocation list.
 	if err := p.buildRegistry(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	p.verifier = verifier
+	tokens, err := p.buildRevocation(ctx, cfg, verifier, log)
+	if err != nil {
 		return nil, err
 	}
 	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
@@ -328,7 +348,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		return nil, err
 	}
 	p.core = &decision.Core{
-		Tokens:      verifier,
+		Tokens:      tokens,
 		Policy:      p.engine,
 		Compartment: compartment,
 		Audit:       m.AuditSink(spool),
@@ -361,6 +381,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		Client: &http.Client{Timeout: 2 * time.Second}, TTL: 5 * time.Minute, RetryAfter: 5 * time.Second, Now: time.Now,
 	}
 	docOpts := capability.Options{Date: time.Now().UTC().Format(time.DateOnly)}
+	if cfg.Portal.Listen != "" {
+		// Discovery names fhirwall's own revocation endpoint (so the gateway learns of each revocation) and,
+		// with DCR on, its registration endpoint, both on the portal's listener.
+		docOpts.PortalURL, docOpts.DCR = cfg.Portal.PublicURL, cfg.Portal.DCR.Enabled
+	}
 	if p.docs, err = capability.New(capabilityAPIs(cfg, cfg.PublicURL), oidc, docOpts, log); err != nil {
 		return nil, err
 	}
@@ -410,6 +435,9 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 	if r, ok := p.registry.(interface{ Ready(context.Context) error }); ok {
 		// The app registry in PostgreSQL: a stale view refuses every authenticated request.
 		checks = append(checks, metrics.Check{Name: "app registry", Ready: r.Ready})
+	}
+	if p.revocations != nil {
+		checks = append(checks, metrics.Check{Name: "revocation list", Ready: p.revocations.View().Ready})
 	}
 	mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
 		func() string { return "policy_revision=" + p.engine.Revision() }, checks...))

@@ -54,6 +54,25 @@ ensure_admin_token() {
   log "generated the prior-auth admin token $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE"
 }
 
+# The files fhirwall.yaml names beside itself that the stack makes rather than config/ ships: the secrets of
+# the realm's own clients (made by keycloak.sh, linked so a re-import and fhirwall agree), the portal's TLS
+# certificate (the same as Envoy's listener), the portal's session key and the shared admin API token (made
+# once per checkout).
+link_stack_files() {
+  mkdir -p "$RUN_CONFIG_DIR"
+  ensure_tls
+  ln -sf "$FHIRWALL_STATE/keycloak/secrets/registry.secret" "$RUN_CONFIG_DIR/keycloak-registry.secret"
+  ln -sf "$FHIRWALL_STATE/keycloak/secrets/portal.secret" "$RUN_CONFIG_DIR/portal-client.secret"
+  ln -sf "$TLS_DIR/tls.crt" "$RUN_CONFIG_DIR/portal-tls.crt"
+  ln -sf "$TLS_DIR/tls.key" "$RUN_CONFIG_DIR/portal-tls.key"
+  local f
+  for f in portal-session.key admin.token; do
+    [ -s "$ADMIN_DIR/$f" ] || { mkdir -p "$ADMIN_DIR" && chmod 700 "$ADMIN_DIR" &&
+      (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ADMIN_DIR/$f"); }
+    ln -sf "$ADMIN_DIR/$f" "$RUN_CONFIG_DIR/$f"
+  done
+}
+
 build() {
   mkdir -p "$BIN"
   (cd "$FHIRWALL_ROOT" && go build -o "$BIN/fhirwall-proxy" ./cmd/proxy && go build -o "$BIN/fhirwall-xds" ./cmd/xds && go build -o "$BIN/fhirwall" ./cmd/fhirwall)
@@ -64,6 +83,7 @@ start_proxy() {
   [ -x "$BIN/fhirwall-proxy" ] && [ -x "$BIN/fhirwall" ] || build
   ensure_audit_key
   ensure_admin_token
+  link_stack_files
   start_bg proxy "$BIN/fhirwall-proxy" -config "$CONFIG"
   wait_http proxy "http://127.0.0.1:$PROXY_ADMIN_PORT/readyz" 30
   wait_port proxy "$PROXY_GRPC_PORT" 10
