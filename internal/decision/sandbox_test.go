@@ -12,6 +12,7 @@ import (
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/fhir"
+	"github.com/fhirwall/fhirwall/internal/token"
 )
 
 const sandboxMember = "sandbox-01"
@@ -139,5 +140,23 @@ func TestSandboxSearchIsNarrowedToTheSandboxTagAndClientTagCannotWidenIt(t *test
 	c.Registry = fakeRealmRegistry()
 	if d := c.Decide(context.Background(), in); !d.Allow || strings.Contains(d.UpstreamQuery, "_tag") {
 		t.Errorf("production search: allow %v, upstream %s", d.Allow, d.UpstreamQuery)
+	}
+}
+
+func TestProviderAccessSandboxIsDecidedWithAttributionFacts(t *testing.T) {
+	lists := map[string]AttributionList{"Organization/sandbox-org": NewAttributionList("attribution-sandbox-org", []string{sandboxMember})}
+	for _, api := range []string{"provider-access-sandbox", "provider-access"} {
+		c := &Core{Attribution: &fakeAttribution{lists: lists}, Consent: &fakeConsent{out: map[string]bool{}}}
+		d := &Decision{Input: Input{API: api}, Identity: &token.Identity{ClientID: "sandbox-provider", Org: "Organization/sandbox-org"},
+			Request: fhir.Request{Interaction: fhir.SearchType, ResourceType: "Observation", Params: []fhir.Param{
+				{Key: "patient", Name: "patient", Values: []string{sandboxMember}}}}}
+		input := map[string]any{}
+		if !c.addFacts(context.Background(), d, input) {
+			t.Fatalf("%s: facts refused: %v", api, d.Reasons)
+		}
+		facts, _ := input["facts"].(map[string]any)
+		if facts["provider"] != "Organization/sandbox-org" || facts["attribution_group"] != "attribution-sandbox-org" || d.members == nil {
+			t.Errorf("%s: facts %v, want the sandbox organisation's attribution", api, facts)
+		}
 	}
 }
