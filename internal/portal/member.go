@@ -41,6 +41,9 @@ func (h *handler) renderMember(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	for _, id := range ids {
+		if id == h.auth.cfg.ClientID {
+			continue // the portal itself: signing out ends it
+		}
 		g := grant{ClientID: id, Name: id}
 		if a, err := h.store.Get(r.Context(), id); err == nil {
 			g.Name, g.Org = a.Name, a.DeveloperOrg
@@ -65,7 +68,7 @@ func (h *handler) memberRevoke(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	granted := false
 	for _, g := range ids {
-		granted = granted || g == id
+		granted = granted || (g == id && id != h.auth.cfg.ClientID)
 	}
 	if !granted {
 		h.fail(w, r, http.StatusNotFound, "You have not connected such an app.")

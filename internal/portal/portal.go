@@ -163,14 +163,20 @@ func (h *handler) routes() http.Handler {
 		}
 		h.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})
-	return securityHeaders(mux)
+	return securityHeaders(mux, h.auth.cfg.IssuerURL)
 }
 
-// securityHeaders: no script at all, no framing, no sniffing, no referrer beyond the origin.
-func securityHeaders(next http.Handler) http.Handler {
+// securityHeaders: no script at all, no framing, no sniffing, no referrer beyond the origin. Forms post to
+// the portal only, and may be redirected on to the issuer (sign-out ends the issuer's session too).
+func securityHeaders(next http.Handler, issuer string) http.Handler {
+	formAction := "'self'"
+	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
+	}
+	csp := "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action " + formAction
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' https:")
+		hd.Set("Content-Security-Policy", csp)
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "same-origin")

@@ -372,12 +372,16 @@ func TestMemberRevokesAnAppAtTheGatewayThenAtTheIdentityProvider(t *testing.T) {
 	x := newHarness(t)
 	x.store.Put(apps.App{ClientID: "patient-app", Name: "My Health", DeveloperOrg: "Acme", State: apps.StateActive})
 	m := x.user("member01")
-	x.idp.grants[m.Subject] = []string{"patient-app"}
+	x.idp.grants[m.Subject] = []string{"patient-app", x.op.clientID}
 	page := x.get(m, "/me/apps").Body.String()
 	if !strings.Contains(page, "My Health") || !strings.Contains(page, `data-test="revoke-patient-app"`) {
 		t.Fatalf("member page does not list the granted app:\n%s", page)
 	}
+	if strings.Contains(page, x.op.clientID) {
+		t.Errorf("the member page lists the portal itself as a connected app")
+	}
 	wantStatus(t, x.post(m, "/me/apps/other-app/revoke", nil), http.StatusNotFound)
+	wantStatus(t, x.post(m, "/me/apps/"+x.op.clientID+"/revoke", nil), http.StatusNotFound)
 	w := x.post(m, "/me/apps/patient-app/revoke", nil)
 	wantStatus(t, w, http.StatusOK)
 	if !slices.Equal(x.revoker.calls, []string{"sub-member01/patient-app/member:sub-member01"}) || !slices.Equal(x.idp.revoked, []string{"sub-member01/patient-app"}) {
