@@ -121,4 +121,3 @@ func (c *Config) validatePortal() []error {
 	}
 	return errs
 }
-
