@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -159,4 +160,46 @@ func TestProviderAccessSandboxIsDecidedWithAttributionFacts(t *testing.T) {
 			t.Errorf("%s: facts %v, want the sandbox organisation's attribution", api, facts)
 		}
 	}
+}
+
+// FuzzEnforceSandbox: whatever the upstream sends, a sandbox answer never carries a resource without the
+// sandbox tag (checked by walking the output again with the same rule) and enforcement never panics.
+func FuzzEnforceSandbox(f *testing.F) {
+	f.Add([]byte(bundle("searchset", 2, nil, entry{synthetic(eob("e1", sandboxMember)), "match"}, entry{eob("e2", sandboxMember), "include"})))
+	f.Add([]byte(bundle("batch-response", -1, nil, entry{bundle("searchset", 1, nil, entry{labObs("o", sandboxMember), "match"}), ""})))
+	f.Add([]byte(strings.Replace(synthetic(eob("e3", sandboxMember)), `"status"`, `"contained":[{"resourceType":"Patient","id":"x"}],"status"`, 1)))
+	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"response":{"status":"200","outcome":{"resourceType":"Patient","id":"sandbox-01"}}}]}`))
+	c := newEnforcingCore()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := c.EnforceResponse(context.Background(), sandboxDecision(sandboxMember), 200, fhirJSON, body)
+		if err != nil || got.Status != 200 || len(bytes.TrimSpace(got.Body)) == 0 {
+			return
+		}
+		var root map[string]any
+		if err := json.Unmarshal(got.Body, &root); err != nil {
+			t.Fatalf("enforced body is not a JSON object: %q", got.Body)
+		}
+		var check func(map[string]any)
+		check = func(r map[string]any) {
+			if r["resourceType"] != "Bundle" {
+				if !datascope.Synthetic(r) {
+					t.Fatalf("untagged resource left a sandbox answer: %v", r)
+				}
+				return
+			}
+			entries, _ := r["entry"].([]any)
+			for _, e := range entries {
+				em, _ := e.(map[string]any)
+				if res, ok := em["resource"].(map[string]any); ok {
+					check(res)
+				}
+				if resp, ok := em["response"].(map[string]any); ok {
+					if oc, ok := resp["outcome"].(map[string]any); ok {
+						check(oc)
+					}
+				}
+			}
+		}
+		check(root)
+	})
 }
