@@ -75,7 +75,8 @@ fuzz:
 	         FuzzParseDate:./internal/fhir FuzzParseSubmission:./adapters/payerexchange \
 	         FuzzParseSubmission:./adapters/priorauth FuzzParseRules:./adapters/priorauth/um \
 	         FuzzParseSubscription:./adapters/priorauth/subscriptions FuzzParseOutcome:./adapters/profilevalidator \
-	         FuzzValidateRegistration:./adapters/registry/apps FuzzParseRequest:./adapters/registry/revocation; do \
+	         FuzzValidateRegistration:./adapters/registry/apps FuzzParseRequest:./adapters/registry/revocation \
+	         FuzzRegistrationMetadata:./adapters/registry/dcr; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
