@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/fhirwall/fhirwall/config"
 )
@@ -151,6 +150,6 @@ func (h *handler) docsPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadGateway, "The API's CapabilityStatement could not be read.")
 		return
 	}
-	d.Notices = h.noticesFor(name, time.Time{})
+	d.Notices = h.noticesFor(name)
 	h.render(w, r, http.StatusOK, "docs", name+" documentation", d)
 }

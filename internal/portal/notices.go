@@ -17,7 +17,7 @@ type noticeView struct {
 }
 
 // noticesFor lists api's notices ("" every API), newest first.
-func (h *handler) noticesFor(api string, _ time.Time) []noticeView {
+func (h *handler) noticesFor(api string) []noticeView {
 	now := h.now()
 	var out []noticeView
 	for _, n := range h.notices {
@@ -38,7 +38,7 @@ func (h *handler) noticesFor(api string, _ time.Time) []noticeView {
 }
 
 func (h *handler) noticesPage(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, "notices", "Notices", h.noticesFor("", time.Time{}))
+	h.render(w, r, http.StatusOK, "notices", "Notices", h.noticesFor(""))
 }
 
 // Atom 1.0 (RFC 4287).
@@ -95,7 +95,7 @@ func (h *handler) entryID(n config.Notice) string {
 }
 
 func (h *handler) noticesAtom(w http.ResponseWriter, r *http.Request) {
-	ns := h.noticesFor("", time.Time{})
+	ns := h.noticesFor("")
 	feed := atomFeed{ID: h.publicURL + "/notices.atom", Title: "fhirwall API notices", Author: atomPerson{Name: "fhirwall"},
 		Links: []atomLink{{Rel: "self", Href: h.publicURL + "/notices.atom", Type: "application/atom+xml"},
 			{Rel: "alternate", Href: h.publicURL + "/notices", Type: "text/html"}}}
@@ -139,7 +139,7 @@ type apiStatus struct {
 }
 
 func (h *handler) statusOf(name string) apiStatus {
-	s := apiStatus{Name: name, Notices: h.noticesFor(name, time.Time{})}
+	s := apiStatus{Name: name, Notices: h.noticesFor(name)}
 	if h.status != nil {
 		s.Figures = h.status.Report(name)
 	}
@@ -176,7 +176,7 @@ type homeView struct {
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
-	v := homeView{Notices: h.noticesFor("", time.Time{})}
+	v := homeView{Notices: h.noticesFor("")}
 	for _, a := range h.apis {
 		v.APIs = append(v.APIs, a.Name)
 	}

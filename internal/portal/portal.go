@@ -123,12 +123,14 @@ func New(o Options) (http.Handler, error) {
 
 func (h *handler) routes() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(assets, "static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /static/portal.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		http.ServeFileFS(w, r, assets, "static/portal.css")
+	})
 	mux.HandleFunc("GET /{$}", h.home)
 	mux.HandleFunc("GET /auth/login", h.login)
 	mux.HandleFunc("GET /auth/callback", h.callback)
-	mux.HandleFunc("POST /auth/logout", h.post(h.logout))
+	mux.HandleFunc("POST /auth/logout", h.logoutGuard(h.logout))
 	mux.HandleFunc("GET /docs/{api}", h.docsPage)
 	mux.HandleFunc("GET /status", h.statusPage)
 	mux.HandleFunc("GET /status/{api}", h.statusAPIPage)
@@ -244,6 +246,23 @@ func (h *handler) post(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		next(w, r)
+	}
+}
+
+// logoutGuard: signing out needs no session (an expired one signs out too), but one that exists must send
+// its CSRF token, so no other site can sign a user out.
+func (h *handler) logoutGuard(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.currentSession(r) == nil {
+			if !h.sameOrigin(r) {
+				h.fail(w, r, http.StatusForbidden, "Refused: this request did not come from a page of the portal.")
+				return
+			}
+			clearCookie(w, sessionCookie)
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		h.post(next)(w, r)
 	}
 }
 

@@ -589,3 +589,32 @@ func TestAtomFeedIsAValidFeedOfEveryNotice(t *testing.T) {
 		t.Errorf("entry %+v", e)
 	}
 }
+
+func TestSigningOutClearsTheSessionAndNeedsItsCSRFToken(t *testing.T) {
+	x := newHarness(t)
+	wantStatus(t, x.post(dana(x), "/auth/logout", url.Values{"csrf": {"wrong"}}), http.StatusForbidden)
+	w := x.post(dana(x), "/auth/logout", nil)
+	wantStatus(t, w, http.StatusSeeOther)
+	if loc := w.Header().Get("Location"); !strings.HasPrefix(loc, x.op.srv.URL+"/logout?") || !strings.Contains(loc, "post_logout_redirect_uri=https%3A%2F%2Fportal.test%2F") {
+		t.Errorf("signed out to %q, want the issuer's end-session endpoint returning to the portal", loc)
+	}
+	cleared := false
+	for _, c := range w.Result().Cookies() {
+		cleared = cleared || (c.Name == sessionCookie && c.MaxAge < 0)
+	}
+	if !cleared {
+		t.Error("the session cookie was not cleared")
+	}
+	wantStatus(t, x.postRaw(nil, "/auth/logout", nil, map[string]string{"Origin": testPublicURL}), http.StatusSeeOther)
+	wantStatus(t, x.postRaw(nil, "/auth/logout", nil, map[string]string{"Origin": "https://evil.example"}), http.StatusForbidden)
+}
+
+func TestStylesheetIsServedAndNothingElseUnderStatic(t *testing.T) {
+	x := newHarness(t)
+	w := x.get(nil, "/static/portal.css")
+	wantStatus(t, w, http.StatusOK)
+	if !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") {
+		t.Errorf("Content-Type %q", w.Header().Get("Content-Type"))
+	}
+	wantStatus(t, x.get(nil, "/static/"), http.StatusNotFound)
+}
