@@ -145,7 +145,12 @@ func (h *handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, status, "Sign-in refused. Sign in again.")
 		return
 	}
-	if err := h.seal.setCookie(w, sessionCookie, sess, sessionTTL); err != nil {
+	err = h.seal.setCookie(w, sessionCookie, sess, sessionTTL)
+	if err != nil && sess.IDToken != "" {
+		sess.IDToken = ""
+		err = h.seal.setCookie(w, sessionCookie, sess, sessionTTL)
+	}
+	if err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "The session could not be kept.")
 		return
 	}
@@ -206,15 +211,19 @@ func (h *handler) finish(ctx context.Context, code string, pl pendingLogin) (ses
 		name = id.Subject
 	}
 	return session{Subject: id.Subject, Username: name, Roles: roles, Patient: id.Patient,
-		CSRF: randomToken(32), Expires: h.now().Add(sessionTTL)}, nil
+		CSRF: randomToken(32), Expires: h.now().Add(sessionTTL), IDToken: rawID}, nil
 }
 
 // logout ends the portal session and, when the issuer says where, the identity provider's.
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
+	s := h.currentSession(r)
 	clearCookie(w, sessionCookie)
 	dest := h.publicURL + "/"
 	if p, err := h.auth.discover(r.Context()); err == nil && p != nil && h.auth.endSess != "" {
 		v := url.Values{"client_id": {h.auth.cfg.ClientID}, "post_logout_redirect_uri": {h.publicURL + "/"}}
+		if s != nil && s.IDToken != "" {
+			v.Set("id_token_hint", s.IDToken)
+		}
 		dest = h.auth.endSess + "?" + v.Encode()
 	}
 	http.Redirect(w, r, dest, http.StatusSeeOther)

@@ -490,7 +490,7 @@ func TestSignInWithTheProviderMakesASessionWithTheAccessTokensRoles(t *testing.T
 	if err := x.seal.open(sessionCookie, sc.Value, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Username != "dev-dana" || !slices.Equal(s.Roles, []string{config.DefaultDeveloperRole}) || s.CSRF == "" {
+	if s.Username != "dev-dana" || !slices.Equal(s.Roles, []string{config.DefaultDeveloperRole}) || s.CSRF == "" || s.IDToken == "" {
 		t.Errorf("session %+v", s)
 	}
 	wantStatus(t, step(http.MethodGet, testPublicURL+"/apps"), http.StatusOK)

@@ -32,6 +32,9 @@ type session struct {
 	Patient  string    `json:"patient,omitempty"`
 	CSRF     string    `json:"csrf"`
 	Expires  time.Time `json:"exp"`
+	// IDToken is the hint sign-out gives the issuer, so it ends its session without asking again (OIDC
+	// RP-Initiated Logout §2); left out when it would not fit in the cookie.
+	IDToken string `json:"idt,omitempty"`
 }
 
 // pendingLogin is an authorization request in flight (state, nonce, PKCE verifier), sealed in its own

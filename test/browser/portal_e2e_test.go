@@ -359,12 +359,12 @@ func TestPortalDeveloperReviewerAndMemberInChromium(t *testing.T) {
 	v = run(t, tools, shots, "member01", spki, append(signIn("member01"),
 		ClickNav(dt("nav-me")), Wait(dt("grants")), shot("30-member-connected-apps"), Text(dt("grants"), "grants"),
 		Goto(base+"/apps"), StatusOf("memberAppsStatus"), shot("31-member-refused-developer-pages"),
-		ClickNav(dt("sign-out")), shot("32-member-signed-out"), Goto(base+"/"), Count(dt("signed-in-as"), "signedIn"))...)
+		ClickNav(dt("sign-out")), URLOf("afterSignOut"), shot("32-member-signed-out"), Goto(base+"/"), Count(dt("signed-in-as"), "signedIn"))...)
 	if strings.Contains(v["grants"], "fhirwall-portal") {
 		t.Errorf("the member's connected apps list the portal itself:\n%s", v["grants"])
 	}
-	if v["signedIn"] != "0" {
-		t.Error("still signed in to the portal after signing out")
+	if v["signedIn"] != "0" || v["afterSignOut"] != base+"/" {
+		t.Errorf("after signing out: at %q, %s signed-in markers; want back on the portal, signed out of it and of Keycloak without a question", v["afterSignOut"], v["signedIn"])
 	}
 	if v["memberAppsStatus"] != "403" {
 		t.Errorf("a member reached the developer pages: %s", v["memberAppsStatus"])
