@@ -426,6 +426,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("xds.local_address", "127.0.0.1:9192")
 	priorAuthDefaults(v)
 	registryDefaults(v)
+	portalDefaults(v)
 	v.SetEnvPrefix("FHIRWALL")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
@@ -452,7 +453,7 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 	}
 	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile,
 		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile, &c.Admin.TokenFile, &c.Registry.Import, &c.Registry.Keycloak.ClientSecretFile,
-		&c.Portal.TLSCert, &c.Portal.TLSKey, &c.Portal.ClientSecretFile} {
+		&c.Portal.TLSCert, &c.Portal.TLSKey, &c.Portal.ClientSecretFile, &c.Portal.SessionKeyFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}
@@ -461,6 +462,11 @@ func decode(v *viper.Viper, path string) (*Config, error) {
 			if abs, err := filepath.Abs(*f); err == nil {
 				*f = abs
 			}
+		}
+	}
+	for i, f := range c.Portal.DCR.TrustedRegistrars {
+		if f != "" && path != "" && !filepath.IsAbs(f) {
+			c.Portal.DCR.TrustedRegistrars[i] = filepath.Join(filepath.Dir(path), f)
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -554,6 +560,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateSandboxes()...)
 	errs = append(errs, c.validateNotices()...)
 	errs = append(errs, c.validateRegistry()...)
+	errs = append(errs, c.validatePortal()...)
 	errs = append(errs, c.validateRateLimits()...)
 	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
 		errs = append(errs, errors.New("xds.tls: set cert_file and key_file together (client_ca_file needs them)"))
