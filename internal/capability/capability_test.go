@@ -518,3 +518,24 @@ func TestBadPortalURLIsRefusedAtStart(t *testing.T) {
 		}
 	}
 }
+
+func TestDocumentsAreWhatServeHTTPAnswers(t *testing.T) {
+	h := newHandler(t, exampleAPIs(t), &fakeDiscovery{ep: keycloak(t)})
+	meta, smart, err := h.Documents(context.Background(), "patient-access")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := get(t, h, "/patient-access/fhir/metadata", nil); w.Body.String() != string(meta) {
+		t.Errorf("metadata differs from the served one")
+	}
+	if w := get(t, h, "/patient-access/fhir/.well-known/smart-configuration", nil); w.Body.String() != string(smart) {
+		t.Errorf("smart configuration differs from the served one")
+	}
+	if _, _, err := h.Documents(context.Background(), "no-such-api"); err == nil {
+		t.Error("an unknown API: no error")
+	}
+	failing := newHandler(t, exampleAPIs(t), &fakeDiscovery{err: capability.ErrDiscovery})
+	if _, _, err := failing.Documents(context.Background(), "patient-access"); err == nil {
+		t.Error("discovery down: no error")
+	}
+}

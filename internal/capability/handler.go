@@ -243,3 +243,18 @@ func etagMatches(header, etag string) bool {
 	}
 	return false
 }
+
+// Documents returns the API's CapabilityStatement and SMART configuration as ServeHTTP answers them (the
+// developer portal renders its API pages from them); an unknown API is an error.
+func (h *Handler) Documents(ctx context.Context, api string) (metadata, smart []byte, err error) {
+	for _, d := range h.apis {
+		if d.api.Name == api {
+			docs, err := h.documents(ctx, d)
+			if err != nil {
+				return nil, nil, err
+			}
+			return docs.metadata.body, docs.smart.body, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("capability: no API named %q", api)
+}
