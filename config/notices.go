@@ -16,55 +16,36 @@ const (
 	NoticeIncident    = "incident"
 )
 
-// validateNotices checks what the Deprecation and Sunset headers rely on, beyond the portal's own checks
-// of notices (validatePortal): a notice concerns a configured API, a deprecation narrowed to a resource type
-// names one that API serves, a notice is published before it would take effect, and dates are coherent.
+// validateNotices checks what the Deprecation, Sunset and Link headers rely on beyond the portal's checks of
+// every notice (validatePortal: ids, kinds, APIs, required dates and their order): a deprecation narrowed to
+// a resource type names one its API serves, only deprecations have a deprecation or sunset date or a type,
+// a sunset is after the deprecation (RFC 9745 §2.1), and a link can be sent in a Link header as it is.
 func (c *Config) validateNotices() []error {
 	apis := map[string]API{}
 	for _, a := range c.APIs {
 		apis[a.Name] = a
 	}
 	var errs []error
-	ids := map[string]bool{}
 	for i, n := range c.Notices {
 		at := fmt.Sprintf("notices[%d]", i)
-		if n.ID != "" && ids[n.ID] {
-			errs = append(errs, fmt.Errorf("%s.id %q: used twice", at, n.ID))
-		}
-		ids[n.ID] = true
-		if !slices.Contains([]string{NoticeDeprecation, NoticeMaintenance, NoticeIncident}, n.Kind) {
-			errs = append(errs, fmt.Errorf("%s.kind %q: want deprecation, maintenance or incident", at, n.Kind))
-		}
-		api, ok := apis[n.API]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s.api %q: not one of apis[].name", at, n.API))
-		}
+		api, known := apis[n.API]
 		if n.Resource != "" {
 			if n.Kind != NoticeDeprecation {
 				errs = append(errs, fmt.Errorf("%s.resource: only a deprecation is narrowed to a resource type", at))
-			} else if ok && !slices.ContainsFunc(api.Resources, func(r Resource) bool { return r.Type == n.Resource }) &&
+			} else if known && !slices.ContainsFunc(api.Resources, func(r Resource) bool { return r.Type == n.Resource }) &&
 				!slices.ContainsFunc(api.Operations, func(o Operation) bool { return o.Type == n.Resource }) {
 				errs = append(errs, fmt.Errorf("%s.resource %q: not a type %s serves", at, n.Resource, n.API))
 			}
 		}
 		if n.Kind == NoticeDeprecation {
-			if n.Deprecation.IsZero() {
-				errs = append(errs, fmt.Errorf("%s.deprecation: required for a deprecation (the Deprecation header's date)", at))
-			}
-			if !n.Sunset.IsZero() && !n.Sunset.After(n.Deprecation) {
+			if !n.Sunset.IsZero() && n.Sunset.Equal(n.Deprecation) {
 				errs = append(errs, fmt.Errorf("%s.sunset: want after its deprecation (RFC 9745 §2.1)", at))
-			}
-			if n.Published.IsZero() {
-				errs = append(errs, fmt.Errorf("%s.published: required (headers start once it is published)", at))
 			}
 		} else if !n.Sunset.IsZero() || !n.Deprecation.IsZero() {
 			errs = append(errs, fmt.Errorf("%s: deprecation and sunset are for a deprecation, not a %s", at, n.Kind))
 		}
 		if n.Link != "" && !linkable(n.Link) {
 			errs = append(errs, fmt.Errorf("%s.link %q: want a URL without spaces, quotes or angle brackets (it is sent in a Link header)", at, n.Link))
-		}
-		if !n.End.IsZero() && !n.End.After(n.Start) {
-			errs = append(errs, fmt.Errorf("%s.end: want after its start", at))
 		}
 	}
 	return errs

@@ -64,6 +64,7 @@ func TestBadNoticesAreAllReported(t *testing.T) {
 		{ID: "b", Kind: NoticeDeprecation, API: "patient-access", Resource: "Claim", Published: day("2026-01-01"), Deprecation: day("2026-02-01"), Sunset: day("2026-01-15")},
 		{ID: "c", Kind: NoticeDeprecation, API: "patient-access", Deprecation: day("2026-02-01"), Link: `https://x/"><script>`},
 		{ID: "d", Kind: NoticeMaintenance, API: "patient-access", Resource: "Patient", Sunset: day("2026-02-01"), Start: day("2026-02-02"), End: day("2026-02-01")},
+		{ID: "e", Kind: NoticeDeprecation, API: "patient-access", Title: "t", Published: day("2026-01-01"), Deprecation: day("2026-02-01"), Sunset: day("2026-02-01")},
 	}
 	err := c.Validate()
 	if err == nil {
@@ -71,7 +72,7 @@ func TestBadNoticesAreAllReported(t *testing.T) {
 	}
 	for _, want := range []string{`notices[0].kind "outage"`, `notices[1].id "a": used twice`, `notices[1].api "nope"`,
 		"notices[1].deprecation: required", `notices[2].resource "Claim"`, "notices[2].sunset", "notices[3].published: required",
-		"notices[3].link", "notices[4].resource: only a deprecation", "notices[4]: deprecation and sunset", "notices[4].end"} {
+		"notices[3].link", "notices[4].resource: only a deprecation", "notices[4]: deprecation and sunset", "notices[4].end", "notices[5].sunset: want after"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
