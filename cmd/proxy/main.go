@@ -32,6 +32,8 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/jobstore"
 	"github.com/fhirwall/fhirwall/adapters/payerexchange"
 	"github.com/fhirwall/fhirwall/adapters/priorauth"
+	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/adapters/registry/revocation"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
@@ -42,6 +44,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/gateway"
 	"github.com/fhirwall/fhirwall/internal/metrics"
 	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/portal"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
@@ -166,6 +169,11 @@ func run(cfgPath string, log *slog.Logger) error {
 		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Local, Handler: p.docs, ReadHeaderTimeout: 5 * time.Second}, errc))
 		log.Info("API documents listening", "addr", cfg.Proxy.Local)
 	}
+	if p.portal != nil {
+		go p.portalStatus.Run(ctx)
+		servers = append(servers, servePortal(cfg.Portal, p.portal, errc))
+		log.Info("developer portal, DCR and token revocation listening", "addr", cfg.Portal.Listen, "url", cfg.Portal.PublicURL)
+	}
 	if cfg.Proxy.Admin != "" {
 		servers = append(servers, serveHTTP(&http.Server{Addr: cfg.Proxy.Admin, Handler: p.admin(cfg, log), ReadHeaderTimeout: 5 * time.Second}, errc))
 	}
@@ -201,6 +209,15 @@ type proxy struct {
 	// appsAdmin is the app registry's admin API (/admin/apps/); nil unless registry.source is postgres and
 	// admin.token_file is set.
 	appsAdmin http.Handler
+	// appStore is the app registry in PostgreSQL (nil with the file registry): the admin API's, DCR's and the
+	// portal's store.
+	appStore *postgres.Store
+	// portal is the developer portal, DCR and RFC 7009 revocation on portal.listen (nil: off); portalStatus
+	// samples the metrics its status pages show.
+	portal       http.Handler
+	portalStatus *portal.Status
+	// idp is the identity provider the registry is kept in sync with (registry.keycloak; nil: none).
+	idp apps.IdP
 	docs      *capability.Handler
 	reg       *prometheus.Registry
 	spool     *audit.Spool
@@ -387,6 +404,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		docOpts.PortalURL, docOpts.DCR = cfg.Portal.PublicURL, cfg.Portal.DCR.Enabled
 	}
 	if p.docs, err = capability.New(capabilityAPIs(cfg, cfg.PublicURL), oidc, docOpts, log); err != nil {
+		return nil, err
+	}
+	if err := p.buildPortal(cfg, oidc, log); err != nil {
 		return nil, err
 	}
 	if cfg.Proxy.HTTP != "" {

@@ -36,6 +36,7 @@ func (p *proxy) buildRegistry(ctx context.Context, cfg *config.Config, log *slog
 		return fmt.Errorf("registry.source postgres (jobs.postgres_dsn): %w", err)
 	}
 	p.closers = append(p.closers, store.Close)
+	p.appStore = store
 	if cfg.Registry.Import != "" {
 		if err := importClients(ctx, store, cfg.Registry.Import, log); err != nil {
 			return err
