@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
@@ -103,7 +107,6 @@ func admin(t *testing.T, token, method, path string, body, out any) int {
 // sandbox-sam in through it. The app is deactivated when the test ends.
 func sandboxAppToken(t *testing.T, aud string) (clientID, token string) {
 	t.Helper()
-	tok := adminToken(t)
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	clientID = "h5-sandbox-e2e-" + hex.EncodeToString(suffix)
@@ -115,15 +118,7 @@ func sandboxAppToken(t *testing.T, aud string) (clientID, token string) {
 		"requested_apis": []string{"patient-access"}, "requested_scopes": scopes,
 		"environment": "sandbox", "tier": "standard", "reviewer": "e2e",
 	}
-	switch st := admin(t, tok, http.MethodPost, "", reg, nil); {
-	case st == http.StatusNotFound || st == http.StatusUnauthorized || st == http.StatusServiceUnavailable:
-		require.Missing(t, fmt.Sprintf("registry admin API answered %d: the stack's registry is not PostgreSQL with its admin API wired", st))
-	case st >= 300:
-		t.Fatalf("register sandbox app: %d", st)
-	}
-	t.Cleanup(func() {
-		admin(t, tok, http.MethodPost, clientID+"/deactivate", map[string]string{"reviewer": "e2e", "reason": "e2e test over"}, nil)
-	})
+	registerSandboxApp(t, reg)
 	// The registry's Keycloak sync creates the client; until it has, Keycloak refuses the login.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -133,6 +128,57 @@ func sandboxAppToken(t *testing.T, aud string) (clientID, token string) {
 				t.Fatalf("sandbox-sam's token names patient %q, want sandbox-01", got.Patient)
 			}
 			return clientID, got.AccessToken
+		}
+		if time.Now().After(deadline) {
+			require.Missing(t, fmt.Sprintf("Keycloak has no client %s 15 s after its registration (%v): registry.keycloak sync not wired", clientID, err))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// registerSandboxApp registers reg (environment sandbox: active at once) through the registry's admin API
+// and deactivates it when the test ends.
+func registerSandboxApp(t *testing.T, reg map[string]any) {
+	t.Helper()
+	tok := adminToken(t)
+	switch st := admin(t, tok, http.MethodPost, "", reg, nil); {
+	case st == http.StatusNotFound || st == http.StatusUnauthorized || st == http.StatusServiceUnavailable:
+		require.Missing(t, fmt.Sprintf("registry admin API answered %d: the stack's registry is not PostgreSQL with its admin API wired", st))
+	case st >= 300:
+		t.Fatalf("register sandbox app %v: %d", reg["client_id"], st)
+	}
+	t.Cleanup(func() {
+		admin(t, tok, http.MethodPost, fmt.Sprint(reg["client_id"])+"/deactivate", map[string]string{"reviewer": "e2e", "reason": "e2e test over"}, nil)
+	})
+}
+
+// sandboxProviderToken registers a backend service of the sandbox provider organisation (private_key_jwt,
+// a key made here) and gets a token as it.
+func sandboxProviderToken(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	clientID, kid := "h5-sandbox-provider-e2e-"+hex.EncodeToString(suffix), "h5-e2e-1"
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: "ES384", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerSandboxApp(t, map[string]any{
+		"client_id": clientID, "name": "Sandbox provider e2e backend", "developer_org": "fhirwall e2e",
+		"contacts": []map[string]string{{"email": "e2e@fhirwall.test"}}, "launch_types": []string{"backend"},
+		"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
+		"requested_apis": []string{"provider-access"}, "requested_scopes": []string{"system/*.rs"},
+		"environment": "sandbox", "tier": "backend", "org": "Organization/sandbox-org", "reviewer": "e2e",
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		tok, err := smartclient.BackendServiceToken(ctx(t), issuer, clientID, key, kid, []string{"system/*.rs"})
+		if err == nil {
+			return tok.AccessToken
 		}
 		if time.Now().After(deadline) {
 			require.Missing(t, fmt.Sprintf("Keycloak has no client %s 15 s after its registration (%v): registry.keycloak sync not wired", clientID, err))
@@ -255,4 +301,29 @@ func headOf(t *testing.T, url, token string) *http.Response {
 	var sink bytes.Buffer
 	sink.ReadFrom(resp.Body)
 	return resp
+}
+
+func TestSandboxProviderSeesOnlyItsSyntheticAttributedMember(t *testing.T) {
+	requireSandboxServed(t)
+	token := sandboxProviderToken(t)
+	for _, m := range sandboxModes {
+		t.Run(m.name, func(t *testing.T) {
+			base := m.root + "/provider-access-sandbox/fhir"
+			obs := bundleOf(t, get(t, base+"/Observation?patient=sandbox-01", token))
+			if len(obs) == 0 {
+				t.Fatal("the sandbox organisation's attributed member's observations are not found")
+			}
+			for _, r := range obs {
+				if !tagged(r) || realMember.MatchString(fmt.Sprint(r)) {
+					t.Errorf("%v/%v left a sandbox API", r["resourceType"], r["id"])
+				}
+			}
+			if a := get(t, base+"/Observation?patient=member-01", token); a.status == http.StatusOK && len(bundleOf(t, a)) > 0 {
+				t.Errorf("a real member's observations through the sandbox: %s", a.body)
+			}
+			if a := get(t, m.root+"/provider-access/fhir/Observation?patient=sandbox-01", token); a.status != http.StatusForbidden {
+				t.Errorf("a sandbox backend on Provider Access: %d, want 403", a.status)
+			}
+		})
+	}
 }
