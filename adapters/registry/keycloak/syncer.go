@@ -360,6 +360,12 @@ func (s *Syncer) Reconcile(ctx context.Context) error {
 		if _, ok := byID[c.ClientID]; ok || s.isProtected(c.ClientID) {
 			continue
 		}
+		if len(list) == 0 {
+			// An empty registry beside a realm with clients is far likelier a registry not imported yet (or the
+			// wrong database) than a realm to empty: remove nothing, and say so.
+			s.log.Warn("keycloak sync: the registry is empty; unregistered clients left in place", "client_id", c.ClientID)
+			continue
+		}
 		errs = append(errs, s.removeUnregistered(ctx, c))
 	}
 	for _, a := range list {

@@ -365,3 +365,16 @@ func scopeMap(kc *keycloakFake) map[string]string {
 	}
 	return out
 }
+
+func TestAnEmptyRegistryRemovesNothingFromTheRealm(t *testing.T) {
+	clock := newClockFake()
+	kc, reg := newKeycloakFake(t), newRegistryFake(clock.now)
+	s, _ := newTestSyncer(t, kc, reg, clock)
+	kc.add(Client{ClientID: "patient-app", Enabled: true})
+	if err := s.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kc.get("patient-app"); !ok {
+		t.Error("a realm client was removed because the registry was empty")
+	}
+}

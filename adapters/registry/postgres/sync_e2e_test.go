@@ -125,6 +125,9 @@ func TestOnlyOneReplicaLeadsTheSync(t *testing.T) {
 	if _, err := s.Lead(ctx, "realm"); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("second leader: %v", err)
 	}
+	if id, err := l.Wait(ctx, 100*time.Millisecond); err != nil || id != "" {
+		t.Fatalf("an idle Wait = %q, %v; want its timeout with the connection (and the lock) alive", id, err)
+	}
 	if _, err := s.Create(ctx, syncApp("n"), "admin:t", ""); err != nil {
 		t.Fatal(err)
 	}
