@@ -391,6 +391,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		// Links and bulk manifests name the API's public base, never the FHIR server's own address.
 		UpstreamBase: base,
 		PublicBase:   func(api string) string { return publicBases[api] },
+		// Deprecation, Sunset and Link headers of the deprecations published for an API (notices:), on
+		// every allowed answer in both modes.
+		Notices: func(api, resourceType string, now time.Time) http.Header {
+			return config.DeprecationHeaders(cfg.Notices, api, resourceType, now)
+		},
 	}
 	// One document set per face: each names the base it is fetched from (Envoy's public_url, or the
 	// standalone's proxy.public_url), never the request's Host. Both share one cache of the issuer's document.
