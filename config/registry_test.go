@@ -25,9 +25,10 @@ func TestRegistrySourceIsTheFileByDefault(t *testing.T) {
 	if c.Registry.Source != RegistryFile || c.Admin.TokenFile != "" {
 		t.Fatalf("registry.source %q admin.token_file %q; want file and none", c.Registry.Source, c.Admin.TokenFile)
 	}
+	// The example config is the stack's: its apps live in PostgreSQL, imported from clients.yaml at start-up.
 	ex, err := Load("fhirwall.yaml")
-	if err != nil || ex.Registry.Source != RegistryFile {
-		t.Fatalf("the example config: %v, source %q; want the file registry", err, ex.Registry.Source)
+	if err != nil || ex.Registry.Source != RegistryPostgres || filepath.Base(ex.Registry.Import) != "clients.yaml" {
+		t.Fatalf("the example config: %v, source %q import %q; want the PostgreSQL registry importing clients.yaml", err, ex.Registry.Source, ex.Registry.Import)
 	}
 }
 

@@ -125,8 +125,11 @@ func wireConfig(t *testing.T, upstream, caFile string, edit func(doc map[string]
 		t.Fatal(err)
 	}
 	doc["prior_auth"].(map[string]any)["rules_file"] = rules
-	// Bulk-job ownership in memory: a unit test must not need the stack's PostgreSQL.
+	// Bulk-job ownership in memory, the file registry and no portal: a unit test must not need the stack's
+	// PostgreSQL or Keycloak.
 	doc["jobs"] = map[string]any{"postgres_dsn": ""}
+	doc["portal"] = map[string]any{"listen": ""}
+	doc["admin"] = map[string]any{"token_file": ""}
 	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw"}
 	doc["audit"] = map[string]any{"spool": map[string]any{"dir": filepath.Join(dir, "spool")},
 		"signing_key_file": filepath.Join(dir, "signing.key")}
