@@ -9,6 +9,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/registry/admin"
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	"github.com/fhirwall/fhirwall/adapters/registry/keycloak"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
@@ -44,7 +45,16 @@ func (p *proxy) buildRegistry(ctx context.Context, cfg *config.Config, log *slog
 	}
 	reg := store.Registry()
 	p.registry = reg
+	// After the import: the first sync adopts the realm's existing clients of imported apps instead of
+	// treating them as unregistered.
+	runSync, err := p.buildKeycloakSync(cfg, store, log)
+	if err != nil {
+		return err
+	}
 	p.watchRegistry = func(ctx context.Context) error {
+		if runSync != nil {
+			go runSync(ctx)
+		}
 		// LISTEN/NOTIFY keeps every replica's view within a second of a change; while PostgreSQL is out of
 		// reach the view ages and, past its bound, every lookup fails closed (503), never stale-open.
 		go func() {
@@ -92,4 +102,31 @@ func importClients(ctx context.Context, store *postgres.Store, path string, log 
 	}
 	log.Info("registry.import", "file", path, "registered", n, "already_registered", len(clients)-n)
 	return nil
+}
+
+// buildKeycloakSync makes the Keycloak sync of registry.keycloak (nil without a URL): every registry change
+// reaches the realm's clients, a reconcile loop corrects drift both ways, and the portal gets its IdP
+// (secret rotation, sessions, members' grants). Every replica runs it; one at a time holds the lead
+// (adapters/registry/keycloak).
+func (p *proxy) buildKeycloakSync(cfg *config.Config, store *postgres.Store, log *slog.Logger) (func(context.Context), error) {
+	k := cfg.Registry.Keycloak
+	if k.URL == "" {
+		log.Warn("registry.keycloak is not set: Keycloak's clients are not kept in sync with the app registry")
+		return nil, nil
+	}
+	secret, err := readSecret(k.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("registry.keycloak.client_secret_file: %w", err)
+	}
+	syncer, err := keycloak.New(keycloak.Config{URL: k.URL, Realm: k.Realm, ClientID: k.ClientID, ClientSecret: secret,
+		ReconcileInterval: k.ReconcileInterval, Protected: k.Protected, Metrics: p.reg, Log: log}, store)
+	if err != nil {
+		return nil, fmt.Errorf("registry.keycloak: %w", err)
+	}
+	p.idp = syncer
+	return func(ctx context.Context) {
+		if err := syncer.Run(ctx, keycloak.PostgresLeader(store, k.Realm)); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("Keycloak sync stopped", "error", err)
+		}
+	}, nil
 }

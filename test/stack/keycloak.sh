@@ -142,7 +142,7 @@ start() {
       --http-host=127.0.0.1 --http-port="$KEYCLOAK_PORT" \
       --hostname="$BASE" \
       --http-management-port="$KEYCLOAK_MGMT_PORT" --health-enabled=true \
-      --features=scripts \
+      --features=scripts,client-secret-rotation \
       --import-realm
   wait_http "$NAME" "$READY_URL" "${KEYCLOAK_START_TIMEOUT:-240}" || { stop; die "Keycloak did not become healthy"; }
   log "Keycloak ready after $((SECONDS - t0)) s: issuer $BASE/realms/$REALM"
