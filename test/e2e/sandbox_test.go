@@ -242,7 +242,13 @@ func TestSandboxAppReadsOnlySyntheticDataInBothModes(t *testing.T) {
 					t.Errorf("%s: %d, want the 404 of a missing resource", path, a.status)
 				}
 			}
-			if got := bundleOf(t, get(t, base+"/Patient?_id=member-01", token)); len(got) != 0 {
+			// A search naming another patient is refused as the policy refuses it on the production API (the
+			// 404 that reveals nothing), or finds nothing; never a real member.
+			if a := get(t, base+"/Patient?_id=member-01", token); a.status == http.StatusNotFound {
+				if !isOperationOutcome(a.body) {
+					t.Errorf("Patient?_id=member-01: 404 without an OperationOutcome: %s", a.body)
+				}
+			} else if got := bundleOf(t, a); len(got) != 0 {
 				t.Errorf("Patient?_id=member-01 found %d", len(got))
 			}
 		})
