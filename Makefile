@@ -51,8 +51,10 @@ test-tools: $(VALIDATOR)
 	bash test/stack/envoy.sh install
 	bash test/stack/chromium.sh install
 
+# Browser screenshots (the portal, the lifecycle walk) land in $(ARTIFACTS)/portal.
+ARTIFACTS ?= $(CURDIR)/.fhirwall/artifacts
 e2e: stack-up $(VALIDATOR)
-	FHIRWALL_REQUIRE_ALL=1 $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/... ./cmd/...
+	FHIRWALL_REQUIRE_ALL=1 FHIRWALL_ARTIFACTS=$(ARTIFACTS) $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/... ./cmd/...
 	@$(MAKE) --no-print-directory faults-run
 	@echo "stack left running for the next run; stop it with: make stack-down"
 
