@@ -6,6 +6,7 @@ cat <<MSG
 fhirwall is up (all on 127.0.0.1):
   Envoy (TLS)      :$ENVOY_PORT   -> https://127.0.0.1:$ENVOY_PORT/patient-access/fhir  (CA: $FHIRWALL_STATE/tls/ca.pem)
   standalone proxy :$PROXY_HTTP_PORT   -> http://127.0.0.1:$PROXY_HTTP_PORT/patient-access/fhir
+  developer portal :9443    -> https://127.0.0.1:9443/  (sign in: dev-dana, rev-riley or member01; see below)
   HAPI FHIR        :$HAPI_PORT   Keycloak :$KEYCLOAK_PORT (admin/admin)   Kafka :$KAFKA_PORT   fhirwall-xds :$XDS_PORT
   logs: $FHIRWALL_STATE/log/    metrics: http://127.0.0.1:$PROXY_ADMIN_PORT/metrics
   running config (edit it: rate limits and routes reload without restart): $FHIRWALL_STATE/config/fhirwall.yaml
@@ -35,6 +36,13 @@ Try it (curl trusts Envoy's certificate through the stack's own CA):
   sed 's/"99212"/"33510"/' test/priorauth/testdata/request-medicalservices.json | curl -s --cacert \$CA -H "Authorization: Bearer \$PTOKEN" -H 'Content-Type: application/fhir+json' --data-binary @- https://127.0.0.1:$ENVOY_PORT/prior-auth/fhir/Claim/\\\$submit >/dev/null
   .fhirwall/bin/fhirwall prior-auth queue -token-file .fhirwall/admin/prior-auth.token
   .fhirwall/bin/fhirwall prior-auth decide -token-file .fhirwall/admin/prior-auth.token -id <id from the queue> -verdict approved -reviewer you
+
+  # Apps: open https://127.0.0.1:9443/ in a browser (it trusts the stack's CA only if you import $FHIRWALL_STATE/tls/ca.pem).
+  # dev-dana / password registers a sandbox app, rev-riley / password reviews production requests, member01 /
+  # fhirwall-demo sees and revokes their connected apps. Or register a sandbox app with Dynamic Client Registration:
+  curl -s --cacert \$CA -H 'Content-Type: application/json' https://127.0.0.1:9443/register -d '{"client_name":"My app","redirect_uris":["http://127.0.0.1:9300/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code"],"scope":"openid launch/patient patient/*.rs","contacts":["me@example.org"]}'
+  # the app registry (each app's Keycloak sync state: .fhirwall/bin/fhirwall apps show -id <client id>)
+  .fhirwall/bin/fhirwall apps list -token-file .fhirwall/admin/admin.token
 
   # the audit stream: one record per request, keyed by patient
   go run ./test/demo/audit-tail
