@@ -369,9 +369,10 @@ type ListenerTLS struct {
 }
 
 // KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work), and the
-// sandboxes of the two that serve member data (sandbox.go).
+// sandbox of each (sandbox.go).
 var KnownAPIs = []string{"patient-access", "provider-access", "payer-to-payer", "prior-auth",
-	"patient-access" + SandboxSuffix, "provider-access" + SandboxSuffix}
+	"patient-access" + SandboxSuffix, "provider-access" + SandboxSuffix,
+	"payer-to-payer" + SandboxSuffix, "prior-auth" + SandboxSuffix}
 
 // Load reads path (may be empty: defaults and environment only) and validates the result.
 func Load(path string) (*Config, error) {

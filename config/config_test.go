@@ -85,7 +85,7 @@ func TestLimitsCarryPerAPIOverrides(t *testing.T) {
 	}
 	c.APIs[1].RateLimits = map[string]ratelimit.Rate{"backend": {PerSecond: 7}}
 	l := c.Limits()
-	if !l.Enabled() || l.Tiers["standard"].PerSecond != 50 || l.PerAPI["provider-access"]["backend"].PerSecond != 7 || len(l.PerAPI) != 3 {
+	if !l.Enabled() || l.Tiers["standard"].PerSecond != 50 || l.PerAPI["provider-access"]["backend"].PerSecond != 7 || len(l.PerAPI) != 5 { // payer-to-payer, prior-auth and their sandboxes, provider-access
 		t.Fatalf("limits = %+v", l)
 	}
 }

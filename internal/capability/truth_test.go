@@ -150,6 +150,8 @@ var realmClients = map[string][]string{
 	// the scopes the base's clients are offered.
 	"patient-access-sandbox":  {"patient-app", "provider-app"},
 	"provider-access-sandbox": {"provider-app", "provider-org-a", "provider-org-b"},
+	"payer-to-payer-sandbox":  {"payer-b", "payer-c"},
+	"prior-auth-sandbox":      {"provider-app", "provider-org-a", "provider-org-b"},
 }
 
 // TestScopesSupportedAreWhatTheRealmGrants: every scope discovery advertises is one the realm offers one of
