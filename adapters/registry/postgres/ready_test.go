@@ -14,7 +14,7 @@ func TestStaleViewIsNotReadyAndRefusesLookups(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	now := t0
 	r.now = func() time.Time { return now }
-	r.markFresh(t0)
+	r.fresh.Mark(t0)
 	if err := r.Ready(context.Background()); err != nil {
 		t.Fatalf("fresh view not ready: %v", err)
 	}

@@ -9,28 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fhirwall/fhirwall/adapters/pgwatch"
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
-// Timing of the view. A change reaches every replica's view when its notification arrives (milliseconds);
-// the periodic reload only repairs what a notification could have missed.
-const (
-	// DefaultStaleAfter: a view not confirmed fresh for this long refuses lookups (fail closed, 503) rather
-	// than honour an app that may have been deactivated meanwhile.
-	DefaultStaleAfter = 10 * time.Second
-	// reloadEvery is the safety-net full reload.
-	reloadEvery = 30 * time.Second
-	// heartbeat: how often an idle LISTEN connection is checked; while it answers, no change has been missed
-	// and the view is fresh.
-	heartbeat = 1 * time.Second
-	// maxBackoff bounds the wait between reconnection attempts.
-	maxBackoff = 2 * time.Second
-)
+// DefaultStaleAfter: a view not confirmed fresh for this long refuses lookups (fail closed, 503) rather than
+// honour an app that may have been deactivated meanwhile. A change reaches every replica's view when its
+// notification arrives (milliseconds); the periodic reload (pgwatch.ReloadEvery) only repairs what a
+// notification could have missed, and the idle heartbeat (pgwatch.Heartbeat) keeps the view fresh.
+const DefaultStaleAfter = 10 * time.Second
 
 // ErrStale means the view could not be refreshed for longer than its bound: Lookup refuses rather than
 // serve a decision from it.
@@ -46,7 +36,7 @@ type Registry struct {
 	staleAfter time.Duration
 
 	snap  atomic.Pointer[snapshot]
-	fresh atomic.Int64 // unix nanoseconds when the view was last known to be current
+	fresh pgwatch.Fresh
 	// listenPID is the backend pid of the LISTEN connection (0 when none): for tests that cut it.
 	listenPID atomic.Uint32
 }
@@ -81,10 +71,7 @@ func (r *Registry) Lookup(ctx context.Context, clientID string) (decision.Client
 // Ready reports ErrStale while the view is older than its bound: the replica refuses every authenticated
 // request then, so /readyz takes it out of rotation until PostgreSQL answers again.
 func (r *Registry) Ready(context.Context) error {
-	if age := r.now().Sub(time.Unix(0, r.fresh.Load())); age > r.staleAfter {
-		return fmt.Errorf("%w (last fresh %s ago)", ErrStale, age.Round(time.Millisecond))
-	}
-	return nil
+	return r.fresh.Check(r.now(), r.staleAfter, ErrStale)
 }
 
 // Len is the number of apps in the view.
@@ -102,17 +89,8 @@ func (r *Registry) Reload(ctx context.Context) error {
 		clients[a.ClientID] = apps.ToClient(a)
 	}
 	r.snap.Store(&snapshot{clients: clients})
-	r.markFresh(started) // fresh as of the query's start: a change committed later is notified later
+	r.fresh.Mark(started) // fresh as of the query's start: a change committed later is notified later
 	return nil
-}
-
-func (r *Registry) markFresh(t time.Time) {
-	for {
-		old := r.fresh.Load()
-		if t.UnixNano() <= old || r.fresh.CompareAndSwap(old, t.UnixNano()) {
-			return
-		}
-	}
 }
 
 // Watch keeps the view fresh until ctx ends: a dedicated connection LISTENs on Channel, every notification
@@ -120,88 +98,20 @@ func (r *Registry) markFresh(t time.Time) {
 // reload, since notifications sent meanwhile are lost); while it is down the view ages and, past the
 // staleness bound, Lookup refuses. Watch returns ctx's error.
 func (r *Registry) Watch(ctx context.Context) error {
-	const firstBackoff = 100 * time.Millisecond
-	backoff := firstBackoff
-	for {
-		established, err := r.listen(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if established { // the connection had been up: a new outage starts the backoff over
-			backoff = firstBackoff
-		}
-		r.log.Warn("app registry: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// listen runs one LISTEN connection until it fails or ctx ends; established says whether it had been
-// listening and loaded (so that the next attempt need not wait long).
-func (r *Registry) listen(ctx context.Context) (established bool, err error) {
-	conn, err := pgx.Connect(ctx, r.dsn)
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		r.listenPID.Store(0)
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
-		return false, err
-	}
-	r.listenPID.Store(conn.PgConn().PID())
-	// Listening first, then reloading: a change committed between the two is both in the reload and notified.
-	if err := r.Reload(ctx); err != nil {
-		return false, err
-	}
-	r.log.Info("app registry: listening for changes", "apps", r.Len())
-	lastReload := r.now()
-	for {
-		wait, cancel := context.WithTimeout(ctx, heartbeat)
-		n, err := conn.WaitForNotification(wait)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return true, nil
-		case err == nil:
-			// Coalesce a burst: one reload serves every notification already received.
-			for drain := true; drain; {
-				c, cancel := context.WithTimeout(ctx, time.Millisecond)
-				_, derr := conn.WaitForNotification(c)
-				cancel()
-				drain = derr == nil
+	w := &pgwatch.Watch{
+		DSN: r.dsn, Channel: Channel, Name: "app registry", Log: r.log,
+		Now:       func() time.Time { return r.now() },
+		Fresh:     &r.fresh,
+		Reload:    r.Reload,
+		Listening: func(pid uint32) { r.listenPID.Store(pid) },
+		Reloaded: func(cause pgwatch.Cause, clientID string) {
+			switch cause {
+			case pgwatch.Connected:
+				r.log.Info("app registry: listening for changes", "apps", r.Len())
+			case pgwatch.Notified:
+				r.log.Debug("app registry: reloaded on change", "client_id", clientID, "apps", r.Len())
 			}
-			if err := r.Reload(ctx); err != nil {
-				return true, err
-			}
-			lastReload = r.now()
-			r.log.Debug("app registry: reloaded on change", "client_id", n.Payload, "apps", r.Len())
-			continue
-		case !pgconn.Timeout(err) || conn.IsClosed():
-			return true, err
-		}
-		// Idle: make sure the connection still answers; if it does, nothing has been missed.
-		checked := r.now()
-		ping, cancel := context.WithTimeout(ctx, heartbeat)
-		err = conn.Ping(ping)
-		cancel()
-		if err != nil {
-			return true, fmt.Errorf("heartbeat: %w", err)
-		}
-		if r.now().Sub(lastReload) >= reloadEvery {
-			if err := r.Reload(ctx); err != nil {
-				return true, err
-			}
-			lastReload = r.now()
-			continue
-		}
-		r.markFresh(checked)
+		},
 	}
+	return w.Run(ctx)
 }

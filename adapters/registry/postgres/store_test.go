@@ -25,7 +25,7 @@ func TestViewNeverConfirmedFreshRefusesLookups(t *testing.T) {
 func TestFreshViewServesCopiesOfItsClients(t *testing.T) {
 	r := newRegistry(nil, "", nil)
 	r.snap.Store(&snapshot{clients: map[string]decision.Client{"a": {ID: "a", Active: true, Scopes: []string{"patient/*.rs"}}}})
-	r.markFresh(time.Now())
+	r.fresh.Mark(time.Now())
 	c, err := r.Lookup(context.Background(), "a")
 	if err != nil || !c.Active {
 		t.Fatalf("Lookup = %+v, %v", c, err)

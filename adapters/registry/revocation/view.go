@@ -11,22 +11,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fhirwall/fhirwall/adapters/pgwatch"
 	"github.com/fhirwall/fhirwall/internal/token"
 )
 
-// Timing of the view, as the app registry's (adapters/registry/postgres): a revocation reaches every
-// replica's view when its notification arrives (milliseconds); the periodic reload only repairs what a
-// notification could have missed.
+// Timing of the view, as the app registry's (adapters/registry/postgres), both kept by adapters/pgwatch: a
+// revocation reaches every replica's view when its notification arrives (milliseconds); the periodic reload
+// only repairs what a notification could have missed.
 const (
 	// DefaultStaleAfter: a view not confirmed fresh for this long fails every check (the gateway answers
 	// 503) rather than accept a token that may have been revoked meanwhile.
 	DefaultStaleAfter = 10 * time.Second
-	reloadEvery       = 30 * time.Second
-	heartbeat         = 1 * time.Second
-	maxBackoff        = 2 * time.Second
 	// keepExpired: a token is accepted until exp plus the verifier's clock skew, at most token.MaxClockSkew,
 	// so its revocation is kept that much longer.
 	keepExpired = token.MaxClockSkew
@@ -50,7 +47,7 @@ type View struct {
 	staleAfter time.Duration
 
 	snap  atomic.Pointer[snapshot]
-	fresh atomic.Int64 // unix nanoseconds when the view was last known to be current
+	fresh pgwatch.Fresh
 	// reloaded counts reloads, for tests that wait for one.
 	reloaded atomic.Uint64
 }
@@ -106,10 +103,7 @@ func (v *View) Check(ctx context.Context, id token.Identity, raw string) error {
 // Ready reports ErrStale while the view is older than its bound: every authenticated request is refused
 // then (503), so /readyz takes the replica out of rotation until PostgreSQL answers again.
 func (v *View) Ready(context.Context) error {
-	if age := v.now().Sub(time.Unix(0, v.fresh.Load())); age > v.staleAfter {
-		return fmt.Errorf("%w (last fresh %s ago)", ErrStale, age.Round(time.Millisecond))
-	}
-	return nil
+	return v.fresh.Check(v.now(), v.staleAfter, ErrStale)
 }
 
 // Len is the number of revoked tokens and grants in the view.
@@ -144,7 +138,7 @@ func (v *View) Reload(ctx context.Context) error {
 		return fmt.Errorf("revocation: reload: %w", err)
 	}
 	v.snap.Store(s)
-	v.markFresh(started) // fresh as of the query's start: a revocation committed later is notified later
+	v.fresh.Mark(started) // fresh as of the query's start: a revocation committed later is notified later
 	v.reloaded.Add(1)
 	return nil
 }
@@ -155,99 +149,21 @@ func (v *View) prune(ctx context.Context) error {
 	return err
 }
 
-func (v *View) markFresh(t time.Time) {
-	for {
-		old := v.fresh.Load()
-		if t.UnixNano() <= old || v.fresh.CompareAndSwap(old, t.UnixNano()) {
-			return
-		}
-	}
-}
-
 // Watch keeps the view fresh until ctx ends: a dedicated connection LISTENs on Channel, every notification
 // reloads the view, and it is reloaded (and expired rows pruned) every 30 s anyway. A lost connection is
 // re-established with a full reload; while it is down the view ages and, past the bound, every check fails.
 // Watch returns ctx's error.
 func (v *View) Watch(ctx context.Context) error {
-	const firstBackoff = 100 * time.Millisecond
-	backoff := firstBackoff
-	for {
-		established, err := v.listen(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if established {
-			backoff = firstBackoff
-		}
-		v.log.Warn("revocation view: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-func (v *View) listen(ctx context.Context) (established bool, err error) {
-	conn, err := pgx.Connect(ctx, v.dsn)
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel}.Sanitize()); err != nil {
-		return false, err
-	}
-	// Listening first, then reloading: a revocation committed between the two is both loaded and notified.
-	if err := v.Reload(ctx); err != nil {
-		return false, err
-	}
-	lastReload := v.now()
-	for {
-		wait, cancel := context.WithTimeout(ctx, heartbeat)
-		_, err := conn.WaitForNotification(wait)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return true, nil
-		case err == nil:
-			// Coalesce a burst: one reload serves every notification already received.
-			for drain := true; drain; {
-				c, cancel := context.WithTimeout(ctx, time.Millisecond)
-				_, derr := conn.WaitForNotification(c)
-				cancel()
-				drain = derr == nil
-			}
-			if err := v.Reload(ctx); err != nil {
-				return true, err
-			}
-			lastReload = v.now()
-			continue
-		case !pgconn.Timeout(err) || conn.IsClosed():
-			return true, err
-		}
-		// Idle: the connection still answering means no notification was missed.
-		checked := v.now()
-		ping, cancel := context.WithTimeout(ctx, heartbeat)
-		err = conn.Ping(ping)
-		cancel()
-		if err != nil {
-			return true, fmt.Errorf("heartbeat: %w", err)
-		}
-		if v.now().Sub(lastReload) >= reloadEvery {
+	w := &pgwatch.Watch{
+		DSN: v.dsn, Channel: Channel, Name: "revocation view", Log: v.log,
+		Now:    func() time.Time { return v.now() },
+		Fresh:  &v.fresh,
+		Reload: v.Reload,
+		BeforePeriodic: func(ctx context.Context) {
 			if err := v.prune(ctx); err != nil {
 				v.log.Warn("revocation view: pruning expired tokens failed", "error", err)
 			}
-			if err := v.Reload(ctx); err != nil {
-				return true, err
-			}
-			lastReload = v.now()
-			continue
-		}
-		v.markFresh(checked)
+		},
 	}
+	return w.Run(ctx)
 }

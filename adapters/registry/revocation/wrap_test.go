@@ -46,7 +46,7 @@ func viewWith(now time.Time, jtis []string, grants map[grantKey]time.Time) *View
 		s.grants = map[grantKey]time.Time{}
 	}
 	v.snap.Store(s)
-	v.markFresh(now)
+	v.fresh.Mark(now)
 	return v
 }
 
