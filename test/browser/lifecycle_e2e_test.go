@@ -312,6 +312,7 @@ func TestAppLifecycleThroughThePortalInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tok.RefreshToken = refreshes(t, "the production app", prodID, tok.RefreshToken)
 	watches := []*refusalWatch{
 		watchRefusal(t, "standalone", stackenv.StandaloneURL+"/patient-access/fhir/Patient/member-02", tok.AccessToken),
 		watchRefusal(t, "envoy", stackenv.EnvoyURL()+"/patient-access/fhir/Patient/member-02", tok.AccessToken),
@@ -324,12 +325,15 @@ func TestAppLifecycleThroughThePortalInChromium(t *testing.T) {
 	for _, w := range watches {
 		w.refusedWithin(t, deactivated, time.Second, http.StatusForbidden)
 	}
+	// Keycloak ended the app's sessions too: its refresh token gets no new access token.
+	refuseRefresh(t, "the deactivated app", prodID, tok.RefreshToken)
 
 	// 6. A member revokes another app (the demo member app) from their own page: same effect.
 	member, err := stackauth.Member(ctx, "member03", "openid", "launch/patient", "patient/*.rs")
 	if err != nil {
 		t.Fatal(err)
 	}
+	member.RefreshToken = refreshes(t, "the member's app", "patient-app", member.RefreshToken)
 	watches = []*refusalWatch{
 		watchRefusal(t, "standalone (member revocation)", stackenv.StandaloneURL+"/patient-access/fhir/Patient/member-03", member.AccessToken),
 		watchRefusal(t, "envoy (member revocation)", stackenv.EnvoyURL()+"/patient-access/fhir/Patient/member-03", member.AccessToken),
@@ -341,6 +345,7 @@ func TestAppLifecycleThroughThePortalInChromium(t *testing.T) {
 	for _, w := range watches {
 		w.refusedWithin(t, revoked, time.Second, http.StatusUnauthorized)
 	}
+	refuseRefresh(t, "the member's revoked app", "patient-app", member.RefreshToken)
 
 	// Every change is in the audit topic, which verifies whole.
 	since := started.Add(-time.Second)
@@ -354,6 +359,52 @@ func TestAppLifecycleThroughThePortalInChromium(t *testing.T) {
 		t.Errorf("fhirwall audit verify over the topic: %v\n%s", err, out)
 	}
 	t.Logf("lifecycle walked in %s", time.Since(started).Round(time.Second))
+}
+
+// refreshes checks, before a change, that Keycloak refreshes the token (so a refusal afterwards is the
+// change's doing) and returns the refresh token to use next.
+func refreshes(t *testing.T, what, clientID, refresh string) string {
+	t.Helper()
+	resp, err := http.PostForm(stackauth.Issuer+"/protocol/openid-connect/token", url.Values{
+		"grant_type": {"refresh_token"}, "client_id": {clientID}, "refresh_token": {refresh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.RefreshToken == "" {
+		t.Fatalf("%s: Keycloak does not refresh the token before the change: %d %v", what, resp.StatusCode, err)
+	}
+	return tok.RefreshToken
+}
+
+// refuseRefresh checks that Keycloak's token endpoint refuses a refresh token (the app's or the member's
+// sessions ended): waits up to 5 s, since the IdP side follows the registry asynchronously.
+func refuseRefresh(t *testing.T, what, clientID, refresh string) {
+	t.Helper()
+	if refresh == "" {
+		t.Fatalf("%s: no refresh token to try", what)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.PostForm(stackauth.Issuer+"/protocol/openid-connect/token", url.Values{
+			"grant_type": {"refresh_token"}, "client_id": {clientID}, "refresh_token": {refresh}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Logf("%s: Keycloak refuses its refresh token (%d)", what, resp.StatusCode)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: Keycloak still refreshes its token", what)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // memberSubject is the token's sub claim.
