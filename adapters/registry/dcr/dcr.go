@@ -278,6 +278,8 @@ func validate(a apps.App, offered map[string][]string) *Refusal {
 	for i, u := range a.RedirectURIs {
 		if err := apps.ValidRedirectURI(u); err != nil {
 			p.add(InvalidRedirectURI, "redirect_uris[%d] %q: %v", i, clip(u), err)
+		} else if err := asciiHost(u); err != nil {
+			p.add(InvalidRedirectURI, "redirect_uris[%d] %q: %v", i, clip(u), err)
 		}
 	}
 	if r := p.refusal(); r != nil {
@@ -290,6 +292,22 @@ func validate(a apps.App, offered map[string][]string) *Refusal {
 			}
 		}
 		return p.refusal()
+	}
+	return nil
+}
+
+// asciiHost refuses a URI whose host is written in Unicode: an internationalised domain name reads as
+// another host to the reviewer and the member who see it (Cyrillic "ехаmple.com" is not example.com), and
+// its A-label (xn--…, RFC 5890) is the name DNS and the browser use. The registrant writes that form.
+func asciiHost(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	for _, c := range u.Host {
+		if c > 0x7e {
+			return errors.New("write an internationalised host name as its A-label (xn--…)")
+		}
 	}
 	return nil
 }

@@ -341,6 +341,23 @@ func TestRefusalsCarryTheRFC7591ErrorCodesAndRegisterNothing(t *testing.T) {
 		{"implicit grant", jsonOf(t, with(publicApp(), "grant_types", []string{"implicit"}, "response_types", []string{"token"})), "", InvalidClientMetadata},
 		{"code grant without code response", jsonOf(t, with(publicApp(), "response_types", []string{"token"})), "", InvalidClientMetadata},
 		{"refresh without code", jsonOf(t, with(backendApp(t), "grant_types", []string{"client_credentials", "refresh_token"})), "", InvalidClientMetadata},
+		// SMART App Launch 2.2 §scopes: system/ scopes are a backend service's (client credentials, no user);
+		// patient/ and user/ scopes are a user's, granted through the authorization code flow.
+		{"system scope on a user-facing public app", jsonOf(t, with(publicApp(), "scope", "system/*.rs")), "", InvalidClientMetadata},
+		{"system scope beside patient scopes on a user-facing app", jsonOf(t, with(publicApp(), "scope", "openid patient/*.rs system/*.rs")), "", InvalidClientMetadata},
+		{"user scope on a backend service", jsonOf(t, with(backendApp(t), "scope", "user/*.rs")), "", InvalidClientMetadata},
+		{"patient scope on a backend service", jsonOf(t, with(backendApp(t), "scope", "patient/*.rs")), "", InvalidClientMetadata},
+		// A redirect URI's host as a Unicode IDN (Cyrillic "е", "х", "а" posing as example.com) reads as another
+		// host to a reviewer; its A-label (xn--) form is registered instead.
+		{"redirect with a Unicode IDN host", jsonOf(t, with(publicApp(), "redirect_uris", []string{"https://\u0435\u0445\u0430mple.com/cb"})), "", InvalidRedirectURI},
+		// Keycloak fetches a private_key_jwt client's jwks_uri: an anonymous registrant must not point it at the
+		// server's own network (blind SSRF).
+		{"jwks_uri on loopback", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://127.0.0.1:9443/admin")), "", InvalidClientMetadata},
+		{"jwks_uri on localhost", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://localhost/keys")), "", InvalidClientMetadata},
+		{"jwks_uri on a link-local address", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://169.254.169.254/latest/meta-data")), "", InvalidClientMetadata},
+		{"jwks_uri on a private address", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://10.0.0.7/keys")), "", InvalidClientMetadata},
+		{"jwks_uri on an IPv6 loopback", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://[::1]/keys")), "", InvalidClientMetadata},
+		{"jwks_uri on an IPv4-mapped loopback", jsonOf(t, with(backendApp(t), "jwks", nil, "jwks_uri", "https://[::ffff:127.0.0.1]/keys")), "", InvalidClientMetadata},
 		{"user app and backend at once", jsonOf(t, with(publicApp(), "grant_types", []string{"authorization_code", "client_credentials"})), "", InvalidClientMetadata},
 		{"no contacts", jsonOf(t, with(publicApp(), "contacts", nil)), "", InvalidClientMetadata},
 		{"contact not an address", jsonOf(t, with(publicApp(), "contacts", []string{"Bob <bob@x.example>"})), "", InvalidClientMetadata},

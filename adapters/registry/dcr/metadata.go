@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode"
@@ -318,6 +320,12 @@ func (m Metadata) registrant(offered map[string][]string) (apps.App, *Refusal) {
 	if backend {
 		launch = append(launch, apps.LaunchBackend)
 	}
+	p = append(p, scopeContexts(scopes, backend)...)
+	if m.JWKSURI != "" {
+		if err := publicHost(m.JWKSURI); err != nil {
+			p.add(InvalidClientMetadata, "jwks_uri %q: %v", clip(m.JWKSURI), err)
+		}
+	}
 	apis, r := apisFor(scopes, offered)
 	if r != nil {
 		p = append(p, *r)
@@ -337,6 +345,53 @@ func (m Metadata) registrant(offered map[string][]string) (apps.App, *Refusal) {
 		RequestedAPIs: apis, RequestedScopes: scopes,
 		SoftwareID: m.SoftwareID, SoftwareVersion: m.SoftwareVersion, SoftwareStatement: m.SoftwareStatement,
 	}, nil
+}
+
+// scopeContexts refuses resource scopes of the wrong kind for the client's grant (SMART App Launch 2.2
+// §Scopes, SMART Backend Services §Scopes): system/ scopes act for no user and belong to a backend service
+// (client_credentials, private_key_jwt); patient/ and user/ scopes are a user's, granted at sign-in through
+// the authorization code flow. A user-facing app, a public one even, holding system/*.rs would get
+// organisation-wide scopes in every token a user signs in for.
+func scopeContexts(scopes []string, backend bool) problems {
+	var p problems
+	for _, s := range scopes {
+		sc, err := smart.Parse(s)
+		if err != nil {
+			continue // apisFor reports what does not parse
+		}
+		switch {
+		case sc.Context == smart.SystemContext && !backend:
+			p.add(InvalidClientMetadata, "scope %q: system/ scopes are a backend service's (grant_types [client_credentials]); a user-facing app asks for patient/ or user/ scopes", clip(s))
+		case sc.Context != smart.SystemContext && backend:
+			p.add(InvalidClientMetadata, "scope %q: a backend service acts for no user: it asks for system/ scopes", clip(s))
+		}
+	}
+	return p
+}
+
+// publicHost refuses a URL the servers would fetch on an anonymous registrant's word (Keycloak fetches a
+// private_key_jwt client's jwks_uri) when it names the servers' own network: localhost, or an IP address
+// that is not a public unicast one (loopback, private, link-local such as a cloud metadata service,
+// unspecified, multicast). A DNS name that resolves to such an address is the fetcher's egress policy's to
+// refuse: checking it here would be undone by the next resolution.
+func publicHost(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("want an absolute URL")
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return errors.New("names this server's own host; keys are fetched from a public https host")
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil // a DNS name
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() {
+		return errors.New("names a loopback, private or link-local address; keys are fetched from a public https host")
+	}
+	return nil
 }
 
 // apisFor is the APIs an app asks for with its scopes: every API one of whose offered scopes covers a
