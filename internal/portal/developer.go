@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
+	"github.com/fhirwall/fhirwall/internal/smart"
 )
 
 // owner is the Owner of the apps a portal user registers.
@@ -127,6 +129,29 @@ func problems(err error) []string {
 	return []string{strings.TrimPrefix(err.Error(), apps.ErrInvalid.Error()+": ")}
 }
 
+// scopesForLaunch refuses resource scopes the app's launch cannot rightly hold (SMART App Launch 2.2
+// §Scopes, SMART Backend Services §Scopes): system/ scopes act for no user and are a backend service's;
+// patient/ and user/ scopes are granted by a user signing in to a standalone or EHR launch. A user-facing
+// app holding system/*.rs would carry organisation-wide access in every token a user signs in for.
+func scopesForLaunch(a apps.App) error {
+	backend := slices.Contains(a.LaunchTypes, apps.LaunchBackend)
+	interactive := slices.Contains(a.LaunchTypes, apps.LaunchStandalone) || slices.Contains(a.LaunchTypes, apps.LaunchEHR)
+	var errs []error
+	for _, s := range a.RequestedScopes {
+		sc, err := smart.Parse(s)
+		if err != nil {
+			continue // the registration policy reports what does not parse
+		}
+		switch {
+		case sc.Context == smart.SystemContext && !backend:
+			errs = append(errs, fmt.Errorf("%w: scope %q: system/ scopes are a backend service's (launch type backend)", apps.ErrInvalid, s))
+		case sc.Context != smart.SystemContext && !interactive:
+			errs = append(errs, fmt.Errorf("%w: scope %q: a backend service acts for no user: it asks for system/ scopes", apps.ErrInvalid, s))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // newClientID is a client id nobody chose: "app-" and 16 letters and digits.
 func newClientID() string { return "app-" + strings.ToLower(rand.Text()[:16]) }
 
@@ -147,7 +172,7 @@ func (h *handler) registerApp(w http.ResponseWriter, r *http.Request, s *session
 	// Sandbox: synthetic data only, so approved as requested at once (issue 16 item 3).
 	a.Environment, a.State = apps.Sandbox, apps.StateActive
 	a.ApprovedAPIs, a.ApprovedScopes = slices.Clone(a.RequestedAPIs), slices.Clone(a.RequestedScopes)
-	if err := apps.ValidateRegistration(a, h.offered); err != nil {
+	if err := errors.Join(apps.ValidateRegistration(a, h.offered), scopesForLaunch(a)); err != nil {
 		f.Problems = problems(err)
 		h.render(w, r, http.StatusUnprocessableEntity, "newapp", "Register a sandbox app", f)
 		return
@@ -257,7 +282,7 @@ func (h *handler) requestProduction(w http.ResponseWriter, r *http.Request, s *s
 	if confidential(p.TokenAuthMethod) {
 		issued.ClientSecret = rand.Text() + rand.Text()
 	}
-	if err := apps.ValidateRegistration(p, h.offered); err != nil {
+	if err := errors.Join(apps.ValidateRegistration(p, h.offered), scopesForLaunch(p)); err != nil {
 		h.fail(w, r, http.StatusUnprocessableEntity, "The app cannot ask for production: "+strings.Join(problems(err), "; "))
 		return
 	}

@@ -43,8 +43,9 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	x.h, err = New(Options{Store: x.store, IdP: x.idp, Revoker: x.revoker,
-		Offered: map[string][]string{"patient-access": {"launch/patient", "openid", "fhirUser", "patient/Patient.rs", "patient/ExplanationOfBenefit.rs"}},
-		APIs:    []config.API{{Name: "patient-access"}},
+		Offered: map[string][]string{"patient-access": {"launch/patient", "openid", "fhirUser", "patient/Patient.rs", "patient/ExplanationOfBenefit.rs"},
+			"provider-access": {"openid", "fhirUser", "user/*.rs", "system/*.rs"}},
+		APIs: []config.API{{Name: "patient-access"}, {Name: "provider-access"}},
 		Docs: func(context.Context, string) ([]byte, []byte, error) {
 			return []byte(`{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","implementation":{"url":"https://api.test/patient-access"},
 "rest":[{"resource":[{"type":"Patient","interaction":[{"code":"read"},{"code":"search-type"}],"searchParam":[{"name":"_id","type":"token"}]},
@@ -203,6 +204,53 @@ func TestRegistrationShowsEveryProblemAndRegistersNothing(t *testing.T) {
 	if all, _ := x.store.List(context.Background()); len(all) != 0 {
 		t.Errorf("a refused registration stored %d apps", len(all))
 	}
+}
+
+// SMART App Launch 2.2 §Scopes: system/ scopes act for no user and are a backend service's; patient/ and
+// user/ scopes are granted by a user signing in. A user-facing app (a public one even) holding system/*.rs
+// would carry organisation-wide access in every member's token.
+func TestScopesMustSuitTheAppsLaunch(t *testing.T) {
+	x := newHarness(t)
+	jwks := `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`
+	userApp := registration(apps.AuthNone)
+	userApp["api"] = []string{"provider-access"}
+	userApp["scope:provider-access"] = []string{"openid", "system/*.rs"}
+	mixed := registration(apps.AuthNone)
+	mixed["api"] = []string{"patient-access", "provider-access"}
+	mixed["scope:provider-access"] = []string{"system/*.rs"}
+	backend := registration(apps.AuthPrivateKeyJWT)
+	backend.Del("redirect_uris")
+	backend.Set("jwks", jwks)
+	backend["launch"] = []string{"backend"}
+	backend["api"] = []string{"provider-access"}
+	backend["scope:provider-access"] = []string{"user/*.rs"}
+	for name, form := range map[string]url.Values{"system scope on a public standalone app": userApp,
+		"system scope beside patient scopes": mixed, "user scope on a backend service": backend} {
+		t.Run(name, func(t *testing.T) {
+			w := x.post(dana(x), "/apps/new", form)
+			wantStatus(t, w, http.StatusUnprocessableEntity)
+			if !strings.Contains(w.Body.String(), "backend") {
+				t.Errorf("the refusal does not say why:\n%s", w.Body.String())
+			}
+		})
+	}
+	if all, _ := x.store.List(context.Background()); len(all) != 0 {
+		t.Errorf("refused registrations stored %d apps", len(all))
+	}
+	// A sandbox app registered before this rule cannot carry it into production.
+	x.store.Put(apps.App{ClientID: "old-sys", Name: "Old", State: apps.StateActive, Environment: apps.Sandbox, Tier: "standard",
+		TokenAuthMethod: apps.AuthNone, Owner: "portal:sub-dana", LaunchTypes: []string{apps.LaunchStandalone},
+		RedirectURIs: []string{"https://app.example/cb"}, Contacts: []apps.Contact{{Email: "dana@labs.example"}},
+		RequestedAPIs: []string{"provider-access"}, RequestedScopes: []string{"system/*.rs"},
+		ApprovedAPIs: []string{"provider-access"}, ApprovedScopes: []string{"system/*.rs"}})
+	wantStatus(t, x.post(dana(x), "/apps/old-sys/production", nil), http.StatusUnprocessableEntity)
+	if _, err := x.store.Get(context.Background(), "old-sys-prod"); err == nil {
+		t.Errorf("a user-facing app with system/ scopes was sent to review for production")
+	}
+	// The same scopes on the right launch register.
+	okBackend := backend
+	okBackend["scope:provider-access"] = []string{"system/*.rs"}
+	wantStatus(t, x.post(dana(x), "/apps/new", okBackend), http.StatusCreated)
 }
 
 func TestStateChangesWithoutAValidCSRFTokenOrFromAnotherOriginAreRefused(t *testing.T) {
