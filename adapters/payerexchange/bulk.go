@@ -93,14 +93,14 @@ func (b *bulkRunner) start(ctx context.Context, d *decision.Decision, payer, bas
 	if err := b.a.jobs.Bind(ctx, decision.ExportRef{Kind: matchAlive, ID: id}, "running", heartbeatTTL); err != nil {
 		return decision.Answer{}, fmt.Errorf("payerexchange: bind job: %w", err)
 	}
-	go b.run(context.WithoutCancel(ctx), id, subs, payer, client)
+	go b.run(context.WithoutCancel(ctx), id, subs, payer, client, d.Sandbox())
 	h := http.Header{}
 	h.Set("Content-Location", base+"/$bulk-member-match-status?_jobId="+id)
 	return decision.Answer{Status: http.StatusAccepted, Header: h, Outcome: "accepted:" + strconv.Itoa(len(subs))}, nil
 }
 
 // run does the job and records its result; it never panics the process.
-func (b *bulkRunner) run(ctx context.Context, id string, subs []*submission, payer, client string) {
+func (b *bulkRunner) run(ctx context.Context, id string, subs []*submission, payer, client string, sandbox bool) {
 	b.running <- struct{}{}
 	defer func() { <-b.running }()
 	ctx, cancel := context.WithTimeout(ctx, jobBudget)
@@ -118,7 +118,7 @@ func (b *bulkRunner) run(ctx context.Context, id string, subs []*submission, pay
 			}
 		}
 	}()
-	res, err := b.match(ctx, id, subs, payer, client)
+	res, err := b.match(ctx, id, subs, payer, client, sandbox)
 	close(stop)
 	if err != nil {
 		b.a.log.Error("bulk member match failed", "job", id, "error", err)
@@ -130,8 +130,9 @@ func (b *bulkRunner) run(ctx context.Context, id string, subs []*submission, pay
 	}
 }
 
-// match judges every member and writes the Groups.
-func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, payer, client string) (resultRef, error) {
+// match judges every member and writes the Groups; a sandbox job (sandbox.go) matches synthetic members only
+// and tags everything it writes and answers.
+func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, payer, client string, sandbox bool) (resultRef, error) {
 	a := b.a
 	now := a.now()
 	var matched, noMatch, constrained []member
@@ -143,7 +144,7 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 		}
 		var c *candidates
 		err := retry(ctx, func() (err error) {
-			c, err = a.lookup(ctx, ids)
+			c, err = a.lookup(ctx, ids, sandbox)
 			return err
 		})
 		if err != nil {
@@ -160,7 +161,7 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 			case "matched":
 				m.patient = str(res.patient["id"])
 				matched = append(matched, m)
-				stored, err := consentToStore(s.consent, m.patient, payer, client)
+				stored, err := consentToStore(s.consent, m.patient, payer, client, sandbox)
 				if err != nil {
 					return resultRef{}, err
 				}
@@ -189,7 +190,7 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 		if len(g.members) == 0 {
 			continue
 		}
-		group := matchGroup(id, g.code, g.display, g.profile, payer, g.members, g.matched)
+		group := matchGroup(id, g.code, g.display, g.profile, payer, g.members, g.matched, sandbox)
 		gid, err := a.createGroup(ctx, group)
 		if err != nil {
 			return resultRef{}, err
@@ -205,7 +206,11 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 		}
 		params = append(params, object{"name": g.param, "resource": group})
 	}
-	out, err := json.Marshal(object{"resourceType": "Parameters", "meta": object{"profile": []any{profileResult}}, "parameter": params})
+	result := object{"resourceType": "Parameters", "meta": object{"profile": []any{profileResult}}, "parameter": params}
+	if sandbox {
+		tagSynthetic(result)
+	}
+	out, err := json.Marshal(result)
 	if err != nil {
 		return resultRef{}, err
 	}
@@ -248,8 +253,8 @@ type member struct {
 // matchGroup builds a PDex result Group. Each member is the Patient the payer sent, contained (id "m<n>");
 // a matched member's entity is this server's Patient, with the base-ext-match-parameters extension pointing
 // at what was sent; a member not matched or not shared is only what was sent, so the Group reveals nothing
-// the payer did not already have.
-func matchGroup(job, code, display, profile, payer string, members []member, matched bool) object {
+// the payer did not already have. A sandbox Group and what it contains carry the sandbox tag.
+func matchGroup(job, code, display, profile, payer string, members []member, matched, sandbox bool) object {
 	contained := make([]any, 0, len(members))
 	entries := make([]any, 0, len(members))
 	for _, m := range members {
@@ -258,6 +263,9 @@ func matchGroup(job, code, display, profile, payer string, members []member, mat
 		p["id"] = cid
 		delete(p, "meta")
 		delete(p, "text")
+		if sandbox {
+			tagSynthetic(p)
+		}
 		contained = append(contained, p)
 		entity := object{"extension": []any{object{"url": extMatchParams, "valueReference": object{"reference": "#" + cid}}}}
 		if matched {
@@ -279,6 +287,9 @@ func matchGroup(job, code, display, profile, payer string, members []member, mat
 		"managingEntity": object{"reference": payer},
 		"quantity":       len(members),
 		"member":         entries,
+	}
+	if sandbox {
+		tagSynthetic(g)
 	}
 	return g
 }

@@ -158,9 +158,10 @@ func (a *Adapter) orgIdentifiers(ctx context.Context, payer string) ([]object, e
 // the payer's staff revoke it: status inactive, or delete it). The copy is the Consent as sent, made to
 // point at this server's resources: patient (and a Patient performer) is the matched member, the recipient
 // is the payer's Organization; any other literal reference, which this server cannot resolve, keeps only its
-// identifier and display (the original reference as display when it had neither). A tag names the client.
-func (a *Adapter) storeConsent(ctx context.Context, sent object, patientID, payer, client string) error {
-	c, err := consentToStore(sent, patientID, payer, client)
+// identifier and display (the original reference as display when it had neither). A tag names the client;
+// a sandbox request's copy carries the sandbox tag too.
+func (a *Adapter) storeConsent(ctx context.Context, sent object, patientID, payer, client string, sandbox bool) error {
+	c, err := consentToStore(sent, patientID, payer, client, sandbox)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func (a *Adapter) storeConsent(ctx context.Context, sent object, patientID, paye
 }
 
 // consentToStore is the copy of a sent Consent that storeConsent keeps.
-func consentToStore(sent object, patientID, payer, client string) (object, error) {
+func consentToStore(sent object, patientID, payer, client string, sandbox bool) (object, error) {
 	c, err := deepCopy(sent)
 	if err != nil {
 		return nil, err
@@ -188,6 +189,9 @@ func consentToStore(sent object, patientID, payer, client string) (object, error
 	delete(c, "text")
 	member := "Patient/" + patientID
 	c["meta"] = object{"tag": []any{object{"system": TagSystem, "code": client}}}
+	if sandbox {
+		tagSynthetic(c)
+	}
 	c["patient"] = object{"reference": member}
 	for _, p := range list(c["performer"]) {
 		po := obj(p)

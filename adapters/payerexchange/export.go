@@ -2,14 +2,17 @@ package payerexchange
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
+	"github.com/fhirwall/fhirwall/internal/outcome"
 )
 
 // dataExport starts PDex 2.1.0 Group/[id]/$davinci-data-export as the FHIR server's Bulk Data export of the
@@ -17,7 +20,19 @@ import (
 // its status URL, and answers 202 with that URL under this API's base. The policy allowed it only for a Group
 // the caller's own $bulk-member-match created; polls and files are then the FHIR server's, held by the core to
 // the caller, to this payer's opted-in members and to the data scope, line by line.
+//
+// In a sandbox the Group must be synthetic (a sandbox $bulk-member-match wrote it): the export's lines are
+// then held to synthetic data by the core like any other sandbox answer.
 func (a *Adapter) dataExport(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
+	if d.Sandbox() {
+		ok, err := a.syntheticGroup(ctx, d.Request.ID)
+		if err != nil {
+			return decision.Answer{}, err
+		}
+		if !ok {
+			return decision.RefusalAnswer(outcome.NotFound, "not_synthetic"), nil // Invariant 3: not yours = does not exist
+		}
+	}
 	q := url.Values{"_type": {strings.Join(exportTypes(d), ",")}}
 	if v := d.Request.Query.Get("_type"); v != "" {
 		q.Set("_type", v) // the policy checked each type is this API's
@@ -47,6 +62,22 @@ func (a *Adapter) dataExport(ctx context.Context, d *decision.Decision, base str
 	out := http.Header{}
 	out.Set("Content-Location", base+"/$export-poll-status?_jobId="+url.QueryEscape(job))
 	return decision.Answer{Status: http.StatusAccepted, Header: out, Outcome: "export_started"}, nil
+}
+
+// syntheticGroup reads Group/id and says whether it is synthetic (absent: not).
+func (a *Adapter) syntheticGroup(ctx context.Context, id string) (bool, error) {
+	r, err := a.fhir.Do(ctx, "GET", "Group/"+id, nil, nil, nil)
+	if err != nil {
+		return false, fmt.Errorf("payerexchange: read Group/%s: %w", id, err)
+	}
+	if r.Status != http.StatusOK {
+		return false, nil
+	}
+	var g object
+	if err := json.Unmarshal(r.Body, &g); err != nil {
+		return false, fmt.Errorf("payerexchange: read Group/%s: %w", id, err)
+	}
+	return str(g["resourceType"]) == "Group" && datascope.Synthetic(g), nil
 }
 
 // exportTypes are the types a default export asks for: those this API lets leave that belong to the Patient

@@ -18,7 +18,7 @@ import (
 
 // fakeFHIR is a fake FHIR server for unit tests of the adapter's own logic: it holds resources in memory and
 // answers the few searches the adapter makes (Coverage?identifier=&_include=Coverage:beneficiary,
-// Consent?actor=&status=&patient=), creates, reads, transactions and Group/[id]/$export. The real HAPI
+// Consent?actor=&status=&patient=, each narrowed by _tag), creates, reads, transactions and Group/[id]/$export. The real HAPI
 // FHIR server is exercised by test/payertopayer.
 type fakeFHIR struct {
 	mu        sync.Mutex
@@ -162,7 +162,10 @@ func (f *fakeFHIR) matches(res map[string]any, q map[string][]string) bool {
 		}
 		return false
 	}
-	var ids, actors []string
+	var ids, actors, tags []string
+	for _, tg := range list(obj(res["meta"])["tag"]) {
+		tags = append(tags, str(obj(tg)["system"])+"|"+str(obj(tg)["code"]))
+	}
 	for _, id := range list(res["identifier"]) {
 		ids = append(ids, str(obj(id)["value"]))
 	}
@@ -170,5 +173,5 @@ func (f *fakeFHIR) matches(res map[string]any, q map[string][]string) bool {
 		actors = append(actors, str(obj(obj(a)["reference"])["reference"]))
 	}
 	return anyOf("identifier", ids) && anyOf("actor", actors) && anyOf("status", []string{str(res["status"])}) &&
-		anyOf("patient", []string{str(obj(res["patient"])["reference"])})
+		anyOf("patient", []string{str(obj(res["patient"])["reference"])}) && anyOf("_tag", tags)
 }

@@ -229,7 +229,8 @@ type candidates struct {
 
 // lookup finds the Coverages carrying any of ids and their beneficiaries: one search per batch of ids whose
 // query stays well inside the URL length servers accept (Tomcat, under HAPI: 8 KiB of request line).
-func (a *Adapter) lookup(ctx context.Context, ids []string) (*candidates, error) {
+// A sandbox lookup finds synthetic Coverages and beneficiaries only (sandbox.go).
+func (a *Adapter) lookup(ctx context.Context, ids []string, sandbox bool) (*candidates, error) {
 	c := &candidates{patients: map[string]object{}}
 	for len(ids) > 0 {
 		n, size := 0, 0
@@ -237,7 +238,7 @@ func (a *Adapter) lookup(ctx context.Context, ids []string) (*candidates, error)
 			size += len(ids[n]) + 1
 			n++
 		}
-		if err := a.lookupBatch(ctx, ids[:n], c); err != nil {
+		if err := a.lookupBatch(ctx, ids[:n], sandbox, c); err != nil {
 			return nil, err
 		}
 		ids = ids[n:]
@@ -251,12 +252,15 @@ const (
 	maxLookupQuery = 3000
 )
 
-func (a *Adapter) lookupBatch(ctx context.Context, ids []string, c *candidates) error {
+func (a *Adapter) lookupBatch(ctx context.Context, ids []string, sandbox bool, c *candidates) error {
 	q := url.Values{"identifier": {strings.Join(ids, ",")}, "_include": {"Coverage:beneficiary"}, "_count": {"200"}}
-	err := a.search.Search(ctx, "Coverage", q, func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "Coverage", narrowToSynthetic(q, sandbox), func(raw json.RawMessage) error {
 		var r object
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
+		}
+		if !synthetic(r, sandbox) {
+			return nil // _tag narrows the Coverages, not the beneficiaries _include brings
 		}
 		switch str(r["resourceType"]) {
 		case "Coverage":
@@ -352,7 +356,7 @@ func (a *Adapter) memberMatch(ctx context.Context, d *decision.Decision, payer s
 	if err != nil {
 		return badRequest(err.Error()), nil
 	}
-	c, err := a.lookup(ctx, s.ids)
+	c, err := a.lookup(ctx, s.ids, d.Sandbox())
 	if err != nil {
 		return decision.Answer{}, err
 	}
@@ -371,12 +375,15 @@ func (a *Adapter) memberMatch(ctx context.Context, d *decision.Decision, payer s
 		return ans, nil
 	}
 	id := str(res.patient["id"])
-	if err := a.storeConsent(ctx, s.consent, id, payer, d.Identity.ClientID); err != nil {
+	if err := a.storeConsent(ctx, s.consent, id, payer, d.Identity.ClientID, d.Sandbox()); err != nil {
 		return decision.Answer{}, err
 	}
 	out := object{"resourceType": "Parameters", "parameter": []any{
 		object{"name": "MemberIdentifier", "valueIdentifier": memberIdentifier(res.patient)},
 	}}
+	if d.Sandbox() {
+		tagSynthetic(out)
+	}
 	return resourceAnswer(200, out, []string{id}, "matched")
 }
 

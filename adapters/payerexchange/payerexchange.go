@@ -59,8 +59,16 @@ func New(p Ports, log *slog.Logger, now func() time.Time) (*Adapter, error) {
 	return a, nil
 }
 
-// Serve implements decision.Adapter.
+// Serve implements decision.Adapter; a sandbox request's answer is checked to be synthetic (sandbox.go).
 func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
+	ans, err := a.serve(ctx, d, base)
+	if err == nil {
+		err = checkSandboxAnswer(d, ans)
+	}
+	return ans, err
+}
+
+func (a *Adapter) serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
 	payer, err := decision.PayerOf(d) // the one the decision's facts named
 	if err != nil || d.Request.Operation == nil {
 		return decision.Answer{}, fmt.Errorf("payerexchange: a request without a payer or an operation reached the adapter")

@@ -362,7 +362,7 @@ func FuzzParseSubmission(f *testing.F) {
 		}
 		_, _ = consentTerms(s.consent, now)
 		_ = recipients(s.consent)
-		if _, err := consentToStore(s.consent, "p", "Organization/x", "c"); err != nil {
+		if _, err := consentToStore(s.consent, "p", "Organization/x", "c", true); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -375,7 +375,7 @@ func TestLookupSplitsLongIDListsIntoSearchesServersAccept(t *testing.T) {
 	for i := range 300 {
 		ids = append(ids, fmt.Sprintf("%064d", i))
 	}
-	c, err := a.lookup(context.Background(), ids)
+	c, err := a.lookup(context.Background(), ids, false)
 	if err != nil || len(c.coverages) != 1 {
 		t.Fatalf("lookup: %v, %d coverages", err, len(c.coverages))
 	}
