@@ -401,6 +401,36 @@ func TestReviewerSeesPendingFirstAndApprovesNarrowedWithReason(t *testing.T) {
 	}
 }
 
+// Review is a second person's judgement: a user holding both roles cannot grant production access (approve,
+// activate, reactivate) to an app they own; taking access away (suspend, deactivate) stays possible.
+func TestReviewerCannotGrantAccessToTheirOwnApp(t *testing.T) {
+	x := newHarness(t)
+	both := x.user("sam", config.DefaultDeveloperRole, config.DefaultReviewerRole)
+	wantStatus(t, x.post(both, "/apps/new", registration(apps.AuthNone)), http.StatusCreated)
+	sb := onlyApp(t, x.store)
+	wantStatus(t, x.post(both, "/apps/"+sb.ClientID+"/production", nil), http.StatusCreated)
+	prod := sb.ClientID + "-prod"
+	page := x.get(both, "/review/apps/"+prod)
+	wantStatus(t, page, http.StatusOK)
+	if strings.Contains(page.Body.String(), `data-test="do-approve"`) {
+		t.Errorf("the console offers its owner the approval of their own app")
+	}
+	w := x.post(both, "/review/apps/"+prod+"/approve", url.Values{"api": {"patient-access"}, "scope": {"openid", "patient/Patient.rs"}})
+	wantStatus(t, w, http.StatusForbidden)
+	if a, _ := x.store.Get(context.Background(), prod); a.State != apps.StatePending {
+		t.Fatalf("its owner approved their own app: %s", a.State)
+	}
+	// Another reviewer approves and activates it; its owner still cannot reactivate it once suspended.
+	wantStatus(t, x.post(riley(x), "/review/apps/"+prod+"/approve", url.Values{"api": {"patient-access"}, "scope": {"openid"}}), http.StatusSeeOther)
+	wantStatus(t, x.post(both, "/review/apps/"+prod+"/activate", nil), http.StatusForbidden)
+	wantStatus(t, x.post(riley(x), "/review/apps/"+prod+"/activate", nil), http.StatusSeeOther)
+	wantStatus(t, x.post(both, "/review/apps/"+prod+"/suspend", url.Values{"reason": {"my own key leaked"}}), http.StatusSeeOther)
+	wantStatus(t, x.post(both, "/review/apps/"+prod+"/reactivate", nil), http.StatusForbidden)
+	if a, _ := x.store.Get(context.Background(), prod); a.State != apps.StateSuspended {
+		t.Errorf("state %s, want suspended", a.State)
+	}
+}
+
 func TestSuspendAndDeactivateNeedAReason(t *testing.T) {
 	x := newHarness(t)
 	x.store.Put(apps.App{ClientID: "act", Name: "A", State: apps.StateActive})

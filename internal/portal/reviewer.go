@@ -49,6 +49,9 @@ func (h *handler) reviewApp(w http.ResponseWriter, r *http.Request, s *session) 
 		d.Trail = append(d.Trail, trailRow{Event: ev, Changes: changes(ev.Before, ev.After)})
 	}
 	for _, act := range []string{"approve", "activate", "suspend", "reactivate", "deactivate"} {
+		if grants[act] && a.Owner == owner(s) {
+			continue
+		}
 		if to, ok := actionState[act]; ok && apps.CanTransition(a.State, to) && apps.TransitionAction(a.State, to) == act {
 			d.Actions = append(d.Actions, act)
 		}
@@ -60,6 +63,10 @@ var actionState = map[string]apps.State{
 	"approve": apps.StateApproved, "activate": apps.StateActive, "suspend": apps.StateSuspended,
 	"reactivate": apps.StateActive, "deactivate": apps.StateDeactivated,
 }
+
+// grants are the actions that give an app access. Review is a second person's judgement: a user holding
+// both roles never grants access to an app they own (taking it away stays theirs to do).
+var grants = map[string]bool{"approve": true, "activate": true, "reactivate": true}
 
 // needsReason: a refusal of service is always explained.
 var needsReason = map[string]bool{"suspend": true, "deactivate": true}
@@ -74,6 +81,10 @@ func (h *handler) reviewAction(w http.ResponseWriter, r *http.Request, s *sessio
 	a, err := h.store.Get(r.Context(), id)
 	if err != nil {
 		h.storeFailed(w, r, err)
+		return
+	}
+	if grants[act] && a.Owner == owner(s) {
+		h.fail(w, r, http.StatusForbidden, "You registered this app: another reviewer decides whether it gets access.")
 		return
 	}
 	if apps.TransitionAction(a.State, to) != act {
