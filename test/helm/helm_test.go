@@ -10,10 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,6 +81,7 @@ func TestChartLintsStrict(t *testing.T) {
 		"default values":        {"-f", "test/helm/testdata/values/default.yaml"},
 		"TLS and NetworkPolicy": {"-f", "test/helm/testdata/values/tls-networkpolicy.yaml"},
 		"Prior Authorization":   {"-f", "test/helm/testdata/values/prior-auth.yaml"},
+		"portal and registry":   {"-f", "test/helm/testdata/values/portal-registry.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, errOut, err := helm(t, append([]string{"lint", "--strict", "charts/fhirwall"}, extra...)...)
@@ -122,10 +125,12 @@ func TestTemplateMatchesGolden(t *testing.T) {
 }
 
 // TestRenderedConfigLoads: the fhirwall.yaml and clients.yaml the chart renders for every values file are
-// accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, including fhirwall-proxy's audit
-// spool check, and the audit paths in it are where the proxy Deployment mounts the spool volume and the
-// signing key; with the prior-auth API, the rules the chart renders parse and the admin token is a Secret's
-// file mounted read-only. A chart change cannot ship a config the pods would refuse.
+// accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, each with its own pod's FHIRWALL_*
+// environment, including fhirwall-proxy's audit spool check, and the audit paths in it are where the proxy
+// Deployment mounts the spool volume and the signing key; with the prior-auth API, the rules the chart
+// renders parse; every secret file (admin tokens, the Keycloak service account, the portal's certificate,
+// client secret and session key) is a Secret's file mounted read-only; the portal listens on a port of its
+// own that its Service targets. A chart change cannot ship a config the pods would refuse.
 func TestRenderedConfigLoads(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "helm", "testdata", "values", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -145,14 +150,17 @@ func TestRenderedConfigLoads(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cfg, err := config.Load(filepath.Join(dir, "fhirwall.yaml"))
+			proxy := podSpec(t, out, "fhirwall-proxy")
+			if _, err := loadAs(dir, podSpec(t, out, "fhirwall-xds")); err != nil {
+				t.Errorf("fhirwall-xds refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
+			}
+			cfg, err := loadAs(dir, proxy)
 			if err != nil {
-				t.Fatalf("fhirwall refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
+				t.Fatalf("fhirwall-proxy refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
 			}
 			if err := cfg.Audit.CheckSpool(); err != nil {
 				t.Errorf("fhirwall-proxy refuses the rendered audit section: %v\n%s", err, data["fhirwall.yaml"])
 			}
-			proxy := podSpec(t, out, "fhirwall-proxy")
 			if got := proxy.mountedVolume(cfg.Audit.Spool.Dir); got == nil || (got.PersistentVolumeClaim == nil && got.EmptyDir == nil) {
 				t.Errorf("audit.spool.dir %s is not a PVC or emptyDir mount of fhirwall-proxy (%+v)", cfg.Audit.Spool.Dir, got)
 			}
@@ -161,6 +169,8 @@ func TestRenderedConfigLoads(t *testing.T) {
 				t.Errorf("audit.signing_key_file %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", cfg.Audit.SigningKeyFile, key)
 			}
 			checkPriorAuthFiles(t, cfg, dir, proxy)
+			checkRegistryFiles(t, cfg, dir, proxy)
+			checkPortal(t, cfg, out, proxy)
 			if strings.Contains(data["fhirwall.yaml"], "PRIVATE KEY") {
 				t.Error("the ConfigMap holds a private key")
 			}
@@ -185,21 +195,115 @@ func checkPriorAuthFiles(t *testing.T, cfg *config.Config, configDir string, pro
 			t.Errorf("fhirwall-proxy refuses the rendered prior-auth rules: %v", err)
 		}
 	}
-	token := proxy.env("FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE")
-	if token == "" {
+	if token := proxy.env("FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE"); token != "" {
+		checkSecretFile(t, proxy, "FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE", token)
+	}
+}
+
+// checkRegistryFiles: the shared admin token the chart wires (FHIRWALL_ADMIN_TOKEN_FILE) and the Keycloak
+// sync's service account secret are Secret files mounted read-only; registry.import names a clients file of
+// the ConfigMap that parses.
+func checkRegistryFiles(t *testing.T, cfg *config.Config, configDir string, proxy podSpecView) {
+	t.Helper()
+	if token := proxy.env("FHIRWALL_ADMIN_TOKEN_FILE"); token != "" {
+		checkSecretFile(t, proxy, "FHIRWALL_ADMIN_TOKEN_FILE", token)
+	}
+	if f := cfg.Registry.Keycloak.ClientSecretFile; f != "" {
+		checkSecretFile(t, proxy, "registry.keycloak.client_secret_file", f)
+	}
+	if f := cfg.Registry.Import; f != "" {
+		if filepath.Dir(f) != configDir {
+			t.Errorf("registry.import %s is not a file of the chart's ConfigMap", f)
+		} else if data, err := os.ReadFile(f); err != nil {
+			t.Error(err)
+		} else if _, err := fileregistry.Parse(data, config.KnownAPIs); err != nil {
+			t.Errorf("fhirwall-proxy refuses the clients registry.import names: %v", err)
+		}
+	}
+}
+
+// checkPortal: with portal.listen, its port is none of the proxy's other listeners, the proxy container
+// exposes it as the port named portal, a Service targets that name, and the certificate, key, OIDC client
+// secret and session key are Secret files mounted read-only.
+func checkPortal(t *testing.T, cfg *config.Config, manifests string, proxy podSpecView) {
+	t.Helper()
+	p := cfg.Portal
+	if p.Listen == "" {
 		return
 	}
-	vol, mount := proxy.mountedVolume(filepath.Dir(token)), proxy.mount(filepath.Dir(token))
+	_, port, err := net.SplitHostPort(p.Listen)
+	if err != nil {
+		t.Fatalf("portal.listen %q: %v", p.Listen, err)
+	}
+	for name, addr := range map[string]string{"grpc": cfg.Proxy.GRPC, "local": cfg.Proxy.Local, "admin": cfg.Proxy.Admin, "http": cfg.Proxy.HTTP} {
+		if _, other, err := net.SplitHostPort(addr); err == nil && other == port {
+			t.Errorf("portal.listen %s shares its port with proxy.%s %s", p.Listen, name, addr)
+		}
+	}
+	if got := proxy.containerPort("portal"); strconv.Itoa(got) != port {
+		t.Errorf("the proxy container's port named portal is %d, portal.listen is %s", got, p.Listen)
+	}
+	svc := manifest[struct {
+		Spec struct {
+			Ports []struct {
+				TargetPort string `yaml:"targetPort"`
+			} `yaml:"ports"`
+		} `yaml:"spec"`
+	}](t, manifests, "Service", "fhirwall-portal")
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort != "portal" {
+		t.Errorf("Service fhirwall-portal does not target only the port named portal: %+v", svc.Spec.Ports)
+	}
+	for key, f := range map[string]string{
+		"portal.tls_cert": p.TLSCert, "portal.tls_key": p.TLSKey,
+		"portal.client_secret_file": p.ClientSecretFile, "portal.session_key_file": p.SessionKeyFile,
+	} {
+		checkSecretFile(t, proxy, key, f)
+	}
+}
+
+// checkSecretFile: file (what names it: key) is a file of a Secret mounted into fhirwall-proxy read-only with
+// mode 0400, never a key of the ConfigMap.
+func checkSecretFile(t *testing.T, proxy podSpecView, key, file string) {
+	t.Helper()
+	vol, mount := proxy.mountedVolume(filepath.Dir(file)), proxy.mount(filepath.Dir(file))
 	switch {
-	case vol == nil || vol.Secret == nil || !vol.Secret.hasPath(filepath.Base(token)):
-		t.Errorf("FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", token, vol)
+	case vol == nil || vol.Secret == nil || !vol.Secret.hasPath(filepath.Base(file)):
+		t.Errorf("%s %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", key, file, vol)
 	case !mount.ReadOnly || vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o400:
 		mode := "unset"
 		if vol.Secret.DefaultMode != nil {
 			mode = fmt.Sprintf("%#o", *vol.Secret.DefaultMode)
 		}
-		t.Errorf("the admin token's Secret is not mounted read-only with mode 0400 (readOnly %v, defaultMode %s)", mount.ReadOnly, mode)
+		t.Errorf("%s: its Secret is not mounted read-only with mode 0400 (readOnly %v, defaultMode %s)", key, mount.ReadOnly, mode)
 	}
+}
+
+// loadAs loads dir/fhirwall.yaml as the pod would: with the FHIRWALL_* variables its first container sets
+// (a variable from a Secret gets a placeholder, since only its presence is known here), and no others.
+func loadAs(dir string, pod podSpecView) (*config.Config, error) {
+	var names []string
+	if len(pod.Containers) > 0 {
+		for _, e := range pod.Containers[0].Env {
+			if !strings.HasPrefix(e.Name, "FHIRWALL_") {
+				continue
+			}
+			v := e.Value
+			if e.ValueFrom != nil {
+				v = "placeholder-from-secret"
+				if e.Name == "FHIRWALL_JOBS_POSTGRES_DSN" {
+					v = "postgres://placeholder@postgres.invalid/fhirwall"
+				}
+			}
+			os.Setenv(e.Name, v)
+			names = append(names, e.Name)
+		}
+	}
+	defer func() {
+		for _, n := range names {
+			os.Unsetenv(n)
+		}
+	}()
+	return config.Load(filepath.Join(dir, "fhirwall.yaml"))
 }
 
 // manifest decodes the document of kind and name in helm's multi-document output into T.
@@ -244,9 +348,14 @@ func configMapData(t *testing.T, manifests, name string) map[string]string {
 type podSpecView struct {
 	Containers []struct {
 		Env []struct {
-			Name  string `yaml:"name"`
-			Value string `yaml:"value"`
+			Name      string         `yaml:"name"`
+			Value     string         `yaml:"value"`
+			ValueFrom map[string]any `yaml:"valueFrom"`
 		} `yaml:"env"`
+		Ports []struct {
+			Name          string `yaml:"name"`
+			ContainerPort int    `yaml:"containerPort"`
+		} `yaml:"ports"`
 		VolumeMounts []mountView `yaml:"volumeMounts"`
 	} `yaml:"containers"`
 	Volumes []volumeView `yaml:"volumes"`
@@ -316,6 +425,18 @@ func (p podSpecView) mount(dir string) mountView {
 	return mountView{}
 }
 
+// containerPort returns the first container's port called name, or 0.
+func (p podSpecView) containerPort(name string) int {
+	if len(p.Containers) > 0 {
+		for _, cp := range p.Containers[0].Ports {
+			if cp.Name == name {
+				return cp.ContainerPort
+			}
+		}
+	}
+	return 0
+}
+
 // env returns the literal value of the first container's variable name, or "".
 func (p podSpecView) env(name string) string {
 	if len(p.Containers) > 0 {
@@ -338,6 +459,63 @@ func podSpec(t *testing.T, manifests, name string) podSpecView {
 			} `yaml:"template"`
 		} `yaml:"spec"`
 	}](t, manifests, "Deployment", name).Spec.Template.Spec
+}
+
+// TestNotesRender: NOTES.txt renders for every values file (helm template skips it, so a broken NOTES.txt
+// would first fail at `helm install`), and with the portal and the PostgreSQL registry it tells the operator
+// where the portal, DCR and revocation are and how to reach the admin API. The chart is copied with
+// NOTES.txt wrapped in a define and printed as a YAML comment, the one form helm template shows.
+func TestNotesRender(t *testing.T) {
+	root := repoRoot(t)
+	chart := filepath.Join(t.TempDir(), "fhirwall")
+	if err := os.CopyFS(chart, os.DirFS(filepath.Join(root, "charts", "fhirwall"))); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(chart, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(chart, "templates", "NOTES.txt")); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"_notes.tpl": `{{- define "test.notes" -}}` + string(notes) + `{{- end -}}`,
+		"notes.yaml": `# {{ include "test.notes" . | replace "\n" "\n# " }}` + "\n",
+	} {
+		if err := os.WriteFile(filepath.Join(chart, "templates", name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string][]string{
+		"portal-registry.yaml": {
+			"https://developer.payer.example/register",
+			"https://developer.payer.example/oauth/revoke",
+			"Service fhirwall-portal.fhirwall.svc:443 -> fhirwall-proxy :9443",
+			"https://developer.payer.example/auth/callback",
+			"Manage apps through the admin API (token in Secret fhirwall-admin, key token)",
+			"Keycloak's clients in realm fhirwall at https://idp.payer.example follow the registry",
+		},
+		"prior-auth.yaml": {"token in Secret fhirwall-prior-auth-admin, key token"},
+	}
+	files, err := filepath.Glob(filepath.Join(root, "test", "helm", "testdata", "values", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files under testdata/values (%v)", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
+			out, errOut, err := helm(t, "template", "fhirwall", chart, "--namespace", "fhirwall",
+				"--kube-version", kubeVersion, "-f", f, "--show-only", "templates/notes.yaml")
+			if err != nil {
+				t.Fatalf("NOTES.txt does not render with %s: %v\n%s", name, err, errOut)
+			}
+			for _, w := range want[name] {
+				if !strings.Contains(out, w) {
+					t.Errorf("NOTES.txt with %s does not say %q:\n%s", name, w, out)
+				}
+			}
+		})
+	}
 }
 
 // TestSchemaRefusesBadValues: each file under testdata/invalid breaks the schema (or a template's
@@ -366,6 +544,20 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"prior-auth-relative-rules-file.yaml", "config.prior_auth.rules_file \"prior-auth-rules.yaml\" is relative"},
 		{"prior-auth-two-admin-tokens.yaml", "priorAuth.adminTokenSecret and config.prior_auth.admin_token_file"},
 		{"prior-auth-rule-unknown-action.yaml", "at '/priorAuth/rules/rules/0/action': value must be one of"},
+		{"portal-without-public-url.yaml", "portal.enabled needs config.portal.public_url"},
+		{"portal-public-url-http.yaml", "at '/config/portal/public_url': 'http://developer.example.com' does not match pattern"},
+		{"portal-file-registry.yaml", "portal.enabled needs config.registry.source postgres"},
+		{"portal-port-is-api-port.yaml", "portal.port 9191 is proxy.ports.grpc: the portal is a listener of its own"},
+		{"portal-without-tls-secret.yaml", "portal.enabled needs portal.tlsSecret: the portal speaks only TLS"},
+		{"portal-without-oidc-client-secret.yaml", "portal.enabled needs portal.oidcClientSecret"},
+		{"portal-without-session-key.yaml", "portal.enabled needs portal.sessionKeySecret"},
+		{"portal-dcr-without-portal.yaml", "config.portal.dcr.enabled is true but portal.enabled is false"},
+		{"portal-listen-in-config.yaml", "at '/config/portal': additional properties 'listen' not allowed"},
+		{"registry-import-file-source.yaml", "registry.import needs config.registry.source postgres"},
+		{"registry-postgres-without-dsn-in-xds.yaml", "config.registry.source is postgres but xds.extraEnv does not set FHIRWALL_JOBS_POSTGRES_DSN"},
+		{"registry-keycloak-without-secret.yaml", "config.registry.keycloak.url is set but registry.keycloak.serviceAccountSecret is not"},
+		{"registry-keycloak-secret-file-in-config.yaml", "at '/config/registry/keycloak': additional properties 'client_secret_file' not allowed"},
+		{"admin-token-file-in-config.yaml", "at '/config': additional properties 'admin' not allowed"},
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {

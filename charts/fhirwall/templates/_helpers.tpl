@@ -213,7 +213,7 @@ must agree with the Services, container ports and mounts this chart creates.
     "admin" (printf "0.0.0.0:%d" (int $p.admin))
     "http" "")
   "xds" $xds
-  "registry" (dict "file" "clients.yaml")
+  "registry" (include "fhirwall.registryWiring" . | fromYaml)
   "audit" (dict
     "spool" (dict
       "dir" (include "fhirwall.auditSpoolDir" .)
@@ -223,6 +223,9 @@ must agree with the Services, container ports and mounts this chart creates.
 {{- $priorAuth := include "fhirwall.priorAuthConfig" . | fromYaml -}}
 {{- if $priorAuth -}}
 {{- $_ := set $config "prior_auth" $priorAuth -}}
+{{- end -}}
+{{- with include "fhirwall.portalWiring" . | fromYaml -}}
+{{- $_ := set $wiring "portal" . -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $config $wiring) -}}
 {{- end -}}
@@ -253,5 +256,114 @@ topologySpreadConstraints:
 {{- printf "%s@%s" $i.repository $i.digest -}}
 {{- else -}}
 {{- printf "%s:%s" $i.repository $i.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Not under /etc/fhirwall: that is the ConfigMap's mount. One directory per Secret, each mounted read-only. */}}
+{{- define "fhirwall.adminTokenDir" -}}/etc/fhirwall-admin{{- end -}}
+{{- define "fhirwall.keycloakSecretDir" -}}/etc/fhirwall-keycloak{{- end -}}
+{{- define "fhirwall.portalTLSDir" -}}/etc/fhirwall-portal-tls{{- end -}}
+{{- define "fhirwall.portalOIDCDir" -}}/etc/fhirwall-portal-oidc{{- end -}}
+{{- define "fhirwall.portalSessionDir" -}}/etc/fhirwall-portal-session{{- end -}}
+
+{{- define "fhirwall.registrySource" -}}
+{{- dig "registry" "source" "file" (.Values.config | default dict) -}}
+{{- end -}}
+
+{{/* "true" when the env list .env sets the variable .name, else empty. */}}
+{{- define "fhirwall.setsEnv" -}}
+{{- $name := .name -}}
+{{- range .env -}}
+{{- if eq (toString .name) $name -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+config.registry completed by the chart: registry.file is the ConfigMap's clients.yaml, registry.import names
+it when registry.import is on, and registry.keycloak.client_secret_file is the mounted service account
+Secret. Rendering stops where fhirwall-proxy or fhirwall-xds would refuse to start, or where a Secret would
+be mounted for nothing.
+*/}}
+{{- define "fhirwall.registryWiring" -}}
+{{- $source := include "fhirwall.registrySource" . -}}
+{{- $kc := dig "registry" "keycloak" dict (.Values.config | default dict) -}}
+{{- $kcSecret := .Values.registry.keycloak.serviceAccountSecret -}}
+{{- $w := dict "file" "clients.yaml" -}}
+{{- if eq $source "postgres" -}}
+{{- $dsnEnv := "FHIRWALL_JOBS_POSTGRES_DSN" -}}
+{{- if not .Values.config.jobs.postgres_dsn -}}
+{{- range $c := list (dict "key" "proxy" "env" .Values.proxy.extraEnv) (dict "key" "xds" "env" .Values.xds.extraEnv) -}}
+{{- if not (include "fhirwall.setsEnv" (dict "env" $c.env "name" $dsnEnv)) -}}
+{{- fail (printf "config.registry.source is postgres but %s.extraEnv does not set %s: the app registry lives in PostgreSQL, and fhirwall-proxy and fhirwall-xds both refuse a fhirwall.yaml with registry.source postgres and no jobs.postgres_dsn. Set %s from a Secret (valueFrom.secretKeyRef) in proxy.extraEnv and xds.extraEnv" $c.key $dsnEnv $dsnEnv) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.registry.import -}}
+{{- $_ := set $w "import" "clients.yaml" -}}
+{{- end -}}
+{{- else -}}
+{{- if .Values.registry.import -}}
+{{- fail "registry.import needs config.registry.source postgres: the file registry reads clients.yaml in place, and fhirwall-proxy refuses registry.import beside it" -}}
+{{- end -}}
+{{- if $kc.url -}}
+{{- fail "config.registry.keycloak.url needs config.registry.source postgres: only the PostgreSQL registry keeps Keycloak's clients in sync (the file registry's clients are the realm's own)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $kc.url (not $kcSecret) -}}
+{{- fail (printf "config.registry.keycloak.url is set but registry.keycloak.serviceAccountSecret is not: the registry signs in to Keycloak's admin API as %s with a secret from a Secret. Create one with `kubectl create secret generic fhirwall-keycloak-registry --from-literal=client-secret=... --namespace %s` and set registry.keycloak.serviceAccountSecret=fhirwall-keycloak-registry" ($kc.client_id | default "config.registry.keycloak.client_id") .Release.Namespace) -}}
+{{- end -}}
+{{- if and $kcSecret (not $kc.url) -}}
+{{- fail "registry.keycloak.serviceAccountSecret is set but config.registry.keycloak.url is not: without the url there is no Keycloak sync to use the secret; set url, realm and client_id under config.registry.keycloak, or drop the Secret" -}}
+{{- end -}}
+{{- if $kc.url -}}
+{{- if not (and $kc.realm $kc.client_id) -}}
+{{- fail "config.registry.keycloak.url is set but realm or client_id is not: the registry needs the realm whose clients it owns and the service account it signs in as" -}}
+{{- end -}}
+{{- $_ := set $w "keycloak" (dict "client_secret_file" (printf "%s/client-secret" (include "fhirwall.keycloakSecretDir" .))) -}}
+{{- end -}}
+{{- toYaml $w -}}
+{{- end -}}
+
+{{/*
+The portal's wiring (portal.listen and its files), or nothing when portal.enabled is false. The portal is a
+listener of its own: rendering stops if its port is one of the API ports, or if anything it needs at start
+is missing.
+*/}}
+{{- define "fhirwall.portalWiring" -}}
+{{- $pv := .Values.portal -}}
+{{- $pc := .Values.config.portal | default dict -}}
+{{- if not $pv.enabled -}}
+{{- if dig "dcr" "enabled" false $pc -}}
+{{- fail "config.portal.dcr.enabled is true but portal.enabled is false: Dynamic Client Registration is served on the portal's listener, which is off; set portal.enabled or drop config.portal.dcr.enabled" -}}
+{{- end -}}
+{{- else -}}
+{{- $ns := .Release.Namespace -}}
+{{- if not $pc.public_url -}}
+{{- fail "portal.enabled needs config.portal.public_url: the portal's https origin as browsers and apps reach it (e.g. https://developer.example.com); its OIDC redirect URI and DCR's registration_client_uri are built on it" -}}
+{{- end -}}
+{{- if ne (include "fhirwall.registrySource" .) "postgres" -}}
+{{- fail "portal.enabled needs config.registry.source postgres: apps registered in the portal or through DCR live in the PostgreSQL app registry, and fhirwall-proxy refuses a portal beside the file registry" -}}
+{{- end -}}
+{{- $p := .Values.proxy.ports -}}
+{{- range $name := list "grpc" "local" "admin" -}}
+{{- if eq (int $pv.port) (int (get $p $name)) -}}
+{{- fail (printf "portal.port %d is proxy.ports.%s: the portal is a listener of its own and never shares an API or admin port; pick another" (int $pv.port) $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $pv.tlsSecret -}}
+{{- fail (printf "portal.enabled needs portal.tlsSecret: the portal speaks only TLS (its cookies are Secure). Create a kubernetes.io/tls Secret for config.portal.public_url's host (`kubectl create secret tls fhirwall-portal-tls --cert=tls.crt --key=tls.key --namespace %s`, or cert-manager) and set portal.tlsSecret" $ns) -}}
+{{- end -}}
+{{- if not $pv.oidcClientSecret -}}
+{{- fail (printf "portal.enabled needs portal.oidcClientSecret: the portal signs users in at issuers[0] as the confidential client %s. Create one with `kubectl create secret generic fhirwall-portal-oidc --from-literal=client-secret=... --namespace %s` and set portal.oidcClientSecret" ($pc.client_id | default "fhirwall-portal") $ns) -}}
+{{- end -}}
+{{- if not $pv.sessionKeySecret -}}
+{{- fail (printf "portal.enabled needs portal.sessionKeySecret: the key every replica seals the session cookie with. Create one with `kubectl create secret generic fhirwall-portal-session --from-literal=session.key=\"$(head -c 32 /dev/urandom | base64)\" --namespace %s` and set portal.sessionKeySecret" $ns) -}}
+{{- end -}}
+{{- toYaml (dict
+  "listen" (printf "0.0.0.0:%d" (int $pv.port))
+  "tls_cert" (printf "%s/tls.crt" (include "fhirwall.portalTLSDir" .))
+  "tls_key" (printf "%s/tls.key" (include "fhirwall.portalTLSDir" .))
+  "client_secret_file" (printf "%s/client-secret" (include "fhirwall.portalOIDCDir" .))
+  "session_key_file" (printf "%s/session.key" (include "fhirwall.portalSessionDir" .))) -}}
 {{- end -}}
 {{- end -}}
