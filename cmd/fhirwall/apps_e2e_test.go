@@ -3,46 +3,21 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
-	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
 // fhirwall apps import against PostgreSQL (bash test/stack/postgres.sh start; FHIRWALL_TEST_POSTGRES_DSN
 // overrides the DSN), in a schema of its own dropped afterwards: the shipped clients.yaml registered once,
 // a second run registers nothing, and each registration is an admin record in the spool.
 func TestE2EAppsImportRegistersTheFileRegistryOnceAndAuditsIt(t *testing.T) {
-	dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer conn.Close(context.Background())
-	schema := "fwtest_cli_apps_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
+	dsn := pgtest.Schema(t, "cli_apps")
 	dir := t.TempDir()
 	key := filepath.Join(dir, "signing.key")
 	if err := audit.GenerateKey(key); err != nil {
@@ -50,7 +25,7 @@ func TestE2EAppsImportRegistersTheFileRegistryOnceAndAuditsIt(t *testing.T) {
 	}
 	spool := filepath.Join(dir, "spool")
 	args := []string{"apps", "import", "-clients", filepath.Join("..", "..", "config", "clients.yaml"),
-		"-postgres", dsn + sep + "search_path=" + schema, "-spool", spool, "-key", key}
+		"-postgres", dsn, "-spool", spool, "-key", key}
 	code, out, err := cli(t, args...)
 	if code != 0 || err != nil || !strings.HasPrefix(out, "imported ") {
 		t.Fatalf("first import: %d %v %q", code, err, out)

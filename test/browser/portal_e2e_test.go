@@ -22,13 +22,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/portal"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -57,37 +56,6 @@ func portalArtifacts(t *testing.T) string {
 	}
 	t.Logf("screenshots: %s", dir)
 	return dir
-}
-
-// portalSchema is a PostgreSQL schema of the test's own, dropped afterwards.
-func portalSchema(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer admin.Close(context.Background())
-	schema := "fwtest_portal_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
 }
 
 // keycloakGrants is the IdP's Grants read from Keycloak's admin API (a user's sessions, by client), signed in
@@ -182,7 +150,7 @@ func servePortal(t *testing.T) (base string, spki []string, store apps.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = spool.Close() })
-	pg, err := postgres.Open(ctx, portalSchema(t), apps.NewAuditor(spool), slog.Default())
+	pg, err := postgres.Open(ctx, pgtest.Schema(t, "portal"), apps.NewAuditor(spool), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/dcr"
@@ -31,44 +30,9 @@ import (
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/test/browser"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
 )
-
-// testDSN is the stack's PostgreSQL (bash test/stack/postgres.sh start).
-func testDSN() string {
-	if dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-}
-
-// ownSchema makes a PostgreSQL schema of the test's own, dropped afterwards, and returns a DSN that uses it.
-func ownSchema(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer admin.Close(context.Background())
-	schema := "fwtest_dcr_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testDSN())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(testDSN(), "?") {
-		sep = "&"
-	}
-	return testDSN() + sep + "search_path=" + schema
-}
 
 // libraryRun is what register.mjs prints.
 type libraryRun struct {
@@ -93,7 +57,7 @@ func TestOpenIDClientRegistersReadsBackAndMeetsTheRFCErrors(t *testing.T) {
 	if err != nil {
 		require.Missing(t, "node and openid-client: run bash test/stack/chromium.sh install ("+err.Error()+")")
 	}
-	dsn := ownSchema(t)
+	dsn := pgtest.Schema(t, "dcr")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
 )
 
@@ -32,13 +31,6 @@ func keycloakURL() string {
 		return u
 	}
 	return "http://127.0.0.1:8180"
-}
-
-func postgresDSN() string {
-	if dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
 }
 
 // masterAdmin calls the admin API as Keycloak's master admin: the test's hands in Keycloak.
@@ -164,26 +156,11 @@ func (a *auditRecorder) actions() []string {
 
 func testStore(t *testing.T) (*postgres.Store, *auditRecorder) {
 	t.Helper()
+	dsn := pgtest.Schema(t, "h1")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, postgresDSN())
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer admin.Close(context.Background())
-	schema := "fwtest_h1_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), postgresDSN())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
 	rec := &auditRecorder{}
-	s, err := postgres.Open(ctx, postgresDSN()+"&search_path="+schema, rec.audit, nil)
+	s, err := postgres.Open(ctx, dsn, rec.audit, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

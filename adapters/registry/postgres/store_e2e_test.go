@@ -4,11 +4,9 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,46 +16,12 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/internal/decision"
-	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
-// testDSN is the stack's PostgreSQL (bash test/stack/postgres.sh start).
-func testDSN() string {
-	if dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-}
-
-// cleanSchema makes a schema of the test's own, dropped afterwards, and returns a DSN that uses it: each test
-// starts empty and the stack's own tables are never touched. Skips (fails under FHIRWALL_REQUIRE_ALL=1)
-// when PostgreSQL does not answer.
-func cleanSchema(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer admin.Close(context.Background())
-	schema := "fwtest_apps_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testDSN())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(testDSN(), "?") {
-		sep = "&"
-	}
-	return testDSN() + sep + "search_path=" + schema
-}
+// cleanSchema is a schema of the test's own (test/pgtest): each test starts empty and the stack's own
+// tables are never touched.
+func cleanSchema(t *testing.T) string { return pgtest.Schema(t, "apps") }
 
 // auditorFake records the events it is given, or fails while failing is set.
 type auditorFake struct {
@@ -433,7 +397,7 @@ func TestLostListenConnectionRecovers(t *testing.T) {
 	waitFor(t, time.Second, "the app in the view", func() bool { return lookupActive(s.Registry(), "cut-app") })
 
 	pid := s.Registry().listenPID.Load()
-	admin, err := pgx.Connect(ctx, testDSN())
+	admin, err := pgx.Connect(ctx, pgtest.DSN())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackauth"
@@ -32,41 +31,6 @@ import (
 
 // propagationBound is issue 16 item 5's "within 1 second, on every replica".
 const propagationBound = time.Second
-
-func testDSN() string {
-	if dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-}
-
-// cleanSchema is a PostgreSQL schema of the test's own, dropped afterwards, and a DSN that uses it.
-func cleanSchema(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (the stack's, on :5433): "+err.Error())
-	}
-	defer admin.Close(context.Background())
-	schema := "fwtest_revocation_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testDSN())
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(testDSN(), "?") {
-		sep = "&"
-	}
-	return testDSN() + sep + "search_path=" + schema
-}
 
 // replica is one gateway replica's part: its own audit spool, store and view (kept fresh by Watch), and the
 // wrapped verifier the decision core would use.
@@ -159,7 +123,7 @@ type e2eStack struct {
 func newE2EStack(t *testing.T) *e2eStack {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	dsn := cleanSchema(t)
+	dsn := pgtest.Schema(t, "revocation")
 	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(stackauth.Issuer + "/.well-known/openid-configuration")
 	if err != nil {
 		require.Missing(t, "Keycloak does not answer (the stack's, on :8180): "+err.Error())
@@ -357,7 +321,7 @@ func (sinkFake) Write(context.Context, audit.Record) error {
 func TestE2ERevocationThatCannotBeAuditedRevokesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn := cleanSchema(t)
+	dsn := pgtest.Schema(t, "revocation")
 	st, err := Open(ctx, dsn, sinkFake{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +345,7 @@ func TestE2ERevocationThatCannotBeAuditedRevokesNothing(t *testing.T) {
 func TestE2ERevocationsOfExpiredTokensAreNeitherLoadedNorKept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn := cleanSchema(t)
+	dsn := pgtest.Schema(t, "revocation")
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	sp, err := audit.Open(t.TempDir(), audit.Options{Key: key})
 	if err != nil {
