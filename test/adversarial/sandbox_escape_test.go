@@ -270,3 +270,50 @@ func TestSandboxAppTokenReachesNoProductionAPI(t *testing.T) {
 		}
 	}
 }
+
+// An app a reviewer suspends or deactivates loses access at once, tokens issued before included, in both
+// modes; reactivated, its tokens work again.
+func TestSuspendedOrDeactivatedAppsTokensAreRefusedInBothModes(t *testing.T) {
+	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
+		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
+	}
+	scopes := []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"}
+	app := sandboxApp(t, scopes)
+	tok := signIn(t, app, scopes, "sandbox-sam", "password").AccessToken
+	admin := escapeAdminToken(t)
+	own := get("/Patient/sandbox-01")
+	// eventually waits up to 10 s for every mode to answer want (the registry's view follows its changes).
+	eventually := func(when string, want func(int) bool) {
+		t.Helper()
+		for _, m := range modes() {
+			var a answer
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				var err error
+				if a, err = send(testContext(t), m, patientAccessSandbox, tok, own); err != nil {
+					t.Fatal(err)
+				}
+				if want(a.status) || time.Now().After(deadline) {
+					break
+				}
+			}
+			if !want(a.status) {
+				t.Fatalf("%s: %s", when, a)
+			}
+		}
+	}
+	allowed := func(s int) bool { return s == http.StatusOK }
+	refused := func(s int) bool { return s == http.StatusUnauthorized || s == http.StatusForbidden }
+	eventually("active", allowed)
+	if st := escapeAdmin(t, admin, http.MethodPost, app+"/suspend", map[string]string{"reviewer": "h8", "reason": "adversarial: suspended"}); st >= 300 {
+		t.Fatalf("suspend: %d", st)
+	}
+	eventually("suspended", refused)
+	if st := escapeAdmin(t, admin, http.MethodPost, app+"/reactivate", map[string]string{"reviewer": "h8", "reason": "adversarial: back"}); st >= 300 {
+		t.Fatalf("reactivate: %d", st)
+	}
+	eventually("reactivated", allowed)
+	if st := escapeAdmin(t, admin, http.MethodPost, app+"/deactivate", map[string]string{"reviewer": "h8", "reason": "adversarial: gone"}); st >= 300 {
+		t.Fatalf("deactivate: %d", st)
+	}
+	eventually("deactivated", refused)
+}
