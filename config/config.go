@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
@@ -442,7 +443,11 @@ func read(path string) (*viper.Viper, error) {
 
 func decode(v *viper.Viper, path string) (*Config, error) {
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
+	// Viper's own hooks (durations, comma-separated lists) plus RFC 3339 times: a notice's dates arrive as
+	// strings when the file quotes them (Helm's toYaml always does).
+	hooks := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","), mapstructure.StringToTimeHookFunc(time.RFC3339)))
+	if err := v.UnmarshalExact(&c, hooks); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if len(c.APIs) == 0 {
