@@ -129,31 +129,6 @@ func testRealm(t *testing.T, m *masterAdmin) (string, string) {
 }
 
 // testStore is a registry in a PostgreSQL schema of the test's own, with its audit records kept.
-type auditRecorder struct {
-	mu     sync.Mutex
-	events []apps.Event
-}
-
-func (a *auditRecorder) audit(_ context.Context, ev apps.Event) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, ev)
-	return nil
-}
-
-func (a *auditRecorder) actions() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []string
-	for _, ev := range a.events {
-		if strings.HasPrefix(ev.Action, "idp-") {
-			out = append(out, ev.Action+" "+ev.ClientID)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 func testStore(t *testing.T) (*postgres.Store, *auditRecorder) {
 	t.Helper()
 	dsn := pgtest.Schema(t, "h1")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/adapters/registry/admin/admintest"
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 )
@@ -220,15 +221,15 @@ func (f *keycloakFake) client(w http.ResponseWriter, r *http.Request, c *Client,
 	}
 }
 
-// registryFake is the app registry in memory: apps, their outbox rows, pending secrets, and the audit
-// records written, with the same dirty/generation rules as the PostgreSQL store.
+// registryFake is the app registry in memory: the apps and their history (admintest.FakeStore), their
+// outbox rows, pending secrets, and the audit records written, with the same dirty/generation rules as the
+// PostgreSQL store.
 type registryFake struct {
+	*admintest.FakeStore
+	auditRecorder
 	mu      sync.Mutex
-	apps    map[string]apps.App
-	history map[string][]apps.Event
 	sync    map[string]*syncRow
 	secrets map[string]string
-	audited []apps.Event
 	now     func() time.Time
 }
 
@@ -242,13 +243,15 @@ type syncRow struct {
 }
 
 func newRegistryFake(now func() time.Time) *registryFake {
-	return &registryFake{apps: map[string]apps.App{}, history: map[string][]apps.Event{}, sync: map[string]*syncRow{},
-		secrets: map[string]string{}, now: now}
+	return &registryFake{FakeStore: admintest.NewFakeStore(), sync: map[string]*syncRow{}, secrets: map[string]string{}, now: now}
 }
 
 var _ Registry = (*registryFake)(nil)
 
+// markDirty is the outbox row every write of the store leaves.
 func (f *registryFake) markDirty(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	r := f.sync[id]
 	if r == nil {
 		r = &syncRow{}
@@ -261,70 +264,27 @@ func (f *registryFake) markDirty(id string) {
 	r.next = f.now()
 }
 
-func (f *registryFake) record(a apps.App, actor, action, reason string, before *apps.App) apps.App {
-	a.Version++
-	f.apps[a.ClientID] = a
-	after := a
-	f.history[a.ClientID] = append(f.history[a.ClientID], apps.Event{Actor: actor, Action: action, ClientID: a.ClientID, Reason: reason, Before: before, After: &after})
+// put registers an app as the store would, by actor register or import (which the sync adopts from).
+func (f *registryFake) put(a apps.App, actor string) {
+	if _, err := f.Create(context.Background(), a, actor, ""); err != nil {
+		panic(err)
+	}
 	f.markDirty(a.ClientID)
-	return a
-}
-
-// put registers an app as the store would (action register or import).
-func (f *registryFake) put(a apps.App, action string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record(a, action, action, "", nil)
 }
 
 func (f *registryFake) transition(id string, to apps.State) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	before := f.apps[id]
-	a := before
-	a.State = to
-	f.record(a, "admin:test", string(to), "", &before)
+	if _, err := f.Transition(context.Background(), id, to, "admin:test", "", nil, nil); err != nil {
+		panic(err)
+	}
+	f.markDirty(id)
 }
 
-func (f *registryFake) Get(_ context.Context, id string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	a, ok := f.apps[id]
-	if !ok {
-		return apps.App{}, apps.ErrNotFound
+func (f *registryFake) Update(ctx context.Context, a apps.App, actor, reason string) (apps.App, error) {
+	out, err := f.FakeStore.Update(ctx, a, actor, reason)
+	if err == nil {
+		f.markDirty(a.ClientID)
 	}
-	return a, nil
-}
-
-func (f *registryFake) List(context.Context) ([]apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []apps.App
-	for _, a := range f.apps {
-		out = append(out, a)
-	}
-	slices.SortFunc(out, func(a, b apps.App) int { return strings.Compare(a.ClientID, b.ClientID) })
-	return out, nil
-}
-
-func (f *registryFake) Update(_ context.Context, a apps.App, actor, reason string) (apps.App, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	before, ok := f.apps[a.ClientID]
-	if !ok {
-		return apps.App{}, apps.ErrNotFound
-	}
-	if before.Version != a.Version {
-		return apps.App{}, apps.ErrConflict
-	}
-	a.State = before.State
-	return f.record(a, actor, "update", reason, &before), nil
-}
-
-func (f *registryFake) History(_ context.Context, id string) ([]apps.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.history[id]), nil
+	return out, err
 }
 
 func (f *registryFake) Sync(_ context.Context, id string) (apps.SyncState, error) {
@@ -398,18 +358,39 @@ func (f *registryFake) MarkSynced(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *registryFake) Audit(_ context.Context, ev apps.Event) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.audited = append(f.audited, ev)
+func (f *registryFake) Audit(ctx context.Context, ev apps.Event) error { return f.audit(ctx, ev) }
+
+// auditRecorder records the audit records it is given: the registry's auditor in the e2e tests, the fake's
+// Audit in the unit tests.
+type auditRecorder struct {
+	mu     sync.Mutex
+	events []apps.Event
+}
+
+func (a *auditRecorder) audit(_ context.Context, ev apps.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, ev)
 	return nil
 }
 
-func (f *registryFake) auditedActions() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// recorded is every record of the sync's own (action idp-…).
+func (a *auditRecorder) recorded() []apps.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []apps.Event
+	for _, ev := range a.events {
+		if strings.HasPrefix(ev.Action, "idp-") {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// actions is "action client_id" of every record of the sync's own, sorted.
+func (a *auditRecorder) actions() []string {
 	var out []string
-	for _, ev := range f.audited {
+	for _, ev := range a.recorded() {
 		out = append(out, ev.Action+" "+ev.ClientID)
 	}
 	slices.Sort(out)

@@ -180,10 +180,10 @@ func TestReconcileRemovesUnregisteredClientsAndCorrectsHandEdits(t *testing.T) {
 	if len(Drift(Desired(mustGet(t, reg, "web-1"), names(scopeMap(kc)), ""), c)) != 0 || slices.Contains(c.RedirectURIs, "https://attacker.example/cb") {
 		t.Errorf("hand edit not corrected: %+v", c)
 	}
-	if got, want := reg.auditedActions(), []string{"idp-correct web-1", "idp-remove-unregistered by-hand"}; !slices.Equal(got, want) {
+	if got, want := reg.actions(), []string{"idp-correct web-1", "idp-remove-unregistered by-hand"}; !slices.Equal(got, want) {
 		t.Errorf("audited %v, want %v", got, want)
 	}
-	for _, ev := range reg.audited {
+	for _, ev := range reg.recorded() {
 		if ev.Actor != ActorReconcile || ev.After == nil {
 			t.Errorf("audit record %+v", ev)
 		}
@@ -233,7 +233,7 @@ func TestImportedAppAdoptsItsExistingClientInsteadOfOverwritingIt(t *testing.T) 
 	if a.Name != "Legacy app" || a.TokenAuthMethod != "none" || !slices.Equal(a.RedirectURIs, []string{"http://127.0.0.1:8089/callback"}) {
 		t.Errorf("adopted app %+v", a)
 	}
-	h := reg.history["legacy"]
+	h, _ := reg.History(ctx, "legacy")
 	if last := h[len(h)-1]; last.Actor != ActorAdopt || !strings.Contains(last.Reason, "adopted") {
 		t.Errorf("adoption event %+v", last)
 	}
