@@ -168,7 +168,7 @@ func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 func (a *admin) get(w http.ResponseWriter, r *http.Request) {
 	req, err := a.store.Get(r.Context(), r.PathValue("id"))
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), err == nil && req.Sandbox: // a sandbox request is no reviewer's (sandbox.go)
 		adminRefuse(w, http.StatusNotFound, ErrNotFound.Error())
 	case err != nil:
 		a.internal(w, "read a request", err)

@@ -34,13 +34,15 @@ type provider struct {
 // callerOf names the caller's provider by the rule the policy's facts use (decision.ProviderOf: the token's
 // organisation, a Practitioner fhirUser, the registry's organisation) and reads its identifiers from the FHIR
 // server. No provider: decision.ErrNoProvider (403); the FHIR server unreachable: an error (503), never a guess.
+// In a sandbox the provider and its organisations must be synthetic (sandbox.go): a real one acts for nobody.
 func (a *Adapter) callerOf(ctx context.Context, d *decision.Decision) (caller, error) {
 	provider, err := decision.ProviderOf(d)
 	if err != nil {
 		return caller{}, err
 	}
 	c := caller{ClientID: d.Identity.ClientID, Provider: provider}
-	ids, found, err := a.identifiersOf(ctx, c.Provider)
+	sandbox := d.Sandbox()
+	ids, found, err := a.identifiersOf(ctx, c.Provider, sandbox)
 	if err != nil {
 		return caller{}, err
 	}
@@ -49,15 +51,16 @@ func (a *Adapter) callerOf(ctx context.Context, d *decision.Decision) (caller, e
 	}
 	c.Identifiers = ids
 	if strings.HasPrefix(c.Provider, "Practitioner/") {
-		if c.Orgs, err = a.organisationsOf(ctx, c.Provider); err != nil {
+		if c.Orgs, err = a.organisationsOf(ctx, c.Provider, sandbox); err != nil {
 			return caller{}, err
 		}
 	}
 	return c, nil
 }
 
-// identifiersOf reads Type/id from the FHIR server; found is false when the server does not have it.
-func (a *Adapter) identifiersOf(ctx context.Context, ref string) (ids []string, found bool, err error) {
+// identifiersOf reads Type/id from the FHIR server; found is false when the server does not have it, or, in a
+// sandbox, has it without the sandbox tag.
+func (a *Adapter) identifiersOf(ctx context.Context, ref string, sandbox bool) (ids []string, found bool, err error) {
 	typ, id, ok := strings.Cut(ref, "/")
 	if !ok || !validID(id) || (typ != "Organization" && typ != "Practitioner") {
 		return nil, false, nil
@@ -80,21 +83,24 @@ func (a *Adapter) identifiersOf(ctx context.Context, ref string) (ids []string, 
 	if active, ok := res["active"].(bool); ok && !active {
 		return nil, false, nil // an inactive organisation or practitioner acts for nobody
 	}
+	if !usable(res, sandbox) {
+		return nil, false, nil // a real provider acts for nobody in the sandbox
+	}
 	return Identifiers(res), true, nil
 }
 
 // organisationsOf finds the organisations active PractitionerRoles link the practitioner to.
-func (a *Adapter) organisationsOf(ctx context.Context, practitioner string) ([]provider, error) {
+func (a *Adapter) organisationsOf(ctx context.Context, practitioner string, sandbox bool) ([]provider, error) {
 	var refs []string
 	q := url.Values{"practitioner": {practitioner}, "active": {"true"}}
-	err := a.search.Search(ctx, "PractitionerRole", q, func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "PractitionerRole", narrowToSynthetic(q, sandbox), func(raw json.RawMessage) error {
 		var role map[string]any
 		if err := json.Unmarshal(raw, &role); err != nil {
 			return err
 		}
 		// The search parameters narrowed it; the resource itself is judged again (a server that ignored a
 		// parameter must not make a stranger a colleague).
-		if active, _ := role["active"].(bool); !active || asStr(asObj(role["practitioner"])["reference"]) != practitioner {
+		if active, _ := role["active"].(bool); !active || asStr(asObj(role["practitioner"])["reference"]) != practitioner || !usable(role, sandbox) {
 			return nil
 		}
 		if org := asStr(asObj(role["organization"])["reference"]); strings.HasPrefix(org, "Organization/") && !slices.Contains(refs, org) {
@@ -107,7 +113,7 @@ func (a *Adapter) organisationsOf(ctx context.Context, practitioner string) ([]p
 	}
 	var out []provider
 	for _, org := range refs {
-		ids, found, err := a.identifiersOf(ctx, org)
+		ids, found, err := a.identifiersOf(ctx, org, sandbox)
 		if err != nil {
 			return nil, err
 		}

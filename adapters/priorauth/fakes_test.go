@@ -26,7 +26,8 @@ import (
 )
 
 // fakeFHIR is a fake FHIR server for unit tests of the adapter's own logic: resources in memory, reads,
-// the searches the adapter makes (Patient?identifier=, PractitionerRole?practitioner=&active=), transaction
+// the searches the adapter makes (Patient?identifier=, PractitionerRole?practitioner=&active=, each narrowed
+// by _tag), transaction
 // Bundles of PUTs, and deletes. The real HAPI FHIR server is exercised by test/priorauth.
 type fakeFHIR struct {
 	mu           sync.Mutex
@@ -129,6 +130,15 @@ func (f *fakeFHIR) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeFHIR) matches(res map[string]any, q map[string][]string) bool {
+	if v, ok := q["_tag"]; ok {
+		tagged := false
+		for _, tg := range asList(asObj(res["meta"])["tag"]) {
+			tagged = tagged || asStr(asObj(tg)["system"])+"|"+asStr(asObj(tg)["code"]) == v[0]
+		}
+		if !tagged {
+			return false
+		}
+	}
 	if v, ok := q["identifier"]; ok && !slices.Contains(Identifiers(res), v[0]) {
 		return false
 	}
@@ -204,12 +214,15 @@ func (n *fakeNotifier) Decided(ctx context.Context, ev subscriptions.Event) erro
 	return nil
 }
 
-// fakeSubscriptions records the owner it was handed.
-type fakeSubscriptions struct{ owner subscriptions.Owner }
+// fakeSubscriptions records the owner and the body it was handed, and answers with that body.
+type fakeSubscriptions struct {
+	owner subscriptions.Owner
+	body  []byte
+}
 
 func (s *fakeSubscriptions) Serve(ctx context.Context, d *decision.Decision, owner subscriptions.Owner, base string) (decision.Answer, error) {
-	s.owner = owner
-	return decision.Answer{Status: 201}, nil
+	s.owner, s.body = owner, d.Input.Body
+	return decision.Answer{Status: 201, Body: d.Input.Body}, nil
 }
 
 type fakeObserver struct{ statuses []string }

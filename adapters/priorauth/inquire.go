@@ -42,15 +42,15 @@ func (a *Adapter) inquire(ctx context.Context, d *decision.Decision) (decision.A
 		return notFound(), nil
 	}
 	r, err := a.store.FindByClaimIdentifier(ctx, who.Provider, s.Identifier)
-	if errors.Is(err, ErrNotFound) {
-		return notFound(), nil
+	if errors.Is(err, ErrNotFound) || err == nil && r.Sandbox != d.Sandbox() {
+		return notFound(), nil // a sandbox request is the sandbox's only, and a real one never the sandbox's
 	}
 	if err != nil {
 		return decision.Answer{}, fmt.Errorf("priorauth: inquiry: %w", err)
 	}
 	if r.Patient != "" {
 		// Query by example: the inquiry names the member too (PAS: no patient-less searches).
-		member, reject, err := a.member(ctx, s)
+		member, reject, err := a.member(ctx, s, r.Sandbox)
 		if err != nil {
 			return decision.Answer{}, err
 		}

@@ -98,7 +98,7 @@ func (m *MemoryStore) Decide(ctx context.Context, next Request) error {
 
 // Pended implements Store.
 func (m *MemoryStore) Pended(ctx context.Context) ([]Request, error) {
-	return m.list(func(r Request) bool { return r.Status == StatusPended }, func(a, b *memoryRow) int {
+	return m.list(func(r Request) bool { return r.Status == StatusPended && !r.Sandbox }, func(a, b *memoryRow) int {
 		if c := a.r.Deadline.Compare(b.r.Deadline); c != 0 {
 			return c
 		}
@@ -108,7 +108,7 @@ func (m *MemoryStore) Pended(ctx context.Context) ([]Request, error) {
 
 // Received implements Store.
 func (m *MemoryStore) Received(ctx context.Context, from, to time.Time) ([]Request, error) {
-	return m.list(func(r Request) bool { return !r.Received.Before(from) && r.Received.Before(to) }, func(a, b *memoryRow) int {
+	return m.list(func(r Request) bool { return !r.Received.Before(from) && r.Received.Before(to) && !r.Sandbox }, func(a, b *memoryRow) int {
 		if c := a.r.Received.Compare(b.r.Received); c != 0 {
 			return c
 		}

@@ -85,7 +85,12 @@ type pgDoc struct {
 	AfterAppeal     bool           `json:"after_appeal,omitempty"`
 	Items           []ItemDecision `json:"items"`
 	DecidedBy       string         `json:"decided_by,omitempty"`
+	Sandbox         bool           `json:"sandbox,omitempty"`
 }
+
+// pgReal keeps sandbox requests (pgDoc.Sandbox) out of the queue and the report: the flag lives in the
+// document, so a table made before the sandbox needs no new column.
+const pgReal = `NOT COALESCE((doc->>'sandbox')::boolean, false)`
 
 // pgDecision is the part of pgDoc that Decide replaces (jsonb || keeps the rest).
 type pgDecision struct {
@@ -103,7 +108,7 @@ func (p *Postgres) Insert(ctx context.Context, r Request) error {
 	r = storeNormalised(r)
 	doc, err := json.Marshal(pgDoc{ClientID: r.ClientID, OrgIdentifiers: r.OrgIdentifiers, Patient: r.Patient, Drug: r.Drug,
 		ClaimID: r.ClaimID, ClaimResponseID: r.ClaimResponseID, EOBID: r.EOBID, DeadlineBasis: r.DeadlineBasis,
-		Extended: r.Extended, AfterAppeal: r.AfterAppeal, Items: r.Items, DecidedBy: r.DecidedBy})
+		Extended: r.Extended, AfterAppeal: r.AfterAppeal, Items: r.Items, DecidedBy: r.DecidedBy, Sandbox: r.Sandbox})
 	if err != nil {
 		return fmt.Errorf("priorauth: insert %s: %w", r.ID, err)
 	}
@@ -171,13 +176,13 @@ WHERE id = $1 AND status = 'pended' AND version = $2 - 1`,
 // Pended implements Store.
 func (p *Postgres) Pended(ctx context.Context) ([]Request, error) {
 	return p.many(ctx, `SELECT `+pgColumns+` FROM fhirwall_prior_auth_requests
-WHERE status = 'pended' ORDER BY deadline, seq`)
+WHERE status = 'pended' AND `+pgReal+` ORDER BY deadline, seq`)
 }
 
 // Received implements Store.
 func (p *Postgres) Received(ctx context.Context, from, to time.Time) ([]Request, error) {
 	return p.many(ctx, `SELECT `+pgColumns+` FROM fhirwall_prior_auth_requests
-WHERE received >= $1 AND received < $2 ORDER BY received, seq`, from, to)
+WHERE received >= $1 AND received < $2 AND `+pgReal+` ORDER BY received, seq`, from, to)
 }
 
 // EachReceived calls fn with each request received in [from, to), in order of receipt, as Received lists
@@ -185,7 +190,7 @@ WHERE received >= $1 AND received < $2 ORDER BY received, seq`, from, to)
 // not fit in memory. An error of fn stops the walk and is returned.
 func (p *Postgres) EachReceived(ctx context.Context, from, to time.Time, fn func(Request) error) error {
 	rows, err := p.pool.Query(ctx, `SELECT `+pgColumnsWithoutBundle+`, NULL::bytea FROM fhirwall_prior_auth_requests
-WHERE received >= $1 AND received < $2 ORDER BY received, seq`, from, to)
+WHERE received >= $1 AND received < $2 AND `+pgReal+` ORDER BY received, seq`, from, to)
 	if err != nil {
 		return fmt.Errorf("priorauth: %w", err)
 	}
@@ -250,7 +255,7 @@ func pgScanRequest(row pgx.Row) (Request, error) {
 	}
 	r.ClientID, r.OrgIdentifiers, r.Patient, r.Drug = d.ClientID, d.OrgIdentifiers, d.Patient, d.Drug
 	r.ClaimID, r.ClaimResponseID, r.EOBID, r.DeadlineBasis = d.ClaimID, d.ClaimResponseID, d.EOBID, d.DeadlineBasis
-	r.Extended, r.AfterAppeal, r.Items, r.DecidedBy = d.Extended, d.AfterAppeal, d.Items, d.DecidedBy
+	r.Extended, r.AfterAppeal, r.Items, r.DecidedBy, r.Sandbox = d.Extended, d.AfterAppeal, d.Items, d.DecidedBy, d.Sandbox
 	return r, nil
 }
 

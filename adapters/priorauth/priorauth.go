@@ -124,8 +124,17 @@ func New(p Ports, s Settings) (*Adapter, error) {
 		subs: p.Subscriptions, notifier: p.Notifier, observer: p.Observer, log: p.Log, now: now, set: s}, nil
 }
 
-// Serve implements decision.Adapter: Claim/$submit, Claim/$inquire and the Subscription interactions.
+// Serve implements decision.Adapter: Claim/$submit, Claim/$inquire and the Subscription interactions. A
+// sandbox request's answer is checked to be synthetic (sandbox.go).
 func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
+	ans, err := a.serve(ctx, d, base)
+	if err == nil {
+		err = checkSandboxAnswer(d, ans)
+	}
+	return ans, err
+}
+
+func (a *Adapter) serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
 	r := d.Request
 	switch {
 	case r.ResourceType == "Subscription":
@@ -135,6 +144,9 @@ func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) 
 		}
 		if err != nil {
 			return decision.Answer{}, err
+		}
+		if d.Sandbox() && len(d.Input.Body) > 0 {
+			d = withSyntheticBody(d)
 		}
 		return a.subs.Serve(ctx, d, who.owner(d), base)
 	case r.ResourceType == "Claim" && r.Operation != nil && r.Operation.Name == "submit":

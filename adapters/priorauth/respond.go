@@ -230,6 +230,9 @@ func responseBundle(s *Submission, r Request, rejects []Code, inquiry bool, now 
 		"timestamp": fhirTime(now),
 		"entry":     entries,
 	}
+	if r.Sandbox {
+		tagSynthetic(b)
+	}
 	return json.Marshal(b)
 }
 

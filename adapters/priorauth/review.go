@@ -33,6 +33,9 @@ func (a *Adapter) Review(ctx context.Context, id string, in ReviewInput) (Reques
 	if err != nil {
 		return Request{}, err
 	}
+	if r.Sandbox {
+		return Request{}, ErrNotFound // synthetic data: no reviewer acts on it as if it were real (sandbox.go)
+	}
 	if r.Status != StatusPended {
 		return Request{}, ErrAlreadyDecided
 	}

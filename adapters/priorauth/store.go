@@ -86,6 +86,10 @@ type Request struct {
 	// what $inquire answers and a full-resource notification carries.
 	Version        int
 	ResponseBundle []byte
+
+	// Sandbox: a request made on the sandbox API with synthetic data (sandbox.go). Its copies and response
+	// carry the sandbox tag; it is in no review queue, queue figure or report, and no reviewer decides it.
+	Sandbox bool
 }
 
 // Errors of a Store.
@@ -107,9 +111,9 @@ type Store interface {
 	// ResponseBundle and Extended/AfterAppeal from next. It fails with ErrAlreadyDecided unless the stored
 	// request is pended at version next.Version-1 (two reviewers deciding at once: one wins).
 	Decide(ctx context.Context, next Request) error
-	// Pended lists pended requests, oldest deadline first.
+	// Pended lists pended requests, oldest deadline first; never a sandbox request.
 	Pended(ctx context.Context) ([]Request, error)
-	// Received lists the requests received in [from, to).
+	// Received lists the requests received in [from, to); never a sandbox request.
 	Received(ctx context.Context, from, to time.Time) ([]Request, error)
 }
 

@@ -291,6 +291,43 @@ var storeContract = []storeContractCase{
 			t.Fatalf("the decided request listed as %s", mine[1].Status)
 		}
 	}},
+	{"a sandbox request is kept and read back, but in no queue and no report", func(t *testing.T, s Store, id *contractIDs) {
+		ctx := context.Background()
+		real, sandbox := contractRequest(id.next(), contractBase, false), contractRequest(id.next(), contractBase, false)
+		sandbox.Sandbox = true
+		for _, r := range []Request{real, sandbox} {
+			if err := s.Insert(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Get(ctx, sandbox.ID)
+		if err != nil || !reflect.DeepEqual(got, contractStored(sandbox)) {
+			t.Fatalf("get %+v, %v", got, err)
+		}
+		if found, err := s.FindByClaimIdentifier(ctx, sandbox.Provider, sandbox.ClaimIdentifier); err != nil || !found.Sandbox {
+			t.Fatalf("find by claim identifier %+v, %v", found, err)
+		}
+		pended, err := s.Pended(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		received, err := s.Received(ctx, contractBase.Add(-time.Hour), contractBase.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, rs := range map[string][]Request{"queue": pended, "report": received} {
+			if ids := contractIDList(id.mine(rs)); !reflect.DeepEqual(ids, []string{real.ID}) {
+				t.Errorf("the %s lists %v, want the real request %s only", what, ids, real.ID)
+			}
+		}
+		next := contractDecided(sandbox, contractBase.Add(time.Minute))
+		if err := s.Decide(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Get(ctx, sandbox.ID); err != nil || !got.Sandbox {
+			t.Fatalf("a decision lost the sandbox mark: %+v, %v", got, err)
+		}
+	}},
 }
 
 // runStoreContract runs every case against a store from open, each with ids of its own, which all begin

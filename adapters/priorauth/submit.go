@@ -63,7 +63,7 @@ func (a *Adapter) submit(ctx context.Context, d *decision.Decision) (decision.An
 		return notSubmitter(), nil
 	}
 	r := Request{ID: newRequestID(), ClientID: who.ClientID, Provider: who.Provider, OrgIdentifiers: who.orgIdentifiers(),
-		ClaimIdentifier: s.Identifier, Received: received, Version: 1}
+		ClaimIdentifier: s.Identifier, Received: received, Version: 1, Sandbox: d.Sandbox()}
 	r.ClaimID, r.ClaimResponseID, r.EOBID = r.ID, r.ID, r.ID
 	r.Expedited, r.DeadlineBasis = expedited(s)
 	r.Deadline = received.Add(StandardTimeframe)
@@ -73,7 +73,7 @@ func (a *Adapter) submit(ctx context.Context, d *decision.Decision) (decision.An
 	if !shares(Identifiers(s.Insurer.Resource), a.set.InsurerIdentifiers) {
 		return a.reject(ctx, s, r, rejectParticipant, start)
 	}
-	member, reject, err := a.member(ctx, s)
+	member, reject, err := a.member(ctx, s, r.Sandbox)
 	if err != nil {
 		return decision.Answer{}, err
 	}
@@ -149,9 +149,10 @@ func (s *Submission) providerIdentifiers() []string {
 }
 
 // member finds the member the Claim is for: the Bundle Patient's identifier of the member system names one
-// Patient on the FHIR server, whose family name matches (case and surrounding space aside). A reject code
-// when it does not; an error when the FHIR server cannot answer.
-func (a *Adapter) member(ctx context.Context, s *Submission) (string, *Code, error) {
+// Patient on the FHIR server, whose family name matches (case and surrounding space aside); in a sandbox, a
+// synthetic Patient only (sandbox.go). A reject code when it does not; an error when the FHIR server cannot
+// answer.
+func (a *Adapter) member(ctx context.Context, s *Submission, sandbox bool) (string, *Code, error) {
 	var number string
 	for _, id := range asList(s.Patient.Resource["identifier"]) {
 		if o := asObj(id); asStr(o["system"]) == a.set.MemberIdentifierSystem && asStr(o["value"]) != "" {
@@ -164,13 +165,13 @@ func (a *Adapter) member(ctx context.Context, s *Submission) (string, *Code, err
 	}
 	want := a.set.MemberIdentifierSystem + "|" + number
 	var found []map[string]any
-	err := a.search.Search(ctx, "Patient", url.Values{"identifier": {want}}, func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "Patient", narrowToSynthetic(url.Values{"identifier": {want}}, sandbox), func(raw json.RawMessage) error {
 		var p map[string]any
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return err
 		}
 		// Judged again on the resource: a server that ignored the parameter must not match everyone.
-		if asStr(p["resourceType"]) == "Patient" && validID(asStr(p["id"])) && slices.Contains(Identifiers(p), want) {
+		if asStr(p["resourceType"]) == "Patient" && validID(asStr(p["id"])) && slices.Contains(Identifiers(p), want) && usable(p, sandbox) {
 			found = append(found, p)
 		}
 		return nil
@@ -331,6 +332,9 @@ func (a *Adapter) storeOnFHIR(ctx context.Context, s *Submission, r Request) err
 	resources = append(resources, a.storedClaimResponse(s, r), a.priorAuthEOB(s, r))
 	var entries []any
 	for _, res := range resources {
+		if r.Sandbox {
+			tagSynthetic(res)
+		}
 		entries = append(entries, map[string]any{"resource": res,
 			"request": map[string]any{"method": "PUT", "url": asStr(res["resourceType"]) + "/" + asStr(res["id"])}})
 	}
