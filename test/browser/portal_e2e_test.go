@@ -4,7 +4,6 @@ package browser
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,7 +24,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
-	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/audit/audittest"
 	"github.com/fhirwall/fhirwall/internal/portal"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
@@ -144,12 +143,7 @@ func servePortal(t *testing.T) (base string, spki []string, store apps.Store) {
 		t.Fatal(err)
 	}
 
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	spool, err := audit.Open(t.TempDir(), audit.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = spool.Close() })
+	spool, _, _ := audittest.Spool(t)
 	pg, err := postgres.Open(ctx, pgtest.Schema(t, "portal"), apps.NewAuditor(spool), slog.Default())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
@@ -29,6 +28,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/audit/audittest"
 	"github.com/fhirwall/fhirwall/test/browser"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
@@ -61,15 +61,7 @@ func TestOpenIDClientRegistersReadsBackAndMeetsTheRFCErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spoolDir := t.TempDir()
-	spool, err := audit.Open(spoolDir, audit.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	spool, spoolDir, pub := audittest.Spool(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := postgres.Open(ctx, dsn, apps.NewAuditor(spool), log)
 	if err != nil {

@@ -4,8 +4,6 @@ package revocation
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/audit/audittest"
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/test/pgtest"
@@ -42,12 +41,7 @@ type replica struct {
 
 func newReplica(t *testing.T, ctx context.Context, dsn string, inner Verifier) *replica {
 	t.Helper()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	sp, err := audit.Open(t.TempDir(), audit.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sp.Close() })
+	sp, _, _ := audittest.Spool(t)
 	st, err := Open(ctx, dsn, sp, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
@@ -346,12 +340,7 @@ func TestE2ERevocationsOfExpiredTokensAreNeitherLoadedNorKept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn := pgtest.Schema(t, "revocation")
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	sp, err := audit.Open(t.TempDir(), audit.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
+	sp, _, _ := audittest.Spool(t)
 	st, err := Open(ctx, dsn, sp, nil)
 	if err != nil {
 		t.Fatal(err)
