@@ -268,7 +268,9 @@ func Checks(rs []Resource) []Check {
 		Check{"Group", url.Values{"_id": {GroupID("org-a")}}, 1},
 	)
 	// The sandbox APIs answer with this tag's resources alone: each type's sandbox resources, the sandbox
-	// member's claims, and the sandbox organisation's attribution Group.
+	// member's claims, and the sandbox organisation's attribution Group. Counted with the seed tag too: the
+	// sandbox Payer-to-Payer and Prior Authorization APIs write tagged Consents, Groups, Claims and prior
+	// auths of their own.
 	sandboxTag := EnvironmentSystem + "|" + SandboxCode
 	sandbox := map[string]int{}
 	for _, r := range rs {
@@ -278,11 +280,11 @@ func Checks(rs []Resource) []Check {
 	}
 	for _, t := range types {
 		if sandbox[t] > 0 {
-			out = append(out, Check{t, url.Values{"_tag": {sandboxTag}}, sandbox[t]})
+			out = append(out, Check{t, url.Values{"_tag": {tag, sandboxTag}}, sandbox[t]})
 		}
 	}
 	out = append(out,
-		Check{"ExplanationOfBenefit", url.Values{"patient": {SandboxMember}, "_tag": {sandboxTag}}, eobPer[SandboxMember]},
+		Check{"ExplanationOfBenefit", url.Values{"patient": {SandboxMember}, "_tag": {tag, sandboxTag}}, eobPer[SandboxMember]},
 		Check{"Group", url.Values{"managing-entity": {"Organization/" + SandboxOrg}}, 1},
 	)
 	return out

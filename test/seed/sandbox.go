@@ -17,6 +17,11 @@ const (
 	SandboxMember = "sandbox-01"
 	SandboxOrg    = "sandbox-org"
 	SandboxPract  = "sandbox-pract"
+	// SandboxPayer is the payer a sandbox Payer-to-Payer app acts for (its registry org): the new payer the
+	// sandbox member opted in to (SandboxOptIn).
+	SandboxPayer     = "sandbox-payer"
+	SandboxPractRole = "sandbox-pract-role"
+	SandboxOptIn     = "payer-to-payer-opt-in-sandbox-01"
 )
 
 // sandboxN is the member number the sandbox member is generated as, then renamed (sandboxed): past the real
@@ -44,6 +49,16 @@ func (g *gen) sandbox() {
 		map[string]any{"url": ATRAttributedProv, "valueReference": map[string]any{"reference": "Practitioner/" + SandboxPract}},
 		map[string]any{"url": ATRCoverageRef, "valueReference": map[string]any{"reference": "Coverage/" + CoverageID(sandboxN)}},
 	}
+	// The sandbox clinician acts for the sandbox organisation (Prior Authorization sandbox with a user token).
+	g.add(2, "practitionerrole", vars{"ID": SandboxPractRole, "PRACTITIONER": SandboxPract, "ORGANIZATION": SandboxOrg,
+		"TAXONOMY": sandboxPract.Taxonomy, "TAXONOMY_DISPLAY": sandboxPract.TaxonomyDisplay, "PHONE": sandboxOrg.Phone})
+	// Payer-to-Payer sandbox: a synthetic new payer and the member's opt-in to it (what a $member-match
+	// would store), so a sandbox payer app reads the member's data with or without a match first. The period
+	// is fixed (no clock in the seed) and long.
+	g.add(1, "organization-payer", vars{"ID": SandboxPayer, "PAYER_ID": "FWSBPAYER", "NAME": "Sandbox New Health Plan",
+		"PHONE": "412-555-0198", "LINE": "2 Sandbox Lane", "CITY": "Pittsburgh", "STATE": "PA", "ZIP": "15213"})
+	g.add(4, "consent-payer-to-payer-opt-in", vars{"ID": SandboxOptIn, "PATIENT": MemberID(sandboxN), "OLD_PAYER": PayerID,
+		"RECIPIENT": SandboxPayer, "SOURCE": "Sam Sandbox's signed opt-in (synthetic)", "START": "2025-01-01", "END": "2035-12-31"})
 	g.add(4, "group-attribution", vars{"ID": GroupID(SandboxOrg), "NPI": sandboxOrg.NPI, "ORG": SandboxOrg, "ORG_NAME": sandboxOrg.Name,
 		"QUANTITY": float64(1), "MEMBERS": []any{map[string]any{"extension": ext, "entity": map[string]any{"reference": "Patient/" + MemberID(sandboxN)},
 			"period": map[string]any{"start": "2024-01-01"}, "inactive": false}}})

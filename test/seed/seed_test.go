@@ -206,7 +206,7 @@ func TestIDConventions(t *testing.T) {
 		"Consent":              regexp.MustCompile(`^provider-access-opt-out-member-\d\d$`),
 	}
 	// Sandbox ids name the sandbox, never a member number or a real provider's id.
-	sandboxID := regexp.MustCompile(`^([a-z]+-)*sandbox-(01|org|pract)(-[a-z0-9-]+)?$`)
+	sandboxID := regexp.MustCompile(`^([a-z]+-)*sandbox-(01|org|pract|payer)(-[a-z0-9-]+)?$`)
 	seen := map[string]bool{}
 	for _, r := range rs {
 		if seen[r.Ref()] {
@@ -468,7 +468,7 @@ func TestAttributionAndOptOut(t *testing.T) {
 	wantOpt := []string{"Patient/member-05", "Patient/member-12", "Patient/member-20"}
 	var consents []string
 	for _, r := range rs {
-		if r.Type != "Consent" {
+		if r.Type != "Consent" || IsSandbox(r) { // the sandbox member's opt-in: TestSandboxDataIsTaggedAndSelfContained
 			continue
 		}
 		b := r.Body
@@ -661,9 +661,19 @@ func TestSandboxDataIsTaggedAndSelfContained(t *testing.T) {
 		}
 	}
 	want := map[string]int{"Patient": 1, "Coverage": 1, "ExplanationOfBenefit": 3, "Observation": 3, "Condition": 2,
-		"Organization": 1, "Practitioner": 1, "Group": 1}
+		"Organization": 2, "Practitioner": 1, "PractitionerRole": 1, "Group": 1, "Consent": 1}
 	if fmt.Sprint(sandbox) != fmt.Sprint(want) {
 		t.Errorf("sandbox resources %v, want %v", sandbox, want)
+	}
+	// The Payer-to-Payer sandbox: the member opted in to the sandbox payer, in the shape the adapter reads.
+	c := index(rs)["Consent/"+SandboxOptIn].Body
+	if c["status"] != "active" || get(c, "patient", "reference") != "Patient/"+SandboxMember || get(c, "provision", "type") != "permit" ||
+		get(c, "provision", "actor", 1, "reference", "reference") != "Organization/"+SandboxPayer ||
+		!hasCode(get(c, "provision", "actor", 1, "role"), "IRCP") || !hasCode(get(c, "provision", "action", 0), "disclose") {
+		t.Errorf("sandbox opt-in: %v", c)
+	}
+	if get(index(rs)["PractitionerRole/"+SandboxPractRole].Body, "organization", "reference") != "Organization/"+SandboxOrg {
+		t.Error("the sandbox clinician acts for no sandbox organisation")
 	}
 	g := index(rs)["Group/"+GroupID(SandboxOrg)]
 	if get(g.Body, "managingEntity", "reference") != "Organization/"+SandboxOrg ||
@@ -674,7 +684,8 @@ func TestSandboxDataIsTaggedAndSelfContained(t *testing.T) {
 	for _, ch := range Checks(rs) {
 		counted[ch.String()] = true
 	}
-	for _, c := range []string{"Patient?_tag=" + EnvironmentSystem + "|" + SandboxCode, "ExplanationOfBenefit?_tag=" + EnvironmentSystem + "|" + SandboxCode + "&patient=" + SandboxMember,
+	both := "_tag=" + SeedTagSystem + "|" + SeedTagCode + "&_tag=" + EnvironmentSystem + "|" + SandboxCode
+	for _, c := range []string{"Patient?" + both, "ExplanationOfBenefit?" + both + "&patient=" + SandboxMember, "Consent?" + both,
 		"Group?managing-entity=Organization/" + SandboxOrg} {
 		if !counted[c] {
 			t.Errorf("the seed check does not count %s", c)
