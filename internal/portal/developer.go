@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -152,6 +154,32 @@ func scopesForLaunch(a apps.App) error {
 	return errors.Join(errs...)
 }
 
+// hostsForReview refuses hosts a reviewer or the servers would misread: a redirect URI whose host is a
+// Unicode IDN (Cyrillic "ехаmple.com" reads as example.com to the reviewer approving production; its A-label,
+// xn--…, is what DNS and browsers use), and a jwks_uri Keycloak would fetch from the servers' own network
+// (localhost, or an address that is not public unicast: loopback, private, link-local metadata services).
+func hostsForReview(a apps.App) error {
+	var errs []error
+	for _, u := range a.RedirectURIs {
+		if p, err := url.Parse(u); err == nil && strings.ContainsFunc(p.Host, func(c rune) bool { return c > 0x7e }) {
+			errs = append(errs, fmt.Errorf("%w: redirect URI %q: write an internationalised host as its A-label (xn--…)", apps.ErrInvalid, u))
+		}
+	}
+	if a.JWKSURI != "" {
+		p, err := url.Parse(a.JWKSURI)
+		if err != nil {
+			return errors.Join(errs...) // the registration policy reports it
+		}
+		host := strings.TrimSuffix(strings.ToLower(p.Hostname()), ".")
+		ip, ipErr := netip.ParseAddr(host)
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") ||
+			(ipErr == nil && (!ip.Unmap().IsGlobalUnicast() || ip.Unmap().IsPrivate())) {
+			errs = append(errs, fmt.Errorf("%w: jwks_uri %q: names a local, private or link-local host; keys are fetched from a public https host", apps.ErrInvalid, a.JWKSURI))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // newClientID is a client id nobody chose: "app-" and 16 letters and digits.
 func newClientID() string { return "app-" + strings.ToLower(rand.Text()[:16]) }
 
@@ -172,7 +200,7 @@ func (h *handler) registerApp(w http.ResponseWriter, r *http.Request, s *session
 	// Sandbox: synthetic data only, so approved as requested at once (issue 16 item 3).
 	a.Environment, a.State = apps.Sandbox, apps.StateActive
 	a.ApprovedAPIs, a.ApprovedScopes = slices.Clone(a.RequestedAPIs), slices.Clone(a.RequestedScopes)
-	if err := errors.Join(apps.ValidateRegistration(a, h.offered), scopesForLaunch(a)); err != nil {
+	if err := errors.Join(apps.ValidateRegistration(a, h.offered), scopesForLaunch(a), hostsForReview(a)); err != nil {
 		f.Problems = problems(err)
 		h.render(w, r, http.StatusUnprocessableEntity, "newapp", "Register a sandbox app", f)
 		return
@@ -282,7 +310,7 @@ func (h *handler) requestProduction(w http.ResponseWriter, r *http.Request, s *s
 	if confidential(p.TokenAuthMethod) {
 		issued.ClientSecret = rand.Text() + rand.Text()
 	}
-	if err := errors.Join(apps.ValidateRegistration(p, h.offered), scopesForLaunch(p)); err != nil {
+	if err := errors.Join(apps.ValidateRegistration(p, h.offered), scopesForLaunch(p), hostsForReview(p)); err != nil {
 		h.fail(w, r, http.StatusUnprocessableEntity, "The app cannot ask for production: "+strings.Join(problems(err), "; "))
 		return
 	}

@@ -253,6 +253,33 @@ func TestScopesMustSuitTheAppsLaunch(t *testing.T) {
 	wantStatus(t, x.post(dana(x), "/apps/new", okBackend), http.StatusCreated)
 }
 
+// A Unicode host reads as another to the reviewer who approves the app for production (Cyrillic
+// "ехаmple.com" is not example.com); Keycloak fetches a jwks_uri, which must not name the servers' own network.
+func TestRegistrationRefusesHomographRedirectsAndInternalKeyURLs(t *testing.T) {
+	x := newHarness(t)
+	idn := registration(apps.AuthNone)
+	idn.Set("redirect_uris", "https://\u0435\u0445\u0430mple.com/cb")
+	for name, form := range map[string]url.Values{"Unicode IDN redirect host": idn} {
+		t.Run(name, func(t *testing.T) {
+			wantStatus(t, x.post(dana(x), "/apps/new", form), http.StatusUnprocessableEntity)
+		})
+	}
+	for _, u := range []string{"https://127.0.0.1/keys", "https://localhost/keys", "https://169.254.169.254/latest", "https://10.1.2.3/k", "https://[::1]/k"} {
+		t.Run("jwks_uri "+u, func(t *testing.T) {
+			form := registration(apps.AuthPrivateKeyJWT)
+			form.Set("jwks_uri", u)
+			wantStatus(t, x.post(dana(x), "/apps/new", form), http.StatusUnprocessableEntity)
+		})
+	}
+	if all, _ := x.store.List(context.Background()); len(all) != 0 {
+		t.Errorf("refused registrations stored %d apps", len(all))
+	}
+	ok := registration(apps.AuthPrivateKeyJWT)
+	ok.Set("jwks_uri", "https://keys.example/jwks.json")
+	ok.Set("redirect_uris", "https://xn--mple-43dab.com/cb")
+	wantStatus(t, x.post(dana(x), "/apps/new", ok), http.StatusCreated)
+}
+
 func TestStateChangesWithoutAValidCSRFTokenOrFromAnotherOriginAreRefused(t *testing.T) {
 	x := newHarness(t)
 	s := dana(x)
