@@ -154,12 +154,18 @@ func scopesForLaunch(a apps.App) error {
 	return errors.Join(errs...)
 }
 
-// hostsForReview refuses hosts a reviewer or the servers would misread: a redirect URI whose host is a
+// hostsForReview refuses what a reviewer or the servers would misread: a name or organisation holding
+// bidirectional controls, a redirect URI whose host is a
 // Unicode IDN (Cyrillic "ехаmple.com" reads as example.com to the reviewer approving production; its A-label,
 // xn--…, is what DNS and browsers use), and a jwks_uri Keycloak would fetch from the servers' own network
 // (localhost, or an address that is not public unicast: loopback, private, link-local metadata services).
 func hostsForReview(a apps.App) error {
 	var errs []error
+	for field, v := range map[string]string{"name": a.Name, "organisation": a.DeveloperOrg} {
+		if strings.ContainsFunc(v, bidiControl) {
+			errs = append(errs, fmt.Errorf("%w: %s: holds a bidirectional control character (it would read as another)", apps.ErrInvalid, field))
+		}
+	}
 	for _, u := range a.RedirectURIs {
 		if p, err := url.Parse(u); err == nil && strings.ContainsFunc(p.Host, func(c rune) bool { return c > 0x7e }) {
 			errs = append(errs, fmt.Errorf("%w: redirect URI %q: write an internationalised host as its A-label (xn--…)", apps.ErrInvalid, u))
@@ -178,6 +184,12 @@ func hostsForReview(a apps.App) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bidiControl reports the Unicode bidirectional formatting characters (UAX #9 §2: embeddings, overrides,
+// isolates and marks) that reorder what the reviewer or a member reads without being seen themselves.
+func bidiControl(r rune) bool {
+	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 // newClientID is a client id nobody chose: "app-" and 16 letters and digits.

@@ -259,7 +259,12 @@ func TestRegistrationRefusesHomographRedirectsAndInternalKeyURLs(t *testing.T) {
 	x := newHarness(t)
 	idn := registration(apps.AuthNone)
 	idn.Set("redirect_uris", "https://\u0435\u0445\u0430mple.com/cb")
-	for name, form := range map[string]url.Values{"Unicode IDN redirect host": idn} {
+	rlo := registration(apps.AuthNone)
+	rlo.Set("name", "Wallet \u202eppa lanruoJ")
+	isolate := registration(apps.AuthNone)
+	isolate.Set("org", "Labs \u2067x\u2069")
+	for name, form := range map[string]url.Values{"Unicode IDN redirect host": idn, "right-to-left override in the name": rlo,
+		"bidi isolate in the organisation": isolate} {
 		t.Run(name, func(t *testing.T) {
 			wantStatus(t, x.post(dana(x), "/apps/new", form), http.StatusUnprocessableEntity)
 		})

@@ -362,6 +362,9 @@ func TestRefusalsCarryTheRFC7591ErrorCodesAndRegisterNothing(t *testing.T) {
 		{"no contacts", jsonOf(t, with(publicApp(), "contacts", nil)), "", InvalidClientMetadata},
 		{"contact not an address", jsonOf(t, with(publicApp(), "contacts", []string{"Bob <bob@x.example>"})), "", InvalidClientMetadata},
 		{"no client_name", jsonOf(t, with(publicApp(), "client_name", nil)), "", InvalidClientMetadata},
+		// Bidirectional overrides make a name read as another in the reviewer console and on Keycloak's consent page.
+		{"client_name with a right-to-left override", jsonOf(t, with(publicApp(), "client_name", "Wallet \u202eppa lanruoJ")), "", InvalidClientMetadata},
+		{"client_name with a bidi isolate", jsonOf(t, with(publicApp(), "client_name", "Wallet \u2067x\u2069")), "", InvalidClientMetadata},
 		{"client_name forging a log line", jsonOf(t, with(publicApp(), "client_name", "ok\nlevel=ERROR")), "", InvalidClientMetadata},
 		{"http policy_uri", jsonOf(t, with(publicApp(), "policy_uri", "http://wallet.example/p")), "", InvalidClientMetadata},
 		{"client_name not a string", jsonOf(t, with(publicApp(), "client_name", 42)), "", InvalidClientMetadata},

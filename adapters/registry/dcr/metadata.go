@@ -245,7 +245,16 @@ func safeString(s string) error {
 	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
 		return errors.New("holds a control character")
 	}
+	if strings.IndexFunc(s, bidiControl) >= 0 {
+		return errors.New("holds a bidirectional control character (it would make the value read as another)")
+	}
 	return nil
+}
+
+// bidiControl reports the Unicode bidirectional formatting characters (UAX #9 §2: embeddings, overrides,
+// isolates and marks) that reorder what a reviewer or a member sees without being seen themselves.
+func bidiControl(r rune) bool {
+	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 func duplicate(xs []string) string {
