@@ -349,6 +349,13 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 			Description: "this app has production access: a reviewer changes it (the developer portal)"})
 		return
 	}
+	if cur.State != apps.StateActive {
+		// A reviewer stopped it (abuse, a leaked key): what they reactivate is what they suspended, not what its
+		// registrant rewrote meanwhile. Reading and deleting it stay possible.
+		h.refuse(w, &Refusal{Status: http.StatusForbidden, Code: AccessDenied,
+			Description: "this app is " + string(cur.State) + ": a reviewer decides about it; it cannot be changed until it is active again"})
+		return
+	}
 	if _, ok := members["software_statement"]; cur.SoftwareStatement != "" && !ok {
 		h.refuse(w, refuse(InvalidSoftwareStatement, "software_statement: this app was registered with one; an update carries one too"))
 		return

@@ -601,6 +601,30 @@ func TestUpdateOfAnAppWithProductionAccessIsForbidden(t *testing.T) {
 	}
 }
 
+// A reviewer suspended the app (abuse, a leaked key): while suspended its registrant cannot rewrite what the
+// reviewer will reactivate (redirect URIs, scopes, keys); reading it and deleting it stay possible.
+func TestUpdateOfASuspendedAppIsForbidden(t *testing.T) {
+	f := newFixture(t, 1000)
+	a := f.register(t, jsonOf(t, publicApp()))
+	id, tok := a.str("client_id"), a.str("registration_access_token")
+	if _, err := f.store.Transition(context.Background(), id, apps.StateSuspended, "reviewer:riley", "abuse", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := f.do(t, http.MethodPut, "/register/"+id, jsonOf(t, with(publicApp(), "client_id", id, "redirect_uris", []string{"https://evil.example/cb"})), bearer(tok))
+	if r.status != http.StatusForbidden || r.str("error") != AccessDenied {
+		t.Errorf("update of a suspended app: %d %s, want 403 access_denied", r.status, r.raw)
+	}
+	if app, _ := f.store.Get(context.Background(), id); slices.Contains(app.RedirectURIs, "https://evil.example/cb") {
+		t.Errorf("a suspended app's redirect URIs were rewritten")
+	}
+	if r := f.do(t, http.MethodGet, "/register/"+id, "", bearer(tok)); r.status != http.StatusOK {
+		t.Errorf("read of a suspended app: %d", r.status)
+	}
+	if r := f.do(t, http.MethodDelete, "/register/"+id, "", bearer(tok)); r.status != http.StatusNoContent {
+		t.Errorf("delete of a suspended app: %d %s", r.status, r.raw)
+	}
+}
+
 func TestUpdateOfAStatementRegisteredAppNeedsAStatement(t *testing.T) {
 	f := newFixture(t, 1000)
 	stmt := sign(t, f.registrar, "registrar-1", jose.ES256, map[string]any{"iss": "r", "software_id": "certified"})
