@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackadmin"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -124,20 +124,10 @@ func (w *refusalWatch) refusedWithin(t *testing.T, since time.Time, limit time.D
 	}
 }
 
-// adminToken is the stack's admin API token (test/stack/fhirwall.sh).
-func adminToken(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(stackenv.StateDir(), "admin", "admin.token"))
-	if err != nil {
-		require.Missing(t, "no admin token (make stack-up): "+err.Error())
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // waitSynced waits until the registry says the app's Keycloak client matches it (GET /admin/apps/{id}).
 func waitSynced(t *testing.T, clientID string) {
 	t.Helper()
-	token := adminToken(t)
+	token := stackadmin.Token(t)
 	deadline := time.Now().Add(20 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {

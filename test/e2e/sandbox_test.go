@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackadmin"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -61,45 +60,12 @@ func requireSandboxServed(t *testing.T) {
 }
 
 // adminToken is the registry admin API's bearer token.
-func adminToken(t *testing.T) string {
-	t.Helper()
-	paths := []string{os.Getenv("FHIRWALL_ADMIN_TOKEN_FILE"), filepath.Join(stackenv.StateDir(), "admin", "admin.token")}
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			return string(bytes.TrimSpace(b))
-		}
-	}
-	require.Missing(t, "no registry admin token (FHIRWALL_ADMIN_TOKEN_FILE or .fhirwall/admin/admin.token): the stack's registry admin API is not wired")
-	return ""
-}
+func adminToken(t *testing.T) string { return stackadmin.Token(t) }
 
 // admin sends one admin API call and decodes its answer into out (nil: none).
 func admin(t *testing.T, token, method, path string, body, out any) int {
 	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(ctx(t), method, stackenv.ProxyAdminURL+"/admin/apps/"+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s /admin/apps/%s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return resp.StatusCode
+	return stackadmin.Apps(ctx(t), t, httpClient, token, method, path, body, out)
 }
 
 // sandboxAppToken registers a public Patient Access app in the sandbox environment (active at once, like a

@@ -3,10 +3,9 @@
 package faults
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,32 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/test/stackadmin"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
 // registryAdmin calls the stack's app registry admin API (/admin/apps/ on proxy.admin) with its token.
 func registryAdmin(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	token, err := os.ReadFile(filepath.Join(stackenv.StateDir(), "admin", "admin.token"))
-	if err != nil {
-		t.Fatalf("the stack's admin token: %v (make stack-up)", err)
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, "http://127.0.0.1:9190/admin/apps/"+path, rd)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	status := stackadmin.Apps(context.Background(), t, http.DefaultClient, stackadmin.Token(t), method, path, body, &out)
+	return status, out
 }
 
 // keycloakHasClient asks Keycloak, as the registry's own service account, whether the realm has clientID.
