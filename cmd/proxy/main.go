@@ -217,11 +217,11 @@ type proxy struct {
 	portal       http.Handler
 	portalStatus *portal.Status
 	// idp is the identity provider the registry is kept in sync with (registry.keycloak; nil: none).
-	idp apps.IdP
-	docs      *capability.Handler
-	reg       *prometheus.Registry
-	spool     *audit.Spool
-	shipper   *kafka.Shipper
+	idp     apps.IdP
+	docs    *capability.Handler
+	reg     *prometheus.Registry
+	spool   *audit.Spool
+	shipper *kafka.Shipper
 	// gateway is the standalone reverse proxy (proxy.http), nil when off; limiter is its rate limiter.
 	gateway *gateway.Gateway
 	limiter *ratelimit.Limiter

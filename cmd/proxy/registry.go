@@ -9,8 +9,8 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/registry/admin"
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
-	"github.com/fhirwall/fhirwall/adapters/registry/keycloak"
 	fileregistry "github.com/fhirwall/fhirwall/adapters/registry/file"
+	"github.com/fhirwall/fhirwall/adapters/registry/keycloak"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/decision"

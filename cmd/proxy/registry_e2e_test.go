@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,10 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fhirwall/fhirwall/internal/audit"
-	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
 const e2eAdminToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -29,32 +26,7 @@ const e2eAdminToken = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 // FHIRWALL_TEST_POSTGRES_DSN overrides the DSN), dropped afterwards; the DSN returned uses it.
 func registrySchema(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		require.Missing(t, "PostgreSQL does not answer (bash test/stack/postgres.sh start): "+err.Error())
-	}
-	defer conn.Close(context.Background())
-	schema := "fwtest_proxy_apps_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
+	return pgtest.Schema(t, "proxy_apps")
 }
 
 // The wiring behind registry.source postgres: an app registered and suspended through the admin API on the
