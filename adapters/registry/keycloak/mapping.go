@@ -31,6 +31,12 @@ type Client struct {
 	OptionalClientScopes    []string          `json:"optionalClientScopes,omitempty"`
 	ProtocolMappers         []Mapper          `json:"protocolMappers,omitempty"`
 	NotBefore               int64             `json:"notBefore,omitempty"`
+
+	// DirectAccessGrantsEnabled and ImplicitFlowEnabled are always false, sent on creation (Keycloak switches
+	// the password grant on for a client created without saying): no registry app trades a user's password
+	// for a token or gets one in a URL fragment (OAuth 2.0 Security BCP §2.4, §2.1.2). Not owned after that.
+	DirectAccessGrantsEnabled bool `json:"directAccessGrantsEnabled"`
+	ImplicitFlowEnabled       bool `json:"implicitFlowEnabled"`
 }
 
 // Mapper is a protocol mapper (ProtocolMapperRepresentation).
