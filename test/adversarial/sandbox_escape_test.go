@@ -317,3 +317,44 @@ func TestSuspendedOrDeactivatedAppsTokensAreRefusedInBothModes(t *testing.T) {
 	}
 	eventually("deactivated", refused)
 }
+
+// A sandbox app's token with paths that name a production API through the sandbox's prefix (dot segments,
+// their encodings, doubled slashes, a Host header) reaches no real member in either mode.
+func TestSandboxTokenCannotWalkIntoAProductionAPIByPath(t *testing.T) {
+	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
+		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
+	}
+	scopes := []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"}
+	app := sandboxApp(t, scopes)
+	real := signIn(t, app, scopes, "member01", "fhirwall-demo")
+	target := "/Patient/" + real.Patient
+	for _, m := range modes() {
+		for _, c := range []call{
+			get(patientAccessSandbox + "/../../patient-access/fhir" + target),
+			get(patientAccessSandbox + "/%2e%2e/%2e%2e/patient-access/fhir" + target),
+			get(patientAccessSandbox + "%2F..%2F..%2Fpatient-access%2Ffhir" + target),
+			get("/patient-access-sandbox/../patient-access/fhir" + target),
+			get("/./patient-access/fhir" + target),
+			get("/patient-access-sandbox//fhir/../../patient-access/fhir" + target),
+			get("/patient-access-sandbox/fhir/..%2F..%2Fpatient-access/fhir" + target),
+			get("/patient-access/fhir/../../patient-access-sandbox/fhir" + target),
+			get("/PATIENT-ACCESS/fhir" + target),
+			get("/patient-access/fhir/" + target),
+			get("/patient-access/fhir;x=y" + target),
+			get("/patient-access-sandbox/fhir"+target, "Host", "127.0.0.1:8080", "X-Original-URL", "/patient-access/fhir"+target, "X-Envoy-Original-Path", "/patient-access/fhir"+target),
+		} {
+			t.Run(m.name+c.String(), func(t *testing.T) {
+				a, err := send(testContext(t), m, "", real.AccessToken, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%d", a.status)
+				if a.status >= 200 && a.status < 300 {
+					if bad := syntheticOnly(a, c); len(bad) > 0 {
+						t.Errorf("real data reached a sandbox app's token: %v\n%s", bad, a)
+					}
+				}
+			})
+		}
+	}
+}
