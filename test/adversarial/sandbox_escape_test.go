@@ -23,6 +23,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -353,6 +354,31 @@ func TestSandboxTokenCannotWalkIntoAProductionAPIByPath(t *testing.T) {
 					if bad := syntheticOnly(a, c); len(bad) > 0 {
 						t.Errorf("real data reached a sandbox app's token: %v\n%s", bad, a)
 					}
+				}
+			})
+		}
+	}
+}
+
+// A production app's token is not a sandbox app's: the sandbox APIs refuse it (it would otherwise carry a
+// real member's compartment into an API whose rules were written for synthetic data).
+func TestProductionTokenIsRefusedOnTheSandboxAPIs(t *testing.T) {
+	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
+		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
+	}
+	tok, err := stackauth.Member(testContext(t), "member01", "openid", "fhirUser", "launch/patient", "patient/*.rs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range modes() {
+		for _, c := range []call{get("/Patient/" + tok.Patient), get("/Patient/sandbox-01"), get("/ExplanationOfBenefit")} {
+			t.Run(m.name+c.String(), func(t *testing.T) {
+				a, err := send(testContext(t), m, patientAccessSandbox, tok.AccessToken, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.status != http.StatusUnauthorized && a.status != http.StatusForbidden {
+					t.Errorf("patient-app's token on the sandbox: %s, want 401 or 403", a)
 				}
 			})
 		}
