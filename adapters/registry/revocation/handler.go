@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -221,14 +222,25 @@ func (h *Handler) allow(ip string) bool {
 	return l.Allow()
 }
 
-// clientIP is the peer's address: the portal listener faces clients directly, so no forwarded header is
-// believed.
+// clientIP is the rate limit's key for the peer: the portal listener faces clients directly, so no
+// forwarded header is believed. An IPv4 address (IPv4-mapped ones too) is itself; an IPv6 address counts as
+// its /64, which one host commonly holds whole (a key per address would be no limit). An address that does
+// not parse is its own key.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
 func writeError(w http.ResponseWriter, e *oauthError) {

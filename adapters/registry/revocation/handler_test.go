@@ -287,3 +287,39 @@ func TestRequestsPerIPAreLimited(t *testing.T) {
 		t.Fatalf("second at once: %d; want 429 with Retry-After", w.Code)
 	}
 }
+
+// One IPv6 host commonly holds a whole /64: a bucket per address would let it spread its requests over 2^64
+// addresses. The addresses of one /64 share a bucket (as DCR's limiter keys them); another /64, or an IPv4
+// address written as IPv4-mapped IPv6, is judged as itself.
+func TestRequestsFromOneIPv6SlashSixtyFourShareALimit(t *testing.T) {
+	s := newHandlerSetup(t)
+	h, err := NewHandler(HandlerConfig{Issuer: "https://idp", Discovery: discoveryFake{endpoint: s.issuer.srv.URL},
+		Verifier: s.verifier, Store: s.store, PerMinute: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := func(addr string) int {
+		r := httptest.NewRequest(http.MethodPost, Path, strings.NewReader("token=t"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Authorization", basic("app-1", "s3cret"))
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	if c := from("[2001:db8:1:2::1]:4000"); c != http.StatusOK {
+		t.Fatalf("first: %d", c)
+	}
+	if c := from("[2001:db8:1:2::ffff:2]:4001"); c != http.StatusTooManyRequests {
+		t.Errorf("another address of the same /64: %d, want 429", c)
+	}
+	if c := from("[2001:db8:1:3::1]:4000"); c != http.StatusOK {
+		t.Errorf("another /64: %d, want 200", c)
+	}
+	if c := from("192.0.2.7:4000"); c != http.StatusOK {
+		t.Fatalf("an IPv4 address: %d", c)
+	}
+	if c := from("[::ffff:192.0.2.7]:4000"); c != http.StatusTooManyRequests {
+		t.Errorf("the same IPv4 address, IPv4-mapped: %d, want 429", c)
+	}
+}
