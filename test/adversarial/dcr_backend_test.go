@@ -129,3 +129,62 @@ func TestAnonymousBackendSeesNoRealMemberAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// An anonymous registrant cannot trade a member's password for a token through the client it registered
+// (Resource Owner Password Credentials: OAuth 2.0 Security BCP §2.4 MUST NOT): Keycloak refuses the grant
+// for it. Keycloak answers invalid_client until the registry's sync has created the client.
+func TestDCRClientCannotUseThePasswordGrant(t *testing.T) {
+	body := `{"client_name":"H8 password grant probe","token_endpoint_auth_method":"none","redirect_uris":["http://127.0.0.1:7777/cb"],` +
+		`"scope":"openid patient/*.rs","contacts":["h8@fhirwall.test"]}`
+	hc, err := stackenv.Client(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		ClientID string `json:"client_id"`
+		Token    string `json:"registration_access_token"`
+	}
+	for deadline := time.Now().Add(70 * time.Second); ; time.Sleep(2 * time.Second) {
+		resp, err := hc.Post(portalRegister, "application/json", bytes.NewReader([]byte(body)))
+		if err != nil {
+			require.Missing(t, fmt.Sprintf("the portal listener does not answer (%v): DCR is not wired in this stack", err))
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests && time.Now().Before(deadline) {
+			continue
+		}
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &info) != nil {
+			t.Fatalf("register: %d %s", resp.StatusCode, b)
+		}
+		break
+	}
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, portalRegister+"/"+info.ClientID, nil)
+		req.Header.Set("Authorization", "Bearer "+info.Token)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+	form := "grant_type=password&client_id=" + info.ClientID + "&username=member01&password=fhirwall-demo&scope=openid"
+	for deadline := time.Now().Add(dcrBackendSyncDeadline); ; time.Sleep(500 * time.Millisecond) {
+		resp, err := http.Post(escapeIssuer+"/protocol/openid-connect/token", "application/x-www-form-urlencoded", bytes.NewReader([]byte(form)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			t.Fatalf("an anonymous DCR client got member01's token with the password grant")
+		case e.Error == "unauthorized_client":
+			return // the client exists and may not use the grant
+		case time.Now().After(deadline):
+			require.Missing(t, fmt.Sprintf("Keycloak still answers %d %s for %s after %s: registry.keycloak sync not wired", resp.StatusCode, e.Error, info.ClientID, dcrBackendSyncDeadline))
+		}
+	}
+}
