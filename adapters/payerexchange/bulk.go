@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
@@ -208,7 +209,7 @@ func (b *bulkRunner) match(ctx context.Context, id string, subs []*submission, p
 	}
 	result := object{"resourceType": "Parameters", "meta": object{"profile": []any{profileResult}}, "parameter": params}
 	if sandbox {
-		tagSynthetic(result)
+		synthetic.Tag(result)
 	}
 	out, err := json.Marshal(result)
 	if err != nil {
@@ -264,7 +265,7 @@ func matchGroup(job, code, display, profile, payer string, members []member, mat
 		delete(p, "meta")
 		delete(p, "text")
 		if sandbox {
-			tagSynthetic(p)
+			synthetic.Tag(p)
 		}
 		contained = append(contained, p)
 		entity := object{"extension": []any{object{"url": extMatchParams, "valueReference": object{"reference": "#" + cid}}}}
@@ -289,7 +290,7 @@ func matchGroup(job, code, display, profile, payer string, members []member, mat
 		"member":         entries,
 	}
 	if sandbox {
-		tagSynthetic(g)
+		synthetic.Tag(g)
 	}
 	return g
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
@@ -190,7 +191,7 @@ func consentToStore(sent object, patientID, payer, client string, sandbox bool) 
 	member := "Patient/" + patientID
 	c["meta"] = object{"tag": []any{object{"system": TagSystem, "code": client}}}
 	if sandbox {
-		tagSynthetic(c)
+		synthetic.Tag(c)
 	}
 	c["patient"] = object{"reference": member}
 	for _, p := range list(c["performer"]) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
@@ -254,12 +255,12 @@ const (
 
 func (a *Adapter) lookupBatch(ctx context.Context, ids []string, sandbox bool, c *candidates) error {
 	q := url.Values{"identifier": {strings.Join(ids, ",")}, "_include": {"Coverage:beneficiary"}, "_count": {"200"}}
-	err := a.search.Search(ctx, "Coverage", narrowToSynthetic(q, sandbox), func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "Coverage", synthetic.Narrow(q, sandbox), func(raw json.RawMessage) error {
 		var r object
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
-		if !synthetic(r, sandbox) {
+		if !synthetic.Usable(r, sandbox) {
 			return nil // _tag narrows the Coverages, not the beneficiaries _include brings
 		}
 		switch str(r["resourceType"]) {
@@ -382,7 +383,7 @@ func (a *Adapter) memberMatch(ctx context.Context, d *decision.Decision, payer s
 		object{"name": "MemberIdentifier", "valueIdentifier": memberIdentifier(res.patient)},
 	}}
 	if d.Sandbox() {
-		tagSynthetic(out)
+		synthetic.Tag(out)
 	}
 	return resourceAnswer(200, out, []string{id}, "matched")
 }

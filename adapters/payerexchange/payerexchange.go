@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/fhirserver"
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
@@ -63,7 +64,7 @@ func New(p Ports, log *slog.Logger, now func() time.Time) (*Adapter, error) {
 func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
 	ans, err := a.serve(ctx, d, base)
 	if err == nil {
-		err = checkSandboxAnswer(d, ans)
+		err = synthetic.CheckAnswer(d, ans)
 	}
 	return ans, err
 }

@@ -2,11 +2,11 @@ package payerexchange
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
@@ -15,7 +15,7 @@ import (
 func syntheticMember(id, family, given, birth, gender, number string) []map[string]any {
 	m := fixtureMember(id, family, given, birth, gender, number, "")
 	for _, r := range m {
-		tagSynthetic(r)
+		synthetic.Tag(r)
 	}
 	return m
 }
@@ -27,7 +27,7 @@ func sandboxFixtures() []map[string]any {
 	all = append(all, syntheticMember("synth", "Sandbox", "Sam", "1985-05-05", "female", "SBX-0001")...)
 	stray := fixtureMember("exact", "Quintero", "Maria", "1980-03-14", "female", "SBX-0002", "")[1]
 	stray["id"] = "cov-stray"
-	tagSynthetic(stray)
+	synthetic.Tag(stray)
 	return append(all, stray)
 }
 
@@ -114,7 +114,7 @@ func TestSandboxBulkMemberMatchWritesAndAnswersSyntheticGroupsOnly(t *testing.T)
 func TestSandboxDataExportStartsOnlyForASyntheticGroup(t *testing.T) {
 	real := map[string]any{"resourceType": "Group", "id": "real-group", "type": "person", "actual": true}
 	synth := map[string]any{"resourceType": "Group", "id": "synth-group", "type": "person", "actual": true}
-	tagSynthetic(synth)
+	synthetic.Tag(synth)
 	f := newFakeFHIR(t, real, synth)
 	a, _ := f.adapter(t, now)
 	if ans := serve(t, a, sandboxDecided(t, "GET", "/Group/real-group/$davinci-data-export", "", nil)); ans.Status != 404 {
@@ -125,28 +125,5 @@ func TestSandboxDataExportStartsOnlyForASyntheticGroup(t *testing.T) {
 	}
 	if ans := serve(t, a, sandboxDecided(t, "GET", "/Group/synth-group/$davinci-data-export", "", nil)); ans.Status != http.StatusAccepted {
 		t.Fatalf("a synthetic Group's export on the sandbox: %d %s", ans.Status, ans.Body)
-	}
-}
-
-func TestASandboxAnswerWithRealDataIsAnErrorNeverSent(t *testing.T) {
-	d := sandboxDecided(t, "POST", "/Patient/$member-match", "", nil)
-	untagged := decision.Answer{Status: 200, Body: []byte(`{"resourceType":"Parameters","parameter":[]}`)}
-	if err := checkSandboxAnswer(d, untagged); !errors.Is(err, errNotSynthetic) {
-		t.Fatalf("an untagged sandbox answer: %v", err)
-	}
-	if err := checkSandboxAnswer(d, decision.Answer{Status: 200, Body: []byte(`not json`)}); !errors.Is(err, errNotSynthetic) {
-		t.Fatalf("an unreadable sandbox answer: %v", err)
-	}
-	for name, ans := range map[string]decision.Answer{
-		"no body":          {Status: 202},
-		"OperationOutcome": decision.RefusalAnswer(noMatch, "no_match"),
-		"tagged":           {Status: 200, Body: []byte(`{"resourceType":"Parameters","meta":{"tag":[{"system":"https://fhirwall.dev/CodeSystem/environment","code":"sandbox"}]}}`)},
-	} {
-		if err := checkSandboxAnswer(d, ans); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	if err := checkSandboxAnswer(decided(t, "POST", "/Patient/$member-match", "", nil), untagged); err != nil {
-		t.Fatalf("the production API's answer is not the sandbox's to check: %v", err)
 	}
 }

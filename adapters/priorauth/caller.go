@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fhirwall/fhirwall/adapters/priorauth/subscriptions"
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 )
 
@@ -83,7 +84,7 @@ func (a *Adapter) identifiersOf(ctx context.Context, ref string, sandbox bool) (
 	if active, ok := res["active"].(bool); ok && !active {
 		return nil, false, nil // an inactive organisation or practitioner acts for nobody
 	}
-	if !usable(res, sandbox) {
+	if !synthetic.Usable(res, sandbox) {
 		return nil, false, nil // a real provider acts for nobody in the sandbox
 	}
 	return Identifiers(res), true, nil
@@ -93,14 +94,14 @@ func (a *Adapter) identifiersOf(ctx context.Context, ref string, sandbox bool) (
 func (a *Adapter) organisationsOf(ctx context.Context, practitioner string, sandbox bool) ([]provider, error) {
 	var refs []string
 	q := url.Values{"practitioner": {practitioner}, "active": {"true"}}
-	err := a.search.Search(ctx, "PractitionerRole", narrowToSynthetic(q, sandbox), func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "PractitionerRole", synthetic.Narrow(q, sandbox), func(raw json.RawMessage) error {
 		var role map[string]any
 		if err := json.Unmarshal(raw, &role); err != nil {
 			return err
 		}
 		// The search parameters narrowed it; the resource itself is judged again (a server that ignored a
 		// parameter must not make a stranger a colleague).
-		if active, _ := role["active"].(bool); !active || asStr(asObj(role["practitioner"])["reference"]) != practitioner || !usable(role, sandbox) {
+		if active, _ := role["active"].(bool); !active || asStr(asObj(role["practitioner"])["reference"]) != practitioner || !synthetic.Usable(role, sandbox) {
 			return nil
 		}
 		if org := asStr(asObj(role["organization"])["reference"]); strings.HasPrefix(org, "Organization/") && !slices.Contains(refs, org) {

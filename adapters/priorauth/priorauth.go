@@ -21,6 +21,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/priorauth/subscriptions"
 	"github.com/fhirwall/fhirwall/adapters/priorauth/um"
 	"github.com/fhirwall/fhirwall/adapters/profilevalidator"
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
@@ -129,7 +130,7 @@ func New(p Ports, s Settings) (*Adapter, error) {
 func (a *Adapter) Serve(ctx context.Context, d *decision.Decision, base string) (decision.Answer, error) {
 	ans, err := a.serve(ctx, d, base)
 	if err == nil {
-		err = checkSandboxAnswer(d, ans)
+		err = synthetic.CheckAnswer(d, ans)
 	}
 	return ans, err
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 )
 
 // Profiles and code systems of PAS 2.0.1 (package hl7.fhir.us.davinci-pas 2.0.1) and PDex 2.0.0.
@@ -231,7 +233,7 @@ func responseBundle(s *Submission, r Request, rejects []Code, inquiry bool, now 
 		"entry":     entries,
 	}
 	if r.Sandbox {
-		tagSynthetic(b)
+		synthetic.Tag(b)
 	}
 	return json.Marshal(b)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/priorauth/um"
+	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
@@ -165,13 +166,13 @@ func (a *Adapter) member(ctx context.Context, s *Submission, sandbox bool) (stri
 	}
 	want := a.set.MemberIdentifierSystem + "|" + number
 	var found []map[string]any
-	err := a.search.Search(ctx, "Patient", narrowToSynthetic(url.Values{"identifier": {want}}, sandbox), func(raw json.RawMessage) error {
+	err := a.search.Search(ctx, "Patient", synthetic.Narrow(url.Values{"identifier": {want}}, sandbox), func(raw json.RawMessage) error {
 		var p map[string]any
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return err
 		}
 		// Judged again on the resource: a server that ignored the parameter must not match everyone.
-		if asStr(p["resourceType"]) == "Patient" && validID(asStr(p["id"])) && slices.Contains(Identifiers(p), want) && usable(p, sandbox) {
+		if asStr(p["resourceType"]) == "Patient" && validID(asStr(p["id"])) && slices.Contains(Identifiers(p), want) && synthetic.Usable(p, sandbox) {
 			found = append(found, p)
 		}
 		return nil
@@ -333,7 +334,7 @@ func (a *Adapter) storeOnFHIR(ctx context.Context, s *Submission, r Request) err
 	var entries []any
 	for _, res := range resources {
 		if r.Sandbox {
-			tagSynthetic(res)
+			synthetic.Tag(res)
 		}
 		entries = append(entries, map[string]any{"resource": res,
 			"request": map[string]any{"method": "PUT", "url": asStr(res["resourceType"]) + "/" + asStr(res["id"])}})
