@@ -31,7 +31,10 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir", Timeout: 30 * time.Second, ConnectTimeout: 2 * time.Second}) ||
 		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
 		cfg.LocalService != (xds.Endpoint{Host: "127.0.0.1", Port: 9192}) ||
-		len(cfg.APIs) != 6 || cfg.APIs[4].Name != "patient-access-sandbox" || cfg.APIs[5].PathPrefix != "/provider-access-sandbox/fhir" || cfg.APIs[2].Name != "payer-to-payer" || cfg.APIs[3].Name != "prior-auth" ||
+		len(cfg.APIs) != 8 || cfg.APIs[4].Name != "patient-access-sandbox" || cfg.APIs[5].PathPrefix != "/provider-access-sandbox/fhir" || cfg.APIs[2].Name != "payer-to-payer" || cfg.APIs[3].Name != "prior-auth" ||
+		// The adapters' sandboxes take their base's large bodies on exact routes to fhirwall-proxy too.
+		cfg.APIs[6].Name != "payer-to-payer-sandbox" || cfg.APIs[6].BodyLimits["/Group/$bulk-member-match"] != 15<<20 ||
+		cfg.APIs[7].Name != "prior-auth-sandbox" || cfg.APIs[7].BodyLimits["/Claim/$submit"] != 5<<20 ||
 		cfg.APIs[3].BodyLimits["/Claim/$submit"] != 5<<20 || cfg.APIs[3].BodyLimits["/Claim/$inquire"] != 5<<20 || cfg.APIs[0].Name != "patient-access" || cfg.APIs[0].PathPrefix != "/patient-access/fhir" ||
 		cfg.APIs[1].Name != "provider-access" || cfg.APIs[1].PathPrefix != "/provider-access/fhir" ||
 		cfg.RateLimits.Tiers["standard"] != (xds.Rate{PerSecond: 50, Burst: 100}) || cfg.ListenerTLS != nil ||
