@@ -27,7 +27,7 @@ func TestCreatedClientsHaveNoPasswordGrantOrImplicitFlow(t *testing.T) {
 			if err := json.Unmarshal(b, &rep); err != nil {
 				t.Fatal(err)
 			}
-			for _, field := range []string{"directAccessGrantsEnabled", "implicitFlowEnabled"} {
+			for _, field := range []string{"directAccessGrantsEnabled", "implicitFlowEnabled", "fullScopeAllowed"} {
 				if v, ok := rep[field]; !ok || v != false {
 					t.Errorf("%s: %v (sent: %v), want false, sent", field, v, ok)
 				}

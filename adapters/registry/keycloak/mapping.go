@@ -37,6 +37,10 @@ type Client struct {
 	// for a token or gets one in a URL fragment (OAuth 2.0 Security BCP §2.4, §2.1.2). Not owned after that.
 	DirectAccessGrantsEnabled bool `json:"directAccessGrantsEnabled"`
 	ImplicitFlowEnabled       bool `json:"implicitFlowEnabled"`
+	// FullScopeAllowed is false, sent on creation like the two above: an app's tokens carry only the roles
+	// its client scopes map (offline_access through the offline_access scope), never the user's other realm
+	// roles (a reviewer's fhirwall-reviewer in a third-party app's token), as the realm file's clients.
+	FullScopeAllowed bool `json:"fullScopeAllowed"`
 }
 
 // Mapper is a protocol mapper (ProtocolMapperRepresentation).
