@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/synthetic"
 	"github.com/fhirwall/fhirwall/internal/datascope"
@@ -197,5 +199,25 @@ func TestASandboxSubscriptionIsStoredTagged(t *testing.T) {
 	g.call(t, sandboxOrgCaller, "/Subscription", body)
 	if syntheticBody(t, g.subs.body) {
 		t.Fatal("a production Subscription was tagged sandbox")
+	}
+}
+
+func TestTheAdminAPINeitherListsNorShowsASandboxRequest(t *testing.T) {
+	f := newAdminFixture(t)
+	sandbox := Request{ID: "pa-sandbox", Provider: "Organization/sandbox-org", Patient: "Patient/sandbox-01", ClientID: "sandbox-provider",
+		ClaimIdentifier: "urn:ietf:rfc:3986|urn:uuid:9", Received: adminNow.Add(-time.Hour), Deadline: adminNow.Add(-time.Minute),
+		Status: StatusPended, Version: 1, Sandbox: true,
+		Items: []ItemDecision{{Sequence: 1, Product: Code{System: "http://www.ama-assn.org/go/cpt", Code: "33510"}, Verdict: VerdictPended, Rule: "cabg-review"}}}
+	if err := f.store.Insert(context.Background(), sandbox); err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.do("GET", "/admin/prior-auth/requests?status=pended", ""); rec.Code != 200 || strings.Contains(rec.Body.String(), "pa-sandbox") {
+		t.Fatalf("queue %d: %s", rec.Code, rec.Body)
+	}
+	if rec := f.do("GET", "/admin/prior-auth/requests/pa-sandbox", ""); rec.Code != 404 {
+		t.Fatalf("a sandbox request shown to a reviewer: %d %s", rec.Code, rec.Body)
+	}
+	if pended, _, _, err := QueueStats(context.Background(), f.store, adminNow); err != nil || pended != 2 {
+		t.Fatalf("the queue's figures count %d pended (%v), want the 2 real ones", pended, err)
 	}
 }
