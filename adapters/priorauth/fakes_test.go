@@ -170,10 +170,12 @@ func (v *fakeValidator) Validate(ctx context.Context, profile string, resource [
 type fakeDecider struct {
 	err   error
 	calls int
+	asked []um.Request
 }
 
 func (d *fakeDecider) Decide(ctx context.Context, r um.Request) (um.Result, error) {
 	d.calls++
+	d.asked = append(d.asked, r)
 	if d.err != nil {
 		return um.Result{}, d.err
 	}

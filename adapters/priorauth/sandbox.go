@@ -19,7 +19,8 @@ import (
 //   - the request is kept marked (Request.Sandbox): it is not in the review queue, the queue's figures or
 //     the CMS report, the admin API does not show or decide it, and an $inquire finds it only on the sandbox
 //     (a production inquiry never finds a sandbox request, nor a sandbox inquiry a real one). Items the
-//     rules pend stay pended: no reviewer ever acts on synthetic data as if it were real;
+//     rules pend, or refer to the UM system (which is never asked), stay pended: no reviewer ever acts on
+//     synthetic data as if it were real;
 //   - an answer with a body that is not synthetic is an error (503), never sent (Serve): the decision core
 //     does not hold an adapter's answer to the sandbox rule, so the adapter does.
 

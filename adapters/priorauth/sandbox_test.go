@@ -94,6 +94,9 @@ func TestSandboxSubmitIsFiledUnderTheSyntheticMemberAndTaggedEverywhere(t *testi
 	if !syntheticBody(t, ans.Body) {
 		t.Fatalf("the PAS response is not synthetic: %s", ans.Body)
 	}
+	if len(g.decider.asked) != 1 || !g.decider.asked[0].Sandbox {
+		t.Fatalf("the Decider was not told the request is a sandbox one (the UM system must never see it): %+v", g.decider.asked)
+	}
 	stored, err := g.store.FindByClaimIdentifier(context.Background(), "Organization/sandbox-org", "http://example.org/PATIENT_EVENT_TRACE_NUMBER|111099")
 	if err != nil || !stored.Sandbox || stored.Patient != "Patient/sandbox-01" {
 		t.Fatalf("stored %+v, %v", stored, err)

@@ -207,7 +207,7 @@ func families(p map[string]any) []string {
 // unknown verdict, a denial without a reason (CMS-0057-F wants a specific reason for every denial) and a
 // Decider that failed all pend the item for a reviewer; nothing is approved that the Decider did not approve.
 func (a *Adapter) decide(ctx context.Context, s *Submission, r Request) ([]ItemDecision, bool) {
-	q := um.Request{ID: r.ID, Patient: r.Patient, Provider: r.Provider, ClaimType: s.ClaimType.Code, Expedited: r.Expedited}
+	q := um.Request{ID: r.ID, Patient: r.Patient, Provider: r.Provider, ClaimType: s.ClaimType.Code, Expedited: r.Expedited, Sandbox: r.Sandbox}
 	for _, it := range s.Items {
 		ui := um.Item{Sequence: it.Sequence, Quantity: it.Quantity}
 		for _, c := range it.Codes {

@@ -51,6 +51,12 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Result, error) {
 	if len(referred) == 0 {
 		return Result{Items: items}, nil
 	}
+	if req.Sandbox {
+		for _, i := range referred {
+			items[i].Verdict, items[i].Rule, items[i].Reason = Pended, RuleSandbox, nil
+		}
+		return Result{Items: items}, nil
+	}
 
 	sub := req
 	sub.Items = make([]Item, len(referred))

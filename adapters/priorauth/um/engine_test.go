@@ -97,6 +97,20 @@ func TestEngineAsksTheUMOnlyAboutReferredItemsInOneCall(t *testing.T) {
 	}
 }
 
+func TestEngineNeverAsksTheUMAboutASandboxRequest(t *testing.T) {
+	fake := &fakeDecider{err: errors.New("must not be called")}
+	e, _ := newEngine(t, fake)
+	req := engineRequest()
+	req.Sandbox = true
+	got := decide(t, e, req)
+	if len(fake.asks) != 0 {
+		t.Fatalf("the UM was asked about a sandbox request %d times", len(fake.asks))
+	}
+	if got[0].Verdict != um.Approved || got[1].Verdict != um.Pended || got[1].Rule != um.RuleSandbox || got[3].Rule != um.RuleSandbox {
+		t.Fatalf("sandbox items %+v: the rules decide, referred items stay pended", got)
+	}
+}
+
 func TestEngineWithoutReferredItemsNeverCallsTheUM(t *testing.T) {
 	fake := &fakeDecider{err: errors.New("must not be called")}
 	e, _ := newEngine(t, fake)

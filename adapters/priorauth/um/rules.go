@@ -35,6 +35,7 @@ const (
 	RuleNoCoding      = "no-coding"      // the item has no usable code: pended for review
 	RuleUM            = "um"             // the payer's UM system decided
 	RuleUMUnavailable = "um-unavailable" // referred, but the UM system did not answer well: pended for review
+	RuleSandbox       = "sandbox-no-um"  // referred, in a sandbox request: the UM system is never asked; pended
 )
 
 // ErrInvalidRules is the kind of every error of ParseRules and LoadRules about the rules themselves.

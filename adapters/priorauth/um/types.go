@@ -24,6 +24,10 @@ type Request struct {
 	ClaimType string `json:"claim_type"`
 	Expedited bool   `json:"expedited"`
 	Items     []Item `json:"items"`
+	// Sandbox: a request of the Prior Authorization sandbox (synthetic data, docs/sandbox.md). The rules
+	// alone decide it: what they refer to the payer's UM system stays pended (RuleSandbox), so synthetic
+	// requests never reach it. Never sent.
+	Sandbox bool `json:"-"`
 }
 
 // Verdict is one item's decision.
