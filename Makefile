@@ -80,7 +80,7 @@ fuzz:
 	         FuzzValidateRegistration:./adapters/registry/apps FuzzParseRequest:./adapters/registry/revocation \
 	         FuzzRegistrationMetadata:./adapters/registry/dcr FuzzParseDocs:./internal/portal FuzzSessionCookie:./internal/portal \
 	         FuzzSafeReturn:./internal/portal FuzzSessionKey:./internal/portal FuzzEnforceSandbox:./internal/decision \
-	         FuzzAdoptedKeysShowNoDrift:./adapters/registry/keycloak; do \
+	         FuzzAdoptedKeysShowNoDrift:./adapters/registry/keycloak FuzzTagMakesAnyResourceSynthetic:./adapters/synthetic; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 

@@ -1,11 +1,14 @@
 package decision
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 )
 
@@ -49,6 +52,13 @@ func (c *Core) Answer(ctx context.Context, d *Decision) Answer {
 		c.observer().UpstreamFailed(d, err)
 		return RefusalAnswer(outcome.Unavailable, "error")
 	}
+	if d.Sandbox() && !syntheticAnswer(ans.Body) {
+		// The adapter holds a sandbox answer to synthetic data itself (adapters/synthetic); this is the core's
+		// own check behind it, as for the FHIR server's answers: nothing untagged leaves a sandbox API.
+		c.Log.Error("an adapter's sandbox answer holds a resource that is not synthetic; refusing", "decision_id", d.ID,
+			"adapter", d.Policy.Obligations.Adapter)
+		return RefusalAnswer(outcome.Unavailable, "error")
+	}
 	if ans.Header == nil {
 		ans.Header = http.Header{}
 	}
@@ -76,4 +86,22 @@ func (c *Core) RecordAnswer(ctx context.Context, d *Decision, a Answer, took tim
 		return fmt.Errorf("adapter answer: %w", err)
 	}
 	return nil
+}
+
+// syntheticAnswer reports whether an adapter's answer body may leave a sandbox API: empty, a FHIR resource
+// every resource of which carries the synthetic tag (datascope.Synthetic: Bundles and OperationOutcomes
+// themselves excepted), or a JSON document that is no FHIR resource (a bulk manifest, whose files are served
+// and checked by the core). Anything else, unreadable JSON included, may not.
+func syntheticAnswer(body []byte) bool {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return false
+	}
+	if _, isResource := doc["resourceType"]; !isResource {
+		return true
+	}
+	return datascope.Synthetic(doc)
 }

@@ -203,3 +203,40 @@ func FuzzEnforceSandbox(f *testing.F) {
 		check(root)
 	})
 }
+
+// fakeAdapter answers every request with its body.
+type fakeAdapter struct{ body string }
+
+func (f fakeAdapter) Serve(context.Context, *Decision, string) (Answer, error) {
+	return Answer{Status: http.StatusOK, Body: []byte(f.body)}, nil
+}
+
+// An adapter's answer to a sandbox request leaves only if every resource in it is synthetic: the core checks
+// behind the adapter as it checks the FHIR server's answers. Production answers are not held to the tag.
+func TestAdapterAnswersOnASandboxAPIMustBeSynthetic(t *testing.T) {
+	untagged := `{"resourceType":"Parameters","parameter":[{"name":"MemberIdentifier","resource":{"resourceType":"Patient","id":"member-01"}}]}`
+	tagged := synthetic(`{"resourceType":"Parameters","id":"match","parameter":[{"name":"MemberIdentifier","resource":` +
+		synthetic(`{"resourceType":"Patient","id":"sandbox-01"}`) + `}]}`)
+	for _, tc := range []struct {
+		name, api, body string
+		want            int
+	}{
+		{"sandbox, a real member inside", "payer-to-payer-sandbox", untagged, http.StatusServiceUnavailable},
+		{"sandbox, all synthetic", "payer-to-payer-sandbox", tagged, http.StatusOK},
+		{"sandbox, not JSON", "payer-to-payer-sandbox", "member-01", http.StatusServiceUnavailable},
+		{"sandbox, a manifest (no resource)", "payer-to-payer-sandbox", `{"transactionTime":"2026-12-07T00:00:00Z","output":[]}`, http.StatusOK},
+		{"sandbox, empty (202 kick-off)", "payer-to-payer-sandbox", "", http.StatusOK},
+		{"production, untagged", "payer-to-payer", untagged, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newEnforcingCore()
+			c.Adapters = map[string]Adapter{"fake": fakeAdapter{body: tc.body}}
+			d := decisionFor("")
+			d.Input.API = tc.api
+			d.Policy.Obligations.Adapter = "fake"
+			if got := c.Answer(context.Background(), d); got.Status != tc.want {
+				t.Fatalf("status %d, want %d (%s)", got.Status, tc.want, got.Body)
+			}
+		})
+	}
+}
