@@ -44,6 +44,8 @@ type Config struct {
 	Portal Portal `mapstructure:"portal"`
 	// Notices are deprecations, maintenance windows and incidents (portal.go).
 	Notices []Notice `mapstructure:"notices"`
+
+	role Role // what Load was asked to check for
 }
 
 // FHIRServer is the FHIR server fhirwall fronts.
@@ -375,23 +377,41 @@ var KnownAPIs = []string{"patient-access", "provider-access", "payer-to-payer", 
 	"patient-access" + SandboxSuffix, "provider-access" + SandboxSuffix,
 	"payer-to-payer" + SandboxSuffix, "prior-auth" + SandboxSuffix}
 
-// Load reads path (may be empty: defaults and environment only) and validates the result.
-func Load(path string) (*Config, error) {
+// Role is the program a configuration is loaded for: each is refused only for what it uses.
+type Role int
+
+const (
+	// ForProxy is fhirwall-proxy (and the CLI): every check.
+	ForProxy Role = iota
+	// ForXDS is fhirwall-xds, which builds Envoy's configuration from the file and never opens the app
+	// registry: it needs no jobs.postgres_dsn (so its pod holds no database password).
+	ForXDS
+)
+
+// Load reads path (may be empty: defaults and environment only) and validates the result for
+// fhirwall-proxy.
+func Load(path string) (*Config, error) { return LoadFor(path, ForProxy) }
+
+// LoadFor is Load for the program role names.
+func LoadFor(path string, role Role) (*Config, error) {
 	v, err := read(path)
 	if err != nil {
 		return nil, err
 	}
-	return decode(v, path)
+	return decode(v, path, role)
 }
 
 // Watch calls onChange with the new configuration (or the reason it was refused) whenever the file at path
 // changes. Callers keep what they run on when the error is non-nil.
-func Watch(path string, onChange func(*Config, error)) error {
+func Watch(path string, onChange func(*Config, error)) error { return WatchFor(path, ForProxy, onChange) }
+
+// WatchFor is Watch for the program role names.
+func WatchFor(path string, role Role, onChange func(*Config, error)) error {
 	v, err := read(path)
 	if err != nil {
 		return err
 	}
-	v.OnConfigChange(func(fsnotify.Event) { onChange(decode(v, path)) })
+	v.OnConfigChange(func(fsnotify.Event) { onChange(decode(v, path, role)) })
 	v.WatchConfig()
 	return nil
 }
@@ -441,8 +461,8 @@ func read(path string) (*viper.Viper, error) {
 	return v, nil
 }
 
-func decode(v *viper.Viper, path string) (*Config, error) {
-	var c Config
+func decode(v *viper.Viper, path string, role Role) (*Config, error) {
+	c := Config{role: role}
 	// Viper's own hooks (durations, comma-separated lists) plus RFC 3339 times: a notice's dates arrive as
 	// strings when the file quotes them (Helm's toYaml always does).
 	hooks := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(),

@@ -40,7 +40,7 @@ func (c *Config) validateRegistry() []error {
 			errs = append(errs, errors.New("registry.file: required with registry.source file; only registered clients are served"))
 		}
 	case RegistryPostgres:
-		if c.Jobs.PostgresDSN == "" {
+		if c.Jobs.PostgresDSN == "" && c.role != ForXDS {
 			errs = append(errs, errors.New("registry.source postgres: set jobs.postgres_dsn, the PostgreSQL that holds the app registry"))
 		}
 	default:

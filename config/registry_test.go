@@ -114,3 +114,16 @@ func TestKeycloakSyncIsCheckedOnlyWithThePostgresRegistry(t *testing.T) {
 		}
 	}
 }
+
+func TestXDSLoadsAPostgresRegistryConfigWithoutTheDSN(t *testing.T) {
+	path := writeConfig(t, "registry: {source: postgres}\n")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "jobs.postgres_dsn") {
+		t.Fatalf("fhirwall-proxy without the DSN: %v, want refused", err)
+	}
+	if _, err := LoadFor(path, ForXDS); err != nil {
+		t.Fatalf("fhirwall-xds, which never opens the registry, refused: %v", err)
+	}
+	if _, err := LoadFor(writeConfig(t, "registry: {source: ldap}\n"), ForXDS); err == nil {
+		t.Fatal("fhirwall-xds accepted registry.source ldap")
+	}
+}

@@ -33,7 +33,7 @@ func run() error {
 	configPath := flag.String("config", envOr("FHIRWALL_CONFIG", "config/fhirwall.yaml"), "config file (YAML); FHIRWALL_* variables override it")
 	flag.Parse()
 
-	c, err := config.Load(*configPath)
+	c, err := config.LoadFor(*configPath, config.ForXDS)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func run() error {
 
 	// Reloads are serialised; a bad edit is logged and the running snapshot stays.
 	var reload sync.Mutex
-	err = config.Watch(*configPath, func(next *config.Config, err error) {
+	err = config.WatchFor(*configPath, config.ForXDS, func(next *config.Config, err error) {
 		reload.Lock()
 		defer reload.Unlock()
 		var nextCfg xds.Config

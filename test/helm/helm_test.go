@@ -151,10 +151,10 @@ func TestRenderedConfigLoads(t *testing.T) {
 				}
 			}
 			proxy := podSpec(t, out, "fhirwall-proxy")
-			if _, err := loadAs(dir, podSpec(t, out, "fhirwall-xds")); err != nil {
+			if _, err := loadAs(dir, podSpec(t, out, "fhirwall-xds"), config.ForXDS); err != nil {
 				t.Errorf("fhirwall-xds refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
 			}
-			cfg, err := loadAs(dir, proxy)
+			cfg, err := loadAs(dir, proxy, config.ForProxy)
 			if err != nil {
 				t.Fatalf("fhirwall-proxy refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
 			}
@@ -278,9 +278,10 @@ func checkSecretFile(t *testing.T, proxy podSpecView, key, file string) {
 	}
 }
 
-// loadAs loads dir/fhirwall.yaml as the pod would: with the FHIRWALL_* variables its first container sets
-// (a variable from a Secret gets a placeholder, since only its presence is known here), and no others.
-func loadAs(dir string, pod podSpecView) (*config.Config, error) {
+// loadAs loads dir/fhirwall.yaml as the pod's program (role) would: with the FHIRWALL_* variables its first
+// container sets (a variable from a Secret gets a placeholder, since only its presence is known here), and no
+// others.
+func loadAs(dir string, pod podSpecView, role config.Role) (*config.Config, error) {
 	var names []string
 	if len(pod.Containers) > 0 {
 		for _, e := range pod.Containers[0].Env {
@@ -303,7 +304,7 @@ func loadAs(dir string, pod podSpecView) (*config.Config, error) {
 			os.Unsetenv(n)
 		}
 	}()
-	return config.Load(filepath.Join(dir, "fhirwall.yaml"))
+	return config.LoadFor(filepath.Join(dir, "fhirwall.yaml"), role)
 }
 
 // manifest decodes the document of kind and name in helm's multi-document output into T.
@@ -554,7 +555,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"portal-dcr-without-portal.yaml", "config.portal.dcr.enabled is true but portal.enabled is false"},
 		{"portal-listen-in-config.yaml", "at '/config/portal': additional properties 'listen' not allowed"},
 		{"registry-import-file-source.yaml", "registry.import needs config.registry.source postgres"},
-		{"registry-postgres-without-dsn-in-xds.yaml", "config.registry.source is postgres but xds.extraEnv does not set FHIRWALL_JOBS_POSTGRES_DSN"},
+		{"registry-postgres-without-dsn.yaml", "config.registry.source is postgres but proxy.extraEnv does not set FHIRWALL_JOBS_POSTGRES_DSN"},
 		{"registry-keycloak-without-secret.yaml", "config.registry.keycloak.url is set but registry.keycloak.serviceAccountSecret is not"},
 		{"registry-keycloak-secret-file-in-config.yaml", "at '/config/registry/keycloak': additional properties 'client_secret_file' not allowed"},
 		{"admin-token-file-in-config.yaml", "at '/config': additional properties 'admin' not allowed"},

@@ -292,10 +292,8 @@ be mounted for nothing.
 {{- if eq $source "postgres" -}}
 {{- $dsnEnv := "FHIRWALL_JOBS_POSTGRES_DSN" -}}
 {{- if not .Values.config.jobs.postgres_dsn -}}
-{{- range $c := list (dict "key" "proxy" "env" .Values.proxy.extraEnv) (dict "key" "xds" "env" .Values.xds.extraEnv) -}}
-{{- if not (include "fhirwall.setsEnv" (dict "env" $c.env "name" $dsnEnv)) -}}
-{{- fail (printf "config.registry.source is postgres but %s.extraEnv does not set %s: the app registry lives in PostgreSQL, and fhirwall-proxy and fhirwall-xds both refuse a fhirwall.yaml with registry.source postgres and no jobs.postgres_dsn. Set %s from a Secret (valueFrom.secretKeyRef) in proxy.extraEnv and xds.extraEnv" $c.key $dsnEnv $dsnEnv) -}}
-{{- end -}}
+{{- if not (include "fhirwall.setsEnv" (dict "env" .Values.proxy.extraEnv "name" $dsnEnv)) -}}
+{{- fail (printf "config.registry.source is postgres but proxy.extraEnv does not set %s: the app registry lives in PostgreSQL, and fhirwall-proxy refuses a fhirwall.yaml with registry.source postgres and no jobs.postgres_dsn. Set %s from a Secret (valueFrom.secretKeyRef) in proxy.extraEnv (fhirwall-xds never opens the registry and needs no DSN)" $dsnEnv $dsnEnv) -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.registry.import -}}
