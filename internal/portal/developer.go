@@ -5,15 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
-	"github.com/fhirwall/fhirwall/internal/smart"
 )
 
 // owner is the Owner of the apps a portal user registers.
@@ -119,77 +115,20 @@ func (h *handler) appFromForm(r *http.Request) (registerForm, apps.App) {
 	return f, a
 }
 
-// problems lists each reason of a refusal on its own line.
+// problems lists each reason of a refusal (the registration policy's Problems) on its own line.
 func problems(err error) []string {
 	var out []string
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			out = append(out, problems(e)...)
-		}
-		return out
+	for _, p := range apps.Problems(err) {
+		out = append(out, p.Detail)
 	}
-	return []string{strings.TrimPrefix(err.Error(), apps.ErrInvalid.Error()+": ")}
-}
-
-// scopesForLaunch refuses resource scopes the app's launch cannot rightly hold (SMART App Launch 2.2
-// §Scopes, SMART Backend Services §Scopes): system/ scopes act for no user and are a backend service's;
-// patient/ and user/ scopes are granted by a user signing in to a standalone or EHR launch. A user-facing
-// app holding system/*.rs would carry organisation-wide access in every token a user signs in for.
-func scopesForLaunch(a apps.App) error {
-	backend := slices.Contains(a.LaunchTypes, apps.LaunchBackend)
-	interactive := slices.Contains(a.LaunchTypes, apps.LaunchStandalone) || slices.Contains(a.LaunchTypes, apps.LaunchEHR)
-	var errs []error
-	for _, s := range a.RequestedScopes {
-		sc, err := smart.Parse(s)
-		if err != nil {
-			continue // the registration policy reports what does not parse
-		}
-		switch {
-		case sc.Context == smart.SystemContext && !backend:
-			errs = append(errs, fmt.Errorf("%w: scope %q: system/ scopes are a backend service's (launch type backend)", apps.ErrInvalid, s))
-		case sc.Context != smart.SystemContext && !interactive:
-			errs = append(errs, fmt.Errorf("%w: scope %q: a backend service acts for no user: it asks for system/ scopes", apps.ErrInvalid, s))
+	if len(out) == 0 && err != nil { // a store's own refusal, not the policy's: one line each
+		for l := range strings.Lines(err.Error()) {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// hostsForReview refuses what a reviewer or the servers would misread: a name or organisation holding
-// bidirectional controls, a redirect URI whose host is a
-// Unicode IDN (Cyrillic "ехаmple.com" reads as example.com to the reviewer approving production; its A-label,
-// xn--…, is what DNS and browsers use), and a jwks_uri Keycloak would fetch from the servers' own network
-// (localhost, or an address that is not public unicast: loopback, private, link-local metadata services).
-func hostsForReview(a apps.App) error {
-	var errs []error
-	for field, v := range map[string]string{"name": a.Name, "organisation": a.DeveloperOrg} {
-		if strings.ContainsFunc(v, bidiControl) {
-			errs = append(errs, fmt.Errorf("%w: %s: holds a bidirectional control character (it would read as another)", apps.ErrInvalid, field))
-		}
-	}
-	for _, u := range a.RedirectURIs {
-		if p, err := url.Parse(u); err == nil && strings.ContainsFunc(p.Host, func(c rune) bool { return c > 0x7e }) {
-			errs = append(errs, fmt.Errorf("%w: redirect URI %q: write an internationalised host as its A-label (xn--…)", apps.ErrInvalid, u))
-		}
-	}
-	if a.JWKSURI != "" {
-		p, err := url.Parse(a.JWKSURI)
-		if err != nil {
-			return errors.Join(errs...) // the registration policy reports it
-		}
-		host := strings.TrimSuffix(strings.ToLower(p.Hostname()), ".")
-		ip, ipErr := netip.ParseAddr(host)
-		if host == "localhost" || strings.HasSuffix(host, ".localhost") ||
-			(ipErr == nil && (!ip.Unmap().IsGlobalUnicast() || ip.Unmap().IsPrivate())) {
-			errs = append(errs, fmt.Errorf("%w: jwks_uri %q: names a local, private or link-local host; keys are fetched from a public https host", apps.ErrInvalid, a.JWKSURI))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// bidiControl reports the Unicode bidirectional formatting characters (UAX #9 §2: embeddings, overrides,
-// isolates and marks) that reorder what the reviewer or a member reads without being seen themselves.
-func bidiControl(r rune) bool {
-	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
+	return out
 }
 
 // newClientID is a client id nobody chose: "app-" and 16 letters and digits.
@@ -212,7 +151,7 @@ func (h *handler) registerApp(w http.ResponseWriter, r *http.Request, s *session
 	// Sandbox: synthetic data only, so approved as requested at once (issue 16 item 3).
 	a.Environment, a.State = apps.Sandbox, apps.StateActive
 	a.ApprovedAPIs, a.ApprovedScopes = slices.Clone(a.RequestedAPIs), slices.Clone(a.RequestedScopes)
-	if err := errors.Join(apps.ValidateRegistration(a, h.offered), scopesForLaunch(a), hostsForReview(a)); err != nil {
+	if err := apps.ValidateRegistration(a, h.offered); err != nil {
 		f.Problems = problems(err)
 		h.render(w, r, http.StatusUnprocessableEntity, "newapp", "Register a sandbox app", f)
 		return
@@ -322,7 +261,7 @@ func (h *handler) requestProduction(w http.ResponseWriter, r *http.Request, s *s
 	if confidential(p.TokenAuthMethod) {
 		issued.ClientSecret = rand.Text() + rand.Text()
 	}
-	if err := errors.Join(apps.ValidateRegistration(p, h.offered), scopesForLaunch(p), hostsForReview(p)); err != nil {
+	if err := apps.ValidateRegistration(p, h.offered); err != nil {
 		h.fail(w, r, http.StatusUnprocessableEntity, "The app cannot ask for production: "+strings.Join(problems(err), "; "))
 		return
 	}

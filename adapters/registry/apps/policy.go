@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/smart"
 )
 
 // Launch types an app may register for (SMART App Launch 2.x: standalone and EHR launch; Backend Services).
@@ -30,9 +31,10 @@ const (
 // maxClientIDLen bounds a client id: it travels in tokens, logs, metric labels and Keycloak.
 const maxClientIDLen = 128
 
-// ValidateRegistration reports every way a registers against the registration policy, joined, each wrapping
-// ErrInvalid. offered maps an API's name to the scopes it offers (config apis[].smart.scopes); an API missing
-// from it is unknown.
+// ValidateRegistration reports every way a registers against the registration policy, joined, each a
+// *Problem wrapping ErrInvalid (Problems lists them). offered maps an API's name to the scopes it offers
+// (config apis[].smart.scopes); an API missing from it is unknown. It is the one policy of every way an app
+// is registered or changed: the admin API (and fhirwall apps), Dynamic Client Registration and the portal.
 //
 // It judges the App only: a public client (token_endpoint_auth_method none) has no secret to check here. A
 // Dynamic Client Registration endpoint must itself refuse a request carrying client_secret for a client whose
@@ -41,136 +43,179 @@ const maxClientIDLen = 128
 // Scopes: a requested scope is allowed when one scope offered by one of the requested APIs covers it whole
 // (decision.Covers, the gateway's own rule for what a client may hold). A wildcard request such as
 // patient/*.rs is therefore allowed only where the API offers a wildcard that covers it: the types it could
-// mean are not enumerable, so per-type offers never add up to it. Non-resource scopes (openid, fhirUser,
-// launch/patient, offline_access) must be offered verbatim. Approved APIs must be requested ones and every
-// approved scope covered by a requested one: a reviewer narrows, never widens.
+// mean are not enumerable, so per-type offers never add up to it. Permissions are: a scope asking for several
+// (user/Claim.cr) is allowed when each on its own is covered (user/Claim.c and user/Claim.r offered; the
+// gateway grants it nothing more). Non-resource scopes (openid, fhirUser,
+// launch/patient, offline_access) must be offered verbatim. A resource scope must suit the launch:
+// system/ scopes a backend service's, patient/ and user/ scopes a user-facing app's. Approved APIs must be
+// requested ones and every approved scope covered by a requested one: a reviewer narrows, never widens.
+//
+// What people read must read as what it is: no control or bidirectional formatting characters in any
+// registered value, and URL hosts in ASCII (an IDN as its xn-- A-label). A jwks_uri, which Keycloak fetches,
+// must not name the servers' own network (localhost, loopback, private, link-local addresses).
 func ValidateRegistration(a App, offered map[string][]string) error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	badAt := func(field Field, i int, format string, args ...any) {
+		errs = append(errs, &Problem{Field: field, Index: i, Detail: fmt.Sprintf(format, args...)})
+	}
+	bad := func(field Field, format string, args ...any) { badAt(field, -1, format, args...) }
+	text := func(field Field, v string) {
+		if err := plainText(v); err != nil {
+			bad(field, "%s: %v", field, err)
+		}
 	}
 
 	if err := validClientID(a.ClientID); err != nil {
-		bad("client_id %q: %v", a.ClientID, err)
+		bad(FieldClientID, "client_id %q: %v", a.ClientID, err)
 	}
 	if name := strings.TrimSpace(a.Name); name == "" || len(name) > 200 || strings.ContainsAny(a.Name, "\r\n\t") {
-		bad("name: want 1-200 characters on one line")
+		bad(FieldName, "name: want 1-200 characters on one line")
+	} else {
+		text(FieldName, a.Name)
 	}
+	text(FieldDeveloperOrg, a.DeveloperOrg)
+	text(FieldSoftwareID, a.SoftwareID)
+	text(FieldSoftwareVersion, a.SoftwareVersion)
 	for i, c := range a.Contacts {
 		if err := validEmail(c.Email); err != nil {
-			bad("contacts[%d].email %q: %v", i, c.Email, err)
+			badAt(FieldContacts, i, "contacts[%d].email %q: %v", i, c.Email, err)
+		}
+		for what, v := range map[string]string{"email": c.Email, "name": c.Name, "role": c.Role} {
+			if err := plainText(v); err != nil {
+				badAt(FieldContacts, i, "contacts[%d].%s: %v", i, what, err)
+			}
 		}
 	}
 	if len(a.Contacts) == 0 {
-		bad("contacts: want at least one contact with an email address")
+		bad(FieldContacts, "contacts: want at least one contact with an email address")
 	}
-	for field, u := range map[string]string{"logo_uri": a.LogoURI, "client_uri": a.ClientURI, "policy_uri": a.PolicyURI, "tos_uri": a.TOSURI} {
-		if u == "" {
+	for _, f := range []struct {
+		field Field
+		u     string
+	}{{FieldLogoURI, a.LogoURI}, {FieldClientURI, a.ClientURI}, {FieldPolicyURI, a.PolicyURI}, {FieldTOSURI, a.TOSURI}} {
+		if f.u == "" {
 			continue
 		}
-		if err := validHTTPSURL(u); err != nil {
-			bad("%s %q: %v", field, u, err)
+		if err := validHTTPSURL(f.u); err != nil {
+			bad(f.field, "%s %q: %v", f.field, f.u, err)
 		}
 	}
 
 	// Launch types and redirect URIs.
 	if len(a.LaunchTypes) == 0 {
-		bad("launch_types: want at least one of standalone, ehr, backend")
+		bad(FieldLaunchTypes, "launch_types: want at least one of standalone, ehr, backend")
 	}
-	for _, lt := range a.LaunchTypes {
+	for i, lt := range a.LaunchTypes {
 		if !slices.Contains([]string{LaunchStandalone, LaunchEHR, LaunchBackend}, lt) {
-			bad("launch_types: %q is not one of standalone, ehr, backend", lt)
+			badAt(FieldLaunchTypes, i, "launch_types: %q is not one of standalone, ehr, backend", lt)
 		}
 	}
 	if hasDuplicates(a.LaunchTypes) {
-		bad("launch_types: listed twice")
+		bad(FieldLaunchTypes, "launch_types: listed twice")
 	}
 	backend := slices.Contains(a.LaunchTypes, LaunchBackend)
 	interactive := slices.Contains(a.LaunchTypes, LaunchStandalone) || slices.Contains(a.LaunchTypes, LaunchEHR)
 	for i, u := range a.RedirectURIs {
 		if err := validRedirectURI(u); err != nil {
-			bad("redirect_uris[%d] %q: %v", i, u, err)
+			badAt(FieldRedirectURIs, i, "redirect_uris[%d] %q: %v", i, u, err)
 		}
 	}
 	if hasDuplicates(a.RedirectURIs) {
-		bad("redirect_uris: listed twice")
+		bad(FieldRedirectURIs, "redirect_uris: listed twice")
 	}
 	if interactive && len(a.RedirectURIs) == 0 {
-		bad("redirect_uris: a standalone or EHR launch needs at least one")
+		bad(FieldRedirectURIs, "redirect_uris: a standalone or EHR launch needs at least one")
 	}
 	if backend && len(a.RedirectURIs) > 0 {
 		// SMART Backend Services: no user, no authorization endpoint, so no redirect.
-		bad("redirect_uris: a backend service has none")
+		bad(FieldRedirectURIs, "redirect_uris: a backend service has none")
 	}
 
 	// Client authentication and keys.
 	switch a.TokenAuthMethod {
 	case AuthNone:
 		if a.JWKSURI != "" || len(a.JWKS) > 0 {
-			bad("jwks: a public client (token_endpoint_auth_method none) registers no keys")
+			bad(FieldJWKS, "jwks: a public client (token_endpoint_auth_method none) registers no keys")
 		}
 	case AuthClientSecretBasic, AuthClientSecretPost:
 		if a.JWKSURI != "" || len(a.JWKS) > 0 {
-			bad("jwks: only with token_endpoint_auth_method private_key_jwt")
+			bad(FieldJWKS, "jwks: only with token_endpoint_auth_method private_key_jwt")
 		}
 	case AuthPrivateKeyJWT:
 		errs = append(errs, validKeys(a.JWKSURI, a.JWKS)...)
 	default:
-		bad("token_endpoint_auth_method %q: want none, client_secret_basic, client_secret_post or private_key_jwt", a.TokenAuthMethod)
+		bad(FieldTokenAuthMethod, "token_endpoint_auth_method %q: want none, client_secret_basic, client_secret_post or private_key_jwt", a.TokenAuthMethod)
 	}
 	if backend && a.TokenAuthMethod != AuthPrivateKeyJWT {
 		// SMART Backend Services §Registering: asymmetric client authentication only.
-		bad("token_endpoint_auth_method: a backend service uses private_key_jwt")
+		bad(FieldTokenAuthMethod, "token_endpoint_auth_method: a backend service uses private_key_jwt")
+	}
+	if a.JWKSURI != "" {
+		// Whatever the method: Keycloak would fetch it if the method ever became private_key_jwt.
+		if err := fetchableHost(a.JWKSURI); err != nil {
+			bad(FieldJWKSURI, "jwks_uri %q: %v", a.JWKSURI, err)
+		}
+	}
+	for _, f := range []struct {
+		field Field
+		u     string
+	}{{FieldLogoURI, a.LogoURI}, {FieldClientURI, a.ClientURI}, {FieldPolicyURI, a.PolicyURI}, {FieldTOSURI, a.TOSURI}, {FieldJWKSURI, a.JWKSURI}} {
+		if err := errors.Join(plainText(f.u), asciiHost(f.u)); err != nil {
+			bad(f.field, "%s %q: %v", f.field, f.u, err)
+		}
 	}
 
 	// APIs and scopes.
 	if len(a.RequestedAPIs) == 0 {
-		bad("requested_apis: want at least one")
+		bad(FieldRequestedAPIs, "requested_apis: want at least one")
 	}
-	for _, api := range a.RequestedAPIs {
+	for i, api := range a.RequestedAPIs {
 		if _, ok := offered[api]; !ok {
-			bad("requested_apis: %q is not an API fhirwall serves", api)
+			badAt(FieldRequestedAPIs, i, "requested_apis: %q is not an API fhirwall serves", api)
 		}
 	}
 	if hasDuplicates(a.RequestedAPIs) {
-		bad("requested_apis: listed twice")
+		bad(FieldRequestedAPIs, "requested_apis: listed twice")
 	}
 	if len(a.RequestedScopes) == 0 {
-		bad("requested_scopes: want at least one")
+		bad(FieldRequestedScopes, "requested_scopes: want at least one")
 	}
-	for _, s := range a.RequestedScopes {
+	for i, s := range a.RequestedScopes {
 		if !offeredBy(s, a.RequestedAPIs, offered) {
-			bad("requested_scopes: %q is not offered by %v", s, a.RequestedAPIs)
+			badAt(FieldRequestedScopes, i, "requested_scopes: %q is not offered by %v", s, a.RequestedAPIs)
+		}
+		if err := scopeForLaunch(s, backend, interactive); err != nil {
+			badAt(FieldRequestedScopes, i, "requested_scopes: %q: %v", s, err)
 		}
 	}
-	for _, api := range a.ApprovedAPIs {
+	for i, api := range a.ApprovedAPIs {
 		if !slices.Contains(a.RequestedAPIs, api) {
-			bad("approved_apis: %q was not requested", api)
+			badAt(FieldApprovedAPIs, i, "approved_apis: %q was not requested", api)
 		}
 	}
-	for _, s := range a.ApprovedScopes {
+	for i, s := range a.ApprovedScopes {
 		if !slices.ContainsFunc(a.RequestedScopes, func(r string) bool { return decision.Covers(r, s) }) {
-			bad("approved_scopes: %q is not covered by a requested scope", s)
+			badAt(FieldApprovedScopes, i, "approved_scopes: %q is not covered by a requested scope", s)
 		}
 	}
 
 	switch a.Environment {
 	case Sandbox, Production:
 	default:
-		bad("environment %q: want sandbox or production", a.Environment)
+		bad(FieldEnvironment, "environment %q: want sandbox or production", a.Environment)
 	}
 	switch a.State {
 	case "", StatePending, StateApproved, StateActive, StateSuspended, StateDeactivated:
 	default:
-		bad("state %q: not a lifecycle state", a.State)
+		bad(FieldState, "state %q: not a lifecycle state", a.State)
 	}
 	if strings.TrimSpace(a.Tier) == "" {
-		bad("tier: want a rate tier")
+		bad(FieldTier, "tier: want a rate tier")
 	}
 	// What the gateway itself requires of a client (scopes parse, org is Organization/<id>).
 	if err := ToClient(a).Validate(); err != nil {
 		for _, e := range unjoin(err) {
-			bad("%v", e)
+			bad(FieldClient, "%v", e)
 		}
 	}
 	return errors.Join(errs...)
@@ -216,14 +261,20 @@ func validHTTPSURL(s string) error {
 // loopbackHosts are where an http redirect URI may point: a native app's own listener (RFC 8252 §7.3, §8.3).
 var loopbackHosts = []string{"127.0.0.1", "::1", "localhost"}
 
-// ValidRedirectURI reports why s is not a redirect URI the registry accepts (nil: it is). Dynamic Client
-// Registration answers such a URI with its own error code (RFC 7591 §3.2.2 invalid_redirect_uri) before
-// ValidateRegistration judges the rest.
+// ValidRedirectURI reports why s is not a redirect URI the registry accepts (nil: it is): the rule
+// ValidateRegistration applies to each of an app's redirect URIs (its Problems with RedirectURI() true).
 func ValidRedirectURI(s string) error { return validRedirectURI(s) }
 
 // validRedirectURI: absolute, no fragment (RFC 6749 §3.1.2), no wildcard (exact matching, OAuth 2.0 Security
-// BCP §2.1), https, or http on a loopback host for a native app.
+// BCP §2.1), https, or http on a loopback host for a native app; plain text with an ASCII host (what the
+// reviewer and the member read is the host the browser goes to).
 func validRedirectURI(s string) error {
+	if err := plainText(s); err != nil {
+		return err
+	}
+	if err := asciiHost(s); err != nil {
+		return err
+	}
 	if strings.Contains(s, "*") {
 		return errors.New("no wildcards: redirect URIs are matched exactly")
 	}
@@ -260,7 +311,11 @@ var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 func validKeys(jwksURI string, jwks json.RawMessage) []error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+		field := FieldJWKS
+		if jwksURI != "" && len(jwks) == 0 {
+			field = FieldJWKSURI
+		}
+		errs = append(errs, &Problem{Field: field, Index: -1, Detail: fmt.Sprintf(format, args...)})
 	}
 	switch {
 	case jwksURI == "" && len(jwks) == 0:
@@ -301,14 +356,42 @@ func validKeys(jwksURI string, jwks json.RawMessage) []error {
 	return errs
 }
 
-// offeredBy reports whether one of the apis offers a scope covering s.
+// offeredBy reports whether the apis offer s: one offered scope covers it whole, or, for a resource scope
+// asking for several permissions, each permission on its own is covered (prior-auth offers user/Claim.c and
+// user/Claim.r, so user/Claim.cr holds nothing they do not). The context, the type (a wildcard stays one
+// that must be offered as a wildcard) and any granular parameters stay as asked.
 func offeredBy(s string, apis []string, offered map[string][]string) bool {
-	for _, api := range apis {
-		if slices.ContainsFunc(offered[api], func(o string) bool { return decision.Covers(o, s) }) {
-			return true
+	covered := func(scope string) bool {
+		for _, api := range apis {
+			if slices.ContainsFunc(offered[api], func(o string) bool { return decision.Covers(o, scope) }) {
+				return true
+			}
+		}
+		return false
+	}
+	if covered(s) {
+		return true
+	}
+	sc, err := smart.Parse(s)
+	if err != nil {
+		return false
+	}
+	_, query, _ := strings.Cut(s, "?")
+	if query != "" {
+		query = "?" + query
+	}
+	n := 0
+	for letter, has := range map[string]bool{"c": sc.Permissions.Create, "r": sc.Permissions.Read,
+		"u": sc.Permissions.Update, "d": sc.Permissions.Delete, "s": sc.Permissions.Search} {
+		if !has {
+			continue
+		}
+		n++
+		if !covered(string(sc.Context) + "/" + sc.ResourceType + "." + letter + query) {
+			return false
 		}
 	}
-	return false
+	return n > 1
 }
 
 func hasDuplicates(xs []string) bool {

@@ -271,45 +271,28 @@ func (h *handler) registrant(members map[string]json.RawMessage) (apps.App, *Ref
 	return m.registrant(h.offered)
 }
 
-// validate judges a whole app: its redirect URIs first (invalid_redirect_uri), then everything the registry's
-// policy says (invalid_client_metadata, every problem listed).
+// validate judges a whole app by the registry's policy: a problem with one of its redirect URIs is answered
+// invalid_redirect_uri (those alone, when there are any), every other invalid_client_metadata, all listed.
 func validate(a apps.App, offered map[string][]string) *Refusal {
-	var p problems
-	for i, u := range a.RedirectURIs {
-		if err := apps.ValidRedirectURI(u); err != nil {
-			p.add(InvalidRedirectURI, "redirect_uris[%d] %q: %v", i, clip(u), err)
-		} else if err := asciiHost(u); err != nil {
-			p.add(InvalidRedirectURI, "redirect_uris[%d] %q: %v", i, clip(u), err)
+	err := apps.ValidateRegistration(a, offered)
+	if err == nil {
+		return nil
+	}
+	var redirects, others problems
+	for _, pr := range apps.Problems(err) {
+		if pr.RedirectURI() {
+			redirects.add(InvalidRedirectURI, "%s", pr.Detail)
+		} else {
+			others.add(InvalidClientMetadata, "%s", pr.Detail)
 		}
 	}
-	if r := p.refusal(); r != nil {
+	if r := redirects.refusal(); r != nil {
 		return r
 	}
-	if err := apps.ValidateRegistration(a, offered); err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				p.add(InvalidClientMetadata, "%s", strings.TrimPrefix(line, apps.ErrInvalid.Error()+": "))
-			}
-		}
-		return p.refusal()
+	if r := others.refusal(); r != nil {
+		return r
 	}
-	return nil
-}
-
-// asciiHost refuses a URI whose host is written in Unicode: an internationalised domain name reads as
-// another host to the reviewer and the member who see it (Cyrillic "ехаmple.com" is not example.com), and
-// its A-label (xn--…, RFC 5890) is the name DNS and the browser use. The registrant writes that form.
-func asciiHost(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	for _, c := range u.Host {
-		if c > 0x7e {
-			return errors.New("write an internationalised host name as its A-label (xn--…)")
-		}
-	}
-	return nil
+	return refuse(InvalidClientMetadata, "%s", strings.TrimSpace(err.Error())) // a refusal without its Problems still refuses
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request) {

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
@@ -233,8 +230,9 @@ func encode(v any) ([]byte, error) {
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
 
-// safeString refuses values no registration needs and that could forge log lines, headers or UI: control
-// characters, invalid UTF-8, and values longer than maxValueLen.
+// safeString bounds what the parser reads: values longer than maxValueLen and invalid UTF-8. What a value
+// may hold (control and bidirectional characters, hosts) is the registration policy's, applied to every way
+// an app registers (apps.ValidateRegistration).
 func safeString(s string) error {
 	if len(s) > maxValueLen {
 		return fmt.Errorf("longer than %d bytes", maxValueLen)
@@ -242,19 +240,7 @@ func safeString(s string) error {
 	if !utf8.ValidString(s) {
 		return errors.New("not valid UTF-8")
 	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		return errors.New("holds a control character")
-	}
-	if strings.IndexFunc(s, bidiControl) >= 0 {
-		return errors.New("holds a bidirectional control character (it would make the value read as another)")
-	}
 	return nil
-}
-
-// bidiControl reports the Unicode bidirectional formatting characters (UAX #9 §2: embeddings, overrides,
-// isolates and marks) that reorder what a reviewer or a member sees without being seen themselves.
-func bidiControl(r rune) bool {
-	return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 func duplicate(xs []string) string {
@@ -329,12 +315,6 @@ func (m Metadata) registrant(offered map[string][]string) (apps.App, *Refusal) {
 	if backend {
 		launch = append(launch, apps.LaunchBackend)
 	}
-	p = append(p, scopeContexts(scopes, backend)...)
-	if m.JWKSURI != "" {
-		if err := publicHost(m.JWKSURI); err != nil {
-			p.add(InvalidClientMetadata, "jwks_uri %q: %v", clip(m.JWKSURI), err)
-		}
-	}
 	apis, r := apisFor(scopes, offered)
 	if r != nil {
 		p = append(p, *r)
@@ -354,53 +334,6 @@ func (m Metadata) registrant(offered map[string][]string) (apps.App, *Refusal) {
 		RequestedAPIs: apis, RequestedScopes: scopes,
 		SoftwareID: m.SoftwareID, SoftwareVersion: m.SoftwareVersion, SoftwareStatement: m.SoftwareStatement,
 	}, nil
-}
-
-// scopeContexts refuses resource scopes of the wrong kind for the client's grant (SMART App Launch 2.2
-// §Scopes, SMART Backend Services §Scopes): system/ scopes act for no user and belong to a backend service
-// (client_credentials, private_key_jwt); patient/ and user/ scopes are a user's, granted at sign-in through
-// the authorization code flow. A user-facing app, a public one even, holding system/*.rs would get
-// organisation-wide scopes in every token a user signs in for.
-func scopeContexts(scopes []string, backend bool) problems {
-	var p problems
-	for _, s := range scopes {
-		sc, err := smart.Parse(s)
-		if err != nil {
-			continue // apisFor reports what does not parse
-		}
-		switch {
-		case sc.Context == smart.SystemContext && !backend:
-			p.add(InvalidClientMetadata, "scope %q: system/ scopes are a backend service's (grant_types [client_credentials]); a user-facing app asks for patient/ or user/ scopes", clip(s))
-		case sc.Context != smart.SystemContext && backend:
-			p.add(InvalidClientMetadata, "scope %q: a backend service acts for no user: it asks for system/ scopes", clip(s))
-		}
-	}
-	return p
-}
-
-// publicHost refuses a URL the servers would fetch on an anonymous registrant's word (Keycloak fetches a
-// private_key_jwt client's jwks_uri) when it names the servers' own network: localhost, or an IP address
-// that is not a public unicast one (loopback, private, link-local such as a cloud metadata service,
-// unspecified, multicast). A DNS name that resolves to such an address is the fetcher's egress policy's to
-// refuse: checking it here would be undone by the next resolution.
-func publicHost(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("want an absolute URL")
-	}
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return errors.New("names this server's own host; keys are fetched from a public https host")
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return nil // a DNS name
-	}
-	ip = ip.Unmap()
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() {
-		return errors.New("names a loopback, private or link-local address; keys are fetched from a public https host")
-	}
-	return nil
 }
 
 // apisFor is the APIs an app asks for with its scopes: every API one of whose offered scopes covers a
