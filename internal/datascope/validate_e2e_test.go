@@ -71,7 +71,9 @@ func TestSeedAfterProviderAccessValidates(t *testing.T) {
 		if paths := leakedMoney(res); len(paths) > 0 {
 			t.Errorf("%s/%s: money left at %v", rt, res["id"], paths)
 		}
-		if rt == "ExplanationOfBenefit" && isPriorAuth(res) {
+		// Da Vinci resources (PDex prior auths, the sandbox member's HRex opt-in Consent) validate against the
+		// Da Vinci packages; everything else against CARIN BB and US Core.
+		if rt == "ExplanationOfBenefit" && isPriorAuth(res) || claimsHRex(res) {
 			pdex = append(pdex, res)
 		} else {
 			carin = append(carin, res)
@@ -87,7 +89,19 @@ func TestSeedAfterProviderAccessValidates(t *testing.T) {
 		}
 	}
 	t.Run("CARIN BB and US Core", func(t *testing.T) { validate(t, carinPackages, carin) })
-	t.Run("PDex prior authorizations", func(t *testing.T) { validate(t, pdexPackages, pdex) })
+	t.Run("Da Vinci: PDex prior authorizations, the HRex opt-in", func(t *testing.T) { validate(t, pdexPackages, pdex) })
+}
+
+// claimsHRex reports whether res claims a Da Vinci HRex profile (the Payer-to-Payer opt-in Consent).
+func claimsHRex(res map[string]any) bool {
+	meta, _ := res["meta"].(map[string]any)
+	profiles, _ := meta["profile"].([]any)
+	for _, p := range profiles {
+		if s, _ := p.(string); strings.Contains(s, "/davinci-hrex/") {
+			return true
+		}
+	}
+	return false
 }
 
 // TestPayerToPayerPriorAuthsValidateAgainstPDex21: the Payer-to-Payer fixtures' prior auths
