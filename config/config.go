@@ -403,7 +403,9 @@ func LoadFor(path string, role Role) (*Config, error) {
 
 // Watch calls onChange with the new configuration (or the reason it was refused) whenever the file at path
 // changes. Callers keep what they run on when the error is non-nil.
-func Watch(path string, onChange func(*Config, error)) error { return WatchFor(path, ForProxy, onChange) }
+func Watch(path string, onChange func(*Config, error)) error {
+	return WatchFor(path, ForProxy, onChange)
+}
 
 // WatchFor is Watch for the program role names.
 func WatchFor(path string, role Role, onChange func(*Config, error)) error {
