@@ -9,14 +9,14 @@ import (
 // One topic, several fhirwall-proxy replicas: each writes its own chain from its own spool, and the
 // shipper of each keys its entries by patient over the same partitions.
 
-const parts = 3
+const topicParts = 3
 
 // interleave merges the chains' messages as brokers would: in each partition, the chains' entries
 // alternate (each chain keeping its own order there), offsets are renumbered, and the topic is read
 // partition after partition, as ReadTopic does.
 func interleave(chains ...[]Message) []Message {
 	var out []Message
-	for p := range parts {
+	for p := range topicParts {
 		var queues [][]Message
 		for _, c := range chains {
 			var q []Message
@@ -53,7 +53,7 @@ func replicas(t *testing.T, k, n int) ([][]Message, []*Head) {
 	var heads []*Head
 	for range k {
 		dir := spoolOf(t, n)
-		topics = append(topics, topicOf(t, dir, parts))
+		topics = append(topics, topicOf(t, dir, topicParts))
 		heads = append(heads, headOf(t, dir))
 	}
 	return topics, heads
@@ -149,7 +149,7 @@ func TestEntriesOfAChainInDifferentPartitionsMayArriveInAnyOrder(t *testing.T) {
 	// Partitions read in reverse: later seqs of a chain come before earlier ones of another partition.
 	msgs := interleave(topics...)
 	var reversed []Message
-	for p := parts - 1; p >= 0; p-- {
+	for p := topicParts - 1; p >= 0; p-- {
 		for _, m := range msgs {
 			if m.Partition == p {
 				reversed = append(reversed, m)

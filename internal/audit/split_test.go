@@ -175,3 +175,29 @@ func TestCMSReportCountsASplitRecordAsOneTransfer(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSplitPatients(f *testing.F) {
+	f.Add("a,b,c", 5)
+	f.Add("Patient/1,\"q\",\u2028,", 1)
+	f.Add("", 100)
+	f.Fuzz(func(t *testing.T, list string, max int) {
+		ps := strings.Split(list, ",")
+		max = max%4096 + 1
+		if max < 0 {
+			max = -max + 1
+		}
+		var joined []string
+		for _, p := range SplitPatients(ps, max) {
+			if b, _ := json.Marshal(p); len(p) > 1 && len(b) > max {
+				t.Fatalf("a part of %d encodes to %d > %d", len(p), len(b), max)
+			}
+			if len(p) == 0 && len(ps) > 0 {
+				t.Fatal("an empty part")
+			}
+			joined = append(joined, p...)
+		}
+		if !slices.Equal(joined, ps) {
+			t.Fatalf("%q does not join back to %q", joined, ps)
+		}
+	})
+}
