@@ -201,3 +201,26 @@ func FuzzSplitPatients(f *testing.F) {
 		}
 	})
 }
+
+func TestEachPartOfASplitRecordExportsAsAnAuditEventLinkedByRequestID(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{PartPatientBytes: 4 << 10})
+	big := bulkRecord(1000)
+	if err := s.Write(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	parts := spoolRecords(t, dir)
+	for _, p := range parts {
+		b, err := AuditEvent(p, aeOptions)
+		if err != nil {
+			t.Fatalf("part %d: %v", p.Part, err)
+		}
+		if !strings.Contains(string(b), `"id":"`+p.ID+`"`) || !strings.Contains(string(b), big.RequestID) {
+			t.Fatalf("part %d: the AuditEvent lacks its id or the shared request id", p.Part)
+		}
+	}
+	if len(parts) < 2 {
+		t.Fatalf("%d parts", len(parts))
+	}
+}
