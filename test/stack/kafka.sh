@@ -7,6 +7,8 @@
 #   test/stack/kafka.sh status               exit 0 when running and accepting on $KAFKA_PORT
 #   test/stack/kafka.sh topic NAME [PARTS]   create a topic (default 1 partition) unless it exists
 #                                            (every topic made here takes messages of up to 18 MiB)
+#   test/stack/kafka.sh size-topic [NAME]    max.message.bytes of an existing topic (default fhirwall.audit)
+#                                            set to 18 MiB on the running broker
 # Broker on 127.0.0.1:$KAFKA_PORT (PLAINTEXT), controller on 127.0.0.1:$KAFKA_CONTROLLER_PORT.
 # Data in $FHIRWALL_STATE/kafka (kept across stop/start; delete that folder for a clean cluster).
 # Env: KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JAVA (a java >= 17 to use).
@@ -224,11 +226,20 @@ topic() {
   create_topic "$name" "$parts"
 }
 
+# size-topic [NAME]: set max.message.bytes of a running broker's topic (default the audit topic), without a
+# restart; start does it for the audit topic anyway
+size() {
+  local name=${1:-$AUDIT_TOPIC}
+  is_running "$NAME" && port_open "$KAFKA_PORT" || die "kafka is not running (test/stack/kafka.sh start)"
+  size_topic "$name" && log "topic $name: max.message.bytes=$MAX_MESSAGE_BYTES"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   topic) shift; topic "$@" ;;
-  *) echo "usage: $0 {install|start|stop|status|topic NAME [PARTITIONS]}" >&2; exit 2 ;;
+  size-topic) shift; size "$@" ;;
+  *) echo "usage: $0 {install|start|stop|status|topic NAME [PARTITIONS]|size-topic [NAME]}" >&2; exit 2 ;;
 esac
