@@ -120,6 +120,9 @@ func shipRecords(t *testing.T, topic string, recs []audit.Record) (dir string, h
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	if st := sh.Stats(); st.Failures > 0 { // a new topic: kafka-go learns its partitions after a metadata refresh
+		t.Logf("shipper: %d failed batch writes before Kafka took them all", st.Failures)
+	}
 	h, err := audit.ReadHead(dir + "/head.json")
 	if err != nil {
 		t.Fatal(err)

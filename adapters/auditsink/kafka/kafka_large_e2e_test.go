@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,6 +107,23 @@ func TestLargestEntryShipsWholeAndVerifies(t *testing.T) {
 
 // A topic at Kafka's default size: CheckTopic names it, and an entry above it is never acknowledged to the
 // spool (it waits there, the shipper says why) instead of being dropped.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestUndersizedTopicIsNamedAndNothingIsAcknowledged(t *testing.T) {
 	const kafkaDefault = 1048588
 	topic := newTopicWith(t, "small", kafkaDefault)
@@ -122,13 +140,20 @@ func TestUndersizedTopicIsNamedAndNothingIsAcknowledged(t *testing.T) {
 	if err := sp.Write(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	sh := NewShipper(sp, []string{broker}, topic, Options{BackoffMin: 50 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	defer sh.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := sh.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sh.Run(ctx) }()
+	// A new topic's metadata can take kafka-go's metadata TTL (6 s) to reach the writer: until then the
+	// writes fail as "unknown topic", then as too large.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), "refuses an entry as too large") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
 	if st := sp.Stats(); st.Cursor >= st.Durable-1 { // the start checkpoint may ship; the record must not
