@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		}
 	case "verify":
 		key := fs.String("key", "", "the signing key's public half (FILE.pub) or the private key file; after a key rotation, the older .pub files too, comma-separated")
-		head := fs.String("head", "", "a signed head (a spool's head.json) to check the end of a topic against")
+		head := fs.String("head", "", "signed heads (each replica spool's head.json), comma-separated, to check the end of their chains in a topic against")
 		if err = fs.Parse(args); err == nil {
 			return verify(ctx, src, *key, *head, out)
 		}
@@ -194,11 +194,14 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 		}
 		reports = []audit.Report{r}
 	} else {
-		var head *audit.Head
+		var heads []*audit.Head // one per replica's spool, comma-separated
 		if headFile != "" {
-			var err error
-			if head, err = audit.ReadHead(headFile); err != nil {
-				return 2, err
+			for _, f := range strings.Split(headFile, ",") {
+				h, err := audit.ReadHead(f)
+				if err != nil {
+					return 2, err
+				}
+				heads = append(heads, h)
 			}
 		}
 		var msgs []audit.Message
@@ -212,13 +215,21 @@ func verify(ctx context.Context, src source, keyFile, headFile string, out io.Wr
 		if len(msgs) == 0 {
 			return 2, fmt.Errorf("topic %s is empty", *src.topic)
 		}
-		reports = audit.VerifyMessages(msgs, keys, head)
+		reports = audit.VerifyChains(msgs, keys, heads...)
 	}
-	code := 0
+	code, broken := 0, 0
 	for _, r := range reports {
 		fmt.Fprintln(out, r.String())
 		if r.Break != nil {
 			code = 1
+			broken++
+		}
+	}
+	if len(reports) > 1 { // a topic with one chain per replica: say it of all of them
+		if broken == 0 {
+			fmt.Fprintf(out, "OK: %d chains, each whole from its first to its last entry\n", len(reports))
+		} else {
+			fmt.Fprintf(out, "BROKEN: %d of %d chains\n", broken, len(reports))
 		}
 	}
 	return code, nil

@@ -64,6 +64,13 @@ type Record struct {
 	// Outcome is what an operation fhirwall answers itself concluded (Payer-to-Payer $member-match: matched,
 	// no_match, ambiguous, consent_refused, …), which its answer may deliberately not tell the client.
 	Outcome string `json:"outcome"`
+	// A record whose patient list would pass the spool's bound (Options.PartPatientBytes) is written as
+	// several complete records, one per part of the list: each has its own id and place in the chain, all
+	// share SplitID (the id the whole record would have had) and RequestID, Part is 1..Parts. Absent from a
+	// record written whole. See README "Audit record" (records split in parts).
+	SplitID string `json:"split_id,omitempty"`
+	Part    int    `json:"part,omitempty"`
+	Parts   int    `json:"parts,omitempty"`
 
 	// Admin entries only (KindAdmin): who changed what, why, and the object before and after the change.
 	Actor  string          `json:"actor,omitempty"`  // the reviewer, developer or system that made the change ("admin:alice", "dcr", "import")
@@ -116,6 +123,9 @@ func (r Record) encode() ([]byte, error) {
 	if r.Kind != KindAdmin {
 		a := accessRecord(r)
 		a.Actor, a.Action, a.Target, a.Reason, a.Before, a.After = "", "", "", "", nil, nil
+		if a.Parts < 2 { // part members only on a record that really was split
+			a.SplitID, a.Part, a.Parts = "", 0, 0
+		}
 		return json.Marshal(a)
 	}
 	var missing []string

@@ -28,7 +28,7 @@ type CMSReport struct {
 	// UniquePatients is metric (a), RepeatPatients metric (b).
 	UniquePatients int `json:"unique_patients"`
 	RepeatPatients int `json:"repeat_patients"`
-	// Transfers is the number of distinct transfer records counted; Records every record read; Duplicates the
+	// Transfers is the number of distinct transfers counted (the parts of a split record are one); Records every record read; Duplicates the
 	// transfer records read again under an id already counted (a producer retry) and ignored.
 	Transfers  int `json:"transfers"`
 	Records    int `json:"records"`
@@ -56,6 +56,7 @@ type CMSOptions struct {
 type CMSAccumulator struct {
 	rep      CMSReport
 	seen     map[string]struct{}
+	splits   map[string]int // split_id → the unit of its first part read: the parts of a record are one transfer
 	patients map[string]*patientUse
 	next     int // request ordinal, the unit of RepeatRequest
 }
@@ -82,6 +83,7 @@ func NewCMSReport(o CMSOptions) (*CMSAccumulator, error) {
 	return &CMSAccumulator{
 		rep:      CMSReport{Year: o.Year, API: o.API, RepeatUnit: o.RepeatUnit},
 		seen:     map[string]struct{}{},
+		splits:   map[string]int{},
 		patients: map[string]*patientUse{},
 	}, nil
 }
@@ -99,12 +101,17 @@ func (a *CMSAccumulator) Add(r Record) {
 		}
 		a.seen[r.ID] = struct{}{}
 	}
-	a.rep.Transfers++
-	unit := a.next
-	a.next++
-	if a.rep.RepeatUnit == RepeatDay {
-		t := r.Time.UTC()
-		unit = t.YearDay()
+	unit, counted := a.splits[r.SplitID]
+	if r.SplitID == "" || !counted {
+		a.rep.Transfers++
+		unit = a.next
+		a.next++
+		if a.rep.RepeatUnit == RepeatDay {
+			unit = r.Time.UTC().YearDay()
+		}
+		if r.SplitID != "" {
+			a.splits[r.SplitID] = unit
+		}
 	}
 	for _, p := range r.Patients {
 		if p == "" {

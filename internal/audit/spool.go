@@ -77,8 +77,11 @@ type Options struct {
 	CheckpointEvery    int                // records between checkpoints [1000]
 	CheckpointInterval time.Duration      // longest time between checkpoints while records arrive [10 s]
 	MaxBatch           int                // records per group commit [512]
-	Now                func() time.Time
-	Log                *slog.Logger
+	// PartPatientBytes bounds the encoded patient list of one record [DefaultPartPatientBytes]: a record
+	// naming more is written as several records (parts) of at most this much each; see Write.
+	PartPatientBytes int
+	Now              func() time.Time
+	Log              *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -103,6 +106,9 @@ func (o *Options) defaults() error {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
+	if o.PartPatientBytes <= 0 || o.PartPatientBytes > DefaultPartPatientBytes {
+		o.PartPatientBytes = DefaultPartPatientBytes
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -112,15 +118,30 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// Errors of the spool. ErrFull and ErrClosed refuse the request; the caller answers 503.
+// Errors of the spool. ErrFull, ErrClosed and ErrTooLarge refuse the request; the caller answers 503.
 var (
-	ErrFull   = errors.New("audit spool: disk budget exhausted (Kafka behind?)")
-	ErrClosed = errors.New("audit spool: closed")
+	ErrFull     = errors.New("audit spool: disk budget exhausted (Kafka behind?)")
+	ErrClosed   = errors.New("audit spool: closed")
+	ErrTooLarge = errors.New("audit spool: entry larger than audit.MaxEntryBytes")
 )
 
-// pending is one request to the writer: a record body to seal, or (reason set) a checkpoint to add.
+// Sizes of entries. Every reader and the topic are sized for MaxEntryBytes (README "Audit record": sizes):
+// the spool refuses to seal a longer line, so no entry can stop the shipper. Only the patient list can grow
+// with the data served (a bulk export naming 50,000 members); it is split into parts of at most
+// DefaultPartPatientBytes, which keeps a part of an ordinary record under Kafka's default 1 MB message size
+// too. Everything else in a record is bounded by what Envoy lets into a request (path, query, headers).
+const (
+	MaxEntryBytes           = 16 << 20
+	DefaultPartPatientBytes = 512 << 10
+	// sealOverhead is the most seal adds to a body: chain id (a 32-hex NewID, quoted, with room for a longer
+	// one), seq, prev_hash and hash members.
+	sealOverhead = 512
+)
+
+// pending is one request to the writer: record bodies to seal one after another (a record split in parts is
+// sealed whole or not at all), or (reason set) a checkpoint to add.
 type pending struct {
-	body   []byte
+	bodies [][]byte
 	reason string
 	done   chan error
 }
@@ -331,19 +352,68 @@ func syncDir(dir string) error {
 
 // Write seals r into the chain and returns once it is on disk (decision.Sink). The chain members of r are
 // set by the spool; whatever the caller put there is ignored.
+//
+// A record whose patient list encodes to more than Options.PartPatientBytes is written as Parts records, one
+// per slice of the list in its order, each complete (every other member repeated) and verifiable on its
+// own: part n has id "<r.ID>-<n>", SplitID r.ID, Part n and Parts. The parts are sealed one after another in
+// one group commit: all are durable when Write returns nil, none is written when it fails. An entry longer
+// than MaxEntryBytes, split or not, is refused with ErrTooLarge and the request with it (fail closed: it
+// could never be shipped).
 func (s *Spool) Write(ctx context.Context, r Record) error {
 	r.Chain, r.Seq, r.PrevHash, r.Hash = "", 0, "", ""
+	r.SplitID, r.Part, r.Parts = "", 0, 0
 	if r.Kind == "" {
 		r.Kind = KindAccess
 	}
 	if r.Schema == "" {
 		r.Schema = SchemaVersion
 	}
-	body, err := r.encode()
-	if err != nil {
-		return err
+	var bodies [][]byte
+	if r.Kind == KindAdmin {
+		body, err := r.encode()
+		if err != nil {
+			return err
+		}
+		bodies = [][]byte{body}
+	} else {
+		lists := SplitPatients(r.Patients, s.opt.PartPatientBytes)
+		for i, l := range lists {
+			p := r
+			p.Patients = l
+			if len(lists) > 1 {
+				p.ID, p.SplitID, p.Part, p.Parts = fmt.Sprintf("%s-%d", r.ID, i+1), r.ID, i+1, len(lists)
+			}
+			body, err := p.encode()
+			if err != nil {
+				return err
+			}
+			bodies = append(bodies, body)
+		}
 	}
-	return s.submit(ctx, &pending{body: body})
+	for _, b := range bodies {
+		if len(b)+sealOverhead > MaxEntryBytes {
+			return fmt.Errorf("%w: record %s encodes to %d bytes (at most %d)", ErrTooLarge, r.ID, len(b), MaxEntryBytes-sealOverhead)
+		}
+	}
+	return s.submit(ctx, &pending{bodies: bodies})
+}
+
+// SplitPatients cuts a patient list into consecutive slices whose JSON encoding (as in a record:
+// ["a","b"]) is at most maxBytes each; a single patient longer than that gets a slice of its own. An empty
+// or short enough list is one slice, the list itself.
+func SplitPatients(patients []string, maxBytes int) [][]string {
+	var out [][]string
+	start, size := 0, 2 // []
+	for i, p := range patients {
+		b, _ := json.Marshal(p)
+		n := len(b) + 1 // the comma
+		if i > start && size+n > maxBytes {
+			out = append(out, patients[start:i:i])
+			start, size = i, 2
+		}
+		size += n
+	}
+	return append(out, patients[start:])
 }
 
 func (s *Spool) submit(ctx context.Context, p *pending) error {
@@ -439,20 +509,31 @@ func (s *Spool) commit(batch []*pending, reason string) {
 			ckptReqs = append(ckptReqs, p)
 			continue
 		}
-		line, h, err := seal(p.body, s.chain, seq+1, prev)
+		// Every body of p, or none: the parts of a split record are sealed consecutively.
+		pbuf, pseq, pprev := buf, seq, prev
+		var err error
+		for _, body := range p.bodies {
+			var line []byte
+			var h string
+			if line, h, err = seal(body, s.chain, pseq+1, pprev); err != nil {
+				break
+			}
+			if s.total+int64(len(pbuf)+len(line)+1) > s.opt.MaxBytes {
+				s.mu.Lock()
+				s.full = true
+				s.mu.Unlock()
+				err = ErrFull
+				break
+			}
+			pseq, pprev = pseq+1, h
+			pbuf = append(append(pbuf, line...), '\n')
+		}
 		if err != nil {
 			p.done <- err
 			continue
 		}
-		if s.total+int64(len(buf)+len(line)+1) > s.opt.MaxBytes {
-			s.mu.Lock()
-			s.full = true
-			s.mu.Unlock()
-			p.done <- ErrFull
-			continue
-		}
-		seq, prev, since = seq+1, h, since+1
-		buf = append(append(buf, line...), '\n')
+		since += int(pseq - seq)
+		buf, seq, prev = pbuf, pseq, pprev
 		accepted = append(accepted, p)
 	}
 	now := s.opt.Now()

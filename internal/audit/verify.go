@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Break is the first place a log stops being the one fhirwall wrote.
@@ -28,17 +29,22 @@ func (b *Break) Error() string {
 	return fmt.Sprintf("%s: %s", b.Where, b.Problem)
 }
 
-// Report is what verify found. Break is nil when the log is intact.
+// Report is what verify found of one chain. Break is nil when the log is intact; otherwise it is the first
+// problem found. Over a topic, a walk goes on past a gap (entries missing between two present ones), so the
+// rest of the chain is still proven: every break found is in Breaks, the first of them is Break.
 type Report struct {
 	Chain       string
 	First, Last uint64 // seq range walked
+	LastTime    time.Time
 	Entries     int
 	Records     int // access records and admin entries
 	Admin       int // of Records, the admin entries
 	Checkpoints int
-	Signed      uint64 // the last seq covered by a verified checkpoint or head
-	Duplicates  int    // identical entries seen again (Kafka retries); not a break
+	Signed      uint64    // the last seq covered by a verified checkpoint or head
+	SignedTime  time.Time // when the last verified checkpoint was written (zero when none)
+	Duplicates  int       // identical entries seen again (Kafka retries); not a break
 	Break       *Break
+	Breaks      []Break
 	Notes       []string
 }
 
@@ -56,8 +62,19 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "chain %s: seq %d..%d, %d entries (%d records%s, %d checkpoints), signed up to seq %d",
 		r.Chain, r.First, r.Last, r.Entries, r.Records, admin, r.Checkpoints, r.Signed)
+	if !r.SignedTime.IsZero() {
+		fmt.Fprintf(&b, " (checkpoint of %s)", r.SignedTime.UTC().Format(time.RFC3339))
+	}
+	if !r.LastTime.IsZero() {
+		fmt.Fprintf(&b, ", last entry %s", r.LastTime.UTC().Format(time.RFC3339))
+	}
 	if r.Duplicates > 0 {
 		fmt.Fprintf(&b, ", %d duplicates", r.Duplicates)
+	}
+	for _, g := range r.Breaks {
+		if r.Break == nil || g != *r.Break { // that one is the BROKEN line
+			fmt.Fprintf(&b, "\nalso BROKEN: %s", g.Error())
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
@@ -68,10 +85,15 @@ func (r Report) String() string {
 // Walker checks entries in chain order: each verifies its hash, follows the one before it by seq and
 // prev_hash, stays on one chain, and each checkpoint's signature holds under Key.
 type Walker struct {
-	Keys   Keys
-	report Report
-	last   *Entry
-	hashes map[uint64]string // seq → hash, to check a head against
+	Keys Keys
+	// PastGaps makes a gap (seqs missing between two present entries) a break that the walk goes on past,
+	// taking the entry after it as a new start: over a topic, where an entry lost long ago must not leave
+	// everything after it unchecked. Any other break still ends the walk.
+	PastGaps bool
+	report   Report
+	last     *Entry
+	stopped  bool
+	hashes   map[uint64]string // seq → hash, to check a head against
 }
 
 // NewWalker returns a walker verifying signatures with keys.
@@ -82,7 +104,7 @@ func NewWalker(keys Keys) *Walker {
 // Add checks the next line, found at where. It returns false once the chain is broken (later lines are not
 // looked at: the first break is the one to investigate).
 func (w *Walker) Add(raw []byte, where string) bool {
-	if w.report.Break != nil {
+	if w.stopped {
 		return false
 	}
 	e, err := ParseLine(raw)
@@ -115,8 +137,20 @@ func (w *Walker) add(e Entry, where string) bool {
 		w.fail(w.last.Seq+1, where, "out of order or repeated: expected seq %d, found seq %d", w.last.Seq+1, e.Seq)
 		return false
 	case e.Seq > w.last.Seq+1:
-		w.fail(w.last.Seq+1, where, "missing or out of order: expected seq %d, found seq %d", w.last.Seq+1, e.Seq)
-		return false
+		missing := fmt.Sprintf("seq %d", w.last.Seq+1)
+		if e.Seq > w.last.Seq+2 {
+			missing = fmt.Sprintf("seq %d..%d (%d entries)", w.last.Seq+1, e.Seq-1, e.Seq-1-w.last.Seq)
+		}
+		g := Break{Seq: w.last.Seq + 1, Where: where, Problem: fmt.Sprintf("missing or out of order: expected seq %d, found seq %d (%s of chain %s missing)", w.last.Seq+1, e.Seq, missing, e.Chain)}
+		w.report.Breaks = append(w.report.Breaks, g)
+		if w.report.Break == nil {
+			w.report.Break = &w.report.Breaks[0]
+		}
+		if !w.PastGaps {
+			w.stopped = true
+			return false
+		}
+		// The entry after the gap starts a new stretch: its prev_hash names an entry that is not here.
 	case e.PrevHash != w.last.Hash:
 		w.fail(e.Seq, where, "prev_hash does not match the hash of seq %d: an entry was replaced", w.last.Seq)
 		return false
@@ -127,7 +161,7 @@ func (w *Walker) add(e Entry, where string) bool {
 			return false
 		}
 		w.report.Checkpoints++
-		w.report.Signed = e.Seq
+		w.report.Signed, w.report.SignedTime = e.Seq, e.Time
 	} else {
 		w.report.Records++
 		if e.Kind == KindAdmin {
@@ -135,14 +169,19 @@ func (w *Walker) add(e Entry, where string) bool {
 		}
 	}
 	w.report.Entries++
-	w.report.Last = e.Seq
+	w.report.Last, w.report.LastTime = e.Seq, e.Time
 	w.hashes[e.Seq] = e.Hash
 	w.last = &e
 	return true
 }
 
+// fail ends the walk; the first problem found stays the report's Break.
 func (w *Walker) fail(seq uint64, where, format string, args ...any) {
-	w.report.Break = &Break{Seq: seq, Where: where, Problem: fmt.Sprintf(format, args...)}
+	w.stopped = true
+	w.report.Breaks = append(w.report.Breaks, Break{Seq: seq, Where: where, Problem: fmt.Sprintf(format, args...)})
+	if w.report.Break == nil {
+		w.report.Break = &w.report.Breaks[len(w.report.Breaks)-1]
+	}
 }
 
 func (w *Walker) note(format string, args ...any) {
@@ -152,7 +191,7 @@ func (w *Walker) note(format string, args ...any) {
 // Finish checks the end of the log against a signed head (nil: none to compare) and returns the report.
 // Without a head, a log cut after its last checkpoint cannot be told from a complete one; that is said.
 func (w *Walker) Finish(head *Head, where string) Report {
-	if w.report.Break == nil && head != nil {
+	if !w.stopped && head != nil {
 		switch err := head.Verify(w.Keys...); {
 		case err != nil:
 			w.fail(0, where, "head: %v", err)
@@ -168,7 +207,7 @@ func (w *Walker) Finish(head *Head, where string) Report {
 			w.report.Signed = max(w.report.Signed, head.Seq)
 		}
 	}
-	if w.report.Break == nil && w.report.Last > w.report.Signed {
+	if !w.stopped && w.report.Last > w.report.Signed {
 		if head == nil {
 			w.note("%d entries after the last checkpoint (seq %d) are covered only by the hash chain: compare with a signed head (-head) to rule out a cut tail", w.report.Last-w.report.Signed, w.report.Signed)
 		} else {
@@ -287,12 +326,25 @@ type Message struct {
 
 func (m Message) where() string { return fmt.Sprintf("partition %d offset %d", m.Partition, m.Offset) }
 
-// VerifyMessages walks the audit topic: one report per chain (one per spool that ever wrote to it). The
-// topic's order is not the chain's (records are keyed by patient over partitions), so entries are put back in
-// seq order; what Kafka does promise — one partition's order — is checked too, so two records of a patient
-// swapped in their partition are a break. Identical entries seen again are a producer retry and only counted;
-// two different entries with one seq are a fork. head, when given, is compared with its chain's end.
+// VerifyMessages is VerifyChains with at most one head (nil: none).
 func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
+	if head == nil {
+		return VerifyChains(msgs, keys)
+	}
+	return VerifyChains(msgs, keys, head)
+}
+
+// VerifyChains walks the audit topic: one report per chain, that is per spool that ever wrote to it (each
+// fhirwall-proxy replica has its own), in the order the chains first appear. Chains interleave freely over
+// partitions. The topic's order is not a chain's (records are keyed by patient over partitions), so each
+// chain's entries are put back in seq order; what Kafka does promise — one partition's order — is checked
+// too, so two entries of one chain swapped in their partition are a break, while entries of one chain in
+// different partitions may arrive in any order. Identical entries seen again are a producer retry and only
+// counted; two different entries with one seq are a fork. A gap (seqs missing between two present entries)
+// is a break naming the chain and the seqs, and the walk goes on past it. A chain that simply ends — a
+// replica gone for good — is whole up to its last entry; a head given for a chain is compared with its end,
+// which is how a cut tail shows.
+func VerifyChains(msgs []Message, keys Keys, heads ...*Head) []Report {
 	type item struct {
 		m     Message
 		seq   uint64
@@ -357,6 +409,7 @@ func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
 			return 1
 		})
 		w := NewWalker(keys)
+		w.PastGaps = true
 		w.report.Chain, w.report.Duplicates = chain, dups[chain]
 		for i, it := range items {
 			if i > 0 && it.seq == items[i-1].seq && it.valid && items[i-1].valid {
@@ -367,17 +420,26 @@ func VerifyMessages(msgs []Message, keys Keys, head *Head) []Report {
 				break
 			}
 		}
-		if b := reordered[chain]; b != nil && (w.report.Break == nil || b.Seq < w.report.Break.Seq) {
-			w.report.Break = b
-		}
 		var h *Head
-		if head != nil && head.Chain == chain {
-			h = head
+		for _, hd := range heads {
+			if hd != nil && hd.Chain == chain {
+				h = hd
+			}
 		}
-		reports = append(reports, w.Finish(h, "head"))
+		r := w.Finish(h, "head")
+		if b := reordered[chain]; b != nil {
+			r.Breaks = append([]Break{*b}, r.Breaks...)
+			if r.Break == nil || b.Seq < r.Break.Seq {
+				r.Break = b
+			}
+		}
+		reports = append(reports, r)
 	}
-	if head != nil && !slices.Contains(order, head.Chain) {
-		reports = append(reports, Report{Chain: head.Chain, Break: &Break{Seq: head.Seq, Where: "head", Problem: "the signed head's chain has no entry in the topic"}})
+	for _, hd := range heads {
+		if hd != nil && !slices.Contains(order, hd.Chain) {
+			b := Break{Seq: hd.Seq, Where: "head", Problem: "the signed head's chain has no entry in the topic"}
+			reports = append(reports, Report{Chain: hd.Chain, Break: &b, Breaks: []Break{b}})
+		}
 	}
 	return reports
 }

@@ -6,6 +6,9 @@
 #   test/stack/kafka.sh stop                 controlled shutdown (TERM to the process group)
 #   test/stack/kafka.sh status               exit 0 when running and accepting on $KAFKA_PORT
 #   test/stack/kafka.sh topic NAME [PARTS]   create a topic (default 1 partition) unless it exists
+#                                            (every topic made here takes messages of up to 18 MiB)
+#   test/stack/kafka.sh size-topic [NAME]    max.message.bytes of an existing topic (default fhirwall.audit)
+#                                            set to 18 MiB on the running broker
 # Broker on 127.0.0.1:$KAFKA_PORT (PLAINTEXT), controller on 127.0.0.1:$KAFKA_CONTROLLER_PORT.
 # Data in $FHIRWALL_STATE/kafka (kept across stop/start; delete that folder for a clean cluster).
 # Env: KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_JAVA (a java >= 17 to use).
@@ -21,6 +24,11 @@ STATE=$FHIRWALL_STATE/kafka
 DATA=$STATE/data
 AUDIT_TOPIC=fhirwall.audit
 AUDIT_PARTITIONS=3
+# The largest message the audit topic takes: an audit entry is at most 16 MiB (audit.MaxEntryBytes), the
+# shipper's produce batches at most 17 MiB; Kafka's default (about 1 MB) would stop shipping at the first
+# record that passes it. Must equal kafka.MaxMessageBytes (adapters/auditsink/kafka) and message.max.bytes /
+# replica.fetch.max.bytes in server.properties.in.
+MAX_MESSAGE_BYTES=18874368
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -94,9 +102,18 @@ create_topic() {
   local out rc=0
   out=$(kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
     --command-config "$HERE/admin.properties" \
-    --create --if-not-exists --topic "$1" --partitions "$2" --replication-factor 1 2>&1) || rc=$?
+    --create --if-not-exists --topic "$1" --partitions "$2" --replication-factor 1 \
+    --config max.message.bytes=$MAX_MESSAGE_BYTES 2>&1) || rc=$?
   printf '%s\n' "$out" | grep -v -e '^WARNING: Due to limitations in metric names' -e '^$' || true
   return "$rc"
+}
+
+# size_topic NAME: max.message.bytes of an existing topic (created before the audit topic was sized, as on a
+# long-lived stack) set to MAX_MESSAGE_BYTES; idempotent
+size_topic() {
+  kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+    --command-config "$HERE/admin.properties" --alter --entity-type topics --entity-name "$1" \
+    --add-config "max.message.bytes=$MAX_MESSAGE_BYTES" >/dev/null
 }
 
 render_config() {
@@ -138,6 +155,7 @@ wait_ready() {
   while :; do
     if out=$(create_topic "$AUDIT_TOPIC" "$AUDIT_PARTITIONS" 2>&1); then
       [ -n "$out" ] && log "$out"
+      size_topic "$AUDIT_TOPIC" || { log "could not set max.message.bytes of $AUDIT_TOPIC"; return 1; }
       return 0
     fi
     if ! is_running "$NAME"; then
@@ -208,11 +226,20 @@ topic() {
   create_topic "$name" "$parts"
 }
 
+# size-topic [NAME]: set max.message.bytes of a running broker's topic (default the audit topic), without a
+# restart; start does it for the audit topic anyway
+size() {
+  local name=${1:-$AUDIT_TOPIC}
+  is_running "$NAME" && port_open "$KAFKA_PORT" || die "kafka is not running (test/stack/kafka.sh start)"
+  size_topic "$name" && log "topic $name: max.message.bytes=$MAX_MESSAGE_BYTES"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   topic) shift; topic "$@" ;;
-  *) echo "usage: $0 {install|start|stop|status|topic NAME [PARTITIONS]}" >&2; exit 2 ;;
+  size-topic) shift; size "$@" ;;
+  *) echo "usage: $0 {install|start|stop|status|topic NAME [PARTITIONS]|size-topic [NAME]}" >&2; exit 2 ;;
 esac

@@ -19,6 +19,9 @@ const (
 	Broker = "127.0.0.1:9092"
 	// Topic is the audit topic of the stack's fhirwall config.
 	Topic = "fhirwall.audit"
+	// MaxMessageBytes is adapters/auditsink/kafka.MaxMessageBytes (18 MiB), kept here so this package needs
+	// none of fhirwall's.
+	MaxMessageBytes = 18874368
 )
 
 // Scan reads Topic on every partition from since, calling visit on every record (a JSON object; other
@@ -39,7 +42,9 @@ func Scan(ctx context.Context, since time.Time, visit func(rec map[string]any) b
 	records := make(chan map[string]any, 256)
 	for _, p := range parts {
 		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))},
-			Topic: Topic, Partition: p.ID, MaxWait: 200 * time.Millisecond})
+			Topic: Topic, Partition: p.ID, MaxWait: 200 * time.Millisecond,
+			// kafka-go's default (1 MB) is below the largest audit entry (kafka.MaxMessageBytes)
+			MaxBytes: MaxMessageBytes})
 		defer r.Close()
 		if err := r.SetOffsetAt(ctx, since); err != nil {
 			return false, fmt.Errorf("kafka offset: %w", err)

@@ -16,6 +16,16 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
+// Sizes of the audit topic. An entry is at most audit.MaxEntryBytes (16 MiB; the spool splits a long patient
+// list into parts and refuses anything longer). The shipper's produce batches are at most BatchBytes, one
+// entry plus its key, headers and record overhead; the topic (max.message.bytes), the broker
+// (message.max.bytes, replica.fetch.max.bytes) and every reader's fetch size must take MaxMessageBytes.
+// README "Audit record" says the same for operators; test/stack/kafka.sh sizes the stack's topic.
+const (
+	BatchBytes      = audit.MaxEntryBytes + 1<<20 // 17 MiB
+	MaxMessageBytes = audit.MaxEntryBytes + 2<<20 // 18 MiB = 18874368
+)
+
 // Spool is what the shipper needs of the audit spool.
 type Spool interface {
 	NewReader() *audit.Reader
@@ -29,10 +39,11 @@ var _ Spool = (*audit.Spool)(nil)
 // costs disk, never records. A failed batch is sent again after a backoff; entries already written are then
 // duplicated, and consumers drop repeats by record id (the `record-id` header, or the entry's id).
 type Shipper struct {
-	spool Spool
-	w     *kafkago.Writer
-	log   *slog.Logger
-	opt   Options
+	spool   Spool
+	brokers []string
+	w       *kafkago.Writer
+	log     *slog.Logger
+	opt     Options
 
 	shipped  atomic.Uint64 // entries acknowledged by Kafka
 	failures atomic.Uint64 // failed batch writes
@@ -65,7 +76,7 @@ func NewShipper(spool Spool, brokers []string, topic string, o Options) *Shipper
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Shipper{spool: spool, log: o.Log, opt: o, w: &kafkago.Writer{
+	s := &Shipper{spool: spool, brokers: brokers, log: o.Log, opt: o, w: &kafkago.Writer{
 		Addr:         kafkago.TCP(brokers...),
 		Topic:        topic,
 		RequiredAcks: kafkago.RequireAll, // kafka-go's default is RequireNone: fire and forget
@@ -73,7 +84,7 @@ func NewShipper(spool Spool, brokers []string, topic string, o Options) *Shipper
 		// add latency.
 		BatchTimeout: 5 * time.Millisecond,
 		BatchSize:    o.BatchSize,
-		BatchBytes:   4 << 20,
+		BatchBytes:   BatchBytes,
 		// Records of one patient go to one partition, in chain order (audit.Entry.Key).
 		Balancer:     &kafkago.Hash{},
 		MaxAttempts:  1, // Run retries whole batches with its own backoff
@@ -86,6 +97,7 @@ func NewShipper(spool Spool, brokers []string, topic string, o Options) *Shipper
 // Run ships until ctx is cancelled or the spool is closed and fully shipped.
 func (s *Shipper) Run(ctx context.Context) error {
 	o := s.opt
+	s.checkTopic(ctx)
 	rd := s.spool.NewReader()
 	var lastWarn time.Time
 	for {
@@ -118,7 +130,11 @@ func (s *Shipper) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			s.failures.Add(1)
-			if time.Since(lastWarn) > 30*time.Second {
+			if tooLarge(err) {
+				// Retrying cannot help until the topic is resized: say so every time, not every 30 s.
+				s.log.Error("audit shipper: the topic refuses an entry as too large; set its max.message.bytes (and the broker's message.max.bytes) to kafka.MaxMessageBytes; records wait in the spool",
+					"err", err, "max_message_bytes", MaxMessageBytes, "largest_entry", largest(lines))
+			} else if time.Since(lastWarn) > 30*time.Second {
 				s.log.Warn("audit shipper: Kafka write failed; retrying (records wait in the spool)", "err", err, "entries", len(msgs))
 				lastWarn = time.Now()
 			}
@@ -139,6 +155,45 @@ func (s *Shipper) Run(ctx context.Context) error {
 		s.shipped.Add(uint64(len(lines)))
 		s.lastOK.Store(time.Now().UnixNano())
 	}
+}
+
+// checkTopic says once, loudly, when the topic would refuse the largest entry; shipping goes on (ordinary
+// entries, a few KiB, still fit), and a refused one is named again when it comes.
+func (s *Shipper) checkTopic(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := CheckTopic(ctx, s.brokers, s.w.Topic)
+	switch {
+	case errors.Is(err, ErrTopicTooSmall):
+		s.log.Error("audit shipper: "+err.Error(), "topic", s.w.Topic, "max_message_bytes", n)
+	case err != nil:
+		s.log.Warn("audit shipper: cannot read the topic's max.message.bytes; not checked", "err", err)
+	}
+}
+
+// tooLarge reports whether a write failed because the broker or the writer found a message too large;
+// kafka-go's WriteErrors (one error per message) does not unwrap, so its members are looked at.
+func tooLarge(err error) bool {
+	if errors.Is(err, kafkago.MessageSizeTooLarge) || errors.As(err, new(kafkago.MessageTooLargeError)) {
+		return true
+	}
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && tooLarge(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func largest(lines []audit.Line) int {
+	n := 0
+	for _, l := range lines {
+		n = max(n, len(l.Raw))
+	}
+	return n
 }
 
 // Stats are the shipper's counters for metrics.

@@ -6,8 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
@@ -43,5 +48,45 @@ func TestNothingIsAcknowledgedWhileKafkaIsUnreachable(t *testing.T) {
 	}
 	if st := sp.Stats(); st.Cursor != 0 {
 		t.Fatalf("the spool was acknowledged without Kafka: %+v", st)
+	}
+}
+
+func TestTooLargeIsRecognisedInsideWriteErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{kafkago.MessageSizeTooLarge, true},
+		{kafkago.WriteErrors{nil, kafkago.MessageSizeTooLarge}, true},
+		{kafkago.MessageTooLargeError{}, true},
+		{kafkago.WriteErrors{kafkago.LeaderNotAvailable}, false},
+		{errors.New("dial tcp: refused"), false},
+	} {
+		if got := tooLarge(c.err); got != c.want {
+			t.Errorf("tooLarge(%v) = %v", c.err, got)
+		}
+	}
+}
+
+// TestStackKafkaIsSizedForTheLargestEntry keeps the stack's broker and topic settings, written in shell and
+// properties files, equal to the sizes the shipper and readers use.
+func TestStackKafkaIsSizedForTheLargestEntry(t *testing.T) {
+	if BatchBytes <= audit.MaxEntryBytes || MaxMessageBytes <= BatchBytes {
+		t.Fatalf("entry %d, batch %d, topic %d", audit.MaxEntryBytes, BatchBytes, MaxMessageBytes)
+	}
+	want := strconv.Itoa(MaxMessageBytes)
+	for file, lines := range map[string][]string{
+		"../../../test/stack/kafka.sh":                   {"MAX_MESSAGE_BYTES=" + want},
+		"../../../test/stack/kafka/server.properties.in": {"message.max.bytes=" + want, "replica.fetch.max.bytes=" + want},
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			if !strings.Contains("\n"+string(b), "\n"+l+"\n") {
+				t.Errorf("%s: no line %q", file, l)
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -53,7 +54,7 @@ func readPartition(ctx context.Context, brokers []string, topic string, part int
 			return fmt.Errorf("kafka: partition %d: %w", part, err)
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: time.Second})
+		b := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: MaxMessageBytes, MaxWait: time.Second})
 		got := 0
 		for next < last {
 			m, err := b.ReadMessage()
@@ -75,4 +76,42 @@ func readPartition(ctx context.Context, brokers []string, topic string, part int
 		}
 	}
 	return nil
+}
+
+// ErrTopicTooSmall is returned by CheckTopic for a topic that would refuse the largest audit entry.
+var ErrTopicTooSmall = errors.New("kafka: the audit topic's max.message.bytes is below kafka.MaxMessageBytes")
+
+// CheckTopic reads the topic's effective max.message.bytes (its own, else the broker's default) and returns
+// ErrTopicTooSmall when it is below MaxMessageBytes: shipping would stop at the first entry that passes it.
+// The shipper checks once when it starts; `fhirwall audit verify -kafka` says it too.
+func CheckTopic(ctx context.Context, brokers []string, topic string) (int, error) {
+	if len(brokers) == 0 {
+		return 0, errors.New("kafka: no brokers")
+	}
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	resp, err := c.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"}}}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: config of topic %s: %w", topic, err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("kafka: config of topic %s: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName != "max.message.bytes" {
+				continue
+			}
+			n, err := strconv.Atoi(e.ConfigValue)
+			if err != nil {
+				return 0, fmt.Errorf("kafka: topic %s: max.message.bytes %q: %w", topic, e.ConfigValue, err)
+			}
+			if n < MaxMessageBytes {
+				return n, fmt.Errorf("%w: topic %s takes %d bytes, an audit entry needs up to %d (kafka-configs --alter --entity-type topics --entity-name %s --add-config max.message.bytes=%d)",
+					ErrTopicTooSmall, topic, n, MaxMessageBytes, topic, MaxMessageBytes)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("kafka: topic %s: no max.message.bytes in its config", topic)
 }

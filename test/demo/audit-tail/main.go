@@ -37,7 +37,8 @@ func main() {
 	}
 	out := make(chan []byte)
 	for _, p := range parts {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{*broker}, Topic: *topic, Partition: p.ID})
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{*broker}, Topic: *topic, Partition: p.ID,
+			MaxBytes: 18874368}) // kafka.MaxMessageBytes: an audit entry can be far above kafka-go's 1 MB default
 		if err := r.SetOffset(start); err != nil {
 			fmt.Fprintln(os.Stderr, "audit-tail:", err)
 			os.Exit(1)
