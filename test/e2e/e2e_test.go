@@ -22,6 +22,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -183,7 +184,8 @@ func checkAudit(t *testing.T, want []expectation) {
 		t.Fatal("no requests to look for")
 	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{kafkaBroker}, Topic: auditTopic,
-		GroupID: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), StartOffset: kafkago.FirstOffset, MaxWait: 200 * time.Millisecond})
+		GroupID: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), StartOffset: kafkago.FirstOffset, MaxWait: 200 * time.Millisecond,
+		MaxBytes: kafka.MaxMessageBytes}) // the audit topic's largest message
 	defer r.Close()
 	byID := map[string]expectation{}
 	for _, w := range want {
