@@ -32,8 +32,7 @@ const PageTimeout = time.Second
 // a patient, an organisation, a fhirUser and a hash; anything longer was not made by either.
 const MaxPageKey = 1024
 
-// prunePerBind is how many expired bindings each Bind deletes beside its own row: more than the one it
-// adds, so the table stays near the live bindings without a background job, and each call's work stays
+// prunePerBind is how many expired bindings each Bind deletes: more than the one it adds, so the table stays near the live bindings without a background job, and each call's work stays
 // bounded however many have expired.
 const prunePerBind = 2
 
@@ -61,27 +60,31 @@ func storable(s string) bool {
 
 // Bind implements decision.PageStore in one statement, so two replicas binding one id at once cannot both
 // win: a new id is inserted; an existing binding is taken over only when it is the same owner's (extending
-// it) or has expired. Otherwise no row comes back and the id stays its first owner's (ErrPageBound). The
-// same statement deletes a few other expired bindings (prunePerBind); rows another call holds are skipped.
+// it) or has expired. Otherwise no row comes back and the id stays its first owner's (ErrPageBound).
+//
+// In the same round trip and transaction, after the binding, a few other expired bindings are deleted
+// (prunePerBind). Rows another call holds are skipped, never waited for: the binding is the only lock a
+// Bind waits on, so two Binds cannot deadlock on each other's prunes.
 func (p *Pages) Bind(ctx context.Context, pageID, owner string, ttl time.Duration) error {
 	if !storable(pageID) || !storable(owner) {
 		return fmt.Errorf("%w (%d-byte id, %d-byte owner)", ErrPageKey, len(pageID), len(owner))
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	b := &pgx.Batch{}
 	var got string
-	err := p.pool.QueryRow(ctx, `
-WITH pruned AS (
-	DELETE FROM fhirwall_page_bindings WHERE page_id IN (
-		SELECT page_id FROM fhirwall_page_bindings
-		WHERE expires_at <= now() AND page_id <> $1
-		ORDER BY expires_at LIMIT $4
-		FOR UPDATE SKIP LOCKED))
+	bound := b.Queue(`
 INSERT INTO fhirwall_page_bindings AS b (page_id, owner, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3))
 ON CONFLICT (page_id) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
 	WHERE b.owner = EXCLUDED.owner OR b.expires_at <= now()
-RETURNING owner`, pageID, owner, ttl.Seconds(), prunePerBind).Scan(&got)
+RETURNING owner`, pageID, owner, ttl.Seconds())
+	bound.QueryRow(func(row pgx.Row) error { return row.Scan(&got) })
+	b.Queue(`
+DELETE FROM fhirwall_page_bindings WHERE page_id IN (
+	SELECT page_id FROM fhirwall_page_bindings WHERE expires_at <= now()
+	ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`, prunePerBind)
+	err := p.pool.SendBatch(ctx, b).Close()
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return decision.ErrPageBound

@@ -4,6 +4,7 @@ package jobstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -138,5 +139,52 @@ func TestE2EReplicasStartingTogetherCreateTheTablesOnce(t *testing.T) {
 		if err != nil {
 			t.Errorf("replica %d: %v", i, err)
 		}
+	}
+}
+
+// BenchmarkE2EPageBindAndOwner is what a search page (Bind) and a next-page request (Owner) add, against
+// the stack's PostgreSQL.
+func BenchmarkE2EPageBindAndOwner(b *testing.B) {
+	ctx := context.Background()
+	pages := open(b, testSchema(b)).Pages()
+	owner := "patient-app|member-01|||4f1c0b6a2d9e8f7a6b5c4d3e"
+	b.Run("Bind", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if err := pages.Bind(ctx, fmt.Sprintf("bench-%d", i), owner, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Owner", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := pages.Owner(ctx, "bench-0"); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+}
+
+// Many replicas binding, rebinding expired ids and pruning each other's rows at once: no Bind fails but
+// with ErrPageBound (a prune never waits on a row, so two Binds cannot deadlock).
+func TestE2EBindsUnderChurnNeverFail(t *testing.T) {
+	ctx := context.Background()
+	dsn := testSchema(t)
+	stores := []*Pages{open(t, dsn).Pages(), open(t, dsn).Pages()}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*300)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 300 {
+				err := stores[(w+i)%2].Bind(ctx, fmt.Sprintf("pg-%d", (w*7+i)%20), fmt.Sprintf("owner-%d", w%3), 5*time.Millisecond)
+				if err != nil && !errors.Is(err, decision.ErrPageBound) {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -16,10 +16,10 @@ import (
 
 // testSchema is a schema of the test's own on the stack's PostgreSQL (bash test/stack/postgres.sh start;
 // FHIRWALL_TEST_POSTGRES_DSN overrides the DSN), dropped when the test ends.
-func testSchema(t *testing.T) string { return pgtest.Schema(t, "jobstore") }
+func testSchema(t testing.TB) string { return pgtest.Schema(t, "jobstore") }
 
 // open is one replica's store on dsn.
-func open(t *testing.T, dsn string) *Postgres {
+func open(t testing.TB, dsn string) *Postgres {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
