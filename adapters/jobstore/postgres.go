@@ -1,5 +1,6 @@
-// Package jobstore keeps bulk export job ownership (decision.JobStore) in PostgreSQL, so that every
-// fhirwall-proxy replica answers a job's status URL and files for the same owner.
+// Package jobstore keeps what binds a link to the client it was given to in PostgreSQL: bulk export job
+// ownership (decision.JobStore) and paging bindings (decision.PageStore), so that every fhirwall-proxy
+// replica answers a job's status URL, its files and a search's next pages for the same owner.
 package jobstore
 
 import (
@@ -31,20 +32,33 @@ type Postgres struct {
 
 var _ decision.JobStore = (*Postgres)(nil)
 
-// Open connects to dsn (postgres://user:pass@host:port/db) and creates the table when missing.
+// Open connects to dsn (postgres://user:pass@host:port/db) and creates the tables when missing (the jobs'
+// and, for Pages, the paging bindings').
 func Open(ctx context.Context, dsn string) (*Postgres, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("jobstore: %w", err)
 	}
-	if _, err := pool.Exec(ctx, schema); err != nil {
+	// Replicas starting together would race on CREATE ... IF NOT EXISTS (it is not atomic against a
+	// concurrent CREATE): the creation is serialised by an advisory lock held in a transaction.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fhirwall_jobstore'))`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, schema); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, pagesSchema)
+		return err
+	})
+	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("jobstore: create table: %w", err)
+		return nil, fmt.Errorf("jobstore: create tables: %w", err)
 	}
 	return &Postgres{pool: pool}, nil
 }
 
-// Close releases the connections.
+// Close releases the connections (Pages' too).
 func (p *Postgres) Close() { p.pool.Close() }
 
 // Bind implements decision.JobStore in one statement: a new binding is inserted; an existing one is

@@ -6,43 +6,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
-// open connects to the test PostgreSQL: bash test/stack/postgres.sh start, then
-// go test -tags e2e ./adapters/jobstore (FHIRWALL_JOBSTORE_DSN overrides the DSN).
-func open(t *testing.T) *Postgres {
+// testSchema is a schema of the test's own on the stack's PostgreSQL (bash test/stack/postgres.sh start;
+// FHIRWALL_TEST_POSTGRES_DSN overrides the DSN), dropped when the test ends.
+func testSchema(t testing.TB) string { return pgtest.Schema(t, "jobstore") }
+
+// open is one replica's store on dsn.
+func open(t testing.TB, dsn string) *Postgres {
 	t.Helper()
-	dsn := os.Getenv("FHIRWALL_JOBSTORE_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, err := Open(ctx, dsn)
-	if err == nil {
-		_, err = p.Purge(ctx)
-	}
 	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v; start it with `bash test/stack/postgres.sh start`", dsn, err)
+		t.Fatalf("PostgreSQL: %v", err)
 	}
 	t.Cleanup(p.Close)
 	return p
 }
 
-// unique keeps runs apart: the table outlives a test run.
+// unique names a job or file of its own.
 func unique(t *testing.T, kind decision.ExportKind) decision.ExportRef {
 	return decision.ExportRef{Kind: kind, ID: fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())}
 }
 
 func TestE2EJobIsBoundToItsFirstOwnerAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
-	replicaA, replicaB := open(t), open(t)
+	dsn := testSchema(t)
+	replicaA, replicaB := open(t, dsn), open(t, dsn)
 	job := unique(t, decision.ExportJob)
 	if err := replicaA.Bind(ctx, job, "provider-org-a", time.Hour); err != nil {
 		t.Fatal(err)
@@ -67,7 +64,7 @@ func TestE2EJobIsBoundToItsFirstOwnerAcrossReplicas(t *testing.T) {
 
 func TestE2EExpiredBindingIsGoneAndCanBeRebound(t *testing.T) {
 	ctx := context.Background()
-	p := open(t)
+	p := open(t, testSchema(t))
 	file := unique(t, decision.ExportFile)
 	if err := p.Bind(ctx, file, "provider-org-a", time.Second); err != nil {
 		t.Fatal(err)
@@ -86,7 +83,8 @@ func TestE2EExpiredBindingIsGoneAndCanBeRebound(t *testing.T) {
 
 func TestE2EConcurrentBindsHaveOneWinner(t *testing.T) {
 	ctx := context.Background()
-	stores := []*Postgres{open(t), open(t)}
+	dsn := testSchema(t)
+	stores := []*Postgres{open(t, dsn), open(t, dsn)}
 	job := unique(t, decision.ExportJob)
 	var wg sync.WaitGroup
 	errs := make([]error, 8)

@@ -319,13 +319,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		return nil, err
 	}
 	var jobs decision.JobStore = decision.NewInMemoryJobs(0, nil)
+	var pages decision.PageStore = &decision.InMemoryPages{}
 	if cfg.Jobs.PostgresDSN != "" {
 		pg, err := jobstore.Open(ctx, cfg.Jobs.PostgresDSN)
 		if err != nil {
 			return nil, fmt.Errorf("jobs.postgres_dsn: %w", err)
 		}
 		p.closers = append(p.closers, pg.Close)
-		jobs = pg
+		jobs, pages = pg, pg.Pages()
+	} else {
+		log.Warn("bulk export jobs and paging links bound in memory (jobs.postgres_dsn is empty): one replica only; a restart forgets them")
 	}
 	base, lookups := p.upstream.Base(), p.upstream.Lookups
 	compartment := fhirserver.New(base, lookups)
@@ -377,11 +380,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		// Provider Access facts, read from the FHIR server's attribution Groups and Consents (cached, behind
 		// breakers; an outage refuses requests, it never skips the check).
 		Attribution: attributed,
-		// Paging links bound to the client and patient whose search made them. In memory: one proxy replica;
-		// several replicas need a shared store (issue 4: PostgreSQL).
-		Pages: &decision.InMemoryPages{},
-		// Bulk export jobs and their files, bound to the client that started the job: in PostgreSQL when
-		// jobs.postgres_dsn is set (replicas share it), else in memory (one replica, standalone).
+		// Paging links bound to the client, patient and scopes whose search made them, and bulk export jobs and
+		// their files bound to the client that started the job: in PostgreSQL when jobs.postgres_dsn is set
+		// (every replica honours them; an outage refuses with 503), else in memory (one replica, standalone).
+		Pages:   pages,
 		Jobs:    jobs,
 		Consent: consents,
 		// Payer-to-Payer: opt-ins as facts, and the operations fhirwall answers itself.

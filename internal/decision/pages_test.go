@@ -1,38 +1,17 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"github.com/fhirwall/fhirwall/internal/token"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestInMemoryPagesBindsToTheFirstOwnerUntilExpiry(t *testing.T) {
-	ctx := context.Background()
-	now := time.Unix(1_800_000_000, 0)
-	p := &InMemoryPages{Now: func() time.Time { return now }}
-	if err := p.Bind(ctx, "pg1", "app-a|P", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Bind(ctx, "pg1", "app-b|P", time.Minute); !errors.Is(err, ErrPageBound) {
-		t.Fatalf("rebinding to another client: %v", err)
-	}
-	if err := p.Bind(ctx, "pg1", "app-a|P", time.Minute); err != nil {
-		t.Fatalf("rebinding to the same owner: %v", err)
-	}
-	if o, ok, _ := p.Owner(ctx, "pg1"); !ok || o != "app-a|P" {
-		t.Fatalf("owner %q %v", o, ok)
-	}
-	now = now.Add(2 * time.Minute)
-	if _, ok, _ := p.Owner(ctx, "pg1"); ok {
-		t.Fatal("an expired binding still has an owner")
-	}
-	if err := p.Bind(ctx, "pg1", "app-b|P", time.Minute); err != nil {
-		t.Fatalf("binding after expiry: %v", err)
-	}
-}
+	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/token"
+)
 
 func TestInMemoryPagesIsBounded(t *testing.T) {
 	ctx := context.Background()
@@ -77,4 +56,53 @@ func TestPageOwnerIsClientPatientAndScopes(t *testing.T) {
 	if got := PageOwner(&Decision{}); got != "|" {
 		t.Fatalf("got %q", got)
 	}
+}
+
+// fakeDownPages is a page store that cannot be reached.
+type fakeDownPages struct{}
+
+var errFakePagesDown = errors.New("fake page store down")
+
+func (fakeDownPages) Bind(context.Context, string, string, time.Duration) error {
+	return errFakePagesDown
+}
+func (fakeDownPages) Owner(context.Context, string) (string, bool, error) {
+	return "", false, errFakePagesDown
+}
+
+func TestPagingFailsClosedWhenThePageStoreIsDown(t *testing.T) {
+	t.Run("following a next link is refused with 503, never decided without its binding", func(t *testing.T) {
+		c, pol, _ := newRegistryCore(fakeRealmRegistry())
+		c.Pages = fakeDownPages{}
+		d := c.Decide(context.Background(), Input{API: "patient-access", Method: "GET", Path: "",
+			RawQuery: "_getpages=5c1f-uuid&_getpagesoffset=20", Authorization: []string{"Bearer patient-app"}})
+		if d.Allow || d.Refusal.Status != 503 || !slices.Contains(d.Reasons, "page_store_unavailable") {
+			t.Fatalf("allow %v, status %d, reasons %v; want 503 page_store_unavailable", d.Allow, d.Refusal.Status, d.Reasons)
+		}
+		if pol.input != nil {
+			t.Fatal("the policy was asked without the paging fact")
+		}
+	})
+	t.Run("a search answer whose next link cannot be bound is refused with 503 and nothing of it leaves", func(t *testing.T) {
+		c := newEnforcingCore()
+		c.Pages = fakeDownPages{}
+		body := bundle("searchset", 40, []string{
+			"next http://127.0.0.1:8090/fhir?_getpages=5c1f-uuid&_getpagesoffset=20&_count=20&_bundletype=searchset",
+		}, entry{eob("e1", me), "match"})
+		got, err := c.EnforceResponse(context.Background(), decisionFor(me), 200, fhirJSON, []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != 503 || !bytes.Equal(got.Body, outcome.Unavailable.Body()) || len(got.Patients) != 0 {
+			t.Fatalf("status %d, patients %v, body %s; want 503 and nothing of the answer", got.Status, got.Patients, got.Body)
+		}
+	})
+	t.Run("a search answer without paging links does not need the store", func(t *testing.T) {
+		c := newEnforcingCore()
+		c.Pages = fakeDownPages{}
+		body := bundle("searchset", 1, nil, entry{eob("e1", me), "match"})
+		if got, err := c.EnforceResponse(context.Background(), decisionFor(me), 200, fhirJSON, []byte(body)); err != nil || got.Status != 200 {
+			t.Fatalf("status %d, %v", got.Status, err)
+		}
+	})
 }

@@ -81,7 +81,10 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 		e.carryShape(root)
 		e.ownSelfLink(root)
 		if err := e.bindPages(ctx, root); err != nil {
-			return Enforced{}, err
+			// A next link that is not bound answers 404 to its own client: the page store being out is an
+			// outage (503, try again), and nothing of the answer leaves without its binding.
+			c.Log.Error("page store unavailable; refusing", "decision_id", d.ID, "error", err)
+			return e.refused(outcome.Unavailable), nil
 		}
 	} else {
 		if !e.keep(root) {
