@@ -15,14 +15,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackadmin"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -37,36 +36,13 @@ const (
 // realMemberMark matches a real seed member's id or member number anywhere in an answer.
 var realMemberMark = regexp.MustCompile(`member-\d\d|FWM\d{4}`)
 
-// escapeAdminToken is the registry admin API's bearer token, or the test stops.
-func escapeAdminToken(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("FHIRWALL_ADMIN_TOKEN_FILE"), filepath.Join(stackenv.StateDir(), "admin", "admin.token")} {
-		if p == "" {
-			continue
-		}
-		if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			return string(bytes.TrimSpace(b))
-		}
-	}
-	require.Missing(t, "no registry admin token (FHIRWALL_ADMIN_TOKEN_FILE or .fhirwall/admin/admin.token)")
-	return ""
-}
+// escapeAdminToken is the registry admin API's bearer token (test/stackadmin), or the test stops.
+func escapeAdminToken(t *testing.T) string { return stackadmin.Token(t) }
 
+// escapeAdmin is one /admin/apps/ call through test/stackadmin, its status.
 func escapeAdmin(t *testing.T, token, method, path string, body any) int {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(testContext(t), method, stackenv.ProxyAdminURL+"/admin/apps/"+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s /admin/apps/%s: %v", method, path, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return stackadmin.Apps(testContext(t), t, client, token, method, path, body, nil)
 }
 
 // sandboxApp registers a public Patient Access sandbox app through the admin API (active at once, as the
