@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/sandboxapp"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackadmin"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -118,39 +115,13 @@ func registerSandboxApp(t *testing.T, reg map[string]any) {
 	})
 }
 
-// sandboxProviderToken registers a backend service of the sandbox provider organisation (private_key_jwt,
-// a key made here) and gets a token as it.
+// sandboxProviderToken registers a backend service of the sandbox provider organisation (test/sandboxapp:
+// private_key_jwt, a key made here) and gets a token as it.
 func sandboxProviderToken(t *testing.T) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	clientID, kid := "h5-sandbox-provider-e2e-"+hex.EncodeToString(suffix), "h5-e2e-1"
-	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: "ES384", Use: "sig"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	registerSandboxApp(t, map[string]any{
-		"client_id": clientID, "name": "Sandbox provider e2e backend", "developer_org": "fhirwall e2e",
-		"contacts": []map[string]string{{"email": "e2e@fhirwall.test"}}, "launch_types": []string{"backend"},
-		"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
-		"requested_apis": []string{"provider-access"}, "requested_scopes": []string{"system/*.rs"},
-		"environment": "sandbox", "tier": "backend", "org": "Organization/sandbox-org", "reviewer": "e2e",
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		tok, err := smartclient.BackendServiceToken(ctx(t), issuer, clientID, key, kid, []string{"system/*.rs"})
-		if err == nil {
-			return tok.AccessToken
-		}
-		if time.Now().After(deadline) {
-			require.Missing(t, fmt.Sprintf("Keycloak has no client %s 15 s after its registration (%v): registry.keycloak sync not wired", clientID, err))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	scopes := []string{"system/*.rs"}
+	b := sandboxapp.RegisterBackend(ctx(t), t, httpClient, "h5-sandbox-provider-e2e", []string{"provider-access"}, "Organization/sandbox-org", scopes)
+	return b.Token(ctx(t), t, scopes)
 }
 
 // bundleOf decodes a searchset's resources.
