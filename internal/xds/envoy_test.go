@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -333,14 +334,22 @@ func forwardedHeaders(r *http.Request) string {
 	return b.String()
 }
 
+// freePort is a port free now for Envoy to listen on. It is picked below Linux's ephemeral range (32768 and
+// up): a port the kernel handed out as ephemeral could be taken again, between this check and Envoy's bind,
+// by one of the many outgoing connections Envoy and the test servers open ("Address already in use").
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return uint32(p)
 	}
-	defer l.Close()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	t.Fatal("no free port between 20000 and 32000")
+	return 0
 }
 
 // TestEnvoyWithGeneratedConfig runs the real Envoy on the generated config between a fake FHIR server and
