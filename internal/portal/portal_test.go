@@ -524,7 +524,11 @@ func TestTamperedExpiredOrForeignSessionCookiesAreIgnored(t *testing.T) {
 	other, _ := newSealer(bytes.Repeat([]byte{8}, 32))
 	foreign, _ := other.seal(sessionCookie, dana(x))
 	login, _ := x.seal.seal(loginCookie, dana(x)) // sealed for the other cookie
-	for name, v := range map[string]string{"tampered": good[:len(good)-2] + "AA", "expired": x.cookie(expired).Value,
+	tampered := good[:len(good)-2] + "AA" // two characters changed, whatever they were ("AB" if they were "AA")
+	if tampered == good {
+		tampered = good[:len(good)-2] + "AB"
+	}
+	for name, v := range map[string]string{"tampered": tampered, "expired": x.cookie(expired).Value,
 		"another key": foreign, "the login cookie's value": login, "garbage": "%%%"} {
 		r := httptest.NewRequest(http.MethodGet, testPublicURL+"/apps", nil)
 		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: v})
