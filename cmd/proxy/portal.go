@@ -98,7 +98,7 @@ func (p *proxy) buildPortal(cfg *config.Config, discovery *capability.OIDCDiscov
 			}
 			registrars = append(registrars, b)
 		}
-		reg, err := dcr.New(p.appStore, cfg.OfferedScopes(), dcr.Options{PublicURL: pc.PublicURL, PerMinute: pc.DCR.PerMinute,
+		reg, err := dcr.New(p.appStore, cfg.OfferedScopes(), dcr.Options{PublicURL: pc.PublicURL, PerMinute: pc.DCR.PerMinute, Counter: p.appStore,
 			TrustedRegistrars: registrars, Log: log})
 		if err != nil {
 			return fmt.Errorf("portal.dcr: %w", err)

@@ -56,9 +56,14 @@ type Options struct {
 	// https://portal.example; registration_client_uri is PublicURL + "/register/" + client_id. https, or http
 	// on a loopback host (tests).
 	PublicURL string
-	// PerMinute bounds the calls (every route) per client address a minute, as a token bucket that holds a
-	// minute's worth (0: DefaultPerMinute). Over it: 429 with Retry-After.
+	// PerMinute bounds the calls (every route) per client address a minute (0: DefaultPerMinute). Over it: 429
+	// with Retry-After. Without Counter, a token bucket in this process that holds a minute's worth; with it,
+	// the calls of every replica in each clock minute.
 	PerMinute int
+	// Counter, when set, counts the calls per address where every replica sees them (the registry's
+	// PostgreSQL: postgres.Store), so N replicas do not allow N times the limit. A counter that cannot answer
+	// refuses the call (503): the limit fails closed.
+	Counter Counter
 	// TrustedRegistrars are JSON Web Key Sets (each the content of one portal.dcr.trusted_registrars file)
 	// whose public keys may sign software statements (RFC 7591 §2.3). None: every statement is
 	// unapproved_software_statement.
@@ -74,7 +79,7 @@ type handler struct {
 	offered    map[string][]string
 	publicURL  string
 	registrars registrars
-	limit      *limiter
+	limit      callLimit
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -119,6 +124,9 @@ func New(store apps.Store, offered map[string][]string, opts Options) (http.Hand
 	}
 	h := &handler{store: store, offered: offered, publicURL: publicURL, registrars: regs,
 		limit: newLimiter(perMinute), now: now, log: opts.Log}
+	if opts.Counter != nil {
+		h.limit = &sharedLimit{counter: opts.Counter, perMinute: perMinute}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /register", h.register)
 	mux.HandleFunc("GET /register/{client_id}", h.read)
@@ -154,7 +162,15 @@ func publicBase(s string) (string, error) {
 // limited answers 429 with Retry-After to an address over its rate, before any work.
 func (h *handler) limited(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait, ok := h.limit.allow(r.RemoteAddr, h.now()); !ok {
+		wait, ok, err := h.limit.allow(r.Context(), r.RemoteAddr, h.now())
+		if err != nil {
+			h.log.Error("dcr: rate limit counter unavailable; refusing", "err", err)
+			w.Header().Set("Retry-After", "5")
+			h.refuse(w, &Refusal{Status: http.StatusServiceUnavailable, Code: ServerError,
+				Description: "registration is unavailable for a moment; retry after the time in Retry-After"})
+			return
+		}
+		if !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			h.refuse(w, &Refusal{Status: http.StatusTooManyRequests, Code: TooManyRequests,
 				Description: "too many registration requests from this address; retry after the time in Retry-After"})

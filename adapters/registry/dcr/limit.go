@@ -1,6 +1,7 @@
 package dcr
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/netip"
@@ -15,6 +16,38 @@ import (
 // seen again after that starts with a full bucket).
 const maxAddresses = 10000
 
+// callLimit decides whether a client address may make one more call now; when not, it says how long until it
+// may. An error means the limit could not be checked: the call is refused.
+type callLimit interface {
+	allow(ctx context.Context, remoteAddr string, now time.Time) (retryAfter time.Duration, ok bool, err error)
+}
+
+// Counter counts calls per key in one clock minute where every replica counts (postgres.Store.CountCall).
+type Counter interface {
+	// CountCall adds one call of key to the minute that starts at window and returns that minute's calls so
+	// far, this one included.
+	CountCall(ctx context.Context, key string, window time.Time) (int, error)
+}
+
+// sharedLimit is a fixed window per client address and clock minute, counted by a Counter every replica
+// shares: perMinute calls a minute across the whole deployment.
+type sharedLimit struct {
+	counter   Counter
+	perMinute int
+}
+
+func (l *sharedLimit) allow(ctx context.Context, remoteAddr string, now time.Time) (time.Duration, bool, error) {
+	window := now.UTC().Truncate(time.Minute)
+	n, err := l.counter.CountCall(ctx, "dcr:"+addressKey(remoteAddr).String(), window)
+	if err != nil {
+		return 0, false, err
+	}
+	if n > l.perMinute {
+		return window.Add(time.Minute).Sub(now), false, nil
+	}
+	return 0, true, nil
+}
+
 // limiter is a token bucket per client address: perMinute calls a minute, as many at once.
 type limiter struct {
 	mu        sync.Mutex
@@ -28,7 +61,7 @@ func newLimiter(perMinute int) *limiter {
 }
 
 // allow takes a token of remoteAddr's bucket; when there is none it says how long until there is.
-func (l *limiter) allow(remoteAddr string, now time.Time) (retryAfter time.Duration, ok bool) {
+func (l *limiter) allow(_ context.Context, remoteAddr string, now time.Time) (retryAfter time.Duration, ok bool, err error) {
 	key := addressKey(remoteAddr)
 	l.mu.Lock()
 	b, found := l.buckets.Get(key)
@@ -39,13 +72,13 @@ func (l *limiter) allow(remoteAddr string, now time.Time) (retryAfter time.Durat
 	l.mu.Unlock()
 	r := b.ReserveN(now, 1)
 	if !r.OK() {
-		return time.Minute, false
+		return time.Minute, false, nil
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return d, false
+		return d, false, nil
 	}
-	return 0, true
+	return 0, true, nil
 }
 
 // addressKey is the bucket of a client address: the address itself for IPv4, its /64 for IPv6 (one host

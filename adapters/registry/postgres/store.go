@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS fhirwall_app_events (
 	event     jsonb       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fhirwall_app_events_by_client ON fhirwall_app_events (client_id, seq);
-` + credentialsSchema + syncSchema
+` + credentialsSchema + syncSchema + callsSchema
 
 // Store is an apps.Store in PostgreSQL. Every change is one transaction: the row (version-checked), its
 // event, the audit record (its failure rolls everything back), and a notification to every replica's view.
