@@ -109,11 +109,16 @@ create_topic() {
 }
 
 # size_topic NAME: max.message.bytes of an existing topic (created before the audit topic was sized, as on a
-# long-lived stack) set to MAX_MESSAGE_BYTES; idempotent
+# long-lived stack) set to MAX_MESSAGE_BYTES; idempotent. The audit topic also gets flush.messages=1: this
+# broker is the only replica, so an acknowledgement must mean the record is on its disk (the spool deletes
+# what Kafka acknowledged; a machine that restarted with acked records only in the page cache once left a gap
+# in a chain). With three brokers, replication 3 and min.insync.replicas 2 are the production answer instead.
 size_topic() {
+  local cfg="max.message.bytes=$MAX_MESSAGE_BYTES"
+  [ "$1" = "$AUDIT_TOPIC" ] && cfg="$cfg,flush.messages=1"
   kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
     --command-config "$HERE/admin.properties" --alter --entity-type topics --entity-name "$1" \
-    --add-config "max.message.bytes=$MAX_MESSAGE_BYTES" >/dev/null
+    --add-config "$cfg" >/dev/null
 }
 
 render_config() {
@@ -226,7 +231,7 @@ topic() {
   create_topic "$name" "$parts"
 }
 
-# size-topic [NAME]: set max.message.bytes of a running broker's topic (default the audit topic), without a
+# size-topic [NAME]: set max.message.bytes (and the audit topic's flush.messages=1) of a running broker's topic (default the audit topic), without a
 # restart; start does it for the audit topic anyway
 size() {
   local name=${1:-$AUDIT_TOPIC}
