@@ -29,7 +29,9 @@ func (fakeAllowPolicy) Revision() string { return "fake" }
 
 type fakeNoTokens struct{}
 
-func (fakeNoTokens) Verify(context.Context, string) (token.Identity, error) { return token.Identity{}, token.ErrInvalid }
+func (fakeNoTokens) Verify(context.Context, string) (token.Identity, error) {
+	return token.Identity{}, token.ErrInvalid
+}
 
 type fakeSink struct {
 	mu      sync.Mutex
