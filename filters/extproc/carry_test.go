@@ -223,3 +223,20 @@ func TestAdapterWithoutBodyIsAnsweredAtRequestHeaders(t *testing.T) {
 	}
 	record(t, sink)
 }
+
+// TestAdapterRequestForwardedWithoutItsBodyIsNotAnswered: if Envoy ignored the mode_override and sent the
+// request to the FHIR server, its answer is not the adapter's and does not leave.
+func TestAdapterRequestForwardedWithoutItsBodyIsNotAnswered(t *testing.T) {
+	sink := &fakeSink{records: make(chan audit.Record, 1)}
+	c, carry, a := startAdapter(t, sink)
+	carry.Put(adapterDecision("d-ignored", []byte(matchBody)))
+	send, _ := stream(t, c)
+	send(c.requestHeaders("d-ignored"))
+	wantImmediate(t, send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: headers(":status", "200")}}}), http.StatusInternalServerError)
+	if a.got != nil {
+		t.Fatal("the adapter answered without the body")
+	}
+	if r := record(t, sink); r.Status != http.StatusInternalServerError {
+		t.Fatalf("record %+v", r)
+	}
+}

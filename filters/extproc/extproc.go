@@ -290,6 +290,13 @@ func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extp
 		// nothing more to record.
 		return headersContinue(nil)
 	}
+	if ex.awaitingRequestBody {
+		// Envoy did not send the body an adapter answers on (it ignored mode_override) and asked the FHIR server
+		// instead: that answer is not the one the decision allows.
+		ex.awaitingRequestBody = false
+		s.Log.Error("the request body an adapter answers on never came; refusing the upstream answer", "decision_id", ex.d.ID)
+		return s.failRequest(ctx, ex)
+	}
 	if ex.d.AnsweredHere() {
 		// The adapter's own answer (requestHeaders), recorded there, coming back through the encode path.
 		return headersContinue(nil)
