@@ -419,3 +419,20 @@ func TestEqualEmptySeesADifference(t *testing.T) {
 		t.Fatal("different unexported notices compared equal")
 	}
 }
+
+// TestDecisionOnTheLongestURLEnvoyAcceptsStillSeals: Envoy admits 60 KiB of request headers; the query
+// appears several times in a decision (raw, parsed, upstream), and it still travels.
+func TestDecisionOnTheLongestURLEnvoyAcceptsStillSeals(t *testing.T) {
+	c, _ := carryCore(t)
+	q := "code=" + strings.Repeat("1234-5,", 60<<10/7)
+	d := carryDecisions(t)["sandbox"]
+	d.Input.RawQuery, d.UpstreamQuery = q, q
+	d.Request = carryRequestOf(t, "GET", "/Observation", q, nil, nil)
+	sealed, err := c.Seal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Unseal(context.Background(), sealed); err != nil || got.Input.RawQuery != q {
+		t.Fatalf("%d bytes sealed: %v", len(sealed), err)
+	}
+}

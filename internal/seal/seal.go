@@ -20,9 +20,10 @@ import (
 // KeySize is the length of one key: AES-256.
 const KeySize = 32
 
-// MaxSealed bounds what Open reads: a sealed value is a header or a cookie, never megabytes. Larger input
-// is refused before any work is done on it.
-const MaxSealed = 64 << 10
+// MaxSealed bounds what Seal makes and Open reads: a sealed value is a cookie or an Envoy metadata field,
+// never megabytes (a decision on a request with a 60 KiB URL, Envoy's header limit, seals to about 350 KiB).
+// Larger input is refused before any work is done on it.
+const MaxSealed = 1 << 20
 
 // keyIDLen is the length of a key id, in hex characters.
 const keyIDLen = 8
