@@ -170,7 +170,7 @@ func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, sealed s
 		// without them, 503, and recorded.
 		ex.refused = true
 		s.Log.Error("facts for a carried decision unavailable; refusing with 503", "decision_id", id, "error", err)
-		if rd, rerr := s.Core.UnsealForRecord(sealed); rerr == nil {
+		if rd, rerr := s.Core.UnsealForRecord(sealed); rerr == nil && rd.ID == id {
 			r := outcome.Unavailable
 			if err := s.Core.Record(ctx, rd, r.Status, int64(len(r.Body())), 0); err != nil {
 				s.Log.Error("audit write failed", "decision_id", rd.ID, "error", err)
