@@ -275,6 +275,10 @@ type Proxy struct {
 	// PProf serves Go's profiles (/debug/pprof/) on the admin listener: for profiling under load, never on an
 	// address others can reach.
 	PProf bool `mapstructure:"pprof"`
+	// DecisionKeysFile holds the AES-256-GCM keys ext_authz seals each allowed decision with for ext_proc,
+	// which may run on another replica (internal/seal: one key per line, base64 or hex; the first seals, every
+	// one opens). Every replica needs the same file. Required with GRPC.
+	DecisionKeysFile string `mapstructure:"decision_keys_file"`
 }
 
 // Audit is where audit records go: first the local spool (durable before the answer leaves), then Kafka.
@@ -428,6 +432,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("proxy.admin", "127.0.0.1:9190")
 	v.SetDefault("proxy.local", "127.0.0.1:9192")
 	v.SetDefault("proxy.pprof", false)
+	v.SetDefault("proxy.decision_keys_file", "") // so FHIRWALL_PROXY_DECISION_KEYS_FILE applies
 	v.SetDefault("proxy.max_in_flight", 0)
 	v.SetDefault("proxy.gc_percent", 400)
 	v.SetDefault("public_url", "http://127.0.0.1:10000")
@@ -481,7 +486,7 @@ func decode(v *viper.Viper, path string, role Role) (*Config, error) {
 	}
 	for _, f := range []*string{&c.Registry.File, &c.XDS.TLS.CertFile, &c.XDS.TLS.KeyFile, &c.XDS.TLS.ClientCAFile, &c.FHIRServer.CAFile, &c.Audit.Spool.Dir, &c.Audit.SigningKeyFile,
 		&c.PriorAuth.RulesFile, &c.PriorAuth.AdminTokenFile, &c.Admin.TokenFile, &c.Registry.Import, &c.Registry.Keycloak.ClientSecretFile,
-		&c.Portal.TLSCert, &c.Portal.TLSKey, &c.Portal.ClientSecretFile, &c.Portal.SessionKeyFile} {
+		&c.Portal.TLSCert, &c.Portal.TLSKey, &c.Portal.ClientSecretFile, &c.Portal.SessionKeyFile, &c.Proxy.DecisionKeysFile} {
 		if *f != "" && path != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}
@@ -606,6 +611,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.GRPC == "" && c.Proxy.HTTP == "" {
 		errs = append(errs, errors.New("proxy: set proxy.grpc (Envoy mode), proxy.http (standalone) or both"))
+	}
+	if c.Proxy.GRPC != "" && c.Proxy.DecisionKeysFile == "" && c.role != ForXDS { // fhirwall-xds never seals
+		errs = append(errs, errors.New("proxy.decision_keys_file: required with proxy.grpc (ext_authz seals each decision for ext_proc with it, and every replica needs the same file): head -c 32 /dev/urandom | base64 > decision.keys"))
 	}
 	if c.HasAPI(PriorAuthAPI) {
 		errs = append(errs, c.PriorAuth.validate()...)

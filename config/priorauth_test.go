@@ -27,7 +27,7 @@ func TestExampleConfigHasAPriorAuthSectionWithItsDefaults(t *testing.T) {
 // A deployment without the prior-auth API needs no prior_auth section, and gets the defaults.
 func TestPriorAuthSectionIsOnlyRequiredWithTheAPI(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "pa.yaml")
-	body := "issuers: [{url: http://idp, audience: a}]\nregistry: {file: clients.yaml}\napis:\n  - {name: patient-access, prefix: /pa}\n"
+	body := "issuers: [{url: http://idp, audience: a}]\nregistry: {file: clients.yaml}\nproxy: {decision_keys_file: decision.keys}\napis:\n  - {name: patient-access, prefix: /pa}\n"
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "fhirwall.yaml")
+	// proxy.grpc is on by default, and with it proxy.decision_keys_file is required.
+	t.Setenv("FHIRWALL_PROXY_DECISION_KEYS_FILE", "decision.keys")
 	if err := os.WriteFile(p, []byte("issuers: [{url: http://idp, audience: a}]\napis:\n  - {name: patient-access, prefix: /pa}\n"+body), 0o600); err != nil {
 		t.Fatal(err)
 	}

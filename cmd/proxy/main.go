@@ -46,6 +46,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/portal"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/seal"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
 )
@@ -130,11 +131,9 @@ func run(cfgPath string, log *slog.Logger) error {
 	errc := make(chan error, 4)
 	var servers []func(context.Context)
 	if cfg.Proxy.GRPC != "" {
-		pending := decision.NewPending(2*time.Minute, time.Now)
-		go sweepPending(ctx, p.core, pending, log)
 		gs := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMsgSize))
-		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Pending: pending, Log: log})
-		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, Pending: pending, DecisionHeader: authz.DecisionHeader, Log: log,
+		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Log: log})
+		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, DecisionHeader: authz.DecisionHeader, Log: log,
 			AdapterTimeout: config.AdapterTimeout})
 		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)
 		if err != nil {
@@ -367,7 +366,15 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 	if err := m.WatchBreakers(breakers...); err != nil { // one collector: a second registration would clash
 		return nil, err
 	}
+	// Envoy mode: the decision travels sealed from ext_authz to ext_proc, which may be another replica's.
+	var carry *seal.Keyring
+	if cfg.Proxy.GRPC != "" {
+		if carry, err = seal.LoadKeyring(cfg.Proxy.DecisionKeysFile); err != nil {
+			return nil, fmt.Errorf("proxy.decision_keys_file: %w", err)
+		}
+	}
 	p.core = &decision.Core{
+		Carry:       carry,
 		Tokens:      tokens,
 		Policy:      p.engine,
 		Compartment: compartment,
@@ -488,24 +495,6 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 func serveHTTP(s *http.Server, errc chan<- error) func(context.Context) {
 	go func() { errc <- s.ListenAndServe() }()
 	return func(ctx context.Context) { _ = s.Shutdown(ctx) }
-}
-
-// sweepPending writes the records of allowed requests whose response never reached ext_proc.
-func sweepPending(ctx context.Context, core *decision.Core, p *decision.Pending, log *slog.Logger) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, d := range p.Expired() {
-				if err := core.Record(ctx, d, 0, 0, 0); err != nil {
-					log.Error("audit write failed for expired decision", "decision_id", d.ID, "error", err)
-				}
-			}
-		}
-	}
 }
 
 // capabilityAPIs maps each configured API onto what its CapabilityStatement and SMART configuration say,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -130,7 +131,11 @@ func wireConfig(t *testing.T, upstream, caFile string, edit func(doc map[string]
 	doc["jobs"] = map[string]any{"postgres_dsn": ""}
 	doc["portal"] = map[string]any{"listen": ""}
 	doc["admin"] = map[string]any{"token_file": ""}
-	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw"}
+	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw",
+		"decision_keys_file": filepath.Join(dir, "decision.keys")}
+	if err := os.WriteFile(filepath.Join(dir, "decision.keys"), []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	doc["audit"] = map[string]any{"spool": map[string]any{"dir": filepath.Join(dir, "spool")},
 		"signing_key_file": filepath.Join(dir, "signing.key")}
 	if err := audit.GenerateKey(filepath.Join(dir, "signing.key")); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/portal"
+	"github.com/fhirwall/fhirwall/internal/seal"
 )
 
 // buildRevocation opens the revocation list (RFC 7009 token revocations and members' revoked grants) in
@@ -58,7 +59,7 @@ func (p *proxy) buildPortal(cfg *config.Config, discovery *capability.OIDCDiscov
 	if len(cfg.Issuers) == 0 {
 		return errors.New("portal.listen: the portal signs users in with issuers[0], and there is none")
 	}
-	key, err := portal.LoadSessionKey(pc.SessionKeyFile)
+	keys, err := seal.LoadKeyring(pc.SessionKeyFile)
 	if err != nil {
 		return fmt.Errorf("portal.session_key_file: %w", err)
 	}
@@ -74,7 +75,7 @@ func (p *proxy) buildPortal(cfg *config.Config, discovery *capability.OIDCDiscov
 		Docs: p.docs.Documents,
 		OIDC: portal.OIDC{IssuerURL: cfg.Issuers[0].URL, ClientID: pc.ClientID, ClientSecret: secret,
 			HTTPClient: &http.Client{Timeout: 5 * time.Second}},
-		PublicURL: pc.PublicURL, SessionKey: key,
+		PublicURL: pc.PublicURL, SessionKeys: keys,
 		ReviewerRole: pc.ReviewerRole, DeveloperRole: pc.DeveloperRole, SecretOverlap: pc.SecretOverlap,
 		Log: log,
 	})

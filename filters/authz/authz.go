@@ -26,15 +26,23 @@ import (
 
 // DecisionHeader carries the decision id from ext_authz to ext_proc (ext_authz overwrites whatever a client
 // sent), and back to the client on every answer so a caller can quote it and an auditor find the record.
+// ext_proc checks it names the decision sealed in the metadata.
 const DecisionHeader = "x-fhirwall-decision-id"
+
+// MetadataNamespace is where Envoy keeps what Check returns as dynamic metadata: ext_authz's own filter name.
+// The ext_proc filter is configured to forward it (internal/xds, metadata_options.forwarding_namespaces).
+const MetadataNamespace = "envoy.filters.http.ext_authz"
+
+// SealedKey is the metadata field holding the sealed decision (decision.Core.Seal), which ext_proc opens on
+// whichever replica Envoy asks.
+const SealedKey = "sealed"
 
 // Server implements envoy.service.auth.v3.Authorization.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	Core    *decision.Core
-	APIs    []decision.API
-	Pending *decision.Pending
-	Log     *slog.Logger
+	Core *decision.Core
+	APIs []decision.API
+	Log  *slog.Logger
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -85,7 +93,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if !d.Allow {
 		return s.deny(ctx, d), nil
 	}
-	s.Pending.Put(d)
+	// The decision travels with the request to ext_proc, which may run on another replica (Invariant 4).
+	sealed, err := s.Core.Seal(d)
+	if err != nil {
+		s.Log.Error("decision could not be sealed; refusing", "decision_id", d.ID, "error", err)
+		return s.deny(ctx, s.Core.Refuse(in, outcome.Internal, "decision_not_sealed")), nil
+	}
 	ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{setHeader(DecisionHeader, d.ID)}}
 	ok.Headers = append(ok.Headers, rateLimitHeaders(d)...)
 	// Invariant 3: conditional headers are judged by the core after enforcement, never by the FHIR server.
@@ -103,7 +116,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		ok.QueryParametersToSet, ok.QueryParametersToRemove = set, remove
 	}
-	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API})
+	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API, SealedKey: sealed})
 	return &authv3.CheckResponse{
 		Status:          &status.Status{Code: int32(codes.OK)},
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},

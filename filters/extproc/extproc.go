@@ -1,6 +1,7 @@
 // Package extproc is Envoy's ext_proc face of fhirwall: it sees each allowed request's response, has its body
-// enforced when the decision asks for it, and writes its audit record before the response goes on. The decision itself was taken by ext_authz; the decision id
-// header joins the two.
+// enforced when the decision asks for it, and writes its audit record before the response goes on. The
+// decision itself was taken by ext_authz, possibly on another replica: it arrives sealed in the metadata
+// Envoy forwards from ext_authz (decision.Core.Unseal), and the decision id header must name it.
 package extproc
 
 import (
@@ -27,7 +28,6 @@ import (
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	Core           *decision.Core
-	Pending        *decision.Pending
 	DecisionHeader string
 	Log            *slog.Logger
 	// Enforce checks a whole upstream answer before it leaves; nil means Core.EnforceResponse. Tests put a
@@ -40,13 +40,25 @@ type Server struct {
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
 
+// Where the sealed decision arrives: ext_authz's dynamic metadata namespace (its filter name) and field, as
+// filters/authz writes them (authz.MetadataNamespace, authz.SealedKey; no face imports another).
+const (
+	MetadataNamespace = "envoy.filters.http.ext_authz"
+	SealedKey         = "sealed"
+)
+
+// sealedOf is the sealed decision Envoy forwarded with a message; "" when there is none.
+func sealedOf(req *extprocv3.ProcessingRequest) string {
+	return req.GetMetadataContext().GetFilterMetadata()[MetadataNamespace].GetFields()[SealedKey].GetStringValue()
+}
+
 // MaxRecvMsgSize is the gRPC receive limit the server hosting Server needs (grpc.MaxRecvMsgSize): a
 // BUFFERED body of up to decision.MaxResponseBytes arrives in one message, far above gRPC's 4 MiB default,
 // which would otherwise fail the stream (and Envoy answer status_on_error).
 const MaxRecvMsgSize = decision.MaxResponseBytes + 1<<20
 
 // Processing modes this server asks for per exchange (mode_override on the request-headers answer); read only,
-// and the only two internal/xds allows (allowed_override_modes). The
+// and the only three internal/xds allows (allowed_override_modes). The
 // filter's static mode buffers response bodies, so an Envoy that ignored the override would send bodies
 // this server does not need, never skip one it does: a body that was not checked cannot leave.
 var (
@@ -63,6 +75,13 @@ var (
 		RequestBodyMode: filterv3.ProcessingMode_NONE, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED,
 		RequestTrailerMode: filterv3.ProcessingMode_SKIP, ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
 	}
+	// BufferedRequest sends the whole request body in one message, for a decision an adapter answers on it
+	// (decision.NeedsRequestBody): the decision travelled without the body, which Envoy still holds.
+	BufferedRequest = &filterv3.ProcessingMode{
+		RequestHeaderMode: filterv3.ProcessingMode_SEND, ResponseHeaderMode: filterv3.ProcessingMode_SEND,
+		RequestBodyMode: filterv3.ProcessingMode_BUFFERED, ResponseBodyMode: filterv3.ProcessingMode_NONE,
+		RequestTrailerMode: filterv3.ProcessingMode_SKIP, ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
+	}
 )
 
 // unchecked is the answer whenever an upstream body that needed enforcement could not be enforced.
@@ -72,6 +91,10 @@ var unchecked = decision.UncheckedResponse
 type exchangeState struct {
 	d       *decision.Decision
 	started time.Time
+	// Set at request headers when an adapter answers on the request body still to come.
+	awaitingRequestBody bool
+	// Set when this server refused the request at its headers: nothing more is recorded for the exchange.
+	refused bool
 	// Set at response headers when the body is still to come and must be enforced.
 	awaitingBody bool
 	status       int
@@ -104,17 +127,25 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		var resp *extprocv3.ProcessingResponse
 		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp, err = s.requestHeaders(ctx, ex, m.RequestHeaders, stream.Send)
+			resp, err = s.requestHeaders(ctx, ex, sealedOf(req), m.RequestHeaders, stream.Send)
+			if err != nil {
+				return err
+			}
+		case *extprocv3.ProcessingRequest_RequestBody:
+			resp, err = s.requestBody(ctx, ex, m.RequestBody, stream.Send)
 			if err != nil {
 				return err
 			}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			if ex.d == nil && !ex.refused {
+				s.localReply(ctx, ex, sealedOf(req), m.ResponseHeaders)
+			}
 			resp = s.responseHeaders(ctx, ex, m.ResponseHeaders)
 		case *extprocv3.ProcessingRequest_ResponseBody:
 			resp = s.responseBody(ctx, ex, m.ResponseBody)
 		default:
-			// Request bodies and trailers are not requested by the filter config; receiving one means the
-			// config and this code disagree, and the safe answer is to stop the response.
+			// Trailers are not requested by the filter config; receiving one means the config and this code
+			// disagree, and the safe answer is to stop the response.
 			resp = immediate(outcome.Internal, "", "")
 		}
 		if err := stream.Send(resp); err != nil {
@@ -123,24 +154,60 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 }
 
-// requestHeaders answers the request headers; send is the stream's, for a message that goes before the answer.
-func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders, send func(*extprocv3.ProcessingResponse) error) (*extprocv3.ProcessingResponse, error) {
+// requestHeaders opens the decision that came with the request and answers its headers; send is the
+// stream's, for a message that goes before the answer.
+func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, sealed string, h *extprocv3.HttpHeaders, send func(*extprocv3.ProcessingResponse) error) (*extprocv3.ProcessingResponse, error) {
 	id := header(h.GetHeaders(), s.DecisionHeader)
-	d, ok := s.Pending.Take(id)
-	if !ok {
-		s.Log.Error("response without a decision; refusing", "decision_id", id)
+	if sealed == "" {
+		// Never the sealed value in a log: it is the whole decision.
+		ex.refused = true
+		s.Log.Error("request without a sealed decision; refusing", "decision_id", id)
+		return immediate(outcome.Internal, "", ""), nil
+	}
+	d, err := s.Core.Unseal(ctx, sealed)
+	if errors.Is(err, decision.ErrCarryFacts) {
+		// The decision is sound, but the facts to enforce its answer cannot be read: like a decision taken
+		// without them, 503, and recorded.
+		ex.refused = true
+		s.Log.Error("facts for a carried decision unavailable; refusing with 503", "decision_id", id, "error", err)
+		if rd, rerr := s.Core.UnsealForRecord(sealed); rerr == nil && rd.ID == id {
+			r := outcome.Unavailable
+			if err := s.Core.Record(ctx, rd, r.Status, int64(len(r.Body())), 0); err != nil {
+				s.Log.Error("audit write failed", "decision_id", rd.ID, "error", err)
+			}
+			return immediate(r, s.DecisionHeader, rd.ID), nil
+		}
+		return immediate(outcome.Unavailable, "", ""), nil
+	}
+	if err != nil {
+		ex.refused = true
+		s.Log.Error("carried decision refused; refusing", "decision_id", id, "error", err)
+		return immediate(outcome.Internal, "", ""), nil
+	}
+	// ext_authz wrote the decision header on this very request: a seal from another request (replayed, or
+	// mixed up) names another decision or request id.
+	rid := header(h.GetHeaders(), "x-request-id")
+	if id != d.ID || rid != "" && d.Input.RequestID != "" && rid != d.Input.RequestID {
+		ex.refused = true
+		s.Log.Error("carried decision is not this request's; refusing", "decision_id", id, "sealed_decision_id", d.ID,
+			"request_id", rid, "sealed_request_id", d.Input.RequestID)
 		return immediate(outcome.Internal, "", ""), nil
 	}
 	ex.d, ex.started = d, time.Now()
-	if d.AnsweredHere() {
-		if s.AdapterTimeout > 0 {
-			// The adapter may need longer than one message's timeout (a $submit validates the Bundle and asks
-			// the UM system): Envoy is told first, so it does not give up on a request being answered.
-			if err := send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(s.AdapterTimeout)}); err != nil {
-				return nil, err
-			}
+	if d.NeedsRequestBody() {
+		if h.GetEndOfStream() {
+			s.Log.Error("request without the body it was decided on; refusing", "decision_id", d.ID)
+			return s.failRequest(ctx, ex), nil
 		}
-		return s.answer(ctx, ex), nil
+		// The adapter answers on the body, which Envoy still holds: it comes next, whole (BUFFERED).
+		ex.awaitingRequestBody = true
+		return &extprocv3.ProcessingResponse{
+			Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+			ModeOverride: BufferedRequest,
+		}, nil
+	}
+	if d.AnsweredHere() {
+		return s.answerAdapter(ctx, ex, send)
 	}
 	mode := HeadersOnly
 	if d.NeedsResponseBody() {
@@ -152,11 +219,83 @@ func (s *Server) requestHeaders(ctx context.Context, ex *exchangeState, h *extpr
 	}, nil
 }
 
+// requestBody takes the body an adapter answers on, when it is the one the decision was taken on.
+func (s *Server) requestBody(ctx context.Context, ex *exchangeState, b *extprocv3.HttpBody, send func(*extprocv3.ProcessingResponse) error) (*extprocv3.ProcessingResponse, error) {
+	if !ex.awaitingRequestBody {
+		// Asked for by no mode of ours: the config and this code disagree, and nothing must go on.
+		if ex.d != nil {
+			s.Log.Error("request body not asked for; refusing", "decision_id", ex.d.ID)
+			return s.failRequest(ctx, ex), nil
+		}
+		return immediate(outcome.Internal, "", ""), nil
+	}
+	ex.awaitingRequestBody = false
+	if !b.GetEndOfStream() {
+		s.Log.Error("partial request body; refusing", "decision_id", ex.d.ID)
+		return s.failRequest(ctx, ex), nil
+	}
+	if err := ex.d.AttachBody(b.GetBody()); err != nil {
+		s.Log.Error("request body is not the one decided on; refusing", "decision_id", ex.d.ID, "error", err)
+		return s.failRequest(ctx, ex), nil
+	}
+	return s.answerAdapter(ctx, ex, send)
+}
+
+// answerAdapter has the adapter answer: the AdapterTimeout override first, then the answer itself.
+func (s *Server) answerAdapter(ctx context.Context, ex *exchangeState, send func(*extprocv3.ProcessingResponse) error) (*extprocv3.ProcessingResponse, error) {
+	if s.AdapterTimeout > 0 {
+		// The adapter may need longer than one message's timeout (a $submit validates the Bundle and asks
+		// the UM system): Envoy is told first, so it does not give up on a request being answered.
+		if err := send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(s.AdapterTimeout)}); err != nil {
+			return nil, err
+		}
+	}
+	return s.answer(ctx, ex), nil
+}
+
+// failRequest records and returns the 500 for a request that cannot go on with its decision.
+func (s *Server) failRequest(ctx context.Context, ex *exchangeState) *extprocv3.ProcessingResponse {
+	r := outcome.Internal
+	ex.recorded = true
+	if err := s.Core.Record(ctx, ex.d, r.Status, int64(len(r.Body())), time.Since(ex.started)); err != nil {
+		s.Log.Error("audit write failed", "decision_id", ex.d.ID, "error", err)
+	}
+	return immediate(r, s.DecisionHeader, ex.d.ID)
+}
+
+// localReply records the answer of an allowed request that Envoy made itself before ext_proc saw the request
+// (a rate limit's 429, say): the decision arrives with the response headers. A refusal of ext_authz's brings
+// no decision, and was recorded there. The exchange then goes on as one with a recorded answer.
+func (s *Server) localReply(ctx context.Context, ex *exchangeState, sealed string, h *extprocv3.HttpHeaders) {
+	if sealed == "" {
+		return
+	}
+	d, err := s.Core.UnsealForRecord(sealed)
+	if err != nil {
+		s.Log.Error("local reply with a carried decision that does not open; not recorded", "error", err)
+		return
+	}
+	st, _ := strconv.Atoi(header(h.GetHeaders(), ":status"))
+	size, _ := strconv.ParseInt(header(h.GetHeaders(), "content-length"), 10, 64)
+	ex.d, ex.recorded, ex.refused = d, true, true
+	if err := s.Core.Record(ctx, d, st, size, 0); err != nil {
+		s.Log.Error("audit write failed for a local reply", "decision_id", d.ID, "status", st, "error", err)
+	}
+}
+
 func (s *Server) responseHeaders(ctx context.Context, ex *exchangeState, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if ex.d == nil {
-		// A local reply of a filter before this one (an ext_authz refusal, already recorded there, or an
-		// Envoy error): nothing reached the FHIR server on this exchange, so nothing more to record.
+	if ex.d == nil || ex.refused {
+		// A local reply of a filter before this one (an ext_authz refusal, already recorded there, a local
+		// reply localReply recorded, or an Envoy error): nothing reached the FHIR server on this exchange, so
+		// nothing more to record.
 		return headersContinue(nil)
+	}
+	if ex.awaitingRequestBody {
+		// Envoy did not send the body an adapter answers on (it ignored mode_override) and asked the FHIR server
+		// instead: that answer is not the one the decision allows.
+		ex.awaitingRequestBody = false
+		s.Log.Error("the request body an adapter answers on never came; refusing the upstream answer", "decision_id", ex.d.ID)
+		return s.failRequest(ctx, ex)
 	}
 	if ex.d.AnsweredHere() {
 		// The adapter's own answer (requestHeaders), recorded there, coming back through the encode path.
@@ -217,9 +356,9 @@ func edited(hm *extprocv3.HeaderMutation, e decision.HeaderEdit) *extprocv3.Head
 
 func (s *Server) responseBody(ctx context.Context, ex *exchangeState, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if !ex.awaitingBody {
-		if ex.d == nil || !ex.d.NeedsResponseBody() {
-			// A local reply (ext_authz refusal, Envoy error), or a headers-only decision whose mode_override
-			// Envoy did not apply: nothing to enforce, and its record, if any, is written.
+		if ex.d == nil || ex.refused || !ex.d.NeedsResponseBody() {
+			// A local reply (ext_authz refusal, rate limit, Envoy error), or a headers-only decision whose
+			// mode_override Envoy did not apply: nothing to enforce, and its record, if any, is written.
 			return bodyContinue()
 		}
 		s.Log.Error("response body before its headers; refusing", "decision_id", ex.d.ID)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,11 +18,13 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/seal"
 )
 
 // fakeSink records audit writes and fails when told to.
@@ -43,20 +46,83 @@ type fakePolicy struct{}
 func (fakePolicy) Decide(context.Context, any) (policy.Result, error) { return policy.Result{}, nil }
 func (fakePolicy) Revision() string                                   { return "fake" }
 
-func start(t *testing.T, sink *fakeSink) (extprocv3.ExternalProcessorClient, *decision.Pending) {
+func start(t *testing.T, sink *fakeSink) (testClient, *fakeCarry) {
 	t.Helper()
 	return startWith(t, sink, nil)
 }
 
 type enforceFunc = func(ctx context.Context, d *decision.Decision, status int, contentType string, body []byte) (decision.Enforced, error)
 
-func startWith(t *testing.T, sink *fakeSink, enforce enforceFunc) (extprocv3.ExternalProcessorClient, *decision.Pending) {
+// testKeys are the decision keys the fake ext_authz (fakeCarry) and the server under test share.
+var testKeys, _ = seal.NewKeyring(bytes.Repeat([]byte{7}, seal.KeySize))
+
+// fakeCarry plays ext_authz for unit tests: Put seals an allowed decision as Check does, and the exchanges
+// send it in the metadata Envoy forwards.
+type fakeCarry struct {
+	core   *decision.Core
+	mu     sync.Mutex
+	sealed map[string]string
+}
+
+func (f *fakeCarry) Put(d *decision.Decision) {
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	v, err := f.core.Seal(d)
+	if err != nil {
+		panic(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sealed[d.ID] = v
+}
+
+func (f *fakeCarry) get(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sealed[id]
+}
+
+// metadata is what Envoy forwards of ext_authz's dynamic metadata; none when sealed is "".
+func metadata(sealed string) *corev3.Metadata {
+	if sealed == "" {
+		return nil
+	}
+	st, _ := structpb.NewStruct(map[string]any{"decision_id": "x", SealedKey: sealed})
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}}
+}
+
+// testClient is an ext_proc client that plays Envoy, with the fake ext_authz's sealed decisions.
+type testClient struct {
+	extprocv3.ExternalProcessorClient
+	carry *fakeCarry
+}
+
+// requestHeaders is Envoy's first message for a request ext_authz allowed as decision id.
+func (c testClient) requestHeaders(id string, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{
+		Request:         &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: headers(append([]string{"x-fhirwall-decision-id", id}, kv...)...)}},
+		MetadataContext: metadata(c.carry.get(id)),
+	}
+}
+
+func startWith(t *testing.T, sink *fakeSink, enforce enforceFunc) (testClient, *fakeCarry) {
+	t.Helper()
+	c, carry, _ := startServer(t, sink, func(s *Server) { s.Enforce = enforce })
+	return c, carry
+}
+
+func startServer(t *testing.T, sink *fakeSink, edit func(*Server)) (testClient, *fakeCarry, *decision.Core) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	core := &decision.Core{Policy: fakePolicy{}, Audit: sink, Log: log, Now: time.Now}
-	pending := decision.NewPending(time.Minute, time.Now)
+	core := &decision.Core{Policy: fakePolicy{}, Audit: sink, Log: log, Now: time.Now, Carry: testKeys}
+	carry := &fakeCarry{core: core, sealed: map[string]string{}}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(MaxRecvMsgSize))
-	extprocv3.RegisterExternalProcessorServer(gs, &Server{Core: core, Pending: pending, DecisionHeader: "x-fhirwall-decision-id", Log: log, Enforce: enforce})
+	srv := &Server{Core: core, DecisionHeader: "x-fhirwall-decision-id", Log: log}
+	if edit != nil {
+		edit(srv)
+	}
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +135,7 @@ func startWith(t *testing.T, sink *fakeSink, enforce enforceFunc) (extprocv3.Ext
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return extprocv3.NewExternalProcessorClient(conn), pending
+	return testClient{extprocv3.NewExternalProcessorClient(conn), carry}, carry, core
 }
 
 func headers(kv ...string) *corev3.HeaderMap {
@@ -80,7 +146,7 @@ func headers(kv ...string) *corev3.HeaderMap {
 	return m
 }
 
-func exchange(t *testing.T, c extprocv3.ExternalProcessorClient, decisionID, status string) (*extprocv3.ProcessingResponse, *extprocv3.ProcessingResponse) {
+func exchange(t *testing.T, c testClient, decisionID, status string) (*extprocv3.ProcessingResponse, *extprocv3.ProcessingResponse) {
 	t.Helper()
 	s, err := c.Process(context.Background())
 	if err != nil {
@@ -96,7 +162,7 @@ func exchange(t *testing.T, c extprocv3.ExternalProcessorClient, decisionID, sta
 		}
 		return resp
 	}
-	req := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: headers("x-fhirwall-decision-id", decisionID)}}})
+	req := send(c.requestHeaders(decisionID))
 	if req.GetImmediateResponse() != nil {
 		return req, nil
 	}
@@ -190,7 +256,7 @@ func (f *fakeEnforcer) enforce(_ context.Context, _ *decision.Decision, status i
 
 // bodyExchange plays Envoy for an exchange whose body is sent BUFFERED: request headers, response headers,
 // then (if the server continued) the whole body. It returns the server's three answers.
-func bodyExchange(t *testing.T, c extprocv3.ExternalProcessorClient, id string, respHeaders *corev3.HeaderMap, body []byte) (req, hdr, bdy *extprocv3.ProcessingResponse) {
+func bodyExchange(t *testing.T, c testClient, id string, respHeaders *corev3.HeaderMap, body []byte) (req, hdr, bdy *extprocv3.ProcessingResponse) {
 	t.Helper()
 	s, err := c.Process(context.Background())
 	if err != nil {
@@ -208,7 +274,7 @@ func bodyExchange(t *testing.T, c extprocv3.ExternalProcessorClient, id string, 
 		}
 		return resp
 	}
-	req = send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: headers("x-fhirwall-decision-id", id)}}})
+	req = send(c.requestHeaders(id))
 	hdr = send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: respHeaders}}})
 	if hdr.GetImmediateResponse() != nil {
 		return req, hdr, nil

@@ -28,7 +28,7 @@ func pollDecision(t *testing.T, id string) *decision.Decision {
 
 // answerHeaders plays Envoy up to the response headers (with end_of_stream as given) and returns the
 // server's answer to them.
-func answerHeaders(t *testing.T, c extprocv3.ExternalProcessorClient, id string, h *corev3.HeaderMap, endOfStream bool) *extprocv3.ProcessingResponse {
+func answerHeaders(t *testing.T, c testClient, id string, h *corev3.HeaderMap, endOfStream bool) *extprocv3.ProcessingResponse {
 	t.Helper()
 	s, err := c.Process(context.Background())
 	if err != nil {
@@ -36,7 +36,7 @@ func answerHeaders(t *testing.T, c extprocv3.ExternalProcessorClient, id string,
 	}
 	defer s.CloseSend()
 	for _, r := range []*extprocv3.ProcessingRequest{
-		{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: headers("x-fhirwall-decision-id", id)}}},
+		c.requestHeaders(id),
 		{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: h, EndOfStream: endOfStream}}},
 	} {
 		if err := s.Send(r); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/seal"
 	"github.com/fhirwall/fhirwall/internal/smart"
 	"github.com/fhirwall/fhirwall/internal/token"
 )
@@ -74,6 +75,9 @@ type Decision struct {
 	members *membership
 	// notices are the headers Core.Notices gave for this request (AnswerHeaders adds them).
 	notices http.Header
+	// body is the length and SHA-256 of the request body of a decision carried through Envoy (carry.go),
+	// which arrives without it; nil otherwise.
+	body *carriedBody
 }
 
 // Verifier checks access tokens.
@@ -134,6 +138,9 @@ type Core struct {
 	// deprecation notices' Deprecation, Sunset and Link (config.DeprecationHeaders). Both faces add them
 	// through AnswerHeaders. nil adds none.
 	Notices func(api, resourceType string, now time.Time) http.Header
+	// Carry seals the decisions ext_authz hands to ext_proc through Envoy (carry.go); every replica has the
+	// same keys (proxy.decision_keys_file). nil: Seal and Unseal fail, so Envoy mode refuses (500).
+	Carry *seal.Keyring
 }
 
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.

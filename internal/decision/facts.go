@@ -128,17 +128,9 @@ func (c *Core) providerFacts(ctx context.Context, d *Decision) (map[string]any, 
 	if err != nil {
 		return nil, nil, err
 	}
-	m := &membership{}
-	list, err := c.Attribution.Attributed(ctx, provider)
-	switch {
-	case errors.Is(err, ErrNoAttribution):
-	case err != nil:
-		return nil, nil, fmt.Errorf("facts: attribution of %s: %w", provider, err)
-	default:
-		m.list = list
-	}
-	if m.optedOut, err = c.Consent.OptedOut(ctx); err != nil {
-		return nil, nil, fmt.Errorf("facts: consent: %w", err)
+	m, err := c.providerMembership(ctx, provider)
+	if err != nil {
+		return nil, nil, err
 	}
 	named := map[string]any{}
 	for _, p := range namedPatients(d.Request) {

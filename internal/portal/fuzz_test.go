@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/seal"
 )
 
 // FuzzParseDocs: any CapabilityStatement or discovery document either parses or is refused, never panics.
@@ -45,12 +47,19 @@ func FuzzSafeReturn(f *testing.F) {
 	})
 }
 
-// FuzzSessionKey: a key file is 32 bytes or refused.
+// FuzzSessionKey: a key file gives a keyring that seals and opens a cookie, or is refused.
 func FuzzSessionKey(f *testing.F) {
 	f.Add([]byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if k, err := parseSessionKey(b); err == nil && len(k) != 32 {
-			t.Fatalf("key of %d bytes accepted", len(k))
+		k, err := seal.ParseKeyring(b)
+		if err != nil {
+			return
+		}
+		s := &sealer{keys: k}
+		v, err := s.seal(sessionCookie, session{Subject: "a"})
+		var out session
+		if err != nil || s.open(sessionCookie, v, &out) != nil || out.Subject != "a" {
+			t.Fatalf("a parsed key file cannot seal and open a cookie: %v", err)
 		}
 	})
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/config"
+	"github.com/fhirwall/fhirwall/internal/seal"
 )
 
 //go:embed templates/*.html static/*
@@ -50,7 +51,9 @@ type Options struct {
 	// PublicURL is the portal's https origin; the redirect URI is PublicURL+"/auth/callback" and every POST's
 	// Origin (or Referer) must be it.
 	PublicURL string
-	// SessionKey is the 32-byte AES-256-GCM key of the session cookie (LoadSessionKey).
+	// SessionKeys seal the session and login cookies (seal.LoadKeyring of portal.session_key_file: the first
+	// key seals, every key opens). SessionKey, a single 32-byte key, is used when SessionKeys is nil.
+	SessionKeys   *seal.Keyring
 	SessionKey    []byte
 	ReviewerRole  string // default config.DefaultReviewerRole
 	DeveloperRole string // default config.DefaultDeveloperRole
@@ -91,16 +94,18 @@ func New(o Options) (http.Handler, error) {
 	if o.OIDC.IssuerURL == "" || o.OIDC.ClientID == "" || o.OIDC.ClientSecret == "" {
 		errs = append(errs, errors.New("portal: OIDC needs the issuer URL, client id and client secret"))
 	}
-	seal, err := newSealer(o.SessionKey)
-	if err != nil {
-		errs = append(errs, err)
+	sealer := &sealer{keys: o.SessionKeys}
+	if o.SessionKeys == nil {
+		if sealer, err = newSealer(o.SessionKey); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	pub := strings.TrimSuffix(o.PublicURL, "/")
 	h := &handler{store: o.Store, idp: o.IdP, revoker: o.Revoker, offered: o.Offered, apis: o.APIs, docs: o.Docs,
-		status: o.Status, notices: slices.Clone(o.Notices), seal: seal, publicURL: pub,
+		status: o.Status, notices: slices.Clone(o.Notices), seal: sealer, publicURL: pub,
 		reviewerRole: o.ReviewerRole, developerRole: o.DeveloperRole, overlap: o.SecretOverlap, now: o.Now, log: o.Log,
 		auth: &signIn{cfg: o.OIDC, redirectURL: pub + "/auth/callback"}}
 	if h.reviewerRole == "" {

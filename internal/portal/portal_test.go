@@ -524,7 +524,7 @@ func TestTamperedExpiredOrForeignSessionCookiesAreIgnored(t *testing.T) {
 	other, _ := newSealer(bytes.Repeat([]byte{8}, 32))
 	foreign, _ := other.seal(sessionCookie, dana(x))
 	login, _ := x.seal.seal(loginCookie, dana(x)) // sealed for the other cookie
-	tampered := good[:len(good)-2] + "AA" // two characters changed, whatever they were ("AB" if they were "AA")
+	tampered := good[:len(good)-2] + "AA"         // two characters changed, whatever they were ("AB" if they were "AA")
 	if tampered == good {
 		tampered = good[:len(good)-2] + "AB"
 	}

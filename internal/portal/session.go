@@ -1,18 +1,15 @@
 package portal
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"strings"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/seal"
 )
 
 // Cookie names. __Host-: Secure, Path=/, no Domain, so no other host and no plain-HTTP page can set them.
@@ -47,49 +44,18 @@ type pendingLogin struct {
 	Expires  time.Time `json:"exp"`
 }
 
-// sealer seals and opens cookie values with AES-256-GCM; the cookie's name is the additional data, so a
-// value sealed for one cookie never opens as another.
-type sealer struct{ aead cipher.AEAD }
+// sealer seals and opens cookie values with the portal's keyring (portal.session_key_file, seal.LoadKeyring:
+// the first key seals, every key opens, so the key can rotate); the cookie's name is the additional data, so
+// a value sealed for one cookie never opens as another.
+type sealer struct{ keys *seal.Keyring }
 
-// ErrSessionKey is a session key that is not 32 bytes.
-var ErrSessionKey = errors.New("portal: the session key must be 32 bytes (raw, base64 or hex)")
-
+// newSealer is a sealer with one key (Options.SessionKey).
 func newSealer(key []byte) (*sealer, error) {
-	if len(key) != 32 {
-		return nil, ErrSessionKey
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead}, nil
-}
-
-// LoadSessionKey reads portal.session_key_file: 32 raw bytes, or their standard base64 or hex.
-func LoadSessionKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	k, err := seal.NewKeyring(key)
 	if err != nil {
 		return nil, fmt.Errorf("portal: session key: %w", err)
 	}
-	return parseSessionKey(b)
-}
-
-func parseSessionKey(b []byte) ([]byte, error) {
-	if len(b) == 32 {
-		return b, nil
-	}
-	s := strings.TrimSpace(string(b))
-	if k, err := base64.StdEncoding.DecodeString(s); err == nil && len(k) == 32 {
-		return k, nil
-	}
-	if k, err := hex.DecodeString(s); err == nil && len(k) == 32 {
-		return k, nil
-	}
-	return nil, ErrSessionKey
+	return &sealer{keys: k}, nil
 }
 
 func (s *sealer) seal(name string, v any) (string, error) {
@@ -97,11 +63,10 @@ func (s *sealer) seal(name string, v any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
+	out, err := s.keys.Seal(name, plain)
+	if err != nil {
 		return "", err
 	}
-	out := base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, []byte(name)))
 	if len(out) > maxCookie {
 		return "", fmt.Errorf("portal: cookie %s would be %d bytes", name, len(out))
 	}
@@ -113,15 +78,7 @@ func (s *sealer) open(name, value string, v any) error {
 	if len(value) > maxCookie {
 		return errors.New("cookie too long")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil {
-		return err
-	}
-	n := s.aead.NonceSize()
-	if len(raw) < n+s.aead.Overhead() {
-		return errors.New("cookie too short")
-	}
-	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(name))
+	plain, err := s.keys.Open(name, value)
 	if err != nil {
 		return err
 	}

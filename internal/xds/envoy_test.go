@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/test/require"
@@ -189,13 +190,16 @@ func (f *fakeAuthz) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.Unavailable)},
 			HttpResponse: &authv3.CheckResponse_ErrorResponse{ErrorResponse: denied(503)}}, nil
 	}
+	// As fhirwall-proxy does, the allowed decision travels to ext_proc in ext_authz's dynamic metadata.
+	meta, _ := structpb.NewStruct(map[string]any{"sealed": "sealed:" + path})
 	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			Headers: []*corev3.HeaderValueOption{{
 				Header:       &corev3.HeaderValue{Key: "x-fhirwall-patient", Value: "member-01"},
 				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 			}},
-		}}}, nil
+		}},
+		DynamicMetadata: meta}, nil
 }
 
 // fakeExtProc stands in for fhirwall-proxy's ext_proc service. It marks the responses it saw, so the test can
@@ -206,6 +210,28 @@ type fakeExtProc struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	mu     sync.Mutex
 	bodies []int // sizes of the response bodies it was sent
+	// sealed: per request path, the "sealed" field of ext_authz's metadata as each message brought it
+	// ("request_headers", "response_headers", "request_body").
+	sealed map[string]map[string]string
+}
+
+// sawSealed is what ext_authz's metadata held, as ext_proc's message of kind for path brought it.
+func (f *fakeExtProc) sawSealed(path, kind string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sealed[path][kind]
+}
+
+func (f *fakeExtProc) noteSealed(path, kind string, req *extprocv3.ProcessingRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sealed == nil {
+		f.sealed = map[string]map[string]string{}
+	}
+	if f.sealed[path] == nil {
+		f.sealed[path] = map[string]string{}
+	}
+	f.sealed[path][kind] = req.GetMetadataContext().GetFilterMetadata()[extAuthzFilterName].GetFields()["sealed"].GetStringValue()
 }
 
 const fakeEnforcedBody = `{"resourceType":"Bundle","type":"searchset","total":0}`
@@ -231,15 +257,32 @@ func (f *fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error
 					path = string(h.GetRawValue())
 				}
 			}
+			f.noteSealed(path, "request_headers", req)
 			mode := extProcMode(ext_procv3.ProcessingMode_NONE)
 			if strings.Contains(path, "/enforce") {
 				mode = extProcMode(ext_procv3.ProcessingMode_BUFFERED)
+			}
+			if strings.Contains(path, "$adapter-") {
+				// As fhirwall-proxy for an adapter that answers on the request body: the body, whole, next.
+				mode = extProcOverrideModes()[2]
 			}
 			resp = &extprocv3.ProcessingResponse{
 				Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 				ModeOverride: mode,
 			}
+		case *extprocv3.ProcessingRequest_RequestBody:
+			f.noteSealed(path, "request_body", req)
+			if !m.RequestBody.GetEndOfStream() {
+				return fmt.Errorf("fake ext_proc: a BUFFERED request body came in parts")
+			}
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
+				Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "content-type", RawValue: []byte(fhirJSON)}}}},
+				Body:    append([]byte("adapter:"), m.RequestBody.GetBody()...),
+				Details: extProcRefusalDetail,
+			}}}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			f.noteSealed(path, "response_headers", req)
 			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
 				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
 					SetHeaders:    []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-fake-extproc", RawValue: []byte("seen")}}},
@@ -662,6 +705,35 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}), 413, "too-long")
 		if len(upstreamHits()) != before {
 			t.Fatal("oversized body reached the FHIR server")
+		}
+	})
+	t.Run("ext_authz's dynamic metadata reaches ext_proc with the request and the response headers", func(t *testing.T) {
+		const p = "/patient-access/fhir/Patient/metadata-carried"
+		if r := do(t, "GET", p, nil, nil); r.status != 200 {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+		want := "sealed:" + p
+		for _, kind := range []string{"request_headers", "response_headers"} {
+			if got := extproc.sawSealed(p, kind); got != want {
+				t.Fatalf("ext_proc's %s brought %q, want ext_authz's %q", kind, got, want)
+			}
+		}
+	})
+	t.Run("a request body ext_proc asks for via mode_override comes whole, and its answer replaces the FHIR server's", func(t *testing.T) {
+		const p = "/patient-access/fhir/Patient/$adapter-match"
+		body := `{"resourceType":"Parameters","parameter":[{"name":"MemberPatient"}]}`
+		before := len(upstreamHits())
+		r := do(t, "POST", p, strings.NewReader(body), http.Header{"Content-Type": {fhirJSON}})
+		if r.status != 200 || r.body != "adapter:"+body {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+		if got := extproc.sawSealed(p, "request_body"); got != "sealed:"+p {
+			t.Fatalf("the request body message brought %q", got)
+		}
+		for _, h := range upstreamHits()[before:] {
+			if strings.Contains(h.path, "adapter-match") {
+				t.Fatalf("the FHIR server was asked %s, which the adapter answers", h.path)
+			}
 		}
 	})
 	t.Run("headers-only exchanges never send the body to ext_proc", func(t *testing.T) {

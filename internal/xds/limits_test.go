@@ -35,11 +35,24 @@ func TestLocalReplyMapperKeepsExtProcRefusals(t *testing.T) {
 	}
 }
 
-// Envoy ignores a mode_override not in allowed_override_modes; the two modes fhirwall-proxy asks for must be
+// Envoy ignores a mode_override not in allowed_override_modes; the three modes fhirwall-proxy asks for must be
 // exactly the ones allowed.
 func TestExtProcOverrideModesAreAllowed(t *testing.T) {
-	if !proto.Equal(extproc.HeadersOnly, extProcMode(ext_procv3.ProcessingMode_NONE)) ||
-		!proto.Equal(extproc.BufferedResponse, extProcMode(ext_procv3.ProcessingMode_BUFFERED)) {
-		t.Fatal("ext_proc server's mode_override values differ from the filter's allowed_override_modes")
+	allowed := extProcOverrideModes()
+	asked := []*ext_procv3.ProcessingMode{extproc.HeadersOnly, extproc.BufferedResponse, extproc.BufferedRequest}
+	if len(allowed) != len(asked) {
+		t.Fatalf("%d modes allowed, fhirwall-proxy asks for %d", len(allowed), len(asked))
+	}
+	for i := range asked {
+		if !proto.Equal(asked[i], allowed[i]) {
+			t.Fatalf("ext_proc server's mode_override %v differs from the filter's allowed %v", asked[i], allowed[i])
+		}
+	}
+}
+
+// ext_proc reads the sealed decision from the namespace the filter forwards: ext_authz's.
+func TestExtProcGetsTheNamespaceTheDecisionIsSealedIn(t *testing.T) {
+	if extAuthzFilterName != extproc.MetadataNamespace {
+		t.Fatalf("filter forwards %q, ext_proc reads %q", extAuthzFilterName, extproc.MetadataNamespace)
 	}
 }

@@ -286,6 +286,11 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 		MessageTimeout: durationpb.New(p.MessageTimeout),
 		// Request headers carry the decision id ext_authz set; response headers carry the status to audit.
 		ProcessingMode: extProcMode(ext_procv3.ProcessingMode_NONE),
+		// The decision ext_authz sealed into its dynamic metadata travels with every message to
+		// fhirwall-proxy's ext_proc, which may be another replica than the one that decided (Invariant 4).
+		MetadataOptions: &ext_procv3.MetadataOptions{ForwardingNamespaces: &ext_procv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{extAuthzFilterName},
+		}},
 	}
 	if p.MaxMessageTimeout > 0 {
 		cfg.MaxMessageTimeout = durationpb.New(p.MaxMessageTimeout)
@@ -293,13 +298,11 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	if p.BufferResponseBody {
 		// Response bodies come whole (BUFFERED, bounded by the listener's buffer limit) unless fhirwall-proxy
 		// answers the request headers with mode_override to headers only, which it does for every decision
-		// that needs no response enforcement. These two modes are the only ones it may choose.
+		// that needs no response enforcement, or to the request body whole for a decision an adapter answers
+		// on it (the decision travelled without the body). These three modes are the only ones it may choose.
 		cfg.ProcessingMode = extProcMode(ext_procv3.ProcessingMode_BUFFERED)
 		cfg.AllowModeOverride = true
-		cfg.AllowedOverrideModes = []*ext_procv3.ProcessingMode{
-			extProcMode(ext_procv3.ProcessingMode_NONE),
-			extProcMode(ext_procv3.ProcessingMode_BUFFERED),
-		}
+		cfg.AllowedOverrideModes = extProcOverrideModes()
 	}
 	tc, err := packAny(cfg)
 	if err != nil {
@@ -308,8 +311,20 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
 
+// extProcOverrideModes are the modes fhirwall-proxy may choose per exchange (= extproc.HeadersOnly,
+// BufferedResponse and BufferedRequest): headers only, the response body whole, the request body whole.
+func extProcOverrideModes() []*ext_procv3.ProcessingMode {
+	requestBody := extProcMode(ext_procv3.ProcessingMode_NONE)
+	requestBody.RequestBodyMode = ext_procv3.ProcessingMode_BUFFERED
+	return []*ext_procv3.ProcessingMode{
+		extProcMode(ext_procv3.ProcessingMode_NONE),
+		extProcMode(ext_procv3.ProcessingMode_BUFFERED),
+		requestBody,
+	}
+}
+
 // extProcMode is the processing mode fhirwall uses: request and response headers, the response body as
-// given, never the request body (ext_authz had it) or trailers.
+// given, no request body (ext_authz had it; only an adapter's mode asks for it again) and no trailers.
 func extProcMode(responseBody ext_procv3.ProcessingMode_BodySendMode) *ext_procv3.ProcessingMode {
 	return &ext_procv3.ProcessingMode{
 		RequestHeaderMode:   ext_procv3.ProcessingMode_SEND,

@@ -15,7 +15,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/fhirwall/fhirwall/filters/authz"
-	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/token"
 )
 
@@ -85,7 +84,7 @@ func checkServer(b *testing.B) (*authz.Server, *authv3.CheckRequest) {
 	}
 	core := newCore(b, &fakeSink{})
 	core.Tokens = verifier
-	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
+	s := &authz.Server{Core: core, APIs: apis, Log: core.Log}
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET",
 			Path:    "/patient-access/fhir/ExplanationOfBenefit?_count=10&status=active",
@@ -99,5 +98,4 @@ func check(b *testing.B, s *authz.Server, req *authv3.CheckRequest) {
 	if err != nil || resp.GetOkResponse() == nil {
 		b.Fatalf("not allowed: %v %v", resp, err)
 	}
-	s.Pending.Take(resp.GetOkResponse().GetHeaders()[0].GetHeader().GetValue())
 }

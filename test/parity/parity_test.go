@@ -4,6 +4,7 @@
 package parity
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/gateway"
 	"github.com/fhirwall/fhirwall/internal/policy"
+	"github.com/fhirwall/fhirwall/internal/seal"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
 )
@@ -109,8 +111,12 @@ func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 		Now:         time.Now,
 		Registry: fakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
 			APIs: []string{"patient-access"}, Scopes: []string{"patient/*.rs", "patient/*.read"}, Tier: "standard"}},
+		Carry: testKeys, // ext_authz seals every allowed decision for ext_proc
 	}
 }
+
+// testKeys seal the decisions the Envoy face carries to ext_proc.
+var testKeys, _ = seal.NewKeyring(bytes.Repeat([]byte{3}, seal.KeySize))
 
 type result struct {
 	status   int
@@ -121,7 +127,7 @@ type result struct {
 // viaEnvoy asks the ext_authz face, as Envoy would; an allowed request is "forwarded" by applying the
 // query mutations the way Envoy does.
 func viaEnvoy(t *testing.T, core *decision.Core, token, path string) result {
-	s := &authz.Server{Core: core, APIs: apis, Pending: decision.NewPending(time.Minute, time.Now), Log: core.Log}
+	s := &authz.Server{Core: core, APIs: apis, Log: core.Log}
 	hdr := map[string]string{}
 	if token != "" {
 		hdr["authorization"] = "Bearer " + token

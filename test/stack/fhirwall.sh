@@ -71,6 +71,11 @@ link_stack_files() {
       (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ADMIN_DIR/$f"); }
     ln -sf "$ADMIN_DIR/$f" "$RUN_CONFIG_DIR/$f"
   done
+  # proxy.decision_keys_file: one base64 key per line, the first seals; every replica of this checkout
+  # shares it, so ext_proc on one opens what ext_authz on another sealed.
+  [ -s "$ADMIN_DIR/decision.keys" ] || { mkdir -p "$ADMIN_DIR" && chmod 700 "$ADMIN_DIR" &&
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$ADMIN_DIR/decision.keys"); }
+  ln -sf "$ADMIN_DIR/decision.keys" "$RUN_CONFIG_DIR/decision.keys"
 }
 
 build() {
