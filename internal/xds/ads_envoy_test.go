@@ -28,6 +28,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/test/tlsfixture"
@@ -101,6 +103,9 @@ func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration,
 	g := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(g, fakeClientAuthz{delay: authzDelay})
 	extprocv3.RegisterExternalProcessorServer(g, &fakeExtProc{})
+	// As cmd/proxy: Envoy health-checks the authz cluster with grpc.health.v1 and sends nothing to a host that
+	// does not answer SERVING.
+	healthpb.RegisterHealthServer(g, health.NewServer())
 	authzLis := listen(t)
 	go g.Serve(authzLis)
 	t.Cleanup(g.Stop)

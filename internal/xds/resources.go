@@ -232,6 +232,10 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: a.Cluster,
 			}},
+			// No retry_policy, though Check is idempotent: Envoy 1.40 turns a GrpcService retry_policy into a
+			// route retry policy with a 50 ms per-try timeout (whatever the back-off says), which cut every
+			// Check that takes longer short (tried: all 503). A dead replica is ejected instead (authz cluster
+			// outlier detection and health check); the requests it held at that instant fail closed.
 			Timeout: durationpb.New(a.Timeout),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
@@ -439,13 +443,7 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: c.Name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: socketAddress(c.Host, c.Port),
-					}},
-				}},
-			}},
+			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbEndpoints(c.Endpoints)}},
 		},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
@@ -471,6 +469,25 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 			EnforcingSuccessRate:               wrapperspb.UInt32(0),
 			EnforcingLocalOriginSuccessRate:    wrapperspb.UInt32(0),
 		}
+		if o.ConsecutiveGatewayFailures > 0 {
+			out.OutlierDetection.ConsecutiveGatewayFailure = wrapperspb.UInt32(o.ConsecutiveGatewayFailures)
+			out.OutlierDetection.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(100)
+		}
+	}
+	if h := c.HealthCheck; h != nil {
+		out.HealthChecks = []*corev3.HealthCheck{{
+			Timeout:            durationpb.New(h.Timeout),
+			Interval:           durationpb.New(h.Interval),
+			UnhealthyThreshold: wrapperspb.UInt32(h.UnhealthyThreshold),
+			HealthyThreshold:   wrapperspb.UInt32(h.HealthyThreshold),
+			// A host that stopped answering is probed at the same pace, not the default 60 s, so a restarted
+			// replica rejoins within a second or two.
+			NoTrafficInterval: durationpb.New(h.Interval),
+			HealthChecker:     &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}},
+		}}
+		// A replica that leaves service discovery (its pod gone from the headless Service) is dropped at once,
+		// without waiting for its health checks to fail.
+		out.IgnoreHealthOnHostRemoval = true
 	}
 	if c.HTTP2 {
 		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
@@ -484,6 +501,17 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 				},
 			}),
 		}
+	}
+	return out
+}
+
+// lbEndpoints lists every endpoint with equal weight.
+func lbEndpoints(eps []ir.Endpoint) []*endpointv3.LbEndpoint {
+	out := make([]*endpointv3.LbEndpoint, 0, len(eps))
+	for _, e := range eps {
+		out = append(out, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.Host, e.Port)}},
+		})
 	}
 	return out
 }
