@@ -20,10 +20,12 @@
 # not override a key. Logs: $FHIRWALL_STATE/log/replica-K.log, xds-{a,b}.log, envoy-{a,b}.log.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-REPLICAS_BIN=${REPLICAS_BIN:-$FHIRWALL_STATE/bin}
 STACK_CONFIG=$FHIRWALL_STATE/config/fhirwall.yaml
 CONFIG=$FHIRWALL_STATE/config/replicas.yaml
 DIR=$FHIRWALL_STATE/replicas
+# start-one restarts a replica from the binaries `start` used, whatever REPLICAS_BIN says now.
+if [ -z "${REPLICAS_BIN:-}" ] && [ "${1:-}" != start ] && [ -f "$DIR/bin" ]; then REPLICAS_BIN=$(cat "$DIR/bin"); fi
+REPLICAS_BIN=${REPLICAS_BIN:-$FHIRWALL_STATE/bin}
 ENVOYS="a b"
 PUBLIC_URL=https://127.0.0.1:10010
 PROXY_PUBLIC_URL=http://127.0.0.1:8281
@@ -145,6 +147,7 @@ start() {
   need_stack
   mkdir -p "$DIR"
   echo "$n" >"$DIR/count"
+  echo "$REPLICAS_BIN" >"$DIR/bin"
   render_config
   for k in $(seq 1 "$n"); do start_one "$k"; done
   for e in $ENVOYS; do start_xds "$e"; start_envoy "$e"; done
