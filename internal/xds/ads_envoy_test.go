@@ -82,8 +82,8 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 }
 
 // startADSEnvoyWith is startADSEnvoy with decisions that take authzDelay and the authz cluster bounded to
-// maxAuthz calls and streams (0: the default).
-func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration, maxAuthz uint32) *adsEnvoy {
+// maxAuthz calls and streams (0: the default); edit, when given, changes the config before it is published.
+func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration, maxAuthz uint32, edit ...func(*Config)) *adsEnvoy {
 	t.Helper()
 	bin := envoyBinary(t)
 	e := &adsEnvoy{tlsDir: t.TempDir()}
@@ -124,6 +124,10 @@ func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration,
 			{Name: "patient-access", PathPrefix: "/patient-access/fhir"},
 			{Name: "provider-access", PathPrefix: "/provider-access/fhir"},
 		},
+	}
+
+	for _, f := range edit {
+		f(&e.cfg)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
