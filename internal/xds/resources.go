@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,6 +22,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	reqwithoutqueryv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
 	earlyheadermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -232,11 +234,8 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: a.Cluster,
 			}},
-			// No retry_policy, though Check is idempotent: Envoy 1.40 turns a GrpcService retry_policy into a
-			// route retry policy with a 50 ms per-try timeout (whatever the back-off says), which cut every
-			// Check that takes longer short (tried: all 503). A dead replica is ejected instead (authz cluster
-			// outlier detection and health check); the requests it held at that instant fail closed.
-			Timeout: durationpb.New(a.Timeout),
+			Timeout:     durationpb.New(a.Timeout),
+			RetryPolicy: authzRetryPolicy(a.Timeout),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		// Fail closed: no decision, no request.
@@ -256,6 +255,32 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	}
 	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
+
+// authzRetryPolicy retries a Check that never reached a replica (connection refused, stream refused or reset
+// before the request went out: a replica that just died) on another replica. Check is idempotent, and such a
+// request was never decided. An answer, a timeout or a reset after the request was sent is never retried.
+// Envoy turns this into a route retry policy whose per-try timeout is the back-off's max_interval
+// (Http::Utility::convertCoreToRouteRetryPolicy): left at its default, or small, it cuts every slower Check
+// short; set to the call's timeout, one try may take all of it.
+func authzRetryPolicy(timeout time.Duration) *corev3.RetryPolicy {
+	return &corev3.RetryPolicy{
+		NumRetries: wrapperspb.UInt32(authzRetries),
+		RetryOn:    "connect-failure,refused-stream,reset-before-request",
+		RetryHostPredicate: []*corev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+		RetryBackOff:                  &corev3.BackoffStrategy{BaseInterval: durationpb.New(authzRetryBackOff), MaxInterval: durationpb.New(max(timeout, authzRetryBackOff))},
+	}
+}
+
+// authzRetries and authzRetryBackOff: a Check that could not reach a replica tries two others, the first
+// after up to 25 ms.
+const (
+	authzRetries      = 2
+	authzRetryBackOff = 25 * time.Millisecond
+)
 
 // routeBodyLimit overrides ext_authz's body buffering on one route: the same settings as the listener's
 // (whole body, as bytes, never partial) with a larger limit.
