@@ -16,8 +16,9 @@
 #
 # The processes run the binaries in $REPLICAS_BIN (default $FHIRWALL_STATE/bin, made by `fhirwall.sh build`)
 # on the stack's runtime config ($FHIRWALL_STATE/config/fhirwall.yaml) with FHIRWALL_<KEY> overrides; only the
-# portal's listener (and DCR on it) is switched off, in a copy beside it (replicas.yaml), because an empty environment value does
-# not override a key. Logs: $FHIRWALL_STATE/log/replica-K.log, xds-{a,b}.log, envoy-{a,b}.log.
+# portal's listener (and DCR on it) is switched off, in a copy beside it (replicas.yaml), because an empty
+# environment value does not override a key. REPLICAS_AUDIT_TOPIC (default the stack's fhirwall.audit) is the
+# replicas' audit topic. Logs: $FHIRWALL_STATE/log/replica-K.log, xds-{a,b}.log, envoy-{a,b}.log.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STACK_CONFIG=$FHIRWALL_STATE/config/fhirwall.yaml
@@ -26,6 +27,10 @@ DIR=$FHIRWALL_STATE/replicas
 # start-one restarts a replica from the binaries `start` used, whatever REPLICAS_BIN says now.
 if [ -z "${REPLICAS_BIN:-}" ] && [ "${1:-}" != start ] && [ -f "$DIR/bin" ]; then REPLICAS_BIN=$(cat "$DIR/bin"); fi
 REPLICAS_BIN=${REPLICAS_BIN:-$FHIRWALL_STATE/bin}
+# The audit topic the replicas ship to (the test passes one of its own, so `fhirwall audit verify` over it sees
+# exactly their chains); start-one keeps the one start used.
+if [ -z "${REPLICAS_AUDIT_TOPIC:-}" ] && [ "${1:-}" != start ] && [ -f "$DIR/topic" ]; then REPLICAS_AUDIT_TOPIC=$(cat "$DIR/topic"); fi
+REPLICAS_AUDIT_TOPIC=${REPLICAS_AUDIT_TOPIC:-fhirwall.audit}
 ENVOYS="a b"
 PUBLIC_URL=https://127.0.0.1:10010
 PROXY_PUBLIC_URL=http://127.0.0.1:8281
@@ -93,6 +98,7 @@ start_one() {
     FHIRWALL_PUBLIC_URL="$PUBLIC_URL" \
     FHIRWALL_AUDIT_SPOOL_DIR="$DIR/r$k/spool" \
     FHIRWALL_AUDIT_SIGNING_KEY_FILE="$FHIRWALL_STATE/audit/signing.key" \
+    FHIRWALL_AUDIT_KAFKA_TOPIC="$REPLICAS_AUDIT_TOPIC" \
     FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE="${FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE:-$FHIRWALL_STATE/admin/prior-auth.token}" \
     -- "$REPLICAS_BIN/fhirwall-proxy" -config "$CONFIG"
   wait_http "$name" "http://127.0.0.1:$(admin_port "$k")/readyz" 60
@@ -148,6 +154,7 @@ start() {
   mkdir -p "$DIR"
   echo "$n" >"$DIR/count"
   echo "$REPLICAS_BIN" >"$DIR/bin"
+  echo "$REPLICAS_AUDIT_TOPIC" >"$DIR/topic"
   render_config
   for k in $(seq 1 "$n"); do start_one "$k"; done
   for e in $ENVOYS; do start_xds "$e"; start_envoy "$e"; done
