@@ -361,6 +361,11 @@ type XDS struct {
 	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
 	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
 	LocalAddress string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
+	// AuthzAddresses and LocalAddresses are several fhirwall-proxy replicas (host:port each; env: a
+	// comma-separated list). Set, they replace authz_address and local_address. All IP addresses: Envoy
+	// balances over exactly these; a DNS name (a Kubernetes headless Service): over every address it resolves to.
+	AuthzAddresses []string `mapstructure:"authz_addresses"`
+	LocalAddresses []string `mapstructure:"local_addresses"`
 	// AuthzTimeout bounds each ext_authz and ext_proc call; past it Envoy refuses the request (503).
 	AuthzTimeout time.Duration `mapstructure:"authz_timeout"`
 	// TLS is the certificate Envoy's listener serves; empty: plain HTTP.
@@ -453,6 +458,10 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("tokens.min_refetch_interval", "30s")
 	v.SetDefault("tokens.cache_size", 10000)
 	v.SetDefault("xds.local_address", "127.0.0.1:9192")
+	// Empty defaults so FHIRWALL_XDS_AUTHZ_ADDRESSES and FHIRWALL_XDS_LOCAL_ADDRESSES apply (viper reads the
+	// environment only for keys it knows).
+	v.SetDefault("xds.authz_addresses", []string{})
+	v.SetDefault("xds.local_addresses", []string{})
 	priorAuthDefaults(v)
 	registryDefaults(v)
 	portalDefaults(v)
@@ -573,6 +582,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
 		}
 	}
+	for name, list := range map[string][]string{"xds.authz_addresses": c.XDS.AuthzAddresses, "xds.local_addresses": c.XDS.LocalAddresses} {
+		seen := map[string]bool{}
+		for _, addr := range list {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q: want host:port", name, addr))
+			} else if seen[addr] {
+				errs = append(errs, fmt.Errorf("%s: %q listed twice", name, addr))
+			}
+			seen[addr] = true
+		}
+	}
 	if !isPublicURL(c.PublicURL) {
 		errs = append(errs, fmt.Errorf("public_url %q: want an absolute http(s) URL without trailing slash", c.PublicURL))
 	}
@@ -622,6 +642,19 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("audit.kafka: brokers and topic are required; fhirwall does not serve unaudited"))
 	}
 	return errors.Join(errs...)
+}
+
+// AuthzAddressList is where Envoy reaches fhirwall-proxy's gRPC: xds.authz_addresses, else xds.authz_address.
+func (x XDS) AuthzAddressList() []string { return addressList(x.AuthzAddresses, x.AuthzAddress) }
+
+// LocalAddressList is where Envoy reaches fhirwall-proxy's proxy.local: xds.local_addresses, else xds.local_address.
+func (x XDS) LocalAddressList() []string { return addressList(x.LocalAddresses, x.LocalAddress) }
+
+func addressList(list []string, one string) []string {
+	if len(list) > 0 {
+		return list
+	}
+	return []string{one}
 }
 
 // defaultAuthzTimeout is fhirwall-xds's ext_authz timeout when xds.authz_timeout is 0 (internal/xds).

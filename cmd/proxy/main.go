@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/fhirwall/fhirwall/adapters/attribution"
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
@@ -135,12 +137,17 @@ func run(cfgPath string, log *slog.Logger) error {
 		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Log: log})
 		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, DecisionHeader: authz.DecisionHeader, Log: log,
 			AdapterTimeout: config.AdapterTimeout})
+		// grpc.health.v1 for Envoy's health check of the authz cluster: SERVING while /readyz would say ready,
+		// NOT_SERVING from the moment shutdown starts, so Envoy stops sending before the listener closes.
+		hs := health.NewServer()
+		healthpb.RegisterHealthServer(gs, hs)
+		go followReadiness(ctx, hs, p.readyChecks())
 		lis, err := net.Listen("tcp", cfg.Proxy.GRPC)
 		if err != nil {
 			return err
 		}
 		go func() { errc <- gs.Serve(lis) }()
-		servers = append(servers, func(context.Context) { gs.GracefulStop() })
+		servers = append(servers, func(context.Context) { hs.Shutdown(); gs.GracefulStop() })
 		log.Info("ext_authz and ext_proc listening", "addr", cfg.Proxy.GRPC)
 	}
 	if p.gateway != nil {
@@ -453,10 +460,8 @@ func (p *proxy) close() {
 	p.closers = nil
 }
 
-// admin serves /healthz, /readyz, /metrics and, when asked, Go's profiles.
-func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+// readyChecks are what /readyz and the gRPC health service report on.
+func (p *proxy) readyChecks() []metrics.Check {
 	checks := []metrics.Check{
 		{Name: "policy", Ready: func(context.Context) error {
 			if p.engine.Revision() == "" {
@@ -473,8 +478,42 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 	if p.revocations != nil {
 		checks = append(checks, metrics.Check{Name: "revocation list", Ready: p.revocations.View().Ready})
 	}
+	return checks
+}
+
+// followReadiness sets the gRPC health status from checks every second until ctx ends: a replica whose
+// audit spool, registry view or revocation list is not ready is taken out of Envoy's balancing.
+func followReadiness(ctx context.Context, hs *health.Server, checks []metrics.Check) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		status := healthpb.HealthCheckResponse_SERVING
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		for _, c := range checks {
+			if c.Ready(cctx) != nil {
+				status = healthpb.HealthCheckResponse_NOT_SERVING
+				break
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		hs.SetServingStatus("", status)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// admin serves /healthz, /readyz, /metrics and, when asked, Go's profiles.
+func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", metrics.Readyz(time.Second,
-		func() string { return "policy_revision=" + p.engine.Revision() }, checks...))
+		func() string { return "policy_revision=" + p.engine.Revision() }, p.readyChecks()...))
 	mux.Handle("GET /metrics", metrics.Handler(p.reg))
 	if p.appsAdmin != nil {
 		// The app registry's admin API (bearer token from admin.token_file): registration and lifecycle.

@@ -19,10 +19,10 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	if cfg.Listener, err = endpoint("xds.envoy_listen", c.XDS.EnvoyListen); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.AuthzService, err = endpoint("xds.authz_address", c.XDS.AuthzAddress); err != nil {
+	if cfg.AuthzServices, err = endpoints("xds.authz_addresses", c.XDS.AuthzAddressList()); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.LocalService, err = endpoint("xds.local_address", c.XDS.LocalAddress); err != nil {
+	if cfg.LocalServices, err = endpoints("xds.local_addresses", c.XDS.LocalAddressList()); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.FHIRServer, err = fhirServer(c.FHIRServer); err != nil {
@@ -57,6 +57,21 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 		errs = append(errs, errors.New("xds.node_id is empty"))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// endpoints parses each host:port of a list.
+func endpoints(key string, list []string) ([]xds.Endpoint, error) {
+	var out []xds.Endpoint
+	var errs []error
+	for _, hp := range list {
+		e, err := endpoint(key, hp)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, errors.Join(errs...)
 }
 
 func endpoint(key, hostport string) (xds.Endpoint, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,8 @@ func TestExampleConfigBuildsASnapshot(t *testing.T) {
 	}
 	if cfg.Listener != (xds.Endpoint{Host: "127.0.0.1", Port: 10000}) ||
 		cfg.FHIRServer != (xds.FHIRServer{Host: "127.0.0.1", Port: 8090, BasePath: "/fhir", Timeout: 30 * time.Second, ConnectTimeout: 2 * time.Second}) ||
-		cfg.AuthzService != (xds.Endpoint{Host: "127.0.0.1", Port: 9191}) ||
-		cfg.LocalService != (xds.Endpoint{Host: "127.0.0.1", Port: 9192}) ||
+		!slices.Equal(cfg.AuthzServices, []xds.Endpoint{{Host: "127.0.0.1", Port: 9191}}) ||
+		!slices.Equal(cfg.LocalServices, []xds.Endpoint{{Host: "127.0.0.1", Port: 9192}}) ||
 		len(cfg.APIs) != 8 || cfg.APIs[4].Name != "patient-access-sandbox" || cfg.APIs[5].PathPrefix != "/provider-access-sandbox/fhir" || cfg.APIs[2].Name != "payer-to-payer" || cfg.APIs[3].Name != "prior-auth" ||
 		// The adapters' sandboxes take their base's large bodies on exact routes to fhirwall-proxy too.
 		cfg.APIs[6].Name != "payer-to-payer-sandbox" || cfg.APIs[6].BodyLimits["/Group/$bulk-member-match"] != 15<<20 ||
@@ -58,9 +59,46 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 	}
 	if cfg.FHIRServer.Host != "hapi" || cfg.FHIRServer.Port != 8080 || cfg.FHIRServer.BasePath != "/hapi/fhir" ||
 		cfg.PublicURL != "https://127.0.0.1:10000" ||
-		cfg.AuthzService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9191}) ||
-		cfg.LocalService != (xds.Endpoint{Host: "fhirwall-proxy", Port: 9192}) {
+		!slices.Equal(cfg.AuthzServices, []xds.Endpoint{{Host: "fhirwall-proxy", Port: 9191}}) ||
+		!slices.Equal(cfg.LocalServices, []xds.Endpoint{{Host: "fhirwall-proxy", Port: 9192}}) {
 		t.Fatalf("env not applied: %+v", cfg)
+	}
+}
+
+// TestReplicaListsReplaceTheSingleAddress: xds.authz_addresses and local_addresses, as test/stack/replicas.sh
+// sets them (comma-separated in the environment), put every replica in Envoy's clusters.
+func TestReplicaListsReplaceTheSingleAddress(t *testing.T) {
+	t.Setenv("FHIRWALL_XDS_AUTHZ_ADDRESSES", "127.0.0.1:9211,127.0.0.1:9221,127.0.0.1:9231")
+	t.Setenv("FHIRWALL_XDS_LOCAL_ADDRESSES", "127.0.0.1:9212,127.0.0.1:9222,127.0.0.1:9232")
+	cfg, err := load(t, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(ports ...uint32) []xds.Endpoint {
+		var out []xds.Endpoint
+		for _, p := range ports {
+			out = append(out, xds.Endpoint{Host: "127.0.0.1", Port: p})
+		}
+		return out
+	}
+	if !slices.Equal(cfg.AuthzServices, want(9211, 9221, 9231)) || !slices.Equal(cfg.LocalServices, want(9212, 9222, 9232)) {
+		t.Fatalf("replicas not applied: authz %v local %v", cfg.AuthzServices, cfg.LocalServices)
+	}
+	x, err := xds.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range x.Clusters {
+		if (c.Name == xds.AuthzCluster || c.Name == xds.LocalCluster) && (len(c.Endpoints) != 3 || !c.IsIP()) {
+			t.Errorf("cluster %s: %+v, want the 3 replicas, STATIC", c.Name, c.Endpoints)
+		}
+	}
+}
+
+func TestReplicaListWithABadAddressIsRefused(t *testing.T) {
+	t.Setenv("FHIRWALL_XDS_AUTHZ_ADDRESSES", "127.0.0.1:9211,127.0.0.1")
+	if _, err := config.Load(example); err == nil || !strings.Contains(err.Error(), `xds.authz_addresses: "127.0.0.1": want host:port`) {
+		t.Fatalf("got %v, want xds.authz_addresses refused", err)
 	}
 }
 

@@ -28,6 +28,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/test/tlsfixture"
@@ -80,8 +82,8 @@ func startADSEnvoy(t *testing.T, rates RateLimits) *adsEnvoy {
 }
 
 // startADSEnvoyWith is startADSEnvoy with decisions that take authzDelay and the authz cluster bounded to
-// maxAuthz calls and streams (0: the default).
-func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration, maxAuthz uint32) *adsEnvoy {
+// maxAuthz calls and streams (0: the default); edit, when given, changes the config before it is published.
+func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration, maxAuthz uint32, edit ...func(*Config)) *adsEnvoy {
 	t.Helper()
 	bin := envoyBinary(t)
 	e := &adsEnvoy{tlsDir: t.TempDir()}
@@ -101,6 +103,9 @@ func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration,
 	g := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(g, fakeClientAuthz{delay: authzDelay})
 	extprocv3.RegisterExternalProcessorServer(g, &fakeExtProc{})
+	// As cmd/proxy: Envoy health-checks the authz cluster with grpc.health.v1 and sends nothing to a host that
+	// does not answer SERVING.
+	healthpb.RegisterHealthServer(g, health.NewServer())
 	authzLis := listen(t)
 	go g.Serve(authzLis)
 	t.Cleanup(g.Stop)
@@ -119,6 +124,10 @@ func startADSEnvoyWith(t *testing.T, rates RateLimits, authzDelay time.Duration,
 			{Name: "patient-access", PathPrefix: "/patient-access/fhir"},
 			{Name: "provider-access", PathPrefix: "/provider-access/fhir"},
 		},
+	}
+
+	for _, f := range edit {
+		f(&e.cfg)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -23,6 +23,10 @@ type Config struct {
 	ListenerTLS  *ListenerTLS `yaml:"listener_tls"`
 	FHIRServer   FHIRServer   `yaml:"fhir_server"`
 	AuthzService Endpoint     `yaml:"authz"`
+	// AuthzServices are several fhirwall-proxy replicas' gRPC addresses (ext_authz and ext_proc); when set
+	// it replaces AuthzService. IP addresses make a STATIC cluster, a DNS name (a Kubernetes headless
+	// Service) a STRICT_DNS one.
+	AuthzServices []Endpoint `yaml:"authz_services"`
 	// AuthzTimeout bounds each ext_authz call (and ext_proc message); 0: 2 s. Past it the request is refused.
 	AuthzTimeout time.Duration `yaml:"authz_timeout"`
 	// AuthzMaxRequests bounds the ext_authz calls and ext_proc streams Envoy has open to fhirwall-proxy at
@@ -32,6 +36,8 @@ type Config struct {
 	// LocalService is fhirwall-proxy's local HTTP listener (proxy.local): it answers each API's
 	// CapabilityStatement and SMART configuration, which fhirwall generates rather than the FHIR server.
 	LocalService Endpoint `yaml:"local"`
+	// LocalServices are the replicas' local listeners, as AuthzServices their gRPC ports.
+	LocalServices []Endpoint `yaml:"local_services"`
 	// RateLimits are the per-client limits of every API; an API may override a tier's rate.
 	RateLimits RateLimits `yaml:"rate_limits"`
 	// PublicURL is where apps reach Envoy, without an API's prefix (public_url, e.g. https://fhir.example.com):
@@ -117,17 +123,22 @@ const (
 
 // Defaults the configuration does not (yet) expose.
 const (
-	defaultFHIRBasePath      = "/fhir"
-	defaultAuthzTimeout      = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
-	authzStatusOnError       = 503
-	authzMaxRequestBytes     = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
-	defaultFHIRConnect       = 2 * time.Second
-	defaultFHIRTimeout       = 30 * time.Second
-	defaultMaxClients        = 10000
-	defaultMaxUsers          = 100000
-	rateFillInterval         = time.Second
-	authzConnectTimeout      = 250 * time.Millisecond
-	localConnectTimeout      = 250 * time.Millisecond
+	defaultFHIRBasePath  = "/fhir"
+	defaultAuthzTimeout  = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
+	authzStatusOnError   = 503
+	authzMaxRequestBytes = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
+	defaultFHIRConnect   = 2 * time.Second
+	defaultFHIRTimeout   = 30 * time.Second
+	defaultMaxClients    = 10000
+	defaultMaxUsers      = 100000
+	rateFillInterval     = time.Second
+	authzConnectTimeout  = 250 * time.Millisecond
+	localConnectTimeout  = 250 * time.Millisecond
+	// authzEjectAfter failures in a row to reach a fhirwall-proxy replica take it out of its clusters.
+	authzEjectAfter = 2
+	// The gRPC health check of each replica (grpc.health.v1, served beside ext_authz and ext_proc).
+	authzHealthInterval      = time.Second
+	authzHealthTimeout       = 500 * time.Millisecond
 	circuitBreakerMaxConns   = 1024
 	circuitBreakerMaxPending = 1024
 	circuitBreakerMaxReqs    = 1024
@@ -217,10 +228,7 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		l.Routes = append(l.Routes, route)
 		x.Clusters = append(x.Clusters, fhirCluster(cluster, cfg.FHIRServer))
 	}
-	x.Clusters = append(x.Clusters,
-		authzCluster(cfg),
-		irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
-	)
+	x.Clusters = append(x.Clusters, authzCluster(cfg), localCluster(cfg))
 	if err := x.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -322,11 +330,14 @@ var localDocuments = []struct{ path, suffix string }{
 	{"/.well-known/smart-configuration", "-smart-configuration"}, // SMART App Launch 2.x §Discovery
 }
 
-func irCluster(name, host string, port uint32, http2 bool, connect time.Duration) *ir.Cluster {
+func irCluster(name string, endpoints []Endpoint, http2 bool, connect time.Duration) *ir.Cluster {
+	eps := make([]ir.Endpoint, 0, len(endpoints))
+	for _, e := range endpoints {
+		eps = append(eps, ir.Endpoint{Host: e.Host, Port: e.Port})
+	}
 	return &ir.Cluster{
 		Name:               name,
-		Host:               host,
-		Port:               port,
+		Endpoints:          eps,
 		HTTP2:              http2,
 		ConnectTimeout:     connect,
 		MaxConnections:     circuitBreakerMaxConns,
@@ -335,19 +346,56 @@ func irCluster(name, host string, port uint32, http2 bool, connect time.Duration
 	}
 }
 
-// authzCluster is Envoy's way to fhirwall-proxy's ext_authz and ext_proc, with its admission bound.
+// authzCluster is Envoy's way to fhirwall-proxy's ext_authz and ext_proc, with its admission bound. A
+// replica that dies (SIGKILL: no goodbye) is taken out within about a second: its refused connections and
+// gateway errors eject it at once (outlier detection), and the gRPC health check keeps it out until it
+// answers SERVING again. Both act per Envoy; every Envoy finds out for itself.
 func authzCluster(cfg Config) *ir.Cluster {
-	c := irCluster(AuthzCluster, cfg.AuthzService.Host, cfg.AuthzService.Port, true, authzConnectTimeout)
+	c := irCluster(AuthzCluster, endpoints(cfg.AuthzServices, cfg.AuthzService), true, authzConnectTimeout)
 	if cfg.AuthzMaxRequests > 0 {
 		c.MaxRequests = cfg.AuthzMaxRequests
 	}
+	c.Outlier = &ir.Outlier{
+		ConsecutiveLocalFailures:   authzEjectAfter,
+		ConsecutiveGatewayFailures: authzEjectAfter,
+		Interval:                   time.Second,
+		BaseEjection:               5 * time.Second,
+		// Every replica may be ejected: then requests fail closed (503) rather than reach a dead one.
+		MaxEjectionPercent: 100,
+	}
+	c.HealthCheck = &ir.GRPCHealthCheck{
+		Interval:           authzHealthInterval,
+		Timeout:            authzHealthTimeout,
+		UnhealthyThreshold: 2,
+		HealthyThreshold:   1,
+	}
 	return c
+}
+
+// localCluster is Envoy's way to the replicas' local listeners (discovery documents, adapter endpoints).
+func localCluster(cfg Config) *ir.Cluster {
+	c := irCluster(LocalCluster, endpoints(cfg.LocalServices, cfg.LocalService), false, localConnectTimeout)
+	c.Outlier = &ir.Outlier{
+		ConsecutiveLocalFailures: authzEjectAfter,
+		Interval:                 time.Second,
+		BaseEjection:             5 * time.Second,
+		MaxEjectionPercent:       100,
+	}
+	return c
+}
+
+// endpoints is the list when given, else the single endpoint.
+func endpoints(list []Endpoint, one Endpoint) []Endpoint {
+	if len(list) > 0 {
+		return list
+	}
+	return []Endpoint{one}
 }
 
 // fhirCluster is one API's way to the FHIR server: answers as large as response enforcement accepts, and
 // a host that keeps failing is ejected for a while, so requests fail fast (503) and come back by themselves.
 func fhirCluster(name string, f FHIRServer) *ir.Cluster {
-	c := irCluster(name, f.Host, f.Port, false, orDefault(f.ConnectTimeout, defaultFHIRConnect))
+	c := irCluster(name, []Endpoint{{Host: f.Host, Port: f.Port}}, false, orDefault(f.ConnectTimeout, defaultFHIRConnect))
 	c.BufferLimitBytes = responseBufferLimitBytes
 	c.Outlier = &ir.Outlier{
 		ConsecutiveLocalFailures: 3,

@@ -33,6 +33,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -444,6 +446,9 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 	authv3.RegisterAuthorizationServer(g, authz)
 	extproc := &fakeExtProc{}
 	extprocv3.RegisterExternalProcessorServer(g, extproc)
+	// As cmd/proxy: Envoy health-checks the authz cluster with grpc.health.v1 and sends nothing to a host that
+	// does not answer SERVING.
+	healthpb.RegisterHealthServer(g, health.NewServer())
 	go g.Serve(authzLis)
 	defer g.Stop()
 

@@ -24,20 +24,29 @@ func FuzzTranslate(f *testing.F) {
 		if cfg.ListenerTLS != nil {
 			certFile = cfg.ListenerTLS.CertFile
 		}
+		authz, authz2 := cfg.AuthzService, Endpoint{}
+		if len(cfg.AuthzServices) > 1 {
+			authz, authz2 = cfg.AuthzServices[0], cfg.AuthzServices[1]
+		}
 		f.Add(cfg.Listener.Host, cfg.Listener.Port, cfg.FHIRServer.Host, cfg.FHIRServer.Port, cfg.FHIRServer.BasePath,
-			cfg.AuthzService.Host, cfg.AuthzService.Port, a1.Name, a1.PathPrefix, a2.Name, a2.PathPrefix,
+			authz.Host, authz.Port, authz2.Host, authz2.Port, a1.Name, a1.PathPrefix, a2.Name, a2.PathPrefix,
 			"standard", std.PerSecond, std.Burst, cfg.RateLimits.Anonymous.PerSecond, certFile, cfg.PublicURL)
 	}
-	f.Add("127.0.0.1", uint32(1), "a", uint32(65535), "/", "a.b", uint32(65536), "x", "//", "x", "/x/", "", uint32(0), uint32(0), uint32(0), "", "https://[::1]:0/")
-	f.Add("::", uint32(10000), "fe80::1%lo", uint32(80), "/fhir/..", "-a", uint32(1), "a_", "/a/%2F", "b", "/A", "Gold", uint32(1), uint32(0), uint32(0), "rel/tls.crt",
+	f.Add("127.0.0.1", uint32(1), "a", uint32(65535), "/", "a.b", uint32(65536), "a.b", uint32(65536), "x", "//", "x", "/x/", "", uint32(0), uint32(0), uint32(0), "", "https://[::1]:0/")
+	f.Add("::", uint32(10000), "fe80::1%lo", uint32(80), "/fhir/..", "-a", uint32(1), "127.0.0.1", uint32(0), "a_", "/a/%2F", "b", "/A", "Gold", uint32(1), uint32(0), uint32(0), "rel/tls.crt",
 		"http://%REQ(:authority)%/x")
 	f.Fuzz(func(t *testing.T, lHost string, lPort uint32, fHost string, fPort uint32, base string,
-		aHost string, aPort uint32, n1, p1, n2, p2 string, tier string, perSecond, burst, anon uint32, certFile, publicURL string) {
+		aHost string, aPort uint32, a2Host string, a2Port uint32, n1, p1, n2, p2 string, tier string, perSecond, burst, anon uint32, certFile, publicURL string) {
 		cfg := Config{
 			Listener:     Endpoint{Host: lHost, Port: lPort},
 			FHIRServer:   FHIRServer{Host: fHost, Port: fPort, BasePath: base},
 			AuthzService: Endpoint{Host: aHost, Port: aPort},
 			PublicURL:    publicURL,
+		}
+		if a2Host != "" || a2Port != 0 {
+			// Several replicas: the list replaces the single address, a DNS name among them makes it STRICT_DNS.
+			cfg.AuthzServices = []Endpoint{{Host: aHost, Port: aPort}, {Host: a2Host, Port: a2Port}}
+			cfg.LocalServices = cfg.AuthzServices
 		}
 		if tier != "" {
 			cfg.RateLimits = RateLimits{Tiers: map[string]Rate{tier: {PerSecond: perSecond, Burst: burst}}, Anonymous: Rate{PerSecond: anon}}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,6 +22,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	reqwithoutqueryv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
 	earlyheadermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -232,7 +234,8 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: a.Cluster,
 			}},
-			Timeout: durationpb.New(a.Timeout),
+			Timeout:     durationpb.New(a.Timeout),
+			RetryPolicy: authzRetryPolicy(a.Timeout),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		// Fail closed: no decision, no request.
@@ -252,6 +255,32 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	}
 	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
+
+// authzRetryPolicy retries a Check that never reached a replica (connection refused, stream refused or reset
+// before the request went out: a replica that just died) on another replica. Check is idempotent, and such a
+// request was never decided. An answer, a timeout or a reset after the request was sent is never retried.
+// Envoy turns this into a route retry policy whose per-try timeout is the back-off's max_interval
+// (Http::Utility::convertCoreToRouteRetryPolicy): left at its default, or small, it cuts every slower Check
+// short; set to the call's timeout, one try may take all of it.
+func authzRetryPolicy(timeout time.Duration) *corev3.RetryPolicy {
+	return &corev3.RetryPolicy{
+		NumRetries: wrapperspb.UInt32(authzRetries),
+		RetryOn:    "connect-failure,refused-stream,reset-before-request",
+		RetryHostPredicate: []*corev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+		RetryBackOff:                  &corev3.BackoffStrategy{BaseInterval: durationpb.New(authzRetryBackOff), MaxInterval: durationpb.New(max(timeout, authzRetryBackOff))},
+	}
+}
+
+// authzRetries and authzRetryBackOff: a Check that could not reach a replica tries two others, the first
+// after up to 25 ms.
+const (
+	authzRetries      = 2
+	authzRetryBackOff = 25 * time.Millisecond
+)
 
 // routeBodyLimit overrides ext_authz's body buffering on one route: the same settings as the listener's
 // (whole body, as bytes, never partial) with a larger limit.
@@ -454,13 +483,7 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: c.Name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: socketAddress(c.Host, c.Port),
-					}},
-				}},
-			}},
+			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbEndpoints(c.Endpoints)}},
 		},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
@@ -486,6 +509,25 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 			EnforcingSuccessRate:               wrapperspb.UInt32(0),
 			EnforcingLocalOriginSuccessRate:    wrapperspb.UInt32(0),
 		}
+		if o.ConsecutiveGatewayFailures > 0 {
+			out.OutlierDetection.ConsecutiveGatewayFailure = wrapperspb.UInt32(o.ConsecutiveGatewayFailures)
+			out.OutlierDetection.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(100)
+		}
+	}
+	if h := c.HealthCheck; h != nil {
+		out.HealthChecks = []*corev3.HealthCheck{{
+			Timeout:            durationpb.New(h.Timeout),
+			Interval:           durationpb.New(h.Interval),
+			UnhealthyThreshold: wrapperspb.UInt32(h.UnhealthyThreshold),
+			HealthyThreshold:   wrapperspb.UInt32(h.HealthyThreshold),
+			// A host that stopped answering is probed at the same pace, not the default 60 s, so a restarted
+			// replica rejoins within a second or two.
+			NoTrafficInterval: durationpb.New(h.Interval),
+			HealthChecker:     &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}},
+		}}
+		// A replica that leaves service discovery (its pod gone from the headless Service) is dropped at once,
+		// without waiting for its health checks to fail.
+		out.IgnoreHealthOnHostRemoval = true
 	}
 	if c.HTTP2 {
 		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
@@ -499,6 +541,17 @@ func envoyCluster(c *ir.Cluster) *clusterv3.Cluster {
 				},
 			}),
 		}
+	}
+	return out
+}
+
+// lbEndpoints lists every endpoint with equal weight.
+func lbEndpoints(eps []ir.Endpoint) []*endpointv3.LbEndpoint {
+	out := make([]*endpointv3.LbEndpoint, 0, len(eps))
+	for _, e := range eps {
+		out = append(out, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.Host, e.Port)}},
+		})
 	}
 	return out
 }

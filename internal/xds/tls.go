@@ -76,7 +76,7 @@ func upstreamTLS(t *ir.UpstreamTLS) *corev3.TransportSocket {
 }
 
 func sanType(name string) tlsv3.SubjectAltNameMatcher_SanType {
-	if (&ir.Cluster{Host: name}).IsIP() {
+	if ir.IsIP(name) {
 		return tlsv3.SubjectAltNameMatcher_IP_ADDRESS
 	}
 	return tlsv3.SubjectAltNameMatcher_DNS

@@ -173,9 +173,11 @@ func (p *ExtProc) Validate() error {
 
 // Cluster is one upstream: the FHIR server, fhirwall-proxy's gRPC port, or its local HTTP listener.
 type Cluster struct {
-	Name           string
-	Host           string
-	Port           uint32
+	Name string
+	// Endpoints are the upstream's addresses: several fhirwall-proxy replicas, or one DNS name that resolves
+	// to all of them (a Kubernetes headless Service). All IP addresses: a STATIC cluster, one endpoint each;
+	// any DNS name: STRICT_DNS, every address each name resolves to.
+	Endpoints      []Endpoint
 	HTTP2          bool
 	ConnectTimeout time.Duration
 	// BufferLimitBytes is per_connection_buffer_limit_bytes for connections to this upstream; 0: Envoy's default.
@@ -188,6 +190,36 @@ type Cluster struct {
 	TLS *UpstreamTLS
 	// Outlier, when set, ejects a failing upstream host for a while so requests fail fast.
 	Outlier *Outlier
+	// HealthCheck, when set, has Envoy probe every endpoint with the gRPC health protocol and send nothing to
+	// one that does not answer SERVING.
+	HealthCheck *GRPCHealthCheck
+}
+
+// Endpoint is a host (IP address or DNS name) and a port.
+type Endpoint struct {
+	Host string
+	Port uint32
+}
+
+// GRPCHealthCheck probes grpc.health.v1.Health/Check (the server's overall status) every Interval; a host is
+// taken out after UnhealthyThreshold failed probes and back in after HealthyThreshold good ones.
+type GRPCHealthCheck struct {
+	Interval           time.Duration
+	Timeout            time.Duration
+	UnhealthyThreshold uint32
+	HealthyThreshold   uint32
+}
+
+// Validate checks the health check of cluster.
+func (h *GRPCHealthCheck) Validate(cluster string) error {
+	var errs []error
+	if h.Interval < 100*time.Millisecond || h.Timeout < time.Millisecond || h.Timeout > h.Interval {
+		errs = append(errs, invalid("cluster %q: health check interval %s must be at least 100ms and timeout %s within it", cluster, h.Interval, h.Timeout))
+	}
+	if h.UnhealthyThreshold == 0 || h.HealthyThreshold == 0 {
+		errs = append(errs, invalid("cluster %q: health check thresholds must be positive", cluster))
+	}
+	return errors.Join(errs...)
 }
 
 var (
@@ -423,8 +455,19 @@ func (c *Cluster) Validate() error {
 	if !nameRE.MatchString(c.Name) {
 		errs = append(errs, invalid("cluster name %q", c.Name))
 	}
-	if err := validateEndpoint("cluster "+c.Name, c.Host, c.Port); err != nil {
-		errs = append(errs, err)
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, invalid("cluster %q has no endpoints", c.Name))
+	}
+	seen := map[Endpoint]bool{}
+	for _, e := range c.Endpoints {
+		if err := validateEndpoint("cluster "+c.Name, e.Host, e.Port); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[e] {
+			// Envoy would weigh that replica twice.
+			errs = append(errs, invalid("cluster %q: endpoint %s:%d listed twice", c.Name, e.Host, e.Port))
+		}
+		seen[e] = true
 	}
 	if c.ConnectTimeout < time.Millisecond || c.ConnectTimeout > time.Minute {
 		errs = append(errs, invalid("cluster %q connect timeout %s outside [1ms, 1m]", c.Name, c.ConnectTimeout))
@@ -438,11 +481,27 @@ func (c *Cluster) Validate() error {
 	if c.Outlier != nil {
 		errs = append(errs, c.Outlier.Validate(c.Name))
 	}
+	if c.HealthCheck != nil {
+		errs = append(errs, c.HealthCheck.Validate(c.Name))
+		if !c.HTTP2 {
+			errs = append(errs, invalid("cluster %q: a gRPC health check needs HTTP/2", c.Name))
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// IsIP reports whether the cluster's host is an IP address (STATIC) rather than a DNS name (STRICT_DNS).
-func (c *Cluster) IsIP() bool { return isIP(c.Host) }
+// IsIP reports whether every endpoint's host is an IP address (STATIC) rather than a DNS name (STRICT_DNS).
+func (c *Cluster) IsIP() bool {
+	for _, e := range c.Endpoints {
+		if !isIP(e.Host) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsIP reports whether host is an IP address Envoy's socket_address takes (no IPv6 zone).
+func IsIP(host string) bool { return isIP(host) }
 
 // isIP accepts IP addresses without an IPv6 zone, which Envoy's socket_address does not take.
 func isIP(s string) bool {

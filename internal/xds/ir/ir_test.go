@@ -17,8 +17,8 @@ func validXds() *Xds {
 				Forwarded: &Forwarded{Proto: "https", Host: "fhir.example.com", Prefix: "/patient-access/fhir"}}},
 		},
 		Clusters: []*Cluster{
-			{Name: "fhir", Host: "127.0.0.1", Port: 8090, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
-			{Name: "authz", Host: "127.0.0.1", Port: 9191, HTTP2: true, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
+			{Name: "fhir", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: 8090}}, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
+			{Name: "authz", Endpoints: []Endpoint{{Host: "127.0.0.1", Port: 9191}}, HTTP2: true, ConnectTimeout: time.Second, MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1},
 		},
 	}
 }
@@ -43,6 +43,17 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"nil route", func(x *Xds) { x.Listener.Routes = append(x.Listener.Routes, nil) }, "route 1 is empty"},
 		{"zero body limit", func(x *Xds) { x.Listener.ExtAuthz.MaxRequestBytes = 0 }, "max request bytes"},
 		{"zero circuit breaker", func(x *Xds) { x.Clusters[0].MaxRequests = 0 }, "circuit breaker"},
+		{"cluster without endpoints", func(x *Xds) { x.Clusters[1].Endpoints = nil }, "has no endpoints"},
+		{"replica listed twice", func(x *Xds) { x.Clusters[1].Endpoints = append(x.Clusters[1].Endpoints, x.Clusters[1].Endpoints[0]) }, "listed twice"},
+		{"one bad endpoint among good ones", func(x *Xds) {
+			x.Clusters[1].Endpoints = append(x.Clusters[1].Endpoints, Endpoint{Host: "127.0.0.2", Port: 0})
+		}, "port 0"},
+		{"health check that never probes", func(x *Xds) {
+			x.Clusters[1].HealthCheck = &GRPCHealthCheck{Interval: time.Second, Timeout: time.Second, UnhealthyThreshold: 0, HealthyThreshold: 1}
+		}, "thresholds must be positive"},
+		{"gRPC health check on an HTTP/1 cluster", func(x *Xds) {
+			x.Clusters[0].HealthCheck = &GRPCHealthCheck{Interval: time.Second, Timeout: time.Second / 2, UnhealthyThreshold: 1, HealthyThreshold: 1}
+		}, "needs HTTP/2"},
 		{"upper-case header prefix", func(x *Xds) { x.Listener.StripRequestHeaderPrefix = "X-Fhirwall-" }, "lower-case"},
 		{"exact route after the prefix that swallows it", func(x *Xds) {
 			x.Listener.Routes = append(x.Listener.Routes, &HTTPRoute{Name: "pa-metadata", Path: "/patient-access/fhir/metadata", Cluster: "fhir"})
@@ -99,7 +110,7 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 func TestIRReportsEveryProblemAtOnce(t *testing.T) {
 	x := validXds()
 	x.Listener.Port = 0
-	x.Clusters[0].Host = "not a host"
+	x.Clusters[0].Endpoints[0].Host = "not a host"
 	x.Listener.Routes[0].PathPrefix = "/trailing/"
 	err := x.Validate()
 	for _, w := range []string{"port 0", "not a host", "/trailing/"} {
@@ -120,9 +131,14 @@ func TestForwardedHostTakesWhatAnAbsoluteURLsAuthorityHolds(t *testing.T) {
 
 func TestClusterDiscoveryFollowsTheHostKind(t *testing.T) {
 	for host, ip := range map[string]bool{"127.0.0.1": true, "::1": true, "hapi.fhir.svc": false, "localhost": false} {
-		if got := (&Cluster{Host: host}).IsIP(); got != ip {
+		if got := (&Cluster{Endpoints: []Endpoint{{Host: host, Port: 1}}}).IsIP(); got != ip {
 			t.Errorf("%s: IsIP %v", host, got)
 		}
+	}
+	// One DNS name among addresses makes the whole cluster STRICT_DNS: Envoy resolves each endpoint.
+	mixed := &Cluster{Endpoints: []Endpoint{{Host: "127.0.0.1", Port: 1}, {Host: "fhirwall-proxy", Port: 1}}}
+	if mixed.IsIP() {
+		t.Error("a cluster with a DNS name reads as all IP addresses")
 	}
 }
 

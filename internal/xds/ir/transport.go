@@ -64,9 +64,13 @@ func (t *UpstreamTLS) Validate(cluster string) error {
 // requests must not be able to take the API down for everyone.
 type Outlier struct {
 	ConsecutiveLocalFailures uint32
-	Interval                 time.Duration
-	BaseEjection             time.Duration
-	MaxEjectionPercent       uint32
+	// ConsecutiveGatewayFailures, when set, also ejects a host after that many 502/503/504 answers in a row
+	// (for gRPC: UNAVAILABLE and the like from a replica shutting down). Only for upstreams whose failures no
+	// client can provoke: fhirwall-proxy's, never the FHIR server's.
+	ConsecutiveGatewayFailures uint32
+	Interval                   time.Duration
+	BaseEjection               time.Duration
+	MaxEjectionPercent         uint32
 }
 
 // Validate checks the outlier detection of cluster.
