@@ -235,7 +235,7 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 				ClusterName: a.Cluster,
 			}},
 			Timeout:     durationpb.New(a.Timeout),
-			RetryPolicy: authzRetryPolicy(a.Timeout),
+			RetryPolicy: replicaRetryPolicy("connect-failure,refused-stream,reset-before-request", a.Timeout),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		// Fail closed: no decision, no request.
@@ -256,24 +256,30 @@ func (extAuthzFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
 
-// authzRetryPolicy retries a Check that never reached a replica (connection refused, stream refused or reset
-// before the request went out: a replica that just died) on another replica. Check is idempotent, and such a
-// request was never decided. An answer, a timeout or a reset after the request was sent is never retried.
-// Envoy turns this into a route retry policy whose per-try timeout is the back-off's max_interval
-// (Http::Utility::convertCoreToRouteRetryPolicy): left at its default, or small, it cuts every slower Check
-// short; set to the call's timeout, one try may take all of it.
-func authzRetryPolicy(timeout time.Duration) *corev3.RetryPolicy {
+// replicaRetryPolicy retries a gRPC call that never reached a replica (connection refused, stream refused, or
+// for a Check also reset before the request went out: a replica that just died) on another replica, up to
+// authzRetries times. A Check is idempotent and such a request was never decided; an ext_proc stream that
+// could not connect has processed nothing. An answer, a timeout or a reset after the request was sent is never
+// retried. Envoy turns this into a route retry policy whose per-try timeout is the back-off's max_interval
+// (Http::Utility::convertCoreToRouteRetryPolicy): left at its default, or small, it cuts every slower call
+// short, so it is the call's own bound (perTry). Envoy keeps at most 64 KiB of a stream for a retry.
+func replicaRetryPolicy(on string, perTry time.Duration) *corev3.RetryPolicy {
 	return &corev3.RetryPolicy{
 		NumRetries: wrapperspb.UInt32(authzRetries),
-		RetryOn:    "connect-failure,refused-stream,reset-before-request",
+		RetryOn:    on,
 		RetryHostPredicate: []*corev3.RetryPolicy_RetryHostPredicate{{
 			Name:       "envoy.retry_host_predicates.previous_hosts",
 			ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
 		}},
 		HostSelectionRetryMaxAttempts: 3,
-		RetryBackOff:                  &corev3.BackoffStrategy{BaseInterval: durationpb.New(authzRetryBackOff), MaxInterval: durationpb.New(max(timeout, authzRetryBackOff))},
+		RetryBackOff:                  &corev3.BackoffStrategy{BaseInterval: durationpb.New(authzRetryBackOff), MaxInterval: durationpb.New(max(perTry, authzRetryBackOff))},
 	}
 }
+
+// extProcStreamBound is the per-try bound of an ext_proc stream's retry policy: a stream lasts as long as its
+// exchange (the FHIR server's timeout, a bulk file's download), and each message has its own timeout
+// (message_timeout), so this only has to be longer than any exchange.
+const extProcStreamBound = time.Hour
 
 // authzRetries and authzRetryBackOff: a Check that could not reach a replica tries two others, the first
 // after up to 25 ms.
@@ -306,7 +312,10 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	cfg := &ext_procv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 			ClusterName: p.Cluster,
-		}}},
+		}},
+			// A replica that just died costs no exchange that had not reached it: its stream opens on another.
+			RetryPolicy: replicaRetryPolicy("connect-failure,refused-stream", extProcStreamBound),
+		},
 		// Fail closed: a response nobody audited does not go out.
 		FailureModeAllow: false,
 		// Envoy runs ext_proc on the encode path of local replies too (an ext_authz refusal, or its failure when
