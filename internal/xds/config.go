@@ -34,6 +34,10 @@ type Config struct {
 	LocalService Endpoint `yaml:"local"`
 	// RateLimits are the per-client limits of every API; an API may override a tier's rate.
 	RateLimits RateLimits `yaml:"rate_limits"`
+	// GlobalRateLimit, when set, adds the limit all Envoys and standalone proxies share (rate_limits.global):
+	// Envoy asks this rate limit service after its local limit, and fhirwall-xds serves the service its
+	// configuration (RateLimitConfigs). Nil: local limits only.
+	GlobalRateLimit *GlobalRateLimit `yaml:"global_rate_limit"`
 	// PublicURL is where apps reach Envoy, without an API's prefix (public_url, e.g. https://fhir.example.com):
 	// each API's public base is PublicURL + its prefix, and the FHIR server writes its links from that, never
 	// from the Host or Forwarded headers a client sent.
@@ -65,6 +69,15 @@ type RateLimits struct {
 	// the client's; MaxUsers bounds those kept per API and tier (0: 100000).
 	PerUser  map[string]Rate `yaml:"per_user"`
 	MaxUsers uint32          `yaml:"max_users"`
+}
+
+// GlobalRateLimit is the rate limit service (envoyproxy/ratelimit) both modes ask.
+type GlobalRateLimit struct {
+	Service Endpoint `yaml:"service"`
+	// Domain keys the service's configuration; the same in Envoy and the standalone proxy (fhirwall).
+	Domain string `yaml:"domain"`
+	// Timeout bounds one call; past it the request is refused (503). 0: 100ms.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Rate is a token bucket: PerSecond requests each second, up to Burst at once (0: PerSecond).
@@ -110,6 +123,7 @@ const (
 	// breakers, outlier detection and stats, so one API's overload or errors never hide another's.
 	FHIRServerClusterPrefix = "fhir_server_"
 	AuthzCluster            = "fhirwall_authz"
+	RateLimitCluster        = "fhirwall_ratelimit"
 	LocalCluster            = "fhirwall_local"
 	ListenerSecret          = "fhirwall_listener_cert"
 	ClientHeaderPrefix      = "x-fhirwall-"
@@ -126,6 +140,8 @@ const (
 	defaultMaxClients        = 10000
 	defaultMaxUsers          = 100000
 	rateFillInterval         = time.Second
+	defaultGlobalTimeout     = 100 * time.Millisecond
+	rateLimitConnectTimeout  = 250 * time.Millisecond
 	authzConnectTimeout      = 250 * time.Millisecond
 	localConnectTimeout      = 250 * time.Millisecond
 	circuitBreakerMaxConns   = 1024
@@ -221,6 +237,15 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		authzCluster(cfg),
 		irCluster(LocalCluster, cfg.LocalService.Host, cfg.LocalService.Port, false, localConnectTimeout),
 	)
+	if g := cfg.GlobalRateLimit; g != nil {
+		l.GlobalRateLimit = &ir.GlobalRateLimit{Cluster: RateLimitCluster, Domain: g.Domain, Timeout: orDefault(g.Timeout, defaultGlobalTimeout)}
+		// Every limited request makes one call, as it makes one to ext_authz: the same admission bound.
+		c := irCluster(RateLimitCluster, g.Service.Host, g.Service.Port, true, rateLimitConnectTimeout)
+		if cfg.AuthzMaxRequests > 0 {
+			c.MaxRequests = cfg.AuthzMaxRequests
+		}
+		x.Clusters = append(x.Clusters, c)
+	}
 	if err := x.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -264,6 +289,7 @@ func rateLimit(rl RateLimits, api API) (*ir.RateLimit, error) {
 		return nil, nil
 	}
 	out := &ir.RateLimit{
+		API:          api.Name,
 		ClientHeader: ratelimit.ClientHeader,
 		TierHeader:   ratelimit.TierHeader,
 		UserHeader:   ratelimit.UserHeader,
