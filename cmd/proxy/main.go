@@ -433,6 +433,15 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		p.gateway.Metrics = m
 		p.limiter = ratelimit.New(cfg.Limits(), time.Now)
 		p.gateway.Limiter = p.limiter
+		if g := cfg.RateLimits.Global; g.Enabled() {
+			// The limit every replica shares (docs/rate-limits.md); its address is read at start only.
+			global, err := ratelimit.DialGlobal(g.Address, g.Domain, g.Timeout)
+			if err != nil {
+				return nil, fmt.Errorf("rate_limits.global: %w", err)
+			}
+			p.closers = append(p.closers, func() { _ = global.Close() })
+			p.gateway.Global = global
+		}
 		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit(), cfg.Proxy.DecidingLimit())
 	}
 	return p, nil
