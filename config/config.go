@@ -369,15 +369,15 @@ type Policies struct {
 
 // XDS is the control plane's own listener and what it tells Envoy.
 type XDS struct {
-	Listen       string `mapstructure:"listen"`        // ADS gRPC address of fhirwall-xds
-	Admin        string `mapstructure:"admin"`         // fhirwall-xds /healthz and /readyz; empty: off
-	NodeID       string `mapstructure:"node_id"`       // Envoy's node id
+	Listen string `mapstructure:"listen"`  // ADS gRPC address of fhirwall-xds
+	Admin  string `mapstructure:"admin"`   // fhirwall-xds /healthz and /readyz; empty: off
+	NodeID string `mapstructure:"node_id"` // Envoy's node id
 	// RateLimitNodeID is the node id of the rate limit service (rate_limits.global), which fhirwall-xds
 	// serves its limits to (default fhirwall-ratelimit).
 	RateLimitNodeID string `mapstructure:"ratelimit_node_id"`
-	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
-	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
-	LocalAddress string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
+	EnvoyListen     string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
+	AuthzAddress    string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
+	LocalAddress    string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
 	// AuthzTimeout bounds each ext_authz and ext_proc call; past it Envoy refuses the request (503).
 	AuthzTimeout time.Duration `mapstructure:"authz_timeout"`
 	// TLS is the certificate Envoy's listener serves; empty: plain HTTP.

@@ -210,4 +210,3 @@ func TestLocalLimitRefusesBeforeTheGlobalIsAsked(t *testing.T) {
 		t.Fatalf("service asked %d times, want once (the local limit refused the second)", n)
 	}
 }
-
