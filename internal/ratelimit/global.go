@@ -119,14 +119,25 @@ func (g *Global) Check(ctx context.Context, api, client, tier, subject string) (
 	if err != nil {
 		return false, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	return verdict(resp)
+}
+
+// verdict reads the service's answer: OK allows; OVER_LIMIT refuses until the latest reset of an over-limit
+// descriptor (whole seconds, at least 1); anything else is no answer (fail closed).
+func verdict(resp *rlsv3.RateLimitResponse) (ok bool, retryAfter time.Duration, err error) {
 	switch resp.GetOverallCode() {
 	case rlsv3.RateLimitResponse_OK:
 		return true, 0, nil
 	case rlsv3.RateLimitResponse_OVER_LIMIT:
 		wait := time.Second
 		for _, s := range resp.GetStatuses() {
-			if s.GetCode() == rlsv3.RateLimitResponse_OVER_LIMIT && s.GetDurationUntilReset() != nil {
-				wait = max(wait, s.GetDurationUntilReset().AsDuration())
+			if s.GetCode() != rlsv3.RateLimitResponse_OVER_LIMIT || s.GetDurationUntilReset() == nil {
+				continue
+			}
+			// A reset beyond an hour is no reset a client should be told to wait for; a negative or invalid one
+			// is none at all.
+			if d := s.GetDurationUntilReset(); d.IsValid() {
+				wait = max(wait, min(d.AsDuration(), maxRetryAfter))
 			}
 		}
 		return false, time.Duration(math.Ceil(wait.Seconds())) * time.Second, nil
@@ -134,3 +145,6 @@ func (g *Global) Check(ctx context.Context, api, client, tier, subject string) (
 		return false, 0, fmt.Errorf("%w: answer %s", ErrUnavailable, resp.GetOverallCode())
 	}
 }
+
+// maxRetryAfter bounds the Retry-After taken from the service's answer.
+const maxRetryAfter = time.Hour

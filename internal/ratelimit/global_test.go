@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -160,4 +161,44 @@ func TestDialGlobalRefusesAnIncompleteSetting(t *testing.T) {
 			t.Errorf("%+v accepted", c)
 		}
 	}
+}
+
+// FuzzGlobalVerdict: whatever the service's answer decodes to, only OK allows, a refusal carries a
+// Retry-After of whole seconds from 1 s to an hour, and anything but OK or OVER_LIMIT is an error.
+func FuzzGlobalVerdict(f *testing.F) {
+	for _, r := range []*rlsv3.RateLimitResponse{
+		{OverallCode: rlsv3.RateLimitResponse_OK},
+		{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{
+			{Code: rlsv3.RateLimitResponse_OVER_LIMIT, DurationUntilReset: durationpb.New(1500 * time.Millisecond)}}},
+		{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{
+			{Code: rlsv3.RateLimitResponse_OVER_LIMIT, DurationUntilReset: &durationpb.Duration{Seconds: -5}}}},
+		{},
+	} {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var resp rlsv3.RateLimitResponse
+		if proto.Unmarshal(b, &resp) != nil {
+			return
+		}
+		ok, wait, err := verdict(&resp)
+		switch resp.GetOverallCode() {
+		case rlsv3.RateLimitResponse_OK:
+			if !ok || wait != 0 || err != nil {
+				t.Fatalf("OK: %v %v %v", ok, wait, err)
+			}
+		case rlsv3.RateLimitResponse_OVER_LIMIT:
+			if ok || err != nil || wait < time.Second || wait > maxRetryAfter || wait%time.Second != 0 {
+				t.Fatalf("OVER_LIMIT: %v %v %v", ok, wait, err)
+			}
+		default:
+			if ok || !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%v: %v %v %v", resp.GetOverallCode(), ok, wait, err)
+			}
+		}
+	})
 }

@@ -2,16 +2,19 @@ package xds
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/xds/ir"
 )
 
 // TestRateLimitConfigMatchesGoldenFiles pins the rate limit service's configuration for every golden input
@@ -177,4 +180,56 @@ func TestRateLimitSnapshotFollowsTheConfig(t *testing.T) {
 	if got, want := strings.Count(routes, globalRateLimitFilterName+":"), strings.Count(routes, localRateLimitFilterName+":"); got != want || got == 0 {
 		t.Fatalf("%d routes with the global limit, %d with the local one", got, want)
 	}
+}
+
+// FuzzRateLimitConfig: a configuration with a global limit is refused with ir.ErrInvalid or gives Envoy
+// resources, a usable snapshot for the service, and a RateLimitConfig in which the descriptors both modes
+// send for a client of the tier find a limit of at least one request a second.
+func FuzzRateLimitConfig(f *testing.F) {
+	f.Add("fhirwall", "ratelimit", uint32(8081), int64(100), "patient-access", "standard", uint32(10), uint32(20), uint32(2), "app1", "sub")
+	f.Add("", "", uint32(0), int64(0), "", "", uint32(0), uint32(0), uint32(0), "", "")
+	f.Add("Fhirwall", "::1", uint32(70000), int64(-1), "a_", "Gold", uint32(1), uint32(0), uint32(1), "x\x00y", "")
+	base := goldenInputs(f)["patient-access"]
+	f.Fuzz(func(t *testing.T, domain, host string, port uint32, timeoutMs int64, api, tier string, perSecond, burst, userPS uint32, client, subject string) {
+		cfg := base
+		cfg.GlobalRateLimit = &GlobalRateLimit{Service: Endpoint{Host: host, Port: port}, Domain: domain, Timeout: time.Duration(timeoutMs) * time.Millisecond}
+		cfg.APIs = []API{{Name: api, PathPrefix: "/" + api}}
+		cfg.RateLimits = RateLimits{Tiers: map[string]Rate{tier: {PerSecond: perSecond, Burst: burst}}, Anonymous: Rate{PerSecond: 1}}
+		if userPS > 0 {
+			cfg.RateLimits.PerUser = map[string]Rate{tier: {PerSecond: userPS}}
+		}
+		x, err := Translate(cfg)
+		if err != nil {
+			if !errors.Is(err, ir.ErrInvalid) {
+				t.Fatalf("refusal without ir.ErrInvalid: %v", err)
+			}
+			return
+		}
+		res, err := Build(x)
+		if err != nil {
+			t.Fatalf("IR accepted %+v but Build failed: %v", cfg, err)
+		}
+		if _, err := res.Snapshot(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		if _, err := RateLimitSnapshot(cfg); err != nil {
+			t.Fatalf("rate limit snapshot: %v", err)
+		}
+		rlc, err := rateLimitConfig(x)
+		if err != nil || rlc == nil || rlc.Domain != domain {
+			t.Fatalf("rate limit config %v: %v", rlc, err)
+		}
+		if client == "" {
+			return
+		}
+		for _, d := range ratelimit.Descriptors(api, client, tier, subject)[:1] {
+			var e []string
+			for _, x := range d.Entries {
+				e = append(e, x.Key, x.Value)
+			}
+			if p := lookup(rlc, e...); p == nil || p.RequestsPerUnit < 1 {
+				t.Fatalf("descriptor %v finds %v in %v", e, p, rlc)
+			}
+		}
+	})
 }
