@@ -83,6 +83,21 @@ func TestGlobalLimitHoldsAClientToItsTierAcrossBothFaces(t *testing.T) {
 			t.Fatalf("Envoy: %+v\nstandalone: %+v", got[0], got[1])
 		}
 	})
+	// A lower tier in the file reaches the service through fhirwall-xds, without a restart: each face's local
+	// limit also drops to it, so without the new global limit the two would allow twice as much.
+	t.Run("lower tier reaches the service without a restart", func(t *testing.T) {
+		const lower = 5
+		writeConfig(t, s.dir, s.rlsAddr, lower)
+		time.Sleep(5 * time.Second) // fhirwall-xds and fhirwall-proxy watch the file; the service takes the push
+		path := "/provider-access/fhir/Patient/member-01"
+		m := measure(ctx, []string{s.envoyURL + path, s.standaloneURL + path}, orgA.AccessToken)
+		want := float64(lower) * window.Seconds()
+		t.Logf("after the change: %d allowed in %s (%d through Envoy, %d standalone), %d refused, %d other; want %.0f ± %.0f%%",
+			m.allowed(), window, m.ok[0], m.ok[1], m.limited[0]+m.limited[1], m.other, want, tolerance*100)
+		if m.other > 0 || math.Abs(float64(m.allowed())-want) > tolerance*want {
+			t.Errorf("%d allowed (%d other answers), want %.0f ± %.0f%%; fhirwall-xds log ends:\n%s", m.allowed(), m.other, want, tolerance*100, s.xds.tail())
+		}
+	})
 	// The rate limit service gone: both faces refuse (fail closed) with the same 503, Retry-After included.
 	t.Run("service down: both faces 503", func(t *testing.T) {
 		s.rls.stop()

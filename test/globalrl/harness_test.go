@@ -186,7 +186,7 @@ func prerequisites(t *testing.T) (ratelimitBin, envoyBin string) {
 
 // stack is this test's own fhirwall-xds, fhirwall-proxy, rate limit service and Envoy.
 type stack struct {
-	dir                     string
+	dir, config, rlsAddr    string
 	xds, proxy, rls, envoy  *proc
 	envoyURL, standaloneURL string
 }
@@ -205,8 +205,9 @@ func startStack(t *testing.T) *stack {
 		}
 	}
 	rlsPort := freePort(t)
-	cfg := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", rlsPort))
-	s := &stack{dir: dir, envoyURL: "http://" + envoyListen, standaloneURL: "http://" + proxyHTTP}
+	rlsAddr := fmt.Sprintf("127.0.0.1:%d", rlsPort)
+	cfg := writeConfig(t, dir, rlsAddr, tierRate)
+	s := &stack{dir: dir, config: cfg, rlsAddr: rlsAddr, envoyURL: "http://" + envoyListen, standaloneURL: "http://" + proxyHTTP}
 
 	s.xds = start(t, dir, "fhirwall-xds", nil, filepath.Join(dir, "fhirwall-xds"), "-config", cfg)
 	waitHTTP(t, s.xds, "http://"+xdsAdmin+"/readyz", 30*time.Second)
@@ -244,8 +245,9 @@ func startStack(t *testing.T) *stack {
 }
 
 // writeConfig is config/fhirwall.yaml with this test's ports, a file registry, no portal, an audit spool of
-// its own, low tiers and the global limit on the rate limit service at rls.
-func writeConfig(t *testing.T, dir, rls string) string {
+// its own, every tier at rate a second and the global limit on the rate limit service at rls. It replaces
+// the file in one rename, as an operator's edit would, so the watchers never read half of it.
+func writeConfig(t *testing.T, dir, rls string, rate int) string {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(root(), "config", "fhirwall.yaml"))
 	if err != nil {
@@ -264,19 +266,22 @@ func writeConfig(t *testing.T, dir, rls string) string {
 	doc["prior_auth"].(map[string]any)["rules_file"] = abs("prior-auth-rules.yaml")
 	doc["proxy"] = map[string]any{"grpc": proxyGRPC, "http": proxyHTTP, "public_url": "http://" + proxyHTTP, "admin": proxyAdmin, "local": proxyLocal}
 	key := filepath.Join(dir, "signing.key")
-	if err := audit.GenerateKey(key); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(key); os.IsNotExist(err) {
+		if err := audit.GenerateKey(key); err != nil {
+			t.Fatal(err)
+		}
 	}
 	doc["audit"] = map[string]any{"spool": map[string]any{"dir": filepath.Join(dir, "spool")}, "signing_key_file": key,
 		"kafka": map[string]any{"topic": "fhirwall.audit.globalrl-e2e"}}
 	doc["xds"] = map[string]any{"listen": xdsListen, "admin": xdsAdmin, "node_id": envoyNode, "ratelimit_node_id": limiterNode,
 		"envoy_listen": envoyListen, "authz_address": proxyGRPC, "local_address": proxyLocal, "authz_timeout": "2s"}
-	tier := map[string]any{"per_second": tierRate, "burst": tierRate}
+	tier := map[string]any{"per_second": rate, "burst": rate}
 	doc["rate_limits"] = map[string]any{
 		"tiers":     map[string]any{"standard": tier, "backend": tier},
 		"anonymous": map[string]any{"per_second": 50, "burst": 100},
-		"per_user":  map[string]any{"standard": map[string]any{"per_second": userRate, "burst": userRate}},
-		"global":    map[string]any{"address": rls, "domain": domain, "timeout": "100ms"},
+		// below the tier's, as validation wants: userRate at the test's tierRate, half the tier otherwise
+		"per_user": map[string]any{"standard": map[string]any{"per_second": rate * userRate / tierRate, "burst": rate * userRate / tierRate}},
+		"global":   map[string]any{"address": rls, "domain": domain, "timeout": "100ms"},
 	}
 	for _, a := range doc["apis"].([]any) {
 		delete(a.(map[string]any), "rate_limits") // the tiers above on every API
@@ -286,7 +291,10 @@ func writeConfig(t *testing.T, dir, rls string) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fhirwall.yaml")
-	if err := os.WriteFile(path, out, 0o600); err != nil {
+	if err := os.WriteFile(path+".tmp", out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
 	}
 	return path
