@@ -216,7 +216,7 @@ func startStack(t *testing.T) *stack {
 		"HOST=127.0.0.1", "PORT=" + strconv.Itoa(freePort(t)),
 		"GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(rlsPort),
 		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT=" + strconv.Itoa(freePort(t)),
-		"LOG_LEVEL=WARN", "USE_STATSD=false",
+		"LOG_LEVEL=WARN", "USE_STATSD=false", "DISABLE_STATS=true", // no statsd; without this, every stat goes to the log
 		"BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_URL=" + redisAddr,
 		"CONFIG_TYPE=GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL=" + xdsListen, "CONFIG_GRPC_XDS_NODE_ID=" + limiterNode,
 		"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL=1s", "XDS_CLIENT_BACKOFF_MAX_INTERVAL=5s",

@@ -39,12 +39,13 @@ install() {
 start() {
   install
   if is_running "$NAME"; then log "$NAME already running"; return 0; fi
-  # envconfig settings of envoyproxy/ratelimit (src/settings/settings.go)
+  # envconfig settings of envoyproxy/ratelimit (src/settings/settings.go). No statsd, and DISABLE_STATS: without
+  # a statsd its stats would go to the log, a line for each on every flush.
   start_bg "$NAME" env -i PATH="$PATH" HOME="$HOME" \
     HOST=127.0.0.1 PORT="$RATELIMIT_HTTP_PORT" \
     GRPC_HOST=127.0.0.1 GRPC_PORT="$RATELIMIT_GRPC_PORT" \
     DEBUG_HOST=127.0.0.1 DEBUG_PORT="$RATELIMIT_DEBUG_PORT" \
-    LOG_LEVEL="${RATELIMIT_LOG_LEVEL:-WARN}" USE_STATSD=false \
+    LOG_LEVEL="${RATELIMIT_LOG_LEVEL:-WARN}" USE_STATSD=false DISABLE_STATS=true \
     BACKEND_TYPE=redis REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$REDIS_PORT" \
     CONFIG_TYPE=GRPC_XDS_SOTW \
     CONFIG_GRPC_XDS_SERVER_URL="${RATELIMIT_XDS_ADDR:-127.0.0.1:$XDS_PORT}" \
