@@ -24,7 +24,7 @@ install() {
   mkdir -p "$(dirname "$BIN")"
   local tmp; tmp=$(mktemp -d)
   # go install refuses modules whose go.mod has replace directives; build from a writable copy then.
-  if ! GOBIN=$tmp GOFLAGS=-mod=mod go install "$MODULE/src/service_cmd@$VERSION" 2>"$tmp/install.err"; then
+  if ! GOBIN=$tmp go install "$MODULE/src/service_cmd@$VERSION" 2>"$tmp/install.err"; then
     grep -q "replace directives" "$tmp/install.err" || { cat "$tmp/install.err" >&2; rm -rf "$tmp"; die "building $MODULE@$VERSION failed"; }
     local dir
     dir=$(cd "$tmp" && go mod download -json "$MODULE@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')

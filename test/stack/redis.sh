@@ -13,8 +13,16 @@ DIR=$FHIRWALL_STATE/redis
 install() {
   command -v redis-server >/dev/null && return 0
   log "installing redis-server from Debian"
-  # policy-rc.d 101 keeps the package's postinst from starting the Debian service where invoke-rc.d is used
-  apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  # The package's postinst would start (and enable) Debian's own redis-server service; a policy-rc.d that
+  # answers 101 ("action forbidden") stops invoke-rc.d and deb-systemd-invoke from doing it. Ours only.
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
+  fi
+  local ok=1
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; } || ok=""
+  if [ -n "$made" ]; then rm -f "$policy"; fi
+  [ -n "$ok" ] || die "apt-get install redis-server failed"
   if command -v systemctl >/dev/null && systemctl is-enabled redis-server >/dev/null 2>&1; then
     systemctl disable --now redis-server >/dev/null 2>&1 || true
   fi
