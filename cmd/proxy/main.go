@@ -153,6 +153,9 @@ func run(cfgPath string, log *slog.Logger) error {
 					return
 				}
 				p.limiter.Update(next.Limits())
+				if next.RateLimits.Global != cfg.RateLimits.Global {
+					log.Warn("rate_limits.global (address, domain, timeout) takes effect only after a restart; the running global limit is unchanged")
+				}
 				log.Info("rate limits reloaded", "file", cfgPath, "tiers", len(next.RateLimits.Tiers))
 			})
 			if err != nil {
