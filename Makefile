@@ -81,7 +81,8 @@ fuzz:
 	         FuzzRegistrationMetadata:./adapters/registry/dcr FuzzParseDocs:./internal/portal FuzzSessionCookie:./internal/portal \
 	         FuzzSafeReturn:./internal/portal FuzzSessionKey:./internal/portal FuzzEnforceSandbox:./internal/decision \
 	         FuzzAdoptedKeysShowNoDrift:./adapters/registry/keycloak FuzzTagMakesAnyResourceSynthetic:./adapters/synthetic \
-	         FuzzOpen:./internal/seal FuzzParseKeyring:./internal/seal FuzzUnseal:./internal/decision; do \
+	         FuzzOpen:./internal/seal FuzzParseKeyring:./internal/seal FuzzUnseal:./internal/decision \
+	         FuzzGlobalVerdict:./internal/ratelimit FuzzRateLimitConfig:./internal/xds; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 

@@ -82,7 +82,25 @@ type RateLimits struct {
 	PerUser map[string]ratelimit.Rate `mapstructure:"per_user"`
 	// MaxUsers bounds the user buckets kept per API and tier (least recently used go first; 0: 100,000).
 	MaxUsers uint32 `mapstructure:"max_users"`
+	// Global is the limit all replicas share (docs/rate-limits.md); its address empty: off.
+	Global GlobalRateLimit `mapstructure:"global"`
 }
+
+// GlobalRateLimit is the rate limit service (envoyproxy/ratelimit over Redis) Envoy and the standalone proxy
+// ask after their local limits, so N replicas hold a client to its tier once rather than N times. The
+// service takes its limits from fhirwall-xds (xds.ratelimit_node_id). Down or slower than Timeout, it
+// refuses: 503 with Retry-After in both modes (fail closed).
+type GlobalRateLimit struct {
+	// Address is the service's gRPC host:port (env FHIRWALL_RATE_LIMITS_GLOBAL_ADDRESS); empty: no global limit.
+	Address string `mapstructure:"address"`
+	// Domain keys fhirwall's limits in the service (default fhirwall).
+	Domain string `mapstructure:"domain"`
+	// Timeout bounds one call to the service (default 100ms).
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Enabled reports whether the global limit is on.
+func (g GlobalRateLimit) Enabled() bool { return g.Address != "" }
 
 // Limits is what the standalone limiter enforces.
 func (c *Config) Limits() ratelimit.Limits {
@@ -355,12 +373,15 @@ type Policies struct {
 
 // XDS is the control plane's own listener and what it tells Envoy.
 type XDS struct {
-	Listen       string `mapstructure:"listen"`        // ADS gRPC address of fhirwall-xds
-	Admin        string `mapstructure:"admin"`         // fhirwall-xds /healthz and /readyz; empty: off
-	NodeID       string `mapstructure:"node_id"`       // Envoy's node id
-	EnvoyListen  string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
-	AuthzAddress string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
-	LocalAddress string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
+	Listen string `mapstructure:"listen"`  // ADS gRPC address of fhirwall-xds
+	Admin  string `mapstructure:"admin"`   // fhirwall-xds /healthz and /readyz; empty: off
+	NodeID string `mapstructure:"node_id"` // Envoy's node id
+	// RateLimitNodeID is the node id of the rate limit service (rate_limits.global), which fhirwall-xds
+	// serves its limits to (default fhirwall-ratelimit).
+	RateLimitNodeID string `mapstructure:"ratelimit_node_id"`
+	EnvoyListen     string `mapstructure:"envoy_listen"`  // where Envoy accepts clients
+	AuthzAddress    string `mapstructure:"authz_address"` // where Envoy reaches fhirwall-proxy's gRPC
+	LocalAddress    string `mapstructure:"local_address"` // where Envoy reaches fhirwall-proxy's proxy.local
 	// AuthzAddresses and LocalAddresses are several fhirwall-proxy replicas (host:port each; env: a
 	// comma-separated list). Set, they replace authz_address and local_address. All IP addresses: Envoy
 	// balances over exactly these; a DNS name (a Kubernetes headless Service): over every address it resolves to.
@@ -452,6 +473,10 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("xds.listen", "127.0.0.1:18000")
 	v.SetDefault("xds.admin", "127.0.0.1:18001")
 	v.SetDefault("xds.node_id", "fhirwall-envoy")
+	v.SetDefault("xds.ratelimit_node_id", "fhirwall-ratelimit")
+	v.SetDefault("rate_limits.global.address", "")
+	v.SetDefault("rate_limits.global.domain", ratelimit.DefaultDomain)
+	v.SetDefault("rate_limits.global.timeout", "100ms")
 	v.SetDefault("xds.envoy_listen", "127.0.0.1:10000")
 	v.SetDefault("xds.authz_address", "127.0.0.1:9191")
 	v.SetDefault("tokens.clock_skew", "60s")
@@ -709,6 +734,7 @@ func (c *Config) validateRateLimits() []error {
 		return nil
 	}
 	var errs []error
+	errs = append(errs, rl.Global.validate(c.XDS)...)
 	for name, r := range rl.Tiers {
 		if !tierRE.MatchString(name) {
 			errs = append(errs, fmt.Errorf("rate_limits.tiers.%s: want a lower-case name", name))
@@ -747,6 +773,26 @@ func (c *Config) validateRateLimits() []error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	return errs
+}
+
+func (g GlobalRateLimit) validate(x XDS) []error {
+	if !g.Enabled() {
+		return nil
+	}
+	var errs []error
+	if host, port, err := net.SplitHostPort(g.Address); err != nil || host == "" || port == "" {
+		errs = append(errs, fmt.Errorf("rate_limits.global.address %q: want the rate limit service's host:port, or \"\" to turn the global limit off", g.Address))
+	}
+	if !tierRE.MatchString(g.Domain) {
+		errs = append(errs, fmt.Errorf("rate_limits.global.domain %q: want a lower-case name such as %q", g.Domain, ratelimit.DefaultDomain))
+	}
+	if g.Timeout < time.Millisecond || g.Timeout > 5*time.Second || g.Timeout%time.Millisecond != 0 {
+		errs = append(errs, fmt.Errorf("rate_limits.global.timeout %v: want whole milliseconds from 1ms to 5s (every limited request waits on it)", g.Timeout))
+	}
+	if x.RateLimitNodeID == "" || x.RateLimitNodeID == x.NodeID {
+		errs = append(errs, fmt.Errorf("xds.ratelimit_node_id %q: want the rate limit service's own xDS node id (default fhirwall-ratelimit), not Envoy's", x.RateLimitNodeID))
 	}
 	return errs
 }

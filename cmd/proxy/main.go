@@ -159,6 +159,9 @@ func run(cfgPath string, log *slog.Logger) error {
 					return
 				}
 				p.limiter.Update(next.Limits())
+				if next.RateLimits.Global != cfg.RateLimits.Global {
+					log.Warn("rate_limits.global (address, domain, timeout) takes effect only after a restart; the running global limit is unchanged")
+				}
 				log.Info("rate limits reloaded", "file", cfgPath, "tiers", len(next.RateLimits.Tiers))
 			})
 			if err != nil {
@@ -447,6 +450,15 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		p.gateway.Metrics = m
 		p.limiter = ratelimit.New(cfg.Limits(), time.Now)
 		p.gateway.Limiter = p.limiter
+		if g := cfg.RateLimits.Global; g.Enabled() {
+			// The limit every replica shares (docs/rate-limits.md); its address is read at start only.
+			global, err := ratelimit.DialGlobal(g.Address, g.Domain, g.Timeout)
+			if err != nil {
+				return nil, fmt.Errorf("rate_limits.global: %w", err)
+			}
+			p.closers = append(p.closers, func() { _ = global.Close() })
+			p.gateway.Global = global
+		}
 		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit(), cfg.Proxy.DecidingLimit())
 	}
 	return p, nil

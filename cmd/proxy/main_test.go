@@ -131,6 +131,9 @@ func wireConfig(t *testing.T, upstream, caFile string, edit func(doc map[string]
 	doc["jobs"] = map[string]any{"postgres_dsn": ""}
 	doc["portal"] = map[string]any{"listen": ""}
 	doc["admin"] = map[string]any{"token_file": ""}
+	// Local rate limits only: the global limit's service (127.0.0.1:8083) is the stack's, and without it every
+	// limited request would be refused (fail closed).
+	doc["rate_limits"].(map[string]any)["global"] = map[string]any{"address": ""}
 	doc["proxy"] = map[string]any{"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "public_url": "https://standalone.payer.example/gw",
 		"decision_keys_file": filepath.Join(dir, "decision.keys")}
 	if err := os.WriteFile(filepath.Join(dir, "decision.keys"), []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {

@@ -43,6 +43,14 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 	}
 	cfg.RateLimits = xds.RateLimits{Tiers: c.RateLimits.Tiers, Anonymous: c.RateLimits.Anonymous, MaxClients: c.RateLimits.MaxClients,
 		PerUser: c.RateLimits.PerUser, MaxUsers: c.RateLimits.MaxUsers}
+	if g := c.RateLimits.Global; g.Enabled() {
+		// Envoy's cluster to the rate limit service, and the RateLimitConfig fhirwall-xds serves it.
+		svc, err := endpoint("rate_limits.global.address", g.Address)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.GlobalRateLimit = &xds.GlobalRateLimit{Service: svc, Domain: g.Domain, Timeout: g.Timeout}
+	}
 	for _, a := range c.APIs {
 		api := xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins}
 		for path, n := range a.BodyLimits() {

@@ -51,6 +51,13 @@ func run() error {
 	if _, err := pub.Publish(ctx, cfg); err != nil {
 		return err
 	}
+	// The rate limit service's limits (rate_limits.global), under its own node id; empty when the global
+	// limit is off. Published after Envoy's, so Envoy never asks about limits the service has not been sent
+	// before it could have.
+	rlPub := xds.NewRateLimitPublisher(snapshots, c.XDS.RateLimitNodeID, logger)
+	if _, err := rlPub.Publish(ctx, cfg); err != nil {
+		return err
+	}
 
 	// Reloads are serialised; a bad edit is logged and the running snapshot stays.
 	var reload sync.Mutex
@@ -62,10 +69,13 @@ func run() error {
 			nextCfg, err = xdsConfig(next)
 		}
 		if err == nil {
-			if next.XDS.NodeID != c.XDS.NodeID || next.XDS.Listen != c.XDS.Listen {
-				logger.Warn("xds.node_id and xds.listen take effect only after a restart")
+			if next.XDS.NodeID != c.XDS.NodeID || next.XDS.Listen != c.XDS.Listen || next.XDS.RateLimitNodeID != c.XDS.RateLimitNodeID {
+				logger.Warn("xds.node_id, xds.ratelimit_node_id and xds.listen take effect only after a restart")
 			}
-			_, err = pub.Publish(ctx, nextCfg)
+			// The service's limits first: a tier Envoy is about to send descriptors for is then known there.
+			if _, err = rlPub.Publish(ctx, nextCfg); err == nil {
+				_, err = pub.Publish(ctx, nextCfg)
+			}
 		}
 		if err != nil {
 			logger.Error("config change refused, keeping the running snapshot", "file", *configPath, "error", err)

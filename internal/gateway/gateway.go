@@ -23,6 +23,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
 
 // Gateway proxies the configured APIs to one FHIR server.
@@ -50,6 +51,9 @@ type Gateway struct {
 	// Limiter applies the per-client rate limits Envoy applies after ext_authz (internal/ratelimit); nil:
 	// no limits.
 	Limiter Limiter
+	// Global, when set, is asked after Limiter allowed a request: the limit all replicas share
+	// (rate_limits.global), as Envoy asks it after its local limit. nil: local limits only.
+	Global GlobalLimiter
 	// CORSOrigins gives, per API name, the browser origins that may read its data
 	// (apis[].cors.allowed_origins); every origin may read the discovery documents (internal/cors).
 	CORSOrigins map[string][]string
@@ -102,6 +106,16 @@ type Metrics interface {
 type Limiter interface {
 	AllowUser(api, client, tier, user string) (ok bool, retryAfter time.Duration)
 }
+
+// GlobalLimiter is the rate limit service every replica asks (ratelimit.Global): ok false, the request is
+// over a shared limit; an error, the service gave no answer and the request is refused.
+type GlobalLimiter interface {
+	Check(ctx context.Context, api, client, tier, subject string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// rateLimiterUnavailable is the answer when the global limit's service gave none: the same 503 Envoy's local
+// reply mapping gives (internal/xds), Retry-After included.
+var rateLimiterUnavailable = outcome.Unavailable.WithDiagnostics(ratelimit.UnavailableDiagnostics)
 
 // upstreamStatus is a 5xx answer of the FHIR server, as metrics classify it.
 type upstreamStatus int
@@ -289,7 +303,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, d, d.Refusal, nil)
 		return
 	}
-	if g.Limiter != nil {
+	if g.Limiter != nil || g.Global != nil {
 		// After the decision, as in Envoy (local rate limit after ext_authz): only allowed requests count,
 		// and the buckets are the client's the token names and its subject's.
 		var client, tier, user string
@@ -299,10 +313,30 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if id := d.Identity; id != nil {
 			user = id.Subject
 		}
-		if ok, wait := g.Limiter.AllowUser(d.Input.API, client, tier, user); !ok {
-			release(g.deciding)
-			g.refuseRateLimited(w, r, d, wait)
-			return
+		if g.Limiter != nil {
+			if ok, wait := g.Limiter.AllowUser(d.Input.API, client, tier, user); !ok {
+				release(g.deciding)
+				g.refuseRateLimited(w, r, d, wait)
+				return
+			}
+		}
+		// Then the limit all replicas share, as Envoy asks the rate limit service after its local limit.
+		if g.Global != nil {
+			ok, wait, err := g.Global.Check(r.Context(), d.Input.API, client, tier, user)
+			if err != nil {
+				// Fail closed, as Envoy with failure_mode_deny: a limit that lets everything through while
+				// its service is down is no limit. The audit record says why.
+				release(g.deciding)
+				g.log.Warn("rate limit service gave no answer; refusing with 503", "decision_id", d.ID, "error", err)
+				d.Reasons = append(d.Reasons, "rate_limiter_unavailable")
+				g.refuse(w, r, d, rateLimiterUnavailable, nil)
+				return
+			}
+			if !ok {
+				release(g.deciding)
+				g.refuseRateLimited(w, r, d, wait)
+				return
+			}
 		}
 	}
 	release(g.deciding)

@@ -40,6 +40,10 @@ type Config struct {
 	LocalServices []Endpoint `yaml:"local_services"`
 	// RateLimits are the per-client limits of every API; an API may override a tier's rate.
 	RateLimits RateLimits `yaml:"rate_limits"`
+	// GlobalRateLimit, when set, adds the limit all Envoys and standalone proxies share (rate_limits.global):
+	// Envoy asks this rate limit service after its local limit, and fhirwall-xds serves the service its
+	// configuration (RateLimitConfigs). Nil: local limits only.
+	GlobalRateLimit *GlobalRateLimit `yaml:"global_rate_limit"`
 	// PublicURL is where apps reach Envoy, without an API's prefix (public_url, e.g. https://fhir.example.com):
 	// each API's public base is PublicURL + its prefix, and the FHIR server writes its links from that, never
 	// from the Host or Forwarded headers a client sent.
@@ -71,6 +75,15 @@ type RateLimits struct {
 	// the client's; MaxUsers bounds those kept per API and tier (0: 100000).
 	PerUser  map[string]Rate `yaml:"per_user"`
 	MaxUsers uint32          `yaml:"max_users"`
+}
+
+// GlobalRateLimit is the rate limit service (envoyproxy/ratelimit) both modes ask.
+type GlobalRateLimit struct {
+	Service Endpoint `yaml:"service"`
+	// Domain keys the service's configuration; the same in Envoy and the standalone proxy (fhirwall).
+	Domain string `yaml:"domain"`
+	// Timeout bounds one call; past it the request is refused (503). 0: 100ms.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Rate is a token bucket: PerSecond requests each second, up to Burst at once (0: PerSecond).
@@ -116,6 +129,7 @@ const (
 	// breakers, outlier detection and stats, so one API's overload or errors never hide another's.
 	FHIRServerClusterPrefix = "fhir_server_"
 	AuthzCluster            = "fhirwall_authz"
+	RateLimitCluster        = "fhirwall_ratelimit"
 	LocalCluster            = "fhirwall_local"
 	ListenerSecret          = "fhirwall_listener_cert"
 	ClientHeaderPrefix      = "x-fhirwall-"
@@ -123,17 +137,19 @@ const (
 
 // Defaults the configuration does not (yet) expose.
 const (
-	defaultFHIRBasePath  = "/fhir"
-	defaultAuthzTimeout  = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
-	authzStatusOnError   = 503
-	authzMaxRequestBytes = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
-	defaultFHIRConnect   = 2 * time.Second
-	defaultFHIRTimeout   = 30 * time.Second
-	defaultMaxClients    = 10000
-	defaultMaxUsers      = 100000
-	rateFillInterval     = time.Second
-	authzConnectTimeout  = 250 * time.Millisecond
-	localConnectTimeout  = 250 * time.Millisecond
+	defaultFHIRBasePath     = "/fhir"
+	defaultAuthzTimeout     = 2 * time.Second // a read may wait on the FHIR server (compartment check, 1.5 s budget)
+	authzStatusOnError      = 503
+	authzMaxRequestBytes    = 1 << 20 // = fhir.MaxBodyBytes: the standalone proxy refuses above the same size (413)
+	defaultFHIRConnect      = 2 * time.Second
+	defaultFHIRTimeout      = 30 * time.Second
+	defaultMaxClients       = 10000
+	defaultMaxUsers         = 100000
+	rateFillInterval        = time.Second
+	authzConnectTimeout     = 250 * time.Millisecond
+	localConnectTimeout     = 250 * time.Millisecond
+	defaultGlobalTimeout    = 100 * time.Millisecond
+	rateLimitConnectTimeout = 250 * time.Millisecond
 	// authzEjectAfter failures in a row to reach a fhirwall-proxy replica take it out of its clusters.
 	authzEjectAfter = 2
 	// The gRPC health check of each replica (grpc.health.v1, served beside ext_authz and ext_proc).
@@ -229,6 +245,15 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		x.Clusters = append(x.Clusters, fhirCluster(cluster, cfg.FHIRServer))
 	}
 	x.Clusters = append(x.Clusters, authzCluster(cfg), localCluster(cfg))
+	if g := cfg.GlobalRateLimit; g != nil {
+		l.GlobalRateLimit = &ir.GlobalRateLimit{Cluster: RateLimitCluster, Domain: g.Domain, Timeout: orDefault(g.Timeout, defaultGlobalTimeout)}
+		// Every limited request makes one call, as it makes one to ext_authz: the same admission bound.
+		c := irCluster(RateLimitCluster, []Endpoint{g.Service}, true, rateLimitConnectTimeout)
+		if cfg.AuthzMaxRequests > 0 {
+			c.MaxRequests = cfg.AuthzMaxRequests
+		}
+		x.Clusters = append(x.Clusters, c)
+	}
 	if err := x.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -272,6 +297,7 @@ func rateLimit(rl RateLimits, api API) (*ir.RateLimit, error) {
 		return nil, nil
 	}
 	out := &ir.RateLimit{
+		API:          api.Name,
 		ClientHeader: ratelimit.ClientHeader,
 		TierHeader:   ratelimit.TierHeader,
 		UserHeader:   ratelimit.UserHeader,

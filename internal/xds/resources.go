@@ -184,7 +184,7 @@ type httpFilter interface {
 // route. CORS comes first so a preflight (no token, nothing to decide) is answered before ext_authz, and so
 // its encoder adds the CORS headers to every answer, ext_authz's refusals included.
 func httpFilterChain() []httpFilter {
-	return []httpFilter{corsFilter{}, extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, routerFilter{}}
+	return []httpFilter{corsFilter{}, extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, globalRateLimitFilter{}, routerFilter{}}
 }
 
 type corsFilter struct{}
@@ -418,6 +418,9 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 		}
 		if r.RateLimit != nil {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
+			if l.GlobalRateLimit != nil {
+				route.TypedPerFilterConfig[globalRateLimitFilterName] = routeGlobalRateLimit(r.RateLimit)
+			}
 		}
 		if r.MaxRequestBytes > 0 {
 			if route.TypedPerFilterConfig == nil {
@@ -632,6 +635,9 @@ type localReply struct {
 	// refusal is the OperationOutcome sent, encoded by internal/outcome like every refusal of fhirwall-proxy,
 	// so the same status reads byte for byte the same from Envoy and from the proxy.
 	refusal outcome.Refusal
+	// retryAfter, when set, is the Retry-After added when the reply has none (the global rate limit's 429;
+	// the local one sets its own).
+	retryAfter string
 }
 
 // localReplies are tried in order; the first whose filter matches decides.
@@ -659,7 +665,11 @@ func localReplies() []localReply {
 		// The same 404 as fhirwall-proxy's for a resource that is not the caller's: no path tells more.
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 404), refusal: outcome.NotFound},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 413), refusal: outcome.TooLarge},
-		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), refusal: outcome.RateLimited},
+		// The global rate limit's 429 reads like the local one's; its counters are per second.
+		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 429), refusal: outcome.RateLimited, retryAfter: globalRetryAfter},
+		// The rate limit service down or slower than its timeout (failure_mode_deny): refused, and said so.
+		{filter: celFilter(fmt.Sprintf("response.code_details == '%s'", rateLimitErrorDetail)), status: 503,
+			refusal: outcome.Unavailable.WithDiagnostics(rateLimiterUnavailable)},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 503), refusal: outcome.Unavailable},
 		{filter: statusFilter(accesslogv3.ComparisonFilter_EQ, 504), refusal: outcome.Timeout},
 		// Envoy's own details (which connection failed, how) stay in its access log, under the request id;
@@ -681,6 +691,12 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 		}
 		if !r.keep {
 			m.BodyFormatOverride = operationOutcome(r.refusal)
+			if r.retryAfter != "" {
+				m.HeadersToAdd = []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: "retry-after", Value: r.retryAfter},
+					AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
+				}}
+			}
 			// Every 503 carries Retry-After, as fhirwall-proxy's do (outcome.Refusal.Headers).
 			if r.status == 503 || r.refusal.Status == 503 {
 				m.HeadersToAdd = []*corev3.HeaderValueOption{{

@@ -15,6 +15,7 @@ import (
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	cplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -26,6 +27,9 @@ type Publisher struct {
 	cache  cache.SnapshotCache
 	nodeID string
 	log    *slog.Logger
+	// build makes the snapshot (nil: NewSnapshot, Envoy's); typeURL is the type whose version names it.
+	build   func(Config) (*cache.Snapshot, error)
+	typeURL string
 
 	mu      sync.Mutex
 	version string
@@ -33,17 +37,24 @@ type Publisher struct {
 
 // NewPublisher returns a Publisher for the node whose bootstrap node.id is nodeID.
 func NewPublisher(c cache.SnapshotCache, nodeID string, log *slog.Logger) *Publisher {
-	return &Publisher{cache: c, nodeID: nodeID, log: log}
+	return &Publisher{cache: c, nodeID: nodeID, log: log, build: NewSnapshot, typeURL: snapshotTypeURL}
+}
+
+// NewRateLimitPublisher returns a Publisher of the rate limit service's configuration (RateLimitSnapshot)
+// for the service whose xDS node id is nodeID (xds.ratelimit_node_id): its limits follow the config file
+// like Envoy's, without a restart.
+func NewRateLimitPublisher(c cache.SnapshotCache, nodeID string, log *slog.Logger) *Publisher {
+	return &Publisher{cache: c, nodeID: nodeID, log: log, build: RateLimitSnapshot, typeURL: resource.RateLimitConfigType}
 }
 
 // Publish builds the snapshot for cfg and hands it to the cache. On error the previous snapshot stays, so a
 // broken config edit never takes the data plane down.
 func (p *Publisher) Publish(ctx context.Context, cfg Config) (string, error) {
-	snap, err := NewSnapshot(cfg)
+	snap, err := p.build(cfg)
 	if err != nil {
 		return "", err
 	}
-	version := snap.GetVersion(snapshotTypeURL)
+	version := snap.GetVersion(p.typeURL)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if version == p.version {

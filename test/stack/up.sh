@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring up the whole default stack on loopback, once: Kafka, Keycloak and HAPI FHIR (started side by side),
-# the seed data, then fhirwall-xds, fhirwall-proxy and Envoy; the profile validator the prior-auth API asks
-# starts beside the JVMs. Idempotent: what runs already is left alone.
+# PostgreSQL and Redis, the seed data, then fhirwall-xds, fhirwall-proxy, the global rate limiter and Envoy;
+# the profile validator the prior-auth API asks starts beside the JVMs. Idempotent: what runs already is left alone.
 . "$(dirname "$0")/lib.sh"
 S=$FHIRWALL_ROOT/test/stack
 t0=$(date +%s)
@@ -13,9 +13,11 @@ for svc in kafka keycloak hapi validator; do
   pids+=("$!:$svc")
 done
 bash "$S/postgres.sh" start >/dev/null
+bash "$S/redis.sh" start >/dev/null # the global rate limit's counters
 # Meanwhile, the Go binaries and Envoy get built and installed.
 bash "$S/fhirwall.sh" build
 bash "$S/envoy.sh" install
+bash "$S/ratelimit.sh" install
 failed=0
 for p in "${pids[@]}"; do
   if ! wait "${p%%:*}"; then
@@ -29,6 +31,7 @@ done
 bash "$S/fhirwall.sh" stop
 bash "$S/fhirwall.sh" reset-config
 bash "$S/fhirwall.sh" start
+bash "$S/ratelimit.sh" start # after fhirwall-xds, which serves it its limits
 bash "$S/envoy.sh" start
 bash "$S/envoy.sh" wait-ready
 log "stack up in $(( $(date +%s) - t0 ))s"

@@ -44,6 +44,9 @@ type HTTPListener struct {
 	ExtAuthz *ExtAuthz
 	// ExtProc sees every allowed exchange's headers; fhirwall-proxy writes the audit record there.
 	ExtProc *ExtProc
+	// GlobalRateLimit, when set, asks a rate limit service (envoyproxy/ratelimit) after the local rate limit
+	// on every route with a RateLimit: the limit all Envoys and standalone proxies share.
+	GlobalRateLimit *GlobalRateLimit
 	// Routes are tried in order: exact paths (an API's discovery documents) before the API prefixes; every
 	// other path is answered 404 by Envoy without asking ext_authz. ext_authz and ext_proc run on every route.
 	Routes []*HTTPRoute
@@ -281,6 +284,9 @@ func (x *Xds) Validate() error {
 	if p := x.Listener.ExtProc; p != nil && p.Cluster != "" {
 		errs = append(errs, x.grpcCluster("ext_proc", p.Cluster))
 	}
+	if g := x.Listener.GlobalRateLimit; g != nil && g.Cluster != "" {
+		errs = append(errs, x.grpcCluster("ratelimit", g.Cluster))
+	}
 	return errors.Join(errs...)
 }
 
@@ -326,6 +332,9 @@ func (l *HTTPListener) Validate() error {
 		errs = append(errs, invalid("listener %q has no ext_proc", l.Name))
 	} else if err := l.ExtProc.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if l.GlobalRateLimit != nil {
+		errs = append(errs, l.GlobalRateLimit.Validate())
 	}
 	if len(l.Routes) == 0 {
 		errs = append(errs, invalid("listener %q has no routes", l.Name))

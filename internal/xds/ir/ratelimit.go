@@ -11,6 +11,8 @@ import (
 // discovery documents) share the Anonymous bucket. A tier with a PerUser bucket also keeps one per (tier,
 // client, user), keyed on a third header ext_authz sets: a request then takes a token from both.
 type RateLimit struct {
+	// API names the API in the global rate limit's descriptors: every route of one API shares its counters.
+	API string
 	// ClientHeader, TierHeader and UserHeader are the headers ext_authz sets on allowed requests.
 	ClientHeader string
 	TierHeader   string
@@ -43,6 +45,9 @@ type Bucket struct {
 // Validate checks the rate limit of route name.
 func (r *RateLimit) Validate(route string) error {
 	var errs []error
+	if r.API != "" && !nameRE.MatchString(r.API) {
+		errs = append(errs, invalid("route %q: rate limit API %q must be a lower-case name", route, r.API))
+	}
 	if !headerPrefixRE.MatchString(r.ClientHeader) || !headerPrefixRE.MatchString(r.TierHeader) || !headerPrefixRE.MatchString(r.UserHeader) ||
 		r.ClientHeader == r.TierHeader || r.UserHeader == r.ClientHeader || r.UserHeader == r.TierHeader {
 		errs = append(errs, invalid("route %q: rate limit headers %q, %q and %q must be three lower-case header names", route, r.ClientHeader, r.TierHeader, r.UserHeader))
@@ -103,4 +108,28 @@ func (b Bucket) validate(route, what string) error {
 		return invalid("route %q: %s fill interval %s must be whole milliseconds, at least 50ms", route, what, b.FillInterval)
 	}
 	return nil
+}
+
+// GlobalRateLimit is the rate limit service Envoy asks after its local rate limit: a gRPC cluster, the
+// domain the service's configuration is kept under, and how long one call may take. The service failing or
+// taking longer refuses the request (fail closed).
+type GlobalRateLimit struct {
+	Cluster string
+	Domain  string
+	Timeout time.Duration
+}
+
+// Validate checks the global rate limit's own fields; Xds.Validate checks its cluster.
+func (g *GlobalRateLimit) Validate() error {
+	var errs []error
+	if g.Cluster == "" {
+		errs = append(errs, invalid("global rate limit has no cluster"))
+	}
+	if !nameRE.MatchString(g.Domain) {
+		errs = append(errs, invalid("global rate limit domain %q must be a lower-case name", g.Domain))
+	}
+	if g.Timeout < time.Millisecond || g.Timeout%time.Millisecond != 0 {
+		errs = append(errs, invalid("global rate limit timeout %s must be whole milliseconds, at least 1ms", g.Timeout))
+	}
+	return errors.Join(errs...)
 }
