@@ -68,10 +68,14 @@ func helm(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
-func template(t *testing.T, valuesFile string) (string, string, error) {
+// template renders the chart with the values files, later files winning.
+func template(t *testing.T, valuesFiles ...string) (string, string, error) {
 	t.Helper()
-	return helm(t, "template", "fhirwall", "charts/fhirwall", "--namespace", "fhirwall",
-		"--kube-version", kubeVersion, "-f", valuesFile)
+	args := []string{"template", "fhirwall", "charts/fhirwall", "--namespace", "fhirwall", "--kube-version", kubeVersion}
+	for _, f := range valuesFiles {
+		args = append(args, "-f", f)
+	}
+	return helm(t, args...)
 }
 
 func TestChartLintsStrict(t *testing.T) {
@@ -82,6 +86,7 @@ func TestChartLintsStrict(t *testing.T) {
 		"TLS and NetworkPolicy": {"-f", "test/helm/testdata/values/tls-networkpolicy.yaml"},
 		"Prior Authorization":   {"-f", "test/helm/testdata/values/prior-auth.yaml"},
 		"portal and registry":   {"-f", "test/helm/testdata/values/portal-registry.yaml"},
+		"three proxy replicas":  {"-f", "test/helm/testdata/values/replicas-3.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, errOut, err := helm(t, append([]string{"lint", "--strict", "charts/fhirwall"}, extra...)...)
@@ -127,7 +132,8 @@ func TestTemplateMatchesGolden(t *testing.T) {
 // TestRenderedConfigLoads: the fhirwall.yaml and clients.yaml the chart renders for every values file are
 // accepted by the loaders fhirwall-proxy and fhirwall-xds run at start, each with its own pod's FHIRWALL_*
 // environment, including fhirwall-proxy's audit spool check, and the audit paths in it are where the proxy
-// Deployment mounts the spool volume and the signing key; with the prior-auth API, the rules the chart
+// StatefulSet mounts the spool volume (a claim of each pod's own, or an emptyDir) and the signing key; the
+// decision keys file is a Secret's file mounted read-only; with the prior-auth API, the rules the chart
 // renders parse; every secret file (admin tokens, the Keycloak service account, the portal's certificate,
 // client secret and session key) is a Secret's file mounted read-only; the portal listens on a port of its
 // own that its Service targets. A chart change cannot ship a config the pods would refuse.
@@ -150,8 +156,8 @@ func TestRenderedConfigLoads(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			proxy := podSpec(t, out, "fhirwall-proxy")
-			if _, err := loadAs(dir, podSpec(t, out, "fhirwall-xds"), config.ForXDS); err != nil {
+			proxy := podSpec(t, out, "StatefulSet", "fhirwall-proxy")
+			if _, err := loadAs(dir, podSpec(t, out, "Deployment", "fhirwall-xds"), config.ForXDS); err != nil {
 				t.Errorf("fhirwall-xds refuses the rendered fhirwall.yaml: %v\n%s", err, data["fhirwall.yaml"])
 			}
 			cfg, err := loadAs(dir, proxy, config.ForProxy)
@@ -168,6 +174,7 @@ func TestRenderedConfigLoads(t *testing.T) {
 			if key == nil || key.Secret == nil || !key.Secret.hasPath(filepath.Base(cfg.Audit.SigningKeyFile)) {
 				t.Errorf("audit.signing_key_file %s is not a file of a Secret mounted into fhirwall-proxy (%+v)", cfg.Audit.SigningKeyFile, key)
 			}
+			checkSecretFile(t, proxy, "FHIRWALL_PROXY_DECISION_KEYS_FILE", proxy.env("FHIRWALL_PROXY_DECISION_KEYS_FILE"))
 			checkPriorAuthFiles(t, cfg, dir, proxy)
 			checkRegistryFiles(t, cfg, dir, proxy)
 			checkPortal(t, cfg, out, proxy)
@@ -360,6 +367,8 @@ type podSpecView struct {
 		VolumeMounts []mountView `yaml:"volumeMounts"`
 	} `yaml:"containers"`
 	Volumes []volumeView `yaml:"volumes"`
+	// claims are the StatefulSet's volumeClaimTemplates: each pod mounts a claim of its own under the name.
+	claims []string
 }
 
 type mountView struct {
@@ -396,7 +405,7 @@ func (s *secretView) hasPath(name string) bool {
 	return false
 }
 
-// mountedVolume returns the volume the first container mounts at dir, or nil.
+// mountedVolume returns the volume the first container mounts at dir (a claim template as a PVC), or nil.
 func (p podSpecView) mountedVolume(dir string) *volumeView {
 	if len(p.Containers) == 0 {
 		return nil
@@ -408,6 +417,11 @@ func (p podSpecView) mountedVolume(dir string) *volumeView {
 		for i := range p.Volumes {
 			if p.Volumes[i].Name == m.Name {
 				return &p.Volumes[i]
+			}
+		}
+		for _, c := range p.claims {
+			if c == m.Name {
+				return &volumeView{Name: c, PersistentVolumeClaim: map[string]any{"template": c}}
 			}
 		}
 	}
@@ -450,16 +464,37 @@ func (p podSpecView) env(name string) string {
 	return ""
 }
 
-// podSpec returns the pod template of the Deployment called name in helm's multi-document output.
-func podSpec(t *testing.T, manifests, name string) podSpecView {
+// podSpec returns the pod template of the workload (Deployment, StatefulSet) of kind and name in helm's
+// multi-document output, with a StatefulSet's claim templates.
+func podSpec(t *testing.T, manifests, kind, name string) podSpecView {
 	t.Helper()
-	return manifest[struct {
-		Spec struct {
-			Template struct {
-				Spec podSpecView `yaml:"spec"`
-			} `yaml:"template"`
-		} `yaml:"spec"`
-	}](t, manifests, "Deployment", name).Spec.Template.Spec
+	w := manifest[workloadView](t, manifests, kind, name)
+	p := w.Spec.Template.Spec
+	for _, c := range w.Spec.VolumeClaimTemplates {
+		p.claims = append(p.claims, c.Metadata.Name)
+	}
+	return p
+}
+
+// workloadView is the part of a Deployment or StatefulSet the replica checks read.
+type workloadView struct {
+	Spec struct {
+		Replicas             *int   `yaml:"replicas"`
+		ServiceName          string `yaml:"serviceName"`
+		PodManagementPolicy  string `yaml:"podManagementPolicy"`
+		VolumeClaimTemplates []struct {
+			Metadata struct {
+				Name   string            `yaml:"name"`
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+		} `yaml:"volumeClaimTemplates"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		Template struct {
+			Spec podSpecView `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
 }
 
 // TestNotesRender: NOTES.txt renders for every values file (helm template skips it, so a broken NOTES.txt
@@ -519,8 +554,9 @@ func TestNotesRender(t *testing.T) {
 	}
 }
 
-// TestSchemaRefusesBadValues: each file under testdata/invalid breaks the schema (or a template's
-// required check) in one way; helm must refuse it and name the offending key.
+// TestSchemaRefusesBadValues: each file under testdata/invalid, laid over testdata/invalid-base.yaml (what
+// every render needs besides the case's own fault), breaks the schema (or a template's required check) in one
+// way; helm must refuse it and name the offending key.
 func TestSchemaRefusesBadValues(t *testing.T) {
 	cases := []struct {
 		file string
@@ -537,7 +573,19 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"spool-size-negative.yaml", "at '/proxy/auditSpool/persistence/size': '-2Gi' does not match pattern"},
 		{"spool-budget-over-volume.yaml", "proxy.auditSpool.maxBytes 2147483648 is more than 90% of proxy.auditSpool.persistence.size 2Gi"},
 		{"spool-dir-in-config.yaml", "at '/config/audit/spool': additional properties 'dir' not allowed"},
-		{"proxy-replicas-share-spool.yaml", "Keep proxy.replicas at 1"},
+		{"proxy-replicas-share-spool.yaml", "proxy.auditSpool.persistence.existingClaim \"fhirwall-spool\" is one claim, but fhirwall-proxy may run 2 replicas and each needs a spool of its own"},
+		{"replicas-without-limiter.yaml", "no global rate limiter, but up to 3 fhirwall-proxy and 1 Envoy replicas: each enforces a client's whole tier on its own, so N replicas allow N times the tier. Set rateLimit.deploy=true"},
+		{"envoy-replicas-without-limiter.yaml", "no global rate limiter, but up to 1 fhirwall-proxy and 2 Envoy replicas"},
+		{"limiter-without-redis.yaml", "rateLimit.deploy needs rateLimit.redis.url"},
+		{"limiter-deployed-and-external.yaml", "rateLimit.deploy is true and rateLimit.address \"ratelimit.limits.svc:8081\" is set"},
+		{"redis-url-with-scheme.yaml", "at '/rateLimit/redis/url'"},
+		{"decision-keys-missing.yaml", "proxy.decisionKeys is required: every fhirwall-proxy replica seals the ext_authz decision"},
+		{"decision-keys-two-sources.yaml", "proxy.decisionKeys.existingSecret and proxy.decisionKeys.keys are both set"},
+		{"decision-key-not-32-bytes.yaml", "at '/proxy/decisionKeys/keys/0'"},
+		{"replicas-without-postgres.yaml", "fhirwall-proxy may run 3 replicas but has no PostgreSQL"},
+		{"hpa-min-over-max.yaml", "proxy.autoscaling.minReplicas 5 is more than maxReplicas 3"},
+		{"hpa-without-cpu-request.yaml", "envoy.autoscaling.enabled needs envoy.resources.requests.cpu"},
+		{"anti-affinity-unknown.yaml", "at '/proxy/podAntiAffinity': value must be one of"},
 		{"cors-wildcard-origin.yaml", "at '/config/apis/0/cors/allowed_origins/0'"},
 		{"prior-auth-without-rules.yaml", "config.apis has the prior-auth API but priorAuth.rules is not set"},
 		{"prior-auth-without-validator.yaml", "config.apis has the prior-auth API but config.prior_auth.validator.url is not set"},
@@ -562,7 +610,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSuffix(c.file, ".yaml"), func(t *testing.T) {
-			out, errOut, err := template(t, filepath.Join(repoRoot(t), "test", "helm", "testdata", "invalid", c.file))
+			td := filepath.Join(repoRoot(t), "test", "helm", "testdata")
+			out, errOut, err := template(t, filepath.Join(td, "invalid-base.yaml"), filepath.Join(td, "invalid", c.file))
 			if err == nil {
 				t.Fatalf("helm template accepted %s:\n%s", c.file, out)
 			}

@@ -56,10 +56,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{- define "fhirwall.proxyHost" -}}
-{{- printf "%s-proxy.%s.svc.%s" (include "fhirwall.fullname" .) .Release.Namespace .Values.clusterDomain -}}
-{{- end -}}
-
 {{- define "fhirwall.xdsHost" -}}
 {{- printf "%s-xds.%s.svc.%s" (include "fhirwall.fullname" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
@@ -97,8 +93,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- ternary $s (printf "%d" (int64 $s)) (kindIs "string" $s) -}}
 {{- end -}}
 
+{{/*
+The spool's claim when proxy.auditSpool.persistence.existingClaim names one: a single claim, so a single pod.
+Otherwise each pod gets its own from the StatefulSet's volumeClaimTemplates.
+*/}}
 {{- define "fhirwall.auditSpoolClaim" -}}
-{{- .Values.proxy.auditSpool.persistence.existingClaim | default (printf "%s-audit-spool" (include "fhirwall.fullname" .)) -}}
+{{- $claim := .Values.proxy.auditSpool.persistence.existingClaim -}}
+{{- $max := int (include "fhirwall.maxReplicas" .Values.proxy) -}}
+{{- if and $claim (gt $max 1) -}}
+{{- fail (printf "proxy.auditSpool.persistence.existingClaim %q is one claim, but fhirwall-proxy may run %d replicas and each needs a spool of its own (the spool takes an exclusive flock, and each replica keeps its own hash chain). Drop existingClaim so every pod gets its own claim from the StatefulSet, or keep proxy.replicas at 1 without autoscaling" $claim $max) -}}
+{{- end -}}
+{{- $claim -}}
 {{- end -}}
 
 {{/*
@@ -190,8 +195,16 @@ must agree with the Services, container ports and mounts this chart creates.
   "listen" (printf "0.0.0.0:%d" (int .Values.xds.port))
   "node_id" .Values.xds.nodeID
   "envoy_listen" (printf "0.0.0.0:%d" (int .Values.envoy.ports.listener))
-  "authz_address" (printf "%s:%d" (include "fhirwall.proxyHost" .) (int $p.grpc))
-  "local_address" (printf "%s:%d" (include "fhirwall.proxyHost" .) (int $p.local)) -}}
+  "authz_addresses" (list (printf "%s:%d" (include "fhirwall.proxyHeadlessHost" .) (int $p.grpc)))
+  "local_addresses" (list (printf "%s:%d" (include "fhirwall.proxyHeadlessHost" .) (int $p.local))) -}}
+{{- include "fhirwall.checkAutoscaling" (dict "name" "proxy" "v" .Values.proxy) -}}
+{{- include "fhirwall.checkAutoscaling" (dict "name" "envoy" "v" .Values.envoy) -}}
+{{- $_ := include "fhirwall.decisionKeysSecret" . -}}
+{{- include "fhirwall.checkSharedState" . -}}
+{{- $global := include "fhirwall.rateLimitGlobal" . | fromYaml -}}
+{{- if $global -}}
+{{- $_ := set $xds "ratelimit_node_id" .Values.rateLimit.nodeID -}}
+{{- end -}}
 {{- if .Values.tls.enabled -}}
 {{- $tls := dict "cert_file" (printf "%s/tls.crt" (include "fhirwall.tlsDir" .)) "key_file" (printf "%s/tls.key" (include "fhirwall.tlsDir" .)) -}}
 {{- if .Values.tls.clientCASecretName -}}
@@ -226,6 +239,9 @@ must agree with the Services, container ports and mounts this chart creates.
 {{- end -}}
 {{- with include "fhirwall.portalWiring" . | fromYaml -}}
 {{- $_ := set $wiring "portal" . -}}
+{{- end -}}
+{{- if $global -}}
+{{- $_ := set $wiring "rate_limits" (dict "global" $global) -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $config $wiring) -}}
 {{- end -}}
