@@ -305,7 +305,7 @@ func buildMarkers(tr *truth, p *principal) *markers {
 	visible := seen.String()
 	var alts []string
 	for s := range why {
-		if regexp.MustCompile(`\b` + regexp.QuoteMeta(s) + `\b`).MatchString(visible) {
+		if containsWord(visible, s) {
 			delete(why, s)
 			continue
 		}
@@ -318,6 +318,30 @@ func buildMarkers(tr *truth, p *principal) *markers {
 		m.re = regexp.MustCompile(`\b(?:` + strings.Join(alts, "|") + `)\b`)
 	}
 	return m
+}
+
+// containsWord reports whether s occurs in text as `\b` + s + `\b` would match it (a word boundary at each
+// end), by strings.Index rather than a regexp compiled per marker: the stack's data grows with every run, and
+// a regexp per marker over all the visible text made this quadratic (minutes on a long-lived stack).
+func containsWord(text, s string) bool {
+	for from := 0; ; {
+		i := strings.Index(text[from:], s)
+		if i < 0 {
+			return false
+		}
+		i += from
+		j := i + len(s)
+		before, after := i > 0 && isWordByte(text[i-1]), j < len(text) && isWordByte(text[j])
+		if before != isWordByte(s[0]) && after != isWordByte(s[len(s)-1]) {
+			return true
+		}
+		from = i + 1
+	}
+}
+
+// isWordByte is RE2's \w: ASCII letters, digits and underscore.
+func isWordByte(b byte) bool {
+	return b == '_' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
 }
 
 func identifierValues(r map[string]any) []string {
