@@ -457,6 +457,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 				return nil, fmt.Errorf("rate_limits.global: %w", err)
 			}
 			p.closers = append(p.closers, func() { _ = global.Close() })
+			global.PerUser = p.limiter.HasUserRate // the user's counter only where the tier has one, as Envoy's routes
 			p.gateway.Global = global
 		}
 		p.gateway.LimitInFlight(cfg.Proxy.InFlightLimit(), cfg.Proxy.DecidingLimit())

@@ -91,7 +91,9 @@ func globalGateway(t *testing.T, f *fakeRateLimitService, local ratelimit.Limits
 	core := &decision.Core{Tokens: fakeTokens{}, Policy: fakePolicy{}, Registry: fakeRegistry{}, Audit: sink, Log: log, Now: time.Now}
 	g := New(core, []decision.API{{Name: "patient-access", Prefix: "/patient-access/fhir"}}, u, http.DefaultTransport, log)
 	frozen := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	g.Limiter = ratelimit.New(local, func() time.Time { return frozen })
+	limiter := ratelimit.New(local, func() time.Time { return frozen })
+	g.Limiter = limiter
+	global.PerUser = limiter.HasUserRate // as cmd/proxy wires it
 	g.Global = global
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
@@ -114,7 +116,7 @@ func getObservation(t *testing.T, srv *httptest.Server) fetched {
 var roomy = ratelimit.Limits{Tiers: map[string]ratelimit.Rate{"standard": {PerSecond: 100}}, Anonymous: ratelimit.Rate{PerSecond: 100}}
 
 // Within the shared limit the request is served, after the service was asked with the descriptors Envoy's
-// route actions produce for it (the client's, then its user's, the subject only as its digest).
+// route actions produce for it: for a tier without a per-user rate, the client's alone, in one call.
 func TestGlobalLimitAllowsAndAsksWithTheClientsDescriptors(t *testing.T) {
 	f := &fakeRateLimitService{code: rlsv3.RateLimitResponse_OK}
 	srv, sink, upstream := globalGateway(t, f, roomy)
@@ -125,10 +127,48 @@ func TestGlobalLimitAllowsAndAsksWithTheClientsDescriptors(t *testing.T) {
 	if *upstream != 1 || f.calls() != 1 {
 		t.Fatalf("upstream %d, service asked %d times", *upstream, f.calls())
 	}
-	want := ratelimit.Descriptors("patient-access", "patient-app", "standard", "u1")
-	got := f.descriptors[0]
-	if len(got) != 2 || len(want) != 2 {
-		t.Fatalf("descriptors %v", got)
+	want := ratelimit.Descriptors("patient-access", "patient-app", "standard", "")
+	assertDescriptors(t, f.descriptors[0], want)
+}
+
+// With a per-user tier the user's counter is asked first, in a call of its own (the subject only as its
+// digest), then the app's; a user over its own rate is refused without the app's counter being touched, so
+// one member far over its rate cannot use up the app's for the others.
+func TestGlobalLimitAsksTheUsersCounterFirstAndAloneThenTheApps(t *testing.T) {
+	perUser := ratelimit.Limits{Tiers: map[string]ratelimit.Rate{"standard": {PerSecond: 100}}, Anonymous: ratelimit.Rate{PerSecond: 100},
+		PerUser: map[string]ratelimit.Rate{"standard": {PerSecond: 50}}}
+	f := &fakeRateLimitService{code: rlsv3.RateLimitResponse_OK}
+	srv, sink, _ := globalGateway(t, f, perUser)
+	if got := getObservation(t, srv); got.status != 200 {
+		t.Fatalf("within the limits: %d %.200s", got.status, got.body)
+	}
+	<-sink.records
+	if f.calls() != 2 {
+		t.Fatalf("service asked %d times, want twice (user, then app)", f.calls())
+	}
+	all := ratelimit.Descriptors("patient-access", "patient-app", "standard", "u1")
+	assertDescriptors(t, f.descriptors[0], all[1:])
+	assertDescriptors(t, f.descriptors[1], all[:1])
+	if f.descriptors[0][0].Entries[3].Value != ratelimit.UserKey("u1") {
+		t.Fatalf("user entry %q, want the subject's digest", f.descriptors[0][0].Entries[3].Value)
+	}
+
+	f.mu.Lock()
+	f.code = rlsv3.RateLimitResponse_OVER_LIMIT
+	f.mu.Unlock()
+	if got := getObservation(t, srv); got.status != 429 {
+		t.Fatalf("user over its rate: %d", got.status)
+	}
+	<-sink.records
+	if f.calls() != 3 {
+		t.Fatalf("service asked %d times in all, want 3: a user refused by its own counter must not reach the app's", f.calls())
+	}
+}
+
+func assertDescriptors(t *testing.T, got, want []*commonv3.RateLimitDescriptor) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("descriptors %v, want %v", got, want)
 	}
 	for i := range want {
 		if len(got[i].Entries) != len(want[i].Entries) {
@@ -139,9 +179,6 @@ func TestGlobalLimitAllowsAndAsksWithTheClientsDescriptors(t *testing.T) {
 				t.Fatalf("descriptor %d entry %d: %v, want %v", i, j, got[i].Entries[j], e)
 			}
 		}
-	}
-	if got[1].Entries[3].Value != ratelimit.UserKey("u1") {
-		t.Fatalf("user entry %q, want the subject's digest", got[1].Entries[3].Value)
 	}
 }
 

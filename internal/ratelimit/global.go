@@ -42,13 +42,24 @@ const (
 	DefaultDomain = "fhirwall"
 )
 
-// Descriptors are the global rate limit descriptors of a request of client (of tier; "" for the default) and
-// of the token's subject ("" for none) to api, exactly as Envoy's route actions produce them from the headers
-// ext_authz sets.
+// Descriptors are every descriptor a request of client (of tier) on api counts against, as Envoy's route
+// actions produce them (internal/xds): the app's (api, tier, client), then, for a request with a subject, its
+// user's (api, tier, client, user) with the subject as its digest (UserKey), never itself; (api, anonymous)
+// without a client. Check asks about the user's first and the app's after, in two calls (see Check).
 func Descriptors(api, client, tier, subject string) []*commonv3.RateLimitDescriptor {
-	entry := func(k, v string) *commonv3.RateLimitDescriptor_Entry {
-		return &commonv3.RateLimitDescriptor_Entry{Key: k, Value: v}
+	out := appDescriptors(api, client, tier)
+	if u := userDescriptor(api, client, tier, subject); u != nil {
+		out = append(out, u)
 	}
+	return out
+}
+
+func entry(k, v string) *commonv3.RateLimitDescriptor_Entry {
+	return &commonv3.RateLimitDescriptor_Entry{Key: k, Value: v}
+}
+
+// appDescriptors are the app's counter, or the API's anonymous one without a client.
+func appDescriptors(api, client, tier string) []*commonv3.RateLimitDescriptor {
 	if client == "" {
 		return []*commonv3.RateLimitDescriptor{{Entries: []*commonv3.RateLimitDescriptor_Entry{
 			entry(DescriptorAPI, api), entry(DescriptorAnonymous, AnonymousValue)}}}
@@ -56,13 +67,18 @@ func Descriptors(api, client, tier, subject string) []*commonv3.RateLimitDescrip
 	if tier == "" {
 		tier = DefaultTier
 	}
-	app := []*commonv3.RateLimitDescriptor_Entry{entry(DescriptorAPI, api), entry(DescriptorTier, tier), entry(DescriptorClient, client)}
-	out := []*commonv3.RateLimitDescriptor{{Entries: app}}
-	if subject != "" {
-		user := append(append([]*commonv3.RateLimitDescriptor_Entry{}, app...), entry(DescriptorUser, UserKey(subject)))
-		out = append(out, &commonv3.RateLimitDescriptor{Entries: user})
+	return []*commonv3.RateLimitDescriptor{{Entries: []*commonv3.RateLimitDescriptor_Entry{
+		entry(DescriptorAPI, api), entry(DescriptorTier, tier), entry(DescriptorClient, client)}}}
+}
+
+// userDescriptor is the user's counter of a request with a client and a subject; nil otherwise.
+func userDescriptor(api, client, tier, subject string) *commonv3.RateLimitDescriptor {
+	if client == "" || subject == "" {
+		return nil
 	}
-	return out
+	app := appDescriptors(api, client, tier)[0].Entries
+	return &commonv3.RateLimitDescriptor{Entries: append(append([]*commonv3.RateLimitDescriptor_Entry{}, app...),
+		entry(DescriptorUser, UserKey(subject)))}
 }
 
 // ErrUnavailable wraps every failure to get an answer from the rate limit service: the caller refuses the
@@ -76,6 +92,10 @@ type Global struct {
 	conn    *grpc.ClientConn
 	domain  string
 	timeout time.Duration
+	// PerUser reports whether a client of tier on api has a per-user rate (Limiter.HasUserRate); only then is
+	// the user's counter asked about. nil: asked for every request with a subject (a counter the service has
+	// no limit for answers OK).
+	PerUser func(api, tier string) bool
 }
 
 // DialGlobal connects (lazily) to the rate limit service at address (host:port, plaintext gRPC: loopback or
@@ -105,17 +125,25 @@ func (g *Global) Close() error {
 	return g.conn.Close()
 }
 
-// Check takes one hit from every counter of the request (Descriptors). ok false: a counter is over its
-// limit, retry after retryAfter (whole seconds, at least 1). An error (wrapping ErrUnavailable) means no
-// answer within the timeout or an answer that is neither OK nor OVER_LIMIT: refuse the request.
+// Check takes one hit from the request's user counter, when it has one, and then from its app's (Descriptors),
+// in two calls as Envoy's two ratelimit filters make them: the service counts every descriptor of a call, so a
+// member far over its own rate would otherwise use up the app's rate for its other members; asked first and
+// refused, it never reaches the app's counter. ok false: a counter is over its limit, retry after retryAfter
+// (whole seconds, at least 1). An error (wrapping ErrUnavailable) means no answer within the timeout (each
+// call's) or an answer that is neither OK nor OVER_LIMIT: refuse the request.
 func (g *Global) Check(ctx context.Context, api, client, tier, subject string) (ok bool, retryAfter time.Duration, err error) {
+	if u := userDescriptor(api, client, tier, subject); u != nil && (g.PerUser == nil || g.PerUser(api, tier)) {
+		if ok, wait, err := g.ask(ctx, []*commonv3.RateLimitDescriptor{u}); err != nil || !ok {
+			return ok, wait, err
+		}
+	}
+	return g.ask(ctx, appDescriptors(api, client, tier))
+}
+
+func (g *Global) ask(ctx context.Context, ds []*commonv3.RateLimitDescriptor) (bool, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	resp, err := g.client.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{
-		Domain:      g.domain,
-		Descriptors: Descriptors(api, client, tier, subject),
-		HitsAddend:  1,
-	})
+	resp, err := g.client.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: g.domain, Descriptors: ds, HitsAddend: 1})
 	if err != nil {
 		return false, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

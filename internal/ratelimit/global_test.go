@@ -73,9 +73,9 @@ func TestGlobalCheckAsksWithTheRequestsDescriptors(t *testing.T) {
 	}
 	defer g.Close()
 	for _, c := range []struct{ api, client, tier, sub, want string }{
-		{"patient-access", "app1", "standard", "member-1",
-			"fhirwall_api=patient-access,fhirwall_tier=standard,fhirwall_client=app1 | " +
-				"fhirwall_api=patient-access,fhirwall_tier=standard,fhirwall_client=app1,fhirwall_user=" + UserKey("member-1")},
+		// With a subject, two calls: the user's counter, then the app's (the last request, checked here);
+		// TestGlobalCheckAsksTheUsersCounterFirst checks the first.
+		{"patient-access", "app1", "standard", "member-1", "fhirwall_api=patient-access,fhirwall_tier=standard,fhirwall_client=app1"},
 		{"patient-access", "app1", "", "", "fhirwall_api=patient-access,fhirwall_tier=standard,fhirwall_client=app1"},
 		{"provider-access", "", "", "someone", "fhirwall_api=provider-access,fhirwall_anonymous=true"},
 	} {
@@ -92,6 +92,34 @@ func TestGlobalCheckAsksWithTheRequestsDescriptors(t *testing.T) {
 		if strings.Contains(flatten(req), "member-1") {
 			t.Fatal("the subject itself went to the rate limit service")
 		}
+	}
+}
+
+func TestGlobalCheckAsksTheUsersCounterFirst(t *testing.T) {
+	f := &fakeRateLimitService{answer: &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT}}
+	g, err := DialGlobal(startFake(t, f), "fhirwall", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ok, _, err := g.Check(context.Background(), "patient-access", "app1", "standard", "member-1")
+	if ok || err != nil {
+		t.Fatalf("over the user's limit: ok %v err %v", ok, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := "fhirwall_api=patient-access,fhirwall_tier=standard,fhirwall_client=app1,fhirwall_user=" + UserKey("member-1")
+	if len(f.requests) != 1 || flatten(f.requests[0]) != want {
+		t.Fatalf("%d calls, the first %s; want one call with the user's counter alone: %s", len(f.requests), flatten(f.requests[0]), want)
+	}
+	// A tier without a per-user rate: the user's counter is not asked about.
+	g.PerUser = func(api, tier string) bool { return false }
+	f.requests = nil
+	f.mu.Unlock()
+	_, _, _ = g.Check(context.Background(), "patient-access", "app1", "standard", "member-1")
+	f.mu.Lock()
+	if len(f.requests) != 1 || strings.Contains(flatten(f.requests[0]), "fhirwall_user") {
+		t.Fatalf("without a per-user rate: %d calls, %v", len(f.requests), f.requests)
 	}
 }
 

@@ -169,6 +169,16 @@ func (l *Limiter) Update(limits Limits) {
 	l.state.Store(newState(limits))
 }
 
+// HasUserRate reports whether a client of tier on api has a per-user rate besides its own (Limits.PerUser),
+// as the limits stand now: the global limiter asks about a user's counter only then (Global.PerUser).
+func (l *Limiter) HasUserRate(api, tier string) bool {
+	if tier == "" {
+		tier = DefaultTier
+	}
+	_, ok := l.state.Load().limits.userRate(api, tier)
+	return ok
+}
+
 // Allow takes one token from the bucket of client (of tier) on api. When the bucket is empty it reports
 // how long until a token is back, rounded up to whole seconds for Retry-After (at least 1).
 func (l *Limiter) Allow(api, client, tier string) (bool, time.Duration) {

@@ -28,6 +28,9 @@ import (
 
 const (
 	globalRateLimitFilterName = "envoy.filters.http.ratelimit"
+	// globalUserRateLimitFilterName is the second instance of the ratelimit filter, the one that asks about a
+	// user's own counter before globalRateLimitFilterName asks about the app's (globalRateLimitFilter).
+	globalUserRateLimitFilterName = "fhirwall.filters.http.ratelimit.user"
 	// rateLimitErrorDetail is the response code details of the ratelimit filter's reply when the service
 	// failed and failure_mode_deny refused the request (Envoy's RcDetails "rate_limiter_error").
 	rateLimitErrorDetail = "rate_limiter_error"
@@ -42,14 +45,26 @@ const (
 // per-route configuration (routeGlobalRateLimit) produce descriptors; the others make no call. The service
 // failing or slower than the timeout refuses the request with 503 (failure_mode_deny): a limit that let
 // everything through whenever Redis is down would be no limit.
-type globalRateLimitFilter struct{}
+//
+// Two instances, the user's counter first (user true): the rate limit service counts every descriptor of a
+// call, the ones under their limit too, so asking about the user's and the app's counters in one call would let
+// one member far over its own rate use up the app's for its other members. Asked in turn, a member refused by
+// its own counter never reaches the app's (as the local limit takes a token from the user's bucket first and
+// stops there). A request of an app refused by the app's counter has counted once on its user's: the user is
+// then a little stricter, never looser.
+type globalRateLimitFilter struct{ user bool }
 
 var _ httpFilter = globalRateLimitFilter{}
 
-func (globalRateLimitFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
+func (f globalRateLimitFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	g := l.GlobalRateLimit
-	if g == nil || !slices.ContainsFunc(l.Routes, func(r *ir.HTTPRoute) bool { return r.RateLimit != nil }) {
+	uses := func(r *ir.HTTPRoute) bool { return r.RateLimit != nil && (!f.user || perUser(r.RateLimit)) }
+	if g == nil || !slices.ContainsFunc(l.Routes, uses) {
 		return nil, nil
+	}
+	name, stats := globalRateLimitFilterName, "fhirwall_global_rate_limit"
+	if f.user {
+		name, stats = globalUserRateLimitFilterName, "fhirwall_global_user_rate_limit"
 	}
 	tc, err := packAny(&ratelimitfilterv3.RateLimit{
 		Domain:          g.Domain,
@@ -66,47 +81,64 @@ func (globalRateLimitFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error
 			}}},
 			TransportApiVersion: corev3.ApiVersion_V3,
 		},
-		StatPrefix: "fhirwall_global_rate_limit",
+		StatPrefix: stats,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &hcmv3.HttpFilter{Name: globalRateLimitFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
 
-// routeGlobalRateLimit is the actions that make a route's descriptors for the rate limit service, those of
-// ratelimit.Descriptors: (api, tier, client) when ext_authz set the client and tier headers; (api, tier,
-// client, user) when it also set the user header and the API has a per-user tier; (api, anonymous) when it
-// set no client header. A request_headers action whose header is missing produces no descriptor. Per-route
-// rate_limits, so the local rate limit's own (in its per-route config) are untouched. Every route of one API
-// names the API, so its discovery documents and its data share the API's counters.
+// perUser reports whether an API has a tier with a per-user rate.
+func perUser(r *ir.RateLimit) bool {
+	return slices.ContainsFunc(r.Tiers, func(t ir.TierLimit) bool { return t.PerUser != nil })
+}
+
+// routeGlobalRateLimit is the actions that make a route's descriptors for the app's counters, those of
+// ratelimit.Descriptors: (api, tier, client) when ext_authz set the client and tier headers; (api, anonymous)
+// when it set no client header. A request_headers action whose header is missing produces no descriptor.
+// Per-route rate_limits, so the local rate limit's own (in its per-route config) are untouched. Every route of
+// one API names the API, so its discovery documents and its data share the API's counters.
 func routeGlobalRateLimit(r *ir.RateLimit) *anypb.Any {
-	api := &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{
-		GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorKey: ratelimit.DescriptorAPI, DescriptorValue: r.API},
-	}}
+	api := apiAction(r)
 	tier := requestHeaderAction(r.TierHeader, ratelimit.DescriptorTier)
 	client := requestHeaderAction(r.ClientHeader, ratelimit.DescriptorClient)
-	cfg := &ratelimitfilterv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{
+	return mustAny(&ratelimitfilterv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{
 		{Actions: []*routev3.RateLimit_Action{api, tier, client}},
-	}}
-	if slices.ContainsFunc(r.Tiers, func(t ir.TierLimit) bool { return t.PerUser != nil }) {
-		cfg.RateLimits = append(cfg.RateLimits, &routev3.RateLimit{Actions: []*routev3.RateLimit_Action{
-			api, tier, client, requestHeaderAction(r.UserHeader, ratelimit.DescriptorUser),
-		}})
-	}
-	cfg.RateLimits = append(cfg.RateLimits, &routev3.RateLimit{Actions: []*routev3.RateLimit_Action{
-		api,
-		{ActionSpecifier: &routev3.RateLimit_Action_HeaderValueMatch_{HeaderValueMatch: &routev3.RateLimit_Action_HeaderValueMatch{
-			DescriptorKey:   ratelimit.DescriptorAnonymous,
-			DescriptorValue: ratelimit.AnonymousValue,
-			ExpectMatch:     wrapperspb.Bool(false), // the descriptor when the client header is absent
-			Headers: []*routev3.HeaderMatcher{{
-				Name:                 r.ClientHeader,
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
-			}},
-		}}},
+		{Actions: []*routev3.RateLimit_Action{
+			api,
+			{ActionSpecifier: &routev3.RateLimit_Action_HeaderValueMatch_{HeaderValueMatch: &routev3.RateLimit_Action_HeaderValueMatch{
+				DescriptorKey:   ratelimit.DescriptorAnonymous,
+				DescriptorValue: ratelimit.AnonymousValue,
+				ExpectMatch:     wrapperspb.Bool(false), // the descriptor when the client header is absent
+				Headers: []*routev3.HeaderMatcher{{
+					Name:                 r.ClientHeader,
+					HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+				}},
+			}}},
+		}},
 	}})
-	return mustAny(cfg)
+}
+
+// routeGlobalUserRateLimit is the actions of a route's user descriptor, (api, tier, client, user), asked
+// before the app's (globalRateLimitFilter); nil for an API without a per-user tier. No user header (a
+// backend token without a subject) or no client: no descriptor, no call.
+func routeGlobalUserRateLimit(r *ir.RateLimit) *anypb.Any {
+	if !perUser(r) {
+		return nil
+	}
+	return mustAny(&ratelimitfilterv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
+		apiAction(r),
+		requestHeaderAction(r.TierHeader, ratelimit.DescriptorTier),
+		requestHeaderAction(r.ClientHeader, ratelimit.DescriptorClient),
+		requestHeaderAction(r.UserHeader, ratelimit.DescriptorUser),
+	}}}})
+}
+
+func apiAction(r *ir.RateLimit) *routev3.RateLimit_Action {
+	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{
+		GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorKey: ratelimit.DescriptorAPI, DescriptorValue: r.API},
+	}}
 }
 
 // RateLimitConfigName names the one RateLimitConfig fhirwall-xds serves the rate limit service.

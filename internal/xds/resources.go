@@ -184,7 +184,7 @@ type httpFilter interface {
 // route. CORS comes first so a preflight (no token, nothing to decide) is answered before ext_authz, and so
 // its encoder adds the CORS headers to every answer, ext_authz's refusals included.
 func httpFilterChain() []httpFilter {
-	return []httpFilter{corsFilter{}, extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, globalRateLimitFilter{}, routerFilter{}}
+	return []httpFilter{corsFilter{}, extAuthzFilter{}, extProcFilter{}, localRateLimitFilter{}, globalRateLimitFilter{user: true}, globalRateLimitFilter{}, routerFilter{}}
 }
 
 type corsFilter struct{}
@@ -420,6 +420,9 @@ func routeConfiguration(l *ir.HTTPListener) *routev3.RouteConfiguration {
 			route.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: routeRateLimit(r.Name, r.RateLimit)}
 			if l.GlobalRateLimit != nil {
 				route.TypedPerFilterConfig[globalRateLimitFilterName] = routeGlobalRateLimit(r.RateLimit)
+				if u := routeGlobalUserRateLimit(r.RateLimit); u != nil {
+					route.TypedPerFilterConfig[globalUserRateLimitFilterName] = u
+				}
 			}
 		}
 		if r.MaxRequestBytes > 0 {

@@ -10,6 +10,8 @@ package globalrl
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -264,7 +266,16 @@ func writeConfig(t *testing.T, dir, rls string, rate int) string {
 	doc["portal"] = map[string]any{"listen": ""}
 	doc["admin"] = map[string]any{"token_file": ""}
 	doc["prior_auth"].(map[string]any)["rules_file"] = abs("prior-auth-rules.yaml")
-	doc["proxy"] = map[string]any{"grpc": proxyGRPC, "http": proxyHTTP, "public_url": "http://" + proxyHTTP, "admin": proxyAdmin, "local": proxyLocal}
+	decisionKeys := filepath.Join(dir, "decision.keys")
+	if _, err := os.Stat(decisionKeys); os.IsNotExist(err) {
+		k := make([]byte, 32)
+		_, _ = rand.Read(k)
+		if err := os.WriteFile(decisionKeys, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc["proxy"] = map[string]any{"grpc": proxyGRPC, "http": proxyHTTP, "public_url": "http://" + proxyHTTP, "admin": proxyAdmin, "local": proxyLocal,
+		"decision_keys_file": decisionKeys}
 	key := filepath.Join(dir, "signing.key")
 	if _, err := os.Stat(key); os.IsNotExist(err) {
 		if err := audit.GenerateKey(key); err != nil {

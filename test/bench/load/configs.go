@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,7 +53,7 @@ apis:
     smart:
       capabilities: [launch-standalone, client-public, context-standalone-patient, permission-patient, permission-v2]
       scopes: [openid, fhirUser, launch/patient, patient/*.rs]
-proxy: {grpc: %q, http: %q, admin: %q, local: %q, pprof: true, max_in_flight: 64}
+proxy: {grpc: %q, http: %q, admin: %q, local: %q, pprof: true, max_in_flight: 64, decision_keys_file: decision.keys}
 audit:
   spool: {dir: spool}
   signing_key_file: signing.key
@@ -64,6 +66,14 @@ xds: {listen: %q, admin: %q, node_id: %s, envoy_listen: "127.0.0.1:%d", authz_ad
   - {id: patient-app, name: Benchmark member app, active: true, apis: [patient-access], scopes: [patient/*.rs, patient/*.read], tier: standard}
 `
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
+		return "", err
+	}
+	// The key ext_authz seals each decision with for ext_proc (internal/seal): one random key per run.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "decision.keys"), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	p := filepath.Join(dir, "fhirwall.yaml")
