@@ -20,19 +20,15 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/test/smartclient"
+	"github.com/fhirwall/fhirwall/test/stackaudit"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
 const (
-	issuer      = "http://127.0.0.1:8180/realms/fhirwall"
-	hapiBase    = "http://127.0.0.1:8090/fhir"
-	envoyAdmin  = "http://127.0.0.1:9901"
-	auditTopic  = "fhirwall.audit"
-	kafkaBroker = "127.0.0.1:9092"
+	issuer     = "http://127.0.0.1:8180/realms/fhirwall"
+	hapiBase   = "http://127.0.0.1:8090/fhir"
+	envoyAdmin = "http://127.0.0.1:9901"
 )
 
 var modes = []struct{ name, base string }{
@@ -117,6 +113,7 @@ type expectation struct {
 }
 
 func TestPatientAccessThroughTheRealStack(t *testing.T) {
+	since := time.Now().Add(-time.Second) // the audit records are looked for from here (Kafka's timestamps)
 	token := member01Token(t)
 	otherEOB := eobIDOf(t, "member-02")
 	var expected []expectation
@@ -175,58 +172,51 @@ func TestPatientAccessThroughTheRealStack(t *testing.T) {
 			}
 		})
 	}
-	t.Run("audit", func(t *testing.T) { checkAudit(t, expected) })
+	t.Run("audit", func(t *testing.T) { checkAudit(t, since, expected) })
 }
 
-// checkAudit consumes the audit topic until every expected decision has its record, with every field.
-func checkAudit(t *testing.T, want []expectation) {
+// checkAudit reads the audit topic from since (test/stackaudit: every partition from that time, so a long-lived
+// stack's topic is not read from its start) until every expected decision has its record, with every field.
+func checkAudit(t *testing.T, since time.Time, want []expectation) {
 	if len(want) == 0 {
 		t.Fatal("no requests to look for")
 	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{kafkaBroker}, Topic: auditTopic,
-		GroupID: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), StartOffset: kafkago.FirstOffset, MaxWait: 200 * time.Millisecond,
-		MaxBytes: kafka.MaxMessageBytes}) // the audit topic's largest message
-	defer r.Close()
 	byID := map[string]expectation{}
 	for _, w := range want {
 		byID[w.decisionID] = w
 	}
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for len(byID) > 0 {
-		msg, err := r.ReadMessage(c)
-		if err != nil {
-			t.Fatalf("%d audit records never arrived (%v): %+v", len(byID), err, byID)
-		}
-		var rec map[string]any
-		if err := json.Unmarshal(msg.Value, &rec); err != nil {
-			t.Logf("skipping a message that is not an audit record (another producer?): %.80s", msg.Value)
-			continue
-		}
+	done, err := stackaudit.Scan(c, since, func(rec map[string]any) bool {
 		w, ok := byID[fmt.Sprint(rec["decision_id"])]
 		if !ok {
-			continue
+			return false
 		}
 		delete(byID, w.decisionID)
+		raw, _ := json.Marshal(rec)
 		for _, f := range []string{"id", "time", "client_id", "patients", "resource_type", "interaction", "scopes", "source_ip", "status", "data_categories", "decision_id", "api", "reasons", "policy_revision"} {
 			if _, ok := rec[f]; !ok {
-				t.Errorf("%s %s: record lacks %q: %s", w.mode, w.path, f, msg.Value)
+				t.Errorf("%s %s: record lacks %q: %s", w.mode, w.path, f, raw)
 			}
 		}
-		if got := int(rec["status"].(float64)); got != w.status {
-			t.Errorf("%s %s: record status %d, client got %d", w.mode, w.path, got, w.status)
+		if got, _ := rec["status"].(float64); int(got) != w.status {
+			t.Errorf("%s %s: record status %v, client got %d", w.mode, w.path, rec["status"], w.status)
 		}
 		if ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"])); err != nil || ts.Location() != time.UTC || !strings.HasSuffix(fmt.Sprint(rec["time"]), "Z") {
 			t.Errorf("%s %s: time %v is not UTC", w.mode, w.path, rec["time"])
 		}
 		if w.status != 401 {
 			if rec["client_id"] != "patient-app" || fmt.Sprint(rec["patients"]) != "[member-01]" || rec["resource_type"] != "ExplanationOfBenefit" {
-				t.Errorf("%s %s: record %s", w.mode, w.path, msg.Value)
+				t.Errorf("%s %s: record %s", w.mode, w.path, raw)
 			}
 		}
 		if w.status == 200 && fmt.Sprint(rec["data_categories"]) != "[claims]" {
 			t.Errorf("%s %s: data categories %v", w.mode, w.path, rec["data_categories"])
 		}
+		return len(byID) == 0
+	})
+	if err != nil || !done {
+		t.Fatalf("%d audit records never arrived (%v): %+v", len(byID), err, byID)
 	}
 }
 
