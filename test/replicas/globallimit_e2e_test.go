@@ -51,7 +51,7 @@ func TestGlobalLimitHoldsAcrossBothEnvoys(t *testing.T) {
 	var firstOther atomic.Value
 	work := make(chan int, offeredPerSecond)
 	var wg sync.WaitGroup
-	for range 16 {
+	for range 24 {
 		wg.Go(func() {
 			for i := range work {
 				envoy, token := i%2, tokens[(i/2)%2]
@@ -94,8 +94,11 @@ func TestGlobalLimitHoldsAcrossBothEnvoys(t *testing.T) {
 	if other.Load() > 0 {
 		t.Errorf("%d answers were neither 200 nor 429 with Retry-After; the first: %v", other.Load(), firstOther.Load())
 	}
-	if sent < offeredPerSecond*globalRunSeconds*8/10 {
-		t.Fatalf("only %d requests sent of %d: the machine could not offer the load, the count proves nothing", sent, offeredPerSecond*globalRunSeconds)
+	// The limit binds only where more was offered than it allows; a loaded machine sends less than asked, which
+	// is fine while every second still offers well over the tier.
+	if sent < int(want)*13/10 {
+		t.Fatalf("only %d requests sent of %d asked, under 1.3× the %d the tier allows: the machine could not offer the load, the count proves nothing",
+			sent, offeredPerSecond*globalRunSeconds, want)
 	}
 	if math.Abs(float64(allowed-want)) > 0.1*float64(want) {
 		t.Errorf("%d allowed across both Envoys, want %d within 10%%: the tier is not held across replicas", allowed, want)
