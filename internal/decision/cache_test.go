@@ -815,3 +815,58 @@ func TestCoreDecidesAlikeWithAndWithoutTheCache(t *testing.T) {
 		t.Fatalf("the test did not exercise the cache: %+v, %d allowed", s, allowed)
 	}
 }
+
+// TestConcurrentRequestsAndReloadsNeverMixSets: requests from several goroutines while the set is reloaded
+// back and forth; every answer is the one its named revision gives (run with -race).
+func TestConcurrentRequestsAndReloadsNeverMixSets(t *testing.T) {
+	engine := tinyEngine(t, allowsA)
+	revA := engine.Revision()
+	cached := newCachedPolicy(engine, CacheOptions{Entries: 64, MaxBytes: 1 << 20}, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				x := []string{"a", "b", fmt.Sprint(w, i%7)}[i%3]
+				got, err := cached.Decide(context.Background(), map[string]any{"x": x})
+				ok := err == nil
+				switch {
+				case !ok:
+				case got.Revision == revA:
+					ok = got.Allow == (x == "a") && (x != "a" || got.Obligations.Narrow[0].Value == "a")
+				default:
+					ok = !got.Allow && got.Reasons[0] == "set_b"
+				}
+				if !ok {
+					errs <- fmt.Errorf("x=%s: %+v %v", x, got, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 40 {
+		set := fs.FS(refusesAll)
+		if i%2 == 1 {
+			set = allowsA
+		}
+		if err := engine.Load(context.Background(), set); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%+v", cached.Stats())
+}
