@@ -94,7 +94,7 @@ func (c *CachedPolicy) Decide(ctx context.Context, input any) (policy.Result, er
 		return c.next.Decide(ctx, input)
 	}
 	enc := c.pool.Get().(*canonicalEncoder)
-	defer c.pool.Put(enc)
+	defer c.release(enc)
 	key, err := enc.encode(input)
 	if err != nil {
 		c.stats[0].bypasses.Add(1)
@@ -122,6 +122,15 @@ func (c *CachedPolicy) Decide(ctx context.Context, input any) (policy.Result, er
 		g.shards[i].put(h, key, r, c.shardLimits()) // stores its own copy: r stays the caller's
 	}
 	return r, nil
+}
+
+// maxPooledKey: an encoder that grew past this (a batch's input, say) is left to the collector, not kept.
+const maxPooledKey = 64 << 10
+
+func (c *CachedPolicy) release(enc *canonicalEncoder) {
+	if cap(enc.buf) <= maxPooledKey {
+		c.pool.Put(enc)
+	}
 }
 
 // generation is the cache of one compiled policy set.
@@ -159,7 +168,7 @@ type shardStats struct {
 	_                      [40]byte // one cache line per shard: cores counting in different shards do not contend
 }
 
-// shard is one sixteenth of a generation: a map from key hash to entry and a least-recently-used list.
+// shard is one of a generation's cacheShards parts: a map from key hash to entry and a least-recently-used list.
 type shard struct {
 	mu    sync.Mutex
 	m     map[uint64]*cacheEntry
