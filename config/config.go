@@ -365,10 +365,11 @@ type Jobs struct {
 }
 
 // Policies: Dir empty means the embedded policy set. DryRunDir names a candidate policy set evaluated
-// beside the enforced one and logged where it disagrees, never enforced.
+// beside the enforced one and logged where it disagrees, never enforced. DecisionCache: decisioncache.go.
 type Policies struct {
-	Dir       string `mapstructure:"dir"`
-	DryRunDir string `mapstructure:"dry_run_dir"`
+	Dir           string        `mapstructure:"dir"`
+	DryRunDir     string        `mapstructure:"dry_run_dir"`
+	DecisionCache DecisionCache `mapstructure:"decision_cache"`
 }
 
 // XDS is the control plane's own listener and what it tells Envoy.
@@ -488,6 +489,7 @@ func read(path string) (*viper.Viper, error) {
 	v.SetDefault("xds.authz_addresses", []string{})
 	v.SetDefault("xds.local_addresses", []string{})
 	priorAuthDefaults(v)
+	decisionCacheDefaults(v)
 	registryDefaults(v)
 	portalDefaults(v)
 	v.SetEnvPrefix("FHIRWALL")
@@ -640,6 +642,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRegistry()...)
 	errs = append(errs, c.validatePortal()...)
 	errs = append(errs, c.validateRateLimits()...)
+	errs = append(errs, c.Policies.DecisionCache.validate()...)
 	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
 		errs = append(errs, errors.New("xds.tls: set cert_file and key_file together (client_ca_file needs them)"))
 	}

@@ -383,10 +383,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 			return nil, fmt.Errorf("proxy.decision_keys_file: %w", err)
 		}
 	}
+	// Repeated request shapes skip the Rego; the dry-run candidate stays uncached (decision.CachedPolicy).
+	enforced := decision.NewCachedPolicy(p.engine, decision.CacheOptions{Entries: cfg.Policies.DecisionCache.Entries,
+		MaxBytes: cfg.Policies.DecisionCache.MaxBytes})
+	if cached, ok := enforced.(*decision.CachedPolicy); ok {
+		if err := m.WatchDecisionCache(cached.Stats); err != nil {
+			return nil, err
+		}
+	}
 	p.core = &decision.Core{
 		Carry:       carry,
 		Tokens:      tokens,
-		Policy:      p.engine,
+		Policy:      enforced,
 		Compartment: compartment,
 		Audit:       m.AuditSink(spool),
 		Observer:    m,

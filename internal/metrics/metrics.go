@@ -37,6 +37,7 @@ const (
 	AuditShippedTotal       = "fhirwall_audit_shipped_total"
 	AuditShipFailuresTotal  = "fhirwall_audit_ship_failures_total"
 	RateLimitedTotal        = "fhirwall_rate_limited_total"
+	DecisionCacheTotal      = "fhirwall_decision_cache_total"
 
 	PriorAuthDecisionsTotal   = "fhirwall_prior_auth_decisions_total"
 	PriorAuthDecisionDuration = "fhirwall_prior_auth_decision_seconds"
@@ -49,6 +50,7 @@ const (
 var Names = []string{RequestsTotal, DecisionsTotal, DecisionDuration, RequestDuration, UpstreamErrorsTotal,
 	BreakerState, AuditWritesInFlight, AuditWriteFailuresTotal, RateLimitedTotal,
 	AuditSpoolBytes, AuditSpoolBudget, AuditSpoolLag, AuditSpoolFailed, AuditShippedTotal, AuditShipFailuresTotal,
+	DecisionCacheTotal,
 	PriorAuthDecisionsTotal, PriorAuthDecisionDuration, PriorAuthPended, PriorAuthPastDeadline, PriorAuthOldestPended}
 
 // NoAPI is the api label of a request under no configured API.
@@ -348,4 +350,25 @@ func (s spoolCollector) Collect(ch chan<- prometheus.Metric) {
 	shipped, failures := s.Shipped()
 	ch <- prometheus.MustNewConstMetric(shippedDesc, prometheus.CounterValue, float64(shipped))
 	ch <- prometheus.MustNewConstMetric(shipFailuresDesc, prometheus.CounterValue, float64(failures))
+}
+
+// WatchDecisionCache registers the decision cache's counter, read at scrape time: result hit (answered from
+// the cache), miss (evaluated and kept) or bypass (evaluated without the cache: a policy set that reads the
+// clock or the network, or an input without canonical encoding).
+func (m *Metrics) WatchDecisionCache(stats func() decision.CacheStats) error {
+	return m.reg.Register(decisionCacheCollector(stats))
+}
+
+var decisionCacheDesc = prometheus.NewDesc(DecisionCacheTotal,
+	"Policy decisions by where they came from: hit (the decision cache), miss, bypass (evaluated without the cache).", []string{"result"}, nil)
+
+type decisionCacheCollector func() decision.CacheStats
+
+func (decisionCacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- decisionCacheDesc }
+
+func (f decisionCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := f()
+	ch <- prometheus.MustNewConstMetric(decisionCacheDesc, prometheus.CounterValue, float64(s.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(decisionCacheDesc, prometheus.CounterValue, float64(s.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(decisionCacheDesc, prometheus.CounterValue, float64(s.Bypasses), "bypass")
 }

@@ -197,6 +197,9 @@ func TestEveryNamedMetricIsRegistered(t *testing.T) {
 	if err := m.WatchPriorAuthQueue(func(context.Context) (int, int, time.Duration, error) { return 1, 0, time.Hour, nil }); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.WatchDecisionCache(func() decision.CacheStats { return decision.CacheStats{Hits: 2, Misses: 1} }); err != nil {
+		t.Fatal(err)
+	}
 	_ = m.AuditSink(fakeOKSink{}).Write(context.Background(), audit.Record{API: "patient-access"})
 	_ = m.AuditSink(fakeFailSink{}).Write(context.Background(), audit.Record{API: "patient-access"})
 	mfs, err := reg.Gather()

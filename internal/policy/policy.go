@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -105,11 +106,27 @@ var ErrEvaluation = errors.New("policy evaluation failed")
 type Engine struct {
 	current atomic.Pointer[compiled]
 	data    map[string]any
+	// swap orders the stores of concurrent Loads with their numbers: Version().Load only ever grows.
+	swap  sync.Mutex
+	loads uint64
 }
 
 type compiled struct {
-	query    rego.PreparedEvalQuery
-	revision string
+	query   rego.PreparedEvalQuery
+	version Version
+}
+
+// Version says which compiled set is in force, for a cache of its decisions (decision.CachedPolicy).
+type Version struct {
+	// Revision is Engine.Revision: a hash of the modules and of the data they read (data.config).
+	Revision string
+	// Load numbers the sets this engine compiled, from 1; no two share it, so a cache keyed on it cannot take
+	// one set's answers for another's even if their 64-bit revisions collided.
+	Load uint64
+	// Pure: no module calls a built-in whose answer depends on more than its arguments (the time, the network,
+	// randomness, the environment: OPA's non-deterministic built-ins, and certificate verification, which
+	// reads the clock). Only a pure set's decisions are a function of the input, and so may be cached.
+	Pure bool
 }
 
 // New compiles the .rego files of fsys (skipping *_test.rego) and returns an engine. data is what the
@@ -136,8 +153,9 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 	}
 	// Kept as OPA values: by default every read of data.config during an evaluation converts the Go value.
 	store := inmem.NewFromObjectWithOpts(map[string]any{"config": e.data}, inmem.OptReturnASTValuesOnRead(true))
+	var compiler *ast.Compiler
 	opts := []func(*rego.Rego){rego.Query(Query), rego.StrictBuiltinErrors(true), rego.Store(store),
-		rego.GenerateJSON(rawResult)}
+		rego.GenerateJSON(rawResult), rego.CompilerHook(func(c *ast.Compiler) { compiler = c })}
 	for _, n := range names {
 		if strings.HasSuffix(n, "_test.rego") {
 			continue
@@ -154,12 +172,42 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 	if err != nil {
 		return fmt.Errorf("policy: compile: %w", err)
 	}
-	e.current.Store(&compiled{query: pq, revision: hex.EncodeToString(h.Sum(nil))[:16]})
+	v := Version{Revision: hex.EncodeToString(h.Sum(nil))[:16], Pure: compiler != nil && pure(compiler.Required)}
+	e.swap.Lock()
+	defer e.swap.Unlock()
+	e.loads++
+	v.Load = e.loads
+	e.current.Store(&compiled{query: pq, version: v})
 	return nil
 }
 
 // Revision identifies the policy set in force (a content hash), for audit records.
-func (e *Engine) Revision() string { return e.current.Load().revision }
+func (e *Engine) Revision() string { return e.current.Load().version.Revision }
+
+// Version identifies the compiled set in force.
+func (e *Engine) Version() Version { return e.current.Load().version }
+
+// impure are built-ins whose answer depends on the clock although OPA does not mark them non-deterministic:
+// they verify certificates at the current time unless told another.
+var impure = map[string]bool{
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
+}
+
+// pure reports whether the built-ins the compiled modules call (the compiler's required capabilities, filled
+// by its type checker) all answer from their arguments alone.
+func pure(required *ast.Capabilities) bool {
+	if required == nil {
+		return false
+	}
+	for _, b := range required.Builtins {
+		def, known := ast.BuiltinMap[b.Name]
+		if !known || def.IsNondeterministic() || impure[b.Name] {
+			return false
+		}
+	}
+	return true
+}
 
 // rawResult hands the decision to Decide as OPA's own value, for decodeResult.
 func rawResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
@@ -196,6 +244,6 @@ func (e *Engine) Decide(ctx context.Context, input any) (Result, error) {
 	if r.Status == 0 || (r.Allow && r.Status != 200) {
 		return Result{}, fmt.Errorf("%w: inconsistent decision %+v", ErrEvaluation, r)
 	}
-	r.Revision = c.revision
+	r.Revision = c.version.Revision
 	return r, nil
 }

@@ -135,3 +135,40 @@ func TestWatchSwapsInAnEditedPolicyAndKeepsTheOldOnError(t *testing.T) {
 		t.Fatal("a broken edit replaced the policy set")
 	}
 }
+
+// TestVersionNumbersEveryLoadAndSaysWhetherTheSetIsPure: a decision cache keys on Version, so a reload of the
+// very same files is a new load, and a set that reads the clock, the network or randomness is not pure.
+func TestVersionNumbersEveryLoadAndSaysWhetherTheSetIsPure(t *testing.T) {
+	e, err := New(context.Background(), policies.FS, testData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := e.Version()
+	if !v1.Pure || v1.Load != 1 || v1.Revision != e.Revision() {
+		t.Fatalf("embedded set: %+v", v1)
+	}
+	if err := e.Load(context.Background(), policies.FS); err != nil {
+		t.Fatal(err)
+	}
+	if v2 := e.Version(); v2.Revision != v1.Revision || v2.Load != 2 || !v2.Pure {
+		t.Fatalf("reloaded: %+v after %+v", v2, v1)
+	}
+	for call, pure := range map[string]bool{
+		`time.now_ns()`:      false,
+		`rand.intn("x", 10)`: false,
+		`count(http.send({"method": "GET", "url": "http://127.0.0.1:1"}))`: false,
+		`count(crypto.x509.parse_and_verify_certificates(input.pem))`:      false,
+		`count(uuid.rfc4122("x"))`:                                         false,
+		`count(opa.runtime())`:                                             false,
+		`time.parse_rfc3339_ns("2026-01-01T00:00:00Z")`:                    true,
+		`count(split(input.x, ","))`:                                       true,
+	} {
+		src := "package fhirwall.authz\ndecision := {\"allow\": false, \"status\": 403, \"reasons\": [sprintf(\"%v\", [" + call + "])]}\n"
+		if err := e.Load(context.Background(), fstest.MapFS{"p.rego": {Data: []byte(src)}}); err != nil {
+			t.Fatalf("%s: %v", call, err)
+		}
+		if e.Version().Pure != pure {
+			t.Errorf("%s: pure %v, want %v", call, e.Version().Pure, pure)
+		}
+	}
+}

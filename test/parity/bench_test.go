@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,6 +75,24 @@ func BenchmarkCheckParallel(b *testing.B) {
 			check(b, s, req)
 		}
 	})
+}
+
+// BenchmarkCheckMiss is BenchmarkCheck where every request differs from the ones before in one parameter
+// value (identifier=<n>), so the decision cache never answers: the cost of a request shape seen for the first
+// time, the cache's encoding and insertion included.
+//
+//	go test -run '^$' -bench BenchmarkCheckMiss -benchmem ./test/parity
+func BenchmarkCheckMiss(b *testing.B) {
+	s, req := checkServer(b)
+	h := req.Attributes.Request.Http
+	base := h.Path
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		h.Path = base + "&identifier=" + strconv.Itoa(i)
+		check(b, s, req)
+	}
 }
 
 func checkServer(b *testing.B) (*authz.Server, *authv3.CheckRequest) {

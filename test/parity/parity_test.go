@@ -104,7 +104,8 @@ func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 			"member01": {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"launch/patient", "patient/*.rs"}, JTI: "j1"},
 			"eob-only": {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"patient/ExplanationOfBenefit.rs"}},
 		},
-		Policy:      engine,
+		// As fhirwall-proxy runs it (policies.decision_cache's defaults): both faces share one cache.
+		Policy:      decision.NewCachedPolicy(engine, decision.CacheOptions{Entries: 10000, MaxBytes: 32 << 20}),
 		Compartment: fakeCompartment{"ExplanationOfBenefit/eob-01": "member-01", "ExplanationOfBenefit/eob-02": "member-02"},
 		Audit:       sink,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
