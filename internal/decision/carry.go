@@ -150,6 +150,12 @@ func (c *Core) Seal(d *Decision) (string, error) {
 	if d == nil || !d.Allow {
 		return "", errors.New("decision: only an allowed decision is carried")
 	}
+	w := toCarried(d)
+	return sealCarried(&w, func(plain []byte) (string, error) { return c.Carry.Seal(CarryPurpose, plain) })
+}
+
+// toCarried is the wire form of an allowed decision.
+func toCarried(d *Decision) carried {
 	w := carried{
 		V: carryVersion, ID: d.ID, Time: d.Time.UTC(), Allow: d.Allow, Reasons: d.Reasons, Identity: d.Identity,
 		Request: carryRequest(d.Request), Policy: d.Policy, Revision: d.Policy.Revision,
@@ -181,11 +187,7 @@ func (c *Core) Seal(d *Decision) (string, error) {
 			w.Payer = o
 		}
 	}
-	plain, err := json.Marshal(w)
-	if err != nil {
-		return "", fmt.Errorf("decision: seal: %w", err)
-	}
-	return c.Carry.Seal(CarryPurpose, plain)
+	return w
 }
 
 // Unseal opens a decision Seal made, on any replica. A Provider Access decision's membership (attribution
@@ -334,6 +336,9 @@ func carryRequest(r fhir.Request) carriedRequest {
 	w := carriedRequest{Method: r.Method, Interaction: r.Interaction, ResourceType: r.ResourceType, ID: r.ID,
 		VersionID: r.VersionID, Conditional: r.Conditional, Operation: r.Operation, Compartment: r.Compartment,
 		Query: r.Query, Prefer: r.Prefer}
+	if len(r.Params) > 0 {
+		w.Params = make([]carriedParam, 0, len(r.Params))
+	}
 	for _, p := range r.Params {
 		w.Params = append(w.Params, carriedParam(p))
 	}

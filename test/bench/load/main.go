@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -44,7 +45,7 @@ func main() {
 	flag.StringVar(&o.out, "out", ".fhirwall/bench", "where binaries, configs, logs and results go")
 	proxyEnv := flag.String("proxy-env", "", "extra environment for fhirwall-proxy, comma-separated (e.g. GOGC=400)")
 	flag.StringVar(&o.upstream, "upstream", "static", "static: the fast static FHIR responder, one EOB search (throughput); hapi: the stack's HAPI FHIR (make stack-up) with a mix of member-01's reads and searches")
-	flag.BoolVar(&o.profile, "profile", false, "save a CPU profile of fhirwall-proxy during each saturation run (go tool pprof it)")
+	flag.BoolVar(&o.profile, "profile", false, "save fhirwall-proxy's CPU, block and mutex profiles and goroutines during the first rate and the saturation run (go tool pprof them)")
 	flag.Parse()
 	var err error
 	switch *role {
@@ -341,10 +342,18 @@ func measure(o options, runDir string, sc scenario, token string, paths []string
 	attack(tr, 200, 0, 3*time.Second) // warm-up: connections, token cache, JIT of Envoy's paths
 	var totalCPU time.Duration
 	var totalReq int
-	for _, rate := range o.rates {
+	fhirwall := strings.Contains(sc.name, "standalone") || strings.Contains(sc.name, "fhirwall")
+	for i, rate := range o.rates {
+		var wg sync.WaitGroup
+		if o.profile && fhirwall && i == 0 {
+			// Where the time goes at the first (lowest) rate, the one whose p99 is compared: not saturation's.
+			profiles(&wg, dir, fmt.Sprint(rate), o.duration-time.Second)
+		}
 		before := cpu(procs)
 		m := attack(tr, rate, 0, o.duration)
 		spent := cpu(procs) - before
+		wg.Wait()
+		saveStats(dir, sc, fmt.Sprint(rate), fhirwall)
 		rr := rateResult{Rate: rate, Achieved: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99,
 			P999: m.Latencies.Quantile(0.999), Max: m.Latencies.Max, CPUPer1000: spent.Seconds() / float64(m.Requests) * 1000}
 		totalCPU += spent
@@ -353,12 +362,15 @@ func measure(o options, runDir string, sc scenario, token string, paths []string
 		fmt.Printf("  %5d rps: achieved %7.0f  ok %5.1f%%  p50 %8s  p99 %8s  p99.9 %8s  cpu %.3f s/1000%s\n", rate, rr.Achieved,
 			100*rr.Success, rd(rr.P50), rd(rr.P99), rd(rr.P999), rr.CPUPer1000, codes(m))
 	}
-	if o.profile && strings.Contains(sc.name, "standalone") || o.profile && strings.Contains(sc.name, "fhirwall") {
-		go saveProfile(filepath.Join(dir, "cpu.pprof"), o.duration-time.Second)
+	var wg sync.WaitGroup
+	if o.profile && fhirwall {
+		profiles(&wg, dir, "saturation", o.duration-time.Second)
 	}
 	before := cpu(procs)
 	m := attack(tr, 0, o.workers, o.duration)
 	spent := cpu(procs) - before
+	wg.Wait()
+	saveStats(dir, sc, "saturation", fhirwall)
 	totalCPU += spent
 	totalReq += int(m.Requests)
 	res.Saturation, res.SatP99 = m.Throughput, m.Latencies.P99
@@ -459,10 +471,56 @@ func rd(d time.Duration) string {
 	return d.Round(time.Microsecond).String()
 }
 
-func saveProfile(path string, d time.Duration) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", proxyAdminAddr, int(d.Seconds())))
+// profiles saves fhirwall-proxy's CPU, block and mutex profiles over d and its goroutines half way through
+// (tag: the rate or "saturation"): what runs, what waits, and on what. Block and mutex profiles are empty
+// unless the proxy samples them (proxy.pprof turns sampling on).
+func profiles(wg *sync.WaitGroup, dir, tag string, d time.Duration) {
+	secs := int(d.Seconds())
+	for _, p := range []struct{ name, query string }{
+		{"cpu", fmt.Sprintf("profile?seconds=%d", secs)},
+		{"block", fmt.Sprintf("block?seconds=%d", secs)},
+		{"mutex", fmt.Sprintf("mutex?seconds=%d", secs)},
+	} {
+		wg.Go(func() {
+			saveURL(filepath.Join(dir, p.name+"-"+tag+".pprof"), "http://"+proxyAdminAddr+"/debug/pprof/"+p.query)
+		})
+	}
+	wg.Go(func() {
+		time.Sleep(d / 2)
+		saveURL(filepath.Join(dir, "goroutines-"+tag+".txt"), "http://"+proxyAdminAddr+"/debug/pprof/goroutine?debug=1")
+	})
+	fmt.Printf("  profiles: go tool pprof -top %s\n", filepath.Join(dir, "{cpu,block,mutex}-"+tag+".pprof"))
+}
+
+// envoyAdmin is the admin address of the scenario's Envoy; empty when it has none.
+func envoyAdmin(name string) string {
+	switch name {
+	case "envoy":
+		return fmt.Sprintf("127.0.0.1:%d", envoyAlonePort+900)
+	case "envoy-fhirwall":
+		return fmt.Sprintf("127.0.0.1:%d", envoyFhirwallPort+900)
+	case "peer":
+		return fmt.Sprintf("127.0.0.1:%d", envoyPeerPort+900)
+	}
+	return ""
+}
+
+// saveStats keeps, after each attack (tag), Envoy's stats (ext_authz and ext_proc timings, each cluster's
+// pending, overflow and upstream_rq_time; counters and histograms are cumulative since start) and
+// fhirwall-proxy's metrics (decision and request histograms).
+func saveStats(dir string, sc scenario, tag string, fhirwall bool) {
+	if a := envoyAdmin(sc.name); a != "" {
+		saveURL(filepath.Join(dir, "envoy-stats-"+tag+".txt"), "http://"+a+"/stats?usedonly")
+	}
+	if fhirwall {
+		saveURL(filepath.Join(dir, "proxy-metrics-"+tag+".txt"), "http://"+proxyAdminAddr+"/metrics")
+	}
+}
+
+func saveURL(path, url string) {
+	resp, err := http.Get(url)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "profile:", err)
+		fmt.Fprintln(os.Stderr, "save", url+":", err)
 		return
 	}
 	defer resp.Body.Close()
@@ -471,6 +529,5 @@ func saveProfile(path string, d time.Duration) {
 		return
 	}
 	defer f.Close()
-	io.Copy(f, resp.Body)
-	fmt.Printf("  cpu profile: go tool pprof -top %s\n", path)
+	_, _ = io.Copy(f, resp.Body)
 }

@@ -1,0 +1,137 @@
+package audit
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+
+	"github.com/fhirwall/fhirwall/internal/jsonenc"
+)
+
+// An access record is encoded on every request (the spool's Write), so it is written by hand rather than by
+// encoding/json's reflection: the same bytes, member for member, as json.Marshal(accessRecord) — the audit
+// log is hash-chained and read by SIEMs against docs/audit/record.schema.json, so not one byte may differ.
+// TestAccessRecordEncodingIsEncodingJSONs and FuzzAccessRecordEncoding hold it to that; a value this encoder
+// does not write exactly as encoding/json would (a time outside RFC 3339, a NaN) goes to encoding/json.
+
+// encodeBufs holds the scratch buffers access records are built in; the record itself is copied out at
+// its exact size, because the spool keeps it until its commit.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledEncodeBuf: a buffer grown past this (a record with a very long patient list) is not kept.
+const maxPooledEncodeBuf = 64 << 10
+
+// encodeAccess is json.Marshal(a) for an access record.
+func encodeAccess(a *accessRecord) ([]byte, error) {
+	bp := encodeBufs.Get().(*[]byte)
+	b, ok := appendAccess((*bp)[:0], a)
+	var out []byte
+	if ok {
+		out = append(make([]byte, 0, len(b)), b...)
+	}
+	if cap(b) <= maxPooledEncodeBuf {
+		*bp = b[:0]
+		encodeBufs.Put(bp)
+	}
+	if !ok {
+		v := *a // a copy for encoding/json, so that a itself does not escape to the heap on every call
+		return json.Marshal(v)
+	}
+	return out, nil
+}
+
+// appendAccess appends a's JSON; false if a holds a value it leaves to encoding/json.
+func appendAccess(b []byte, a *accessRecord) ([]byte, bool) {
+	var ok bool
+	b = append(b, `{"schema":`...)
+	b = jsonenc.String(b, a.Schema)
+	b = append(b, `,"kind":`...)
+	b = jsonenc.String(b, a.Kind)
+	b = append(b, `,"id":`...)
+	b = jsonenc.String(b, a.ID)
+	b = append(b, `,"time":`...)
+	if b, ok = jsonenc.Time(b, a.Time); !ok {
+		return b, false
+	}
+	b = append(b, `,"api":`...)
+	b = jsonenc.String(b, a.API)
+	b = append(b, `,"decision_id":`...)
+	b = jsonenc.String(b, a.DecisionID)
+	b = append(b, `,"allow":`...)
+	b = strconv.AppendBool(b, a.Allow)
+	b = append(b, `,"reasons":`...)
+	b = jsonenc.Strings(b, a.Reasons)
+	b = append(b, `,"policy_revision":`...)
+	b = jsonenc.String(b, a.PolicyRevision)
+	b = append(b, `,"client_id":`...)
+	b = jsonenc.String(b, a.ClientID)
+	b = append(b, `,"subject":`...)
+	b = jsonenc.String(b, a.Subject)
+	b = append(b, `,"fhir_user":`...)
+	b = jsonenc.String(b, a.FHIRUser)
+	b = append(b, `,"token_jti":`...)
+	b = jsonenc.String(b, a.TokenJTI)
+	b = append(b, `,"scopes":`...)
+	b = jsonenc.Strings(b, a.Scopes)
+	b = append(b, `,"patients":`...)
+	b = jsonenc.Strings(b, a.Patients)
+	b = append(b, `,"resource_type":`...)
+	b = jsonenc.String(b, a.ResourceType)
+	b = append(b, `,"interaction":`...)
+	b = jsonenc.String(b, a.Interaction)
+	b = append(b, `,"method":`...)
+	b = jsonenc.String(b, a.Method)
+	b = append(b, `,"path":`...)
+	b = jsonenc.String(b, a.Path)
+	b = append(b, `,"query":`...)
+	b = jsonenc.String(b, a.Query)
+	b = append(b, `,"source_ip":`...)
+	b = jsonenc.String(b, a.SourceIP)
+	b = append(b, `,"request_id":`...)
+	b = jsonenc.String(b, a.RequestID)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(a.Status), 10)
+	b = append(b, `,"data_categories":`...)
+	b = jsonenc.Strings(b, a.DataCategories)
+	b = append(b, `,"upstream_ms":`...)
+	if b, ok = jsonenc.Float64(b, a.UpstreamMillis); !ok {
+		return b, false
+	}
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, a.Bytes, 10)
+	b = append(b, `,"outcome":`...)
+	b = jsonenc.String(b, a.Outcome)
+	if a.SplitID != "" {
+		b = append(b, `,"split_id":`...)
+		b = jsonenc.String(b, a.SplitID)
+	}
+	if a.Part != 0 {
+		b = append(b, `,"part":`...)
+		b = strconv.AppendInt(b, int64(a.Part), 10)
+	}
+	if a.Parts != 0 {
+		b = append(b, `,"parts":`...)
+		b = strconv.AppendInt(b, int64(a.Parts), 10)
+	}
+	// The admin members: encode clears them on an access record; a caller that did not is left to encoding/json.
+	if a.Actor != "" || a.Action != "" || a.Target != "" || a.Reason != "" || len(a.Before) != 0 || len(a.After) != 0 {
+		return b, false
+	}
+	if a.Chain != "" {
+		b = append(b, `,"chain":`...)
+		b = jsonenc.String(b, a.Chain)
+	}
+	if a.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, a.Seq, 10)
+	}
+	if a.PrevHash != "" {
+		b = append(b, `,"prev_hash":`...)
+		b = jsonenc.String(b, a.PrevHash)
+	}
+	if a.Hash != "" {
+		b = append(b, `,"hash":`...)
+		b = jsonenc.String(b, a.Hash)
+	}
+	return append(b, '}'), true
+}
