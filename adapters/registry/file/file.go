@@ -202,7 +202,15 @@ func validNotifyHost(h string) error {
 	return nil
 }
 
-// Watch reloads the registry whenever something changes in the file's directory (editors and Kubernetes
+// concerns reports whether an event on name in the watched directory may have changed the registry file
+// at path: the file itself, or Kubernetes' ConfigMap/Secret swap (the "..data" link and its "..<timestamp>"
+// directories) behind a mounted file. Other files written beside it (logs, other configs) reload nothing.
+func concerns(name, path string) bool {
+	base := filepath.Base(name)
+	return base == filepath.Base(path) || strings.HasPrefix(base, "..")
+}
+
+// Watch reloads the registry whenever its file changes (watched through its directory: editors and Kubernetes
 // ConfigMaps replace files by rename, which a watch on the file itself would miss) until ctx ends.
 // onReload, if not nil, is told the outcome of each reload; a failed one leaves the old snapshot in place.
 func (r *Registry) Watch(ctx context.Context, log *slog.Logger, onReload func(error)) error {
@@ -225,11 +233,13 @@ func (r *Registry) Watch(ctx context.Context, log *slog.Logger, onReload func(er
 			case <-ctx.Done():
 				timer.Stop()
 				return
-			case _, ok := <-w.Events:
+			case ev, ok := <-w.Events:
 				if !ok {
 					return
 				}
-				timer.Reset(settle)
+				if concerns(ev.Name, r.path) {
+					timer.Reset(settle)
+				}
 			case err, ok := <-w.Errors:
 				if !ok {
 					return

@@ -209,3 +209,40 @@ func TestLookupHandsOutACopyOfNotifyHosts(t *testing.T) {
 		t.Fatalf("a caller changed the shared snapshot: %v", c2.NotifyHosts)
 	}
 }
+
+// Only the registry file (or a Kubernetes ..data swap) reloads it: logs and other files written beside it do
+// not, so a busy directory does not reload the registry several times a second.
+func TestWatchReloadsOnItsOwnFileOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clients.yaml")
+	write(t, path, oneClient)
+	r, err := Load(path, config.KnownAPIs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reloads := make(chan error, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.Watch(ctx, slog.New(slog.DiscardHandler), func(err error) { reloads <- err }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := os.WriteFile(filepath.Join(dir, "proxy.log"), []byte(strings.Repeat("x", i+1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-reloads:
+		t.Fatal("a file beside the registry reloaded it")
+	case <-time.After(400 * time.Millisecond):
+	}
+	write(t, path, oneClient)
+	select {
+	case err := <-reloads:
+		if err != nil || r.Len() != 1 {
+			t.Fatalf("reload: %v, %d clients", err, r.Len())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the registry file changed and was not reloaded")
+	}
+}
