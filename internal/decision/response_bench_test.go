@@ -47,3 +47,16 @@ func BenchmarkDecodeBundle1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadBundle1000 is enforcement's own reader alone (response_json.go), against
+// BenchmarkDecodeBundle1000's encoding/json.
+func BenchmarkReadBundle1000(b *testing.B) {
+	body := searchset1000()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeResource(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
