@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -23,12 +25,18 @@ import (
 // maxJSONDepth is encoding/json's scanner limit (maxNestingDepth): the 10,001st open bracket is refused.
 const maxJSONDepth = 10000
 
-// internMax bounds the strings shared within one answer: short ones repeat (keys, codes, systems, units);
-// long ones are mostly unique.
+// Short strings repeat in an answer (keys, codes, systems, units, references to the same patient): the
+// reader keeps the last internSlots of them, by hash, and hands out the same string again rather than a new
+// copy. A slot is used only when its bytes are equal, so a collision costs an allocation, never a value.
 const (
-	internMaxLen     = 48
-	internMaxEntries = 4096
+	internMaxLen = 48
+	internSlots  = 1024
 )
+
+type internSlot struct {
+	s string
+	v any // s boxed once, as a string or a json.Number
+}
 
 type jsonMember struct {
 	key string
@@ -41,13 +49,14 @@ type jsonReader struct {
 	depth   int
 	members []jsonMember
 	items   []any
-	strs    map[string]any // boxed strings by content
-	nums    map[string]any // boxed json.Number by text
-	buf     []byte         // unescaping scratch
+	seed    maphash.Seed
+	strs    *[internSlots]internSlot
+	nums    *[internSlots]internSlot
+	buf     []byte // unescaping scratch
 }
 
 var jsonReaders = sync.Pool{New: func() any {
-	return &jsonReader{strs: make(map[string]any, 256), nums: make(map[string]any, 64)}
+	return &jsonReader{seed: maphash.MakeSeed(), strs: new([internSlots]internSlot), nums: new([internSlots]internSlot)}
 }}
 
 var errJSONSyntax = errors.New("invalid JSON")
@@ -74,9 +83,22 @@ func (r *jsonReader) reset() {
 	r.members = r.members[:0]
 	clear(r.items[:cap(r.items)])
 	r.items = r.items[:0]
-	clear(r.strs)
-	clear(r.nums)
+	clear(r.strs[:])
+	clear(r.nums[:])
 }
+
+// intern returns the boxed value for raw from table, making it with box on a miss.
+func (r *jsonReader) intern(table *[internSlots]internSlot, raw []byte, box func(string) any) *internSlot {
+	slot := &table[maphash.Bytes(r.seed, raw)&(internSlots-1)]
+	if slot.v == nil || slot.s != string(raw) {
+		s := string(raw)
+		slot.s, slot.v = s, box(s)
+	}
+	return slot
+}
+
+func boxString(s string) any { return s }
+func boxNumber(s string) any { return json.Number(s) }
 
 // document reads one object followed by nothing but whitespace. Any other value at the top (null, an array)
 // is "not a resource", as encoding/json into a map either refuses it or leaves the map nil.
@@ -290,15 +312,10 @@ func (r *jsonReader) number() (any, error) {
 		}
 	}
 	r.pos = i
-	text := d[start:i]
-	if v, ok := r.nums[string(text)]; ok {
-		return v, nil
+	if text := d[start:i]; len(text) <= internMaxLen {
+		return r.intern(r.nums, text, boxNumber).v, nil
 	}
-	var v any = json.Number(string(text))
-	if len(text) <= internMaxLen && len(r.nums) < internMaxEntries {
-		r.nums[string(text)] = v
-	}
-	return v, nil
+	return json.Number(string(d[start:i])), nil
 }
 
 // key reads an object key; keys repeat in every resource, so they are always shared.
@@ -310,14 +327,10 @@ func (r *jsonReader) key() (string, error) {
 	if !plain {
 		return string(r.unquote(raw)), nil
 	}
-	if v, ok := r.strs[string(raw)]; ok {
-		return v.(string), nil
+	if len(raw) <= internMaxLen {
+		return r.intern(r.strs, raw, boxString).s, nil
 	}
-	s := string(raw)
-	if len(raw) <= internMaxLen && len(r.strs) < internMaxEntries {
-		r.strs[s] = s
-	}
-	return s, nil
+	return string(raw), nil
 }
 
 func (r *jsonReader) stringValue() (any, error) {
@@ -328,14 +341,10 @@ func (r *jsonReader) stringValue() (any, error) {
 	if !plain {
 		return string(r.unquote(raw)), nil
 	}
-	if v, ok := r.strs[string(raw)]; ok {
-		return v, nil
+	if len(raw) <= internMaxLen {
+		return r.intern(r.strs, raw, boxString).v, nil
 	}
-	var v any = string(raw)
-	if len(raw) <= internMaxLen && len(r.strs) < internMaxEntries {
-		r.strs[string(raw)] = v
-	}
-	return v, nil
+	return string(raw), nil
 }
 
 // stringToken reads a string literal at r.pos (the opening quote) and returns its raw contents; plain means
@@ -472,8 +481,8 @@ func encodeSized(v any, size int) ([]byte, error) {
 }
 
 type jsonWriter struct {
-	b    []byte
-	keys []string // a stack: each object sorts its keys above its parent's
+	b       []byte
+	members []jsonMember // a stack: each object sorts its members above its parent's
 }
 
 func (w *jsonWriter) value(v any, depth int) error {
@@ -482,35 +491,38 @@ func (w *jsonWriter) value(v any, depth int) error {
 	}
 	switch t := v.(type) {
 	case map[string]any:
-		base := len(w.keys)
-		_, typed := t["resourceType"]
-		for k := range t {
-			if k != "resourceType" {
-				w.keys = append(w.keys, k)
+		base := len(w.members)
+		var rt any
+		typed := false
+		for k, v := range t {
+			if k == "resourceType" {
+				rt, typed = v, true
+				continue
 			}
+			w.members = append(w.members, jsonMember{k, v})
 		}
-		keys := w.keys[base:]
-		slices.Sort(keys)
+		members := w.members[base:]
+		slices.SortFunc(members, func(a, b jsonMember) int { return strings.Compare(a.key, b.key) })
 		w.b = append(w.b, '{')
 		if typed {
 			w.b = append(w.b, `"resourceType":`...)
-			if err := w.value(t["resourceType"], depth+1); err != nil {
+			if err := w.value(rt, depth+1); err != nil {
 				return err
 			}
 		}
-		for i, k := range keys {
+		for i, kv := range members {
 			if i > 0 || typed {
 				w.b = append(w.b, ',')
 			}
-			w.b = appendJSONString(w.b, k)
+			w.b = appendJSONString(w.b, kv.key)
 			w.b = append(w.b, ':')
-			if err := w.value(t[k], depth+1); err != nil {
+			if err := w.value(kv.val, depth+1); err != nil {
 				return err
 			}
 		}
 		w.b = append(w.b, '}')
-		clear(w.keys[base:])
-		w.keys = w.keys[:base]
+		clear(w.members[base:])
+		w.members = w.members[:base]
 	case []any:
 		w.b = append(w.b, '[')
 		for i, e := range t {
