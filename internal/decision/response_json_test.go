@@ -349,3 +349,31 @@ func searchsetN(n int) []byte {
 	return []byte(bundle("searchset", n, []string{"self http://127.0.0.1:8090/fhir/ExplanationOfBenefit?_count=1000",
 		"next http://127.0.0.1:8090/fhir?_getpages=bench-uuid&_getpagesoffset=1000&_count=1000&_bundletype=searchset"}, entries...))
 }
+
+// A pooled reader keeps nothing of the answer it read: the next answer, maybe another patient's, can
+// neither see nor be given a value of it.
+func TestPooledReaderKeepsNothingOfAnAnswer(t *testing.T) {
+	r := jsonReaders.New().(*jsonReader)
+	if _, err := r.document(searchsetN(10)); err != nil {
+		t.Fatal(err)
+	}
+	r.reset()
+	if r.data != nil {
+		t.Error("reader holds the body")
+	}
+	for _, s := range append(r.strs[:], r.nums[:]...) {
+		if s.s != "" || s.v != nil {
+			t.Fatalf("reader holds %q", s.s)
+		}
+	}
+	for _, m := range r.members[:cap(r.members)] {
+		if m.key != "" || m.val != nil {
+			t.Fatalf("reader holds member %q", m.key)
+		}
+	}
+	for _, v := range r.items[:cap(r.items)] {
+		if v != nil {
+			t.Fatalf("reader holds item %v", v)
+		}
+	}
+}
