@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/fhirwall/fhirwall/internal/datascope"
@@ -51,6 +49,17 @@ const maxBundleDepth = 8
 // rewritten to the API's public base and bound to the client (Core.Pages), and the patients and data
 // categories of what leaves are reported. A body that was not changed is returned as the same bytes.
 func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, contentType string, body []byte) (Enforced, error) {
+	return c.enforceResponse(ctx, d, status, contentType, body, jsonCodec{decodeResource, encodeSized})
+}
+
+// jsonCodec is how enforcement reads and writes answers: response_json.go's in production, encoding/json's
+// in the tests that hold the two to the same results (FuzzEnforceDifferential).
+type jsonCodec struct {
+	decode func(body []byte) (map[string]any, error)
+	encode func(v any, size int) ([]byte, error)
+}
+
+func (c *Core) enforceResponse(ctx context.Context, d *Decision, status int, contentType string, body []byte, jc jsonCodec) (Enforced, error) {
 	if !c.resolveOptIns(ctx, d, body) { // payer.go
 		return Enforced{Status: outcome.Unavailable.Status, Body: outcome.Unavailable.Body(), Patients: []string{}, Categories: []string{}}, nil
 	}
@@ -58,7 +67,7 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 		return out, err
 	}
 	if status < 200 || status > 299 {
-		return c.enforceError(d, status, contentType, body)
+		return c.enforceErrorWith(d, status, contentType, body, jc)
 	}
 	if len(bytes.TrimSpace(body)) == 0 { // 204, or 201 with Prefer: return=minimal
 		return Enforced{Status: status, Body: body, Patients: []string{}, Categories: []string{}}, nil
@@ -66,7 +75,7 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 	if !isFHIRJSON(contentType) {
 		return Enforced{}, fmt.Errorf("%w: content type %q", ErrResponse, contentType)
 	}
-	root, err := decodeResource(body)
+	root, err := jc.decode(body)
 	if err != nil {
 		return Enforced{}, err
 	}
@@ -102,7 +111,7 @@ func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, con
 	out := Enforced{Status: status, Body: body, Patients: sortedSet(e.patients), Categories: sortedSet(e.categories),
 		Removed: e.removed}
 	if e.changed {
-		if out.Body, err = encode(root); err != nil {
+		if out.Body, err = jc.encode(root, len(body)); err != nil {
 			return Enforced{}, err
 		}
 	}
@@ -118,9 +127,13 @@ func (e *enforcer) refused(r outcome.Refusal) Enforced {
 // obligation anything else is replaced by fhirwall's own outcome for the status, so an upstream error page
 // cannot carry another patient's data.
 func (c *Core) enforceError(d *Decision, status int, contentType string, body []byte) (Enforced, error) {
+	return c.enforceErrorWith(d, status, contentType, body, jsonCodec{decodeResource, encodeSized})
+}
+
+func (c *Core) enforceErrorWith(d *Decision, status int, contentType string, body []byte, jc jsonCodec) (Enforced, error) {
 	pass := Enforced{Status: status, Body: body, Patients: []string{}, Categories: []string{}}
 	if d.Policy.Obligations.Compartment == nil {
-		return passOutcome(pass, contentType, false)
+		return passOutcome(pass, contentType, false, jc)
 	}
 	if status == http.StatusNotFound || status == http.StatusGone || status == http.StatusNotModified {
 		// HAPI's own 404 names the resource and its 410 says it existed; either would let a client tell
@@ -131,8 +144,8 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 	if len(bytes.TrimSpace(body)) == 0 {
 		return pass, nil
 	}
-	if isOutcome(contentType, body) {
-		return passOutcome(pass, contentType, true)
+	if isOutcome(contentType, body, jc) {
+		return passOutcome(pass, contentType, true, jc)
 	}
 	r, ok := outcome.ForStatus(status)
 	if !ok {
@@ -146,11 +159,11 @@ func (c *Core) enforceError(d *Decision, status int, contentType string, body []
 
 // passOutcome re-encodes an upstream OperationOutcome the way fhirwall writes its own (compact, resourceType
 // first: HAPI pretty-prints), scrubbed first when scrub is set. Any other body passes as it is.
-func passOutcome(pass Enforced, contentType string, scrub bool) (Enforced, error) {
+func passOutcome(pass Enforced, contentType string, scrub bool, jc jsonCodec) (Enforced, error) {
 	if !isFHIRJSON(contentType) {
 		return pass, nil
 	}
-	m, err := decodeResource(pass.Body)
+	m, err := jc.decode(pass.Body)
 	if err != nil || m["resourceType"] != "OperationOutcome" {
 		return pass, nil
 	}
@@ -162,135 +175,24 @@ func passOutcome(pass Enforced, contentType string, scrub bool) (Enforced, error
 			return pass, nil
 		}
 	}
-	if pass.Body, err = encode(m); err != nil {
+	if pass.Body, err = jc.encode(m, len(pass.Body)); err != nil {
 		return Enforced{}, err
 	}
 	return pass, nil
 }
 
 // isOutcome reports a FHIR JSON OperationOutcome body.
-func isOutcome(contentType string, body []byte) bool {
+func isOutcome(contentType string, body []byte, jc jsonCodec) bool {
 	if !isFHIRJSON(contentType) {
 		return false
 	}
-	m, err := decodeResource(body)
+	m, err := jc.decode(body)
 	return err == nil && m["resourceType"] == "OperationOutcome"
 }
 
 func isFHIRJSON(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "application/fhir+json" || mt == "application/json")
-}
-
-// decodeResource decodes a JSON object, keeping numbers as written (FHIR decimals carry their precision).
-func decodeResource(body []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrResponse, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: data after the resource", ErrResponse)
-	}
-	if m == nil {
-		return nil, fmt.Errorf("%w: not a resource", ErrResponse)
-	}
-	if _, ok := m["resourceType"].(string); !ok {
-		return nil, fmt.Errorf("%w: no resourceType", ErrResponse)
-	}
-	return m, nil
-}
-
-// encode writes a decoded resource back as compact JSON with resourceType first in every resource (FHIR
-// JSON §1.1: readers may rely on it) and the other members in a stable order; numbers stay as written.
-func encode(v any) ([]byte, error) {
-	var b bytes.Buffer
-	if err := writeJSON(&b, v, 0); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrResponse, err)
-	}
-	return b.Bytes(), nil
-}
-
-func writeJSON(b *bytes.Buffer, v any, depth int) error {
-	if depth > 512 {
-		return errors.New("nested too deep")
-	}
-	switch t := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			if k != "resourceType" {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		if _, ok := t["resourceType"]; ok {
-			keys = append([]string{"resourceType"}, keys...)
-		}
-		b.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeString(b, k)
-			b.WriteByte(':')
-			if err := writeJSON(b, t[k], depth+1); err != nil {
-				return err
-			}
-		}
-		b.WriteByte('}')
-	case []any:
-		b.WriteByte('[')
-		for i, e := range t {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			if err := writeJSON(b, e, depth+1); err != nil {
-				return err
-			}
-		}
-		b.WriteByte(']')
-	case string:
-		writeString(b, t)
-	case json.Number:
-		b.WriteString(string(t))
-	case bool:
-		b.WriteString(strconv.FormatBool(t))
-	case nil:
-		b.WriteString("null")
-	default:
-		return fmt.Errorf("cannot encode %T", v)
-	}
-	return nil
-}
-
-// writeString writes s as a JSON string (RFC 8259 §7); s came from a JSON decoder, so it is valid UTF-8.
-func writeString(b *bytes.Buffer, s string) {
-	const hex = "0123456789abcdef"
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == '\u2028' || r == '\u2029':
-			b.WriteString(`\u`)
-			b.WriteByte(hex[(r>>12)&0xf])
-			b.WriteByte(hex[(r>>8)&0xf])
-			b.WriteByte(hex[(r>>4)&0xf])
-			b.WriteByte(hex[r&0xf])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
 }
 
 type enforcer struct {
