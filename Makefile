@@ -18,7 +18,7 @@ test: test-tools unit policy-test helm-test e2e
 # -race over the packages that run goroutines or share state between requests (a second, instrumented run).
 RACE_PKGS := ./internal/audit/... ./internal/capability/... ./internal/decision/... ./internal/gateway/... \
              ./internal/metrics/... ./internal/policy/... ./internal/ratelimit/... ./internal/token/... \
-             ./internal/xds/... ./internal/seal/... ./internal/portal/... ./adapters/... ./filters/... ./test/parity/...
+             ./internal/xds/... ./internal/seal/... ./internal/portal/... ./internal/jsonenc/... ./adapters/... ./filters/... ./test/parity/...
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
@@ -82,7 +82,10 @@ fuzz:
 	         FuzzSafeReturn:./internal/portal FuzzSessionKey:./internal/portal FuzzEnforceSandbox:./internal/decision \
 	         FuzzAdoptedKeysShowNoDrift:./adapters/registry/keycloak FuzzTagMakesAnyResourceSynthetic:./adapters/synthetic \
 	         FuzzOpen:./internal/seal FuzzParseKeyring:./internal/seal FuzzUnseal:./internal/decision \
-	         FuzzGlobalVerdict:./internal/ratelimit FuzzRateLimitConfig:./internal/xds; do \
+	         FuzzGlobalVerdict:./internal/ratelimit FuzzRateLimitConfig:./internal/xds \
+	         FuzzCanonical:./internal/decision FuzzCarriedEncoding:./internal/decision FuzzEnforceDifferential:./internal/decision \
+	         FuzzDecodeDifferential:./internal/decision FuzzAccessRecordEncoding:./internal/audit \
+	         FuzzString:./internal/jsonenc FuzzFloat64:./internal/jsonenc FuzzTime:./internal/jsonenc; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
