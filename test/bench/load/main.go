@@ -259,7 +259,16 @@ func run(o options) error {
 			if err != nil {
 				return nil, err
 			}
-			return []*proc{p}, waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/ready", envoyPeerPort+900), 200, 30*time.Second)
+			ps := []*proc{p}
+			// The peer runs outside the harness; PEER_PID counts its CPU and peak RSS in its row beside Envoy's.
+			if v := os.Getenv("PEER_PID"); v != "" {
+				pid, err := strconv.Atoi(v)
+				if err != nil || pid <= 0 {
+					return ps, fmt.Errorf("PEER_PID %q: want the peer's process id", v)
+				}
+				ps = append(ps, &proc{name: "peer", pid: pid})
+			}
+			return ps, waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/ready", envoyPeerPort+900), 200, 30*time.Second)
 		}},
 	}
 

@@ -18,6 +18,8 @@ import (
 type proc struct {
 	name string
 	cmd  *exec.Cmd
+	// pid is a process the harness did not start (the peer, PEER_PID): measured, never stopped; cmd is nil.
+	pid int
 }
 
 func start(dir, name string, env []string, bin string, args ...string) (*proc, error) {
@@ -36,7 +38,7 @@ func start(dir, name string, env []string, bin string, args ...string) (*proc, e
 }
 
 func (p *proc) stop() {
-	if p == nil || p.cmd.Process == nil {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
@@ -60,7 +62,10 @@ type usage struct {
 const clockTick = 100
 
 func (p *proc) usage() (usage, error) {
-	pid := p.cmd.Process.Pid
+	pid := p.pid
+	if p.cmd != nil {
+		pid = p.cmd.Process.Pid
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return usage{}, err
