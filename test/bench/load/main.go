@@ -45,6 +45,8 @@ func main() {
 	flag.StringVar(&o.out, "out", ".fhirwall/bench", "where binaries, configs, logs and results go")
 	proxyEnv := flag.String("proxy-env", "", "extra environment for fhirwall-proxy, comma-separated (e.g. GOGC=400)")
 	flag.StringVar(&o.upstream, "upstream", "static", "static: the fast static FHIR responder, one EOB search (throughput); hapi: the stack's HAPI FHIR (make stack-up) with a mix of member-01's reads and searches")
+	flag.DurationVar(&o.soak, "soak", 0, "run fhirwall's scenarios (standalone, envoy-fhirwall) at -soak-rate for this long instead of measuring them, e.g. 30m: errors, RSS and goroutine slopes, GC pauses")
+	flag.IntVar(&o.soakRate, "soak-rate", 500, "request rate of -soak")
 	flag.BoolVar(&o.profile, "profile", false, "save fhirwall-proxy's CPU, block and mutex profiles and goroutines during the first rate and the saturation run (go tool pprof them)")
 	flag.Parse()
 	var err error
@@ -87,6 +89,10 @@ type options struct {
 	profile  bool
 	upstream string
 	proxyEnv []string
+	// soak, when set, replaces the measurements of fhirwall's scenarios with one attack at soakRate that long,
+	// sampled every 10 s (soak.go): errors, RSS and goroutine slopes, GC pauses.
+	soak     time.Duration
+	soakRate int
 }
 
 var scenarioNames = []string{"bare", "envoy", "standalone", "envoy-fhirwall", "peer"}
@@ -275,6 +281,7 @@ func run(o options) error {
 	fmt.Printf("machine: %d CPUs, %s/%s, %s; load generator, upstream and system under test share them\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
 	var results []result
+	var soaks []soakResult
 	for _, sc := range scenarios {
 		if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
 			continue
@@ -288,11 +295,34 @@ func run(o options) error {
 			results = append(results, result{Name: sc.name, Title: sc.title, Skipped: "PEER_AUTHZ_ADDR not set"})
 			continue
 		}
+		if o.soak > 0 {
+			if sc.name != "standalone" && sc.name != "envoy-fhirwall" {
+				continue // a soak watches fhirwall-proxy
+			}
+			r, err := soak(o, runDir, sc, token, targets)
+			if err != nil {
+				return fmt.Errorf("%s soak: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name+"-soak"))
+			}
+			soaks = append(soaks, r)
+			continue
+		}
 		r, err := measure(o, runDir, sc, token, targets)
 		if err != nil {
 			return fmt.Errorf("%s: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name))
 		}
 		results = append(results, r)
+	}
+	if o.soak > 0 {
+		var b strings.Builder
+		b.WriteString("| mode | rate | duration | requests | errors | RSS slope (MB/min) | goroutines slope (/min) | worst 10 s p99 | GC pause max |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range soaks {
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %+.2f | %+.2f | %s | %s |\n", r.Name, r.Rate, r.Duration, r.Requests, r.Errors,
+				r.RSSSlopeMBMin, r.GoroutinesSlope, rd(r.WorstP99), time.Duration(r.GCPauseMax*float64(time.Second)).Round(time.Microsecond))
+		}
+		fmt.Print("\n" + b.String())
+		_ = os.WriteFile(filepath.Join(runDir, "soak.md"), []byte(b.String()), 0o600)
+		fmt.Printf("\nresults: %s\n", runDir)
+		return nil
 	}
 	table := report(results, o)
 	fmt.Print("\n" + table)
