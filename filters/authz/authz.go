@@ -29,14 +29,6 @@ import (
 // ext_proc checks it names the decision sealed in the metadata.
 const DecisionHeader = "x-fhirwall-decision-id"
 
-// MetadataNamespace is where Envoy keeps what Check returns as dynamic metadata: ext_authz's own filter name.
-// The ext_proc filter is configured to forward it (internal/xds, metadata_options.forwarding_namespaces).
-const MetadataNamespace = "envoy.filters.http.ext_authz"
-
-// SealedKey is the metadata field holding the sealed decision (decision.Core.Seal), which ext_proc opens on
-// whichever replica Envoy asks.
-const SealedKey = "sealed"
-
 // Server implements envoy.service.auth.v3.Authorization.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
@@ -116,7 +108,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		}
 		ok.QueryParametersToSet, ok.QueryParametersToRemove = set, remove
 	}
-	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API, SealedKey: sealed})
+	meta, _ := structpb.NewStruct(map[string]any{"decision_id": d.ID, "api": d.Input.API, decision.CarryKey: sealed})
 	return &authv3.CheckResponse{
 		Status:          &status.Status{Code: int32(codes.OK)},
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},

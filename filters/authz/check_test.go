@@ -68,7 +68,7 @@ func TestAllowedDecisionTravelsSealedInTheMetadata(t *testing.T) {
 	}
 	fields := resp.GetDynamicMetadata().GetFields()
 	id := fields["decision_id"].GetStringValue()
-	sealed := fields[SealedKey].GetStringValue()
+	sealed := fields[decision.CarryKey].GetStringValue()
 	if id == "" || sealed == "" || fields["api"].GetStringValue() != "patient-access" {
 		t.Fatalf("metadata %v", fields)
 	}

@@ -40,16 +40,9 @@ type Server struct {
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
 
-// Where the sealed decision arrives: ext_authz's dynamic metadata namespace (its filter name) and field, as
-// filters/authz writes them (authz.MetadataNamespace, authz.SealedKey; no face imports another).
-const (
-	MetadataNamespace = "envoy.filters.http.ext_authz"
-	SealedKey         = "sealed"
-)
-
 // sealedOf is the sealed decision Envoy forwarded with a message; "" when there is none.
 func sealedOf(req *extprocv3.ProcessingRequest) string {
-	return req.GetMetadataContext().GetFilterMetadata()[MetadataNamespace].GetFields()[SealedKey].GetStringValue()
+	return req.GetMetadataContext().GetFilterMetadata()[decision.CarryNamespace].GetFields()[decision.CarryKey].GetStringValue()
 }
 
 // MaxRecvMsgSize is the gRPC receive limit the server hosting Server needs (grpc.MaxRecvMsgSize): a

@@ -88,8 +88,8 @@ func metadata(sealed string) *corev3.Metadata {
 	if sealed == "" {
 		return nil
 	}
-	st, _ := structpb.NewStruct(map[string]any{"decision_id": "x", SealedKey: sealed})
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: st}}
+	st, _ := structpb.NewStruct(map[string]any{"decision_id": "x", decision.CarryKey: sealed})
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{decision.CarryNamespace: st}}
 }
 
 // testClient is an ext_proc client that plays Envoy, with the fake ext_authz's sealed decisions.

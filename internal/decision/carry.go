@@ -23,6 +23,14 @@ import (
 // replica (proxy.decision_keys_file), so any replica can open what another sealed; a client never sees the
 // value, and one it made up (or replayed from another request) does not open or does not match.
 
+// Where a sealed decision travels: ext_authz's dynamic metadata namespace (its filter name, under which Envoy
+// keeps what Check returns; internal/xds has ext_proc forward it) and the field in it. filters/authz writes
+// it there and filters/extproc reads it from there.
+const (
+	CarryNamespace = "envoy.filters.http.ext_authz"
+	CarryKey       = "sealed"
+)
+
 // CarryPurpose is the additional data a carried decision is sealed with: a value sealed for anything else
 // (a portal cookie under the same key) never opens as a decision.
 const CarryPurpose = "fhirwall-decision"

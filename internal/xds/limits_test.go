@@ -52,7 +52,7 @@ func TestExtProcOverrideModesAreAllowed(t *testing.T) {
 
 // ext_proc reads the sealed decision from the namespace the filter forwards: ext_authz's.
 func TestExtProcGetsTheNamespaceTheDecisionIsSealedIn(t *testing.T) {
-	if extAuthzFilterName != extproc.MetadataNamespace {
-		t.Fatalf("filter forwards %q, ext_proc reads %q", extAuthzFilterName, extproc.MetadataNamespace)
+	if extAuthzFilterName != decision.CarryNamespace {
+		t.Fatalf("filter forwards %q, ext_proc reads %q", extAuthzFilterName, decision.CarryNamespace)
 	}
 }
