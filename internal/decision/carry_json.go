@@ -3,6 +3,8 @@ package decision
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -280,7 +282,7 @@ func (w *jw) policy(r *policy.Result) {
 	if len(ob.ResourceTypes) > 0 {
 		w.key("resource_types")
 		w.b = append(w.b, '{')
-		for i, t := range jsonenc.SortedKeys(ob.ResourceTypes) {
+		for i, t := range slices.Sorted(maps.Keys(ob.ResourceTypes)) {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}

@@ -6,6 +6,7 @@ package jsonenc
 
 import (
 	"encoding/base64"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -141,7 +142,7 @@ func StringsMap[M ~map[string][]string](b []byte, m M) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, '{')
-	for i, k := range sortedKeys(m) {
+	for i, k := range slices.Sorted(maps.Keys(m)) { // encoding/json's order: byte-wise
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -151,16 +152,3 @@ func StringsMap[M ~map[string][]string](b []byte, m M) []byte {
 	}
 	return append(b, '}')
 }
-
-// sortedKeys are m's keys in encoding/json's order (byte-wise).
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// SortedKeys are m's keys in the order encoding/json writes them.
-func SortedKeys[M ~map[string]V, V any](m M) []string { return sortedKeys(m) }
