@@ -10,30 +10,10 @@ import (
 
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/decision/decisiontest"
 	"github.com/fhirwall/fhirwall/internal/policy"
-	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
 )
-
-// fakeTokens accepts the tokens in its map and nothing else.
-type fakeTokens map[string]token.Identity
-
-func (f fakeTokens) Verify(_ context.Context, raw string) (token.Identity, error) {
-	if id, ok := f[raw]; ok {
-		return id, nil
-	}
-	return token.Identity{}, token.ErrInvalid
-}
-
-// fakeRegistry registers the clients in its map.
-type fakeRegistry map[string]decision.Client
-
-func (f fakeRegistry) Lookup(_ context.Context, id string) (decision.Client, error) {
-	if c, ok := f[id]; ok {
-		return c, nil
-	}
-	return decision.Client{}, decision.ErrUnknownClient
-}
 
 // Tokens of the replicas: a member, the same member through a token of other scopes, another member.
 const (
@@ -57,7 +37,7 @@ func newReplica(t testing.TB, pages decision.PageStore) *decision.Core {
 		t.Fatal(err)
 	}
 	return &decision.Core{
-		Tokens: fakeTokens{
+		Tokens: decisiontest.FakeTokens{
 			member01:    {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"launch/patient", "patient/*.rs"}},
 			member01EOB: {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"patient/ExplanationOfBenefit.rs"}},
 			member02:    {ClientID: "patient-app", Subject: "u2", Patient: "member-02", Scopes: []string{"launch/patient", "patient/*.rs"}},
@@ -65,7 +45,7 @@ func newReplica(t testing.TB, pages decision.PageStore) *decision.Core {
 		Policy: engine,
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:    time.Now,
-		Registry: fakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
+		Registry: decisiontest.FakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
 			APIs: []string{"patient-access"}, Scopes: []string{"patient/*.rs"}, Tier: "standard"}},
 		UpstreamBase: upstream,
 		PublicBase:   func(api string) string { return "https://api.example/" + api + "/fhir" },

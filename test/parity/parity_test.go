@@ -24,32 +24,12 @@ import (
 	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/decision/decisiontest"
 	"github.com/fhirwall/fhirwall/internal/gateway"
 	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/seal"
-	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/policies"
 )
-
-// fakeTokens accepts the tokens in its map and nothing else.
-type fakeTokens map[string]token.Identity
-
-func (f fakeTokens) Verify(_ context.Context, raw string) (token.Identity, error) {
-	if id, ok := f[raw]; ok {
-		return id, nil
-	}
-	return token.Identity{}, token.ErrInvalid
-}
-
-// fakeRegistry registers the clients in its map.
-type fakeRegistry map[string]decision.Client
-
-func (f fakeRegistry) Lookup(_ context.Context, id string) (decision.Client, error) {
-	if c, ok := f[id]; ok {
-		return c, nil
-	}
-	return decision.Client{}, decision.ErrUnknownClient
-}
 
 // fakeCompartment knows which patient each resource belongs to.
 type fakeCompartment map[string]string
@@ -100,7 +80,7 @@ func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 		t.Fatal(err)
 	}
 	return &decision.Core{
-		Tokens: fakeTokens{
+		Tokens: decisiontest.FakeTokens{
 			"member01": {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"launch/patient", "patient/*.rs"}, JTI: "j1"},
 			"eob-only": {ClientID: "patient-app", Subject: "u1", Patient: "member-01", Scopes: []string{"patient/ExplanationOfBenefit.rs"}},
 		},
@@ -110,7 +90,7 @@ func newCore(t testing.TB, sink *fakeSink) *decision.Core {
 		Audit:       sink,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:         time.Now,
-		Registry: fakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
+		Registry: decisiontest.FakeRegistry{"patient-app": {ID: "patient-app", Name: "Member app", Active: true,
 			APIs: []string{"patient-access"}, Scopes: []string{"patient/*.rs", "patient/*.read"}, Tier: "standard"}},
 		Carry: testKeys, // ext_authz seals every allowed decision for ext_proc
 	}

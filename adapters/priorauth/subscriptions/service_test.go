@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/decision/decisiontest"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 )
 
@@ -690,7 +691,7 @@ func TestConditionalCreateIsRefused(t *testing.T) {
 }
 
 func TestRegistryHostsAreNoneForAnInactiveOrUnknownClient(t *testing.T) {
-	reg := fakeRegistry{"provider-org-a": {ID: "provider-org-a", Active: true, NotifyHosts: []string{"127.0.0.1"}},
+	reg := decisiontest.FakeRegistry{"provider-org-a": {ID: "provider-org-a", Active: true, NotifyHosts: []string{"127.0.0.1"}},
 		"retired": {ID: "retired", Active: false, NotifyHosts: []string{"127.0.0.1"}}}
 	hosts := RegistryHosts(reg)
 	if h := hosts("provider-org-a"); len(h) != 1 || h[0] != "127.0.0.1" {
@@ -702,14 +703,4 @@ func TestRegistryHostsAreNoneForAnInactiveOrUnknownClient(t *testing.T) {
 	if h := hosts("nobody"); h != nil {
 		t.Errorf("unknown client: %v", h)
 	}
-}
-
-type fakeRegistry map[string]decision.Client
-
-func (r fakeRegistry) Lookup(_ context.Context, id string) (decision.Client, error) {
-	c, ok := r[id]
-	if !ok {
-		return decision.Client{}, decision.ErrUnknownClient
-	}
-	return c, nil
 }
