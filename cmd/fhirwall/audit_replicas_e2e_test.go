@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -16,47 +17,22 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/test/require"
+	"github.com/fhirwall/fhirwall/test/stackaudit"
 )
 
-const e2eBroker = "127.0.0.1:9092"
+const e2eBroker = stackaudit.Broker
 
 func ownTopic(t *testing.T) string {
 	t.Helper()
-	topic := fmt.Sprintf("fhirwall.test.replicas.%d", time.Now().UnixNano())
-	conn, err := kafkago.Dial("tcp", e2eBroker)
-	if err != nil {
-		require.Missing(t, fmt.Sprintf("Kafka not reachable on %s (make stack-up): %v", e2eBroker, err))
+	topic, err := stackaudit.NewTopic("fhirwall.test.replicas", 3)
+	if errors.Is(err, stackaudit.ErrNoBroker) {
+		require.Missing(t, fmt.Sprintf("%v (make stack-up)", err))
 	}
-	defer conn.Close()
-	ctl, err := conn.Controller()
 	if err != nil {
 		t.Fatal(err)
-	}
-	cc, err := kafkago.Dial("tcp", fmt.Sprintf("%s:%d", ctl.Host, ctl.Port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if err := cc.CreateTopics(kafkago.TopicConfig{Topic: topic, NumPartitions: 3, ReplicationFactor: 1,
-		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(kafka.MaxMessageBytes)}}}); err != nil {
-		t.Fatal(err)
-	}
-	for p := range 3 {
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			l, err := kafkago.DialLeader(context.Background(), "tcp", e2eBroker, topic, p)
-			if err == nil {
-				l.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("partition %d of %s has no leader: %v", p, topic, err)
-			}
-		}
 	}
 	return topic
 }

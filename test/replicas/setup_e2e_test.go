@@ -8,7 +8,6 @@
 package replicas
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackaudit"
@@ -108,7 +105,7 @@ func setup(t *testing.T) {
 			skipWhy = fmt.Sprintf("no fhirwall binaries in %s: test/stack/fhirwall.sh build", binDir())
 			return
 		}
-		if topic, err = createTopic(); err != nil {
+		if topic, err = stackaudit.NewTopic("fhirwall.test.replicas-e2e", 3); err != nil {
 			setupErr = err
 			return
 		}
@@ -124,42 +121,6 @@ func setup(t *testing.T) {
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
-}
-
-// createTopic makes the suite's audit topic, partitioned like the stack's and sized for the largest entry.
-func createTopic() (string, error) {
-	name := fmt.Sprintf("fhirwall.test.replicas-e2e.%d", time.Now().UnixNano())
-	conn, err := kafkago.Dial("tcp", stackaudit.Broker)
-	if err != nil {
-		return "", fmt.Errorf("kafka %s: %w", stackaudit.Broker, err)
-	}
-	defer conn.Close()
-	ctl, err := conn.Controller()
-	if err != nil {
-		return "", err
-	}
-	cc, err := kafkago.Dial("tcp", fmt.Sprintf("%s:%d", ctl.Host, ctl.Port))
-	if err != nil {
-		return "", err
-	}
-	defer cc.Close()
-	if err := cc.CreateTopics(kafkago.TopicConfig{Topic: name, NumPartitions: 3, ReplicationFactor: 1,
-		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(stackaudit.MaxMessageBytes)}}}); err != nil {
-		return "", err
-	}
-	for p := range 3 {
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			l, err := kafkago.DialLeader(context.Background(), "tcp", stackaudit.Broker, name, p)
-			if err == nil {
-				l.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("partition %d of %s has no leader: %v", p, name, err)
-			}
-		}
-	}
-	return name, nil
 }
 
 // record notes an answer whose audit record must reach the topic.
