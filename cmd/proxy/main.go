@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -299,7 +300,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		log.Warn("dry-run policy set loaded: disagreements are logged, never enforced", "dir", cfg.Policies.DryRunDir, "revision", p.dryRun.Revision())
 	}
 	p.reg = prometheus.NewRegistry()
-	if err := p.reg.Register(collectors.NewGoCollector()); err != nil {
+	// The Go runtime's usual metrics, and its histogram of stop-the-world GC pauses
+	// (go_sched_pauses_total_gc_seconds): the soak reports its p99, which no summary quantile gives.
+	gcPauses := collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/total/gc:seconds$`)}
+	if err := p.reg.Register(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcPauses))); err != nil {
 		return nil, err
 	}
 	if err := p.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,10 +21,13 @@ type soakSample struct {
 	RSS        int64         `json:"rss_bytes"`
 	Goroutines float64       `json:"goroutines"`
 	// GCPauseMax is go_gc_duration_seconds{quantile="1"}: the longest of the recent pauses the Go runtime keeps.
-	GCPauseMax float64       `json:"gc_pause_max_seconds"`
-	Requests   uint64        `json:"requests"`
-	Errors     uint64        `json:"errors"`
-	P99        time.Duration `json:"p99_ns"`
+	GCPauseMax float64 `json:"gc_pause_max_seconds"`
+	// GCPauses is the cumulative histogram of stop-the-world GC pauses since start
+	// (go_sched_pauses_total_gc_seconds): upper bound in seconds → count.
+	GCPauses pauseHistogram `json:"-"`
+	Requests uint64         `json:"requests"`
+	Errors   uint64         `json:"errors"`
+	P99      time.Duration  `json:"p99_ns"`
 }
 
 // soakResult is what a soak of one scenario measured: answers, errors, and the trend of memory and goroutines
@@ -35,8 +41,12 @@ type soakResult struct {
 	RSSSlopeMBMin   float64       `json:"rss_slope_mb_per_min"`
 	GoroutinesSlope float64       `json:"goroutines_slope_per_min"`
 	GCPauseMax      float64       `json:"gc_pause_max_seconds"`
-	WorstP99        time.Duration `json:"worst_interval_p99_ns"`
-	Samples         []soakSample  `json:"samples"`
+	// GCPauseP99 is the 99th percentile of the GC pauses during the soak (the runtime's pause histogram, after
+	// the warm-up to the last sample), the upper bound of its bucket; GCPauses how many pauses that is.
+	GCPauseP99 float64       `json:"gc_pause_p99_seconds"`
+	GCPauses   uint64        `json:"gc_pauses"`
+	WorstP99   time.Duration `json:"worst_interval_p99_ns"`
+	Samples    []soakSample  `json:"samples"`
 }
 
 // soakInterval is one attack of the soak: a sample of the proxy is taken after each.
@@ -76,13 +86,14 @@ func soak(o options, runDir string, sc scenario, token string, paths []string) (
 	tr := targeter(sc.url, token, paths)
 	attack(tr, 200, 0, 3*time.Second)
 	res := soakResult{Name: sc.name, Rate: o.soakRate, Duration: o.soak}
+	_, _, pausesBefore := proxyRuntime()
 	start := time.Now()
 	for time.Since(start) < o.soak {
 		m := attack(tr, o.soakRate, 0, min(soakInterval, o.soak-time.Since(start)))
 		s := soakSample{At: time.Since(start), Requests: m.Requests, P99: m.Latencies.P99}
 		s.Errors = uint64(float64(m.Requests)*(1-m.Success) + 0.5)
 		s.RSS = currentRSS(proxy)
-		s.Goroutines, s.GCPauseMax = proxyRuntime()
+		s.Goroutines, s.GCPauseMax, s.GCPauses = proxyRuntime()
 		res.Samples = append(res.Samples, s)
 		res.Requests += s.Requests
 		res.Errors += s.Errors
@@ -95,8 +106,10 @@ func soak(o options, runDir string, sc scenario, token string, paths []string) (
 	steady := res.Samples[len(res.Samples)/10:]
 	res.RSSSlopeMBMin = slope(steady, func(s soakSample) float64 { return float64(s.RSS) / (1 << 20) })
 	res.GoroutinesSlope = slope(steady, func(s soakSample) float64 { return s.Goroutines })
-	fmt.Printf("  soak %s: %d requests, %d errors, RSS slope %+.2f MB/min, goroutines slope %+.2f /min, worst 10 s p99 %s, GC pause max %s\n",
-		sc.name, res.Requests, res.Errors, res.RSSSlopeMBMin, res.GoroutinesSlope, rd(res.WorstP99),
+	res.GCPauseP99, res.GCPauses = res.Samples[len(res.Samples)-1].GCPauses.since(pausesBefore).quantile(0.99)
+	fmt.Printf("  soak %s: %d requests, %d errors, RSS slope %+.2f MB/min, goroutines slope %+.2f /min, worst 10 s p99 %s, GC pauses %d: p99 ≤ %s, max %s\n",
+		sc.name, res.Requests, res.Errors, res.RSSSlopeMBMin, res.GoroutinesSlope, rd(res.WorstP99), res.GCPauses,
+		time.Duration(res.GCPauseP99*float64(time.Second)).Round(time.Microsecond),
 		time.Duration(res.GCPauseMax*float64(time.Second)).Round(time.Microsecond))
 	js, _ := json.MarshalIndent(res, "", "  ")
 	return res, os.WriteFile(filepath.Join(dir, "soak.json"), js, 0o600)
@@ -138,11 +151,12 @@ func currentRSS(p *proc) int64 {
 	return 0
 }
 
-// proxyRuntime reads go_goroutines and go_gc_duration_seconds{quantile="1"} from fhirwall-proxy's /metrics.
-func proxyRuntime() (goroutines, gcPauseMax float64) {
+// proxyRuntime reads go_goroutines, go_gc_duration_seconds{quantile="1"} and the GC pause histogram from
+// fhirwall-proxy's /metrics.
+func proxyRuntime() (goroutines, gcPauseMax float64, pauses pauseHistogram) {
 	resp, err := http.Get("http://" + proxyAdminAddr + "/metrics")
 	if err != nil {
-		return 0, 0
+		return 0, 0, nil
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -155,6 +169,49 @@ func proxyRuntime() (goroutines, gcPauseMax float64) {
 		if v, ok := strings.CutPrefix(line, `go_gc_duration_seconds{quantile="1"} `); ok {
 			gcPauseMax, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
+		if v, ok := strings.CutPrefix(line, `go_sched_pauses_total_gc_seconds_bucket{le="`); ok {
+			le, n, _ := strings.Cut(v, `"} `)
+			bound, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+			count, err2 := strconv.ParseFloat(strings.TrimSpace(n), 64)
+			if err1 == nil && err2 == nil {
+				if pauses == nil {
+					pauses = pauseHistogram{}
+				}
+				pauses[bound] = uint64(count)
+			}
+		}
 	}
-	return goroutines, gcPauseMax
+	return goroutines, gcPauseMax, pauses
+}
+
+// pauseHistogram is a cumulative Prometheus histogram: bucket upper bound (seconds) → pauses at or below it.
+type pauseHistogram map[float64]uint64
+
+// since is h minus an earlier reading of the same histogram: the pauses between the two.
+func (h pauseHistogram) since(earlier pauseHistogram) pauseHistogram {
+	d := pauseHistogram{}
+	for le, n := range h {
+		d[le] = n - min(n, earlier[le])
+	}
+	return d
+}
+
+// quantile is the upper bound of the bucket holding the q-quantile pause, and the number of pauses; 0, 0 when
+// there were none.
+func (h pauseHistogram) quantile(q float64) (float64, uint64) {
+	bounds := slices.Sorted(maps.Keys(h))
+	if len(bounds) == 0 {
+		return 0, 0
+	}
+	total := h[bounds[len(bounds)-1]]
+	if total == 0 {
+		return 0, 0
+	}
+	rank := uint64(math.Ceil(q * float64(total)))
+	for _, le := range bounds {
+		if h[le] >= rank {
+			return le, total
+		}
+	}
+	return bounds[len(bounds)-1], total
 }
