@@ -246,11 +246,14 @@ func (c *Core) unseal(sealed string) (*Decision, bool, error) {
 
 // decodeCarried reads what a sealed value held: it came from a replica with the key, but is checked whole.
 func (c *Core) decodeCarried(plain []byte) (*Decision, bool, error) {
-	var w carried
-	dec := json.NewDecoder(bytes.NewReader(plain))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrCarryInvalid, err)
+	w, ok := readCarried(plain)
+	if !ok { // not in appendCarried's form: encoding/json decides (carry_decode.go)
+		w = carried{}
+		dec := json.NewDecoder(bytes.NewReader(plain))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&w); err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrCarryInvalid, err)
+		}
 	}
 	if w.V != carryVersion {
 		return nil, false, fmt.Errorf("%w: version %d, want %d", ErrCarryInvalid, w.V, carryVersion)
