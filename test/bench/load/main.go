@@ -47,6 +47,7 @@ func main() {
 	flag.StringVar(&o.upstream, "upstream", "static", "static: the fast static FHIR responder, one EOB search (throughput); hapi: the stack's HAPI FHIR (make stack-up) with a mix of member-01's reads and searches")
 	flag.DurationVar(&o.soak, "soak", 0, "run fhirwall's scenarios (standalone, envoy-fhirwall) at -soak-rate for this long instead of measuring them, e.g. 30m: errors, RSS and goroutine slopes, GC pauses")
 	flag.IntVar(&o.soakRate, "soak-rate", 500, "request rate of -soak")
+	flag.IntVar(&o.runs, "runs", 1, "measure every scenario this many times, interleaved (all scenarios once, then again), and report each figure's median")
 	flag.BoolVar(&o.profile, "profile", false, "save fhirwall-proxy's CPU, block and mutex profiles and goroutines during the first rate and the saturation run (go tool pprof them)")
 	flag.Parse()
 	var err error
@@ -93,6 +94,8 @@ type options struct {
 	// sampled every 10 s (soak.go): errors, RSS and goroutine slopes, GC pauses.
 	soak     time.Duration
 	soakRate int
+	// runs is how many times each scenario is measured; the report gives each figure's median.
+	runs int
 }
 
 var scenarioNames = []string{"bare", "envoy", "standalone", "envoy-fhirwall", "peer"}
@@ -114,6 +117,8 @@ type result struct {
 	CPUPer1000 float64       `json:"cpu_seconds_per_1000"`
 	PeakRSS    int64         `json:"peak_rss_bytes"`
 	Skipped    string        `json:"skipped,omitempty"`
+	// RunSaturations is each run's saturation when the figures are medians of several runs (-runs).
+	RunSaturations []float64 `json:"run_saturations_rps,omitempty"`
 }
 
 type rateResult struct {
@@ -282,42 +287,62 @@ func run(o options) error {
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
 	var results []result
 	var soaks []soakResult
-	for _, sc := range scenarios {
-		if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
-			continue
-		}
-		if sc.name == "peer" && o.upstream == "hapi" {
-			results = append(results, result{Name: sc.name, Title: sc.title, Skipped: "the peer policy decides the EOB search only (-upstream static)"})
-			continue
-		}
-		if sc.name == "peer" && peer == "" {
-			fmt.Println("\npeer slot empty: set PEER_AUTHZ_ADDR to an ext_authz gRPC server (test/bench/peer/README.md: opa-envoy-plugin) to measure it")
-			results = append(results, result{Name: sc.name, Title: sc.title, Skipped: "PEER_AUTHZ_ADDR not set"})
-			continue
+	runs := map[string][]result{} // scenario → its measured runs
+	for run := range max(o.runs, 1) {
+		for _, sc := range scenarios {
+			if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
+				continue
+			}
+			if sc.name == "peer" && o.upstream == "hapi" {
+				runs[sc.name] = []result{{Name: sc.name, Title: sc.title, Skipped: "the peer policy decides the EOB search only (-upstream static)"}}
+				continue
+			}
+			if sc.name == "peer" && peer == "" {
+				if run == 0 {
+					fmt.Println("\npeer slot empty: set PEER_AUTHZ_ADDR to an ext_authz gRPC server (test/bench/peer/README.md: opa-envoy-plugin) to measure it")
+				}
+				runs[sc.name] = []result{{Name: sc.name, Title: sc.title, Skipped: "PEER_AUTHZ_ADDR not set"}}
+				continue
+			}
+			if o.soak > 0 {
+				if sc.name != "standalone" && sc.name != "envoy-fhirwall" {
+					continue // a soak watches fhirwall-proxy
+				}
+				r, err := soak(o, runDir, sc, token, targets)
+				if err != nil {
+					return fmt.Errorf("%s soak: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name+"-soak"))
+				}
+				soaks = append(soaks, r)
+				continue
+			}
+			dir := runDir
+			if o.runs > 1 {
+				dir = filepath.Join(runDir, fmt.Sprintf("run%d", run+1))
+				fmt.Printf("\n(run %d of %d)", run+1, o.runs)
+			}
+			r, err := measure(o, dir, sc, token, targets)
+			if err != nil {
+				return fmt.Errorf("%s: %w (logs in %s)", sc.name, err, filepath.Join(dir, sc.name))
+			}
+			runs[sc.name] = append(runs[sc.name], r)
 		}
 		if o.soak > 0 {
-			if sc.name != "standalone" && sc.name != "envoy-fhirwall" {
-				continue // a soak watches fhirwall-proxy
-			}
-			r, err := soak(o, runDir, sc, token, targets)
-			if err != nil {
-				return fmt.Errorf("%s soak: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name+"-soak"))
-			}
-			soaks = append(soaks, r)
-			continue
+			break
 		}
-		r, err := measure(o, runDir, sc, token, targets)
-		if err != nil {
-			return fmt.Errorf("%s: %w (logs in %s)", sc.name, err, filepath.Join(runDir, sc.name))
+	}
+	for _, sc := range scenarios {
+		if rs := runs[sc.name]; len(rs) > 0 {
+			results = append(results, median(rs))
 		}
-		results = append(results, r)
 	}
 	if o.soak > 0 {
 		var b strings.Builder
-		b.WriteString("| mode | rate | duration | requests | errors | RSS slope (MB/min) | goroutines slope (/min) | worst 10 s p99 | GC pause max |\n|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| mode | rate | duration | requests | errors | RSS slope (MB/min) | goroutines slope (/min) | worst 10 s p99 | GC pauses | GC pause p99 | GC pause max |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range soaks {
-			fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %+.2f | %+.2f | %s | %s |\n", r.Name, r.Rate, r.Duration, r.Requests, r.Errors,
-				r.RSSSlopeMBMin, r.GoroutinesSlope, rd(r.WorstP99), time.Duration(r.GCPauseMax*float64(time.Second)).Round(time.Microsecond))
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %+.2f | %+.2f | %s | %d | ≤ %s | %s |\n", r.Name, r.Rate, r.Duration, r.Requests, r.Errors,
+				r.RSSSlopeMBMin, r.GoroutinesSlope, rd(r.WorstP99), r.GCPauses,
+				time.Duration(r.GCPauseP99*float64(time.Second)).Round(time.Microsecond),
+				time.Duration(r.GCPauseMax*float64(time.Second)).Round(time.Microsecond))
 		}
 		fmt.Print("\n" + b.String())
 		_ = os.WriteFile(filepath.Join(runDir, "soak.md"), []byte(b.String()), 0o600)

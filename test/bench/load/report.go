@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -61,10 +62,67 @@ func report(rs []result, o options) string {
 		}
 		fmt.Fprintf(&s, " throughput %.0f%% of it.", 100*f.Saturation/l.Saturation)
 	}
+	for _, r := range rs {
+		if len(r.RunSaturations) > 1 {
+			fmt.Fprintf(&s, "\n%s: medians of %d runs; saturation per run %s rps.", r.Title, len(r.RunSaturations), joinRPS(r.RunSaturations))
+		}
+	}
 	s.WriteString("\n")
 	return s.String()
 }
 
+// median is one result whose every figure is the median of that figure over rs (the same scenario measured
+// several times); with an even count, the upper middle one. One run, or a skipped scenario, is itself.
+func median(rs []result) result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	mid := func(n int, v func(int) float64) float64 {
+		vs := make([]float64, n)
+		for i := range n {
+			vs[i] = v(i)
+		}
+		slices.Sort(vs)
+		return vs[n/2]
+	}
+	m := rs[0]
+	m.Rates = slices.Clone(rs[0].Rates)
+	m.RunSaturations = nil
+	for _, r := range rs {
+		m.RunSaturations = append(m.RunSaturations, r.Saturation)
+	}
+	n := len(rs)
+	m.Saturation = mid(n, func(i int) float64 { return rs[i].Saturation })
+	m.SatP99 = time.Duration(mid(n, func(i int) float64 { return float64(rs[i].SatP99) }))
+	m.CPUPer1000 = mid(n, func(i int) float64 { return rs[i].CPUPer1000 })
+	m.PeakRSS = int64(mid(n, func(i int) float64 { return float64(rs[i].PeakRSS) }))
+	for j := range m.Rates {
+		at := func(i int) rateResult {
+			if j < len(rs[i].Rates) {
+				return rs[i].Rates[j]
+			}
+			return rateResult{}
+		}
+		rr := &m.Rates[j]
+		rr.Achieved = mid(n, func(i int) float64 { return at(i).Achieved })
+		rr.Success = mid(n, func(i int) float64 { return at(i).Success })
+		rr.P50 = time.Duration(mid(n, func(i int) float64 { return float64(at(i).P50) }))
+		rr.P99 = time.Duration(mid(n, func(i int) float64 { return float64(at(i).P99) }))
+		rr.P999 = time.Duration(mid(n, func(i int) float64 { return float64(at(i).P999) }))
+		rr.Max = time.Duration(mid(n, func(i int) float64 { return float64(at(i).Max) }))
+		rr.CPUPer1000 = mid(n, func(i int) float64 { return at(i).CPUPer1000 })
+	}
+	return m
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", msf(d)) }
+
+func joinRPS(vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(parts, " / ")
+}
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

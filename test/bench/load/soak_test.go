@@ -1,8 +1,10 @@
 package main
 
 import (
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // The soak's GC pause p99 comes from the difference of two cumulative histogram readings.
@@ -29,3 +31,22 @@ func TestPauseHistogramQuantile(t *testing.T) {
 }
 
 func inf() float64 { v, _ := strconv.ParseFloat("+Inf", 64); return v }
+
+// A figure of several runs is each figure's own median, and the runs' saturations are kept for the report.
+func TestMedianOfRuns(t *testing.T) {
+	rs := []result{
+		{Name: "x", Saturation: 900, CPUPer1000: 0.5, Rates: []rateResult{{Rate: 500, P99: 9 * time.Millisecond, Success: 1}}},
+		{Name: "x", Saturation: 1200, CPUPer1000: 0.7, Rates: []rateResult{{Rate: 500, P99: 3 * time.Millisecond, Success: 0.98}}},
+		{Name: "x", Saturation: 1000, CPUPer1000: 0.6, Rates: []rateResult{{Rate: 500, P99: 5 * time.Millisecond, Success: 1}}},
+	}
+	m := median(rs)
+	if m.Saturation != 1000 || m.CPUPer1000 != 0.6 || m.Rates[0].P99 != 5*time.Millisecond || m.Rates[0].Success != 1 {
+		t.Errorf("median = %+v", m)
+	}
+	if !slices.Equal(m.RunSaturations, []float64{900, 1200, 1000}) || rs[0].Rates[0].P99 != 9*time.Millisecond {
+		t.Errorf("runs %v, first run changed: %+v", m.RunSaturations, rs[0])
+	}
+	if one := median(rs[:1]); one.Saturation != 900 || one.RunSaturations != nil {
+		t.Errorf("one run: %+v", one)
+	}
+}
