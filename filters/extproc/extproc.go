@@ -77,6 +77,14 @@ var (
 	}
 )
 
+// ForwardedHeaders are the only headers this server reads, in Envoy's lower case; decisionHeader is
+// Server.DecisionHeader. internal/xds has Envoy forward these alone (forward_rules), so a request's bearer
+// token and every other header stay in Envoy; TestReadsOnlyForwardedHeaders holds this file to the list.
+func ForwardedHeaders(decisionHeader string) []string {
+	return []string{strings.ToLower(decisionHeader), "x-request-id", ":status", "content-type", "content-encoding",
+		"content-length", "content-location", "retry-after"}
+}
+
 // unchecked is the answer whenever an upstream body that needed enforcement could not be enforced.
 var unchecked = decision.UncheckedResponse
 

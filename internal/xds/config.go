@@ -193,7 +193,7 @@ func Translate(cfg Config) (*ir.Xds, error) {
 		// this timeout.
 		// An adapter's answer (Prior Authorization $submit) may take up to config.AdapterTimeout: fhirwall-proxy
 		// extends that one message's timeout, never past MaxMessageTimeout.
-		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: authzTimeout, BufferResponseBody: true,
+		ExtProc: &ir.ExtProc{Cluster: AuthzCluster, MessageTimeout: authzTimeout, BufferResponseBody: true, ForwardHeaders: extProcForwardedHeaders,
 			MaxMessageTimeout: max(AdapterMessageTimeout, authzTimeout)},
 	}
 	if t := cfg.ListenerTLS; t != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -215,6 +216,26 @@ type fakeExtProc struct {
 	// sealed: per request path, the "sealed" field of ext_authz's metadata as each message brought it
 	// ("request_headers", "response_headers", "request_body").
 	sealed map[string]map[string]string
+	// headers: the name of every header any message brought.
+	headers map[string]bool
+}
+
+func (f *fakeExtProc) noteHeaders(h *extprocv3.HttpHeaders) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.headers == nil {
+		f.headers = map[string]bool{}
+	}
+	for _, v := range h.GetHeaders().GetHeaders() {
+		f.headers[v.GetKey()] = true
+	}
+}
+
+// sawHeaders are the names of the headers ext_proc was sent, sorted.
+func (f *fakeExtProc) sawHeaders() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.headers))
 }
 
 // sawSealed is what ext_authz's metadata held, as ext_proc's message of kind for path brought it.
@@ -254,11 +275,10 @@ func (f *fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error
 		var resp *extprocv3.ProcessingResponse
 		switch m := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			for _, h := range m.RequestHeaders.GetHeaders().GetHeaders() {
-				if h.GetKey() == ":path" {
-					path = string(h.GetRawValue())
-				}
-			}
+			// As fhirwall-proxy, it knows the request by the decision that came sealed with it: Envoy forwards
+			// it no :path (forward_rules).
+			path = strings.TrimPrefix(req.GetMetadataContext().GetFilterMetadata()[extAuthzFilterName].GetFields()["sealed"].GetStringValue(), "sealed:")
+			f.noteHeaders(m.RequestHeaders)
 			f.noteSealed(path, "request_headers", req)
 			mode := extProcMode(ext_procv3.ProcessingMode_NONE)
 			if strings.Contains(path, "/enforce") {
@@ -284,6 +304,7 @@ func (f *fakeExtProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error
 				Details: extProcRefusalDetail,
 			}}}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			f.noteHeaders(m.ResponseHeaders)
 			f.noteSealed(path, "response_headers", req)
 			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
 				Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
@@ -721,6 +742,23 @@ func TestEnvoyWithGeneratedConfig(t *testing.T) {
 		for _, kind := range []string{"request_headers", "response_headers"} {
 			if got := extproc.sawSealed(p, kind); got != want {
 				t.Fatalf("ext_proc's %s brought %q, want ext_authz's %q", kind, got, want)
+			}
+		}
+	})
+	t.Run("ext_proc is sent only the headers it reads: never the bearer token", func(t *testing.T) {
+		if r := do(t, "GET", "/patient-access/fhir/Patient/forwarded", nil, http.Header{"Authorization": {"Bearer secret-token"},
+			"X-Other": {"x"}}); r.status != 200 {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+		seen := extproc.sawHeaders()
+		for _, h := range seen {
+			if !slices.Contains(extProcForwardedHeaders, h) {
+				t.Errorf("Envoy sent ext_proc %q, which is not in forward_rules (sent: %q)", h, seen)
+			}
+		}
+		for _, h := range []string{"x-request-id", ":status", "content-type"} {
+			if !slices.Contains(seen, h) {
+				t.Errorf("Envoy did not send ext_proc %q (sent: %q)", h, seen)
 			}
 		}
 	})

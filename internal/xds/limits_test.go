@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"slices"
 	"testing"
 
 	ext_procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fhirwall/fhirwall/filters/authz"
 	"github.com/fhirwall/fhirwall/filters/extproc"
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/fhir"
@@ -54,5 +56,15 @@ func TestExtProcOverrideModesAreAllowed(t *testing.T) {
 func TestExtProcGetsTheNamespaceTheDecisionIsSealedIn(t *testing.T) {
 	if extAuthzFilterName != decision.CarryNamespace {
 		t.Fatalf("filter forwards %q, ext_proc reads %q", extAuthzFilterName, decision.CarryNamespace)
+	}
+}
+
+// Envoy forwards ext_proc exactly the headers fhirwall-proxy's ext_proc reads: one it reads and Envoy does not
+// send would read as absent (a missing decision id refuses every request), one Envoy sends beyond them (the
+// bearer token) should not leave Envoy.
+func TestExtProcForwardsWhatItReads(t *testing.T) {
+	want := extproc.ForwardedHeaders(authz.DecisionHeader)
+	if !slices.Equal(extProcForwardedHeaders, want) {
+		t.Fatalf("Envoy forwards %q, ext_proc reads %q", extProcForwardedHeaders, want)
 	}
 }

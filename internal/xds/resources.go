@@ -333,6 +333,13 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	if p.MaxMessageTimeout > 0 {
 		cfg.MaxMessageTimeout = durationpb.New(p.MaxMessageTimeout)
 	}
+	if len(p.ForwardHeaders) > 0 {
+		allowed := &matcherv3.ListStringMatcher{}
+		for _, h := range p.ForwardHeaders {
+			allowed.Patterns = append(allowed.Patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}})
+		}
+		cfg.ForwardRules = &ext_procv3.HeaderForwardingRules{AllowedHeaders: allowed}
+	}
 	if p.BufferResponseBody {
 		// Response bodies come whole (BUFFERED, bounded by the listener's buffer limit) unless fhirwall-proxy
 		// answers the request headers with mode_override to headers only, which it does for every decision
@@ -348,6 +355,13 @@ func (extProcFilter) build(l *ir.HTTPListener) (*hcmv3.HttpFilter, error) {
 	}
 	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}, nil
 }
+
+// extProcForwardedHeaders are the headers fhirwall-proxy's ext_proc reads (extproc.ForwardedHeaders, with
+// filters/authz's decision header; a test keeps the two lists equal): the request's decision id and request
+// id, and the response's status and the headers its answer depends on. Nothing else of a request — its
+// bearer token above all — leaves Envoy for ext_proc.
+var extProcForwardedHeaders = []string{"x-fhirwall-decision-id", "x-request-id", ":status", "content-type", "content-encoding",
+	"content-length", "content-location", "retry-after"}
 
 // extProcOverrideModes are the modes fhirwall-proxy may choose per exchange (= extproc.HeadersOnly,
 // BufferedResponse and BufferedRequest): headers only, the response body whole, the request body whole.

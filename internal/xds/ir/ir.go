@@ -157,6 +157,9 @@ type ExtProc struct {
 	// enforcement). Fail-closed that way round: an override Envoy did not apply costs a body round trip,
 	// never an unchecked body.
 	BufferResponseBody bool
+	// ForwardHeaders, when set, are the only headers (lower case) Envoy sends fhirwall-proxy's ext_proc
+	// (forward_rules): the bearer token and every header it does not read stay in Envoy.
+	ForwardHeaders []string
 }
 
 // Validate checks the ext_proc settings.
@@ -167,6 +170,11 @@ func (p *ExtProc) Validate() error {
 	}
 	if p.MessageTimeout < time.Millisecond || p.MessageTimeout > time.Minute {
 		errs = append(errs, invalid("ext_proc message timeout %s outside [1ms, 1m]", p.MessageTimeout))
+	}
+	for _, h := range p.ForwardHeaders {
+		if h == "" || h != strings.ToLower(h) {
+			errs = append(errs, invalid("ext_proc forwarded header %q: want a lower-case name", h))
+		}
 	}
 	if p.MaxMessageTimeout != 0 && (p.MaxMessageTimeout < p.MessageTimeout || p.MaxMessageTimeout > time.Minute) {
 		errs = append(errs, invalid("ext_proc max message timeout %s outside [message timeout, 1m]", p.MaxMessageTimeout))
