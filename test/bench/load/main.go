@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -117,6 +118,9 @@ type result struct {
 	CPUPer1000 float64       `json:"cpu_seconds_per_1000"`
 	PeakRSS    int64         `json:"peak_rss_bytes"`
 	Skipped    string        `json:"skipped,omitempty"`
+	// CPUByProcess splits CPUPer1000 by process (Envoy, fhirwall-proxy, fhirwall-xds, the peer): whose CPU a
+	// request costs.
+	CPUByProcess map[string]float64 `json:"cpu_seconds_per_1000_by_process,omitempty"`
 	// RunSaturations is each run's saturation when the figures are medians of several runs (-runs).
 	RunSaturations []float64 `json:"run_saturations_rps,omitempty"`
 }
@@ -406,6 +410,7 @@ func measure(o options, runDir string, sc scenario, token string, paths []string
 	attack(tr, 200, 0, 3*time.Second) // warm-up: connections, token cache, JIT of Envoy's paths
 	var totalCPU time.Duration
 	var totalReq int
+	start := cpuByProcess(procs)
 	fhirwall := strings.Contains(sc.name, "standalone") || strings.Contains(sc.name, "fhirwall")
 	for i, rate := range o.rates {
 		var wg sync.WaitGroup
@@ -440,6 +445,25 @@ func measure(o options, runDir string, sc scenario, token string, paths []string
 	res.Saturation, res.SatP99 = m.Throughput, m.Latencies.P99
 	fmt.Printf("  saturation (%d concurrent): %7.0f rps ok %5.1f%%  p99 %s%s\n", o.workers, m.Throughput, 100*m.Success, rd(m.Latencies.P99), codes(m))
 	res.CPUPer1000 = totalCPU.Seconds() / float64(totalReq) * 1000
+	if len(procs) > 1 {
+		res.CPUByProcess = map[string]float64{}
+		var parts []string
+		for name, end := range cpuByProcess(procs) {
+			// The warm-up between the two readings is not in totalReq: scale to the measured attacks' total.
+			res.CPUByProcess[name] = (end - start[name]).Seconds() / float64(totalReq) * 1000
+		}
+		scale := 0.0
+		for _, v := range res.CPUByProcess {
+			scale += v
+		}
+		for _, name := range slices.Sorted(maps.Keys(res.CPUByProcess)) {
+			if scale > 0 {
+				res.CPUByProcess[name] *= res.CPUPer1000 / scale
+			}
+			parts = append(parts, fmt.Sprintf("%s %.3f", name, res.CPUByProcess[name]))
+		}
+		fmt.Printf("  cpu by process (s per 1000 requests): %s\n", strings.Join(parts, ", "))
+	}
 	for _, p := range procs {
 		if u, err := p.usage(); err == nil {
 			res.PeakRSS += u.peakRSS
@@ -503,6 +527,17 @@ func cpu(ps []*proc) time.Duration {
 		}
 	}
 	return t
+}
+
+// cpuByProcess is each process's CPU time so far, by name.
+func cpuByProcess(ps []*proc) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, p := range ps {
+		if u, err := p.usage(); err == nil {
+			m[p.name] += u.cpu
+		}
+	}
+	return m
 }
 
 func names(ps []*proc) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -63,6 +64,15 @@ func report(rs []result, o options) string {
 		fmt.Fprintf(&s, " throughput %.0f%% of it.", 100*f.Saturation/l.Saturation)
 	}
 	for _, r := range rs {
+		if len(r.CPUByProcess) > 1 {
+			var parts []string
+			for _, name := range slices.Sorted(maps.Keys(r.CPUByProcess)) {
+				parts = append(parts, fmt.Sprintf("%s %.3f", name, r.CPUByProcess[name]))
+			}
+			fmt.Fprintf(&s, "\n%s: CPU s per 1,000 requests by process: %s.", r.Title, strings.Join(parts, ", "))
+		}
+	}
+	for _, r := range rs {
 		if len(r.RunSaturations) > 1 {
 			fmt.Fprintf(&s, "\n%s: medians of %d runs; saturation per run %s rps.", r.Title, len(r.RunSaturations), joinRPS(r.RunSaturations))
 		}
@@ -96,6 +106,12 @@ func median(rs []result) result {
 	m.SatP99 = time.Duration(mid(n, func(i int) float64 { return float64(rs[i].SatP99) }))
 	m.CPUPer1000 = mid(n, func(i int) float64 { return rs[i].CPUPer1000 })
 	m.PeakRSS = int64(mid(n, func(i int) float64 { return float64(rs[i].PeakRSS) }))
+	if m.CPUByProcess != nil {
+		m.CPUByProcess = map[string]float64{}
+		for name := range rs[0].CPUByProcess {
+			m.CPUByProcess[name] = mid(n, func(i int) float64 { return rs[i].CPUByProcess[name] })
+		}
+	}
 	for j := range m.Rates {
 		at := func(i int) rateResult {
 			if j < len(rs[i].Rates) {
