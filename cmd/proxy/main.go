@@ -571,7 +571,17 @@ func (p *proxy) admin(cfg *config.Config, log *slog.Logger) http.Handler {
 	return mux
 }
 
+// idleTimeout closes a keep-alive connection idle this long. Without one, net/http keeps an idle connection
+// for ever (it falls back to ReadTimeout, unset here: a body may take long), so clients that open connections
+// and leave them — a load generator's every new client, or someone doing it on purpose — pile up goroutines
+// and file descriptors without bound.
+var idleTimeout = 90 * time.Second
+
+// serveHTTP serves s (with idleTimeout unless it has its own) until the returned shutdown is called.
 func serveHTTP(s *http.Server, errc chan<- error) func(context.Context) {
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = idleTimeout
+	}
 	go func() { errc <- s.ListenAndServe() }()
 	return func(ctx context.Context) { _ = s.Shutdown(ctx) }
 }

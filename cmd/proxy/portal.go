@@ -131,7 +131,7 @@ func readSecret(path string) (string, error) {
 // servePortal serves h over TLS only on portal.listen: its cookies are Secure.
 func servePortal(pc config.Portal, h http.Handler, errc chan<- error) func(context.Context) {
 	s := &http.Server{Addr: pc.Listen, Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+		IdleTimeout: idleTimeout, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	go func() { errc <- s.ListenAndServeTLS(pc.TLSCert, pc.TLSKey) }()
 	return func(ctx context.Context) { _ = s.Shutdown(ctx) }
 }
