@@ -500,23 +500,34 @@ func targeter(base, token string, paths []string) vegeta.Targeter {
 
 // attack runs vegeta at rate per second (rate 0: as fast as workers concurrent requests allow) for d.
 func attack(tr vegeta.Targeter, rate, workers int, d time.Duration) vegeta.Metrics {
+	m, _ := attackWith(newAttacker(rate, workers), tr, rate, d)
+	return m
+}
+
+// newAttacker is a load generator: keep-alive connections, at most workers concurrent requests when rate is 0.
+func newAttacker(rate, workers int) *vegeta.Attacker {
 	opts := []func(*vegeta.Attacker){vegeta.KeepAlive(true), vegeta.Connections(512), vegeta.Timeout(10 * time.Second)}
-	pace := vegeta.Rate{Freq: rate, Per: time.Second}
 	if rate == 0 {
 		opts = append(opts, vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(uint64(workers)))
 	}
-	atk := vegeta.NewAttacker(opts...)
-	var m vegeta.Metrics
+	return vegeta.NewAttacker(opts...)
+}
+
+// attackWith runs one attack of atk (whose connections carry over from its earlier attacks); stopped reports
+// that it had to be stopped past its time, after which atk attacks no more.
+func attackWith(atk *vegeta.Attacker, tr vegeta.Targeter, rate int, d time.Duration) (m vegeta.Metrics, stopped bool) {
+	pace := vegeta.Rate{Freq: rate, Per: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
 	defer cancel()
 	for r := range atk.Attack(tr, pace, d, "bench") {
 		m.Add(r)
 		if ctx.Err() != nil {
 			atk.Stop()
+			stopped = true
 		}
 	}
 	m.Close()
-	return m
+	return m, stopped
 }
 
 func cpu(ps []*proc) time.Duration {

@@ -84,12 +84,18 @@ func soak(o options, runDir string, sc scenario, token string, paths []string) (
 		}
 	}
 	tr := targeter(sc.url, token, paths)
-	attack(tr, 200, 0, 3*time.Second)
+	// One client for the whole soak, as a steady caller is: its connections carry over from one interval to
+	// the next (a new client per interval left the last one's connections idle on the server).
+	atk := newAttacker(o.soakRate, 0)
+	attackWith(atk, tr, 200, 3*time.Second)
 	res := soakResult{Name: sc.name, Rate: o.soakRate, Duration: o.soak}
 	_, _, pausesBefore := proxyRuntime()
 	start := time.Now()
 	for time.Since(start) < o.soak {
-		m := attack(tr, o.soakRate, 0, min(soakInterval, o.soak-time.Since(start)))
+		m, stopped := attackWith(atk, tr, o.soakRate, min(soakInterval, o.soak-time.Since(start)))
+		if stopped {
+			atk = newAttacker(o.soakRate, 0)
+		}
 		s := soakSample{At: time.Since(start), Requests: m.Requests, P99: m.Latencies.P99}
 		s.Errors = uint64(float64(m.Requests)*(1-m.Success) + 0.5)
 		s.RSS = currentRSS(proxy)
