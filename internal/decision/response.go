@@ -209,6 +209,7 @@ type enforcer struct {
 	removed  int
 	changed  bool
 	patients map[string]struct{}
+	scratch  []string // keep's patients of one resource, one slice for the whole answer
 	// categories of the resources kept
 	categories map[string]struct{}
 }
@@ -251,7 +252,8 @@ func (e *enforcer) keep(res map[string]any) bool {
 	if rt == "" {
 		return !e.enforce // a resource without a type cannot be judged
 	}
-	patients, inCompartment := fhir.PatientsOf(res)
+	patients, inCompartment := fhir.AppendPatientsOf(e.scratch[:0], res)
+	e.scratch = patients // reused by the next resource: patients is read only within this call
 	if e.enforce && (!e.allowed(patients, inCompartment) || !e.reveals(rt, res, inCompartment)) {
 		return false
 	}

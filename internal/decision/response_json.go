@@ -61,7 +61,16 @@ type jsonReader struct {
 	// used lists the slots of strs and nums this answer filled, so reset clears those rather than both
 	// whole tables (64 KB) after every answer.
 	usedStrs, usedNums []uint16
+	// slab is where the answer's short arrays are cut from, each capped at its length so that an append to
+	// one (enforcement filtering entries) reallocates rather than writes into its neighbour.
+	slab []any
 }
+
+// Arrays of up to slabMaxItems elements come from slabs of slabItems; most FHIR arrays hold one or two.
+const (
+	slabItems    = 256
+	slabMaxItems = 32
+)
 
 var jsonReaders = sync.Pool{New: func() any {
 	return &jsonReader{seed: maphash.MakeSeed(), strs: new([internSlots]internSlot), nums: new([internSlots]internSlot)}
@@ -98,6 +107,7 @@ func (r *jsonReader) reset() {
 		r.nums[i] = internSlot{}
 	}
 	r.usedStrs, r.usedNums = r.usedStrs[:0], r.usedNums[:0]
+	r.slab = nil // the rest of the slab belongs to the last answer's arrays
 }
 
 // intern returns the boxed value for the body's bytes [start, end) from table, making it with box on a miss.
@@ -281,7 +291,15 @@ func (r *jsonReader) array() (any, error) {
 		r.space()
 	}
 	items := r.items[base:]
-	out := make([]any, len(items))
+	var out []any
+	if n := len(items); n > slabMaxItems {
+		out = make([]any, n)
+	} else {
+		if len(r.slab) < n {
+			r.slab = make([]any, slabItems)
+		}
+		out, r.slab = r.slab[:n:n], r.slab[n:]
+	}
 	copy(out, items)
 	r.items = r.items[:base]
 	r.depth--
@@ -372,12 +390,15 @@ func (r *jsonReader) stringToken() (raw []byte, plain bool, err error) {
 	start := r.pos + 1
 	i := start
 	plain = true
+	ascii := true
 	for i < len(d) {
 		c := d[i]
 		switch {
+		case jsonPlain[c]:
+			i++
 		case c == '"':
 			r.pos = i + 1
-			if !plain || utf8.Valid(d[start:i]) {
+			if !plain || ascii || utf8.Valid(d[start:i]) {
 				return d[start:i], plain, nil
 			}
 			return d[start:i], false, nil
@@ -404,6 +425,7 @@ func (r *jsonReader) stringToken() (raw []byte, plain bool, err error) {
 			r.pos = i
 			return nil, false, r.syntax("in string literal")
 		default:
+			ascii = false
 			i++
 		}
 	}
