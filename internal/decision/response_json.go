@@ -30,7 +30,7 @@ const maxJSONDepth = 10000
 // the last internSlots of them, by hash, and hands out the same boxed value again rather than a new box. A
 // slot is used only when its bytes are equal, so a collision costs an allocation, never a value.
 const (
-	internMaxLen = 48
+	internMaxLen = 128 // system URLs (http://terminology.hl7.org/CodeSystem/…) are 40 to 80 bytes
 	internSlots  = 1024
 )
 
@@ -509,11 +509,12 @@ func hex4(s []byte) rune {
 // JSON §1.1: readers may rely on it) and the other members in a stable order; numbers stay as written.
 func encode(v any) ([]byte, error) { return encodeSized(v, 0) }
 
-// encodeSized is encode into a buffer of size bytes to start with (the upstream body's length: the answer
-// is rarely larger).
+// encodeSized is encode into a buffer for size bytes to start with (the upstream body's length) and some
+// room: links rewritten to the public base make a compact answer slightly longer than upstream's, and a
+// buffer grown by doubling at the last entry costs twice the answer again.
 func encodeSized(v any, size int) ([]byte, error) {
 	w := jsonWriters.Get().(*jsonWriter)
-	w.b = make([]byte, 0, size)
+	w.b = make([]byte, 0, size+size/16+512)
 	err := w.value(v, 0)
 	b := w.b
 	w.b = nil
