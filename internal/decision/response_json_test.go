@@ -421,3 +421,17 @@ func TestSlabArraysDoNotShareGrowth(t *testing.T) {
 		t.Fatalf("a neighbour changed: %v", root)
 	}
 }
+
+// Large bodies (every value a substring of one copy of the body): a long searchset, strings longer than
+// the intern limit and than a page, the last value ending the body.
+func TestJSONReaderLargeBodies(t *testing.T) {
+	long := strings.Repeat("x", 40<<10)
+	for _, body := range [][]byte{
+		searchsetN(200),
+		[]byte(`{"resourceType":"Patient","a":"` + long + `","b":"after","c":["` + long[:internMaxLen] + `","` + long[:internMaxLen+1] + `",1.50]}`),
+		[]byte(`{"resourceType":"Patient","` + long + `":"` + long + `"}`),
+		[]byte(`{"resourceType":"Patient","n":[` + strings.Repeat(`"abc",12.5,`, 8000) + `"end"]}`),
+	} {
+		checkJSONDifferential(t, body)
+	}
+}
