@@ -37,28 +37,31 @@ func Apply(scope string, resource map[string]any, now time.Time) (keep, changed 
 	if s.passAll {
 		return true, false
 	}
-	if s.withheld(resource, now) {
+	withheld, nested := s.withheld(resource, now)
+	if withheld {
 		return false, false
 	}
-	return true, s.transform(resource)
+	return true, s.transform(resource, nested)
 }
 
 // withheld: a row of the table, or one of the scope's rules for every resource, withholds resource or a
 // resource nested in it (contained, Parameters.parameter.resource, …). A nested resource that may not
-// leave withholds its container: cutting it out would leave references ("#id") to nothing.
-func (s *scope) withheld(res map[string]any, now time.Time) bool {
+// leave withholds its container: cutting it out would leave references ("#id") to nothing. nested reports
+// whether the walk found a resource below res, for transform.
+func (s *scope) withheld(res map[string]any, now time.Time) (withheld, nested bool) {
 	for _, w := range s.everywhere.withhold {
 		if w.when(res, now) {
-			return true
+			return true, false
 		}
 	}
-	withheld := false
+	found := 0
 	eachResource(res, func(r map[string]any) {
+		found++
 		for _, w := range s.row(r).withhold {
 			withheld = withheld || w.when(r, now)
 		}
 	})
-	return withheld
+	return withheld, found > 1
 }
 
 // removes reports whether any row or the scope's every-resource rule removes anything.
@@ -75,24 +78,38 @@ func (s *scope) removes() bool {
 }
 
 // transform runs the rows' removals on res and every resource nested in it, then the scope's removals for
-// every resource over the whole tree, then drops the narrative of a resource that changed.
-func (s *scope) transform(res map[string]any) bool {
+// every resource over the whole tree, then drops the narrative of a resource that changed. nested is
+// withheld's finding: without a resource below res (the usual claim) the rows' removals and the narrative
+// concern res alone, and the tree is not walked again. No removal adds an element holding a resource (they
+// delete, filter arrays and set meta.profile), so what withheld found still holds; walk_ref_test.go holds
+// this to the walking version (FuzzApplyMatchesWalk).
+func (s *scope) transform(res map[string]any, nested bool) bool {
 	if !s.removes() {
 		return false // only withholds (patient-access): no second walk of every resource that leaves
 	}
 	changed := false
-	top := true // eachResource calls with res first
-	eachResource(res, func(r map[string]any) {
-		for _, rm := range s.row(r).remove {
-			changed = rm.do(r, top) || changed
+	if nested {
+		top := true // eachResource calls with res first
+		eachResource(res, func(r map[string]any) {
+			for _, rm := range s.row(r).remove {
+				changed = rm.do(r, top) || changed
+			}
+			top = false
+		})
+	} else {
+		for _, rm := range s.row(res).remove {
+			changed = rm.do(res, true) || changed
 		}
-		top = false
-	})
+	}
 	for _, rm := range s.everywhere.remove {
 		changed = rm.do(res, true) || changed
 	}
 	if changed && s.dropNarrative {
-		eachResource(res, func(r map[string]any) { delete(r, "text") })
+		if nested {
+			eachResource(res, func(r map[string]any) { delete(r, "text") })
+		} else {
+			delete(res, "text")
+		}
 	}
 	return changed
 }

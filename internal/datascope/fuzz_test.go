@@ -16,40 +16,8 @@ import (
 // Access does. Sensitive never panics, and a resource nested in another keeps its label.
 // Seeds: the testdata resources, a few Payer-to-Payer shapes and testdata/fuzz/FuzzApply.
 func FuzzApply(f *testing.F) {
-	for _, name := range []string{"pas-claim.json", "pas-claimresponse.json"} {
-		raw, err := os.ReadFile("testdata/" + name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, raw := range fuzzApplySeeds(f) {
 		f.Add(raw)
-	}
-	raw, err := os.ReadFile("testdata/seed-eobs.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var b struct {
-		Entry []struct {
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := json.Unmarshal(raw, &b); err != nil {
-		f.Fatal(err)
-	}
-	for _, e := range b.Entry {
-		f.Add([]byte(e.Resource))
-	}
-	for _, s := range []string{
-		`{"resourceType":"Encounter","status":"finished","period":{"start":"2021-11-27","end":"2021-11-27T10:00:00+01:00"}}`,
-		`{"resourceType":"Condition","onsetPeriod":{"start":"2010"},"recordedDate":"2022-03","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]}}`,
-		`{"resourceType":"Observation","effectiveTiming":{"event":["2024-01-01T00:00:00Z"]},"valueMoney":{"value":1,"currency":"USD"}}`,
-		`{"resourceType":"Goal","startDate":"2025-01-01","target":[{"dueDate":"2026-01-01"}]}`,
-		`{"resourceType":"ExplanationOfBenefit","status":"active","use":"preauthorization","outcome":"queued","created":"2026-01-01",
-			"item":[{"adjudication":[{"category":{"coding":[{"code":"submitted"}]},"amount":{"value":1,"currency":"USD"},
-			"extension":[{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewAction","extension":[
-			{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewActionCode",
-			"valueCodeableConcept":{"coding":[{"system":"https://codesystem.x12.org/005010/306","code":"A4"}]}}]}]}]}]}`,
-	} {
-		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		res := decodeNumbers(body)
@@ -106,6 +74,47 @@ func payerToPayer(t *testing.T, body []byte) {
 	if !keep || changed || mustMarshal(t, res) != once {
 		t.Fatalf("payer-to-payer second pass: keep %v, changed %v\n%s\n→\n%s", keep, changed, once, mustMarshal(t, res))
 	}
+}
+
+// fuzzApplySeeds: the testdata resources and a few Payer-to-Payer shapes (FuzzApply, FuzzApplyMatchesWalk).
+func fuzzApplySeeds(f testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, name := range []string{"pas-claim.json", "pas-claimresponse.json"} {
+		raw, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, raw)
+	}
+	raw, err := os.ReadFile("testdata/seed-eobs.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range b.Entry {
+		seeds = append(seeds, []byte(e.Resource))
+	}
+	for _, s := range []string{
+		`{"resourceType":"Encounter","status":"finished","period":{"start":"2021-11-27","end":"2021-11-27T10:00:00+01:00"}}`,
+		`{"resourceType":"Condition","onsetPeriod":{"start":"2010"},"recordedDate":"2022-03","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"SUD"}]}}`,
+		`{"resourceType":"Observation","effectiveTiming":{"event":["2024-01-01T00:00:00Z"]},"valueMoney":{"value":1,"currency":"USD"}}`,
+		`{"resourceType":"Goal","startDate":"2025-01-01","target":[{"dueDate":"2026-01-01"}]}`,
+		`{"resourceType":"ExplanationOfBenefit","status":"active","use":"preauthorization","outcome":"queued","created":"2026-01-01",
+			"item":[{"adjudication":[{"category":{"coding":[{"code":"submitted"}]},"amount":{"value":1,"currency":"USD"},
+			"extension":[{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewAction","extension":[
+			{"url":"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/extension-reviewActionCode",
+			"valueCodeableConcept":{"coding":[{"system":"https://codesystem.x12.org/005010/306","code":"A4"}]}}]}]}]}]}`,
+	} {
+		seeds = append(seeds, []byte(s))
+	}
+	return seeds
 }
 
 // decodeNumbers decodes a resource the way the enforcer does (numbers kept as written); nil when body is

@@ -209,6 +209,7 @@ type enforcer struct {
 	removed  int
 	changed  bool
 	patients map[string]struct{}
+	scratch  []string // keep's patients of one resource, one slice for the whole answer
 	// categories of the resources kept
 	categories map[string]struct{}
 }
@@ -251,7 +252,8 @@ func (e *enforcer) keep(res map[string]any) bool {
 	if rt == "" {
 		return !e.enforce // a resource without a type cannot be judged
 	}
-	patients, inCompartment := fhir.PatientsOf(res)
+	patients, inCompartment := fhir.AppendPatientsOf(e.scratch[:0], res)
+	e.scratch = patients // reused by the next resource: patients is read only within this call
 	if e.enforce && (!e.allowed(patients, inCompartment) || !e.reveals(rt, res, inCompartment)) {
 		return false
 	}
@@ -269,7 +271,11 @@ func (e *enforcer) keep(res map[string]any) bool {
 	}
 	e.changed = e.changed || changed
 	for _, p := range patients {
-		e.patients[p] = struct{}{}
+		if _, ok := e.patients[p]; !ok {
+			// A clone: p may be a substring of the decoded body (response_json.go), and the audit record
+			// outlives the answer.
+			e.patients[strings.Clone(p)] = struct{}{}
+		}
 	}
 	if cat := fhir.DataCategory(rt, res); cat != "" {
 		e.categories[cat] = struct{}{}
@@ -463,7 +469,8 @@ func (e *enforcer) bindPages(ctx context.Context, b map[string]any) error {
 	}
 	owner := PageOwner(e.d)
 	for _, id := range pageIDs(urls) {
-		switch err := e.core.Pages.Bind(ctx, id, owner, PageTTL); {
+		// A clone: id may be a substring of the decoded body (response_json.go), and a store keeps it.
+		switch err := e.core.Pages.Bind(ctx, strings.Clone(id), owner, PageTTL); {
 		case errors.Is(err, ErrPageBound):
 			// Another client made the same search and HAPI reused its results: the links stay that
 			// client's; this one's next page answers 404. The page content is enforced either way.

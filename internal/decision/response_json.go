@@ -17,19 +17,20 @@ import (
 // Decoder (UseNumber, into map[string]any, then nothing but whitespace) accepts and yields the same values
 // (duplicate keys: the last wins; invalid UTF-8 and lone surrogates: U+FFFD; numbers as written; nesting past
 // 10,000: refused; a BOM or trailing data: refused), in one pass with no reflection, members gathered on a
-// stack so each map and slice is allocated once at its final size, and repeated short strings (keys, codes,
-// systems) shared within one answer. A parser that accepted what the reference refuses, or read a value
+// stack so each map and slice is allocated once at its final size, keys and strings without escapes sliced
+// out of one copy of the body rather than copied one by one, and repeated short values (codes, systems)
+// boxed once per answer. A parser that accepted what the reference refuses, or read a value
 // differently, would let the checks see another resource than the client gets: FuzzDecodeDifferential and
 // FuzzEnforceDifferential hold it to encoding/json (response_json_test.go).
 
 // maxJSONDepth is encoding/json's scanner limit (maxNestingDepth): the 10,001st open bracket is refused.
 const maxJSONDepth = 10000
 
-// Short strings repeat in an answer (keys, codes, systems, units, references to the same patient): the
-// reader keeps the last internSlots of them, by hash, and hands out the same string again rather than a new
-// copy. A slot is used only when its bytes are equal, so a collision costs an allocation, never a value.
+// Short values repeat in an answer (codes, systems, units, references to the same patient): the reader keeps
+// the last internSlots of them, by hash, and hands out the same boxed value again rather than a new box. A
+// slot is used only when its bytes are equal, so a collision costs an allocation, never a value.
 const (
-	internMaxLen = 48
+	internMaxLen = 128 // system URLs (http://terminology.hl7.org/CodeSystem/…) are 40 to 80 bytes
 	internSlots  = 1024
 )
 
@@ -44,7 +45,11 @@ type jsonMember struct {
 }
 
 type jsonReader struct {
-	data    []byte
+	data []byte
+	// str is data as one string, copied once: plain keys and values are substrings of it, so the decoded
+	// resource holds the body's copy until the last of them goes (callers that keep a value past the answer
+	// clone it: response.go's patients and paging ids).
+	str     string
 	pos     int
 	depth   int
 	members []jsonMember
@@ -53,7 +58,19 @@ type jsonReader struct {
 	strs    *[internSlots]internSlot
 	nums    *[internSlots]internSlot
 	buf     []byte // unescaping scratch
+	// used lists the slots of strs and nums this answer filled, so reset clears those rather than both
+	// whole tables (64 KB) after every answer.
+	usedStrs, usedNums []uint16
+	// slab is where the answer's short arrays are cut from, each capped at its length so that an append to
+	// one (enforcement filtering entries) reallocates rather than writes into its neighbour.
+	slab []any
 }
+
+// Arrays of up to slabMaxItems elements come from slabs of slabItems; most FHIR arrays hold one or two.
+const (
+	slabItems    = 256
+	slabMaxItems = 32
+)
 
 var jsonReaders = sync.Pool{New: func() any {
 	return &jsonReader{seed: maphash.MakeSeed(), strs: new([internSlots]internSlot), nums: new([internSlots]internSlot)}
@@ -78,23 +95,33 @@ func decodeResource(body []byte) (map[string]any, error) {
 
 // reset drops every reference into the last answer, so a pooled reader holds nothing of it.
 func (r *jsonReader) reset() {
-	r.data = nil
+	r.data, r.str = nil, ""
 	clear(r.members[:cap(r.members)])
 	r.members = r.members[:0]
 	clear(r.items[:cap(r.items)])
 	r.items = r.items[:0]
-	clear(r.strs[:])
-	clear(r.nums[:])
+	for _, i := range r.usedStrs {
+		r.strs[i] = internSlot{}
+	}
+	for _, i := range r.usedNums {
+		r.nums[i] = internSlot{}
+	}
+	r.usedStrs, r.usedNums = r.usedStrs[:0], r.usedNums[:0]
+	r.slab = nil // the rest of the slab belongs to the last answer's arrays
 }
 
-// intern returns the boxed value for raw from table, making it with box on a miss.
-func (r *jsonReader) intern(table *[internSlots]internSlot, raw []byte, box func(string) any) *internSlot {
-	slot := &table[maphash.Bytes(r.seed, raw)&(internSlots-1)]
-	if slot.v == nil || slot.s != string(raw) {
-		s := string(raw)
-		slot.s, slot.v = s, box(s)
+// intern returns the boxed value for the body's bytes [start, end) from table, making it with box on a miss.
+func (r *jsonReader) intern(table *[internSlots]internSlot, used *[]uint16, start, end int, box func(string) any) any {
+	i := maphash.Bytes(r.seed, r.data[start:end]) & (internSlots - 1)
+	slot := &table[i]
+	if slot.v == nil {
+		*used = append(*used, uint16(i))
+	} else if slot.s == r.str[start:end] {
+		return slot.v
 	}
-	return slot
+	s := r.str[start:end]
+	slot.s, slot.v = s, box(s)
+	return slot.v
 }
 
 func boxString(s string) any { return s }
@@ -105,6 +132,9 @@ func boxNumber(s string) any { return json.Number(s) }
 func (r *jsonReader) document(body []byte) (map[string]any, error) {
 	r.data, r.pos, r.depth = body, 0, 0
 	r.space()
+	if r.pos < len(r.data) && r.data[r.pos] == '{' {
+		r.str = string(body)
+	}
 	if r.pos >= len(r.data) || r.data[r.pos] != '{' {
 		return nil, errors.New("not a resource")
 	}
@@ -225,8 +255,7 @@ func (r *jsonReader) object() (map[string]any, error) {
 	for _, kv := range members {
 		m[kv.key] = kv.val // a repeated key: the last one wins, as in encoding/json
 	}
-	clear(members)
-	r.members = r.members[:base]
+	r.members = r.members[:base] // not cleared here: overwritten by the next object, cleared by reset
 	r.depth--
 	return m, nil
 }
@@ -262,9 +291,16 @@ func (r *jsonReader) array() (any, error) {
 		r.space()
 	}
 	items := r.items[base:]
-	out := make([]any, len(items))
+	var out []any
+	if n := len(items); n > slabMaxItems {
+		out = make([]any, n)
+	} else {
+		if len(r.slab) < n {
+			r.slab = make([]any, slabItems)
+		}
+		out, r.slab = r.slab[:n:n], r.slab[n:]
+	}
 	copy(out, items)
-	clear(items)
 	r.items = r.items[:base]
 	r.depth--
 	return out, nil
@@ -312,13 +348,13 @@ func (r *jsonReader) number() (any, error) {
 		}
 	}
 	r.pos = i
-	if text := d[start:i]; len(text) <= internMaxLen {
-		return r.intern(r.nums, text, boxNumber).v, nil
+	if i-start <= internMaxLen {
+		return r.intern(r.nums, &r.usedNums, start, i, boxNumber), nil
 	}
-	return json.Number(string(d[start:i])), nil
+	return json.Number(r.str[start:i]), nil
 }
 
-// key reads an object key; keys repeat in every resource, so they are always shared.
+// key reads an object key.
 func (r *jsonReader) key() (string, error) {
 	raw, plain, err := r.stringToken()
 	if err != nil {
@@ -327,10 +363,8 @@ func (r *jsonReader) key() (string, error) {
 	if !plain {
 		return string(r.unquote(raw)), nil
 	}
-	if len(raw) <= internMaxLen {
-		return r.intern(r.strs, raw, boxString).s, nil
-	}
-	return string(raw), nil
+	start := r.pos - 1 - len(raw) // raw is followed by the closing quote
+	return r.str[start : r.pos-1], nil
 }
 
 func (r *jsonReader) stringValue() (any, error) {
@@ -341,10 +375,11 @@ func (r *jsonReader) stringValue() (any, error) {
 	if !plain {
 		return string(r.unquote(raw)), nil
 	}
+	start, end := r.pos-1-len(raw), r.pos-1
 	if len(raw) <= internMaxLen {
-		return r.intern(r.strs, raw, boxString).v, nil
+		return r.intern(r.strs, &r.usedStrs, start, end, boxString), nil
 	}
-	return string(raw), nil
+	return r.str[start:end], nil
 }
 
 // stringToken reads a string literal at r.pos (the opening quote) and returns its raw contents; plain means
@@ -355,12 +390,15 @@ func (r *jsonReader) stringToken() (raw []byte, plain bool, err error) {
 	start := r.pos + 1
 	i := start
 	plain = true
+	ascii := true
 	for i < len(d) {
 		c := d[i]
 		switch {
+		case jsonPlain[c]:
+			i++
 		case c == '"':
 			r.pos = i + 1
-			if !plain || utf8.Valid(d[start:i]) {
+			if !plain || ascii || utf8.Valid(d[start:i]) {
 				return d[start:i], plain, nil
 			}
 			return d[start:i], false, nil
@@ -387,6 +425,7 @@ func (r *jsonReader) stringToken() (raw []byte, plain bool, err error) {
 			r.pos = i
 			return nil, false, r.syntax("in string literal")
 		default:
+			ascii = false
 			i++
 		}
 	}
@@ -470,19 +509,43 @@ func hex4(s []byte) rune {
 // JSON §1.1: readers may rely on it) and the other members in a stable order; numbers stay as written.
 func encode(v any) ([]byte, error) { return encodeSized(v, 0) }
 
-// encodeSized is encode into a buffer of size bytes to start with (the upstream body's length: the answer
-// is rarely larger).
+// encodeSized is encode into a buffer for size bytes to start with (the upstream body's length) and some
+// room: links rewritten to the public base make a compact answer slightly longer than upstream's, and a
+// buffer grown by doubling at the last entry costs twice the answer again.
 func encodeSized(v any, size int) ([]byte, error) {
-	w := jsonWriter{b: make([]byte, 0, size)}
-	if err := w.value(v, 0); err != nil {
+	w := jsonWriters.Get().(*jsonWriter)
+	w.b = make([]byte, 0, size+size/16+512)
+	err := w.value(v, 0)
+	b := w.b
+	w.b = nil
+	clear(w.members[:cap(w.members)]) // the pooled writer holds nothing of the answer
+	w.members = w.members[:0]
+	jsonWriters.Put(w)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrResponse, err)
 	}
-	return w.b, nil
+	return b, nil
 }
 
 type jsonWriter struct {
 	b       []byte
 	members []jsonMember // a stack: each object sorts its members above its parent's
+}
+
+var jsonWriters = sync.Pool{New: func() any { return new(jsonWriter) }}
+
+// sortMembers orders an object's members by key (byte order, as slices.Sort on the keys): insertion sort for
+// the few members most objects have, without a comparison function call per step.
+func sortMembers(ms []jsonMember) {
+	if len(ms) > 12 {
+		slices.SortFunc(ms, func(a, b jsonMember) int { return strings.Compare(a.key, b.key) })
+		return
+	}
+	for i := 1; i < len(ms); i++ {
+		for j := i; j > 0 && ms[j].key < ms[j-1].key; j-- {
+			ms[j], ms[j-1] = ms[j-1], ms[j]
+		}
+	}
 }
 
 func (w *jsonWriter) value(v any, depth int) error {
@@ -502,7 +565,7 @@ func (w *jsonWriter) value(v any, depth int) error {
 			w.members = append(w.members, jsonMember{k, v})
 		}
 		members := w.members[base:]
-		slices.SortFunc(members, func(a, b jsonMember) int { return strings.Compare(a.key, b.key) })
+		sortMembers(members)
 		w.b = append(w.b, '{')
 		if typed {
 			w.b = append(w.b, `"resourceType":`...)
@@ -521,8 +584,7 @@ func (w *jsonWriter) value(v any, depth int) error {
 			}
 		}
 		w.b = append(w.b, '}')
-		clear(w.members[base:])
-		w.members = w.members[:base]
+		w.members = w.members[:base] // not cleared here: overwritten by the next object, cleared by encodeSized
 	case []any:
 		w.b = append(w.b, '[')
 		for i, e := range t {
@@ -556,11 +618,11 @@ func appendJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonPlain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -596,3 +658,12 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// jsonPlain: the bytes appendJSONString copies as they are without a second look (printable ASCII but the
+// quote and the backslash).
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()

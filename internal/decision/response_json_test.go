@@ -329,7 +329,7 @@ func enforceSeeds(tb testing.TB) [][]byte {
 	} {
 		seeds = append(seeds, []byte(s))
 	}
-	seeds = append(seeds, searchsetN(40))
+	seeds = append(seeds, searchsetN(40), searchPage())
 	for _, s := range jsonEdgeCases {
 		seeds = append(seeds, []byte(s))
 	}
@@ -358,8 +358,11 @@ func TestPooledReaderKeepsNothingOfAnAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.reset()
-	if r.data != nil {
+	if r.data != nil || r.str != "" {
 		t.Error("reader holds the body")
+	}
+	if r.slab != nil {
+		t.Error("reader holds the last answer's array slab")
 	}
 	for _, s := range append(r.strs[:], r.nums[:]...) {
 		if s.s != "" || s.v != nil {
@@ -375,5 +378,60 @@ func TestPooledReaderKeepsNothingOfAnAnswer(t *testing.T) {
 		if v != nil {
 			t.Fatalf("reader holds item %v", v)
 		}
+	}
+}
+
+// A pooled writer keeps nothing of the answer it wrote either.
+func TestPooledWriterKeepsNothingOfAnAnswer(t *testing.T) {
+	root, err := decodeResource(searchsetN(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the pool may hand out another writer; any it holds was put back by encodeSized
+		if _, err := encodeSized(root, 0); err != nil {
+			t.Fatal(err)
+		}
+		w := jsonWriters.Get().(*jsonWriter)
+		if w.b != nil {
+			t.Fatal("writer holds the answer's bytes")
+		}
+		for _, m := range w.members[:cap(w.members)] {
+			if m.key != "" || m.val != nil {
+				t.Fatalf("writer holds member %q", m.key)
+			}
+		}
+		jsonWriters.Put(w)
+	}
+}
+
+// Arrays cut from one slab are capped at their length: growing one (enforcement filtering entries) never
+// writes into the next.
+func TestSlabArraysDoNotShareGrowth(t *testing.T) {
+	root, err := decodeResource([]byte(`{"resourceType":"Patient","a":[1],"b":[2,3],"c":[4]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := root["a"].([]any), root["b"].([]any)
+	if cap(a) != len(a) || cap(b) != len(b) {
+		t.Fatalf("cap %d, %d for lengths %d, %d", cap(a), cap(b), len(a), len(b))
+	}
+	_ = append(a, "x")
+	_ = append(b, "y")
+	if b[0] != json.Number("2") || b[1] != json.Number("3") || root["c"].([]any)[0] != json.Number("4") {
+		t.Fatalf("a neighbour changed: %v", root)
+	}
+}
+
+// Large bodies (every value a substring of one copy of the body): a long searchset, strings longer than
+// the intern limit and than a page, the last value ending the body.
+func TestJSONReaderLargeBodies(t *testing.T) {
+	long := strings.Repeat("x", 40<<10)
+	for _, body := range [][]byte{
+		searchsetN(200),
+		[]byte(`{"resourceType":"Patient","a":"` + long + `","b":"after","c":["` + long[:internMaxLen] + `","` + long[:internMaxLen+1] + `",1.50]}`),
+		[]byte(`{"resourceType":"Patient","` + long + `":"` + long + `"}`),
+		[]byte(`{"resourceType":"Patient","n":[` + strings.Repeat(`"abc",12.5,`, 8000) + `"end"]}`),
+	} {
+		checkJSONDifferential(t, body)
 	}
 }

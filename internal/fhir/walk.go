@@ -23,11 +23,53 @@ const maxWalkDepth = 64
 // Device naming another patient is visible to the caller. Contained resources count for their container: a
 // contained resource in another patient's compartment puts the container there too. ids are sorted, unique.
 func PatientsOf(resource map[string]any) (patients []string, inCompartment bool) {
-	set := map[string]struct{}{}
+	patients, inCompartment = AppendPatientsOf(nil, resource)
+	if patients == nil {
+		patients = []string{}
+	}
+	return patients, inCompartment
+}
+
+// AppendPatientsOf is PatientsOf appending the ids to dst, so that a caller judging many resources (response
+// enforcement) reuses one slice rather than allocating per resource.
+func AppendPatientsOf(dst []string, resource map[string]any) (patients []string, inCompartment bool) {
 	rt, _ := resource["resourceType"].(string)
 	inCompartment = rt == "Patient" || PatientCompartmentPaths[rt] != nil
-	collectPatients(resource, set, 0, false)
-	return sortedKeys(set), inCompartment
+	set := patientSet{ids: dst, base: len(dst)}
+	collectPatients(resource, &set, 0, false)
+	slices.Sort(set.ids[set.base:])
+	return set.ids, inCompartment
+}
+
+// patientSet collects unique ids in ids[base:]: by a linear look for the few a resource usually names, by a
+// map past smallPatientSet (a Group of thousands must not cost their square).
+type patientSet struct {
+	ids  []string
+	base int
+	big  map[string]struct{}
+}
+
+const smallPatientSet = 16
+
+func (s *patientSet) add(id string) {
+	if s.big != nil {
+		if _, ok := s.big[id]; ok {
+			return
+		}
+		s.big[id] = struct{}{}
+		s.ids = append(s.ids, id)
+		return
+	}
+	if slices.Contains(s.ids[s.base:], id) {
+		return
+	}
+	s.ids = append(s.ids, id)
+	if len(s.ids)-s.base > smallPatientSet {
+		s.big = make(map[string]struct{}, 2*smallPatientSet)
+		for _, p := range s.ids[s.base:] {
+			s.big[p] = struct{}{}
+		}
+	}
 }
 
 // PatientsOfJSON is PatientsOf for an encoded resource; a body that is not a JSON object is in no compartment
@@ -43,9 +85,9 @@ func PatientsOfJSON(raw json.RawMessage) (patients []string, inCompartment bool,
 
 // collectPatients records res's patients; contained says res sits in a container's contained[], where ids are
 // local to the container.
-func collectPatients(res map[string]any, set map[string]struct{}, depth int, contained bool) {
+func collectPatients(res map[string]any, set *patientSet, depth int, contained bool) {
 	if depth > maxWalkDepth {
-		set[UnknownPatient] = struct{}{}
+		set.add(UnknownPatient)
 		return
 	}
 	rt, _ := res["resourceType"].(string)
@@ -55,10 +97,10 @@ func collectPatients(res map[string]any, set map[string]struct{}, depth int, con
 		if contained || !IsID(id) {
 			id = UnknownPatient
 		}
-		set[id] = struct{}{}
+		set.add(id)
 	case paths != nil:
 		for _, p := range paths {
-			walkPath(res, p, func(ref map[string]any) { addReference(ref, set) }, depth)
+			walkPath(res, p, set, depth)
 		}
 	default:
 		for k, v := range res {
@@ -76,31 +118,32 @@ func collectPatients(res map[string]any, set map[string]struct{}, depth int, con
 	}
 }
 
-// walkPath calls fn with every object found at path below v, descending through arrays at every step.
-func walkPath(v any, path []string, fn func(map[string]any), depth int) {
+// walkPath records the Patient reference of every object found at path below v, descending through arrays at
+// every step.
+func walkPath(v any, path []string, set *patientSet, depth int) {
 	if depth > maxWalkDepth {
 		return
 	}
 	switch t := v.(type) {
 	case []any:
 		for _, e := range t {
-			walkPath(e, path, fn, depth+1)
+			walkPath(e, path, set, depth+1)
 		}
 	case map[string]any:
 		if len(path) == 0 {
-			fn(t)
+			addReference(t, set)
 			return
 		}
 		if next, ok := t[path[0]]; ok {
-			walkPath(next, path[1:], fn, depth+1)
+			walkPath(next, path[1:], set, depth+1)
 		}
 	}
 }
 
 // anyReference records the Patient references anywhere below v.
-func anyReference(v any, set map[string]struct{}, depth int) {
+func anyReference(v any, set *patientSet, depth int) {
 	if depth > maxWalkDepth {
-		set[UnknownPatient] = struct{}{}
+		set.add(UnknownPatient)
 		return
 	}
 	switch t := v.(type) {
@@ -123,16 +166,16 @@ func anyReference(v any, set map[string]struct{}, depth int) {
 }
 
 // addReference records the patient a Reference element points at, if it points at one.
-func addReference(ref map[string]any, set map[string]struct{}) {
+func addReference(ref map[string]any, set *patientSet) {
 	s, _ := ref["reference"].(string)
 	typ, _ := ref["type"].(string)
 	if s == "" {
 		return // identifier- or display-only: names no resource on this server
 	}
 	if id, ok := PatientID(s); ok {
-		set[id] = struct{}{}
+		set.add(id)
 	} else if typ == "Patient" && !strings.HasPrefix(s, "#") {
-		set[UnknownPatient] = struct{}{}
+		set.add(UnknownPatient)
 	}
 }
 
@@ -146,28 +189,36 @@ func PatientID(ref string) (id string, ok bool) {
 	if !strings.Contains(ref, "Patient") {
 		return "", false
 	}
-	segs := strings.Split(ref, "/")
-	if n := len(segs); n >= 4 && segs[n-2] == "_history" {
-		segs = segs[:n-2]
+	// The segments between slashes, read in place (no split: this runs for every reference of every
+	// resource enforcement judges).
+	s, n := ref, strings.Count(ref, "/")+1
+	if n >= 4 {
+		head, _ := cutLastSegment(s)
+		if head2, seg := cutLastSegment(head); seg == "_history" {
+			s, n = head2, n-2
+		}
 	}
-	if n := len(segs); n >= 2 && segs[n-2] == "Patient" && IsID(segs[n-1]) {
-		return segs[n-1], true
+	if n >= 2 {
+		head, id := cutLastSegment(s)
+		if _, typ := cutLastSegment(head); typ == "Patient" && IsID(id) {
+			return id, true
+		}
 	}
-	for _, s := range segs {
-		if s == "Patient" || strings.HasPrefix(s, "Patient?") {
+	for seg := range strings.SplitSeq(s, "/") {
+		if seg == "Patient" || strings.HasPrefix(seg, "Patient?") {
 			return UnknownPatient, true
 		}
 	}
 	return "", false
 }
 
-func sortedKeys(set map[string]struct{}) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
+// cutLastSegment splits s at its last slash; without one, last is all of s.
+func cutLastSegment(s string) (head, last string) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return "", s
 	}
-	slices.Sort(out)
-	return out
+	return s[:i], s[i+1:]
 }
 
 // Data categories of FHIR resources, as audit records name them.
