@@ -15,8 +15,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/policies"
 )
 
 // fakeIssuer serves an OIDC discovery document and a JWKS, and signs tokens like Keycloak's for patient-app.
@@ -116,5 +120,42 @@ func check(b *testing.B, s *authz.Server, req *authv3.CheckRequest) {
 	resp, err := s.Check(context.Background(), req)
 	if err != nil || resp.GetOkResponse() == nil {
 		b.Fatalf("not allowed: %v %v", resp, err)
+	}
+}
+
+// recordingPolicy keeps the last input the core asked its policy about, for BenchmarkPolicyMiss.
+type recordingPolicy struct {
+	decision.Policy
+	last any
+}
+
+func (p *recordingPolicy) Decide(ctx context.Context, input any) (policy.Result, error) {
+	p.last = input
+	return p.Policy.Decide(ctx, input)
+}
+
+// BenchmarkPolicyMiss is the Rego evaluation alone of BenchmarkCheckMiss's input (the engine, no cache): how
+// much of a miss is the policy and how much the rest of the core.
+//
+//	go test -run '^$' -bench BenchmarkPolicyMiss -benchmem ./test/parity
+func BenchmarkPolicyMiss(b *testing.B) {
+	s, req := checkServer(b)
+	cached := s.Core.Policy
+	cfg, err := config.Load("../../config/fhirwall.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	engine, err := policy.New(context.Background(), policies.FS, cfg.PolicyData())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := &recordingPolicy{Policy: cached}
+	s.Core.Policy = rec
+	check(b, s, req)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := engine.Decide(context.Background(), rec.last); err != nil || !r.Allow {
+			b.Fatalf("%+v %v", r, err)
+		}
 	}
 }
