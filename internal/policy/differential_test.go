@@ -70,26 +70,31 @@ func newEnginePair(t testing.TB) enginePair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := New(context.Background(), referenceFS(t), data)
+	ref, err := newEngine(context.Background(), referenceFS(t), data, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cur.Revision() == ref.Revision() {
 		t.Fatal("testdata/reference changes nothing: the rewrite it guards is gone, and so should the copy be")
 	}
+	if cur.current.Load().memo == nil || ref.current.Load().memo != nil {
+		t.Fatal("the current set must run with its memo, the reference without")
+	}
 	return enginePair{current: cur, reference: ref, data: data}
 }
 
-// decideAlike fails t when the two sets answer in differently for input.
-func (p enginePair) decideAlike(t testing.TB, input map[string]any) {
+// decideAlike reports on t when the two sets answer differently for input (Errorf: goroutines call it too).
+func (p enginePair) decideAlike(t testing.TB, input map[string]any) bool {
 	t.Helper()
 	ctx := context.Background()
 	got, gerr := p.current.Decide(ctx, input)
 	want, werr := p.reference.Decide(ctx, input)
 	got.Revision, want.Revision = "", ""
 	if (gerr != nil) != (werr != nil) || !reflect.DeepEqual(got, want) {
-		t.Fatalf("input %v\ncurrent   %+v (%v)\nreference %+v (%v)", input, got, gerr, want, werr)
+		t.Errorf("input %v\ncurrent   %+v (%v)\nreference %+v (%v)", input, got, gerr, want, werr)
+		return false
 	}
+	return true
 }
 
 // inputGen draws policy inputs as the decision core builds them: a request classified by internal/fhir from a
@@ -105,6 +110,9 @@ type inputGen struct {
 	served map[string]map[string][]string
 	api    string
 	typ    string
+	// tokens: a few scope strings drawn once and reused, as a member app's tokens repeat, so that most inputs
+	// share their identity with an earlier one and the memo (memo.go) answers for them.
+	tokens []string
 }
 
 func newInputGen(seed uint64, data map[string]any) *inputGen {
@@ -269,11 +277,17 @@ func (g *inputGen) input() (map[string]any, bool) {
 	in := map[string]any{"api": g.api, "authenticated": !g.chance(10), "request": req.PolicyInput()}
 	if in["authenticated"] == true {
 		var raw []string
-		for range g.r.IntN(5) {
-			raw = append(raw, g.scope())
+		if len(g.tokens) < 4 || g.chance(8) {
+			for range g.r.IntN(5) {
+				raw = append(raw, g.scope())
+			}
+			if g.chance(2) { // a broad grant, so that many requests get past the scope checks to the obligations
+				raw = append(raw, g.pick("patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "system/*.read", "user/*.cruds"))
+			}
+			raw = append(raw, g.pick("openid", "launch/patient", "fhirUser", "offline_access"))
+			g.tokens = append(g.tokens, strings.Join(raw, " "))
 		}
-		raw = append(raw, g.pick("openid", "launch/patient", "fhirUser", "offline_access"))
-		set := smart.ParseSet(strings.Join(raw, " "))
+		set := smart.ParseSet(g.pick(g.tokens...))
 		scopes := make([]any, 0, len(set.Resource))
 		for _, s := range set.Resource {
 			p := s.Permissions
@@ -293,7 +307,7 @@ func (g *inputGen) input() (map[string]any, bool) {
 		if !g.chance(4) {
 			id["patient"] = g.pick("member-01", "member-02")
 		}
-		if g.chance(3) {
+		if g.chance(2) {
 			id["org"] = g.pick("Organization/org-a", "Organization/payer-b")
 		}
 		in["identity"] = id
@@ -345,7 +359,9 @@ func TestRewrittenRulesDecideAsTheReference(t *testing.T) {
 			continue
 		}
 		i++
-		p.decideAlike(t, in)
+		if !p.decideAlike(t, in) {
+			return
+		}
 		r, err := p.current.Decide(context.Background(), in)
 		if err == nil && r.Allow {
 			allowed++
@@ -361,6 +377,33 @@ func TestRewrittenRulesDecideAsTheReference(t *testing.T) {
 	}
 }
 
+// TestMemoDecidesAsFullEvaluation: the embedded set with its memo (memo.go), fed thousands of inputs that share
+// tokens, API and request parts with earlier ones, answers each as the same set evaluating every rule anew.
+func TestMemoDecidesAsFullEvaluation(t *testing.T) {
+	p := newEnginePair(t)
+	full, err := newEngine(context.Background(), policies.FS, p.data, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.reference = full
+	n := 6000
+	if testing.Short() {
+		n = 600
+	}
+	g := newInputGen(57, p.data)
+	for i := 0; i < n; {
+		if in, ok := g.input(); ok {
+			i++
+			if !p.decideAlike(t, in) {
+				return
+			}
+		}
+	}
+	if hits := p.current.current.Load().memo.hits.Load(); hits < uint64(n) {
+		t.Fatalf("the memo answered %d times in %d evaluations: the test proves nothing about it", hits, n)
+	}
+}
+
 // FuzzRewrittenRulesDecideAsTheReference: go test -fuzz FuzzRewrittenRulesDecideAsTheReference ./internal/policy
 func FuzzRewrittenRulesDecideAsTheReference(f *testing.F) {
 	p := newEnginePair(f)
@@ -369,9 +412,9 @@ func FuzzRewrittenRulesDecideAsTheReference(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) {
 		g := newInputGen(seed, p.data)
-		for range 8 {
-			if in, ok := g.input(); ok {
-				p.decideAlike(t, in)
+		for range 16 {
+			if in, ok := g.input(); ok && !p.decideAlike(t, in) {
+				return
 			}
 		}
 	})

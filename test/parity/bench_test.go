@@ -24,7 +24,7 @@ import (
 )
 
 // fakeIssuer serves an OIDC discovery document and a JWKS, and signs tokens like Keycloak's for patient-app.
-func fakeIssuer(b *testing.B) (url string, sign func(scope string) string) {
+func fakeIssuer(b testing.TB) (url string, sign func(scope string) string) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		b.Fatal(err)
@@ -99,7 +99,7 @@ func BenchmarkCheckMiss(b *testing.B) {
 	}
 }
 
-func checkServer(b *testing.B) (*authz.Server, *authv3.CheckRequest) {
+func checkServer(b testing.TB) (*authz.Server, *authv3.CheckRequest) {
 	iss, sign := fakeIssuer(b)
 	verifier, err := token.NewVerifier([]token.IssuerConfig{{URL: iss, Audience: "fhirwall"}}, token.Options{Now: time.Now})
 	if err != nil {
