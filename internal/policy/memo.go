@@ -114,7 +114,8 @@ func (p *memoPlan) rule(rule *ast.Rule, r *nodeReads, add func(*nodeReads), visi
 			// prefix; none when the prefix leaves the rule tree without passing a rule (base data: data.config).
 			node, ground := p.root, groundStringPrefix(ref)
 			var into *ast.TreeNode
-			for _, t := range ground {
+			depth := 0 // of into in ground
+			for i, t := range ground {
 				next := node.Child(t.Value)
 				if next == nil {
 					node = nil
@@ -122,11 +123,16 @@ func (p *memoPlan) rule(rule *ast.Rule, r *nodeReads, add func(*nodeReads), visi
 				}
 				node = next
 				if len(node.Values) > 0 && into == nil {
-					into = node
+					into, depth = node, i+1
 				}
 			}
 			switch {
 			case into != nil:
+				if alias := inputAlias(into); alias != nil {
+					// `req := input.request`: req.params reads input.request.params, not all of the request.
+					r.input = addPrefix(r.input, append(alias.Copy(), ground[depth:]...))
+					return false
+				}
 				node = into
 			case node == nil:
 				return false
@@ -146,6 +152,36 @@ func (p *memoPlan) rule(rule *ast.Rule, r *nodeReads, add func(*nodeReads), visi
 	if inputVars != inputRefs {
 		r.ok = false
 	}
+}
+
+// inputAlias: for a node whose only rule names a stretch of the input (`req := input.request`, which the
+// compiler makes `req := x if { x = input.request }`), that stretch without the leading input; else nil.
+func inputAlias(n *ast.TreeNode) ast.Ref {
+	if len(n.Values) != 1 {
+		return nil
+	}
+	rule := n.Values[0]
+	if rule.Default || rule.Else != nil || len(rule.Head.Args) > 0 || rule.Head.Key != nil || rule.Head.Value == nil ||
+		len(rule.Body) != 1 || len(rule.Head.Ref()) != 1 {
+		return nil
+	}
+	head, ok := rule.Head.Value.Value.(ast.Var)
+	e := rule.Body[0]
+	if !ok || !e.IsEquality() || len(e.With) > 0 || e.Negated {
+		return nil
+	}
+	l, r := e.Operand(0), e.Operand(1)
+	if l.Value.Compare(head) != 0 {
+		l, r = r, l
+	}
+	ref, ok := r.Value.(ast.Ref)
+	if !ok || l.Value.Compare(head) != 0 || !ref.HasPrefix(ast.InputRootRef) {
+		return nil
+	}
+	if p := groundStringPrefix(ref); len(p) == len(ref) && len(p) > 1 {
+		return p[1:]
+	}
+	return nil
 }
 
 // groundStringPrefix is the leading terms of ref up to the first that is not a string (a variable, a number

@@ -114,3 +114,32 @@ func TestMemoUnderConcurrentDecisions(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestMemoFollowsInputAliases: through `req := input.request`, a rule reading req.kind is keyed on
+// input.request.kind alone, and answers for each kind its own.
+func TestMemoFollowsInputAliases(t *testing.T) {
+	ctx := context.Background()
+	set := fstest.MapFS{"authz.rego": {Data: []byte(`package fhirwall.authz
+import rego.v1
+req := input.request
+kind := req.kind
+decision := {"allow": true, "status": 200, "reasons": [kind], "obligations": {}}
+`)}}
+	e, err := New(ctx, set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.current.Load().memo.plan.lookup(ast.MustParseRef("data.fhirwall.authz.kind")); r == nil || len(r.input) != 1 || r.input[0].String() != `request.kind` {
+		t.Fatalf("kind reads %+v, want input.request.kind", r)
+	}
+	for i := range 6 {
+		kind := []string{"a", "b"}[i%2]
+		r, err := e.Decide(ctx, map[string]any{"request": map[string]any{"kind": kind, "other": []any{string(rune('p' + i))}}})
+		if err != nil || r.Reasons[0] != kind {
+			t.Fatalf("%d: %+v %v", i, r, err)
+		}
+	}
+	if e.current.Load().memo.hits.Load() == 0 {
+		t.Fatal("the memo never answered")
+	}
+}
