@@ -336,13 +336,17 @@ func (m *memo) put(h uint64, e *memoEntry) {
 	m.young[h] = append(m.young[h], e)
 }
 
-// key builds the memo key of ref for an evaluation of input; ok false when ref is not memoizable.
-func (m *memo) key(ref ast.Ref, input ast.Value) (memoKey, uint64, bool) {
+// key builds the memo key of ref for an evaluation of input, its values in buf when it has room (a key only
+// looked up, never kept); ok false when ref is not memoizable.
+func (m *memo) key(ref ast.Ref, input ast.Value, buf []ast.Value) (memoKey, uint64, bool) {
 	r := m.plan.lookup(ref)
 	if r == nil {
 		return memoKey{}, 0, false
 	}
-	k := memoKey{ref: ref, vals: make([]ast.Value, len(r.input))}
+	if cap(buf) < len(r.input) {
+		buf = make([]ast.Value, len(r.input))
+	}
+	k := memoKey{ref: ref, vals: buf[:len(r.input)]}
 	for i, p := range r.input {
 		if v, err := input.Find(p); err == nil {
 			k.vals[i] = v

@@ -16,8 +16,9 @@ type vcache struct {
 	frames []vframe
 	// memo: the compiled set's values kept across evaluations (memo.go), consulted and fed outside `with`
 	// only; input is the evaluation's input, whose stretches are part of the memo's keys. nil: no memo.
-	memo  *memo
-	input ast.Value
+	memo    *memo
+	input   ast.Value
+	scratch [8]ast.Value // the values of a key looked up in the memo
 }
 
 var _ topdown.VirtualCache = (*vcache)(nil)
@@ -54,7 +55,7 @@ func (c *vcache) publish() {
 		if e.memoized {
 			continue
 		}
-		k, h, ok := c.memo.key(e.ref, c.input)
+		k, h, ok := c.memo.key(e.ref, c.input, nil) // kept: values of its own
 		if !ok {
 			continue
 		}
@@ -124,7 +125,8 @@ func (c *vcache) Get(ref ast.Ref) (*ast.Term, bool) {
 
 // fromMemo looks ref up in the memo and, when there, keeps it in the frame for the rest of the evaluation.
 func (c *vcache) fromMemo(ref ast.Ref) *ventry {
-	k, h, ok := c.memo.key(ref, c.input)
+	k, h, ok := c.memo.key(ref, c.input, c.scratch[:0])
+	defer clear(c.scratch[:])
 	if !ok {
 		return nil
 	}
