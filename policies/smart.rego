@@ -64,9 +64,28 @@ revealing(context, type) := {scope |
 # reveals, directly or through "*", the granular constraints a resource of that type must match to leave:
 # {} when a scope without parameters grants it, else the union of the granting scopes' values per parameter
 # (SMART 2.x §Finer-grained resource constraints). A type the API does not serve never leaves.
-response_types(context, types) := {type: constraints(context, type) |
-	some type in types
-	count(revealing(context, type)) > 0
+response_types(context, types) := object.union(
+	{type: star |
+		revealed := revealed_types(context)
+		"*" in revealed
+		star := constraints(context, "*")
+		some type in types
+		not type in revealed
+	},
+	{type: constraints(context, type) |
+		some type in revealed_types(context)
+		type in types
+	},
+)
+
+# The resource types the scopes of a context reveal ("*" among them). A type no scope names is revealed by the
+# "*" scopes alone, so its constraints are constraints(context, "*"): computed once, not once per served type.
+# The two halves of response_types have no key in common (object.union would merge the constraints of one
+# into the other's).
+revealed_types(context) := {scope.resource_type |
+	some scope in input.identity.scopes
+	scope.context == context
+	reveals(scope)
 }
 
 constraints(context, type) := {} if {

@@ -109,11 +109,14 @@ type Engine struct {
 	// swap orders the stores of concurrent Loads with their numbers: Version().Load only ever grows.
 	swap  sync.Mutex
 	loads uint64
+	// noMemo: every evaluation computes every rule (tests compare the two).
+	noMemo bool
 }
 
 type compiled struct {
 	query   rego.PreparedEvalQuery
 	version Version
+	memo    *memo // nil: the set is not pure, or memoizing is off
 }
 
 // Version says which compiled set is in force, for a cache of its decisions (decision.CachedPolicy).
@@ -132,7 +135,12 @@ type Version struct {
 // New compiles the .rego files of fsys (skipping *_test.rego) and returns an engine. data is what the
 // policies see as data.config (the APIs' resource types and search parameters, from fhirwall's config).
 func New(ctx context.Context, fsys fs.FS, data map[string]any) (*Engine, error) {
-	e := &Engine{data: data}
+	return newEngine(ctx, fsys, data, false)
+}
+
+// newEngine is New, without the memo (memo.go) when noMemo: every rule evaluated for every input.
+func newEngine(ctx context.Context, fsys fs.FS, data map[string]any, noMemo bool) (*Engine, error) {
+	e := &Engine{data: data, noMemo: noMemo}
 	if err := e.Load(ctx, fsys); err != nil {
 		return nil, err
 	}
@@ -177,7 +185,11 @@ func (e *Engine) Load(ctx context.Context, fsys fs.FS) error {
 	defer e.swap.Unlock()
 	e.loads++
 	v.Load = e.loads
-	e.current.Store(&compiled{query: pq, version: v})
+	var m *memo
+	if v.Pure && !e.noMemo {
+		m = newMemo(newMemoPlan(compiler))
+	}
+	e.current.Store(&compiled{query: pq, version: v, memo: m})
 	return nil
 }
 
@@ -224,7 +236,11 @@ func (e *Engine) Decide(ctx context.Context, input any) (Result, error) {
 			return Result{}, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
 		}
 	}
-	vc := getVCache()
+	m := c.memo
+	if m != nil && !plainJSON(input, 0) {
+		m = nil
+	}
+	vc := getVCache(m, in)
 	defer vc.release()
 	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalVirtualCache(vc), rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
@@ -245,5 +261,6 @@ func (e *Engine) Decide(ctx context.Context, input any) (Result, error) {
 		return Result{}, fmt.Errorf("%w: inconsistent decision %+v", ErrEvaluation, r)
 	}
 	r.Revision = c.version.Revision
+	vc.publish()
 	return r, nil
 }

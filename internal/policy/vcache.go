@@ -14,6 +14,11 @@ import (
 // A vcache belongs to one evaluation at a time.
 type vcache struct {
 	frames []vframe
+	// memo: the compiled set's values kept across evaluations (memo.go), consulted and fed outside `with`
+	// only; input is the evaluation's input, whose stretches are part of the memo's keys. nil: no memo.
+	memo    *memo
+	input   ast.Value
+	scratch [8]ast.Value // the values of a key looked up in the memo
 }
 
 var _ topdown.VirtualCache = (*vcache)(nil)
@@ -28,12 +33,35 @@ type ventry struct {
 	ref       ast.Ref
 	value     *ast.Term
 	undefined bool
+	memoized  bool // came from the memo: nothing to publish
 	next      int32
 }
 
 var vcachePool = sync.Pool{New: func() any { return &vcache{frames: make([]vframe, 1, 2)} }}
 
-func getVCache() *vcache { return vcachePool.Get().(*vcache) }
+func getVCache(m *memo, input ast.Value) *vcache {
+	c := vcachePool.Get().(*vcache)
+	c.memo, c.input = m, input
+	return c
+}
+
+// publish hands the memoizable values of a finished evaluation to the memo; called only when the evaluation
+// ended without error.
+func (c *vcache) publish() {
+	if c.memo == nil || len(c.frames) != 1 {
+		return
+	}
+	for _, e := range c.frames[0].entries {
+		if e.memoized {
+			continue
+		}
+		k, h, ok := c.memo.key(e.ref, c.input, nil) // kept: values of its own
+		if !ok {
+			continue
+		}
+		c.memo.put(h, &memoEntry{key: k, value: e.value, undefined: e.undefined})
+	}
+}
 
 // release empties c (no term of the finished evaluation stays reachable) and returns it to the pool.
 func (c *vcache) release() {
@@ -41,6 +69,7 @@ func (c *vcache) release() {
 		c.frames[i].reset()
 	}
 	c.frames = c.frames[:1]
+	c.memo, c.input = nil, nil
 	vcachePool.Put(c)
 }
 
@@ -78,10 +107,13 @@ func (f *vframe) find(ref ast.Ref, h uint64) *ventry {
 // Get follows topdown.VirtualCache: (nil, true) is a cached undefined, (nil, false) not cached.
 func (c *vcache) Get(ref ast.Ref) (*ast.Term, bool) {
 	f := c.top()
-	if len(f.entries) == 0 {
-		return nil, false
+	var e *ventry
+	if len(f.entries) > 0 {
+		e = f.find(ref, uint64(ref.Hash()))
 	}
-	e := f.find(ref, uint64(ref.Hash()))
+	if e == nil && c.memo != nil && len(c.frames) == 1 {
+		e = c.fromMemo(ref)
+	}
 	switch {
 	case e == nil:
 		return nil, false
@@ -91,27 +123,48 @@ func (c *vcache) Get(ref ast.Ref) (*ast.Term, bool) {
 	return e.value, false
 }
 
+// fromMemo looks ref up in the memo and, when there, keeps it in the frame for the rest of the evaluation.
+func (c *vcache) fromMemo(ref ast.Ref) *ventry {
+	k, h, ok := c.memo.key(ref, c.input, c.scratch[:0])
+	defer clear(c.scratch[:])
+	if !ok {
+		return nil
+	}
+	m := c.memo.get(h, &k)
+	if m == nil {
+		return nil
+	}
+	e := c.entry(ref, uint64(ref.Hash()))
+	e.value, e.undefined, e.memoized = m.value, m.undefined, true
+	return e
+}
+
 // Put records value for ref, or that ref is undefined when value is nil.
 func (c *vcache) Put(ref ast.Ref, value *ast.Term) {
-	f := c.top()
-	if f.index == nil {
-		f.index = make(map[uint64]int32, 32)
-	}
-	h := uint64(ref.Hash())
-	e := f.find(ref, h)
-	if e == nil {
-		// A copy: topdown passes slices of buffers it reuses (evalTree's plugged, evalFunc's cacheKey). OPA's
-		// trie keeps the terms, not the slice, and so must this.
-		f.entries = append(f.entries, ventry{ref: slices.Clone(ref), next: f.index[h]})
-		f.index[h] = int32(len(f.entries))
-		e = &f.entries[len(f.entries)-1]
-	}
+	e := c.entry(ref, uint64(ref.Hash()))
+	e.memoized = false
 	// As OPA's own cache: a value and an undefined mark are kept side by side, and undefined wins in Get.
 	if value != nil {
 		e.value = value
 	} else {
 		e.undefined = true
 	}
+}
+
+// entry finds or adds the current frame's entry for ref.
+func (c *vcache) entry(ref ast.Ref, h uint64) *ventry {
+	f := c.top()
+	if f.index == nil {
+		f.index = make(map[uint64]int32, 32)
+	}
+	if e := f.find(ref, h); e != nil {
+		return e
+	}
+	// A copy: topdown passes slices of buffers it reuses (evalTree's plugged, evalFunc's cacheKey). OPA's trie
+	// keeps the terms, not the slice, and so must this.
+	f.entries = append(f.entries, ventry{ref: slices.Clone(ref), next: f.index[h]})
+	f.index[h] = int32(len(f.entries))
+	return &f.entries[len(f.entries)-1]
 }
 
 // Keys returns the references with a cached (defined) value in the current frame.

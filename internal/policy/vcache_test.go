@@ -23,7 +23,7 @@ func TestVirtualCacheAnswersAsOPAsOwn(t *testing.T) {
 		ast.MustParseRef("data.fhirwall.smart.needed_permission"),
 	}
 	values := []*ast.Term{nil, ast.StringTerm("ExplanationOfBenefit"), ast.BooleanTerm(true), ast.SetTerm(ast.StringTerm("patient"))}
-	ours, theirs := getVCache(), topdown.NewVirtualCache()
+	ours, theirs := getVCache(nil, nil), topdown.NewVirtualCache()
 	defer ours.release()
 	depth := 0
 	buf := make(ast.Ref, 0, 8)

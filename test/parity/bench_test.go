@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,12 +16,16 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/filters/authz"
+	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/policies"
 )
 
 // fakeIssuer serves an OIDC discovery document and a JWKS, and signs tokens like Keycloak's for patient-app.
-func fakeIssuer(b *testing.B) (url string, sign func(scope string) string) {
+func fakeIssuer(b testing.TB) (url string, sign func(scope string) string) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		b.Fatal(err)
@@ -95,7 +100,7 @@ func BenchmarkCheckMiss(b *testing.B) {
 	}
 }
 
-func checkServer(b *testing.B) (*authz.Server, *authv3.CheckRequest) {
+func checkServer(b testing.TB) (*authz.Server, *authv3.CheckRequest) {
 	iss, sign := fakeIssuer(b)
 	verifier, err := token.NewVerifier([]token.IssuerConfig{{URL: iss, Audience: "fhirwall"}}, token.Options{Now: time.Now})
 	if err != nil {
@@ -116,5 +121,51 @@ func check(b *testing.B, s *authz.Server, req *authv3.CheckRequest) {
 	resp, err := s.Check(context.Background(), req)
 	if err != nil || resp.GetOkResponse() == nil {
 		b.Fatalf("not allowed: %v %v", resp, err)
+	}
+}
+
+// recordingPolicy keeps the last input the core asked its policy about, for BenchmarkPolicyMiss.
+type recordingPolicy struct {
+	decision.Policy
+	last any
+}
+
+func (p *recordingPolicy) Decide(ctx context.Context, input any) (policy.Result, error) {
+	p.last = input
+	return p.Policy.Decide(ctx, input)
+}
+
+// BenchmarkPolicyMiss is the Rego evaluation alone of BenchmarkCheckMiss's inputs (the engine, without the
+// decision cache; with its memo, as fhirwall runs it): how much of a miss is the policy and how much the rest of
+// the core.
+//
+//	go test -run '^$' -bench BenchmarkPolicyMiss -benchmem ./test/parity
+func BenchmarkPolicyMiss(b *testing.B) {
+	s, req := checkServer(b)
+	cached := s.Core.Policy
+	cfg, err := config.Load("../../config/fhirwall.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	engine, err := policy.New(context.Background(), policies.FS, cfg.PolicyData())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := &recordingPolicy{Policy: cached}
+	s.Core.Policy = rec
+	check(b, s, req)
+	in := rec.last.(map[string]any)
+	request := maps.Clone(in["request"].(map[string]any))
+	params := request["params"].([]any)
+	in["request"] = request
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++ // as BenchmarkCheckMiss: one more parameter value never seen before
+		request["params"] = append(params[:len(params):len(params)], map[string]any{"key": "identifier", "name": "identifier",
+			"modifier": "", "target_type": "", "chain": []any{}, "values": []any{strconv.Itoa(i)}})
+		if r, err := engine.Decide(context.Background(), in); err != nil || !r.Allow {
+			b.Fatalf("%+v %v", r, err)
+		}
 	}
 }
