@@ -86,7 +86,8 @@ fuzz:
 	         FuzzCanonical:./internal/decision FuzzCarriedEncoding:./internal/decision FuzzEnforceDifferential:./internal/decision \
 	         FuzzDecodeDifferential:./internal/decision FuzzAccessRecordEncoding:./internal/audit \
 	         FuzzString:./internal/jsonenc FuzzFloat64:./internal/jsonenc FuzzTime:./internal/jsonenc \
-	         FuzzCarriedDecoding:./internal/decision FuzzApplyMatchesWalk:./internal/datascope FuzzPatientsOf:./internal/fhir; do \
+	         FuzzCarriedDecoding:./internal/decision FuzzApplyMatchesWalk:./internal/datascope FuzzPatientsOf:./internal/fhir \
+	         FuzzRewrittenRulesDecideAsTheReference:./internal/policy; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
