@@ -500,34 +500,33 @@ func targeter(base, token string, paths []string) vegeta.Targeter {
 
 // attack runs vegeta at rate per second (rate 0: as fast as workers concurrent requests allow) for d.
 func attack(tr vegeta.Targeter, rate, workers int, d time.Duration) vegeta.Metrics {
-	m, _ := attackWith(newAttacker(rate, workers), tr, rate, d)
-	return m
+	return attackWith(nil, tr, rate, workers, d)
 }
 
-// newAttacker is a load generator: keep-alive connections, at most workers concurrent requests when rate is 0.
-func newAttacker(rate, workers int) *vegeta.Attacker {
-	opts := []func(*vegeta.Attacker){vegeta.KeepAlive(true), vegeta.Connections(512), vegeta.Timeout(10 * time.Second)}
+// attackWith is attack through client's connections when client is set (a vegeta attacker is spent after one
+// attack; its client is not), else through a new client's.
+func attackWith(client *http.Client, tr vegeta.Targeter, rate, workers int, d time.Duration) vegeta.Metrics {
+	var opts []func(*vegeta.Attacker)
+	if client != nil {
+		opts = append(opts, vegeta.Client(client))
+	}
+	opts = append(opts, vegeta.KeepAlive(true), vegeta.Connections(512), vegeta.Timeout(10*time.Second))
+	pace := vegeta.Rate{Freq: rate, Per: time.Second}
 	if rate == 0 {
 		opts = append(opts, vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(uint64(workers)))
 	}
-	return vegeta.NewAttacker(opts...)
-}
-
-// attackWith runs one attack of atk (whose connections carry over from its earlier attacks); stopped reports
-// that it had to be stopped past its time, after which atk attacks no more.
-func attackWith(atk *vegeta.Attacker, tr vegeta.Targeter, rate int, d time.Duration) (m vegeta.Metrics, stopped bool) {
-	pace := vegeta.Rate{Freq: rate, Per: time.Second}
+	atk := vegeta.NewAttacker(opts...)
+	var m vegeta.Metrics
 	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
 	defer cancel()
 	for r := range atk.Attack(tr, pace, d, "bench") {
 		m.Add(r)
 		if ctx.Err() != nil {
 			atk.Stop()
-			stopped = true
 		}
 	}
 	m.Close()
-	return m, stopped
+	return m
 }
 
 func cpu(ps []*proc) time.Duration {
