@@ -114,7 +114,7 @@ func soak(o options, runDir string, sc scenario, token string, paths []string) (
 	res.GoroutinesSlope = slope(steady, func(s soakSample) float64 { return s.Goroutines })
 	res.GCPauseP99, res.GCPauses = res.Samples[len(res.Samples)-1].GCPauses.since(pausesBefore).quantile(0.99)
 	if res.GCPauseMax > 0 {
-		// The exported histogram's buckets are coarse (powers of 16 near a millisecond): no pause exceeded the max.
+		// The exported histogram's buckets are coarse (1 ms to 10 ms is one bucket): no pause exceeded the max.
 		res.GCPauseP99 = min(res.GCPauseP99, res.GCPauseMax)
 	}
 	fmt.Printf("  soak %s: %d requests, %d errors, RSS slope %+.2f MB/min, goroutines slope %+.2f /min, worst 10 s p99 %s, GC pauses %d: p99 ≤ %s, max %s\n",
