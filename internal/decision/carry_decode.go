@@ -614,18 +614,6 @@ func (r *jr) str() string {
 			break
 		}
 		switch e := r.b[j+1]; e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
 		case 'u':
 			c1, ok := escapedRune(r.b, j+2)
 			if !ok {
@@ -649,8 +637,12 @@ func (r *jr) str() string {
 			out = utf8.AppendRune(out, c1)
 			continue
 		default:
-			r.bad = true
-			return ""
+			c, ok := jsonEscape(e)
+			if !ok {
+				r.bad = true
+				return ""
+			}
+			out = append(out, c)
 		}
 		j += 2
 	}

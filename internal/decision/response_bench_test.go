@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/datascope"
+
+	"github.com/fhirwall/fhirwall/test/bench/benchdata"
 )
 
 // cpuTime is the process's CPU time (user and system, the garbage collector's included). Benchmarks here
@@ -87,31 +87,8 @@ func BenchmarkReadBundle1000(b *testing.B) {
 	reportCPU(b, start)
 }
 
-// searchPage is the load harness's upstream answer (test/bench/load roles.go, eobBundle(5), copied: that is
-// package main): a searchset of five of member-01's CARIN BB ExplanationOfBenefits, about 6 KB.
-func searchPage() []byte {
-	const n = 5
-	var b strings.Builder
-	b.WriteString(`{"resourceType":"Bundle","type":"searchset","total":` + strconv.Itoa(n) + `,"link":[{"relation":"self","url":"http://127.0.0.1/fhir/ExplanationOfBenefit?patient=member-01"}],"entry":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"fullUrl":"http://127.0.0.1/fhir/ExplanationOfBenefit/eob-%d","resource":{"resourceType":"ExplanationOfBenefit","id":"eob-%d",`+
-			`"meta":{"profile":["http://hl7.org/fhir/us/carin-bb/StructureDefinition/C4BB-ExplanationOfBenefit-Professional-NonClinician"]},`+
-			`"status":"active","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/claim-type","code":"professional"}]},`+
-			`"use":"claim","patient":{"reference":"Patient/member-01"},"billablePeriod":{"start":"2024-0%d-01"},"created":"2024-0%d-15T00:00:00Z",`+
-			`"insurer":{"reference":"Organization/payer"},"provider":{"reference":"Organization/clinic"},"outcome":"complete",`+
-			`"insurance":[{"focal":true,"coverage":{"reference":"Coverage/cov-member-01"}}],`+
-			`"item":[{"sequence":1,"productOrService":{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":"99213"}]},"servicedDate":"2024-0%d-01",`+
-			`"adjudication":[{"category":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/adjudication","code":"submitted"}]},"amount":{"value":120.0,"currency":"USD"}},`+
-			`{"category":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/adjudication","code":"benefit"}]},"amount":{"value":96.0,"currency":"USD"}}]}],`+
-			`"total":[{"category":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/adjudication","code":"submitted"}]},"amount":{"value":120.0,"currency":"USD"}}],`+
-			`"payment":{"amount":{"value":96.0,"currency":"USD"}}},"search":{"mode":"match"}}`, i, i, i%9+1, i%9+1, i%9+1)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
-}
+// searchPage is the load harness's upstream answer (test/bench/benchdata): five of member-01's EOBs, ~7 KB.
+func searchPage() []byte { return []byte(benchdata.EOBSearchPage(5)) }
 
 // searchPageDecision is the harness's request: member-01's app searching its EOBs on the patient access API
 // (compartment, the patient-access data scope; the self link is the client's own, so the page is re-encoded).

@@ -433,6 +433,25 @@ func (r *jsonReader) stringToken() (raw []byte, plain bool, err error) {
 	return nil, false, r.syntax("unexpected end of string")
 }
 
+// jsonEscape is the byte a two-character JSON escape \e stands for; false for \u and anything else.
+func jsonEscape(e byte) (byte, bool) {
+	switch e {
+	case '"', '\\', '/':
+		return e, true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	case 'n':
+		return '\n', true
+	case 'r':
+		return '\r', true
+	case 't':
+		return '\t', true
+	}
+	return 0, false
+}
+
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
@@ -446,16 +465,6 @@ func (r *jsonReader) unquote(s []byte) []byte {
 		switch {
 		case c == '\\':
 			switch e := s[i+1]; e {
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
 			case 'u':
 				rr := hex4(s[i+2 : i+6])
 				i += 6
@@ -472,8 +481,9 @@ func (r *jsonReader) unquote(s []byte) []byte {
 				}
 				b = utf8.AppendRune(b, rr)
 				continue
-			default: // '"', '\\', '/'
-				b = append(b, e)
+			default: // validated: one of jsonEscape's
+				c, _ := jsonEscape(e)
+				b = append(b, c)
 			}
 			i += 2
 		case c < utf8.RuneSelf:
