@@ -1,14 +1,13 @@
 package datascope
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/test/fuzzcorpus"
 )
 
 // applyWalking is Apply as it was before transform learned withheld's finding (issue 18): every transform
@@ -52,20 +51,7 @@ func checkApplyMatchesWalk(t *testing.T, body []byte) {
 // element), where transform still walks.
 func walkSeeds(tb testing.TB) [][]byte {
 	seeds := fuzzApplySeeds(tb)
-	files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzApply", "*"))
-	for _, name := range files {
-		raw, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, line := range strings.Split(string(raw), "\n") {
-			if q, ok := strings.CutPrefix(line, "[]byte("); ok {
-				if s, err := strconv.Unquote(strings.TrimSuffix(q, ")")); err == nil {
-					seeds = append(seeds, []byte(s))
-				}
-			}
-		}
-	}
+	seeds = append(seeds, fuzzcorpus.Bytes(tb, filepath.Join("testdata", "fuzz", "FuzzApply", "*"))...)
 	for _, s := range []string{
 		`{"resourceType":"ExplanationOfBenefit","use":"claim","billablePeriod":{"start":"2024-01-01"},"text":{"div":"$1"},"payment":{"amount":{"value":1}},` +
 			`"contained":[{"resourceType":"ExplanationOfBenefit","use":"claim","billablePeriod":{"start":"2024-01-01"},"text":{"div":"$2"},"payment":{"amount":{"value":2}},"total":[{"amount":{"value":3}}]}]}`,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/policy"
+
+	"github.com/fhirwall/fhirwall/test/fuzzcorpus"
 )
 
 // refJSON is the path enforcement took before response_json.go: encoding/json's Decoder and the map writer.
@@ -296,24 +297,7 @@ func FuzzEnforceDifferential(f *testing.F) {
 
 // enforceSeeds: every Bundle in testdata, the tests' builders, and the reader's edge cases.
 func enforceSeeds(tb testing.TB) [][]byte {
-	var seeds [][]byte
-	dirs, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "*"))
-	for _, dir := range dirs {
-		files, _ := filepath.Glob(filepath.Join(dir, "*"))
-		for _, name := range files {
-			raw, err := os.ReadFile(name)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			for _, line := range strings.Split(string(raw), "\n") {
-				if q, ok := strings.CutPrefix(line, "[]byte("); ok {
-					if s, err := strconv.Unquote(strings.TrimSuffix(q, ")")); err == nil {
-						seeds = append(seeds, []byte(s))
-					}
-				}
-			}
-		}
-	}
+	seeds := fuzzcorpus.Bytes(tb, filepath.Join("testdata", "fuzz", "*", "*"))
 	links := []string{"self http://127.0.0.1:8090/fhir/ExplanationOfBenefit?patient=" + me,
 		"next http://127.0.0.1:8090/fhir?_getpages=seed&_getpagesoffset=10&_count=10&_bundletype=searchset"}
 	contained := strings.Replace(eob("e3", me), `"status"`, `"contained":[{"resourceType":"Observation","id":"c","subject":{"reference":"Patient/`+me+`"}},{"resourceType":"Patient","id":"x"}],"status"`, 1)
