@@ -3,7 +3,6 @@ package audit
 import (
 	"encoding/json"
 	"strconv"
-	"sync"
 
 	"github.com/fhirwall/fhirwall/internal/jsonenc"
 )
@@ -14,25 +13,19 @@ import (
 // TestAccessRecordEncodingIsEncodingJSONs and FuzzAccessRecordEncoding hold it to that; a value this encoder
 // does not write exactly as encoding/json would (a time outside RFC 3339, a NaN) goes to encoding/json.
 
-// encodeBufs holds the scratch buffers access records are built in; the record itself is copied out at
-// its exact size, because the spool keeps it until its commit.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// maxPooledEncodeBuf: a buffer grown past this (a record with a very long patient list) is not kept.
-const maxPooledEncodeBuf = 64 << 10
+// encodeBufs lends the scratch buffers access records are built in; the record itself is copied out at its
+// exact size, because the spool keeps it until its commit.
+var encodeBufs = jsonenc.NewScratch(2048, 64<<10)
 
 // encodeAccess is json.Marshal(a) for an access record.
 func encodeAccess(a *accessRecord) ([]byte, error) {
-	bp := encodeBufs.Get().(*[]byte)
-	b, ok := appendAccess((*bp)[:0], a)
+	bp := encodeBufs.Get()
+	b, ok := appendAccess(*bp, a)
 	var out []byte
 	if ok {
 		out = append(make([]byte, 0, len(b)), b...)
 	}
-	if cap(b) <= maxPooledEncodeBuf {
-		*bp = b[:0]
-		encodeBufs.Put(bp)
-	}
+	encodeBufs.Put(bp, b)
 	if !ok {
 		v := *a // a copy for encoding/json, so that a itself does not escape to the heap on every call
 		return json.Marshal(v)

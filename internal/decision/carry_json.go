@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/fhir"
@@ -19,25 +18,19 @@ import (
 // encoding/json's reflection: the very bytes json.Marshal(carried) writes (TestCarriedEncodingIsEncodingJSONs
 // fills every member of every nested type by reflection, so a member added to token.Identity or
 // policy.Obligations and not here fails it; FuzzCarriedEncoding compares any value encoding/json can decode).
-// Unseal still reads with encoding/json, so a replica of either version opens what the other sealed. A value
-// the appenders leave to encoding/json (a time outside RFC 3339) goes to it.
+// Unseal reads these bytes back by hand (carry_decode.go) and anything else with encoding/json, so a replica of
+// either version opens what the other sealed. A value the appenders leave to encoding/json (a time outside
+// RFC 3339) goes to it.
 
-// carryBufs holds the scratch buffers carried decisions are built in; Seal encrypts from it into its own
+// carryBufs lends the scratch buffers carried decisions are built in; Seal encrypts from one into its own
 // output, so nothing of it is kept.
-var carryBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-const maxPooledCarryBuf = 64 << 10
+var carryBufs = jsonenc.NewScratch(2048, 64<<10)
 
 // sealCarried encodes w into a pooled buffer and hands it to seal, which must not keep it.
 func sealCarried(w *carried, seal func(plain []byte) (string, error)) (string, error) {
-	bp := carryBufs.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= maxPooledCarryBuf {
-			carryBufs.Put(bp)
-		}
-	}()
-	b, ok := appendCarried((*bp)[:0], w)
-	*bp = b[:0]
+	bp := carryBufs.Get()
+	b, ok := appendCarried(*bp, w)
+	defer carryBufs.Put(bp, b)
 	if !ok {
 		v := *w // a copy for encoding/json, so that w itself does not escape to the heap on every call
 		plain, err := json.Marshal(v)

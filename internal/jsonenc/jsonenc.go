@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -151,4 +152,34 @@ func StringsMap[M ~map[string][]string](b []byte, m M) []byte {
 		b = Strings(b, m[k])
 	}
 	return append(b, '}')
+}
+
+// Scratch lends the buffers a hand encoder builds a value in before copying it out or handing it on; a
+// buffer grown past max (a record with a very long list) is dropped rather than kept in the pool.
+type Scratch struct {
+	pool sync.Pool
+	max  int
+}
+
+// NewScratch makes buffers of capacity size, kept up to capacity max.
+func NewScratch(size, max int) *Scratch {
+	s := &Scratch{max: max}
+	s.pool.New = func() any { b := make([]byte, 0, size); return &b }
+	return s
+}
+
+// Get lends an empty buffer; give it back with Put.
+func (s *Scratch) Get() *[]byte {
+	bp := s.pool.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+// Put takes back bp, with b (what was appended to it) as its storage from now on; nothing of b may be used
+// after.
+func (s *Scratch) Put(bp *[]byte, b []byte) {
+	if cap(b) <= s.max {
+		*bp = b[:0]
+		s.pool.Put(bp)
+	}
 }
