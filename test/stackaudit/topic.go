@@ -35,17 +35,26 @@ func NewTopic(prefix string, parts int) (string, error) {
 		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(MaxMessageBytes)}}}); err != nil {
 		return "", err
 	}
+	if err := WaitForLeaders(context.Background(), Broker, name, parts); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// WaitForLeaders waits up to 15 s until each of the first parts partitions of topic on broker has a leader (a
+// topic just created has none for a moment, and a write to it fails).
+func WaitForLeaders(ctx context.Context, broker, topic string, parts int) error {
 	for p := range parts {
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			l, err := kafkago.DialLeader(context.Background(), "tcp", Broker, name, p)
+			l, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p)
 			if err == nil {
 				l.Close()
 				break
 			}
 			if time.Now().After(deadline) {
-				return "", fmt.Errorf("partition %d of %s has no leader: %v", p, name, err)
+				return fmt.Errorf("partition %d of %s has no leader: %w", p, topic, err)
 			}
 		}
 	}
-	return name, nil
+	return nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/test/stackaudit"
 )
 
 func main() {
@@ -255,17 +256,8 @@ func newTopic(ctx context.Context, broker, topic string) (string, error) {
 	if err := cc.CreateTopics(kafkago.TopicConfig{Topic: topic, NumPartitions: 3, ReplicationFactor: 1}); err != nil {
 		return "", fmt.Errorf("creating topic %s: %w", topic, err)
 	}
-	for p := range 3 {
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			l, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p)
-			if err == nil {
-				l.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("partition %d of %s has no leader: %w", p, topic, err)
-			}
-		}
+	if err := stackaudit.WaitForLeaders(ctx, broker, topic, 3); err != nil {
+		return "", err
 	}
 	return topic, nil
 }
