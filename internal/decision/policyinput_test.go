@@ -115,3 +115,42 @@ func TestRecordCarriesThePolicyInputAndVerdictOnlyWhenThePolicyRan(t *testing.T)
 		t.Fatalf("a request refused before the policy ran records %+v", pv)
 	}
 }
+
+// FuzzRecordedInput: for any parameter name and value, the recorded input is encoding/json's bytes of the
+// input, except that a parameter named access_token keeps none of its values.
+// go test ./internal/decision -run '^$' -fuzz FuzzRecordedInput
+func FuzzRecordedInput(f *testing.F) {
+	f.Add("patient", "member-01")
+	f.Add("access_token", "eyJhbGciOi")
+	f.Add("Access_Token:exact", "<&>\u2028\xff")
+	f.Add("_has:Observation:patient:code", "")
+	f.Fuzz(func(t *testing.T, name, value string) {
+		in := map[string]any{"api": value, "request": map[string]any{"params": []any{
+			map[string]any{"key": name, "name": name, "values": []any{value, "x"}}}}}
+		got, truncated := recordedInput(in)
+		if truncated || !json.Valid(got) {
+			t.Fatalf("recorded %q (truncated %v)", got, truncated)
+		}
+		if !isTokenParam(name) && !containsFold(got, "access_token") {
+			want, _ := json.Marshal(in)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("recorded %s\nencoding/json %s", got, want)
+			}
+			return
+		}
+		var back struct {
+			Request struct {
+				Params []struct {
+					Name   string   `json:"name"`
+					Values []string `json:"values"`
+				} `json:"params"`
+			} `json:"request"`
+		}
+		if err := json.Unmarshal(got, &back); err != nil || len(back.Request.Params) != 1 {
+			t.Fatalf("recorded %s: %v", got, err)
+		}
+		if p := back.Request.Params[0]; isTokenParam(p.Name) && (len(p.Values) != 2 || p.Values[0] != redacted || p.Values[1] != redacted) {
+			t.Fatalf("token parameter recorded as %s", got)
+		}
+	})
+}
