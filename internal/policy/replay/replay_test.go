@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/internal/policy/replay"
 	"github.com/fhirwall/fhirwall/policies"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // tightenedReason is the reason of the one rule the candidate adds.
@@ -364,3 +366,46 @@ func (fakeEchoEvaluator) Decide(_ context.Context, input any) (policy.Result, er
 	return policy.Result{Status: 403, Reasons: []string{"fake"}}, nil
 }
 func (fakeEchoEvaluator) Revision() string { return "fake-echo" }
+
+// TestRecordedInputsFollowThePolicyInputSchema: what replay feeds a candidate is the documented policy input
+// (policies/schema/input.schema.json), so a candidate written against that schema sees what it expects.
+func TestRecordedInputsFollowThePolicyInputSchema(t *testing.T) {
+	f, err := os.Open("../../../policies/schema/input.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("input.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("input.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range record(t).lines {
+		var r audit.Record
+		if err := json.Unmarshal(l, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Policy == nil {
+			continue
+		}
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Policy.Input))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(v); err != nil {
+			t.Errorf("recorded input %s: %v", r.Policy.Input, err)
+		}
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("%d recorded inputs, want 5", n)
+	}
+}
