@@ -3,10 +3,10 @@ package decision
 import (
 	"bytes"
 	"encoding/json"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/jsonenc"
@@ -25,7 +25,12 @@ const redacted = "REDACTED"
 // access_token redacted. An input longer than audit.MaxPolicyInput is left out (truncated); one that does not
 // encode (no input Decide builds) is left out too, and the record then has no policy member.
 func recordedInput(input map[string]any) (b []byte, truncated bool) {
-	b, ok := appendInput(make([]byte, 0, 1024), input, 0)
+	e := inputEncoders.Get().(*inputEncoder)
+	out, ok := e.encode(input)
+	if ok {
+		b = append(make([]byte, 0, len(out)), out...) // the record keeps it: its exact size, out of the pool
+	}
+	e.release(out)
 	if !ok {
 		var err error
 		if b, err = json.Marshal(input); err != nil {
@@ -51,10 +56,36 @@ func recordedInput(input map[string]any) (b []byte, truncated bool) {
 	return b, false
 }
 
-// appendInput appends json.Marshal(v)'s bytes for the types the core builds inputs from (map[string]any, []any,
-// string, bool, nil: as canonical.go); false for anything else, which encoding/json then writes. It runs on
-// every decision, so it avoids encoding/json's reflection (TestRecordedInputIsEncodingJSONs holds it to it).
-func appendInput(b []byte, v any, depth int) ([]byte, bool) {
+// inputEncoder writes json.Marshal's bytes of the values the core builds inputs from (map[string]any, []any,
+// string, []string, bool, nil: as canonical.go) without encoding/json's reflection and its per-map key
+// slices: it runs on every decision (TestRecordedInputIsEncodingJSONs holds it to encoding/json). Anything
+// else reports false and encoding/json writes the input. One encoder serves one goroutine at a time.
+type inputEncoder struct {
+	buf  []byte
+	keys []string // the keys of the objects being encoded, one stretch per nesting level
+}
+
+var inputEncoders = sync.Pool{New: func() any { return &inputEncoder{buf: make([]byte, 0, 2048)} }}
+
+// maxPooledInput: a larger buffer (an input near the bound) is not kept for the next decision.
+const maxPooledInput = 4 * audit.MaxPolicyInput
+
+func (e *inputEncoder) encode(v map[string]any) ([]byte, bool) {
+	return e.value(e.buf[:0], v, 0)
+}
+
+func (e *inputEncoder) release(b []byte) {
+	if cap(b) <= maxPooledInput {
+		e.buf = b[:0]
+	} else {
+		e.buf = make([]byte, 0, 2048)
+	}
+	clear(e.keys[:cap(e.keys)])
+	e.keys = e.keys[:0]
+	inputEncoders.Put(e)
+}
+
+func (e *inputEncoder) value(b []byte, v any, depth int) ([]byte, bool) {
 	if depth > maxCanonicalDepth {
 		return b, false
 	}
@@ -75,12 +106,12 @@ func appendInput(b []byte, v any, depth int) ([]byte, bool) {
 			return append(b, "null"...), true
 		}
 		b = append(b, '[')
-		for i, e := range t {
+		for i, el := range t {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			var ok bool
-			if b, ok = appendInput(b, e, depth+1); !ok {
+			if b, ok = e.value(b, el, depth+1); !ok {
 				return b, false
 			}
 		}
@@ -89,18 +120,26 @@ func appendInput(b []byte, v any, depth int) ([]byte, bool) {
 		if t == nil {
 			return append(b, "null"...), true
 		}
+		start := len(e.keys)
+		for k := range t {
+			e.keys = append(e.keys, k)
+		}
+		keys := e.keys[start:]
+		slices.Sort(keys)
 		b = append(b, '{')
-		for i, k := range slices.Sorted(maps.Keys(t)) {
+		for i := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}
+			k := e.keys[start+i] // e.keys may have grown (and moved) under a nested object
 			b = jsonenc.String(b, k)
 			b = append(b, ':')
 			var ok bool
-			if b, ok = appendInput(b, t[k], depth+1); !ok {
+			if b, ok = e.value(b, t[k], depth+1); !ok {
 				return b, false
 			}
 		}
+		e.keys = e.keys[:start]
 		return append(b, '}'), true
 	}
 	return b, false
