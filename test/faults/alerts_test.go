@@ -210,7 +210,11 @@ func (tr *traffic) decidePended(t *testing.T) {
 	decided := 0
 	for _, id := range tr.submitted {
 		it, found, err := admin.Find(ctx, "pended", id)
-		if err != nil || !found {
+		if err != nil {
+			t.Errorf("the review queue (%s left pended?): %v", id, err)
+			return
+		}
+		if !found {
 			continue
 		}
 		st, b, err := admin.Decide(ctx, it.ID, pa.Review{Reviewer: "faults-alerts", Verdict: pa.ReviewApproved})
