@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 )
 
@@ -99,6 +100,7 @@ func TestShippedRulesPassPromtoolCheck(t *testing.T) {
 }
 
 func TestShippedRulesPassTheirUnitTests(t *testing.T) {
+	evidence.Proves(t, "OPS-MON-01")
 	dir, tests := workdir(t, shippedRules(t))
 	promtool(t, dir, append([]string{"test", "rules"}, tests...)...)
 }
