@@ -50,6 +50,16 @@ $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-val
 test-tools: $(VALIDATOR)
 	bash test/stack/envoy.sh install
 	bash test/stack/chromium.sh install
+	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
+	GO=$(GO) bash test/tools/prometheus/build.sh
+
+## alerts-test: promtool checks and unit-tests the chart's alert rules (test/alerts); promtool and prometheus are
+## built from the Prometheus module (test/tools/prometheus) into $$HOME/.cache/fhirwall/bin, one build per version.
+.PHONY: alerts-test
+alerts-test:
+	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
+	GO=$(GO) bash test/tools/prometheus/build.sh
+	FHIRWALL_REQUIRE_ALL=1 $(GO) test -count=1 ./test/alerts
 
 # Browser screenshots (the portal, the lifecycle walk) land in $(ARTIFACTS)/portal.
 ARTIFACTS ?= $(CURDIR)/.fhirwall/artifacts
@@ -147,7 +157,8 @@ bench-hapi: stack-up bench-kafka
 faults: stack-up faults-run
 faults-run: $(EVIDENCE_BIN)
 	@mkdir -p $(EVIDENCE)
-	set -o pipefail; $(GO) test -json -tags e2e,faults -count=1 -p 1 -timeout 15m ./test/faults/... 2>&1 | $(EVIDENCE_BIN) tee -json $(EVIDENCE)/faults.json
+	GO=$(GO) bash test/tools/prometheus/build.sh
+	set -o pipefail; $(GO) test -json -tags e2e,faults -count=1 -p 1 -timeout 20m ./test/faults/... 2>&1 | $(EVIDENCE_BIN) tee -json $(EVIDENCE)/faults.json
 
 ## helm-test: lint charts/fhirwall and compare `helm template` with test/helm/testdata/golden. helm is built
 ## from its own module (test/tools/helm) so the main go.mod gains no Kubernetes dependencies.
