@@ -45,7 +45,7 @@ VALIDATOR := test/tools/fhir-validator/target/fhir-validator-0.1.0.jar
 $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-validator/src -type f)
 	mvn -q -B -f test/tools/fhir-validator/pom.xml package
 
-# What the unit tests run besides Go (Envoy, the HAPI jar the validator's build fetches), ready before them.
+# What the unit tests run besides Go (Envoy, the HAPI jar the validator's build fetches, helm, promtool), ready before them.
 .PHONY: test-tools
 test-tools: $(VALIDATOR)
 	bash test/stack/envoy.sh install
