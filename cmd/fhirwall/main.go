@@ -15,14 +15,20 @@
 //	fhirwall apps approve -id ID -reviewer NAME [-reason R] [-apis A,B] [-scopes S,T]
 //	fhirwall apps activate|suspend|reactivate|deactivate -id ID -reviewer NAME [-reason R]   (suspend, deactivate: -reason required)
 //	fhirwall apps import -clients config/clients.yaml -postgres DSN -spool DIR -key FILE
+//	fhirwall selftest --against URL -config selftest.yaml -key AUDIT_KEY -out DIR [-ca FILE] [-only IDS] [-audit-kafka BROKERS] [-rate-limit-burst N]
+//	fhirwall evidence verify -key FILE.pub[,…] matrix.signed.json
 //
 // The prior-auth commands are clients of fhirwall-proxy's review admin API (default http://127.0.0.1:9190,
 // the token from $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE); the prior-auth report reads PostgreSQL directly
 // (default $FHIRWALL_JOBS_POSTGRES_DSN). The apps commands but import are clients of the app registry's admin
 // API (the token from $FHIRWALL_ADMIN_TOKEN_FILE); import writes PostgreSQL directly and audits into a spool.
 //
-// Exit status: 0 done (verify: intact), 1 verify found a break or the admin API refused (not found,
-// already decided), 2 bad usage or an unreadable source.
+// selftest runs internal/selftest's checks against a live deployment with the payer's test clients and writes
+// the compliance matrix, signed with the audit key (docs/selftest.md); evidence verify checks such a matrix.
+//
+// Exit status: 0 done (verify: intact; selftest: every check passed or skipped), 1 verify found a break or
+// refused the matrix, a selftest check failed, or the admin API refused (not found, already decided), 2 bad
+// usage or an unreadable source.
 package main
 
 import (
@@ -42,7 +48,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
-const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | apps <list|show|register|approve|activate|suspend|reactivate|deactivate|history|import> | report prior-auth [flags]   (-h after the command for its flags)`
+const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | apps <list|show|register|approve|activate|suspend|reactivate|deactivate|history|import> | report prior-auth | selftest --against URL | evidence verify [flags]   (-h after the command for its flags)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		return appsCmd(ctx, args[1:], out)
 	case len(args) > 1 && args[0] == "report" && args[1] == "prior-auth":
 		return reportPriorAuth(ctx, args[2:], out)
+	case len(args) > 0 && args[0] == "selftest":
+		return selftestCmd(ctx, args[1:], out)
+	case len(args) > 0 && args[0] == "evidence":
+		return evidenceCmd(args[1:], out)
 	case len(args) > 0 && args[0] == "report":
 		return 2, errors.New("report: the one report here is prior-auth: fhirwall report prior-auth -year YYYY (the Patient Access report is fhirwall audit report cms-patient-access)")
 	}
