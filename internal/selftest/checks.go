@@ -17,41 +17,47 @@ import (
 	"sync"
 )
 
-// Requirement ids of internal/evidence's table that the checks prove.
+// Requirement ids of internal/evidence's table (requirements.yaml) that the checks prove; a test keeps every
+// one of them in the table.
 const (
-	reqAudit       = "AUD-01"
-	reqSmartDisc   = "SMART-01"    // SMART discovery: .well-known/smart-configuration
-	reqCapability  = "SMART-02"    // CapabilityStatement at [base]/metadata
-	reqScopes      = "SMART-03"    // scopes enforced
-	reqTokens      = "SMART-04"    // token validation: forged, expired, unsigned, in the query string
-	reqPatientAcc  = "CMS-PA-01"   // Patient Access: a member reads their own data
-	reqProvider    = "CMS-PROV-01" // Provider Access: attributed members only
-	reqPayer       = "CMS-P2P-01"  // Payer-to-Payer: opted-in members only
-	reqPriorAuth   = "CMS-PAU-01"  // Prior Authorization API: provider systems only
-	reqRefusalSame = "SEC-01"      // not found and not yours answer alike
-	reqRateLimit   = "SEC-02"      // rate limits answer 429 with Retry-After
-	reqAdversarial = "SEC-03"      // search and header bypasses refused
+	reqSmartDisc      = "SMART-01"    // .well-known/smart-configuration
+	reqCapability     = "SMART-02"    // [base]/metadata names the OAuth endpoints
+	reqTokens         = "SMART-03"    // no, forged, unsigned, expired token or one in the query: 401
+	reqChallenge      = "SMART-04"    // 401/403 carry an RFC 6750 Bearer challenge
+	reqScopes         = "SMART-05"    // scopes enforced per type
+	reqBackend        = "BACKEND-01"  // client_credentials with private_key_jwt reads what its API allows
+	reqOwnAPI         = "BACKEND-03"  // clients only on their own API
+	reqPatientAcc     = "CMS-PA-01"   // a member's app reads the member's data
+	reqOwnDataOnly    = "CMS-PA-02"   // and nothing of anybody else's
+	reqProvider       = "CMS-PROV-01" // attributed members only
+	reqPayerOptIn     = "CMS-P2P-01"  // opted-in members only
+	reqPayersOnly     = "CMS-P2P-04"  // member and provider tokens refused on Payer-to-Payer
+	reqPriorAuthOwner = "CMS-PAU-06"  // prior auth: provider systems only
+	reqRefusalSame    = "SEC-01"      // not yours answers like missing
+	reqNoSmuggling    = "SEC-02"      // parameters, paths and headers smuggle nothing out
+	reqRateLimit      = "OPS-RATE-01" // 429 with Retry-After
+	reqAudit          = "AUD-01"      // a record per request
 )
 
 func checks() []check {
 	return []check{
 		{"discovery/smart-configuration", []string{reqSmartDisc}, checkSmartConfiguration},
 		{"discovery/capability-statement", []string{reqCapability}, checkCapabilityStatement},
-		{"scopes/member-reads-own-data", []string{reqPatientAcc, reqScopes}, checkMemberReadsOwn},
-		{"scopes/no-token-refused", []string{reqTokens}, checkNoToken},
-		{"scopes/token-without-scope-refused", []string{reqScopes}, checkWithoutScope},
-		{"scopes/client-on-another-api-refused", []string{reqScopes}, checkWrongAPI},
-		{"scopes/other-patient-refused", []string{reqPatientAcc, reqScopes}, checkOtherPatient},
-		{"refusal/not-yours-answers-like-not-found", []string{reqRefusalSame}, checkRefusalEquivalence},
-		{"datascope/provider-access-attributed-only", []string{reqProvider}, checkProviderScope},
-		{"datascope/payer-to-payer-opted-in-only", []string{reqPayer}, checkPayerScope},
-		{"datascope/prior-auth-provider-systems-only", []string{reqPriorAuth}, checkPriorAuth},
+		{"scopes/member-reads-own-data", []string{reqPatientAcc}, checkMemberReadsOwn},
+		{"scopes/no-token-refused", []string{reqTokens, reqChallenge}, checkNoToken},
+		{"scopes/token-without-scope-refused", []string{reqScopes, reqChallenge}, checkWithoutScope},
+		{"scopes/client-on-another-api-refused", []string{reqOwnAPI}, checkWrongAPI},
+		{"scopes/other-patient-refused", []string{reqOwnDataOnly}, checkOtherPatient},
+		{"refusal/not-yours-answers-like-not-found", []string{reqRefusalSame, reqOwnDataOnly}, checkRefusalEquivalence},
+		{"datascope/provider-access-attributed-only", []string{reqProvider, reqBackend}, checkProviderScope},
+		{"datascope/payer-to-payer-opted-in-only", []string{reqPayerOptIn, reqPayersOnly}, checkPayerScope},
+		{"datascope/prior-auth-provider-systems-only", []string{reqPriorAuthOwner}, checkPriorAuth},
 		{"ratelimit/burst-answers-429", []string{reqRateLimit}, checkRateLimit},
-		{"adversarial/search-bypass", []string{reqAdversarial, reqPatientAcc}, checkSearchBypass},
+		{"adversarial/search-bypass", []string{reqNoSmuggling, reqOwnDataOnly}, checkSearchBypass},
 		{"adversarial/token-in-query-string", []string{reqTokens}, checkTokenInQuery},
-		{"adversarial/forged-expired-unsigned-token", []string{reqTokens}, checkForgedTokens},
-		{"adversarial/unknown-api-path", []string{reqAdversarial}, checkUnknownPath},
-		{"adversarial/header-spoofing", []string{reqAdversarial}, checkHeaderSpoofing},
+		{"adversarial/forged-expired-unsigned-token", []string{reqTokens, reqChallenge}, checkForgedTokens},
+		{"adversarial/unknown-api-path", []string{reqNoSmuggling}, checkUnknownPath},
+		{"adversarial/header-spoofing", []string{reqNoSmuggling}, checkHeaderSpoofing},
 		// Last: it looks for the records of every answer above.
 		{"audit/records-appear", []string{reqAudit}, checkAuditRecords},
 	}
@@ -216,6 +222,9 @@ func checkNoToken(ctx context.Context, r *runner) (Outcome, string) {
 		if ans.status != 401 || !isOutcome(ans.body) {
 			return failf("%s %s without a token: %d %.120s, want 401 OperationOutcome", a[0], path, ans.status, ans.body)
 		}
+		if msg := challenge(ans, ""); msg != "" {
+			return failf("%s without a token: %s", a[0], msg)
+		}
 		seen = append(seen, a[0])
 	}
 	if len(seen) == 0 {
@@ -240,7 +249,10 @@ func checkWithoutScope(ctx context.Context, r *runner) (Outcome, string) {
 	if ans.status != 403 || !isOutcome(ans.body) {
 		return failf("EOB search with a token lacking its scope: %d %.120s, want 403 OperationOutcome", ans.status, ans.body)
 	}
-	return Pass, "EOB search without the scope: 403"
+	if msg := challenge(ans, "insufficient_scope"); msg != "" {
+		return failf("EOB search without the scope: %s", msg)
+	}
+	return Pass, "EOB search without the scope: 403, Bearer error=insufficient_scope"
 }
 
 // A client is registered for its APIs only: a member's app on Provider Access and a provider's backend on
@@ -394,8 +406,27 @@ func checkPayerScope(ctx context.Context, r *runner) (Outcome, string) {
 			return failf("not opted in %s: %d, want a refusal", path, ans.status)
 		}
 	}
+	// Payer-to-Payer is for payers: a member's or a provider's valid token is refused there.
+	others := ""
+	for _, who := range []string{"member", "provider"} {
+		otok, ok, err := r.token(ctx, who)
+		if !ok {
+			continue
+		}
+		if err != nil {
+			return Fail, err.Error()
+		}
+		ans, err := r.send(ctx, who+" on payer-to-payer", http.MethodGet, base+"/Patient/"+not, otok, nil, nil)
+		if err != nil {
+			return Fail, err.Error()
+		}
+		if ans.status != 401 && ans.status != 403 || !isOutcome(ans.body) {
+			return failf("the %s's token on Payer-to-Payer: %d, want 403 OperationOutcome", who, ans.status)
+		}
+		others += "; " + who + "'s token refused"
+	}
 	if r.c.Payer.OptedIn == "" {
-		return Pass, "a member not opted in: refused (payer.opted_in_patient not set: the opted-in read is not checked)"
+		return Pass, "a member not opted in: refused" + others + " (payer.opted_in_patient not set: the opted-in read is not checked)"
 	}
 	ans, err := r.send(ctx, "payer reads an opted-in member", http.MethodGet, base+"/Patient/"+r.c.Payer.OptedIn, tok, nil, nil)
 	if err != nil {
@@ -404,7 +435,7 @@ func checkPayerScope(ctx context.Context, r *runner) (Outcome, string) {
 	if ans.status != 200 || resourceType(ans.body) != "Patient" {
 		return failf("opted-in Patient/%s: %d %.120s, want 200", r.c.Payer.OptedIn, ans.status, ans.body)
 	}
-	return Pass, "opted in: 200; not opted in: refused"
+	return Pass, "opted in: 200; not opted in: refused" + others
 }
 
 // inquiryProbe is a Claim/$inquire body that names no request of anybody's: it reaches the operation (a
@@ -650,8 +681,11 @@ func checkForgedTokens(ctx context.Context, r *runner) (Outcome, string) {
 		if ans.status != 401 || !isOutcome(ans.body) {
 			return failf("%s: %d, want 401 OperationOutcome", name, ans.status)
 		}
+		if msg := challenge(ans, "invalid_token"); msg != "" {
+			return failf("%s: %s", name, msg)
+		}
 	}
-	return Pass, "changed signature, alg none, expired with a foreign key: 401"
+	return Pass, "changed signature, alg none, expired with a foreign key: 401, Bearer error=invalid_token"
 }
 
 // Unknown paths never reach the FHIR server: another API's name, the FHIR server's own base, a path that
@@ -709,6 +743,18 @@ func checkHeaderSpoofing(ctx context.Context, r *runner) (Outcome, string) {
 		}
 	}
 	return Pass, "x-fhirwall-* and forwarding headers from the client change nothing"
+}
+
+// challenge checks RFC 6750 §3's WWW-Authenticate: a Bearer challenge, with error=code when code is set.
+func challenge(a answer, code string) string {
+	h := a.header.Get("WWW-Authenticate")
+	if !strings.HasPrefix(strings.ToLower(h), "bearer") {
+		return fmt.Sprintf("WWW-Authenticate %q, want a Bearer challenge", h)
+	}
+	if code != "" && !strings.Contains(h, `error="`+code+`"`) {
+		return fmt.Sprintf("WWW-Authenticate %q, want error=%q", h, code)
+	}
+	return ""
 }
 
 // judge returns why an answer leaks or misbehaves: a 2xx must not name the patient that is not the
