@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
 func TestRequirementTableIsValid(t *testing.T) {
@@ -268,4 +270,13 @@ func FuzzParseProvesLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestKeyIDIsTheAuditKeyID(t *testing.T) {
+	for seed := byte(1); seed < 4; seed++ {
+		pub := testKey(seed).Public().(ed25519.PublicKey)
+		if keyID(pub) != audit.KeyID(pub) {
+			t.Fatalf("keyID %s, audit.KeyID %s", keyID(pub), audit.KeyID(pub))
+		}
+	}
 }

@@ -3,12 +3,12 @@ package evidence
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
 // ErrUnverified is returned (wrapped) by Verify for every envelope it refuses.
@@ -22,18 +22,26 @@ type envelope struct {
 
 // encodeEnvelope writes the one byte layout Sign produces; Verify re-encodes what it parsed and compares, so
 // a change anywhere in the envelope, even in bytes JSON would ignore, is refused.
-func encodeEnvelope(matrix []byte, keyID, sig string) []byte {
+func encodeEnvelope(matrix []byte, kid, sig string) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"matrix":`)
 	b.Write(matrix)
-	kid, _ := json.Marshal(keyID)
+	k, _ := json.Marshal(kid)
 	b.WriteString(`,"key_id":`)
-	b.Write(kid)
+	b.Write(k)
 	s, _ := json.Marshal(sig)
 	b.WriteString(`,"signature":`)
 	b.Write(s)
 	b.WriteString("}\n")
 	return b.Bytes()
+}
+
+// keyID names a public key as audit.KeyID does (the first 8 bytes of its SHA-256, in hex), so evidence and
+// audit checkpoints name the audit key alike. It is not imported: the audit package's own e2e test proves
+// requirements, and importing it here would make that an import cycle. TestKeyIDIsTheAuditKeyID keeps them equal.
+func keyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Sign wraps the matrix's JSON in an envelope signed with ed25519 over those exact bytes, named by
@@ -48,7 +56,7 @@ func Sign(m Matrix, key ed25519.PrivateKey) ([]byte, error) {
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, mb))
-	return encodeEnvelope(mb, audit.KeyID(pub), sig), nil
+	return encodeEnvelope(mb, keyID(pub), sig), nil
 }
 
 // Verify checks an envelope from Sign against the trusted keys and returns the matrix it carries. It refuses
@@ -65,7 +73,7 @@ func Verify(env []byte, keys []ed25519.PublicKey) (Matrix, error) {
 	}
 	var pub ed25519.PublicKey
 	for _, k := range keys {
-		if len(k) == ed25519.PublicKeySize && audit.KeyID(k) == e.KeyID {
+		if len(k) == ed25519.PublicKeySize && keyID(k) == e.KeyID {
 			pub = k
 			break
 		}
