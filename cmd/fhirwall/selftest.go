@@ -26,7 +26,8 @@ import (
 
 // selftestCmd is `fhirwall selftest --against URL -config FILE -key FILE -out DIR`: the checks of
 // internal/selftest against a live deployment, written as matrix.md, matrix.html and matrix.signed.json
-// (signed with the audit signing key). Exit 0: every requirement met; 1: a check failed; 2: usage.
+// (signed with the audit signing key). Exit 0: no check failed (gaps, from skipped checks, are listed; -strict
+// makes them fail too); 1: a check failed; 2: usage or an unreadable file.
 func selftestCmd(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fs := flag.NewFlagSet("fhirwall selftest", flag.ContinueOnError)
 	against := fs.String("against", "", "the deployment's public base URL (Envoy's listener or the standalone proxy), e.g. https://fhir.payer.example")
@@ -40,6 +41,7 @@ func selftestCmd(ctx context.Context, args []string, out io.Writer) (int, error)
 	auditWait := fs.Duration("audit-wait", 60*time.Second, "how long to wait for the records to reach the topic")
 	burst := fs.Int("rate-limit-burst", 0, "send one burst of N requests (config rate_limit) and expect 429s; 0: the rate-limit check skips")
 	timeout := fs.Duration("timeout", 30*time.Second, "per request")
+	strict := fs.Bool("strict", false, "exit 1 on a gap too (a requirement whose checks all skipped), not only on a failure")
 	list := fs.Bool("list", false, "list the checks and the requirements they prove, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -114,7 +116,7 @@ func selftestCmd(ctx context.Context, args []string, out io.Writer) (int, error)
 	c := m.Counts()
 	fmt.Fprintf(out, "%d requirements: %d met, %d failed, %d gaps; wrote %s\n", len(m.Rows), c[evidence.Met], c[evidence.Failed], c[evidence.Gap],
 		filepath.Join(*outDir, "matrix.{md,html,signed.json}"))
-	if failed > 0 || c[evidence.Failed] > 0 {
+	if failed > 0 || c[evidence.Failed] > 0 || *strict && c[evidence.Gap] > 0 {
 		return 1, nil
 	}
 	return 0, nil

@@ -26,15 +26,31 @@ type auditRecord struct {
 	RequestID  string    `json:"request_id"`
 	Status     int       `json:"status"`
 	Allow      *bool     `json:"allow"`
+	SourceIP   string    `json:"source_ip"`
+	Policy     string    `json:"policy_revision"`
+	Scopes     []string  `json:"scopes"`
 }
 
 // Every answer this run got carried X-Fhirwall-Decision-Id (both modes set it): the record with that
-// decision id must reach the audit topic, with the status the client got, the X-Request-Id it was given, the
-// request's method and path, a refusal where it was refused, and the client for a request that carried a token; and no record may hold the
-// token (the token-in-query probe's access_token must be redacted).
+// decision id must reach the audit topic with the status the client got, the X-Request-Id it was given, the
+// method and path, a refusal where it was refused, the source address and policy revision, and the client
+// and its scopes where a token was served; and no record may hold a token this run sent (the token-in-query
+// probe's access_token must be redacted).
 func checkAuditRecords(ctx context.Context, r *runner) (Outcome, string) {
 	if len(r.o.AuditKafka) == 0 {
 		return skipf("not asked: -audit-kafka BROKERS reads the audit topic for this run's records")
+	}
+	// Answers of its own, so that the check proves something when run alone (-only): a refused request per
+	// API and, with a member, a served one.
+	for _, a := range r.apis() {
+		if _, err := r.send(ctx, a[0]+" refused for the audit check", "GET", a[1]+"/Patient", "", nil, nil); err != nil {
+			return Fail, err.Error()
+		}
+	}
+	if tok, _, _ := r.memberReady(ctx); tok != "" {
+		if _, err := r.send(ctx, "member read for the audit check", "GET", r.c.APIs.PatientAccess+"/Patient/"+r.c.Member.Patient, tok, nil, nil); err != nil {
+			return Fail, err.Error()
+		}
 	}
 	r.mu.Lock()
 	want := map[string]answered{}
@@ -70,14 +86,14 @@ func checkAuditRecords(ctx context.Context, r *runner) (Outcome, string) {
 			bad = fmt.Sprintf("%s: record says status %d, the client got %d", a.what, rec.Status, a.status)
 		case a.requestID != "" && rec.RequestID != a.requestID:
 			bad = fmt.Sprintf("%s: record's request_id differs from the answer's X-Request-Id", a.what)
-		case rec.ID == "" || rec.Time.IsZero() || rec.Method == "" || rec.Path == "" || rec.Allow == nil:
-			bad = fmt.Sprintf("%s: record %s lacks id, time, method, path or allow", a.what, rec.ID)
+		case rec.ID == "" || rec.Time.IsZero() || rec.Method == "" || rec.Path == "" || rec.Allow == nil || rec.SourceIP == "" || rec.Policy == "":
+			bad = fmt.Sprintf("%s: record %s lacks id, time, method, path, allow, source_ip or policy_revision", a.what, rec.ID)
 		case rec.API == "" && r.underAPI(a.path):
 			bad = fmt.Sprintf("%s: record %s names no API", a.what, rec.ID)
 		case !*rec.Allow && a.status/100 == 2:
 			bad = fmt.Sprintf("%s: record %s says refused, the client got %d", a.what, rec.ID, a.status)
-		case a.withToken && a.status/100 == 2 && rec.ClientID == "":
-			bad = fmt.Sprintf("%s: record %s names no client", a.what, rec.ID)
+		case a.withToken && a.status/100 == 2 && (rec.ClientID == "" || len(rec.Scopes) == 0):
+			bad = fmt.Sprintf("%s: record %s names no client or no scopes", a.what, rec.ID)
 		}
 		if bad != "" {
 			return true
