@@ -76,3 +76,19 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// The config shown in docs/selftest.md parses: the documentation cannot drift from the parser.
+func TestTheDocumentedConfigParses(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/selftest.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/selftest.md has no yaml block")
+	}
+	if _, err := ParseConfig([]byte(block)); err != nil {
+		t.Fatalf("docs/selftest.md's config: %v", err)
+	}
+}
