@@ -41,6 +41,7 @@ func selftestCmd(ctx context.Context, args []string, out io.Writer) (int, error)
 	auditWait := fs.Duration("audit-wait", 60*time.Second, "how long to wait for the records to reach the topic")
 	burst := fs.Int("rate-limit-burst", 0, "send one burst of N requests (config rate_limit) and expect 429s; 0: the rate-limit check skips")
 	timeout := fs.Duration("timeout", 30*time.Second, "per request")
+	allowWrites := fs.Bool("allow-writes", false, "run the one check that writes: a prior-auth request for a synthetic member (config prior_auth_writes)")
 	strict := fs.Bool("strict", false, "exit 1 on a gap too (a requirement whose checks all skipped), not only on a failure")
 	list := fs.Bool("list", false, "list the checks and the requirements they prove, and exit")
 	if err := fs.Parse(args); err != nil {
@@ -88,7 +89,7 @@ func selftestCmd(ctx context.Context, args []string, out io.Writer) (int, error)
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return 2, err
 	}
-	o := selftest.Options{Base: base, HTTP: hc, Config: cfg, AuditTopic: *topic, AuditWait: *auditWait, RateLimitBurst: *burst}
+	o := selftest.Options{Base: base, HTTP: hc, Config: cfg, AuditTopic: *topic, AuditWait: *auditWait, RateLimitBurst: *burst, AllowWrites: *allowWrites}
 	if *kafkaBrokers != "" {
 		o.AuditKafka = strings.Split(*kafkaBrokers, ",")
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,6 +34,9 @@ const (
 	reqPayerOptIn     = "CMS-P2P-01"  // opted-in members only
 	reqPayersOnly     = "CMS-P2P-04"  // member and provider tokens refused on Payer-to-Payer
 	reqPriorAuthOwner = "CMS-PAU-06"  // prior auth: provider systems only
+	reqPriorAuthAPI   = "CMS-PAU-01"  // a provider submits and gets the decision in the same exchange
+	reqPASSubmit      = "PAS-01"      // $submit answers a PAS response Bundle with the X12 review action
+	reqPASInquire     = "PAS-04"      // $inquire answers the submitter
 	reqRefusalSame    = "SEC-01"      // not yours answers like missing
 	reqNoSmuggling    = "SEC-02"      // parameters, paths and headers smuggle nothing out
 	reqRateLimit      = "OPS-RATE-01" // 429 with Retry-After
@@ -52,6 +56,7 @@ func checks() []check {
 		{"datascope/provider-access-attributed-only", []string{reqProvider, reqBackend}, checkProviderScope},
 		{"datascope/payer-to-payer-opted-in-only", []string{reqPayerOptIn, reqPayersOnly}, checkPayerScope},
 		{"datascope/prior-auth-provider-systems-only", []string{reqPriorAuthOwner}, checkPriorAuth},
+		{"prior-auth/submit-and-inquire-writes", []string{reqPriorAuthAPI, reqPASSubmit, reqPASInquire}, checkPriorAuthWrites},
 		{"ratelimit/burst-answers-429", []string{reqRateLimit}, checkRateLimit},
 		{"adversarial/search-bypass", []string{reqNoSmuggling, reqOwnDataOnly}, checkSearchBypass},
 		{"adversarial/token-in-query-string", []string{reqTokens}, checkTokenInQuery},
@@ -491,6 +496,67 @@ func checkPriorAuth(ctx context.Context, r *runner) (Outcome, string) {
 		return skipf("no member, payer or provider configured")
 	}
 	return Pass, strings.Join(done, "; ")
+}
+
+// reviewActionURL is PAS's extension that carries the X12 306 review action on a ClaimResponse's items.
+const reviewActionURL = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewAction"
+
+// The one check that writes, and only with -allow-writes: the provider submits the configured PAS request
+// (for a synthetic member) with Claim/$submit and gets a PAS response Bundle whose ClaimResponse carries a
+// review action, then asks Claim/$inquire with the configured inquiry and gets the decision again; the
+// member's token asking the same inquiry is refused.
+func checkPriorAuthWrites(ctx context.Context, r *runner) (Outcome, string) {
+	w := r.c.PriorAuthWrites
+	if !r.o.AllowWrites {
+		return skipf("writes: not asked (-allow-writes with prior_auth_writes submits one request for a synthetic member)")
+	}
+	if w.RequestBundleFile == "" {
+		return skipf("prior_auth_writes is not configured")
+	}
+	base := w.API
+	if base == "" {
+		base = r.c.APIs.PriorAuth
+	}
+	if base == "" {
+		return skipf("no prior-auth base path (apis.prior_auth or prior_auth_writes.api)")
+	}
+	request, err := os.ReadFile(r.c.file(w.RequestBundleFile))
+	if err != nil {
+		return Fail, err.Error()
+	}
+	inquiry, err := os.ReadFile(r.c.file(w.InquiryBundleFile))
+	if err != nil {
+		return Fail, err.Error()
+	}
+	tok, o, d := r.principal(ctx, "provider-pa-write", base)
+	if tok == "" {
+		return o, d
+	}
+	for _, step := range []struct {
+		op   string
+		body []byte
+	}{{"$submit", request}, {"$inquire", inquiry}} {
+		ans, err := r.send(ctx, "provider "+step.op+" (writes)", http.MethodPost, base+"/Claim/"+step.op, tok, nil, step.body)
+		if err != nil {
+			return Fail, err.Error()
+		}
+		if ans.status != 200 || resourceType(ans.body) != "Bundle" {
+			return failf("Claim/%s for synthetic member %s: %d %.160s, want 200 and a PAS response Bundle", step.op, w.Patient, ans.status, ans.body)
+		}
+		if !strings.Contains(string(ans.body), `"ClaimResponse"`) || !strings.Contains(string(ans.body), reviewActionURL) {
+			return failf("Claim/%s: the Bundle holds no ClaimResponse with a PAS review action", step.op)
+		}
+	}
+	if mt, ok, err := r.token(ctx, "member"); ok && err == nil {
+		ans, err := r.send(ctx, "member $inquire of the provider's request", http.MethodPost, base+"/Claim/$inquire", mt, nil, inquiry)
+		if err != nil {
+			return Fail, err.Error()
+		}
+		if ans.status != 403 && ans.status != 401 && ans.status != 404 {
+			return failf("the member's $inquire of the provider's request: %d, want a refusal", ans.status)
+		}
+	}
+	return Pass, fmt.Sprintf("wrote one prior-auth request for synthetic member %s on %s: $submit and $inquire answered PAS response Bundles", w.Patient, base)
 }
 
 // Rate limits answer 429 with Retry-After in whole seconds and a throttled OperationOutcome. One burst of

@@ -26,6 +26,9 @@ type Config struct {
 	Payer Payer `yaml:"payer"`
 	// RateLimit says what the burst of -rate-limit-burst N asks for (nothing without the flag).
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// PriorAuthWrites is the one check that writes (only with -allow-writes): a prior-auth request for a
+	// synthetic member submitted as the provider, then inquired about.
+	PriorAuthWrites PriorAuthWrites `yaml:"prior_auth_writes"`
 
 	dir string // the config file's directory: relative file names are resolved against it
 }
@@ -83,6 +86,18 @@ type RateLimit struct {
 	API  string `yaml:"api"`  // patient_access, provider_access, payer_to_payer or prior_auth (default payer_to_payer)
 	Path string `yaml:"path"` // default /metadata
 	As   string `yaml:"as"`   // "" (no token), member, provider or payer
+}
+
+// PriorAuthWrites names a PAS request Bundle and the inquiry Bundle for it (Da Vinci PAS: the same
+// Claim.identifier, patient, provider and insurer), for a synthetic member; the payer makes them unique per
+// run (a resubmitted identifier may be answered as a duplicate). API defaults to apis.prior_auth; a sandbox
+// base (e.g. /prior-auth-sandbox/fhir) keeps the writes out of production when the provider is a sandbox
+// client.
+type PriorAuthWrites struct {
+	API               string `yaml:"api"`
+	RequestBundleFile string `yaml:"request_bundle_file"`
+	InquiryBundleFile string `yaml:"inquiry_bundle_file"`
+	Patient           string `yaml:"patient"` // the synthetic member the request is for (named in the result)
 }
 
 // maxConfigBytes bounds the config file: a few clients and paths.
@@ -154,6 +169,17 @@ func (c *Config) validate() error {
 	case "", "member", "provider", "payer":
 	default:
 		errs = append(errs, fmt.Errorf("rate_limit.as %q: want member, provider, payer or nothing (no token)", c.RateLimit.As))
+	}
+	if w := c.PriorAuthWrites; w != (PriorAuthWrites{}) {
+		if w.RequestBundleFile == "" || w.InquiryBundleFile == "" || w.Patient == "" {
+			errs = append(errs, errors.New("prior_auth_writes: needs request_bundle_file, inquiry_bundle_file and patient (a synthetic member)"))
+		}
+		if w.Patient != "" && !validID(w.Patient) {
+			errs = append(errs, fmt.Errorf("prior_auth_writes.patient %q: want a FHIR id", w.Patient))
+		}
+		if p := w.API; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#") || strings.Contains(p, "..")) {
+			errs = append(errs, fmt.Errorf("prior_auth_writes.api %q: want a base path such as /prior-auth-sandbox/fhir", p))
+		}
 	}
 	if p := c.RateLimit.Path; p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "..")) {
 		errs = append(errs, fmt.Errorf("rate_limit.path %q: want a path under the API's base, such as /metadata", p))

@@ -36,6 +36,8 @@ func TestParseConfigRefusesWhatWouldSilentlySkipOrMislead(t *testing.T) {
 		"rate limit as somebody else":   {apis + "rate_limit: {as: admin}\n", "rate_limit.as"},
 		"rate limit on an unknown API":  {apis + "rate_limit: {api: billing}\n", "rate_limit.api"},
 		"not YAML":                      {"{", "config"},
+		"writes without an inquiry":     {apis + "prior_auth_writes: {request_bundle_file: r.json, patient: m}\n", "prior_auth_writes"},
+		"writes to a relative base":     {apis + "prior_auth_writes: {api: pa, request_bundle_file: r, inquiry_bundle_file: i, patient: m}\n", "prior_auth_writes.api"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml))

@@ -51,6 +51,8 @@ type Options struct {
 	// RateLimitBurst, when > 0, sends that many requests at once (Config.RateLimit) and expects 429s; 0: the
 	// rate-limit check skips. Never a flood: one burst, once.
 	RateLimitBurst int
+	// AllowWrites lets the one writing check run (config prior_auth_writes): without it, it skips.
+	AllowWrites bool
 	// Only keeps the checks whose name or one of whose requirement ids is listed; empty: all.
 	Only []string
 	Now  func() time.Time
@@ -184,7 +186,8 @@ func (r *runner) send(ctx context.Context, what, method, path, token string, hea
 }
 
 // token returns a principal's access token, fetched once: "member", "member-limited", "provider",
-// "provider-pa" (the provider's backend with its Prior Authorization scopes), "payer". ok false: the config
+// "provider-pa" (the provider's backend with its Prior Authorization scopes), "provider-pa-write" (with
+// Claim create and read), "payer". ok false: the config
 // names no way to it (the caller skips).
 func (r *runner) token(ctx context.Context, who string) (tok string, ok bool, err error) {
 	r.mu.Lock()
@@ -209,6 +212,12 @@ func (r *runner) token(ctx context.Context, who string) (tok string, ok bool, er
 		if len(scopes) == 0 {
 			scopes = []string{"system/Claim.r"}
 		}
+	case "provider-pa-write":
+		cr, api = r.c.Provider.Credentials, r.c.APIs.PriorAuth
+		if r.c.PriorAuthWrites.API != "" {
+			api = r.c.PriorAuthWrites.API
+		}
+		scopes = []string{"system/Claim.c", "system/Claim.r"}
 	case "payer":
 		cr, api = r.c.Payer.Credentials, r.c.APIs.PayerToPayer
 	default:

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/selftest"
+	"github.com/fhirwall/fhirwall/test/priorauth"
 	"github.com/fhirwall/fhirwall/test/stackaudit"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -66,7 +68,9 @@ func run(t *testing.T, bin string, args ...string) (int, string) {
 
 // stackConfig writes selftest.yaml for the stack's test clients into a temporary directory: member01's
 // tokens from Keycloak (all of Patient Access, and Patient only), provider-org-a and payer-c as backend
-// clients with their test keys.
+// clients with their test keys, and for -allow-writes a PAS request of org-a for the synthetic member-05
+// (test/priorauth's suite member; an automatically approved MRI, its identifier unique to this run) and its
+// inquiry.
 func stackConfig(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -85,6 +89,17 @@ func stackConfig(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	req := priorauth.NewRequest("selftest-"+priorauth.NewRunID(), priorauth.MRIBrain)
+	request, err := req.Bundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inquiry, err := req.Inquiry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "pas-request.json"), request, 0o600)
+	os.WriteFile(filepath.Join(dir, "pas-inquiry.json"), inquiry, 0o600)
 	keys := filepath.Join(stackenv.Root(), "test", "fixtures", "keys")
 	cfg := `apis:
   patient_access: /patient-access/fhir
@@ -108,6 +123,10 @@ payer:
   kid: payer-c-test-1
   not_opted_in_patient: member-03
 rate_limit: {api: payer_to_payer, path: /metadata}
+prior_auth_writes:
+  request_bundle_file: pas-request.json
+  inquiry_bundle_file: pas-inquiry.json
+  patient: ` + priorauth.Member05.ID + `
 `
 	f := filepath.Join(dir, "selftest.yaml")
 	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
@@ -119,7 +138,8 @@ rate_limit: {api: payer_to_payer, path: /metadata}
 // selftestIDs are the requirement ids the self-test's checks prove, written out for evidence.Proves (the
 // matrix builder reads the literal ids); TestSelftestPassesAgainstBothFaces keeps them equal to the checks'.
 var selftestIDs = []string{"SMART-01", "SMART-02", "SMART-03", "SMART-04", "SMART-05", "BACKEND-01", "BACKEND-03", "CMS-PA-01",
-	"CMS-PA-02", "CMS-PROV-01", "CMS-P2P-01", "CMS-P2P-04", "CMS-PAU-06", "SEC-01", "SEC-02", "OPS-RATE-01", "AUD-01"}
+	"CMS-PA-02", "CMS-PROV-01", "CMS-P2P-01", "CMS-P2P-04", "CMS-PAU-01", "CMS-PAU-06", "PAS-01", "PAS-04", "SEC-01", "SEC-02",
+	"OPS-RATE-01", "AUD-01"}
 
 // TestSelftestPassesAgainstBothFaces: every check passes against Envoy mode and standalone mode (only the
 // base URL differs), the signed matrix has every covered requirement met, `fhirwall evidence verify`
@@ -139,7 +159,6 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 		t.Fatalf("the checks prove %v; selftestIDs lists %v", covered, want)
 	}
 	bin := buildCLI(t)
-	cfg := stackConfig(t)
 	faces := []struct{ name, url, ca string }{{"envoy", stackenv.EnvoyURL(), ""}, {"standalone", stackenv.StandaloneURL, ""}}
 	if stackenv.EnvoyTLS() {
 		faces[0].ca = stackenv.CAFile()
@@ -147,10 +166,12 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 	for _, f := range faces {
 		t.Run(f.name, func(t *testing.T) {
 			evidence.Proves(t, "SMART-01", "SMART-02", "SMART-03", "SMART-04", "SMART-05", "BACKEND-01", "BACKEND-03", "CMS-PA-01",
-				"CMS-PA-02", "CMS-PROV-01", "CMS-P2P-01", "CMS-P2P-04", "CMS-PAU-06", "SEC-01", "SEC-02", "OPS-RATE-01", "AUD-01", "OPS-SELFTEST-01")
+				"CMS-PA-02", "CMS-PROV-01", "CMS-P2P-01", "CMS-P2P-04", "CMS-PAU-01", "CMS-PAU-06", "PAS-01", "PAS-04", "SEC-01", "SEC-02",
+				"OPS-RATE-01", "AUD-01", "OPS-SELFTEST-01")
+			cfg := stackConfig(t) // a PAS request of its own per face
 			out := t.TempDir()
 			args := []string{"selftest", "--against", f.url, "-config", cfg, "-key", auditKey(), "-out", out,
-				"-audit-kafka", stackaudit.Broker, "-rate-limit-burst", "150", "-strict"}
+				"-audit-kafka", stackaudit.Broker, "-rate-limit-burst", "150", "-allow-writes", "-strict"}
 			if f.ca != "" {
 				args = append(args, "-ca", f.ca)
 			}
@@ -180,7 +201,7 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 				}
 			}
 			pub := auditKey() + ".pub"
-			if code, text := run(t, bin, "evidence", "verify", "-key", pub, signed); code != 0 || !strings.HasPrefix(text, "intact: 17 requirements, 17 met") {
+			if code, text := run(t, bin, "evidence", "verify", "-key", pub, signed); code != 0 || !strings.HasPrefix(text, fmt.Sprintf("intact: %d requirements, %d met", len(selftestIDs), len(selftestIDs))) {
 				t.Errorf("evidence verify of the untouched matrix: exit %d %s", code, text)
 			}
 			raw, err := os.ReadFile(signed)
