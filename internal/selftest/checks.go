@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -689,6 +690,10 @@ func (r *runner) sendForm(ctx context.Context, tok, path, form string) (answer, 
 	req.Header.Set("Accept", "application/fhir+json")
 	resp, err := r.o.HTTP.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return answer{}, fmt.Errorf("POST %s: %w", path, err)
 	}
 	defer resp.Body.Close()

@@ -168,6 +168,10 @@ func (r *runner) send(ctx context.Context, what, method, path, token string, hea
 	}
 	resp, err := r.o.HTTP.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) { // its message repeats the whole URL, query (and any access_token) included
+			err = ue.Err
+		}
 		return answer{}, fmt.Errorf("%s %s: %w", method, r.redactURL(path), err)
 	}
 	defer resp.Body.Close()

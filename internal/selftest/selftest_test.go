@@ -157,3 +157,47 @@ func TestLeaksFindsReferencesAndIdsButNotPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLeaksFindsAnInsertedReference: whatever the body and the (valid) id, leaks never panics, and a body
+// with a reference to the id inserted is always caught.
+func FuzzLeaksFindsAnInsertedReference(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Bundle"}`), "member-02", 10)
+	f.Add([]byte(`Patient/member-020`), "member-02", 0)
+	f.Add([]byte{}, "a.b", 0)
+	f.Fuzz(func(t *testing.T, body []byte, id string, at int) {
+		if !validID(id) {
+			return
+		}
+		r := &runner{}
+		r.leaks(body, id)
+		if at < 0 {
+			at = -at
+		}
+		at %= len(body) + 1
+		with := append(append(append([]byte{}, body[:at]...), `"Patient/`+id+`"`...), body[at:]...)
+		if r.leaks(with, id) == "" {
+			t.Fatalf("missed the reference in %q", with)
+		}
+	})
+}
+
+func TestAnUnreachableDeploymentFailsWithoutQuotingTheURLsToken(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "member.token"), []byte(fakeToken), 0o600)
+	cfgFile := filepath.Join(dir, "selftest.yaml")
+	os.WriteFile(cfgFile, []byte("apis: {patient_access: /pa}\nmember: {token_file: member.token, patient: member-01, other_patient: member-02}\n"), 0o600)
+	cfg, err := LoadConfig(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base, _ := url.Parse(srv.URL)
+	srv.Close() // nothing listens there any more
+	res, err := Run(context.Background(), Options{Base: base, Config: cfg, Only: []string{"adversarial/token-in-query-string"}})
+	if err != nil || len(res) != 1 {
+		t.Fatal(res, err)
+	}
+	if res[0].Outcome != Fail || strings.Contains(res[0].Detail, fakeToken) {
+		t.Errorf("%s %q, want a failure without the token", res[0].Outcome, res[0].Detail)
+	}
+}
