@@ -171,7 +171,7 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 			cfg := stackConfig(t) // a PAS request of its own per face
 			out := t.TempDir()
 			args := []string{"selftest", "--against", f.url, "-config", cfg, "-key", auditKey(), "-out", out,
-				"-audit-kafka", stackaudit.Broker, "-rate-limit-burst", "150", "-allow-writes", "-strict"}
+				"-audit-kafka", stackaudit.Broker, "-rate-limit-burst", "300", "-allow-writes", "-strict"}
 			if f.ca != "" {
 				args = append(args, "-ca", f.ca)
 			}
