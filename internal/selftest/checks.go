@@ -164,7 +164,8 @@ func checkCapabilityStatement(ctx context.Context, r *runner) (Outcome, string) 
 	return Pass, "CapabilityStatement for " + strings.Join(seen, ", ")
 }
 
-// memberToken returns the member's token, or an outcome to return when there is none.
+// principal returns who's token for api, or, when there is none, the outcome to return: Skip (not
+// configured) or Fail (configured, and getting it failed).
 func (r *runner) principal(ctx context.Context, who, api string) (string, Outcome, string) {
 	if api == "" {
 		return "", Skip, "the API is not configured"
@@ -265,7 +266,15 @@ func checkWithoutScope(ctx context.Context, r *runner) (Outcome, string) {
 // Patient Access are refused.
 func checkWrongAPI(ctx context.Context, r *runner) (Outcome, string) {
 	var done []string
-	if tok, _, _ := r.principal(ctx, "member", r.c.APIs.PatientAccess); tok != "" && r.c.APIs.ProviderAccess != "" {
+	member, o, d := r.principal(ctx, "member", r.c.APIs.PatientAccess)
+	if o == Fail {
+		return Fail, d
+	}
+	provider, o, d := r.principal(ctx, "provider", r.c.APIs.ProviderAccess)
+	if o == Fail {
+		return Fail, d
+	}
+	if tok := member; tok != "" && r.c.APIs.ProviderAccess != "" {
 		ans, err := r.send(ctx, "member on provider access", http.MethodGet, r.c.APIs.ProviderAccess+"/Patient", tok, nil, nil)
 		if err != nil {
 			return Fail, err.Error()
@@ -275,7 +284,7 @@ func checkWrongAPI(ctx context.Context, r *runner) (Outcome, string) {
 		}
 		done = append(done, "member on Provider Access")
 	}
-	if tok, _, _ := r.principal(ctx, "provider", r.c.APIs.ProviderAccess); tok != "" && r.c.APIs.PatientAccess != "" && r.c.Member.Patient != "" {
+	if tok := provider; tok != "" && r.c.APIs.PatientAccess != "" && r.c.Member.Patient != "" {
 		ans, err := r.send(ctx, "provider on patient access", http.MethodGet, r.c.APIs.PatientAccess+"/Patient/"+r.c.Member.Patient, tok, nil, nil)
 		if err != nil {
 			return Fail, err.Error()
@@ -328,11 +337,11 @@ func checkRefusalEquivalence(ctx context.Context, r *runner) (Outcome, string) {
 	}
 	var done []string
 	for _, p := range pairs {
-		tok, _, d := r.principal(ctx, p.who, p.api)
+		tok, o, d := r.principal(ctx, p.who, p.api)
+		if o == Fail {
+			return Fail, d
+		}
 		if tok == "" {
-			if d != "" && !strings.HasPrefix(d, "no ") && d != "the API is not configured" {
-				return Fail, d
-			}
 			continue
 		}
 		theirs, err := r.send(ctx, p.who+" reads a patient not theirs", http.MethodGet, p.api+"/Patient/"+p.id, tok, nil, nil)

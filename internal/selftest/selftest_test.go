@@ -201,3 +201,28 @@ func TestAnUnreachableDeploymentFailsWithoutQuotingTheURLsToken(t *testing.T) {
 		t.Errorf("%s %q, want a failure without the token", res[0].Outcome, res[0].Detail)
 	}
 }
+
+// A client the config names whose token cannot be had fails the checks that need it: a skip would turn a
+// broken test setup into a gap nobody reads.
+func TestAConfiguredClientWithoutItsTokenFailsRatherThanSkips(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "selftest.yaml")
+	os.WriteFile(cfgFile, []byte("apis: {patient_access: /pa, provider_access: /pr}\nmember: {token_file: missing.token, patient: member-01, other_patient: member-02}\n"), 0o600)
+	cfg, err := LoadConfig(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(fakeDeployment{})
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	res, err := Run(context.Background(), Options{Base: base, HTTP: srv.Client(), Config: cfg,
+		Only: []string{"scopes/member-reads-own-data", "scopes/client-on-another-api-refused", "refusal/not-yours-answers-like-not-found"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Outcome != Fail || !strings.Contains(r.Detail, "missing.token") {
+			t.Errorf("%s: %s %q, want a failure naming the token file", r.Name, r.Outcome, r.Detail)
+		}
+	}
+}
