@@ -28,7 +28,7 @@ const (
 )
 
 // Record is one request as a SIEM sees it, or (Kind admin) one administrative change. Field names are the wire
-// format: see README "Audit record" and docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by
+// format: see docs/audit/README.md and docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by
 // the spool when the record joins the chain; Hash is always the last member of the JSON line (see line.go).
 //
 // An access record carries the request members and never the admin ones; an admin entry carries schema,
@@ -67,7 +67,7 @@ type Record struct {
 	// A record whose patient list would pass the spool's bound (Options.PartPatientBytes) is written as
 	// several complete records, one per part of the list: each has its own id and place in the chain, all
 	// share SplitID (the id the whole record would have had) and RequestID, Part is 1..Parts. Absent from a
-	// record written whole. See README "Audit record" (records split in parts).
+	// record written whole. See docs/audit/README.md (records split in parts).
 	SplitID string `json:"split_id,omitempty"`
 	Part    int    `json:"part,omitempty"`
 	Parts   int    `json:"parts,omitempty"`
