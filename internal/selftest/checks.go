@@ -85,7 +85,7 @@ func failf(format string, a ...any) (Outcome, string) { return Fail, fmt.Sprintf
 func skipf(format string, a ...any) (Outcome, string) { return Skip, fmt.Sprintf(format, a...) }
 
 // SMART App Launch 2.2 §Discovery: [base]/.well-known/smart-configuration, JSON, without a token; the
-// required fields; PKCE S256 only (§Authorization code: code_challenge_method plain is forbidden).
+// required fields, authorization_code among the grant types; PKCE S256 only (plain is forbidden).
 func checkSmartConfiguration(ctx context.Context, r *runner) (Outcome, string) {
 	var seen []string
 	for _, a := range r.apis() {
@@ -111,10 +111,10 @@ func checkSmartConfiguration(ctx context.Context, r *runner) (Outcome, string) {
 			return failf("%s: no token_endpoint", a[0])
 		case len(sc.Capabilities) == 0:
 			return failf("%s: no capabilities", a[0])
-		case len(sc.GrantTypes) == 0:
-			return failf("%s: no grant_types_supported", a[0])
-		case slices.Contains(sc.GrantTypes, "authorization_code") && (sc.AuthzEndpoint == "" || !slices.Contains(sc.PKCE, "S256") || slices.Contains(sc.PKCE, "plain")):
-			return failf("%s: authorization_code without authorization_endpoint or with PKCE methods %v (want S256, never plain)", a[0], sc.PKCE)
+		case !slices.Contains(sc.GrantTypes, "authorization_code"): // SMART 2.2 §Discovery: SHALL include it
+			return failf("%s: grant_types_supported %v lacks authorization_code", a[0], sc.GrantTypes)
+		case sc.AuthzEndpoint == "" || !slices.Contains(sc.PKCE, "S256") || slices.Contains(sc.PKCE, "plain"):
+			return failf("%s: authorization_endpoint %q, PKCE methods %v: want an endpoint and S256, never plain", a[0], sc.AuthzEndpoint, sc.PKCE)
 		}
 		seen = append(seen, a[0])
 	}
