@@ -123,7 +123,8 @@ fuzz:
 	         FuzzCarriedDecoding:./internal/decision FuzzApplyMatchesWalk:./internal/datascope FuzzPatientsOf:./internal/fhir \
 	         FuzzRewrittenRulesDecideAsTheReference:./internal/policy \
 	         FuzzVerify:./internal/evidence FuzzParseRequirements:./internal/evidence FuzzParseProvesLine:./internal/evidence FuzzStream:./test/tools/evidence \
-	         FuzzRecordedInput:./internal/decision FuzzReplayRecord:./internal/policy/replay; do \
+	         FuzzRecordedInput:./internal/decision FuzzReplayRecord:./internal/policy/replay \
+	         FuzzParseConfig:./internal/selftest FuzzLeaksFindsAnInsertedReference:./internal/selftest; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
