@@ -57,8 +57,12 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"tracing to an unknown cluster", func(x *Xds) {
 			x.Listener.Tracing = &Tracing{Cluster: "nowhere", ServiceName: "envoy", SamplingPercent: 100}
 		}, `tracing: unknown cluster "nowhere"`},
-		{"tracing to an HTTP/1 cluster", func(x *Xds) { x.Listener.Tracing = &Tracing{Cluster: "fhir", ServiceName: "envoy", SamplingPercent: 100} }, "tracing: cluster \"fhir\" must speak HTTP/2"},
-		{"tracing sampling above 100%", func(x *Xds) { x.Listener.Tracing = &Tracing{Cluster: "authz", ServiceName: "envoy", SamplingPercent: 101} }, "sampling percent"},
+		{"tracing to an HTTP/1 cluster", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "fhir", ServiceName: "envoy", SamplingPercent: 100}
+		}, "tracing: cluster \"fhir\" must speak HTTP/2"},
+		{"tracing sampling above 100%", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "authz", ServiceName: "envoy", SamplingPercent: 101}
+		}, "sampling percent"},
 		{"tracing service name with a command operator", func(x *Xds) {
 			x.Listener.Tracing = &Tracing{Cluster: "authz", ServiceName: "%REQ(authorization)%", SamplingPercent: 1}
 		}, "tracing service name"},
