@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // fhirBase is the seeded HAPI of the test stack: bash test/stack/hapi.sh start && go run ./test/seed.
@@ -28,6 +30,7 @@ func fhirBase(t *testing.T) string {
 
 // go test -tags e2e ./adapters/attribution
 func TestE2EAttributionOfTheSeededProviders(t *testing.T) {
+	evidence.Proves(t, "PDEX-04", "CMS-PROV-01")
 	c := New(fhirBase(t), &http.Client{Timeout: 30 * time.Second}, Options{})
 	cases := []struct {
 		provider, group string

@@ -9,10 +9,13 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // go test -tags e2e ./adapters/consent   (the seeded HAPI: bash test/stack/hapi.sh start && go run ./test/seed)
 func TestE2EOptedOutAreTheSeededMembers(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-02")
 	base := os.Getenv("FHIRWALL_FHIR_URL")
 	if base == "" {
 		base = "http://127.0.0.1:8090/fhir"

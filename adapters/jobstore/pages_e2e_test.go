@@ -14,6 +14,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/decision/pagestest"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // replicas is one PageStore over several replicas' stores: each call goes to the next one, so every step of
@@ -34,6 +35,7 @@ func (r *replicas) Owner(ctx context.Context, pageID string) (string, bool, erro
 }
 
 func TestE2EPagesKeepThePageStoreContractAcrossReplicas(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01")
 	pagestest.Run(t, func(t *testing.T) pagestest.Store {
 		dsn := testSchema(t)
 		return pagestest.Store{
@@ -44,6 +46,7 @@ func TestE2EPagesKeepThePageStoreContractAcrossReplicas(t *testing.T) {
 }
 
 func TestE2ENextPageIsHonouredOnEveryReplicaForItsOwnerOnly(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01", "USCORE-02")
 	dsn := testSchema(t)
 	a, b := newReplica(t, open(t, dsn).Pages()), newReplica(t, open(t, dsn).Pages())
 	page := fmt.Sprintf("%x-page", time.Now().UnixNano())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
@@ -37,6 +38,7 @@ func unique(t *testing.T, kind decision.ExportKind) decision.ExportRef {
 }
 
 func TestE2EJobIsBoundToItsFirstOwnerAcrossReplicas(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01", "CMS-PROV-05")
 	ctx := context.Background()
 	dsn := testSchema(t)
 	replicaA, replicaB := open(t, dsn), open(t, dsn)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 )
 
@@ -61,6 +62,7 @@ func TestE2EPostgresKeepsTheStoreContract(t *testing.T) {
 // Two replicas are two pools on one table: a decision one makes is the other's, and their reviewers race
 // on the same row.
 func TestE2EPendedRequestIsSeenAndDecidedOnceAcrossReplicas(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01", "CMS-PAU-02")
 	ctx := context.Background()
 	id := &contractIDs{prefix: "replicas-" + time.Now().Format("20060102T150405.000000000")}
 	replicaA, replicaB := openTestPostgres(t), openTestPostgres(t)

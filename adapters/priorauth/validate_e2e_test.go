@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -24,6 +25,7 @@ var (
 // error, and the inquiry response — validate against PAS 2.0.1 with HAPI's validator, zero errors. The X12,
 // CPT and HCPCS code systems are unknown offline (warnings), as in Inferno's PAS kit.
 func TestEmittedBundlesValidateAgainstPAS(t *testing.T) {
+	evidence.Proves(t, "PAS-01")
 	dir := t.TempDir()
 	if keep := os.Getenv("PRIORAUTH_KEEP_DIR"); keep != "" {
 		dir = keep // to read what was validated

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/profilevalidator"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 	"github.com/fhirwall/fhirwall/test/require"
 )
@@ -32,6 +33,7 @@ func validatorURL() string {
 }
 
 func TestPASRequestBundlesAgainstTheRunningValidator(t *testing.T) {
+	evidence.Proves(t, "PAS-02")
 	base := validatorURL()
 	resp, err := http.Get(base + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
@@ -17,6 +18,7 @@ import (
 // overrides the DSN), in a schema of its own dropped afterwards: the shipped clients.yaml registered once,
 // a second run registers nothing, and each registration is an admin record in the spool.
 func TestE2EAppsImportRegistersTheFileRegistryOnceAndAuditsIt(t *testing.T) {
+	evidence.Proves(t, "AUD-05")
 	dsn := pgtest.Schema(t, "cli_apps")
 	dir := t.TempDir()
 	key := filepath.Join(dir, "signing.key")

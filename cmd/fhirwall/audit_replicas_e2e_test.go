@@ -19,6 +19,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackaudit"
 )
@@ -38,6 +39,7 @@ func ownTopic(t *testing.T) string {
 }
 
 func TestVerifyProvesEveryReplicasChainInOneTopic(t *testing.T) {
+	evidence.Proves(t, "AUD-02")
 	topic := ownTopic(t)
 	tmp := t.TempDir()
 	key := filepath.Join(tmp, "signing.key")

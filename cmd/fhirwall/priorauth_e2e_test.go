@@ -14,12 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirwall/fhirwall/adapters/priorauth"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 )
 
 // The report read from PostgreSQL (bash test/stack/postgres.sh start; FHIRWALL_TEST_POSTGRES_DSN overrides
 // the DSN) and the shipped rules file. The requests sit in a far year of their own, deleted afterwards.
 func TestE2EReportPriorAuthReadsTheYearFromPostgres(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-05")
 	dsn := os.Getenv("FHIRWALL_TEST_POSTGRES_DSN")
 	if dsn == "" {
 		dsn = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
@@ -33,6 +34,7 @@ func registrySchema(t *testing.T) string {
 // admin listener is honoured, then refused, by the gateway's registry within a second, and each change is an
 // admin record in the audit spool.
 func TestE2EPostgresRegistryAppliesAdminChangesWithinASecondAndAuditsThem(t *testing.T) {
+	evidence.Proves(t, "AUD-05", "CMS-PA-06")
 	dsn := registrySchema(t)
 	srv := newFHIRServer(t)
 	var spoolDir string

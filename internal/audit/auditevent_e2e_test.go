@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -15,6 +16,7 @@ import (
 // not available offline, which is also why the events claim no meta.profile (see auditevent.go). Any error
 // fails the test; warnings (BALP's code systems unknown to the validator, no narrative) are logged.
 func TestAuditEventValidates(t *testing.T) {
+	evidence.Proves(t, "AUD-04")
 	dir := t.TempDir()
 	var files []string
 	for _, c := range aeCases {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -31,6 +32,7 @@ var (
 // packages in test/fixtures/fhir-packages. Errors fail the test except the ones in acceptedErrors, each caused by
 // the seed data rather than by the transform; warnings and information are logged.
 func TestNonFinancialClaimsValidate(t *testing.T) {
+	evidence.Proves(t, "CARINBB-01", "CMS-PROV-03")
 	var kept []map[string]any
 	for _, eob := range seedEOBs(t) {
 		if keep, _ := Apply(ProviderAccess, eob, decisionTime); keep && eob["use"] == "claim" {
@@ -46,6 +48,7 @@ func TestNonFinancialClaimsValidate(t *testing.T) {
 // PDex 2.0.0 (the seed's version), the Coverages without
 // cost-sharing (CARIN BB, US Core), and every other type, which must leave unchanged.
 func TestSeedAfterProviderAccessValidates(t *testing.T) {
+	evidence.Proves(t, "CARINBB-01")
 	var carin, pdex []map[string]any
 	changed := map[string]int{}
 	coverages := 0
@@ -111,6 +114,7 @@ func claimsHRex(res map[string]any) bool {
 // validate against PDex 2.1.0 with zero errors: the submitted and eligible amounts PDex requires stay, the
 // rest goes.
 func TestPayerToPayerPriorAuthsValidateAgainstPDex21(t *testing.T) {
+	evidence.Proves(t, "PDEX-03", "CMS-P2P-03")
 	raw, err := os.ReadFile("../../test/payertopayer/testdata/members.json")
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +188,7 @@ func TestPayerToPayerPriorAuthsValidateAgainstPDex21(t *testing.T) {
 // examples with amounts added) still conform to PAS after Provider Access removed every amount, the
 // payment, the money in extensions and the narrative.
 func TestPriorAuthClaimsAfterProviderAccessValidate(t *testing.T) {
+	evidence.Proves(t, "CARINBB-01")
 	var out []map[string]any
 	for _, name := range []string{"pas-claim.json", "pas-claimresponse.json"} {
 		res := fixture(name)(t)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -23,6 +24,7 @@ import (
 // CapabilityStatement lists (and the compartment and control parameters an attacker adds), with every
 // modifier of its type, with values of the caller's patient and of another patient.
 func TestEveryAcceptedParameterAndModifierKeepsToTheCaller(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-02", "SEC-02")
 	tr := groundTruth(t)
 	var probes []probe
 	for _, who := range []struct {
@@ -66,6 +68,7 @@ func TestEveryAcceptedParameterAndModifierKeepsToTheCaller(t *testing.T) {
 
 // TestChainsReverseChainsAndORListsNeverCrossPatients: the search shapes that have leaked elsewhere.
 func TestChainsReverseChainsAndORListsNeverCrossPatients(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-02", "SEC-02")
 	member := []string{
 		"/Observation?subject:Patient.name=Garcia", "/Observation?patient.identifier=FWM0002", "/Observation?patient:Patient.family=Garcia",
 		"/Observation?patient.name=Garcia&patient=member-01", "/ExplanationOfBenefit?patient.identifier=https://fhirwall.example/member-id|FWM0002",
@@ -124,6 +127,7 @@ func TestChainsReverseChainsAndORListsNeverCrossPatients(t *testing.T) {
 // TestDisguisedParametersAreReadAsHAPIReadsThem: encoded names and values, case, whitespace, escaped
 // commas and odd separators must be decided the way HAPI will read them.
 func TestDisguisedParametersAreReadAsHAPIReadsThem(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	var probes []probe
 	for _, q := range []string{
 		"pat%69ent=member-02", "%70atient=member-02", "patient%3Amissing=true", "pat%2569ent=member-02", "Patient=member-02", "PATIENT=member-02",
@@ -151,6 +155,7 @@ func TestDisguisedParametersAreReadAsHAPIReadsThem(t *testing.T) {
 // TestSearchByPOSTFormKeepsToTheCaller: `POST [type]/_search` with form bodies, alone and mixed with a
 // query string, with the content types a server may still read as a form.
 func TestSearchByPOSTFormKeepsToTheCaller(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	form := func(p *principal, typ, query, body, contentType string) probe {
 		return probe{p: p, c: call{method: http.MethodPost, path: "/" + typ + "/_search" + query, body: body,
 			header: map[string]string{"Content-Type": contentType}}}
@@ -191,6 +196,7 @@ func TestSearchByPOSTFormKeepsToTheCaller(t *testing.T) {
 // ones the APIs do not serve at all: refused with an OperationOutcome or answered without leaking. HEAD
 // of another member's resource answers like HEAD of a missing one.
 func TestEveryInteractionKeepsToTheCaller(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-02", "SEC-02")
 	fhirJSON := map[string]string{"Content-Type": "application/fhir+json"}
 	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/member-02"}}`
 	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Observation?patient=member-02"}},{"request":{"method":"GET","url":"Patient/member-02"}}]}`
@@ -272,6 +278,7 @@ func binaryID() string {
 // TestHeadersThatChangeWhatHAPIAnswersKeepToTheCaller: each header that changes HAPI's answer (or that a
 // proxy might trust) on the caller's own read and search and on another patient's resource.
 func TestHeadersThatChangeWhatHAPIAnswersKeepToTheCaller(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	headers := [][]string{
 		{"Prefer", "handling=lenient"}, {"Prefer", "handling=strict"}, {"Prefer", "return=representation"}, {"Prefer", "return=minimal"},
 		{"Prefer", "return=OperationOutcome"}, {"Prefer", "respond-async"}, {"Accept-Encoding", "gzip"}, {"Accept-Encoding", "deflate"},
@@ -312,6 +319,7 @@ func notPartial(a answer) string {
 // TestClientHeadersNeverRedirectLinks: Host and X-Forwarded-* sent by the client never make the answer's
 // links (next, self, fullUrl, Location) point elsewhere, where a client would send its token next.
 func TestClientHeadersNeverRedirectLinks(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	var probes []probe
 	for _, h := range [][]string{{"Host", "evil.example"}, {"X-Forwarded-Host", "evil.example"}, {"Forwarded", "host=evil.example;proto=https"},
 		{"X-Forwarded-Host", "evil.example:443"}, {"X-Forwarded-Prefix", "//evil.example"}, {"X-Forwarded-Server", "evil.example"},
@@ -336,6 +344,7 @@ func notElsewhere(a answer) string {
 // TestProvidersCanPageThroughTheirSearches: a provider's next links work and together return what one
 // large page returns; another provider organisation following them gets the 404 of a page never issued.
 func TestProvidersCanPageThroughTheirSearches(t *testing.T) {
+	evidence.Proves(t, "USCORE-02", "CMS-PROV-01")
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			// Provider Access searches name their members (a search naming nobody is refused, pointing at the
@@ -365,6 +374,7 @@ func TestProvidersCanPageThroughTheirSearches(t *testing.T) {
 // TestPagingLinksStayWithTheirClientAndAPI: a member's link on the Provider Access base, a tampered
 // offset or page size, and another member's replay.
 func TestPagingLinksStayWithTheirClientAndAPI(t *testing.T) {
+	evidence.Proves(t, "USCORE-02")
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			first := sendAs(t, member01, m, get("/ExplanationOfBenefit?_count=1"))
@@ -408,6 +418,7 @@ func queryValue(v string) string {
 // TestClientsOnAnotherAPISeeNobody: a token of a client that is not registered for the API (or holds no
 // scope the API serves) gets no patient's data, whatever it asks.
 func TestClientsOnAnotherAPISeeNobody(t *testing.T) {
+	evidence.Proves(t, "BACKEND-03")
 	var probes []probe
 	for _, p := range []*principal{member01OnProviderAccess, providerOrgAOnPatientAccess, drSmithOnPatientAccess} {
 		for _, path := range []string{"/Patient/member-01", "/Patient/member-04", "/Patient?_count=5", "/ExplanationOfBenefit?patient=member-04",

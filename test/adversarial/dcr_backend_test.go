@@ -21,6 +21,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -85,6 +86,7 @@ func dcrBackend(t *testing.T) string {
 }
 
 func TestAnonymousBackendSeesNoRealMemberAnywhere(t *testing.T) {
+	evidence.Proves(t, "BACKEND-03", "SEC-05")
 	if a, err := send(testContext(t), modes()[1], providerAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", providerAccessSandbox))
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -27,6 +28,7 @@ import (
 // the drug prior authorization and the claim from before 2016 stay withheld (the markers hold their ids
 // and identifiers).
 func TestElementsCannotRevealWithheldClaimsToAProvider(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-03", "SEC-02")
 	tr := groundTruth(t)
 	p := providerOrgA
 	var drugPA, before2016 string
@@ -77,6 +79,7 @@ func TestElementsCannotRevealWithheldClaimsToAProvider(t *testing.T) {
 // the same resources as without it, trimmed to those elements (meta may stay to say SUBSETTED), each with
 // resourceType first.
 func TestElementsTrimAMembersSearchWithoutEmptyingIt(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	for _, typ := range []string{"Observation", "ExplanationOfBenefit", "Condition"} {
 		t.Run(typ, func(t *testing.T) {
 			want := idsOf(t, exchange(t, member01, get("/"+typ+"?_count=50")))
@@ -150,6 +153,7 @@ func TestElementsTrimAMembersSearchWithoutEmptyingIt(t *testing.T) {
 // _revinclude or :iterate, on either API: refused, or answered without those entries (check looks at
 // every entry's type).
 func TestIncludedTypesNeedTheirOwnScope(t *testing.T) {
+	evidence.Proves(t, "SMART-05")
 	cases := []ask{
 		{member01PatientOnly, "/Patient?_revinclude=ExplanationOfBenefit:patient"},
 		{member01PatientOnly, "/Patient?_revinclude=Observation:patient"},
@@ -186,6 +190,7 @@ func TestIncludedTypesNeedTheirOwnScope(t *testing.T) {
 // any modifier on category is refused with an OperationOutcome, and nothing outside vital signs leaves by
 // any road (check looks at every Observation's category; the lab result's id is a marker).
 func TestGranularScopeRefusesModifiersOnItsParameter(t *testing.T) {
+	evidence.Proves(t, "SMART-06")
 	p := member01VitalsOnly
 	for _, q := range []string{"category:not=vital-signs", "category:not=laboratory", "category:missing=true", "category:missing=false",
 		"category:text=Laboratory", "category:text=vital", "category:in=http://hl7.org/fhir/ValueSet/observation-category",
@@ -208,6 +213,7 @@ func TestGranularScopeRefusesModifiersOnItsParameter(t *testing.T) {
 // TestGranularScopeLetsNoOtherCategoryThrough: searches, reads and include chains that do not use a
 // modifier: each is refused or answers vital signs only.
 func TestGranularScopeLetsNoOtherCategoryThrough(t *testing.T) {
+	evidence.Proves(t, "SMART-06")
 	p := member01VitalsOnly
 	for _, path := range []string{
 		"/Observation", "/Observation?category=vital-signs", "/Observation?code=4548-4", "/Observation?code=http://loinc.org|4548-4",
@@ -238,6 +244,7 @@ func TestGranularScopeLetsNoOtherCategoryThrough(t *testing.T) {
 // and the conditional headers, another member's resource and a resource that does not exist get the same
 // status and the same bytes (fhirwall's 404 OperationOutcome), and no validator headers.
 func TestNotYoursAnswersExactlyLikeMissing(t *testing.T) {
+	evidence.Proves(t, "SEC-01")
 	past := "Mon, 01 Jan 2001 00:00:00 GMT"
 	future := time.Now().Add(365 * 24 * time.Hour).UTC().Format(http.TimeFormat)
 	// core: the interactions Patient Access serves, where the answer must be fhirwall's 404 itself; the
@@ -326,6 +333,7 @@ func TestConditionalHeadersStillWorkOnOwnResources(t *testing.T) {
 // version only if they may see member-02 (org-a and dr-smith may not). Each case first shows that HAPI's
 // own answer would leak (wouldLeak): the fixture is there, and check would see it.
 func TestVersionsThatBelongedToAnotherMemberStayHidden(t *testing.T) {
+	evidence.Proves(t, "SEC-01", "CMS-PA-02")
 	ref := "/Observation/" + movedObservation
 	theirs, ours := versionsOf(t, ref[1:], "member-02"), versionsOf(t, ref[1:], "member-01")
 	for _, v := range theirs {
@@ -417,6 +425,7 @@ func TestVersionsThatBelongedToAnotherMemberStayHidden(t *testing.T) {
 // total equal to the number of entries the caller can page through, or are refused with an
 // OperationOutcome (a page that gives no total claims nothing).
 func TestCountsNeverExceedWhatCanBePagedThrough(t *testing.T) {
+	evidence.Proves(t, "SEC-01")
 	cases := []ask{
 		{providerOrgA, "/ExplanationOfBenefit?patient=member-01"},
 		{providerOrgA, "/ExplanationOfBenefit?patient=member-04"},
@@ -456,6 +465,7 @@ func TestCountsNeverExceedWhatCanBePagedThrough(t *testing.T) {
 // made it and is the 404 of a page that does not exist for the same member's Patient.rs-only token, for
 // another member, and for a provider.
 func TestPagingLinkIsBoundToTheScopesThatMadeIt(t *testing.T) {
+	evidence.Proves(t, "USCORE-02")
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			first := sendAs(t, member01, m, get("/Observation?_count=1"))
@@ -487,6 +497,7 @@ func TestPagingLinkIsBoundToTheScopesThatMadeIt(t *testing.T) {
 // TestElementsCannotHideWhoseAVersionIs: another member's versions and history, trimmed so that no patient
 // reference is left, are still the 404 of a missing resource; the member's own trimmed vread still works.
 func TestElementsCannotHideWhoseAVersionIs(t *testing.T) {
+	evidence.Proves(t, "SEC-02")
 	for _, shape := range []string{"_elements=id", "_elements=id,performer", "_elements=code,performer", "_elements=performer",
 		"_summary=true", "_summary=text", "_elements=meta"} {
 		for _, suffix := range []string{"/_history/1", "/_history", ""} {
@@ -549,6 +560,7 @@ func TestElementsCannotHideWhoseAVersionIs(t *testing.T) {
 // TestEveryAnswerWithPatientDataIsNoStore: every 2xx answer that carries patient data says
 // Cache-Control: no-store and Pragma: no-cache, in both modes, whatever the interaction.
 func TestEveryAnswerWithPatientDataIsNoStore(t *testing.T) {
+	evidence.Proves(t, "SEC-06")
 	cases := []struct {
 		p *principal
 		c call
@@ -589,6 +601,7 @@ func TestEveryAnswerWithPatientDataIsNoStore(t *testing.T) {
 // member, by search, include and read, reaches the provider without money anywhere (check looks at
 // contained resources and extensions too).
 func TestProvidersNeverReceiveMoney(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-03")
 	tr := groundTruth(t)
 	for _, p := range []*principal{providerOrgA, drSmith} {
 		p.prepare(t, tr)
@@ -618,6 +631,7 @@ func TestProvidersNeverReceiveMoney(t *testing.T) {
 // own answer to the same query (proofPath: the query as fhirwall sends it upstream, narrowed to the
 // member) carries it and check would report it.
 func TestTypesOutsideTheCompartmentNeverRideAnInclude(t *testing.T) {
+	evidence.Proves(t, "SMART-05", "USCORE-02")
 	const (
 		provA, taskA, payA = "fwadv-provenance-a", "fwadv-task-a", "fwadv-payrec-a"
 		provB, taskB, payB = "fwadv-provenance-b", "fwadv-task-b", "fwadv-payrec-b"
@@ -679,6 +693,7 @@ func TestTypesOutsideTheCompartmentNeverRideAnInclude(t *testing.T) {
 // and include, without money anywhere (check walks contained resources and extensions); HAPI's own
 // answers carry that money at those paths. The member gets both whole.
 func TestMoneyInContainedResourcesAndExtensionsNeverReachesAProvider(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-03")
 	eob, cov := "ExplanationOfBenefit/"+moneyEOB+": money reaches a provider at ", "Coverage/"+moneyCoverage+": money reaches a provider at "
 	eobMoney := []string{eob + "ExplanationOfBenefit.contained[0].costToBeneficiary", eob + "ExplanationOfBenefit.extension[0].valueMoney",
 		eob + "ExplanationOfBenefit.item[0].extension[0].valueMoney", "Coverage/cov: money reaches a provider at Coverage.costToBeneficiary"}
@@ -737,6 +752,7 @@ func TestMoneyInContainedResourcesAndExtensionsNeverReachesAProvider(t *testing.
 // ExplanationOfBenefit gets the claim without it, or not at all (check looks at every contained
 // resource's type), never the Coverage.
 func TestContainedResourcesNeedTheirOwnScope(t *testing.T) {
+	evidence.Proves(t, "SMART-05")
 	p := member04ClaimsOnly
 	for _, path := range []string{"/ExplanationOfBenefit/" + moneyEOB, "/ExplanationOfBenefit?_id=" + moneyEOB,
 		"/ExplanationOfBenefit?_count=50", "/ExplanationOfBenefit/" + moneyEOB + "/_history/1", "/ExplanationOfBenefit?_id=" + moneyEOB + "&_elements=contained"} {

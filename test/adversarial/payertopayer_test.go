@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -29,6 +30,7 @@ import (
 // a drug, a PSY label), a claim with Money, and the members nobody opted in; and HAPI's own answers, passed
 // on to payer-b or payer-c unchanged, would be leaks that check names.
 func TestPayerToPayerForbiddenDataIsReallyInHAPI(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-02", "CMS-P2P-03")
 	tr := groundTruth(t)
 	cutoff := time.Now().AddDate(-5, 0, 0).Format("2006-01-02")
 	for ref, why := range payerWithheld {
@@ -107,6 +109,7 @@ func dateOfService(r map[string]any) string {
 // opted-in member returns exactly the member's resources inside the data scope (none of payerWithheld, no
 // Money); its reads of them work; the Patient is found by identifier. payer-c, asking the same, gets nothing.
 func TestPayerToPayerSeesOnlyOptedInMembersWithinTheDataScope(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-01", "CMS-P2P-02", "CMS-P2P-03")
 	optInPayerB(t)
 	tr := groundTruth(t)
 	payerB.prepare(t, tr)
@@ -307,6 +310,7 @@ func p2pSearchProbes(tr *truth) []string {
 // TestPayerToPayerEveryAcceptedSearchKeepsToOptedInMembersAndTheDataScope: every probe of p2pSearchProbes,
 // by GET and as a POST _search form, as payer-b (opted in), payer-b with claims only, and payer-c (nobody).
 func TestPayerToPayerEveryAcceptedSearchKeepsToOptedInMembersAndTheDataScope(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-01", "CMS-P2P-03", "SEC-02")
 	optInPayerB(t)
 	tr := groundTruth(t)
 	var probes []probe
@@ -354,6 +358,7 @@ func TestPayerToPayerEveryAcceptedSearchKeepsToOptedInMembersAndTheDataScope(t *
 // member's resources (inside and outside the data scope) and of other members', operations the API does not
 // serve, writes, and the conditional and other headers that change HAPI's answer.
 func TestPayerToPayerReadsHistoryAndHeadersKeepToTheDataScope(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-02", "CMS-P2P-03", "SEC-02")
 	optInPayerB(t)
 	tr := groundTruth(t)
 	var refs []string
@@ -409,6 +414,7 @@ func TestPayerToPayerReadsHistoryAndHeadersKeepToTheDataScope(t *testing.T) {
 // resources answer byte for byte like ids that do not exist; to payer-c, so does everything of the member
 // who opted in to payer-b.
 func TestPayerToPayerMembersNotOptedInLookExactlyLikeMissingOnes(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-01", "SEC-01")
 	optInPayerB(t)
 	tr := groundTruth(t)
 	cases := map[*principal][]string{}
@@ -497,6 +503,7 @@ func normalizedSearch(b []byte, named string) string {
 // page holds; payer-c replaying each of payer-b's links gets the 404 of a page never issued; payer-b's own
 // links tampered with (another member, a larger page, another shape) stay within the data scope.
 func TestPayerToPayerPagingLinksStayWithTheirPayer(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-04")
 	optInPayerB(t)
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
@@ -653,6 +660,7 @@ func p2pMalformedBodies() []p2pMalformed {
 // 400, 413 or 422 (415 for a content type) with an OperationOutcome, never 5xx or a match, stores no Consent,
 // and answers the same bytes whether or not it names a real member.
 func TestPayerToPayerMalformedMemberMatchIsRefusedWithoutLeaking(t *testing.T) {
+	evidence.Proves(t, "PDEX-01")
 	forgetP2PConsents(t)
 	t.Cleanup(func() { forgetP2PConsents(t) })
 	payerB.prepare(t, groundTruth(t))
@@ -694,6 +702,7 @@ func TestPayerToPayerMalformedMemberMatchIsRefusedWithoutLeaking(t *testing.T) {
 // whose Consent names another payer, an expired Consent, a Consent naming the caller under no known policy:
 // every one answers the same 422 bytes, and stores nothing.
 func TestPayerToPayerFailedMatchesAreOne422(t *testing.T) {
+	evidence.Proves(t, "PDEX-01")
 	forgetP2PConsents(t)
 	t.Cleanup(func() { forgetP2PConsents(t) })
 	b := p2pConsent("Organization/payer-b", hrexRegular)

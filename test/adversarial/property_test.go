@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // TestPropertyNoCombinationLeaks sends random combinations of the parameters the APIs accept, modifiers,
@@ -25,6 +27,7 @@ import (
 // FHIRWALL_PROPERTY_N sets the number of combinations (default 200; `make fuzz` runs 10,000),
 // FHIRWALL_PROPERTY_SEED the seed (default: the clock). A failure prints the seed that reproduces it.
 func TestPropertyNoCombinationLeaks(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-02", "SEC-02")
 	n := envInt(t, "FHIRWALL_PROPERTY_N", 200)
 	seed := uint64(envInt(t, "FHIRWALL_PROPERTY_SEED", int(time.Now().UnixNano()%1e9)))
 	t.Logf("FHIRWALL_PROPERTY_SEED=%d FHIRWALL_PROPERTY_N=%d", seed, n)

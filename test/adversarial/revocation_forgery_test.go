@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -44,6 +45,7 @@ func revokeCall(t *testing.T, form url.Values, header map[string]string) (int, s
 }
 
 func TestAnotherClientCannotRevokeAToken(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	tok, err := stackauth.Member(testContext(t), "member02", "openid", "fhirUser", "launch/patient", "patient/Patient.rs")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackadmin"
@@ -172,6 +173,7 @@ func sandboxEscapes(realPatient string) []call {
 }
 
 func TestSandboxAnswersCarryOnlySyntheticResourcesWhateverTheRequest(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s (%v %v): restart the stack's fhirwall built from this tree", patientAccessSandbox, a.status, err))
 	}
@@ -222,6 +224,7 @@ func TestSandboxAnswersCarryOnlySyntheticResourcesWhateverTheRequest(t *testing.
 }
 
 func TestSandboxAppTokenReachesNoProductionAPI(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
 	}
@@ -251,6 +254,7 @@ func TestSandboxAppTokenReachesNoProductionAPI(t *testing.T) {
 // An app a reviewer suspends or deactivates loses access at once, tokens issued before included, in both
 // modes; reactivated, its tokens work again.
 func TestSuspendedOrDeactivatedAppsTokensAreRefusedInBothModes(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
 	}
@@ -298,6 +302,7 @@ func TestSuspendedOrDeactivatedAppsTokensAreRefusedInBothModes(t *testing.T) {
 // A sandbox app's token with paths that name a production API through the sandbox's prefix (dot segments,
 // their encodings, doubled slashes, a Host header) reaches no real member in either mode.
 func TestSandboxTokenCannotWalkIntoAProductionAPIByPath(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
 	}
@@ -339,6 +344,7 @@ func TestSandboxTokenCannotWalkIntoAProductionAPIByPath(t *testing.T) {
 // A production app's token is not a sandbox app's: the sandbox APIs refuse it (it would otherwise carry a
 // real member's compartment into an API whose rules were written for synthetic data).
 func TestProductionTokenIsRefusedOnTheSandboxAPIs(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	if a, err := send(testContext(t), modes()[1], patientAccessSandbox, "", get("/.well-known/smart-configuration")); err != nil || a.status != http.StatusOK {
 		require.Missing(t, fmt.Sprintf("the standalone proxy does not serve %s: restart the stack's fhirwall built from this tree", patientAccessSandbox))
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -82,6 +83,7 @@ func launch(t *testing.T, m mode) *Result {
 // claims and their coverage from fhirwall's origin; another member's Patient is refused with a status the
 // app can read. Every call crosses an origin, so each passing read is CORS working in that mode.
 func TestSMARTJSClientLaunchesThroughKeycloakAndReadsAcrossOrigins(t *testing.T) {
+	evidence.Proves(t, "SMART-08", "CMS-PA-01")
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			res := launch(t, m)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackadmin"
@@ -197,6 +198,7 @@ func auditedActions(t *testing.T, target string, since time.Time) []string {
 // from their page with the same effect. Every page is screenshotted; every change is in the audit topic,
 // which verifies.
 func TestAppLifecycleThroughThePortalInChromium(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	tools, err := FindTools()
 	if err != nil {
 		require.Missing(t, err.Error())

@@ -2,7 +2,11 @@
 
 package browser
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
+)
 
 // TestSMARTJSClientRefreshesWithItsDefaults: fhirclient's refresh() as a browser app calls it, with neither
 // refreshTokenWithClientId nor a client secret, gets a new access token from Keycloak from the app's origin,
@@ -13,6 +17,7 @@ import "testing"
 // config/keycloak/clientauth takes a public client from the refresh token's azp (README, "The Keycloak
 // realm").
 func TestSMARTJSClientRefreshesWithItsDefaults(t *testing.T) {
+	evidence.Proves(t, "SMART-08")
 	for _, m := range modes() {
 		t.Run(m.name, func(t *testing.T) {
 			res := launch(t, m)

@@ -21,6 +21,7 @@ import (
 	"github.com/fhirwall/fhirwall/config"
 	"github.com/fhirwall/fhirwall/internal/capability"
 	"github.com/fhirwall/fhirwall/internal/capability/capabilitytest"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/policy"
 	"github.com/fhirwall/fhirwall/policies"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
@@ -57,6 +58,7 @@ func statements(t *testing.T, standalone bool) map[string][]byte {
 // CapabilityStatement whose profiles and guides resolve in the packages it names (CARIN BB 2.0.0 and its
 // non-financial profiles, US Core 6.1.0, Da Vinci PAS 2.0.1 with the US Core 3.1.1 it builds on).
 func TestCapabilityStatementsValidate(t *testing.T) {
+	evidence.Proves(t, "USCORE-01", "SMART-02")
 	pkgs := fhirvalidator.Packages(t, "hl7.fhir.us.core-6.1.0.tgz", "hl7.fhir.us.carin-bb-2.0.0.tgz", "hl7.fhir.us.carin-bb-2.0.0-nonfinancial.tgz",
 		"hl7.fhir.us.core-3.1.1.tgz", "hl7.fhir.us.davinci-pas-2.0.1.tgz")
 	dir := t.TempDir()
@@ -81,6 +83,7 @@ func TestCapabilityStatementsValidate(t *testing.T) {
 // the stack) for its own CapabilityStatement: every search parameter config lists for a type, every
 // interaction and every operation fhirwall advertises must be one it supports, or apps get its 400.
 func TestTheFHIRServerSupportsWhatTheStatementsAdvertise(t *testing.T) {
+	evidence.Proves(t, "USCORE-01")
 	_, c := capabilitytest.Example(t, false)
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Get(c.FHIRServer.URL + "/metadata")

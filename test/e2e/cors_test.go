@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // demoOrigin is the browser app config/fhirwall.yaml admits to Patient Access data.
@@ -72,6 +74,7 @@ func TestBrowserPreflightIsAnsweredWithoutTokenInBothModes(t *testing.T) {
 }
 
 func TestBrowserAppReadsItsMemberAcrossOriginsInBothModes(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-01")
 	tok := member01Token(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
@@ -97,6 +100,7 @@ func TestBrowserAppReadsItsMemberAcrossOriginsInBothModes(t *testing.T) {
 }
 
 func TestRefusalsCarryRFC6750ChallengesInBothModes(t *testing.T) {
+	evidence.Proves(t, "SMART-04")
 	tok := member01Token(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {

@@ -5,12 +5,15 @@ package e2e
 import (
 	"strings"
 	"testing"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // TestProviderSeesClaimsWithoutCostSharingWhileTheMemberStillDoes: the same member's claims through both
 // APIs. Provider Access returns them without remittance or cost-sharing, without claims before 2016 and
 // without drug prior authorisations; the member's own Patient Access view still carries all of it.
 func TestProviderSeesClaimsWithoutCostSharingWhileTheMemberStillDoes(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-03", "CMS-PROV-03", "CMS-PROV-04", "CMS-PA-05")
 	provider := providerOrgAToken(t)
 	member := member01Token(t)
 	for i, m := range modes {

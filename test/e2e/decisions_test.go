@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 )
 
@@ -71,6 +72,7 @@ const fhirJSON = "application/fhir+json"
 // TestOneTableBothModes runs every request-side case through Envoy + ext_authz and through the standalone
 // proxy, against the real stack, and requires the same answer from both.
 func TestOneTableBothModes(t *testing.T) {
+	evidence.Proves(t, "SEC-03", "SMART-01", "SMART-03", "SMART-06", "CMS-PA-02", "CMS-PA-04", "SEC-01", "SEC-02", "USCORE-02")
 	tk := memberTokens(t)
 	otherEOB := eobIDOf(t, "member-02")
 	big := `{"resourceType":"Bundle","type":"batch","entry":[]` + strings.Repeat(" ", 1<<20) + `}`
@@ -299,6 +301,7 @@ func mustJSON(v any) string {
 // TestPagingLinksAreBoundToTheSearcher: a next-page link works for the member whose search made it, and is
 // the 404 of a page that does not exist for any other member.
 func TestPagingLinksAreBoundToTheSearcher(t *testing.T) {
+	evidence.Proves(t, "USCORE-02")
 	member01 := member01Token(t)
 	member02, err := smartclient.AuthorizationCodePKCE(ctx(t), issuer, "patient-app", "http://127.0.0.1:8089/callback",
 		[]string{"openid", "launch/patient", "patient/*.rs"}, "member02", "fhirwall-demo")

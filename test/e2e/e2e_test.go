@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackaudit"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -113,6 +114,7 @@ type expectation struct {
 }
 
 func TestPatientAccessThroughTheRealStack(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-01", "CMS-PA-03", "AUD-01")
 	since := time.Now().Add(-time.Second) // the audit records are looked for from here (Kafka's timestamps)
 	token := member01Token(t)
 	otherEOB := eobIDOf(t, "member-02")
@@ -223,6 +225,7 @@ func checkAudit(t *testing.T, since time.Time, want []expectation) {
 // TestEnvoyFailsClosedWithoutTheProxy stops fhirwall-proxy while Envoy runs: Envoy must refuse, and the
 // FHIR server must see no request at all.
 func TestEnvoyFailsClosedWithoutTheProxy(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	token := member01Token(t)
 	script := filepath.Join(repoRoot(), "test", "stack", "fhirwall.sh")
 	if out, err := exec.Command("bash", script, "stop-proxy").CombinedOutput(); err != nil {

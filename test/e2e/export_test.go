@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 )
 
@@ -142,6 +143,7 @@ func exportPatientRefs(v any) []string {
 }
 
 func TestProviderBulkExportHoldsOnlyPermittedMembersAndIsBoundToItsClient(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-05", "CMS-PROV-01", "CMS-PROV-02")
 	orgA := providerToken(t, "provider-org-a")
 	orgB := providerToken(t, "provider-org-b")
 	member := member01Token(t)
@@ -253,6 +255,7 @@ func TestProviderBulkExportHoldsOnlyPermittedMembersAndIsBoundToItsClient(t *tes
 // Bulk Data 2.0 §Delete: only the client that started a job may cancel it; another client gets the unknown
 // job's 404 and the job goes on.
 func TestOnlyTheStarterCancelsAnExport(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-05")
 	orgA := providerToken(t, "provider-org-a")
 	orgB := providerToken(t, "provider-org-b")
 	for _, m := range providerModes {

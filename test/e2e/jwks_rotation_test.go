@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 )
 
@@ -21,6 +22,7 @@ import (
 // lets it — publish the new key beside the old one, then drop the old one — and Keycloak, kept in sync by the
 // registry, accepts exactly the keys the registry lists at each step.
 func TestBackendJWKSRotationThroughTheRegistry(t *testing.T) {
+	evidence.Proves(t, "BACKEND-02")
 	newKey := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 		if err != nil {

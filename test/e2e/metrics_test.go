@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/metrics"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -18,6 +19,7 @@ import (
 // per-API request, decision and latency series, and Envoy's Prometheus stats have per-route and per-API
 // upstream cluster series, so a dashboard can tell the APIs apart.
 func TestMetricsShowPerAPISeries(t *testing.T) {
+	evidence.Proves(t, "OPS-MON-01")
 	member := member01Token(t)
 	orgA := providerToken(t, "provider-org-a")
 	// Counters only grow, and earlier tests have fed them: what this request makes must show as an increase.

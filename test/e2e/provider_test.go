@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 )
 
@@ -37,6 +38,7 @@ var providerModes = []struct{ name, base string }{
 }
 
 func TestProviderSeesExactlyItsAttributedMembersWhoDidNotOptOut(t *testing.T) {
+	evidence.Proves(t, "CMS-PROV-01", "CMS-PROV-02")
 	provider := providerOrgAToken(t)
 	member := member01Token(t)
 	for _, m := range providerModes {

@@ -21,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -42,6 +43,7 @@ type rate struct{ perSecond, burst int }
 // runtime config file while member01 reads through both faces: the lower limit must reach Envoy (a new xDS
 // snapshot) and the standalone limiter without a restart, and not one of the load's requests may fail.
 func TestRateLimitChangeInTheConfigFileTakesEffectUnderLoad(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01")
 	member := member01Token(t)
 	provider := providerAppToken(t)
 	for _, m := range providerModes {
@@ -102,6 +104,7 @@ func TestRateLimitChangeInTheConfigFileTakesEffectUnderLoad(t *testing.T) {
 // meanwhile provider-org-a — same API, same tier and limit as provider-org-b — and member01 on Patient
 // Access are served: buckets are per client and per API.
 func TestClientOverItsLimitDoesNotAffectOthers(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01")
 	member := member01Token(t)
 	app := providerAppToken(t)
 	orgA := providerToken(t, "provider-org-a")

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/smartclient"
 )
 
@@ -22,6 +23,7 @@ import (
 // (more than proxy.max_in_flight, 64, and than Envoy's authz cluster admitted before) gets 200s and 429s
 // with Retry-After, never a 503.
 func TestMembersOfOnePatientAppHaveTheirOwnBucketsAndABurstIsTold429Not503(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01")
 	member01 := member01Token(t)
 	tok, err := smartclient.AuthorizationCodePKCE(ctx(t), issuer, "patient-app", "http://127.0.0.1:8089/callback",
 		[]string{"openid", "launch/patient", "patient/*.rs"}, "member02", "fhirwall-demo")

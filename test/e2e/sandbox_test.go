@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/sandboxapp"
 	"github.com/fhirwall/fhirwall/test/smartclient"
@@ -154,6 +155,7 @@ func tagged(res map[string]any) bool {
 }
 
 func TestSandboxAppReadsOnlySyntheticDataInBothModes(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	_, token := sandboxAppToken(t, "http://127.0.0.1:8080/patient-access-sandbox/fhir")
 	for _, m := range sandboxModes {
@@ -193,6 +195,7 @@ func TestSandboxAppReadsOnlySyntheticDataInBothModes(t *testing.T) {
 }
 
 func TestSandboxAppIsRefusedOnTheProductionAPI(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	_, token := sandboxAppToken(t, "http://127.0.0.1:8080/patient-access/fhir")
 	for _, m := range sandboxModes {
@@ -247,6 +250,7 @@ func headOf(t *testing.T, url, token string) *http.Response {
 }
 
 func TestSandboxProviderSeesOnlyItsSyntheticAttributedMember(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	token := sandboxProviderToken(t)
 	for _, m := range sandboxModes {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -222,6 +223,7 @@ func requireAudited(t *testing.T, answers []answered, want func(answered) bool) 
 // TestAuditSurvivesAKafkaOutage: the broker stopped for two minutes under steady load. Requests keep being
 // answered (their records wait, fsync'd, in the spool), and once the broker is back every record arrives.
 func TestAuditSurvivesAKafkaOutage(t *testing.T) {
+	evidence.Proves(t, "AUD-03")
 	s := &session{}
 	healthy(t, s)
 	l := startLoad(t, s, 5)
@@ -262,6 +264,7 @@ func TestAuditSurvivesAKafkaOutage(t *testing.T) {
 // answer fhirwall gave before the kill has its record in Kafka: it was fsync'd in the spool before the answer
 // left, and the restarted proxy ships what the dead one had not.
 func TestNothingAnsweredIsLostWhenTheProxyIsKilled(t *testing.T) {
+	evidence.Proves(t, "AUD-03")
 	s := &session{}
 	healthy(t, s)
 	l := startLoad(t, s, 20)

@@ -12,12 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // TestEnvoyRefusesWhenTheProxyIsStopped: no authorization service, no request. Envoy's ext_authz fails
 // (connection refused), status_on_error 503 and the local reply mapper make that an OperationOutcome, and
 // the FHIR server sees nothing.
 func TestEnvoyRefusesWhenTheProxyIsStopped(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	s := &session{}
 	healthy(t, s)
 	token := s.Token(t)
@@ -55,6 +58,7 @@ func TestEnvoyRefusesWhenTheProxyIsStopped(t *testing.T) {
 // TestEnvoyRefusesWhenTheProxyHangs: fhirwall-proxy frozen (SIGSTOP) accepts connections but never answers.
 // The ext_authz call times out after 2 s and the request is refused with an OperationOutcome, unforwarded.
 func TestEnvoyRefusesWhenTheProxyHangs(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	s := &session{}
 	healthy(t, s)
 	token := s.Token(t)
@@ -81,6 +85,7 @@ func TestEnvoyRefusesWhenTheProxyHangs(t *testing.T) {
 // upstream_rq_active gauge shows), then the proxy is frozen, then the FHIR server thawed: its answer meets
 // a hanging ext_proc, and must not reach the client.
 func TestEnvoyWithholdsTheAnswerWhenExtProcHangs(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	s := &session{}
 	healthy(t, s)
 	token := s.Token(t)
@@ -139,6 +144,7 @@ func TestEnvoyWithholdsTheAnswerWhenExtProcHangs(t *testing.T) {
 // (Envoy's mapped local reply for a forwarded search, fhirwall's own refusal when the decision needs the
 // FHIR server, as a read does for its compartment check), and traffic recovers by itself once HAPI is back.
 func TestFHIRServerDownIsA503OperationOutcome(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	s := &session{}
 	healthy(t, s)
 	eob := ownEOBID(t)

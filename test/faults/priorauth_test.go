@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	pa "github.com/fhirwall/fhirwall/test/priorauth"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -58,6 +59,7 @@ func paPost(t *testing.T, method, url, token string, body []byte) answer {
 // Subscription; fhirwall-proxy is killed (SIGKILL) and restarted; the three are still pended with the same
 // deadlines; each decision then reaches the listener as exactly one distinct body.
 func TestPendedRequestsSurviveAProxyCrash(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-04", "OPS-REPLICA-01")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if resp, err := httpClient(t).Get(paBase() + "/metadata"); err != nil || resp.StatusCode != http.StatusOK {

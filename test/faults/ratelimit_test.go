@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 )
 
@@ -15,6 +16,7 @@ import (
 // faces refuse a limited client's request: 503, an OperationOutcome that says the rate limit service is
 // unavailable, and nothing reaches the FHIR server. Started again, answers resume.
 func TestGlobalRateLimitFailsClosed(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01", "SEC-04")
 	if err := stack(t, "ratelimit", "status"); err != nil {
 		t.Fatalf("the stack runs no rate limit service: up.sh must start test/stack/redis.sh and ratelimit.sh (%v)", err)
 	}

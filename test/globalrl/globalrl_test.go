@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 )
@@ -33,6 +34,7 @@ const (
 // it; the global limit must hold the total to the tier's rate. Then the same for one member of a patient
 // app, held to the per-user rate.
 func TestGlobalLimitHoldsAClientToItsTierAcrossBothFaces(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01")
 	s := startStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

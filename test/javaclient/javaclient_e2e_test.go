@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/datascope"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 	"github.com/fhirwall/fhirwall/test/stackenv"
@@ -60,6 +61,7 @@ func (s searchReport) matches() []string {
 }
 
 func TestHAPIGenericClientPagesIncludesAndReadsAMembersClaims(t *testing.T) {
+	evidence.Proves(t, "USCORE-02", "CMS-PA-03")
 	jar := javaClientJar(t)
 	ctx := testContext(t)
 	tok, err := stackauth.Member(ctx, "member01", "openid", "fhirUser", "launch/patient", "patient/ExplanationOfBenefit.rs", "patient/Patient.rs")
@@ -106,6 +108,7 @@ func TestHAPIGenericClientPagesIncludesAndReadsAMembersClaims(t *testing.T) {
 }
 
 func TestHAPIGenericClientPagesProviderSearchesAndExportsOnlyPermittedMembers(t *testing.T) {
+	evidence.Proves(t, "USCORE-02", "CMS-PROV-05")
 	jar := javaClientJar(t)
 	ctx := testContext(t)
 	tok, err := stackauth.Backend(ctx, "provider-org-a", "system/*.rs")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 )
@@ -61,6 +62,7 @@ func matchExact(t *testing.T, base, token string) answer {
 // answers, and only with what Payer-to-Payer may share: five years of dates of service, no denied or drug
 // prior auths, no cost-sharing or payment, nothing labelled sensitive under a #regular Consent.
 func TestOptedInMemberIsMatchedAndOnlyHerAllowedDataLeaves(t *testing.T) {
+	evidence.Proves(t, "PDEX-01", "CMS-P2P-01", "CMS-P2P-02", "CMS-P2P-03")
 	stackReady(t)
 	b, cTok := backend(t, "payer-b"), backend(t, "payer-c")
 	var audit []expectation
@@ -182,6 +184,7 @@ func TestOptedInMemberIsMatchedAndOnlyHerAllowedDataLeaves(t *testing.T) {
 // answer, byte for byte, so a payer learns nothing about membership from it; only the audit record tells them
 // apart. None of them stores a Consent or opens the member's data.
 func TestEveryFailedMatchIsTheSame422(t *testing.T) {
+	evidence.Proves(t, "PDEX-01")
 	stackReady(t)
 	b := backend(t, "payer-b")
 	var audit []expectation
@@ -259,6 +262,7 @@ func TestEveryFailedMatchIsTheSame422(t *testing.T) {
 // FHIR server (as the payer's staff would), the next data request is the 404 of a member that does not
 // exist; active again, data flows again.
 func TestRevokedConsentStopsTheVeryNextRequest(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-01")
 	stackReady(t)
 	b := backend(t, "payer-b")
 	for _, m := range modes {
@@ -301,6 +305,7 @@ func TestRevokedConsentStopsTheVeryNextRequest(t *testing.T) {
 // Group's $davinci-data-export, its status and its files are payer-b's alone (payer-c gets the 404 of things
 // that do not exist), and every exported line is p2p-exact's and within the data scope.
 func TestBulkMatchAndExportAreTheCallersAlone(t *testing.T) {
+	evidence.Proves(t, "PDEX-02", "CMS-P2P-04")
 	stackReady(t)
 	b, c := backend(t, "payer-b"), backend(t, "payer-c")
 	var audit []expectation
@@ -532,6 +537,7 @@ func keys(m map[string]bool) []string {
 // TestMembersAndProvidersAreRefusedEverywhere: a member's app and a provider organisation's backend are not
 // payers; every Payer-to-Payer path refuses them with 403, whatever they send.
 func TestMembersAndProvidersAreRefusedEverywhere(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-04")
 	stackReady(t)
 	mt, err := stackauth.Member(ctx(t), "member01", "openid", "launch/patient", "patient/*.rs")
 	if err != nil {
@@ -579,6 +585,7 @@ func TestMembersAndProvidersAreRefusedEverywhere(t *testing.T) {
 // names payer-c, is matched by payer-c and his claims reach payer-c, while payer-b still gets the 404 of a
 // member that does not exist; a #sensitive Consent lets the PHQ-9 labelled PSY leave, which #regular withholds.
 func TestOptInIsPerPayerAndPerPolicy(t *testing.T) {
+	evidence.Proves(t, "CMS-P2P-01")
 	stackReady(t)
 	b, c := backend(t, "payer-b"), backend(t, "payer-c")
 	var audit []expectation

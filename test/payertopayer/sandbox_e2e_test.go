@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/membermatch"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/sandboxapp"
@@ -98,6 +99,7 @@ func synthetic(r map[string]any) bool {
 }
 
 func TestSandboxMemberMatchFindsTheSyntheticMemberAndNeverARealOne(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	clientID, token := sandboxPayerToken(t)
 	for _, m := range sandboxModes {
@@ -149,6 +151,7 @@ func TestSandboxMemberMatchFindsTheSyntheticMemberAndNeverARealOne(t *testing.T)
 }
 
 func TestSandboxPayerIsRefusedOnPayerToPayerAndProductionPayerOnTheSandbox(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	_, sandboxToken := sandboxPayerToken(t)
 	production := backend(t, "payer-b")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -62,6 +63,7 @@ type emitted struct {
 // and every line of the $davinci-data-export files against the profiles it claims (CARIN BB non-financial
 // for the claims fhirwall rewrote, PDex for prior auths, US Core 6.1.0 for clinical types).
 func TestPayerToPayerOutputsValidateAgainstTheirProfiles(t *testing.T) {
+	evidence.Proves(t, "PDEX-03")
 	stackReady(t)
 	var base string
 	for _, m := range modes {

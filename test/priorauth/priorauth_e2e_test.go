@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/priorauth/um"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	pa "github.com/fhirwall/fhirwall/test/priorauth"
 )
 
@@ -23,6 +24,7 @@ import (
 // response Bundle whose ClaimResponse (first) says A1 with a certification number on its item; the Claim is
 // on the FHIR server; the audit record says approved.
 func TestApprovalIsA1WithAnAuthorizationNumber(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-01", "CMS-PAU-02", "PAS-01", "AUD-01")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -46,6 +48,7 @@ func TestApprovalIsA1WithAnAuthorizationNumber(t *testing.T) {
 // TestDenialCarriesASpecificReason: HCPCS B4185 is denied by the rules: A3 with an X12 886 reasonCode
 // (CMS-0057-F: a specific reason for every denial); the audit record says denied.
 func TestDenialCarriesASpecificReason(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-03", "CMS-PAU-02", "PAS-01")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -200,6 +203,7 @@ func randomHex() string {
 // the ClaimResponse, full-resource carrying the PAS response Bundle with A1; deciding again is a 409;
 // $inquire now answers A1.
 func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-02", "CMS-PAU-04", "PAS-03")
 	stackReady(t)
 	var audit []expectation
 	var subscriptions []string
@@ -326,6 +330,7 @@ func TestPendedRequestDecidedByAReviewerNotifiesTheSubscriber(t *testing.T) {
 // TestInquireIsTheSubmittersAlone: org-a's approved request answers org-a's $inquire with A1; org-b asking
 // for the same Claim identifier gets the 404 of a Claim that does not exist, byte for byte.
 func TestInquireIsTheSubmittersAlone(t *testing.T) {
+	evidence.Proves(t, "PAS-04", "CMS-PAU-06")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -367,6 +372,7 @@ func TestInquireIsTheSubmittersAlone(t *testing.T) {
 // use=claim are refused with 400 and an OperationOutcome; neither the FHIR server nor the review queue holds
 // anything of them.
 func TestMalformedBundleIsRefusedAndNothingStored(t *testing.T) {
+	evidence.Proves(t, "PAS-02")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -420,6 +426,7 @@ func TestMalformedBundleIsRefusedAndNothingStored(t *testing.T) {
 // nothing listening on its address it is pended (A4, in the queue), never approved; with the fake UM
 // answering approved it is approved (A1), once the breaker lets calls through again.
 func TestUMDownPendsAndUMUpDecides(t *testing.T) {
+	evidence.Proves(t, "PAS-05")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -478,6 +485,7 @@ func TestUMDownPendsAndUMUpDecides(t *testing.T) {
 // through Patient Access. org-b submitting a Claim that names org-a as the requesting provider is refused
 // (403), and nothing of it is stored.
 func TestMembersAndOtherProvidersAreRefused(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-06")
 	stackReady(t)
 	var audit []expectation
 	for _, m := range modes {
@@ -522,6 +530,7 @@ func TestMembersAndOtherProvidersAreRefused(t *testing.T) {
 // TestClinicianSubmitsForHisOrganisation: dr-smith (Practitioner/pract-01 at org-a) in the provider app,
 // with user/ scopes, submits a request naming org-a: approved like a backend's.
 func TestClinicianSubmitsForHisOrganisation(t *testing.T) {
+	evidence.Proves(t, "CMS-PAU-01", "CMS-PAU-06")
 	stackReady(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {

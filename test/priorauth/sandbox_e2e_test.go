@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	pa "github.com/fhirwall/fhirwall/test/priorauth"
 	"github.com/fhirwall/fhirwall/test/require"
 	"github.com/fhirwall/fhirwall/test/sandboxapp"
@@ -99,6 +100,7 @@ func sandboxRequest(m mode, what string, member pa.Member, item pa.Code) pa.Requ
 }
 
 func TestSandboxSubmitIsAnsweredTaggedAndFiledUnderTheSyntheticMemberOnly(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	token := sandboxProvider(t)
 	for _, m := range sandboxModes {
@@ -129,6 +131,7 @@ func TestSandboxSubmitIsAnsweredTaggedAndFiledUnderTheSyntheticMemberOnly(t *tes
 }
 
 func TestSandboxSubmitNeverTouchesARealMember(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	token := sandboxProvider(t)
 	for _, m := range sandboxModes {
@@ -146,6 +149,7 @@ func TestSandboxSubmitNeverTouchesARealMember(t *testing.T) {
 }
 
 func TestSandboxRequestsAreNotInTheReviewQueue(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	token := sandboxProvider(t)
 	m := sandboxModes[1]
@@ -157,6 +161,7 @@ func TestSandboxRequestsAreNotInTheReviewQueue(t *testing.T) {
 }
 
 func TestSandboxProviderIsRefusedOnPriorAuthAndProductionProviderOnTheSandbox(t *testing.T) {
+	evidence.Proves(t, "SEC-05")
 	requireSandboxServed(t)
 	sandboxToken := sandboxProvider(t)
 	production := provider(t, "provider-org-a")

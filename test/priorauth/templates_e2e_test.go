@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -16,6 +17,7 @@ import (
 // malformed ones are refused for what makes them malformed. The suite validates again, with the stack's
 // validator service, everything it sends.
 func TestBuiltBundlesValidateAgainstPAS(t *testing.T) {
+	evidence.Proves(t, "PAS-01")
 	dir := t.TempDir()
 	write := func(name string, b []byte, err error) string {
 		t.Helper()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/membermatch"
 	pa "github.com/fhirwall/fhirwall/test/priorauth"
 	"github.com/fhirwall/fhirwall/test/stackauth"
@@ -22,6 +23,7 @@ const consentTag = "https://fhirwall.dev/CodeSystem/payer-to-payer-consent-from"
 // use=preauthorization). She sees the first three through Patient Access, never the drug one; payer-b, after
 // a $member-match with her opt-in, sees the approved and the pended one, never the denied nor the drug one.
 func TestDecisionsShowThroughPatientAccessAndPayerToPayer(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-05", "CMS-P2P-03")
 	stackReady(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {

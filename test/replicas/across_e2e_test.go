@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 )
 
@@ -113,6 +114,7 @@ func walk(t *testing.T, faces []string, token string) [][]string {
 // different replica give the pages one replica gives; a provider's export started on one replica is polled on
 // another and its files read on a third. Paging bindings and export jobs live in PostgreSQL, not in a replica.
 func TestMemberPagesAndProviderExportAcrossReplicas(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01")
 	setup(t)
 	member := memberToken(t)
 	provider, err := stackauth.Backend(context.Background(), "provider-org-a", "system/*.rs")

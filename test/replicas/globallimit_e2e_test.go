@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackauth"
 )
 
@@ -31,6 +32,7 @@ const (
 // The members' own rate (40/s each) is above what each sends through the limit, so the app's tier is the one
 // that binds.
 func TestGlobalLimitHoldsAcrossBothEnvoys(t *testing.T) {
+	evidence.Proves(t, "OPS-RATE-01")
 	setup(t)
 	var tokens []string
 	for _, who := range []string{"member02", "member03"} {

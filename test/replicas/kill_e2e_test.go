@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 const (
@@ -54,6 +56,7 @@ func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // concurrency); everything else is answered by the others. The replica restarts, becomes ready and serves
 // again. Its answered requests' audit records are checked with everyone's in TestAudit... below.
 func TestReplicaKilledUnderLoad(t *testing.T) {
+	evidence.Proves(t, "OPS-REPLICA-01")
 	setup(t)
 	token := memberToken(t)
 	for _, m := range modes() {

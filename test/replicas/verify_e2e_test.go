@@ -17,6 +17,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackaudit"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
@@ -26,6 +27,7 @@ import (
 // topic, and `fhirwall audit verify` over the topic, against each replica spool's signed head, proves every
 // replica's chain whole to its end.
 func TestAuditOfEveryReplicaReachesKafkaAndVerifies(t *testing.T) {
+	evidence.Proves(t, "AUD-02", "OPS-REPLICA-01")
 	setup(t)
 	seenMu.Lock()
 	want := map[string]stackaudit.Expectation{}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/stackenv"
 )
 
@@ -17,6 +18,7 @@ import (
 // (config/keycloak/clientauth SmartAudienceExecutor, realm attribute fhirwall.smart.fhirBases), so an app
 // tricked into launching against another server never gets a code to spend there.
 func TestE2ELaunchIsRefusedUnlessAudIsOurFHIRBase(t *testing.T) {
+	evidence.Proves(t, "SMART-08", "SMART-03")
 	scopes := []string{"openid", "launch/patient", "patient/*.rs"}
 	for _, tc := range []struct {
 		name string
@@ -65,6 +67,7 @@ func TestE2EAccountConsoleSignsInWithoutAud(t *testing.T) {
 }
 
 func TestE2ELaunchWithOurFHIRBaseAsAudGetsAWorkingToken(t *testing.T) {
+	evidence.Proves(t, "SMART-08")
 	scopes := []string{"openid", "launch/patient", "patient/*.rs"}
 	for _, aud := range []string{
 		stackenv.StandaloneURL + "/patient-access/fhir",

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 const (
@@ -86,6 +88,7 @@ func wantScopes(t *testing.T, what, got string, want ...string) {
 }
 
 func TestE2EPatientAppMember01(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-01", "SMART-07")
 	ctx := e2eCtx(t)
 	scopes := []string{"openid", "launch/patient", "patient/ExplanationOfBenefit.rs", "patient/*.rs", "fhirUser"}
 	tok, err := AuthorizationCodePKCE(ctx, e2eIssuer(), "patient-app", e2eRedirectURI, scopes, "member01", e2ePassword)
@@ -136,6 +139,7 @@ func TestE2EPatientAppMember01(t *testing.T) {
 }
 
 func TestE2EPatientAppWithoutLaunchPatientHasNoPatient(t *testing.T) {
+	evidence.Proves(t, "SMART-07")
 	ctx := e2eCtx(t)
 	tok, err := AuthorizationCodePKCE(ctx, e2eIssuer(), "patient-app", e2eRedirectURI,
 		[]string{"openid", "patient/Coverage.rs"}, "member02", e2ePassword)
@@ -152,6 +156,7 @@ func TestE2EPatientAppWithoutLaunchPatientHasNoPatient(t *testing.T) {
 }
 
 func TestE2EOfflineAccess(t *testing.T) {
+	evidence.Proves(t, "SMART-08")
 	ctx := e2eCtx(t)
 	tok, err := AuthorizationCodePKCE(ctx, e2eIssuer(), "patient-app", e2eRedirectURI,
 		[]string{"openid", "launch/patient", "patient/*.rs", "offline_access"}, "member05", e2ePassword)
@@ -181,6 +186,7 @@ func TestE2EWrongPassword(t *testing.T) {
 }
 
 func TestE2EUnassignedScopeRefused(t *testing.T) {
+	evidence.Proves(t, "SMART-05")
 	ctx := e2eCtx(t)
 	_, err := AuthorizationCodePKCE(ctx, e2eIssuer(), "patient-app", e2eRedirectURI,
 		[]string{"openid", "system/*.rs"}, "member04", e2ePassword)
@@ -191,6 +197,7 @@ func TestE2EUnassignedScopeRefused(t *testing.T) {
 }
 
 func TestE2EPractitionerUserLevel(t *testing.T) {
+	evidence.Proves(t, "SMART-07")
 	ctx := e2eCtx(t)
 	tok, err := AuthorizationCodePKCE(ctx, e2eIssuer(), "provider-app", e2eRedirectURI,
 		[]string{"openid", "fhirUser", "user/*.rs"}, "dr-smith", e2ePassword)
@@ -209,6 +216,7 @@ func TestE2EPractitionerUserLevel(t *testing.T) {
 }
 
 func TestE2EBackendServices(t *testing.T) {
+	evidence.Proves(t, "BACKEND-01")
 	ctx := e2eCtx(t)
 	for _, tc := range []struct{ client, org string }{
 		{"provider-org-a", "Organization/org-a"},
@@ -252,6 +260,7 @@ func TestE2EBackendServices(t *testing.T) {
 }
 
 func TestE2EBackendServicesWrongKeyRefused(t *testing.T) {
+	evidence.Proves(t, "BACKEND-02")
 	ctx := e2eCtx(t)
 	key, _ := testKey(t, "provider-org-b")
 	// org-b's key under org-a's kid, then under its own kid: both must fail for provider-org-a.

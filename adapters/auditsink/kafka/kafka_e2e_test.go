@@ -17,6 +17,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/require"
 )
 
@@ -133,6 +134,7 @@ func shipRecords(t *testing.T, topic string, recs []audit.Record) (dir string, h
 func pub() ed25519.PublicKey { return testKey().Public().(ed25519.PublicKey) }
 
 func TestShippedTopicVerifiesAndKeepsEachPatientOnOnePartition(t *testing.T) {
+	evidence.Proves(t, "AUD-02")
 	topic := newTopic(t, "ship")
 	start := time.Now()
 	_, head := shipAll(t, topic, 100)
@@ -181,6 +183,7 @@ func copyTopic(t *testing.T, name string, msgs []audit.Message) string {
 }
 
 func TestTopicTamperingIsNamedByVerify(t *testing.T) {
+	evidence.Proves(t, "AUD-02")
 	src := newTopic(t, "src")
 	_, head := shipAll(t, src, 30)
 	orig := readAll(t, src)

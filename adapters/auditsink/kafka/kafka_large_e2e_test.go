@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fhirwall/fhirwall/internal/audit"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // bulkExport is the record of a Provider Access or Payer-to-Payer bulk export naming n members.
@@ -36,6 +37,7 @@ func bulkExport(n int) audit.Record {
 }
 
 func TestFiftyThousandPatientBulkRecordShipsInPartsAndVerifies(t *testing.T) {
+	evidence.Proves(t, "AUD-02")
 	topic := newTopic(t, "bulk")
 	big := bulkExport(50_000)
 	whole, _ := json.Marshal(big)
@@ -84,6 +86,7 @@ func TestFiftyThousandPatientBulkRecordShipsInPartsAndVerifies(t *testing.T) {
 // The sizing itself, end to end: an entry just under audit.MaxEntryBytes (a long query; only the patient
 // list is split) is produced, fetched and verified.
 func TestLargestEntryShipsWholeAndVerifies(t *testing.T) {
+	evidence.Proves(t, "AUD-02")
 	topic := newTopic(t, "largest")
 	r := audit.Record{ID: audit.NewID(), Time: time.Now().UTC(), ClientID: "patient-app", Patients: []string{"member-01"},
 		Query: strings.Repeat("q", audit.MaxEntryBytes-64<<10)}
@@ -125,6 +128,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestUndersizedTopicIsNamedAndNothingIsAcknowledged(t *testing.T) {
+	evidence.Proves(t, "AUD-03")
 	const kafkaDefault = 1048588
 	topic := newTopicWith(t, "small", kafkaDefault)
 	n, err := CheckTopic(context.Background(), []string{broker}, topic)

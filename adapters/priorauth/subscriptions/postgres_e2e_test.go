@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
 // testDSN is the stack's PostgreSQL (bash test/stack/postgres.sh start).
@@ -63,6 +65,7 @@ func TestPostgresKeepsTheStoreContract(t *testing.T) {
 // TestTwoReplicasSendEachNotificationOnceInOrder runs two Services (two replicas) on one PostgreSQL store: both
 // are told of every decision, both run the worker; the subscriber gets every event exactly once, in order.
 func TestTwoReplicasSendEachNotificationOnceInOrder(t *testing.T) {
+	evidence.Proves(t, "PAS-03", "OPS-REPLICA-01")
 	st := openCleanPostgres(t)
 	sb := newSubscriber(t)
 	var replicas []*Service
@@ -107,6 +110,7 @@ func TestTwoReplicasSendEachNotificationOnceInOrder(t *testing.T) {
 // TestAReplicaDyingMidDeliveryLeavesTheNotificationToAnotherWithTheSameBytes: a replica claims a
 // notification and dies before finishing; once its lease ends another replica sends it, byte for byte.
 func TestAReplicaDyingMidDeliveryLeavesTheNotificationToAnotherWithTheSameBytes(t *testing.T) {
+	evidence.Proves(t, "PAS-03", "OPS-REPLICA-01")
 	ctx := context.Background()
 	st := openCleanPostgres(t)
 	sb := newSubscriber(t)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/fhirvalidator"
 )
 
@@ -71,6 +72,7 @@ func stripText(v any) {
 // backport-subscription-status-r4 itself cannot be checked here; the shape is checked by hand in
 // service_test.go (readNotification) against the backport 1.1.0 profile text.
 func TestNotificationsValidateAsR4(t *testing.T) {
+	evidence.Proves(t, "PAS-03")
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	resp := pasExample(t, "Bundle-ReferralAuthorizationResponseBundleExample.json")
 	ev := &event{number: 1, time: now, claimResponseID: "cr-1", responseBundle: resp}

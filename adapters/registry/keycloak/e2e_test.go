@@ -21,6 +21,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/postgres"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
 )
@@ -343,6 +344,7 @@ func TestE2EKeycloakUnreachableRegistrationsWaitAndArriveLater(t *testing.T) {
 }
 
 func TestE2EEndSessionsAndRevokeGrantRefuseRefreshTokens(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	m := newMasterAdmin(t)
 	realm, syncSecret := testRealm(t, m)
 	store, _ := testStore(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/fhirwall/fhirwall/adapters/registry/apps"
 	"github.com/fhirwall/fhirwall/adapters/registry/file"
 	"github.com/fhirwall/fhirwall/internal/decision"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 )
 
@@ -226,6 +227,7 @@ func TestPostgresStoreKeepsTheContract(t *testing.T) {
 // TestDeactivationThroughOneReplicaIsRefusedByTheOtherWithinOneSecond runs two Stores (two replicas) on one
 // database: an app deactivated (or suspended) through one is inactive in the other's view within 1 s.
 func TestDeactivationThroughOneReplicaIsRefusedByTheOtherWithinOneSecond(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06", "OPS-REPLICA-01")
 	ctx := context.Background()
 	dsn := cleanSchema(t)
 	au := &auditorFake{}
@@ -253,6 +255,7 @@ func TestDeactivationThroughOneReplicaIsRefusedByTheOtherWithinOneSecond(t *test
 }
 
 func TestFailingAuditorLeavesNothingChanged(t *testing.T) {
+	evidence.Proves(t, "AUD-05")
 	ctx := context.Background()
 	au := &auditorFake{}
 	s := openReplica(t, cleanSchema(t), au)
@@ -428,6 +431,7 @@ func TestLostListenConnectionRecovers(t *testing.T) {
 // TestViewFailsClosedWhenItCannotBeRefreshed: with PostgreSQL out of reach, Lookup refuses once the view is
 // older than its bound, instead of serving a decision that may honour a deactivated app.
 func TestViewFailsClosedWhenItCannotBeRefreshed(t *testing.T) {
+	evidence.Proves(t, "SEC-04")
 	ctx := context.Background()
 	s, err := Open(ctx, cleanSchema(t), (&auditorFake{}).audit, nil)
 	if err != nil {

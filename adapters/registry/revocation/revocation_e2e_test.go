@@ -20,6 +20,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/audit/audittest"
 	"github.com/fhirwall/fhirwall/internal/capability"
+	"github.com/fhirwall/fhirwall/internal/evidence"
 	"github.com/fhirwall/fhirwall/internal/token"
 	"github.com/fhirwall/fhirwall/test/pgtest"
 	"github.com/fhirwall/fhirwall/test/require"
@@ -134,6 +135,7 @@ func newE2EStack(t *testing.T) *e2eStack {
 }
 
 func TestE2ERevokedBackendTokenIsRefusedOnEveryReplicaWithinASecond(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	s := newE2EStack(t)
 	tok, err := stackauth.Backend(s.ctx, "provider-org-a", "system/*.rs")
 	if err != nil {
@@ -232,6 +234,7 @@ func TestE2ERevokedBackendTokenIsRefusedOnEveryReplicaWithinASecond(t *testing.T
 }
 
 func TestE2EMemberRevocationRefusesTheAppsTokensAndRefreshedOnesOnEveryReplica(t *testing.T) {
+	evidence.Proves(t, "CMS-PA-06")
 	s := newE2EStack(t)
 	scopes := []string{"openid", "launch/patient", "patient/*.rs", "fhirUser"}
 	tok, err := stackauth.Member(s.ctx, "member01", scopes...)
@@ -313,6 +316,7 @@ func (sinkFake) Write(context.Context, audit.Record) error {
 }
 
 func TestE2ERevocationThatCannotBeAuditedRevokesNothing(t *testing.T) {
+	evidence.Proves(t, "AUD-05")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn := pgtest.Schema(t, "revocation")
