@@ -52,7 +52,7 @@ func (t Tracing) validate() []error {
 		errs = append(errs, fmt.Errorf("tracing.sampling_percent %v: want 0 to 100", t.SamplingPercent))
 	}
 	for key, name := range map[string]string{"tracing.service_name": t.ServiceName, "tracing.envoy_service_name": t.EnvoyServiceName} {
-		if t.Endpoint != "" && !serviceNameRE.MatchString(name) {
+		if !serviceNameRE.MatchString(name) {
 			errs = append(errs, fmt.Errorf("%s %q: want 1-63 letters, digits, '.', '_' or '-'", key, name))
 		}
 	}
