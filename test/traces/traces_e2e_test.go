@@ -10,6 +10,8 @@ package traces
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,12 +33,18 @@ import (
 const (
 	envoyService = "fhirwall-envoy"
 	proxyService = "fhirwall-proxy"
-	// clientTraceID is the trace a client claims with its own traceparent; untrusted, it must go nowhere.
-	clientTraceID     = "5c0ffee05c0ffee05c0ffee05c0ffee0"
-	clientTraceparent = "00-" + clientTraceID + "-5c0ffee05c0ffee0-01"
 )
 
 var traceIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// clientTraceID is the trace a client claims with its own traceparent (new for each run, so the collector's
+// memory of earlier runs cannot answer for this one); untrusted, it must go nowhere.
+var clientTraceID, clientTraceparent = func() (string, string) {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b[:16])
+	return id, "00-" + id + "-" + hex.EncodeToString(b[16:]) + "-01"
+}()
 
 // jaegerTrace is the part of the query API's answer (GET /api/traces/{id}) the tests read.
 type jaegerTrace struct {
