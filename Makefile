@@ -45,18 +45,52 @@ VALIDATOR := test/tools/fhir-validator/target/fhir-validator-0.1.0.jar
 $(VALIDATOR): test/tools/fhir-validator/pom.xml $(shell find test/tools/fhir-validator/src -type f)
 	mvn -q -B -f test/tools/fhir-validator/pom.xml package
 
-# What the unit tests run besides Go (Envoy, the HAPI jar the validator's build fetches), ready before them.
+# What the unit tests run besides Go (Envoy, the HAPI jar the validator's build fetches, helm, promtool), ready before them.
 .PHONY: test-tools
 test-tools: $(VALIDATOR)
 	bash test/stack/envoy.sh install
 	bash test/stack/chromium.sh install
+	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
+	GO=$(GO) bash test/tools/prometheus/build.sh
+
+## alerts-test: promtool checks and unit-tests the chart's alert rules (test/alerts); promtool and prometheus are
+## built from the Prometheus module (test/tools/prometheus) into $$HOME/.cache/fhirwall/bin, one build per version.
+.PHONY: alerts-test
+alerts-test:
+	@[ -x $(STATE)/bin/helm ] || GO=$(GO) bash test/tools/helm/build.sh
+	GO=$(GO) bash test/tools/prometheus/build.sh
+	FHIRWALL_REQUIRE_ALL=1 $(GO) test -count=1 ./test/alerts
 
 # Browser screenshots (the portal, the lifecycle walk) land in $(ARTIFACTS)/portal.
 ARTIFACTS ?= $(CURDIR)/.fhirwall/artifacts
-e2e: stack-up $(VALIDATOR)
-	FHIRWALL_REQUIRE_ALL=1 FHIRWALL_ARTIFACTS=$(ARTIFACTS) $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/... ./cmd/...
-	@$(MAKE) --no-print-directory faults-run
+# The end-to-end and fault suites stream `go test -json` through test/tools/evidence (it prints the usual -v
+# text and keeps the JSON), then the compliance matrix is built from both runs into $(ARTIFACTS)/evidence
+# (matrix.md, matrix.html, matrix.json; docs/compliance.md). The fault suite runs even when e2e failed, so the
+# matrix covers both; make still fails.
+EVIDENCE     := $(ARTIFACTS)/evidence
+EVIDENCE_BIN := $(STATE)/bin/evidence
+.PHONY: evidence evidence-matrix $(EVIDENCE_BIN)
+
+# rebuilt every time (a no-op when nothing changed), so the table and the tool are never stale
+$(EVIDENCE_BIN):
+	$(GO) build -o $@ ./test/tools/evidence
+
+e2e: stack-up $(VALIDATOR) $(EVIDENCE_BIN)
+	@mkdir -p $(EVIDENCE)
+	set -o pipefail; rc=0; \
+	FHIRWALL_REQUIRE_ALL=1 FHIRWALL_ARTIFACTS=$(ARTIFACTS) $(GO) test -json -tags e2e -count=1 -p 1 -timeout 40m ./test/... ./internal/xds/... ./internal/datascope/... ./internal/audit/... ./adapters/... ./cmd/... 2>&1 \
+	  | $(EVIDENCE_BIN) tee -json $(EVIDENCE)/e2e.json || rc=1; \
+	$(MAKE) --no-print-directory faults-run || rc=1; \
+	$(MAKE) --no-print-directory evidence-matrix || rc=1; \
+	exit $$rc
 	@echo "stack left running for the next run; stop it with: make stack-down"
+
+## evidence-matrix: matrix.md, matrix.html, matrix.json in $(ARTIFACTS)/evidence from the last e2e and fault runs
+evidence-matrix: $(EVIDENCE_BIN)
+	$(EVIDENCE_BIN) build -out $(EVIDENCE) $(EVIDENCE)/e2e.json $(EVIDENCE)/faults.json
+
+## evidence: run the end-to-end and fault suites against the real stack and write the compliance matrix
+evidence: e2e
 
 stack-up:
 	bash test/stack/up.sh
@@ -87,7 +121,10 @@ fuzz:
 	         FuzzDecodeDifferential:./internal/decision FuzzAccessRecordEncoding:./internal/audit \
 	         FuzzString:./internal/jsonenc FuzzFloat64:./internal/jsonenc FuzzTime:./internal/jsonenc \
 	         FuzzCarriedDecoding:./internal/decision FuzzApplyMatchesWalk:./internal/datascope FuzzPatientsOf:./internal/fhir \
-	         FuzzRewrittenRulesDecideAsTheReference:./internal/policy; do \
+	         FuzzRewrittenRulesDecideAsTheReference:./internal/policy \
+	         FuzzVerify:./internal/evidence FuzzParseRequirements:./internal/evidence FuzzParseProvesLine:./internal/evidence FuzzStream:./test/tools/evidence \
+	         FuzzRecordedInput:./internal/decision FuzzReplayRecord:./internal/policy/replay \
+	         FuzzParseConfig:./internal/selftest FuzzLeaksFindsAnInsertedReference:./internal/selftest; do \
 	  $(GO) test -run=^$$ -fuzz=^$${t%%:*}$$ -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; done
 	FHIRWALL_PROPERTY_N=10000 $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestProperty' ./test/adversarial/
 
@@ -119,8 +156,10 @@ bench-hapi: stack-up bench-kafka
 ## the e2e suites, so they also need the `faults` tag: `go test -tags e2e ./test/...` (make e2e) skips them.
 .PHONY: faults faults-run
 faults: stack-up faults-run
-faults-run:
-	$(GO) test -tags e2e,faults -count=1 -p 1 -timeout 15m -v ./test/faults/...
+faults-run: $(EVIDENCE_BIN)
+	@mkdir -p $(EVIDENCE)
+	GO=$(GO) bash test/tools/prometheus/build.sh
+	set -o pipefail; $(GO) test -json -tags e2e,faults -count=1 -p 1 -timeout 20m ./test/faults/... 2>&1 | $(EVIDENCE_BIN) tee -json $(EVIDENCE)/faults.json
 
 ## helm-test: lint charts/fhirwall and compare `helm template` with test/helm/testdata/golden. helm is built
 ## from its own module (test/tools/helm) so the main go.mod gains no Kubernetes dependencies.

@@ -118,18 +118,18 @@ func (c *Config) Limits() ratelimit.Limits {
 
 // Issuer is one trusted token issuer.
 type Issuer struct {
-	URL        string   `mapstructure:"url"`
-	Audience   string   `mapstructure:"audience"`
-	Algorithms []string `mapstructure:"algorithms"`
+	URL        string   `mapstructure:"url"`        // the exact `iss` of its tokens; its OIDC discovery document names the JWKS
+	Audience   string   `mapstructure:"audience"`   // required: an access token's `aud` must contain it (the stack: fhirwall)
+	Algorithms []string `mapstructure:"algorithms"` // allowed JWS algorithms (asymmetric only); empty: RS256
 	// Introspection is the issuer's RFC 7662 endpoint, for opaque (non-JWT) access tokens; nil: none.
 	Introspection *Introspection `mapstructure:"introspection"`
 }
 
 // Introspection is an RFC 7662 endpoint and the credentials fhirwall presents to it (client_secret_basic).
 type Introspection struct {
-	URL          string `mapstructure:"url"`
-	ClientID     string `mapstructure:"client_id"`
-	ClientSecret string `mapstructure:"client_secret"`
+	URL          string `mapstructure:"url"`           // the introspection endpoint (http or https)
+	ClientID     string `mapstructure:"client_id"`     // fhirwall's client id at the endpoint (required)
+	ClientSecret string `mapstructure:"client_secret"` // its secret; prefer FHIRWALL_ISSUERS_… in the environment to the file
 }
 
 // Tokens tunes token verification for every issuer.
@@ -143,8 +143,8 @@ type Tokens struct {
 // File, a YAML file of clients (see config/clients.yaml), reloaded when it changes, a relative path taken
 // relative to the configuration file; or "postgres", the app registry in jobs.postgres_dsn.
 type Registry struct {
-	Source string `mapstructure:"source"`
-	File   string `mapstructure:"file"`
+	Source string `mapstructure:"source"` // file or postgres
+	File   string `mapstructure:"file"`   // with source file: the clients.yaml to read (relative to the config file)
 	// Import, with source postgres, is a file registry (clients.yaml) whose clients are registered at
 	// start-up as active production apps when not registered yet (registry.go); relative to the config file.
 	Import string `mapstructure:"import"`
@@ -154,8 +154,8 @@ type Registry struct {
 
 // API is one exposed FHIR API, its base path, and the resource types it serves.
 type API struct {
-	Name   string `mapstructure:"name"`
-	Prefix string `mapstructure:"prefix"`
+	Name   string `mapstructure:"name"`   // one of the four APIs or its sandbox: patient-access, provider-access, payer-to-payer, prior-auth (+ -sandbox)
+	Prefix string `mapstructure:"prefix"` // the API's base path below public_url, e.g. /patient-access/fhir; no trailing slash
 	// Resources is a list, not a map keyed by type: viper lower-cases map keys, and FHIR type names are
 	// case-sensitive.
 	Resources []Resource `mapstructure:"resources"`
@@ -182,7 +182,7 @@ type API struct {
 // Operation is one FHIR operation an API serves on a type (Group $export, say). Fields mirror
 // capability.Operation.
 type Operation struct {
-	Type       string `mapstructure:"type"`
+	Type       string `mapstructure:"type"`       // the resource type it is invoked on, e.g. Group
 	Name       string `mapstructure:"name"`       // without the $
 	Definition string `mapstructure:"definition"` // the OperationDefinition's canonical URL
 	// MaxBodyBytes, when set, is the largest request body a type-level POST of this operation may send
@@ -219,12 +219,12 @@ type SMART struct {
 	Issuer string `mapstructure:"issuer"`
 	// Overrides; each set one replaces what the issuer's discovery document says.
 	AuthorizationEndpoint string `mapstructure:"authorization_endpoint"`
-	TokenEndpoint         string `mapstructure:"token_endpoint"`
-	JWKSURI               string `mapstructure:"jwks_uri"`
+	TokenEndpoint         string `mapstructure:"token_endpoint"` // override of the token endpoint
+	JWKSURI               string `mapstructure:"jwks_uri"`       // override of the JWKS URL
 	// ManagementEndpoint is where a user sees and revokes the apps they authorised; empty: not published.
 	ManagementEndpoint string   `mapstructure:"management_endpoint"`
-	Capabilities       []string `mapstructure:"capabilities"`
-	Scopes             []string `mapstructure:"scopes"`
+	Capabilities       []string `mapstructure:"capabilities"` // SMART 2.x capability codes (launch-standalone, client-confidential-asymmetric, …); a client-auth one only if the issuer supports it
+	Scopes             []string `mapstructure:"scopes"`       // published in scopes_supported as they are
 	// ResourceScopes are templates expanded per resource type, e.g. "patient/{type}.rs".
 	ResourceScopes []string `mapstructure:"resource_scopes"`
 	// GrantTypes and TokenEndpointAuthMethods are offered as far as the issuer supports them.
@@ -235,8 +235,8 @@ type SMART struct {
 // Resource is one resource type an API serves, with the search parameters it accepts (an allow-list: the
 // policies refuse any other parameter with a 400 naming it).
 type Resource struct {
-	Type         string   `mapstructure:"type"`
-	SearchParams []string `mapstructure:"search_params"`
+	Type         string   `mapstructure:"type"`          // the FHIR resource type, e.g. ExplanationOfBenefit
+	SearchParams []string `mapstructure:"search_params"` // the search parameters allowed on it; any other is refused with 400
 	// Include and RevInclude are the _include/_revinclude paths the CapabilityStatement lists.
 	Include    []string `mapstructure:"include"`
 	RevInclude []string `mapstructure:"revinclude"`
@@ -312,11 +312,11 @@ type Audit struct {
 
 // Spool is the audit spool on local disk (internal/audit.Spool).
 type Spool struct {
-	Dir                string        `mapstructure:"dir"`
-	MaxBytes           int64         `mapstructure:"max_bytes"`     // disk budget; past it requests get 503
-	SegmentBytes       int64         `mapstructure:"segment_bytes"` // segment size before a new one starts
-	CheckpointEvery    int           `mapstructure:"checkpoint_every"`
-	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
+	Dir                string        `mapstructure:"dir"`                 // the spool directory, required by fhirwall-proxy: a persistent disk of its own, one per replica
+	MaxBytes           int64         `mapstructure:"max_bytes"`           // disk budget; past it requests get 503
+	SegmentBytes       int64         `mapstructure:"segment_bytes"`       // segment size before a new one starts
+	CheckpointEvery    int           `mapstructure:"checkpoint_every"`    // records between two signed checkpoints
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"` // time between two signed checkpoints
 }
 
 // InFlightLimit is proxy.max_in_flight, or 32 per CPU when it is 0: about 1 ms of CPU per request makes
@@ -357,20 +357,20 @@ func (a Audit) CheckSpool() error {
 
 // Kafka names the brokers and the topic of the audit stream.
 type Kafka struct {
-	Brokers []string `mapstructure:"brokers"`
-	Topic   string   `mapstructure:"topic"`
+	Brokers []string `mapstructure:"brokers"` // host:port of each broker
+	Topic   string   `mapstructure:"topic"`   // the audit topic; it must take 18 MiB messages (max.message.bytes=18874368)
 }
 
 // Jobs is where bulk-export job ownership lives. PostgresDSN empty means in memory (one proxy replica).
 type Jobs struct {
-	PostgresDSN string `mapstructure:"postgres_dsn"`
+	PostgresDSN string `mapstructure:"postgres_dsn"` // PostgreSQL for the app registry, paging bindings, jobs, prior-auth requests; empty: in memory (one replica, with a warning)
 }
 
 // Policies: Dir empty means the embedded policy set. DryRunDir names a candidate policy set evaluated
 // beside the enforced one and logged where it disagrees, never enforced. DecisionCache: decisioncache.go.
 type Policies struct {
-	Dir           string        `mapstructure:"dir"`
-	DryRunDir     string        `mapstructure:"dry_run_dir"`
+	Dir           string        `mapstructure:"dir"`         // a directory of Rego to load instead of the embedded set; reloaded on change
+	DryRunDir     string        `mapstructure:"dry_run_dir"` // a candidate policy set evaluated beside the enforced one and logged where it disagrees
 	DecisionCache DecisionCache `mapstructure:"decision_cache"`
 }
 
@@ -390,7 +390,7 @@ type XDS struct {
 	// balances over exactly these; a DNS name (a Kubernetes headless Service): over every address it resolves to.
 	AuthzAddresses []string `mapstructure:"authz_addresses"`
 	LocalAddresses []string `mapstructure:"local_addresses"`
-	// AuthzTimeout bounds each ext_authz and ext_proc call; past it Envoy refuses the request (503).
+	// AuthzTimeout bounds each ext_authz and ext_proc call; past it Envoy refuses the request (503). 0: 2s.
 	AuthzTimeout time.Duration `mapstructure:"authz_timeout"`
 	// TLS is the certificate Envoy's listener serves; empty: plain HTTP.
 	TLS ListenerTLS `mapstructure:"tls"`
@@ -399,9 +399,9 @@ type XDS struct {
 // ListenerTLS names PEM files (relative to the config file); Envoy watches their directory and serves a
 // replaced pair to new connections without a restart. ClientCAFile set: client certificates required.
 type ListenerTLS struct {
-	CertFile     string `mapstructure:"cert_file"`
-	KeyFile      string `mapstructure:"key_file"`
-	ClientCAFile string `mapstructure:"client_ca_file"`
+	CertFile     string `mapstructure:"cert_file"`      // PEM certificate (chain) Envoy's listener serves
+	KeyFile      string `mapstructure:"key_file"`       // its PEM private key
+	ClientCAFile string `mapstructure:"client_ca_file"` // PEM CA; set: clients must present a certificate it signed
 }
 
 // KnownAPIs are the four CMS-0057-F APIs fhirwall has policies for (more land with later work), and the
@@ -453,6 +453,33 @@ func WatchFor(path string, role Role, onChange func(*Config, error)) error {
 
 func read(path string) (*viper.Viper, error) {
 	v := viper.New()
+	setDefaults(v)
+	v.SetEnvPrefix("FHIRWALL")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", path, err)
+		}
+	}
+	return v, nil
+}
+
+// Defaults are the default value of every key that has one, by its dotted key (fhir_server.url), before
+// the environment or a file is read: what docs/config-reference.md lists (config/internal/refgen).
+func Defaults() map[string]any {
+	v := viper.New()
+	setDefaults(v)
+	out := map[string]any{}
+	for _, k := range v.AllKeys() {
+		out[k] = v.Get(k)
+	}
+	return out
+}
+
+// setDefaults is the one place a key gets its default.
+func setDefaults(v *viper.Viper) {
 	v.SetDefault("fhir_server.url", "http://127.0.0.1:8090/fhir")
 	v.SetDefault("fhir_server.timeout", "30s")
 	v.SetDefault("fhir_server.connect_timeout", "2s")
@@ -495,16 +522,6 @@ func read(path string) (*viper.Viper, error) {
 	tracingDefaults(v)
 	registryDefaults(v)
 	portalDefaults(v)
-	v.SetEnvPrefix("FHIRWALL")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	if path != "" {
-		v.SetConfigFile(path)
-		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("config: read %s: %w", path, err)
-		}
-	}
-	return v, nil
 }
 
 func decode(v *viper.Viper, path string, role Role) (*Config, error) {

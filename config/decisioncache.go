@@ -10,8 +10,8 @@ import (
 // shape (the same client, user, scopes, API, request and facts) is answered without evaluating the Rego again.
 // Entries 0 turns it off.
 type DecisionCache struct {
-	Entries  int `mapstructure:"entries"`
-	MaxBytes int `mapstructure:"max_bytes"`
+	Entries  int `mapstructure:"entries"`   // decisions kept; 0: off
+	MaxBytes int `mapstructure:"max_bytes"` // memory bound of the cache (1 MiB to 8 GiB with entries on)
 }
 
 // Limits of the cache's size: past them it is memory, not speed, that a typo buys.

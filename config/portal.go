@@ -70,14 +70,14 @@ type DCR struct {
 // an Atom feed) and, for a deprecation, as Deprecation (RFC 9745) and Sunset (RFC 8594) headers on the
 // affected API's answers in both modes (notices:).
 type Notice struct {
-	ID    string `mapstructure:"id"`   // stable; the Atom entry's id
-	Kind  string `mapstructure:"kind"` // deprecation | maintenance | incident
-	API   string `mapstructure:"api"`  // the API it concerns (apis[].name)
-	Title string `mapstructure:"title"`
-	Body  string `mapstructure:"body"` // plain text
+	ID    string `mapstructure:"id"`    // stable; the Atom entry's id
+	Kind  string `mapstructure:"kind"`  // deprecation | maintenance | incident
+	API   string `mapstructure:"api"`   // the API it concerns (apis[].name)
+	Title string `mapstructure:"title"` // one line; the Atom entry's title
+	Body  string `mapstructure:"body"`  // plain text
 	// Resource narrows a deprecation to one resource type's answers (empty: every answer of the API).
 	Resource  string    `mapstructure:"resource"`
-	Published time.Time `mapstructure:"published"`
+	Published time.Time `mapstructure:"published"` // when it was announced (the feed's updated time)
 	// Deprecation is when the API (or resource) was or will be deprecated; Sunset when it stops answering.
 	Deprecation time.Time `mapstructure:"deprecation"`
 	Sunset      time.Time `mapstructure:"sunset"`

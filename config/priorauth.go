@@ -45,22 +45,22 @@ type PriorAuth struct {
 
 // PriorAuthUM is the payer's UM system.
 type PriorAuthUM struct {
-	URL     string        `mapstructure:"url"`
-	Timeout time.Duration `mapstructure:"timeout"`
+	URL     string        `mapstructure:"url"`     // the UM system's base URL; empty: the rules alone, and an item a rule refers to UM is pended
+	Timeout time.Duration `mapstructure:"timeout"` // bound of one UM call; slower: the item is pended
 }
 
 // PriorAuthValidator is the profile validator service.
 type PriorAuthValidator struct {
-	URL     string        `mapstructure:"url"`
-	Timeout time.Duration `mapstructure:"timeout"`
+	URL     string        `mapstructure:"url"`     // the profile validator service's URL (test/tools/fhir-validator)
+	Timeout time.Duration `mapstructure:"timeout"` // bound of one validation
 }
 
 // PriorAuthNotifications bound the delivery of one notification: up to MaxAttempts tries, the wait between
 // them doubling from InitialBackoff up to MaxBackoff.
 type PriorAuthNotifications struct {
-	MaxAttempts    int           `mapstructure:"max_attempts"`
-	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
-	MaxBackoff     time.Duration `mapstructure:"max_backoff"`
+	MaxAttempts    int           `mapstructure:"max_attempts"`    // deliveries tried before a notification is given up
+	InitialBackoff time.Duration `mapstructure:"initial_backoff"` // the first retry's wait
+	MaxBackoff     time.Duration `mapstructure:"max_backoff"`     // the longest wait between retries
 }
 
 // priorAuthDefaults are the section's defaults: a UM answer within 5 s and a validation within 10 s keep a

@@ -15,14 +15,23 @@
 //	fhirwall apps approve -id ID -reviewer NAME [-reason R] [-apis A,B] [-scopes S,T]
 //	fhirwall apps activate|suspend|reactivate|deactivate -id ID -reviewer NAME [-reason R]   (suspend, deactivate: -reason required)
 //	fhirwall apps import -clients config/clients.yaml -postgres DSN -spool DIR -key FILE
+//	fhirwall policy replay -candidate DIR [-baseline DIR] [-config FILE] (-kafka BROKERS [-topic T] | -spool DIR | -file FILE) [-api A] [-client C] [-since T] [-until T] [-examples N] [-json]
+//	fhirwall selftest --against URL -config selftest.yaml -key AUDIT_KEY -out DIR [-ca FILE] [-only IDS] [-audit-kafka BROKERS] [-rate-limit-burst N]
+//	fhirwall evidence verify -key FILE.pub[,…] matrix.signed.json
 //
 // The prior-auth commands are clients of fhirwall-proxy's review admin API (default http://127.0.0.1:9190,
 // the token from $FHIRWALL_PRIOR_AUTH_ADMIN_TOKEN_FILE); the prior-auth report reads PostgreSQL directly
 // (default $FHIRWALL_JOBS_POSTGRES_DSN). The apps commands but import are clients of the app registry's admin
 // API (the token from $FHIRWALL_ADMIN_TOKEN_FILE); import writes PostgreSQL directly and audits into a spool.
 //
-// Exit status: 0 done (verify: intact), 1 verify found a break or the admin API refused (not found,
-// already decided), 2 bad usage or an unreadable source.
+// policy replay evaluates a candidate policy set on the policy inputs the access records hold and reports
+// every decision it would change (docs/policy-replay.md). selftest runs internal/selftest's checks against a
+// live deployment with the payer's test clients and writes the compliance matrix, signed with the audit key
+// (docs/selftest.md); evidence verify checks such a matrix.
+//
+// Exit status: 0 done (verify: intact; policy replay: no decision changes; selftest: every check passed or
+// skipped), 1 verify found a break or refused the matrix, the admin API refused (not found, already decided),
+// policy replay found changes or a selftest check failed, 2 bad usage or an unreadable source.
 package main
 
 import (
@@ -42,7 +51,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/audit"
 )
 
-const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | apps <list|show|register|approve|activate|suspend|reactivate|deactivate|history|import> | report prior-auth [flags]   (-h after the command for its flags)`
+const usage = `usage: fhirwall audit <keygen|verify|query|export|report> | prior-auth <queue|show|decide> | apps <list|show|register|approve|activate|suspend|reactivate|deactivate|history|import> | report prior-auth | policy replay | selftest --against URL | evidence verify [flags]   (-h after the command for its flags)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -63,8 +72,14 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		return priorAuth(ctx, args[1:], out)
 	case len(args) > 0 && args[0] == "apps":
 		return appsCmd(ctx, args[1:], out)
+	case len(args) > 0 && args[0] == "policy":
+		return policyCmd(ctx, args[1:], out)
 	case len(args) > 1 && args[0] == "report" && args[1] == "prior-auth":
 		return reportPriorAuth(ctx, args[2:], out)
+	case len(args) > 0 && args[0] == "selftest":
+		return selftestCmd(ctx, args[1:], out)
+	case len(args) > 0 && args[0] == "evidence":
+		return evidenceCmd(args[1:], out)
 	case len(args) > 0 && args[0] == "report":
 		return 2, errors.New("report: the one report here is prior-auth: fhirwall report prior-auth -year YYYY (the Patient Access report is fhirwall audit report cms-patient-access)")
 	}

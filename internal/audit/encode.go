@@ -110,6 +110,11 @@ func appendAccess(b []byte, a *accessRecord) ([]byte, bool) {
 		b = append(b, `,"parts":`...)
 		b = strconv.AppendInt(b, int64(a.Parts), 10)
 	}
+	if pv := a.Policy; pv != nil {
+		if b, ok = appendPolicy(b, pv); !ok {
+			return b, false
+		}
+	}
 	// The admin members: encode clears them on an access record; a caller that did not is left to encoding/json.
 	if a.Actor != "" || a.Action != "" || a.Target != "" || a.Reason != "" || len(a.Before) != 0 || len(a.After) != 0 {
 		return b, false
@@ -131,4 +136,51 @@ func appendAccess(b []byte, a *accessRecord) ([]byte, bool) {
 		b = jsonenc.String(b, a.Hash)
 	}
 	return append(b, '}'), true
+}
+
+// appendPolicy appends the policy member; false if its input is not already as encoding/json writes a
+// RawMessage (valid, compact, HTML-escaped), which the inputs Decide records always are.
+func appendPolicy(b []byte, pv *PolicyVerdict) ([]byte, bool) {
+	b = append(b, `,"policy":{`...)
+	comma := false
+	if len(pv.Input) > 0 {
+		if !compactJSON(pv.Input) {
+			return b, false
+		}
+		b = append(b, `"input":`...)
+		b = append(b, pv.Input...)
+		comma = true
+	}
+	if pv.Truncated {
+		if comma {
+			b = append(b, ',')
+		}
+		b = append(b, `"truncated":true`...)
+		comma = true
+	}
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, `"allow":`...)
+	b = strconv.AppendBool(b, pv.Allow)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(pv.Status), 10)
+	b = append(b, `,"reasons":`...)
+	b = jsonenc.Strings(b, pv.Reasons)
+	b = append(b, `,"revision":`...)
+	b = jsonenc.String(b, pv.Revision)
+	return append(b, '}'), true
+}
+
+// compactJSON reports whether raw is what encoding/json writes for it as a RawMessage, byte for byte: valid,
+// no whitespace outside strings (none inside either, to keep the scan simple: such an input goes to
+// encoding/json), none of the characters it escapes (<, >, &, U+2028, U+2029, whose UTF-8 starts 0xE2).
+func compactJSON(raw []byte) bool {
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xe2:
+			return false
+		}
+	}
+	return json.Valid(raw)
 }

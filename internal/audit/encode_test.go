@@ -56,6 +56,17 @@ func TestAccessRecordEncodingIsEncodingJSONs(t *testing.T) {
 		"year -1":            func(a *accessRecord) { a.Time = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
 		"zero time":          func(a *accessRecord) { a.Time = time.Time{} },
 		"admin members left": func(a *accessRecord) { a.Actor, a.After = "admin:x", json.RawMessage(`{}`) },
+		"policy":             func(a *accessRecord) { a.Policy = benchPolicy() },
+		"policy truncated": func(a *accessRecord) {
+			a.Policy = &PolicyVerdict{Truncated: true, Status: 403, Reasons: []string{"insufficient_scope"}, Revision: "r"}
+		},
+		"policy without reasons": func(a *accessRecord) { a.Policy = &PolicyVerdict{Input: json.RawMessage(`{}`)} },
+		"policy input html": func(a *accessRecord) {
+			a.Policy = &PolicyVerdict{Input: json.RawMessage(`{"q":"<b>& "}`)}
+		},
+		"policy input spaced":  func(a *accessRecord) { a.Policy = &PolicyVerdict{Input: json.RawMessage(` { "a" : [ 1 , 2 ] } `)} },
+		"policy input invalid": func(a *accessRecord) { a.Policy = &PolicyVerdict{Input: json.RawMessage(`{"a":`)} },
+		"policy input scalar":  func(a *accessRecord) { a.Policy = &PolicyVerdict{Input: json.RawMessage(`1e3`)} },
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -76,6 +87,14 @@ func TestEveryRecordMemberIsHandEncoded(t *testing.T) {
 		switch name := v.Type().Field(i).Name; {
 		case name == "Actor" || name == "Action" || name == "Target" || name == "Reason" || name == "Before" || name == "After":
 			continue // an access record never carries them: encode clears them
+		case name == "Policy":
+			f.Set(reflect.ValueOf(benchPolicy()))
+			pv := reflect.ValueOf(f.Interface().(*PolicyVerdict)).Elem()
+			for j := range pv.NumField() { // a member added to PolicyVerdict and left zero fails here
+				if pv.Field(j).IsZero() {
+					t.Fatalf("PolicyVerdict.%s: teach benchPolicy and encode.go", pv.Type().Field(j).Name)
+				}
+			}
 		case f.Type() == reflect.TypeFor[time.Time]():
 			f.Set(reflect.ValueOf(time.Date(2026, 12, 7, 3, 4, 5, 600, time.UTC)))
 		default:
@@ -109,7 +128,9 @@ func FuzzAccessRecordEncoding(f *testing.F) {
 	f.Add("patient-access", "/ExplanationOfBenefit", "patient=p1&_count=10", "member-0001", 11.482, int64(4817), 200, int64(1765000000), int64(123456789), 0, uint64(0))
 	f.Add("\u2028<>&", "\xff\xfe", "a\x00b", "", math.Inf(1), int64(-1), -5, int64(-62135596800-1), int64(0), 3600*25, uint64(1))
 	f.Add("", "", "", "é", 1e-7, int64(0), 0, int64(253402300800), int64(999999999), -3600*24, uint64(math.MaxUint64))
+	f.Add(" {\"a\": 1}", "r", `{"api":"x","request":{"params":[]}}`, "", 0.5, int64(1), 200, int64(1), int64(1), 0, uint64(3))
 	f.Fuzz(func(t *testing.T, api, path, query, patient string, ms float64, n int64, status int, sec, nsec int64, zone int, seq uint64) {
+		checkSameEncoding(t, withFuzzPolicy(accessRecord(benchRecord(1)), query, path, status, seq))
 		a := accessRecord(benchRecord(1))
 		a.API, a.Path, a.Query, a.UpstreamMillis, a.Bytes, a.Status, a.Seq = api, path, query, ms, n, status, seq
 		a.Patients = []string{patient, query}
@@ -120,4 +141,27 @@ func FuzzAccessRecordEncoding(f *testing.F) {
 		}
 		checkSameEncoding(t, a)
 	})
+}
+
+// benchPolicy is a Patient Access search's policy member as Decide records it, every member set.
+func benchPolicy() *PolicyVerdict {
+	return &PolicyVerdict{
+		Input: json.RawMessage(`{"api":"patient-access","authenticated":true,"identity":{"client_id":"patient-app",` +
+			`"fhir_user":"Patient/member-0042","other_scopes":["openid","fhirUser","launch/patient"],"patient":"member-0042",` +
+			`"scopes":[{"context":"patient","permissions":{"c":false,"d":false,"r":true,"s":true,"u":false},"raw":"patient/ExplanationOfBenefit.rs",` +
+			`"resource_type":"ExplanationOfBenefit"}],"subject":"5f0c2d7e-3b8a-4e61-9a2f-1d6c8b7e4a90"},"request":{"conditional":false,` +
+			`"id":"","interaction":"search-type","method":"GET","params":[{"chain":[],"key":"patient","modifier":"","name":"patient",` +
+			`"target_type":"","values":["member-0042"]}],"patient_params":["patient","beneficiary"],"resource_type":"ExplanationOfBenefit","version_id":""}}`),
+		Truncated: true, Allow: true, Status: 200, Reasons: []string{"patient_scope"}, Revision: "sha256:3f1c9a0e5b7d2c48",
+	}
+}
+
+// withFuzzPolicy gives a fuzzed record a policy member whose input is any bytes (valid JSON or not).
+func withFuzzPolicy(a accessRecord, input, revision string, status int, seq uint64) accessRecord {
+	a.Policy = &PolicyVerdict{Input: json.RawMessage(input), Truncated: seq%2 == 1, Allow: seq%5 == 0, Status: status,
+		Reasons: []string{revision}, Revision: revision}
+	if seq%7 == 0 {
+		a.Policy.Reasons = nil
+	}
+	return a
 }

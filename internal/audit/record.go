@@ -28,7 +28,7 @@ const (
 )
 
 // Record is one request as a SIEM sees it, or (Kind admin) one administrative change. Field names are the wire
-// format: see README "Audit record" and docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by
+// format: see docs/audit/README.md and docs/audit/record.schema.json. Chain, Seq, PrevHash and Hash are set by
 // the spool when the record joins the chain; Hash is always the last member of the JSON line (see line.go).
 //
 // An access record carries the request members and never the admin ones; an admin entry carries schema,
@@ -70,10 +70,13 @@ type Record struct {
 	// A record whose patient list would pass the spool's bound (Options.PartPatientBytes) is written as
 	// several complete records, one per part of the list: each has its own id and place in the chain, all
 	// share SplitID (the id the whole record would have had) and RequestID, Part is 1..Parts. Absent from a
-	// record written whole. See README "Audit record" (records split in parts).
+	// record written whole. See docs/audit/README.md (records split in parts).
 	SplitID string `json:"split_id,omitempty"`
 	Part    int    `json:"part,omitempty"`
 	Parts   int    `json:"parts,omitempty"`
+	// Policy is what the policy saw and decided (policy replay reads it, docs/policy-replay.md); nil when the
+	// policy never gave a verdict on this request (refused before it ran, or it failed).
+	Policy *PolicyVerdict `json:"policy,omitempty"`
 
 	// Admin entries only (KindAdmin): who changed what, why, and the object before and after the change.
 	Actor  string          `json:"actor,omitempty"`  // the reviewer, developer or system that made the change ("admin:alice", "dcr", "import")
@@ -87,6 +90,23 @@ type Record struct {
 	Seq      uint64 `json:"seq,omitempty"`
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+}
+
+// MaxPolicyInput bounds the policy input an access record carries (and a carried decision with it): a
+// larger input (a batch of hundreds of entries) is left out and the record says so (PolicyVerdict.Truncated);
+// replay counts such a record as not replayable, never as unchanged.
+const MaxPolicyInput = 16 << 10
+
+// PolicyVerdict is the policy's own verdict on a request and the input it was given, as compact JSON with its
+// keys sorted (encoding/json's), access_token values redacted. Reasons are the policy's alone: a record's
+// reasons may add those of later stages (not_this_patient from the compartment check).
+type PolicyVerdict struct {
+	Input     json.RawMessage `json:"input,omitempty"`     // absent when Truncated
+	Truncated bool            `json:"truncated,omitempty"` // the input passed MaxPolicyInput and was left out
+	Allow     bool            `json:"allow"`
+	Status    int             `json:"status"`
+	Reasons   []string        `json:"reasons"`
+	Revision  string          `json:"revision"`
 }
 
 // accessRecord is Record without its methods: the access shape, the encoding every access record always had.

@@ -60,6 +60,17 @@ func exampleRecords() []Record {
 	allowed.Interaction, allowed.Path = "read", "/patient-access/fhir/ExplanationOfBenefit/eob-1001"
 	allowed.RequestID = "1d6a8f0e-3b5c-4e7a-9d2f-8c1b0e4a6f3d"
 	allowed.Status, allowed.DataCategories, allowed.UpstreamMillis, allowed.Bytes = 200, []string{"claims"}, 12.345, 4821
+	allowed.Policy = &PolicyVerdict{
+		Input: json.RawMessage(`{"api":"patient-access","authenticated":true,"client":{"apis":["patient-access"],"id":"member-app",` +
+			`"name":"Member Health Companion","org":"","tier":"standard"},"identity":{"client_id":"member-app","dropped_scopes":[],` +
+			`"fhir_user":"Patient/member-01","other_scopes":["openid","fhirUser","launch/patient"],"patient":"member-01",` +
+			`"scopes":[{"context":"patient","permissions":{"c":false,"d":false,"r":true,"s":true,"u":false},` +
+			`"raw":"patient/ExplanationOfBenefit.rs","resource_type":"ExplanationOfBenefit"},{"context":"patient",` +
+			`"permissions":{"c":false,"d":false,"r":true,"s":true,"u":false},"raw":"patient/Patient.rs","resource_type":"Patient"}],` +
+			`"subject":"member-01"},"request":{"conditional":false,"id":"eob-1001","interaction":"read","method":"GET","params":[],` +
+			`"patient_params":["patient","beneficiary"],"resource_type":"ExplanationOfBenefit","version_id":""}}`),
+		Allow: true, Status: 200, Reasons: []string{"patient_scope"}, Revision: "9c41d07e2ab35f18",
+	}
 
 	refused := member
 	refused.ID, refused.DecisionID = "3c9e1f7a5b2d4c6e8a0f1b3d5e7a9c2b", "7d2a4f6c8e0b4a1c9e3f5b7d1a2c4e6f"
@@ -68,6 +79,7 @@ func exampleRecords() []Record {
 	refused.Interaction, refused.Path = "search-type", "/patient-access/fhir/ExplanationOfBenefit?patient=member-02"
 	refused.RequestID = "9b3e5d7f-1a2c-4e6b-8d0f-2a4c6e8b0d1f"
 	refused.Status, refused.DataCategories, refused.Bytes = 403, []string{}, 312
+	refused.Policy = &PolicyVerdict{Truncated: true, Status: 403, Reasons: []string{"not_this_patient"}, Revision: "9c41d07e2ab35f18"}
 
 	provider := Record{
 		Schema: SchemaVersion, Kind: KindAccess, ID: "b8d0f2a4c6e84a1b9c3d5e7f0a2b4c6d", Time: at("2026-03-02T14:06:00Z"),
@@ -327,8 +339,8 @@ func jsonFields(typ reflect.Type) []string {
 // an admin entry and a checkpoint (plus the chain members a sealed line carries) is a required, described
 // property of its definition, and the definition has no property the code does not write.
 func TestSchemaListsEveryField(t *testing.T) {
-	// An access record's only optional members: the split ones, and trace_id (tracing on).
-	optionalMembers := []string{"split_id", "part", "parts", "trace_id"}
+	// An access record's only optional members: the split ones, policy, and trace_id (tracing on).
+	optionalMembers := []string{"split_id", "part", "parts", "policy", "trace_id"}
 	chainMembers := []string{"chain", "seq", "prev_hash", "hash"}
 	adminFields := jsonFields(reflect.TypeFor[adminEntry]())
 	commonAdmin := []string{"schema", "kind", "id", "time", "chain", "seq", "prev_hash", "hash"}
@@ -400,6 +412,11 @@ func TestSchemaRejectsMalformedEntries(t *testing.T) {
 		{"schema version 1", edit(access, func(m map[string]any) { m["schema"] = "1" })},
 		{"unknown kind", edit(access, func(m map[string]any) { m["kind"] = "debug" })},
 		{"access record with an admin member", edit(access, func(m map[string]any) { m["actor"] = "admin:alice" })},
+		{"policy with both input and truncated", edit(access, func(m map[string]any) { m["policy"].(map[string]any)["truncated"] = true })},
+		{"policy without its input", edit(access, func(m map[string]any) { delete(m["policy"].(map[string]any), "input") })},
+		{"policy input not an object", edit(access, func(m map[string]any) { m["policy"].(map[string]any)["input"] = "{}" })},
+		{"policy with an extra member", edit(access, func(m map[string]any) { m["policy"].(map[string]any)["token"] = "eyJ..." })},
+		{"policy without its revision", edit(access, func(m map[string]any) { delete(m["policy"].(map[string]any), "revision") })},
 		{"admin entry missing its actor", edit(admin, func(m map[string]any) { delete(m, "actor") })},
 		{"admin entry with an empty target", edit(admin, func(m map[string]any) { m["target"] = "" })},
 		{"admin entry without before", edit(admin, func(m map[string]any) { delete(m, "before") })},

@@ -125,7 +125,7 @@ var (
 	ErrTooLarge = errors.New("audit spool: entry larger than audit.MaxEntryBytes")
 )
 
-// Sizes of entries. Every reader and the topic are sized for MaxEntryBytes (README "Audit record": sizes):
+// Sizes of entries. Every reader and the topic are sized for MaxEntryBytes (docs/audit/README.md, "The pipeline": sizes):
 // the spool refuses to seal a longer line, so no entry can stop the shipper. Only the patient list can grow
 // with the data served (a bulk export naming 50,000 members); it is split into parts of at most
 // DefaultPartPatientBytes, which keeps a part of an ordinary record under Kafka's default 1 MB message size

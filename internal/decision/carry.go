@@ -76,6 +76,10 @@ type carried struct {
 	Input         carriedInput    `json:"in"`
 	Provider      bool            `json:"pm,omitempty"` // a Provider Access membership, read again by Unseal
 	Payer         *carriedOptIns  `json:"om,omitempty"` // a Payer-to-Payer membership, which travels
+	// The policy input as the audit record keeps it (Decision.PolicyInput): ext_proc writes the record of an
+	// allowed request, and the facts in the input cannot be read again as they were.
+	PolicyInput     string `json:"pi,omitempty"`
+	PolicyTruncated bool   `json:"pt,omitempty"`
 }
 
 type carriedInput struct {
@@ -169,6 +173,7 @@ func toCarried(d *Decision) carried {
 		Request: carryRequest(d.Request), Policy: d.Policy, Revision: d.Policy.Revision,
 		UpstreamQuery: d.UpstreamQuery, Shape: carriedShape(d.Shape), Accept: d.UpstreamAccept,
 		Dropped: d.DroppedScopes, Notices: d.notices,
+		PolicyInput: string(d.PolicyInput), PolicyTruncated: d.PolicyInputTruncated,
 		Input: carriedInput{API: d.Input.API, Method: d.Input.Method, Path: d.Input.Path, RawQuery: d.Input.RawQuery,
 			SourceIP: d.Input.SourceIP, RequestID: d.Input.RequestID, Mode: d.Input.Mode, BodyLimit: d.Input.BodyLimit,
 			PublicBase: d.Input.PublicBase},
@@ -270,12 +275,15 @@ func (c *Core) decodeCarried(plain []byte) (*Decision, bool, error) {
 	d := &Decision{
 		ID: w.ID, Time: w.Time.UTC(), Allow: true, Reasons: w.Reasons, Identity: w.Identity,
 		Request: w.Request.request(), Policy: w.Policy, UpstreamQuery: w.UpstreamQuery, Shape: Shape(w.Shape),
-		UpstreamAccept: w.Accept, DroppedScopes: w.Dropped, notices: w.Notices,
+		UpstreamAccept: w.Accept, DroppedScopes: w.Dropped, notices: w.Notices, PolicyInputTruncated: w.PolicyTruncated,
 		Input: Input{API: w.Input.API, Method: w.Input.Method, Path: w.Input.Path, RawQuery: w.Input.RawQuery,
 			SourceIP: w.Input.SourceIP, RequestID: w.Input.RequestID, Mode: w.Input.Mode, BodyLimit: w.Input.BodyLimit,
 			PublicBase: w.Input.PublicBase},
 	}
 	d.Policy.Revision = w.Revision
+	if w.PolicyInput != "" {
+		d.PolicyInput = []byte(w.PolicyInput)
+	}
 	if w.Input.BodyLen > 0 {
 		if w.Input.BodyLen > MaxCarriedBody || len(w.Input.BodySum) != sha256.Size {
 			return nil, false, fmt.Errorf("%w: body digest", ErrCarryInvalid)

@@ -70,6 +70,10 @@ func readCarried(b []byte) (carried, bool) {
 			r.input(&c.Input)
 		case "pm":
 			c.Provider = r.boolean()
+		case "pi":
+			c.PolicyInput = r.str()
+		case "pt":
+			c.PolicyTruncated = r.boolean()
 		case "om":
 			c.Payer = &carriedOptIns{}
 			r.object(func(k []byte) bool {

@@ -146,6 +146,8 @@ func appendCarried(b []byte, c *carried) ([]byte, bool) {
 		w.boolOmit("pd", c.Payer.Pending)
 		w.close(p)
 	}
+	w.strOmit("pi", c.PolicyInput)
+	w.boolOmit("pt", c.PolicyTruncated)
 	w.close(o)
 	return w.b, !w.bad
 }

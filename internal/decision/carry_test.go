@@ -67,7 +67,7 @@ func carryDecisions(t testing.TB) map[string]*Decision {
 			Policy: policy.Result{Allow: true, Status: 200, Reasons: []string{"allowed"}, Revision: "rev-7",
 				Obligations: policy.Obligations{Compartment: &policy.Compartment{Patient: "p1"}, DataScope: "us-core",
 					ResourceTypes: map[string]policy.Constraints{"Observation": {"category": {"laboratory"}}}, PublicTypes: []string{"Practitioner"}}},
-			UpstreamQuery: query}
+			UpstreamQuery: query, PolicyInput: []byte(`{"api":"` + api + `","authenticated":true,"q":"<&>\u2028"}`)}
 	}
 	out := map[string]*Decision{}
 
@@ -81,6 +81,7 @@ func carryDecisions(t testing.TB) map[string]*Decision {
 
 	d = base("patient-access", "GET", "/Patient/p1/_history/2", "", carryRequestOf(t, "GET", "/Patient/p1/_history/2", "", nil, nil))
 	d.Shape = Shape{HistoryCountZero: true}
+	d.PolicyInput, d.PolicyInputTruncated = nil, true
 	out["patient access version read"] = d
 
 	body := []byte(`{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/p1"}}`)

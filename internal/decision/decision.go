@@ -65,6 +65,10 @@ type Decision struct {
 	Identity *token.Identity
 	Request  fhir.Request
 	Policy   policy.Result
+	// PolicyInput is the input the policy decided on, as the audit record keeps it (policyinput.go); nil when
+	// the policy gave no verdict, or when the input passed audit.MaxPolicyInput (PolicyInputTruncated).
+	PolicyInput          []byte
+	PolicyInputTruncated bool
 	// UpstreamQuery is the query string to send to the FHIR server: narrowed by the obligations, without
 	// the parameters that shape the answer (Shape), which the core applies itself after enforcement.
 	UpstreamQuery string
@@ -225,6 +229,7 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 		res.Revision = d.Policy.Revision
 	}
 	d.Policy = res
+	d.PolicyInput, d.PolicyInputTruncated = recordedInput(input)
 	d.Reasons = res.Reasons
 	if !res.Allow {
 		d.Refusal = refusalFor(res.Status)
@@ -414,6 +419,7 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 		SourceIP: d.Input.SourceIP, RequestID: d.Input.RequestID, Status: status,
 		DataCategories: []string{}, Bytes: bytes, UpstreamMillis: float64(upstream.Microseconds()) / 1000,
 		TraceID: tracing.TraceID(ctx),
+		Policy:  d.policyVerdict(),
 	}
 	if id := d.Identity; id != nil {
 		r.ClientID, r.Subject, r.FHIRUser, r.TokenJTI, r.Scopes = id.ClientID, id.Subject, id.FHIRUser, id.JTI, nonNil(id.Scopes)

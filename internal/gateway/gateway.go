@@ -102,7 +102,6 @@ func (g *Gateway) LimitInFlight(n, deciding int) {
 type Metrics interface {
 	Served(d *decision.Decision, took time.Duration)
 	UpstreamFailed(d *decision.Decision, err error)
-	RateLimited(api string)
 }
 
 // Limiter takes a token from a client's bucket on an API and from its user's where the client's tier has
@@ -426,10 +425,8 @@ func (g *Gateway) cors(w http.ResponseWriter, r *http.Request) bool {
 
 // refuseRateLimited answers 429 with Retry-After, audited like the 429 Envoy's local rate limit gives (the
 // decision allowed the request; the limit stopped it).
+// The metrics count it from the record (an allowed decision answered 429), as they do Envoy's.
 func (g *Gateway) refuseRateLimited(w http.ResponseWriter, r *http.Request, d *decision.Decision, wait time.Duration) {
-	if g.Metrics != nil {
-		g.Metrics.RateLimited(d.Input.API)
-	}
 	g.refuse(w, r, d, outcome.RateLimited,
 		map[string]string{"Retry-After": strconv.Itoa(int(wait / time.Second))})
 }

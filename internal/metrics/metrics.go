@@ -80,6 +80,8 @@ type Metrics struct {
 	log             *slog.Logger
 	reasons         sync.Map // reason label values seen so far
 	distinctReasons atomic.Int32
+	clients         sync.Map // client label values seen so far
+	distinctClients atomic.Int32
 }
 
 var _ decision.Observer = (*Metrics)(nil)
@@ -87,6 +89,13 @@ var _ decision.Observer = (*Metrics)(nil)
 // maxReasons bounds the reason label: reasons are codes from the core and the Rego policies (a few dozen),
 // but a policy set is configuration, and a label must not grow with it unchecked.
 const maxReasons = 100
+
+// maxClients bounds the client label of RateLimitedTotal: only registered clients get their own value, and
+// no more than this many of them (a registry of thousands of apps must not become thousands of series per API).
+const maxClients = 500
+
+// OtherClient is the client label of a request whose client is not registered (or past maxClients).
+const OtherClient = "other"
 
 // Option changes what New builds.
 type Option func(*Metrics)
@@ -122,7 +131,8 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: AuditWriteFailuresTotal,
 			Help: "Audit writes that failed (the request was answered 503 instead)."}, []string{"api"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: RateLimitedTotal,
-			Help: "Requests refused by the rate limiter."}, []string{"api", "mode"}),
+			Help: "Allowed requests the rate limiter refused (429), by API, mode and registered client (other: any other)."},
+			[]string{"api", "mode", "client"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.decisions, m.decisionSeconds, m.requestSeconds,
 		m.upstreamErrors, m.auditInFlight, m.auditFailures, m.rateLimited, m.priorAuth.decisions, m.priorAuth.seconds} {
@@ -153,10 +163,15 @@ func (m *Metrics) Decided(d *decision.Decision, took time.Duration) {
 	}
 }
 
-// Answered counts a request by the status its client got.
+// Answered counts a request by the status its client got, and an allowed request answered 429 as rate
+// limited: both faces record that answer through the core (the standalone limiter, and Envoy's local or
+// global rate limit through ext_proc's local reply), so one place counts both.
 func (m *Metrics) Answered(d *decision.Decision, status int) {
 	api, mode := labels(d)
 	m.requests.WithLabelValues(api, mode, code(status)).Inc()
+	if d.Allow && status == http.StatusTooManyRequests {
+		m.rateLimited.WithLabelValues(api, mode, m.client(d.Client)).Inc()
+	}
 }
 
 // UpstreamFailed counts a failed call to the FHIR server by kind.
@@ -169,14 +184,6 @@ func (m *Metrics) UpstreamFailed(d *decision.Decision, err error) {
 func (m *Metrics) Served(d *decision.Decision, took time.Duration) {
 	api, mode := labels(d)
 	m.requestSeconds.WithLabelValues(api, mode).Observe(took.Seconds())
-}
-
-// RateLimited counts a request the standalone rate limiter refused.
-func (m *Metrics) RateLimited(api string) {
-	if api == "" {
-		api = NoAPI
-	}
-	m.rateLimited.WithLabelValues(api, decision.ModeStandalone).Inc()
 }
 
 func labels(d *decision.Decision) (api, mode string) {
@@ -211,6 +218,38 @@ func (m *Metrics) reason(reasons []string) string {
 		m.distinctReasons.Add(-1)
 	}
 	return r
+}
+
+// client is the client label: the id of a registered client (the registry found it), bounded in form and
+// in number like reason; anything else is OtherClient.
+func (m *Metrics) client(c *decision.Client) string {
+	if c == nil || !isClientID(c.ID) {
+		return OtherClient
+	}
+	if _, seen := m.clients.Load(c.ID); seen {
+		return c.ID
+	}
+	if m.distinctClients.Add(1) > maxClients {
+		m.distinctClients.Add(-1)
+		return OtherClient
+	}
+	if _, seen := m.clients.LoadOrStore(c.ID, struct{}{}); seen {
+		m.distinctClients.Add(-1)
+	}
+	return c.ID
+}
+
+// isClientID: what registered client ids look like (letters, digits, . _ : -), short enough for a label.
+func isClientID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 func isCode(s string) bool {

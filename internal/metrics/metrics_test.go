@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,11 +169,45 @@ fhirwall_circuit_breaker_state{breaker="fhir-server"} 2
 	}
 }
 
-func TestRateLimitedIsCountedPerAPI(t *testing.T) {
+// An allowed request answered 429 is rate limited, counted per API and registered client; a refusal's 429
+// (the policy's) is not the limiter's, and an unregistered or odd client id is other.
+func TestRateLimitedIsCountedPerAPIAndRegisteredClient(t *testing.T) {
 	m, _ := newMetrics(t)
-	m.RateLimited("prior-auth")
-	if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("prior-auth", "standalone")); got != 1 {
-		t.Fatalf("rate limited = %v, want 1", got)
+	limited := func(api, client string) *decision.Decision {
+		d := decided(api, true, 0)
+		if client != "" {
+			d.Client = &decision.Client{ID: client}
+		}
+		return d
+	}
+	m.Answered(limited("prior-auth", "provider-org-a"), 429)
+	m.Answered(limited("prior-auth", "provider-org-a"), 429)
+	m.Answered(limited("prior-auth", ""), 429)
+	m.Answered(limited("prior-auth", "bad client id\n"), 429)
+	m.Answered(limited("prior-auth", "provider-org-a"), 200)
+	m.Answered(decided("prior-auth", false, 429, "too_many"), 429)
+	for _, tc := range []struct {
+		client string
+		want   float64
+	}{{"provider-org-a", 2}, {OtherClient, 2}} {
+		if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("prior-auth", decision.ModeEnvoy, tc.client)); got != tc.want {
+			t.Errorf("rate limited of %s = %v, want %v", tc.client, got, tc.want)
+		}
+	}
+}
+
+func TestRateLimitedClientLabelIsBounded(t *testing.T) {
+	m, _ := newMetrics(t)
+	for i := range maxClients + 10 {
+		d := decided("patient-access", true, 0)
+		d.Client = &decision.Client{ID: "app-" + strconv.Itoa(i)}
+		m.Answered(d, 429)
+	}
+	if n := testutil.CollectAndCount(m.rateLimited); n != maxClients+1 {
+		t.Fatalf("%d series, want %d registered clients and other", n, maxClients+1)
+	}
+	if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("patient-access", decision.ModeEnvoy, OtherClient)); got != 10 {
+		t.Fatalf("other = %v, want the 10 past the bound", got)
 	}
 }
 
@@ -192,7 +227,7 @@ func TestEveryNamedMetricIsRegistered(t *testing.T) {
 	m.Answered(d, 200)
 	m.Served(d, time.Millisecond)
 	m.UpstreamFailed(d, context.DeadlineExceeded)
-	m.RateLimited("patient-access")
+	m.Answered(d, 429)
 	m.PriorAuthDecided("approved", true, time.Minute)
 	if err := m.WatchPriorAuthQueue(func(context.Context) (int, int, time.Duration, error) { return 1, 0, time.Hour, nil }); err != nil {
 		t.Fatal(err)
@@ -252,10 +287,13 @@ func TestReadyzAnswers503WithTheFirstFailingCheck(t *testing.T) {
 
 func TestMetricsEndpointServesTheRegistry(t *testing.T) {
 	m, reg := newMetrics(t)
-	m.RateLimited("patient-access")
+	d := decided("patient-access", true, 0)
+	d.Input.Mode = decision.ModeStandalone
+	d.Client = &decision.Client{ID: "patient-app"}
+	m.Answered(d, 429)
 	rec := httptest.NewRecorder()
 	Handler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `fhirwall_rate_limited_total{api="patient-access",mode="standalone"} 1`) {
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `fhirwall_rate_limited_total{api="patient-access",client="patient-app",mode="standalone"} 1`) {
 		t.Fatalf("got %d:\n%s", rec.Code, rec.Body.String())
 	}
 }

@@ -39,8 +39,8 @@ const DefaultTier = "standard"
 // Rate is a token bucket: PerSecond requests a second, up to Burst at once (0: PerSecond).
 // The same type is read from fhirwall.yaml (mapstructure) and from the xDS golden inputs (yaml).
 type Rate struct {
-	PerSecond uint32 `mapstructure:"per_second" yaml:"per_second"`
-	Burst     uint32 `mapstructure:"burst" yaml:"burst"`
+	PerSecond uint32 `mapstructure:"per_second" yaml:"per_second"` // tokens added per second (at least 1)
+	Burst     uint32 `mapstructure:"burst" yaml:"burst"`           // bucket size: the most requests at once; 0: per_second
 }
 
 // Validate checks one rate; what names it in the message.

@@ -72,7 +72,7 @@ const fhirJSON = "application/fhir+json"
 // TestOneTableBothModes runs every request-side case through Envoy + ext_authz and through the standalone
 // proxy, against the real stack, and requires the same answer from both.
 func TestOneTableBothModes(t *testing.T) {
-	evidence.Proves(t, "SEC-03", "SMART-01", "SMART-03", "SMART-06", "CMS-PA-02", "CMS-PA-04", "SEC-01", "SEC-02", "USCORE-02")
+	evidence.Proves(t, "SEC-03", "SMART-03", "SMART-06", "CMS-PA-02", "CMS-PA-04", "SEC-01", "SEC-02", "USCORE-02")
 	tk := memberTokens(t)
 	otherEOB := eobIDOf(t, "member-02")
 	big := `{"resourceType":"Bundle","type":"batch","entry":[]` + strings.Repeat(" ", 1<<20) + `}`

@@ -570,6 +570,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"client-without-active.yaml", "at '/clients/0': missing property 'active'"},
 		{"networkpolicy-without-fhir-selector.yaml", "fhirServer.podSelector is required"},
 		{"signing-key-secret-missing.yaml", "audit.signingKey.existingSecret is required: fhirwall-proxy signs its audit checkpoints with an ed25519 key from a Secret. Create one with `fhirwall audit keygen -out signing.key && kubectl create secret generic fhirwall-audit-signing-key --from-file=signing.key"},
+		{"alerts-objective-not-a-ratio.yaml", "at '/metrics/prometheusRule/apis/prior-auth/availabilityObjective': exclusiveMaximum: got 99.9, want 1"},
 		{"spool-size-negative.yaml", "at '/proxy/auditSpool/persistence/size': '-2Gi' does not match pattern"},
 		{"spool-budget-over-volume.yaml", "proxy.auditSpool.maxBytes 2147483648 is more than 90% of proxy.auditSpool.persistence.size 2Gi"},
 		{"spool-dir-in-config.yaml", "at '/config/audit/spool': additional properties 'dir' not allowed"},

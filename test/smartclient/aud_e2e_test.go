@@ -18,7 +18,7 @@ import (
 // (config/keycloak/clientauth SmartAudienceExecutor, realm attribute fhirwall.smart.fhirBases), so an app
 // tricked into launching against another server never gets a code to spend there.
 func TestE2ELaunchIsRefusedUnlessAudIsOurFHIRBase(t *testing.T) {
-	evidence.Proves(t, "SMART-08", "SMART-03")
+	evidence.Proves(t, "SMART-08")
 	scopes := []string{"openid", "launch/patient", "patient/*.rs"}
 	for _, tc := range []struct {
 		name string

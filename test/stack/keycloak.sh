@@ -82,7 +82,7 @@ prepare_home() {
     echo "$jsum" >"$jar.sha256"
   fi
   # The client authenticator that lets a public browser app refresh without client_id, as the SMART JS
-  # client does by default (config/keycloak/clientauth, README "Browser apps"), compiled against this
+  # client does by default (config/keycloak/clientauth, docs/keycloak-realm.md), compiled against this
   # distribution's own JARs; rebuilt only when its sources change, for the same reason as above.
   local cjar=$HOME_DIR/providers/fhirwall-clientauth.jar csum tmp
   csum=$(cd "$CLIENTAUTH_DIR" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)

@@ -28,6 +28,8 @@ const (
 	JaegerQueryURL = "http://127.0.0.1:16686"
 	// HAPIURL is the FHIR server behind fhirwall, for seeding and checks only.
 	HAPIURL = "http://127.0.0.1:8090/fhir"
+	// PrometheusURL is the Prometheus the alert tests start beside the stack (PROMETHEUS_PORT, prometheus.sh).
+	PrometheusURL = "http://127.0.0.1:9490"
 )
 
 // Root is the repository's root directory.

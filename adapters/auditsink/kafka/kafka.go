@@ -20,7 +20,7 @@ import (
 // list into parts and refuses anything longer). The shipper's produce batches are at most BatchBytes, one
 // entry plus its key, headers and record overhead; the topic (max.message.bytes), the broker
 // (message.max.bytes, replica.fetch.max.bytes) and every reader's fetch size must take MaxMessageBytes.
-// README "Audit record" says the same for operators; test/stack/kafka.sh sizes the stack's topic.
+// docs/audit/README.md ("The pipeline") says the same for operators; test/stack/kafka.sh sizes the stack's topic.
 const (
 	BatchBytes      = audit.MaxEntryBytes + 1<<20 // 17 MiB
 	MaxMessageBytes = audit.MaxEntryBytes + 2<<20 // 18 MiB = 18874368
