@@ -44,6 +44,8 @@ type Config struct {
 	Portal Portal `mapstructure:"portal"`
 	// Notices are deprecations, maintenance windows and incidents (portal.go).
 	Notices []Notice `mapstructure:"notices"`
+	// Tracing is OpenTelemetry tracing in Envoy and fhirwall-proxy (tracing.go); off unless an endpoint is set.
+	Tracing Tracing `mapstructure:"tracing"`
 
 	role Role // what Load was asked to check for
 }
@@ -517,6 +519,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("xds.local_addresses", []string{})
 	priorAuthDefaults(v)
 	decisionCacheDefaults(v)
+	tracingDefaults(v)
 	registryDefaults(v)
 	portalDefaults(v)
 }
@@ -660,6 +663,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validatePortal()...)
 	errs = append(errs, c.validateRateLimits()...)
 	errs = append(errs, c.Policies.DecisionCache.validate()...)
+	errs = append(errs, c.Tracing.validate()...)
 	if t := c.XDS.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
 		errs = append(errs, errors.New("xds.tls: set cert_file and key_file together (client_ca_file needs them)"))
 	}

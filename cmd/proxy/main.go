@@ -52,6 +52,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
 	"github.com/fhirwall/fhirwall/internal/seal"
 	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 	"github.com/fhirwall/fhirwall/policies"
 )
 
@@ -140,9 +141,9 @@ func run(cfgPath string, log *slog.Logger) error {
 		// a pool as large as the in-flight bound keeps grown stacks, and a stream past it still gets its own.
 		gs := grpc.NewServer(grpc.MaxRecvMsgSize(extproc.MaxRecvMsgSize),
 			grpc.NumStreamWorkers(uint32(cfg.Proxy.InFlightLimit())))
-		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Log: log})
+		authv3.RegisterAuthorizationServer(gs, &authz.Server{Core: p.core, APIs: p.apis, Log: log, Tracer: p.tracer})
 		extprocv3.RegisterExternalProcessorServer(gs, &extproc.Server{Core: p.core, DecisionHeader: authz.DecisionHeader, Log: log,
-			AdapterTimeout: config.AdapterTimeout})
+			AdapterTimeout: config.AdapterTimeout, Tracer: p.tracer})
 		// grpc.health.v1 for Envoy's health check of the authz cluster: SERVING while /readyz would say ready,
 		// NOT_SERVING from the moment shutdown starts, so Envoy stops sending before the listener closes.
 		hs := health.NewServer()
@@ -240,6 +241,8 @@ type proxy struct {
 	// gateway is the standalone reverse proxy (proxy.http), nil when off; limiter is its rate limiter.
 	gateway *gateway.Gateway
 	limiter *ratelimit.Limiter
+	// tracer traces requests through both faces (config tracing); off: a no-op.
+	tracer *tracing.Tracer
 	// priorAuth is the Prior Authorization API's adapter, its notification worker and admin API; nil when
 	// that API is not configured.
 	priorAuth *priorAuth
@@ -261,6 +264,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 			p.close()
 		}
 	}()
+	if p.tracer, err = tracing.New(ctx, tracing.Settings{Endpoint: cfg.Tracing.Endpoint, ServiceName: cfg.Tracing.ServiceName,
+		SamplingPercent: cfg.Tracing.SamplingPercent, TrustIncoming: cfg.Tracing.TrustIncoming}); err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() {
+		// The spans still buffered, briefly: a collector that is down must not hold up the exit.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = p.tracer.Shutdown(sctx)
+	})
 	// One client of the FHIR server for the standalone proxy and every adapter (ARCHITECTURE Invariant 6).
 	if p.upstream, err = fhirserver.Dial(fhirserver.Settings{URL: cfg.FHIRServer.URL, CAFile: cfg.FHIRServer.CAFile,
 		ServerName: cfg.FHIRServer.ServerName, Timeout: cfg.FHIRServer.Timeout,
@@ -457,6 +470,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *proxy,
 		}
 		p.gateway = gateway.New(p.core, p.apis, p.upstream.URL, p.upstream.Transport, log)
 		p.gateway.Public = public
+		p.gateway.Tracer = p.tracer
 		p.gateway.CORSOrigins = map[string][]string{}
 		for _, a := range cfg.APIs {
 			p.gateway.CORSOrigins[a.Name] = a.CORS.AllowedOrigins

@@ -51,6 +51,13 @@ func xdsConfig(c *config.Config) (xds.Config, error) {
 		}
 		cfg.GlobalRateLimit = &xds.GlobalRateLimit{Service: svc, Domain: g.Domain, Timeout: g.Timeout}
 	}
+	if t := c.Tracing; t.Enabled() {
+		collector, err := endpoint("tracing.endpoint", t.Endpoint)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.Tracing = &xds.Tracing{Collector: collector, ServiceName: t.EnvoyServiceName, SamplingPercent: t.SamplingPercent, TrustIncoming: t.TrustIncoming}
+	}
 	for _, a := range c.APIs {
 		api := xds.API{Name: a.Name, PathPrefix: a.Prefix, RateLimits: a.RateLimits, CORSOrigins: a.CORS.AllowedOrigins}
 		for path, n := range a.BodyLimits() {

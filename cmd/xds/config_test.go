@@ -139,3 +139,23 @@ func TestEnvoyWaitsForAnAdapterAsLongAsTheProxyMayTake(t *testing.T) {
 		t.Fatalf("Envoy's max_message_timeout %s must exceed fhirwall-proxy's adapter timeout %s", xds.AdapterMessageTimeout, config.AdapterTimeout)
 	}
 }
+
+// TestTracingReachesEnvoyOnlyWhenAnEndpointIsSet: the example config traces nothing; the stack's
+// FHIRWALL_TRACING_ENDPOINT gives Envoy its tracer, with the Envoy service name and the trust rule of config.
+func TestTracingReachesEnvoyOnlyWhenAnEndpointIsSet(t *testing.T) {
+	cfg, err := load(t, example)
+	if err != nil || cfg.Tracing != nil {
+		t.Fatalf("example config: tracing %+v, err %v; want none", cfg.Tracing, err)
+	}
+	t.Setenv("FHIRWALL_TRACING_ENDPOINT", "jaeger:4317")
+	if cfg, err = load(t, example); err != nil {
+		t.Fatal(err)
+	}
+	want := xds.Tracing{Collector: xds.Endpoint{Host: "jaeger", Port: 4317}, ServiceName: "fhirwall-envoy", SamplingPercent: 100}
+	if cfg.Tracing == nil || *cfg.Tracing != want {
+		t.Fatalf("tracing %+v, want %+v", cfg.Tracing, want)
+	}
+	if _, err := xds.NewSnapshot(cfg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 )
 
 // DecisionHeader carries the decision id from ext_authz to ext_proc (ext_authz overwrites whatever a client
@@ -35,12 +36,17 @@ type Server struct {
 	Core *decision.Core
 	APIs []decision.API
 	Log  *slog.Logger
+	// Tracer joins each check to the trace of Envoy's request (the call's metadata carries the trace
+	// context); nil or off: no spans.
+	Tracer *tracing.Tracer
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // Check decides one request.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	ctx, span := s.Tracer.StartServer(s.Tracer.FromEnvoy(ctx), tracing.SpanExtAuthz)
+	defer span.End()
 	h := req.GetAttributes().GetRequest().GetHttp()
 	rawPath, rawQuery, _ := strings.Cut(h.GetPath(), "?")
 	headers := h.GetHeaders()

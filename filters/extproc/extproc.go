@@ -22,6 +22,7 @@ import (
 
 	"github.com/fhirwall/fhirwall/internal/decision"
 	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 )
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -36,6 +37,9 @@ type Server struct {
 	// AdapterTimeout, when set, is what Envoy is asked to wait for an adapter's answer (one
 	// override_message_timeout before the adapter runs; fhirwall-xds's max_message_timeout allows it).
 	AdapterTimeout time.Duration
+	// Tracer joins each exchange to the trace of Envoy's request (its ext_proc stream carries the trace
+	// context); nil or off: no spans.
+	Tracer *tracing.Tracer
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -106,7 +110,8 @@ type exchangeState struct {
 
 // Process handles one HTTP exchange.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
-	ctx := stream.Context()
+	ctx, span := s.Tracer.StartServer(s.Tracer.FromEnvoy(stream.Context()), tracing.SpanExtProc)
+	defer span.End()
 	ex := &exchangeState{}
 	defer func() {
 		// The exchange ended without a response we could see (client or upstream reset, or Envoy gave up on

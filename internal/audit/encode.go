@@ -82,6 +82,10 @@ func appendAccess(b []byte, a *accessRecord) ([]byte, bool) {
 	b = jsonenc.String(b, a.SourceIP)
 	b = append(b, `,"request_id":`...)
 	b = jsonenc.String(b, a.RequestID)
+	if a.TraceID != "" {
+		b = append(b, `,"trace_id":`...)
+		b = jsonenc.String(b, a.TraceID)
+	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(a.Status), 10)
 	b = append(b, `,"data_categories":`...)

@@ -36,6 +36,7 @@ func TestAccessRecordEncodingIsEncodingJSONs(t *testing.T) {
 			a.Reasons, a.Scopes, a.Patients, a.DataCategories = []string{}, []string{}, []string{}, []string{}
 		},
 		"split":             func(a *accessRecord) { a.SplitID, a.Part, a.Parts = "x", 2, 3 },
+		"traced":            func(a *accessRecord) { a.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736" },
 		"chained":           func(a *accessRecord) { a.Chain, a.Seq, a.PrevHash, a.Hash = "c", 9, GenesisHash, GenesisHash },
 		"html and controls": func(a *accessRecord) { a.Query = "a=<b>&c=\"d\"\\\b\f\n\r\t\x00\x1f\x7f" },
 		"unicode":           func(a *accessRecord) { a.Path = "/Patient/é\u2028\u2029\U0001F600\xff\xc3(\xed\xa0\x80" },

@@ -57,10 +57,13 @@ type Record struct {
 	Query          string    `json:"query"` // as received, access_token values redacted (RedactQuery)
 	SourceIP       string    `json:"source_ip"`
 	RequestID      string    `json:"request_id"`
-	Status         int       `json:"status"` // the status the client received; 0 if no response was seen
-	DataCategories []string  `json:"data_categories"`
-	UpstreamMillis float64   `json:"upstream_ms"`
-	Bytes          int64     `json:"bytes"`
+	// TraceID is the W3C trace id (32 lower-case hex digits) of the request's OpenTelemetry trace, to find its
+	// spans; absent when tracing is off. docs/tracing.md.
+	TraceID        string   `json:"trace_id,omitempty"`
+	Status         int      `json:"status"` // the status the client received; 0 if no response was seen
+	DataCategories []string `json:"data_categories"`
+	UpstreamMillis float64  `json:"upstream_ms"`
+	Bytes          int64    `json:"bytes"`
 	// Outcome is what an operation fhirwall answers itself concluded (Payer-to-Payer $member-match: matched,
 	// no_match, ambiguous, consent_refused, …), which its answer may deliberately not tell the client.
 	Outcome string `json:"outcome"`

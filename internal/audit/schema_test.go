@@ -287,7 +287,9 @@ func TestMarshalledEntriesMatchSchema(t *testing.T) {
 	}
 	noResponse := unauthenticated
 	noResponse.ID, noResponse.Status = NewID(), 0
-	records := append(exampleRecords(), unauthenticated, noResponse)
+	traced := unauthenticated
+	traced.ID, traced.TraceID = NewID(), "4bf92f3577b34da6a3ce929d0e0e4736"
+	records := append(exampleRecords(), unauthenticated, noResponse, traced)
 	for _, r := range records {
 		if err := schemaValidate(t, s, sealedRecord(t, r)); err != nil {
 			t.Errorf("sealed record %s: %v", r.ID, err)
@@ -337,7 +339,8 @@ func jsonFields(typ reflect.Type) []string {
 // an admin entry and a checkpoint (plus the chain members a sealed line carries) is a required, described
 // property of its definition, and the definition has no property the code does not write.
 func TestSchemaListsEveryField(t *testing.T) {
-	splitMembers := []string{"split_id", "part", "parts", "policy"} // an access record's only optional members
+	// An access record's only optional members: the split ones, policy, and trace_id (tracing on).
+	optionalMembers := []string{"split_id", "part", "parts", "policy", "trace_id"}
 	chainMembers := []string{"chain", "seq", "prev_hash", "hash"}
 	adminFields := jsonFields(reflect.TypeFor[adminEntry]())
 	commonAdmin := []string{"schema", "kind", "id", "time", "chain", "seq", "prev_hash", "hash"}
@@ -358,7 +361,7 @@ func TestSchemaListsEveryField(t *testing.T) {
 			if _, ok := props[f]; !ok {
 				t.Errorf("$defs/%s lacks property %q", c.def, f)
 			}
-			if !slices.Contains(required, f) && !(c.def == "access" && slices.Contains(splitMembers, f)) {
+			if !slices.Contains(required, f) && !(c.def == "access" && slices.Contains(optionalMembers, f)) {
 				t.Errorf("$defs/%s does not require %q", c.def, f)
 			}
 		}
@@ -370,7 +373,7 @@ func TestSchemaListsEveryField(t *testing.T) {
 				t.Errorf("$defs/%s property %q has no description", c.def, p)
 			}
 		}
-		if want := len(c.fields) - map[bool]int{true: len(splitMembers)}[c.def == "access"]; len(required) != want {
+		if want := len(c.fields) - map[bool]int{true: len(optionalMembers)}[c.def == "access"]; len(required) != want {
 			t.Errorf("$defs/%s requires %d members, the code always writes %d", c.def, len(required), want)
 		}
 	}

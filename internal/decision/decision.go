@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/fhirwall/fhirwall/internal/audit"
 	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/fhir"
@@ -20,6 +22,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/seal"
 	"github.com/fhirwall/fhirwall/internal/smart"
 	"github.com/fhirwall/fhirwall/internal/token"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 )
 
 // Input is one HTTP request as a face saw it. Path is below the API's FHIR base, already normalised.
@@ -150,9 +153,14 @@ type Core struct {
 // Decide runs token → classify → policy → obligations for one request. It never returns an allow on error.
 func (c *Core) Decide(ctx context.Context, in Input) *Decision {
 	start := time.Now()
+	ctx, span := tracing.Start(ctx, tracing.SpanDecision)
 	d := &Decision{ID: audit.NewID(), Time: c.Now().UTC(), Input: in, Policy: c.policyInForce()}
 	c.decide(ctx, d)
 	withChallenge(d)
+	if span.IsRecording() {
+		span.SetAttributes(decisionAttributes(d)...)
+	}
+	span.End()
 	c.observer().Decided(d, time.Since(start))
 	if !d.Allow {
 		c.Log.Info("refused", "decision_id", d.ID, "api", in.API, "method", in.Method, "path", in.Path,
@@ -203,7 +211,12 @@ func (c *Core) decide(ctx context.Context, d *Decision) {
 	if !c.addFacts(ctx, d, input) {
 		return
 	}
-	res, err := c.Policy.Decide(ctx, input)
+	pctx, pspan := tracing.Start(ctx, tracing.SpanPolicy)
+	res, err := c.Policy.Decide(pctx, input)
+	if pspan.IsRecording() {
+		pspan.SetAttributes(tracing.AttrPolicyRevision.String(res.Revision))
+	}
+	tracing.End(pspan, err)
 	if c.DryRun != nil {
 		c.dryRun(ctx, d, input, res, err)
 	}
@@ -289,6 +302,20 @@ func (c *Core) dryRun(ctx context.Context, d *Decision, input any, enforced poli
 			"enforced_allow", enforced.Allow, "enforced_status", enforced.Status, "enforced_reasons", enforced.Reasons,
 			"candidate_allow", cand.Allow, "candidate_status", cand.Status, "candidate_reasons", cand.Reasons,
 			"candidate_revision", cand.Revision)
+	}
+}
+
+// decisionAttributes are what a decision's span says of it: the request's kind and the verdict, never who
+// asked or about whom.
+func decisionAttributes(d *Decision) []attribute.KeyValue {
+	verdict, status := "allow", 0
+	if !d.Allow {
+		verdict, status = "refuse", d.Refusal.Status
+	}
+	return []attribute.KeyValue{
+		tracing.AttrDecisionID.String(d.ID), tracing.AttrAPI.String(d.Input.API),
+		tracing.AttrInteraction.String(string(d.Request.Interaction)), tracing.AttrResourceType.String(d.Request.ResourceType),
+		tracing.AttrDecision.String(verdict), tracing.AttrStatus.Int(status), tracing.Reasons(d.Reasons),
 	}
 }
 
@@ -391,7 +418,8 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 		ResourceType: d.Request.ResourceType, Interaction: string(d.Request.Interaction),
 		SourceIP: d.Input.SourceIP, RequestID: d.Input.RequestID, Status: status,
 		DataCategories: []string{}, Bytes: bytes, UpstreamMillis: float64(upstream.Microseconds()) / 1000,
-		Policy: d.policyVerdict(),
+		TraceID: tracing.TraceID(ctx),
+		Policy:  d.policyVerdict(),
 	}
 	if id := d.Identity; id != nil {
 		r.ClientID, r.Subject, r.FHIRUser, r.TokenJTI, r.Scopes = id.ClientID, id.Subject, id.FHIRUser, id.JTI, nonNil(id.Scopes)
@@ -417,9 +445,14 @@ func (c *Core) record(ctx context.Context, d *Decision, status int, bytes int64,
 	// Shorter than Envoy's ext_proc message timeout (2 s): a slow sink yields fhirwall's own 503 rather than
 	// an Envoy timeout. A record made durable just after the deadline stays: an extra record of an answer the
 	// client did not get (it got a 503), never a missing one.
+	ctx, span := tracing.Start(ctx, tracing.SpanAuditWrite)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrAPI.String(d.Input.API), tracing.AttrStatus.Int(status))
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AuditTimeout)
 	defer cancel()
 	err := c.Audit.Write(ctx, r)
+	tracing.End(span, err)
 	c.observer().Answered(d, answeredStatus(status, err))
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/datascope"
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 )
 
 // Enforced is what response enforcement lets leave: the status and body to send, and what the audit
@@ -49,7 +50,13 @@ const maxBundleDepth = 8
 // rewritten to the API's public base and bound to the client (Core.Pages), and the patients and data
 // categories of what leaves are reported. A body that was not changed is returned as the same bytes.
 func (c *Core) EnforceResponse(ctx context.Context, d *Decision, status int, contentType string, body []byte) (Enforced, error) {
-	return c.enforceResponse(ctx, d, status, contentType, body, jsonCodec{decodeResource, encodeSized})
+	ctx, span := tracing.Start(ctx, tracing.SpanResponseCheck)
+	e, err := c.enforceResponse(ctx, d, status, contentType, body, jsonCodec{decodeResource, encodeSized})
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrAPI.String(d.Input.API), tracing.AttrStatus.Int(e.Status))
+	}
+	tracing.End(span, err)
+	return e, err
 }
 
 // jsonCodec is how enforcement reads and writes answers: response_json.go's in production, encoding/json's

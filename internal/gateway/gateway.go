@@ -24,6 +24,7 @@ import (
 	"github.com/fhirwall/fhirwall/internal/fhir"
 	"github.com/fhirwall/fhirwall/internal/outcome"
 	"github.com/fhirwall/fhirwall/internal/ratelimit"
+	"github.com/fhirwall/fhirwall/internal/tracing"
 )
 
 // Gateway proxies the configured APIs to one FHIR server.
@@ -62,6 +63,9 @@ type Gateway struct {
 	// Deprecation, Sunset and Link (config.DeprecationHeaders), as Envoy's routes add them
 	// (internal/xds API.ResponseHeaders). nil: none.
 	ResponseHeaders func(api, resourceType string) http.Header
+	// Tracer traces each request (its span, then the decision's, the FHIR server's answer, the response
+	// check and the audit write below it); nil or off: no spans.
+	Tracer *tracing.Tracer
 	// inFlight bounds the requests worked on at once (LimitInFlight) once decided and within their rate;
 	// deciding bounds those being decided. nil: no bound.
 	inFlight, deciding chan struct{}
@@ -150,7 +154,7 @@ var errUnchecked = errors.New("upstream answer could not be checked")
 func New(core *decision.Core, apis []decision.API, upstream *url.URL, transport http.RoundTripper, log *slog.Logger) *Gateway {
 	g := &Gateway{core: core, apis: apis, upstream: upstream, log: log}
 	g.proxy = &httputil.ReverseProxy{
-		Transport:  transport,
+		Transport:  tracedTransport{next: transport},
 		BufferPool: newBufferPool(),
 		Rewrite:    g.rewrite,
 		ModifyResponse: func(resp *http.Response) error {
@@ -270,6 +274,12 @@ func (g *Gateway) enforce(resp *http.Response, ex *exchange) error {
 // ServeHTTP decides the request, then either refuses it or proxies it.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	started := time.Now()
+	if g.Tracer.On() {
+		// A client's traceparent is followed only when config trusts it (FromClient).
+		ctx, span := g.Tracer.StartServer(g.Tracer.FromClient(r.Context(), r.Header), tracing.SpanRequest)
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	in := decision.Input{
 		Mode:          decision.ModeStandalone,
 		Method:        r.Method,
@@ -561,6 +571,29 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// The token is for fhirwall; the FHIR server behind it trusts fhirwall's network position, not the app.
 	out.Header.Del("Authorization")
 	out.Header.Del("Cookie")
+}
+
+// tracedTransport is the upstream span: from sending the request to the FHIR server until its answer's
+// headers arrived. The FHIR server is told the span's trace context instead of any the client sent.
+type tracedTransport struct{ next http.RoundTripper }
+
+func (t tracedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, span := tracing.Start(req.Context(), tracing.SpanUpstream)
+	if !span.SpanContext().IsValid() { // tracing off
+		return t.next.RoundTrip(req)
+	}
+	if ex, ok := req.Context().Value(ctxKey{}).(*exchange); ok {
+		span.SetAttributes(tracing.AttrAPI.String(ex.d.Input.API))
+	}
+	// The outgoing request is the reverse proxy's own copy; its context stays the request's, so what runs
+	// after the answer (response check, audit write) is not a child of this span.
+	tracing.Inject(ctx, req.Header)
+	resp, err := t.next.RoundTrip(req)
+	if err == nil {
+		span.SetAttributes(tracing.AttrStatus.Int(resp.StatusCode))
+	}
+	tracing.End(span, err)
+	return resp, err
 }
 
 func sourceIP(remote string) string {

@@ -49,6 +49,17 @@ type Config struct {
 	// from the Host or Forwarded headers a client sent.
 	PublicURL string `yaml:"public_url"`
 	APIs      []API  `yaml:"apis"`
+	// Tracing, when set, has Envoy trace every request and export its spans to a collector; nil: no tracing.
+	Tracing *Tracing `yaml:"tracing"`
+}
+
+// Tracing is Envoy's side of config tracing: the collector's OTLP/gRPC endpoint, the service name Envoy's
+// spans carry, the share of new traces sampled, and whether a client's traceparent may continue its trace.
+type Tracing struct {
+	Collector       Endpoint `yaml:"collector"`
+	ServiceName     string   `yaml:"service_name"`
+	SamplingPercent float64  `yaml:"sampling_percent"`
+	TrustIncoming   bool     `yaml:"trust_incoming"`
 }
 
 // ListenerTLS names the certificate and key files (PEM) Envoy serves; they are watched for rotation.
@@ -131,6 +142,7 @@ const (
 	AuthzCluster            = "fhirwall_authz"
 	RateLimitCluster        = "fhirwall_ratelimit"
 	LocalCluster            = "fhirwall_local"
+	TracingCluster          = "fhirwall_tracing"
 	ListenerSecret          = "fhirwall_listener_cert"
 	ClientHeaderPrefix      = "x-fhirwall-"
 )
@@ -150,6 +162,7 @@ const (
 	localConnectTimeout     = 250 * time.Millisecond
 	defaultGlobalTimeout    = 100 * time.Millisecond
 	rateLimitConnectTimeout = 250 * time.Millisecond
+	tracingConnectTimeout   = 250 * time.Millisecond
 	// authzEjectAfter failures in a row to reach a fhirwall-proxy replica take it out of its clusters.
 	authzEjectAfter = 2
 	// The gRPC health check of each replica (grpc.health.v1, served beside ext_authz and ext_proc).
@@ -253,6 +266,10 @@ func Translate(cfg Config) (*ir.Xds, error) {
 			c.MaxRequests = cfg.AuthzMaxRequests
 		}
 		x.Clusters = append(x.Clusters, c)
+	}
+	if t := cfg.Tracing; t != nil {
+		l.Tracing = &ir.Tracing{Cluster: TracingCluster, ServiceName: t.ServiceName, SamplingPercent: t.SamplingPercent, TrustIncoming: t.TrustIncoming}
+		x.Clusters = append(x.Clusters, irCluster(TracingCluster, []Endpoint{t.Collector}, true, tracingConnectTimeout))
 	}
 	if err := x.Validate(); err != nil {
 		errs = append(errs, err)

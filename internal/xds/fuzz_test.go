@@ -28,15 +28,22 @@ func FuzzTranslate(f *testing.F) {
 		if len(cfg.AuthzServices) > 1 {
 			authz, authz2 = cfg.AuthzServices[0], cfg.AuthzServices[1]
 		}
+		tr := Tracing{}
+		if cfg.Tracing != nil {
+			tr = *cfg.Tracing
+		}
 		f.Add(cfg.Listener.Host, cfg.Listener.Port, cfg.FHIRServer.Host, cfg.FHIRServer.Port, cfg.FHIRServer.BasePath,
 			authz.Host, authz.Port, authz2.Host, authz2.Port, a1.Name, a1.PathPrefix, a2.Name, a2.PathPrefix,
-			"standard", std.PerSecond, std.Burst, cfg.RateLimits.Anonymous.PerSecond, certFile, cfg.PublicURL)
+			"standard", std.PerSecond, std.Burst, cfg.RateLimits.Anonymous.PerSecond, certFile, cfg.PublicURL,
+			tr.Collector.Host, tr.Collector.Port, tr.ServiceName, tr.SamplingPercent, tr.TrustIncoming)
 	}
-	f.Add("127.0.0.1", uint32(1), "a", uint32(65535), "/", "a.b", uint32(65536), "a.b", uint32(65536), "x", "//", "x", "/x/", "", uint32(0), uint32(0), uint32(0), "", "https://[::1]:0/")
+	f.Add("127.0.0.1", uint32(1), "a", uint32(65535), "/", "a.b", uint32(65536), "a.b", uint32(65536), "x", "//", "x", "/x/", "", uint32(0), uint32(0), uint32(0), "", "https://[::1]:0/",
+		"127.0.0.1", uint32(4317), "%REQ(authorization)%", 101.0, false)
 	f.Add("::", uint32(10000), "fe80::1%lo", uint32(80), "/fhir/..", "-a", uint32(1), "127.0.0.1", uint32(0), "a_", "/a/%2F", "b", "/A", "Gold", uint32(1), uint32(0), uint32(0), "rel/tls.crt",
-		"http://%REQ(:authority)%/x")
+		"http://%REQ(:authority)%/x", "", uint32(0), "", -1.0, true)
 	f.Fuzz(func(t *testing.T, lHost string, lPort uint32, fHost string, fPort uint32, base string,
-		aHost string, aPort uint32, a2Host string, a2Port uint32, n1, p1, n2, p2 string, tier string, perSecond, burst, anon uint32, certFile, publicURL string) {
+		aHost string, aPort uint32, a2Host string, a2Port uint32, n1, p1, n2, p2 string, tier string, perSecond, burst, anon uint32, certFile, publicURL string,
+		tHost string, tPort uint32, tService string, tSampling float64, tTrust bool) {
 		cfg := Config{
 			Listener:     Endpoint{Host: lHost, Port: lPort},
 			FHIRServer:   FHIRServer{Host: fHost, Port: fPort, BasePath: base},
@@ -53,6 +60,9 @@ func FuzzTranslate(f *testing.F) {
 		}
 		if certFile != "" {
 			cfg.ListenerTLS = &ListenerTLS{CertFile: certFile, KeyFile: certFile + ".key"}
+		}
+		if tHost != "" || tPort != 0 || tService != "" {
+			cfg.Tracing = &Tracing{Collector: Endpoint{Host: tHost, Port: tPort}, ServiceName: tService, SamplingPercent: tSampling, TrustIncoming: tTrust}
 		}
 		if n1 != "" || p1 != "" {
 			cfg.APIs = append(cfg.APIs, API{Name: n1, PathPrefix: p1})

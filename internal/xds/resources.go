@@ -13,6 +13,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -25,6 +26,7 @@ import (
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
@@ -151,27 +153,85 @@ func httpConnectionManager(l *ir.HTTPListener) (*anypb.Any, error) {
 		AccessLog:                    []*accesslogv3.AccessLog{stdoutJSONAccessLog()},
 		LocalReplyConfig:             localReplyConfig(),
 	}
-	if l.StripRequestHeaderPrefix != "" {
-		// Early header mutation runs before routing and before any HTTP filter. Route-level
-		// request_headers_to_remove would be the wrong tool: the router applies it last, so it would also
-		// strip the x-fhirwall-* headers ext_authz adds for the FHIR server.
+	if m := earlyHeaderMutations(l); len(m) > 0 {
 		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
-			Name: "envoy.http.early_header_mutation.header_mutation",
-			TypedConfig: mustAny(&earlyheadermutationv3.HeaderMutation{
-				Mutations: []*mutationrulesv3.HeaderMutation{{
-					Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{
-						RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
-							KeyMatcher: &matcherv3.StringMatcher{
-								MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: l.StripRequestHeaderPrefix},
-								IgnoreCase:   true,
-							},
-						},
-					},
-				}},
-			}),
+			Name:        "envoy.http.early_header_mutation.header_mutation",
+			TypedConfig: mustAny(&earlyheadermutationv3.HeaderMutation{Mutations: m}),
 		}}
 	}
+	if t := l.Tracing; t != nil {
+		hcm.Tracing = hcmTracing(t)
+	}
 	return packAny(hcm)
+}
+
+// earlyHeaderMutations remove what a client may not send. Early header mutation runs before routing, the
+// tracer and any HTTP filter. Route-level request_headers_to_remove would be the wrong tool: the router applies
+// it last, so it would also strip the x-fhirwall-* headers ext_authz adds for the FHIR server, and the tracer
+// would already have read a client's traceparent.
+func earlyHeaderMutations(l *ir.HTTPListener) []*mutationrulesv3.HeaderMutation {
+	var m []*mutationrulesv3.HeaderMutation
+	if l.StripRequestHeaderPrefix != "" {
+		m = append(m, &mutationrulesv3.HeaderMutation{
+			Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{
+				RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+					KeyMatcher: &matcherv3.StringMatcher{
+						MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: l.StripRequestHeaderPrefix},
+						IgnoreCase:   true,
+					},
+				},
+			},
+		})
+	}
+	if t := l.Tracing; t != nil && !t.TrustIncoming {
+		// W3C Trace Context §3.2 "restart trace", at the front gate: Envoy's OpenTelemetry tracer would
+		// otherwise continue the client's trace, take its sampled flag, and fhirwall would record the client's
+		// chosen trace id in the audit record. The HCM has no setting for this (envoyproxy/envoy#40012).
+		for _, h := range traceContextHeaders {
+			m = append(m, &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h}})
+		}
+	}
+	return m
+}
+
+// traceContextHeaders are W3C Trace Context's request headers.
+var traceContextHeaders = []string{"traceparent", "tracestate"}
+
+// Well-known names of the tracing configuration.
+const (
+	openTelemetryTracerName = "envoy.tracers.opentelemetry"
+	// tracingExportTimeout bounds one OTLP export call from Envoy to the collector.
+	tracingExportTimeout = 5 * time.Second
+)
+
+// hcmTracing has Envoy's OpenTelemetry tracer trace every request and export to the collector cluster. The
+// span's default http.url tag (the path and query as sent: a patient id, a search, an access_token
+// parameter) is replaced by the route's name, the API; x-client-trace-id forces no sampling unless the
+// client's trace context is trusted.
+func hcmTracing(t *ir.Tracing) *hcmv3.HttpConnectionManager_Tracing {
+	client := 0.0
+	if t.TrustIncoming {
+		client = 100
+	}
+	return &hcmv3.HttpConnectionManager_Tracing{
+		ClientSampling:  &typev3.Percent{Value: client},
+		RandomSampling:  &typev3.Percent{Value: t.SamplingPercent},
+		OverallSampling: &typev3.Percent{Value: 100},
+		CustomTags: []*tracingtypev3.CustomTag{{
+			Tag:  "http.url",
+			Type: &tracingtypev3.CustomTag_Value{Value: "%ROUTE_NAME%"},
+		}},
+		Provider: &tracev3.Tracing_Http{
+			Name: openTelemetryTracerName,
+			ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(&tracev3.OpenTelemetryConfig{
+				GrpcService: &corev3.GrpcService{
+					TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: t.Cluster}},
+					Timeout:         durationpb.New(tracingExportTimeout),
+				},
+				ServiceName: t.ServiceName,
+			})},
+		},
+	}
 }
 
 // httpFilter is one Envoy HTTP filter of the listener's chain; build returns nil when the listener does not

@@ -32,6 +32,8 @@ ensure_tls() {
 export FHIRWALL_XDS_TLS_CERT_FILE=$TLS_DIR/tls.crt
 export FHIRWALL_XDS_TLS_KEY_FILE=$TLS_DIR/tls.key
 export FHIRWALL_PUBLIC_URL=https://127.0.0.1:$ENVOY_PORT
+# Tracing on, to the stack's collector (jaeger.sh); FHIRWALL_TRACING_ENDPOINT= (empty) turns it off.
+export FHIRWALL_TRACING_ENDPOINT=${FHIRWALL_TRACING_ENDPOINT-127.0.0.1:$JAEGER_OTLP_PORT}
 # The audit spool and the key that signs its checkpoints (generated once; verify with signing.key.pub).
 AUDIT_DIR=$FHIRWALL_STATE/audit
 export FHIRWALL_AUDIT_SPOOL_DIR=$AUDIT_DIR/spool

@@ -18,6 +18,7 @@ bash "$S/redis.sh" start >/dev/null # the global rate limit's counters
 bash "$S/fhirwall.sh" build
 bash "$S/envoy.sh" install
 bash "$S/ratelimit.sh" install
+bash "$S/jaeger.sh" install # the trace collector, built once from its Go module
 failed=0
 for p in "${pids[@]}"; do
   if ! wait "${p%%:*}"; then
@@ -27,6 +28,7 @@ done
 [ "$failed" = 0 ] || die "stack did not come up; logs in $FHIRWALL_STATE/log"
 
 (cd "$FHIRWALL_ROOT" && go run ./test/seed -fhir "http://127.0.0.1:$HAPI_PORT/fhir") || die "seed data was refused"
+bash "$S/jaeger.sh" start # before fhirwall and Envoy, which export their spans to it
 # fhirwall itself is always restarted, so the binaries just built are the ones tested.
 bash "$S/fhirwall.sh" stop
 bash "$S/fhirwall.sh" reset-config

@@ -24,6 +24,8 @@ const (
 	ProxyAdminURL = "http://127.0.0.1:9190"
 	// EnvoyAdminURL is Envoy's admin interface (ENVOY_ADMIN_PORT).
 	EnvoyAdminURL = "http://127.0.0.1:9901"
+	// JaegerQueryURL is the trace collector's query API (JAEGER_QUERY_PORT): GET /api/traces/{trace id}.
+	JaegerQueryURL = "http://127.0.0.1:16686"
 	// HAPIURL is the FHIR server behind fhirwall, for seeding and checks only.
 	HAPIURL = "http://127.0.0.1:8090/fhir"
 	// PrometheusURL is the Prometheus the alert tests start beside the stack (PROMETHEUS_PORT, prometheus.sh).

@@ -47,6 +47,8 @@ type HTTPListener struct {
 	// GlobalRateLimit, when set, asks a rate limit service (envoyproxy/ratelimit) after the local rate limit
 	// on every route with a RateLimit: the limit all Envoys and standalone proxies share.
 	GlobalRateLimit *GlobalRateLimit
+	// Tracing, when set, traces every request with Envoy's OpenTelemetry tracer; nil: no tracing.
+	Tracing *Tracing
 	// Routes are tried in order: exact paths (an API's discovery documents) before the API prefixes; every
 	// other path is answered 404 by Envoy without asking ext_authz. ext_authz and ext_proc run on every route.
 	Routes []*HTTPRoute
@@ -295,6 +297,12 @@ func (x *Xds) Validate() error {
 	if g := x.Listener.GlobalRateLimit; g != nil && g.Cluster != "" {
 		errs = append(errs, x.grpcCluster("ratelimit", g.Cluster))
 	}
+	if t := x.Listener.Tracing; t != nil {
+		errs = append(errs, t.Validate())
+		if t.Cluster != "" {
+			errs = append(errs, x.grpcCluster("tracing", t.Cluster))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -536,3 +544,32 @@ func validateEndpoint(what, host string, port uint32) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Tracing has Envoy's OpenTelemetry tracer trace every request on the listener and export its spans over
+// OTLP/gRPC to Cluster. Envoy's tracer continues the trace of a traceparent the request carries (and follows
+// its sampled flag); with TrustIncoming off the listener removes traceparent and tracestate before the tracer
+// sees them (early header mutation), and ignores x-client-trace-id, so every request starts a trace of its own.
+type Tracing struct {
+	Cluster     string
+	ServiceName string
+	// SamplingPercent of the traces Envoy starts are sampled (exported), 0 to 100.
+	SamplingPercent float64
+	TrustIncoming   bool
+}
+
+// Validate checks the tracing settings (the cluster is checked against the IR's clusters by Xds.Validate).
+func (t *Tracing) Validate() error {
+	var errs []error
+	if t.Cluster == "" {
+		errs = append(errs, invalid("tracing has no cluster"))
+	}
+	if !serviceNameRE.MatchString(t.ServiceName) {
+		errs = append(errs, invalid("tracing service name %q: want 1-63 letters, digits, '.', '_' or '-'", t.ServiceName))
+	}
+	if !(t.SamplingPercent >= 0 && t.SamplingPercent <= 100) { // NaN fails too
+		errs = append(errs, invalid("tracing sampling percent %v outside [0, 100]", t.SamplingPercent))
+	}
+	return errors.Join(errs...)
+}
+
+var serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)

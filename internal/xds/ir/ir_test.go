@@ -54,6 +54,18 @@ func TestIRRefusesWhatWouldFailOpenOrDangle(t *testing.T) {
 		{"gRPC health check on an HTTP/1 cluster", func(x *Xds) {
 			x.Clusters[0].HealthCheck = &GRPCHealthCheck{Interval: time.Second, Timeout: time.Second / 2, UnhealthyThreshold: 1, HealthyThreshold: 1}
 		}, "needs HTTP/2"},
+		{"tracing to an unknown cluster", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "nowhere", ServiceName: "envoy", SamplingPercent: 100}
+		}, `tracing: unknown cluster "nowhere"`},
+		{"tracing to an HTTP/1 cluster", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "fhir", ServiceName: "envoy", SamplingPercent: 100}
+		}, "tracing: cluster \"fhir\" must speak HTTP/2"},
+		{"tracing sampling above 100%", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "authz", ServiceName: "envoy", SamplingPercent: 101}
+		}, "sampling percent"},
+		{"tracing service name with a command operator", func(x *Xds) {
+			x.Listener.Tracing = &Tracing{Cluster: "authz", ServiceName: "%REQ(authorization)%", SamplingPercent: 1}
+		}, "tracing service name"},
 		{"upper-case header prefix", func(x *Xds) { x.Listener.StripRequestHeaderPrefix = "X-Fhirwall-" }, "lower-case"},
 		{"exact route after the prefix that swallows it", func(x *Xds) {
 			x.Listener.Routes = append(x.Listener.Routes, &HTTPRoute{Name: "pa-metadata", Path: "/patient-access/fhir/metadata", Cluster: "fhir"})
