@@ -2,6 +2,8 @@ package evidence
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -213,6 +215,20 @@ func TestVerifyRefusesAnUnknownKey(t *testing.T) {
 		if _, err := Verify(env, keys); !errors.Is(err, ErrUnverified) {
 			t.Errorf("%s: err %v, want refused", name, err)
 		}
+	}
+}
+
+func TestASignatureOverTheBareMatrixDoesNotVerify(t *testing.T) {
+	// The audit key signs checkpoints and heads too: only a statement with the evidence label verifies here.
+	key := testKey(1)
+	mb, err := json.Marshal(Build("T", "S", testReqs[:1], nil, nil, time.Unix(1, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	env := encodeEnvelope(mb, keyID(pub), base64.StdEncoding.EncodeToString(ed25519.Sign(key, mb)))
+	if _, err := Verify(env, []ed25519.PublicKey{pub}); !errors.Is(err, ErrUnverified) {
+		t.Fatalf("a signature without the evidence label verified: %v", err)
 	}
 }
 

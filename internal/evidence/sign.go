@@ -36,6 +36,16 @@ func encodeEnvelope(matrix []byte, kid, sig string) []byte {
 	return b.Bytes()
 }
 
+// signedLabel starts every signed statement, as the audit trail's labels start its checkpoints and heads
+// ("fhirwall-audit-checkpoint/v1"): the audit key signs both, and a signature made for one kind of statement
+// must never verify as another.
+const signedLabel = "fhirwall-evidence-matrix/v1\n"
+
+// statement is what Sign signs for these matrix bytes.
+func statement(matrix []byte) []byte {
+	return append([]byte(signedLabel), matrix...)
+}
+
 // keyID names a public key as audit.KeyID does (the first 8 bytes of its SHA-256, in hex), so evidence and
 // audit checkpoints name the audit key alike. It is not imported: the audit package's own e2e test proves
 // requirements, and importing it here would make that an import cycle. TestKeyIDIsTheAuditKeyID keeps them equal.
@@ -44,7 +54,7 @@ func keyID(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Sign wraps the matrix's JSON in an envelope signed with ed25519 over those exact bytes, named by
+// Sign wraps the matrix's JSON in an envelope signed with ed25519 over signedLabel and those exact bytes, named by
 // audit.KeyID of the public key (the audit key signs evidence too).
 func Sign(m Matrix, key ed25519.PrivateKey) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
@@ -55,7 +65,7 @@ func Sign(m Matrix, key ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("evidence: encoding matrix: %w", err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, mb))
+	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, statement(mb)))
 	return encodeEnvelope(mb, keyID(pub), sig), nil
 }
 
@@ -82,7 +92,7 @@ func Verify(env []byte, keys []ed25519.PublicKey) (Matrix, error) {
 		return Matrix{}, fmt.Errorf("%w: key %q is not one of the %d trusted keys", ErrUnverified, e.KeyID, len(keys))
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(e.Signature)
-	if err != nil || !ed25519.Verify(pub, e.Matrix, sig) {
+	if err != nil || !ed25519.Verify(pub, statement(e.Matrix), sig) {
 		return Matrix{}, fmt.Errorf("%w: the signature does not match the matrix under key %s", ErrUnverified, e.KeyID)
 	}
 	var m Matrix
