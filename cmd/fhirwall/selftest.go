@@ -130,7 +130,7 @@ func selftestMatrix(results []selftest.Result, base *url.URL, now time.Time) evi
 	for _, r := range results {
 		named = append(named, r.Requirements...)
 		checks = append(checks, evidence.Check{Name: "selftest " + r.Name, Requirements: r.Requirements,
-			Outcome: evidence.Outcome(r.Outcome), Detail: r.Detail})
+			Outcome: r.Outcome, Detail: r.Detail})
 	}
 	var reqs []evidence.Requirement
 	for _, req := range evidence.Requirements() {

@@ -18,15 +18,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fhirwall/fhirwall/internal/evidence"
 )
 
-// Outcome is a check's result: pass, fail or skip (the names internal/evidence uses).
-type Outcome string
+// Outcome is a check's result: pass, fail or skip, as the compliance matrix records it.
+type Outcome = evidence.Outcome
 
 const (
-	Pass Outcome = "pass"
-	Fail Outcome = "fail"
-	Skip Outcome = "skip"
+	Pass = evidence.Pass
+	Fail = evidence.Fail
+	Skip = evidence.Skip
 )
 
 // Result is one check's result. Detail is one line: why it failed or skipped, or what it saw when it passed;
