@@ -169,7 +169,7 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 				"CMS-PA-02", "CMS-PROV-01", "CMS-P2P-01", "CMS-P2P-04", "CMS-PAU-01", "CMS-PAU-06", "PAS-01", "PAS-04", "SEC-01", "SEC-02",
 				"OPS-RATE-01", "AUD-01", "OPS-SELFTEST-01")
 			cfg := stackConfig(t) // a PAS request of its own per face
-			out := t.TempDir()
+			out := selftestArtifacts(t, f.name)
 			args := []string{"selftest", "--against", f.url, "-config", cfg, "-key", auditKey(), "-out", out,
 				"-audit-kafka", stackaudit.Broker, "-rate-limit-burst", "300", "-allow-writes", "-strict"}
 			if f.ca != "" {
@@ -219,6 +219,24 @@ func TestSelftestPassesAgainstBothFaces(t *testing.T) {
 			}
 		})
 	}
+}
+
+// selftestArtifacts is where a face's signed matrix goes: $FHIRWALL_ARTIFACTS/selftest/FACE (make test keeps
+// it beside the compliance matrix), or the test's temp dir.
+func selftestArtifacts(t *testing.T, face string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if a := os.Getenv("FHIRWALL_ARTIFACTS"); a != "" {
+		dir = filepath.Join(a, "selftest", face)
+		if err := os.RemoveAll(dir); err != nil { // never a previous run's matrix
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("signed matrix: %s", dir)
+	return dir
 }
 
 // verifySigned checks the envelope with the stack's audit key and returns its matrix.
