@@ -8,7 +8,7 @@ fhirwall is up (all on 127.0.0.1):
   standalone proxy :$PROXY_HTTP_PORT   -> http://127.0.0.1:$PROXY_HTTP_PORT/patient-access/fhir
   developer portal :9443    -> https://127.0.0.1:9443/  (sign in: dev-dana, rev-riley or member01; see below)
   HAPI FHIR        :$HAPI_PORT   Keycloak :$KEYCLOAK_PORT (admin/admin)   Kafka :$KAFKA_PORT   fhirwall-xds :$XDS_PORT
-  logs: $FHIRWALL_STATE/log/    metrics: http://127.0.0.1:$PROXY_ADMIN_PORT/metrics    
+  logs: $FHIRWALL_STATE/log/    metrics: http://127.0.0.1:$PROXY_ADMIN_PORT/metrics
   traces (Jaeger's API): http://127.0.0.1:$JAEGER_QUERY_PORT/api/traces/<trace_id from the request's audit record>
   running config (edit it: rate limits and routes reload without restart): $FHIRWALL_STATE/config/fhirwall.yaml
 
