@@ -78,10 +78,8 @@ type Metrics struct {
 	priorAuth       priorAuthSeries
 	reg             prometheus.Registerer
 	log             *slog.Logger
-	reasons         sync.Map // reason label values seen so far
-	distinctReasons atomic.Int32
-	clients         sync.Map // client label values seen so far
-	distinctClients atomic.Int32
+	reasons         boundedLabel // the decisive reason label's values
+	clients         boundedLabel // the rate-limited client label's values
 }
 
 var _ decision.Observer = (*Metrics)(nil)
@@ -207,17 +205,7 @@ func (m *Metrics) reason(reasons []string) string {
 	if !isCode(r) {
 		return "other"
 	}
-	if _, seen := m.reasons.Load(r); seen {
-		return r
-	}
-	if m.distinctReasons.Add(1) > maxReasons {
-		m.distinctReasons.Add(-1)
-		return "other"
-	}
-	if _, seen := m.reasons.LoadOrStore(r, struct{}{}); seen {
-		m.distinctReasons.Add(-1)
-	}
-	return r
+	return m.reasons.value(r, maxReasons, "other")
 }
 
 // client is the client label: the id of a registered client (the registry found it), bounded in form and
@@ -226,17 +214,29 @@ func (m *Metrics) client(c *decision.Client) string {
 	if c == nil || !isClientID(c.ID) {
 		return OtherClient
 	}
-	if _, seen := m.clients.Load(c.ID); seen {
-		return c.ID
+	return m.clients.value(c.ID, maxClients, OtherClient)
+}
+
+// boundedLabel is the set of values a label has taken so far, so that it never takes more than a bound: a
+// value seen before keeps its series, a new one gets its own only while there is room.
+type boundedLabel struct {
+	seen sync.Map
+	n    atomic.Int32
+}
+
+// value is v if v has a series or there is room for one more of at most max, else other.
+func (b *boundedLabel) value(v string, max int32, other string) string {
+	if _, seen := b.seen.Load(v); seen {
+		return v
 	}
-	if m.distinctClients.Add(1) > maxClients {
-		m.distinctClients.Add(-1)
-		return OtherClient
+	if b.n.Add(1) > max {
+		b.n.Add(-1)
+		return other
 	}
-	if _, seen := m.clients.LoadOrStore(c.ID, struct{}{}); seen {
-		m.distinctClients.Add(-1)
+	if _, seen := b.seen.LoadOrStore(v, struct{}{}); seen {
+		b.n.Add(-1)
 	}
-	return c.ID
+	return v
 }
 
 // isClientID: what registered client ids look like (letters, digits, . _ : -), short enough for a label.
