@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // auditRecord is what the audit check reads of a record (internal/audit.Record's wire names).
@@ -66,7 +63,7 @@ func checkAuditRecords(ctx context.Context, r *runner) (Outcome, string) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.AuditWait)
 	defer cancel()
 	var bad string
-	err := scanTopic(ctx, r.o.AuditKafka, r.o.AuditTopic, r.started.Add(-5*time.Second), func(raw []byte) bool {
+	_, err := kafka.Scan(ctx, r.o.AuditKafka, r.o.AuditTopic, r.started.Add(-5*time.Second), func(raw []byte) bool {
 		for _, s := range secrets {
 			if s != "" && strings.Contains(string(raw), s) {
 				bad = "an audit record holds a token this run sent"
@@ -113,54 +110,6 @@ func checkAuditRecords(ctx context.Context, r *runner) (Outcome, string) {
 		}
 	}
 	return Pass, fmt.Sprintf("all %d answers' records are in %s with the status, request id and client", total, r.o.AuditTopic)
-}
-
-// scanTopic reads every partition of topic from the first offset at or after since, calling visit per
-// message until it returns true or ctx ends. An error: Kafka could not be read.
-func scanTopic(ctx context.Context, brokers []string, topic string, since time.Time, visit func(raw []byte) bool) error {
-	conn, err := kafkago.DialContext(ctx, "tcp", brokers[0])
-	if err != nil {
-		return fmt.Errorf("kafka: %w", err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil || len(parts) == 0 {
-		return fmt.Errorf("kafka: partitions of %s: %v", topic, err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs := make(chan []byte, 256)
-	for _, p := range parts {
-		rd := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))},
-			Topic: topic, Partition: p.ID, MaxWait: 200 * time.Millisecond, MaxBytes: kafka.MaxMessageBytes})
-		defer rd.Close()
-		if err := rd.SetOffsetAt(ctx, since); err != nil {
-			return fmt.Errorf("kafka: offset of partition %d: %w", p.ID, err)
-		}
-		go func() {
-			for {
-				m, err := rd.ReadMessage(ctx)
-				if err != nil {
-					return
-				}
-				select {
-				case msgs <- m.Value:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-	for {
-		select {
-		case m := <-msgs:
-			if visit(m) {
-				return nil
-			}
-		case <-ctx.Done():
-			return nil
-		}
-	}
 }
 
 // underAPI reports whether path (as sent) is under one of the configured APIs' bases.

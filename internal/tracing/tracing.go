@@ -196,7 +196,7 @@ func End(span trace.Span, err error) {
 	span.End()
 }
 
-// errorKind is the outermost error's type, never its message.
+// errorKind is the type of the innermost error of the chain (the cause), never its message.
 func errorKind(err error) string {
 	for {
 		u := errors.Unwrap(err)

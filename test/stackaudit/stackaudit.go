@@ -6,12 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
+	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 )
 
 const (
@@ -19,90 +17,16 @@ const (
 	Broker = "127.0.0.1:9092"
 	// Topic is the audit topic of the stack's fhirwall config.
 	Topic = "fhirwall.audit"
-	// MaxMessageBytes is adapters/auditsink/kafka.MaxMessageBytes (18 MiB), kept here so this package needs
-	// none of fhirwall's.
-	MaxMessageBytes = 18874368
 )
 
 // Scan reads Topic on every partition from since, calling visit on every record (a JSON object; other
 // messages are skipped) until visit returns true (Scan reports true) or ctx ends (false). An error means
 // Kafka could not be read.
 func Scan(ctx context.Context, since time.Time, visit func(rec map[string]any) bool) (bool, error) {
-	conn, err := kafkago.Dial("tcp", Broker)
-	if err != nil {
-		return false, fmt.Errorf("kafka: %w", err)
-	}
-	parts, err := conn.ReadPartitions(Topic)
-	conn.Close()
-	if err != nil || len(parts) == 0 {
-		return false, fmt.Errorf("kafka partitions of %s: %v", Topic, err)
-	}
-	ctx, cancel := context.WithCancel(ctx) // ends the readers when visit is done
-	defer cancel()
-	records := make(chan map[string]any, 256)
-	for _, p := range parts {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))},
-			Topic: Topic, Partition: p.ID, MaxWait: 200 * time.Millisecond,
-			// kafka-go's default (1 MB) is below the largest audit entry (kafka.MaxMessageBytes)
-			MaxBytes: MaxMessageBytes})
-		defer r.Close()
-		start, err := startOffset(ctx, p, since)
-		if err != nil {
-			return false, err
-		}
-		if err := r.SetOffset(start); err != nil {
-			return false, fmt.Errorf("kafka offset: %w", err)
-		}
-		go func() {
-			for {
-				msg, err := r.ReadMessage(ctx)
-				if err != nil {
-					return
-				}
-				var rec map[string]any
-				if json.Unmarshal(msg.Value, &rec) == nil {
-					select {
-					case records <- rec:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}()
-	}
-	for {
-		select {
-		case rec := <-records:
-			if visit(rec) {
-				return true, nil
-			}
-		case <-ctx.Done():
-			return false, nil
-		}
-	}
-}
-
-// startOffset is the offset of p's first record written at or after since. When there is none yet, Kafka
-// answers -1, which a reader takes as "the end" only when it starts fetching, so a record shipped in between
-// would be skipped: the end is read before the lookup instead, and every record after it is read.
-func startOffset(ctx context.Context, p kafkago.Partition, since time.Time) (int64, error) {
-	conn, err := kafkago.DefaultDialer.DialLeader(ctx, "tcp", net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)), p.Topic, p.ID)
-	if err != nil {
-		return 0, fmt.Errorf("kafka leader of %s/%d: %w", p.Topic, p.ID, err)
-	}
-	defer conn.Close()
-	end, err := conn.ReadLastOffset()
-	if err != nil {
-		return 0, fmt.Errorf("kafka end offset of %s/%d: %w", p.Topic, p.ID, err)
-	}
-	at, err := conn.ReadOffset(since)
-	if err != nil {
-		return 0, fmt.Errorf("kafka offset of %s/%d at %s: %w", p.Topic, p.ID, since.Format(time.RFC3339Nano), err)
-	}
-	if at < 0 {
-		return end, nil
-	}
-	return at, nil
+	return kafka.Scan(ctx, []string{Broker}, Topic, since, func(value []byte) bool {
+		var rec map[string]any
+		return json.Unmarshal(value, &rec) == nil && visit(rec)
+	})
 }
 
 // Expectation is an answer a suite got whose audit record must be in the topic.

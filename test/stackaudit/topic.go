@@ -7,13 +7,15 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/fhirwall/fhirwall/adapters/auditsink/kafka"
 )
 
 // ErrNoBroker is Kafka not answering on Broker.
 var ErrNoBroker = errors.New("kafka not reachable")
 
 // NewTopic makes a topic of a suite's own on Broker, named prefix.<nanoseconds>, with parts partitions and
-// sized like the audit topic (MaxMessageBytes), and waits until every partition has a leader. An error that
+// sized like the audit topic (kafka.MaxMessageBytes), and waits until every partition has a leader. An error that
 // wraps ErrNoBroker means Kafka could not be reached (the stack is down).
 func NewTopic(prefix string, parts int) (string, error) {
 	name := fmt.Sprintf("%s.%d", prefix, time.Now().UnixNano())
@@ -32,7 +34,7 @@ func NewTopic(prefix string, parts int) (string, error) {
 	}
 	defer cc.Close()
 	if err := cc.CreateTopics(kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1,
-		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(MaxMessageBytes)}}}); err != nil {
+		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(kafka.MaxMessageBytes)}}}); err != nil {
 		return "", err
 	}
 	if err := WaitForLeaders(context.Background(), Broker, name, parts); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -76,6 +77,87 @@ func readPartition(ctx context.Context, brokers []string, topic string, part int
 		}
 	}
 	return nil
+}
+
+// Scan reads every partition of topic at once, from each one's first record written at or after since, and
+// calls visit with each message's value until visit returns true (Scan reports true) or ctx ends (false): the
+// audit records of requests just made, for a check that waits for them (the self-test, the e2e suites). An
+// error: Kafka could not be read.
+func Scan(ctx context.Context, brokers []string, topic string, since time.Time, visit func(value []byte) bool) (bool, error) {
+	if len(brokers) == 0 {
+		return false, errors.New("kafka: no brokers")
+	}
+	conn, err := kafkago.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return false, fmt.Errorf("kafka: %w", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil || len(parts) == 0 {
+		return false, fmt.Errorf("kafka: partitions of %s: %v", topic, err)
+	}
+	ctx, cancel := context.WithCancel(ctx) // ends the readers when visit is done
+	defer cancel()
+	values := make(chan []byte, 256)
+	for _, p := range parts {
+		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
+		start, err := startOffset(ctx, leader, p, since)
+		if err != nil {
+			return false, err
+		}
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{leader}, Topic: topic, Partition: p.ID,
+			MaxWait: 200 * time.Millisecond, MaxBytes: MaxMessageBytes})
+		defer r.Close()
+		if err := r.SetOffset(start); err != nil {
+			return false, fmt.Errorf("kafka: offset of %s/%d: %w", topic, p.ID, err)
+		}
+		go func() {
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				select {
+				case values <- m.Value:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for {
+		select {
+		case v := <-values:
+			if visit(v) {
+				return true, nil
+			}
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
+}
+
+// startOffset is the offset of p's first record written at or after since. When there is none yet, Kafka
+// answers -1, which a reader takes as "the end" only when it first fetches, so a record shipped in between
+// would be skipped: the end is read before the lookup instead, and every record after it is read.
+func startOffset(ctx context.Context, leader string, p kafkago.Partition, since time.Time) (int64, error) {
+	conn, err := kafkago.DefaultDialer.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
+	if err != nil {
+		return 0, fmt.Errorf("kafka: leader of %s/%d: %w", p.Topic, p.ID, err)
+	}
+	defer conn.Close()
+	end, err := conn.ReadLastOffset()
+	if err != nil {
+		return 0, fmt.Errorf("kafka: end of %s/%d: %w", p.Topic, p.ID, err)
+	}
+	at, err := conn.ReadOffset(since)
+	if err != nil {
+		return 0, fmt.Errorf("kafka: offset of %s/%d at %s: %w", p.Topic, p.ID, since.Format(time.RFC3339Nano), err)
+	}
+	if at < 0 {
+		return end, nil
+	}
+	return at, nil
 }
 
 // ErrTopicTooSmall is returned by CheckTopic for a topic that would refuse the largest audit entry.
