@@ -838,8 +838,12 @@ func challenge(a answer, code string) string {
 }
 
 // judge returns why an answer leaks or misbehaves: a 2xx must not name the patient that is not the
-// caller's; anything else but a 304 must be an OperationOutcome. "" when the answer is fine.
+// caller's; a 5xx is the deployment failing, not refusing (a check it passed would prove nothing); anything
+// else but a 304 must be an OperationOutcome. "" when the answer is fine.
 func (r *runner) judge(a answer, other string) string {
+	if a.status >= 500 {
+		return fmt.Sprintf("%d: the deployment failed rather than refused", a.status)
+	}
 	if a.status/100 == 2 {
 		if leak := r.leaks(a.body, other); leak != "" {
 			return fmt.Sprintf("%d carries %s", a.status, leak)

@@ -23,6 +23,7 @@ type fakeDeployment struct {
 	leakOther       bool // serves member-02's Patient and names them in EOB searches
 	forbidNotMissed bool // answers another member's id 403, a missing one 404
 	echoToken       bool // quotes the Authorization header in its refusals
+	failOther       bool // answers another member's id 503 (an OperationOutcome): failing, not refusing
 }
 
 func (f fakeDeployment) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +42,8 @@ func (f fakeDeployment) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"resourceType":"Patient","id":"member-01"}`)
 	case path == "/Patient/member-02" && f.leakOther:
 		fmt.Fprint(w, `{"resourceType":"Patient","id":"member-02"}`)
+	case path == "/Patient/member-02" && f.failOther:
+		outcome(503, "transient", "unavailable")
 	case path == "/Patient/member-02" && f.forbidNotMissed:
 		outcome(403, "forbidden", "not yours")
 	case path == "/ExplanationOfBenefit" && f.leakOther:
@@ -96,6 +99,13 @@ func TestADeploymentLeakingAnotherPatientFailsTheChecksThatLookForIt(t *testing.
 		if res[name].Outcome != Fail {
 			t.Errorf("%s: %s %s, want fail", name, res[name].Outcome, res[name].Detail)
 		}
+	}
+}
+
+func TestAFailingDeploymentDoesNotPassAsRefusingAnotherPatient(t *testing.T) {
+	const name = "scopes/other-patient-refused"
+	if r := runAgainst(t, fakeDeployment{failOther: true}, name)[name]; r.Outcome != Fail || !strings.Contains(r.Detail, "503") {
+		t.Fatalf("%s against a 503: %s %s, want fail naming the 503", name, r.Outcome, r.Detail)
 	}
 }
 
